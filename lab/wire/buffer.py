@@ -1,0 +1,81 @@
+"""A read cursor over bytes that names what it failed to read."""
+
+from __future__ import annotations
+
+import struct
+
+from lab.errors import DecodeError
+
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_U64 = struct.Struct("!Q")
+
+
+class Buffer:
+    """Reads big-endian integers and byte strings from ``data``.
+
+    Every ``pull_*`` raises :class:`DecodeError` naming ``field`` when the data
+    runs out. ``commit()`` marks a position that ``rollback()`` returns to, so a
+    stream parser can leave half a frame waiting for the rest.
+    """
+
+    __slots__ = ("_data", "_pos", "_mark", "_base")
+
+    def __init__(self, data: bytes = b"", *, base_offset: int = 0) -> None:
+        self._data = bytes(data)
+        self._pos = 0
+        self._mark = 0
+        self._base = base_offset
+
+    def tell(self) -> int:
+        return self._base + self._pos
+
+    def remaining(self) -> int:
+        return len(self._data) - self._pos
+
+    def eof(self) -> bool:
+        return self._pos >= len(self._data)
+
+    def _need(self, n: int, field: str) -> int:
+        pos = self._pos
+        if pos + n > len(self._data):
+            raise DecodeError(
+                f"truncated: need {n} bytes, have {len(self._data) - pos}",
+                field=field,
+                offset=self._base + pos,
+            )
+        self._pos = pos + n
+        return pos
+
+    def pull_u8(self, field: str = "u8") -> int:
+        return self._data[self._need(1, field)]
+
+    def pull_u16(self, field: str = "u16") -> int:
+        return _U16.unpack_from(self._data, self._need(2, field))[0]
+
+    def pull_u32(self, field: str = "u32") -> int:
+        return _U32.unpack_from(self._data, self._need(4, field))[0]
+
+    def pull_u64(self, field: str = "u64") -> int:
+        return _U64.unpack_from(self._data, self._need(8, field))[0]
+
+    def pull_bytes(self, n: int, field: str = "bytes") -> bytes:
+        pos = self._need(n, field)
+        return self._data[pos : pos + n]
+
+    def pull_rest(self) -> bytes:
+        pos, self._pos = self._pos, len(self._data)
+        return self._data[pos:]
+
+    def push_data(self, data: bytes) -> None:
+        """Append bytes that arrived later (stream parsing)."""
+        self._data = self._data[self._pos :] + data
+        self._base += self._pos
+        self._mark -= self._pos
+        self._pos = 0
+
+    def commit(self) -> None:
+        self._mark = self._pos
+
+    def rollback(self) -> None:
+        self._pos = self._mark
