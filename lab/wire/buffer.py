@@ -68,11 +68,12 @@ class Buffer:
         return self._data[pos:]
 
     def push_data(self, data: bytes) -> None:
-        """Append bytes that arrived later (stream parsing)."""
-        self._data = self._data[self._pos :] + data
-        self._base += self._pos
-        self._mark -= self._pos
-        self._pos = 0
+        """Append bytes that arrived later (stream parsing); drops what precedes the mark."""
+        keep = self._mark  # rollback() must still find the committed position
+        self._data = self._data[keep:] + data
+        self._base += keep
+        self._pos -= keep
+        self._mark = 0
 
     def commit(self) -> None:
         self._mark = self._pos

@@ -1,0 +1,395 @@
+"""The user-space host: interfaces, demultiplexing, timers and the application API.
+
+A HostStack owns a node's addresses and TCP connections. Its driver (the
+simulator now, a Mininet endpoint process later) hands it received IP
+packets with :meth:`HostStack.input_packet` and gives it a ``transmit``
+callback and a scheduler. Applications get asyncio-Protocol-like callbacks
+(see :class:`StreamHandler`) and a :class:`Stream` to write to.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Callable
+from typing import Protocol
+
+from lab.errors import ConfigError, DecodeError, LocalProtocolError
+from lab.net import FourTuple
+from lab.tcp import TcpConfig, TcpConnection
+from lab.tcp.events import ConnectionEstablished, ConnectionTerminated, DataReceived, StreamEnded
+from lab.tcp.extension import TcpExtension
+from lab.tcp.state import TcpState
+from lab.trace import NULL_TRACER, Tracer
+from lab.wire.checksum import ones_sum, pack_address, unpack_address
+from lab.wire.ip import IPV4_HEADER
+from lab.wire.tcp import ACK, RST, SYN, TcpSegment, decode_segment, encode_segment
+from lab.wire.udp import UDP_PROTOCOL, UdpDatagram, decode_datagram, encode_datagram
+
+TCP = 6
+_V6_HEADER = struct.Struct("!IHBB16s16s")
+WRITE_LOW_WATER = 256 * 1024
+
+
+class Scheduler(Protocol):
+    def call_at(self, when: float, callback: Callable[[], None]) -> None: ...
+
+    @property
+    def now(self) -> float: ...
+
+
+class StreamHandler:
+    """Application callbacks for one TCP connection; override what you need."""
+
+    def connection_made(self, stream: Stream) -> None: ...
+
+    def data_received(self, stream: Stream, data: bytes) -> None: ...
+
+    def eof_received(self, stream: Stream) -> None:
+        """The peer closed its direction."""
+
+    def writable(self, stream: Stream) -> None:
+        """The send buffer drained below the low-water mark."""
+
+    def connection_lost(self, stream: Stream, reason: str, reset: bool) -> None: ...
+
+
+class DatagramHandler:
+    def datagram_received(self, host: HostStack, data: bytes, src: tuple[str, int], dst: tuple[str, int]) -> None: ...
+
+
+class Stream:
+    """A connection as an application sees it."""
+
+    def __init__(self, host: HostStack, conn: TcpConnection, handler: StreamHandler) -> None:
+        self.host = host
+        self.conn = conn
+        self.handler = handler
+        self.closed = False
+
+    @property
+    def addr(self) -> FourTuple:
+        return self.conn.addr
+
+    def send(self, data: bytes) -> None:
+        """Raises LocalProtocolError after close()."""
+        self.conn.send(data)
+        self.host._pump(self.conn)
+
+    def close(self) -> None:
+        if self.conn.state in (TcpState.CLOSED,):
+            return
+        self.conn.close(now=self.host.now)
+        self.host._pump(self.conn)
+
+    def abort(self, reason: str = "aborted by application") -> None:
+        self.conn.abort(reason, now=self.host.now)
+        self.host._pump(self.conn)
+
+    def pause_reading(self) -> None:
+        self.conn.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.conn.resume_reading(now=self.host.now)
+        self.host._pump(self.conn)
+
+    @property
+    def send_buffered(self) -> int:
+        return self.conn.send_buffered
+
+
+class HostStack:
+    """TCP/UDP for one host, driven by packets in and a scheduler."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        interfaces: dict[str, list[str]],
+        transmit: Callable[[str, bytes], None],
+        scheduler: Scheduler,
+        tracer: Tracer = NULL_TRACER,
+        rng: random.Random | None = None,
+        tcp_config: TcpConfig | None = None,
+    ) -> None:
+        """``interfaces`` maps interface name -> its addresses (IPv4 and/or IPv6 text)."""
+        self.name = name
+        self.tracer = tracer
+        self._trace_on = tracer.enabled
+        self._transmit = transmit
+        self._scheduler = scheduler
+        self.rng = rng or random.Random(0)
+        self.tcp_config = tcp_config or TcpConfig()
+        self._egress: dict[bytes, str] = {}
+        self.addresses: list[str] = []
+        for ifname, addrs in interfaces.items():
+            for a in addrs:
+                self._egress[pack_address(a)] = ifname
+                self.addresses.append(a)
+        self._conns: dict[bytes, tuple[TcpConnection, Stream]] = {}
+        self._listeners: dict[int, tuple[Callable[[], StreamHandler], TcpConfig | None, Callable[[], TcpExtension | None] | None]] = {}
+        self._udp: dict[int, DatagramHandler] = {}
+        self._timer_at: dict[int, float] = {}
+        self._ident = 0
+        self._next_port = 40000 + self.rng.randrange(0, 20000)
+        self._want_writable: set[int] = set()
+
+    @property
+    def now(self) -> float:
+        return self._scheduler.now
+
+    # --- application API
+
+    def connect(
+        self,
+        remote_addr: str,
+        remote_port: int,
+        handler: StreamHandler,
+        *,
+        local_addr: str | None = None,
+        local_port: int | None = None,
+        config: TcpConfig | None = None,
+        extension: TcpExtension | None = None,
+    ) -> Stream:
+        """Open a connection. Raises ConfigError for an address this host does not own."""
+        family_v6 = ":" in remote_addr
+        if local_addr is None:
+            local_addr = next((a for a in self.addresses if (":" in a) == family_v6), None)
+            if local_addr is None:
+                raise ConfigError(f"{self.name} has no {'IPv6' if family_v6 else 'IPv4'} address")
+        elif pack_address(local_addr) not in self._egress:
+            raise ConfigError(f"{self.name} does not own address {local_addr}")
+        if local_port is None:
+            local_port = self._alloc_port()
+        addr = FourTuple(local_addr, local_port, remote_addr, remote_port)
+        conn = self._new_conn(addr, config, extension)
+        stream = Stream(self, conn, handler)
+        self._conns[_key(addr)] = (conn, stream)
+        conn.connect(now=self.now)
+        self._pump(conn)
+        return stream
+
+    def listen(
+        self,
+        port: int,
+        handler_factory: Callable[[], StreamHandler],
+        *,
+        config: TcpConfig | None = None,
+        extension_factory: Callable[[], TcpExtension | None] | None = None,
+    ) -> None:
+        """Accept connections on ``port`` (any local address). Raises ConfigError if taken."""
+        if not 0 < port < 65536:
+            raise ConfigError(f"port must be 1..65535, got {port}")
+        if port in self._listeners:
+            raise ConfigError(f"{self.name}: port {port} already has a listener")
+        self._listeners[port] = (handler_factory, config, extension_factory)
+
+    def bind_udp(self, port: int, handler: DatagramHandler) -> None:
+        if port in self._udp:
+            raise ConfigError(f"{self.name}: UDP port {port} already bound")
+        self._udp[port] = handler
+
+    def send_datagram(self, data: bytes, *, src: tuple[str, int], dst: tuple[str, int]) -> None:
+        sp, dp = pack_address(src[0]), pack_address(dst[0])
+        payload = encode_datagram(UdpDatagram(src[1], dst[1], data), sp, dp)
+        self._send_ip(sp, dp, UDP_PROTOCOL, payload)
+
+    def connections(self) -> list[TcpConnection]:
+        return [c for c, _ in self._conns.values()]
+
+    # --- packets in
+
+    def input_packet(self, packet: bytes) -> None:
+        """One received IP packet. Never raises: bad packets are recorded and dropped."""
+        try:
+            version = packet[0] >> 4 if packet else 0
+            if version == 4:
+                if len(packet) < 20:
+                    raise DecodeError("IPv4 header truncated", field="header", offset=len(packet))
+                vihl, _tos, total, _id, _frag, _ttl, proto, _c, src, dst = IPV4_HEADER.unpack_from(packet)
+                ihl = (vihl & 0x0F) * 4
+                if ihl < 20 or total < ihl or total > len(packet):
+                    raise DecodeError("bad IPv4 lengths", field="total_length", offset=2)
+                if ones_sum(packet[:ihl]) != 0xFFFF:
+                    raise DecodeError("IPv4 header checksum mismatch", field="header_checksum", offset=10)
+                payload = packet[ihl:total]
+            elif version == 6:
+                if len(packet) < 40:
+                    raise DecodeError("IPv6 header truncated", field="header", offset=len(packet))
+                _first, plen, proto, _hl, src, dst = _V6_HEADER.unpack_from(packet)
+                if 40 + plen > len(packet):
+                    raise DecodeError("bad IPv6 payload length", field="payload_length", offset=4)
+                payload = packet[40 : 40 + plen]
+            else:
+                raise DecodeError(f"IP version {version}", field="version", offset=0)
+        except DecodeError as exc:
+            self._drop(f"bad IP packet: {exc}")
+            return
+        if dst not in self._egress:
+            self._drop(f"not addressed to {self.name}: {unpack_address(dst)}")
+            return
+        if proto == TCP:
+            self._input_tcp(src, dst, payload)
+        elif proto == UDP_PROTOCOL:
+            self._input_udp(src, dst, payload)
+        else:
+            self._drop(f"protocol {proto} not handled")
+
+    def _drop(self, reason: str) -> None:
+        if self._trace_on:
+            self.tracer.record(self.now, "ip", "segment_dropped", {"reason": reason})
+
+    def _input_tcp(self, src: bytes, dst: bytes, seg: bytes) -> None:
+        if len(seg) < 20:
+            self._drop("TCP segment shorter than its header")
+            return
+        key = dst + seg[2:4] + src + seg[0:2]
+        entry = self._conns.get(key)
+        if entry is not None:
+            conn = entry[0]
+            conn.receive_segment(seg, now=self.now)
+            self._pump(conn)
+            return
+        dport = (seg[2] << 8) | seg[3]
+        sport = (seg[0] << 8) | seg[1]
+        listener = self._listeners.get(dport)
+        flags = seg[13]
+        if listener is not None and flags & SYN and not flags & (ACK | RST):
+            factory, config, ext_factory = listener
+            addr = FourTuple(unpack_address(dst), dport, unpack_address(src), sport)
+            conn = self._new_conn(addr, config, ext_factory() if ext_factory else None)
+            stream = Stream(self, conn, factory())
+            self._conns[key] = (conn, stream)
+            conn.listen(now=self.now)
+            conn.receive_segment(seg, now=self.now)
+            self._pump(conn)
+            return
+        self._reset_unknown(src, dst, seg)
+
+    def _reset_unknown(self, src: bytes, dst: bytes, raw: bytes) -> None:
+        """RFC 9293 3.10.7.1: a segment for no connection gets a RST (unless it is one)."""
+        try:
+            seg = decode_segment(raw, src, dst)
+        except DecodeError as exc:
+            self._drop(f"bad TCP segment: {exc}")
+            return
+        if seg.flags & RST:
+            return
+        if seg.flags & ACK:
+            rst = TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
+        else:
+            rst = TcpSegment(seg.dst_port, seg.src_port, 0, (seg.seq + seg.seg_len) & 0xFFFFFFFF, RST | ACK, 0)
+        if self._trace_on:
+            self.tracer.record(
+                self.now,
+                "tcp",
+                "segment_sent",
+                {"conn": str(FourTuple(unpack_address(dst), seg.dst_port, unpack_address(src), seg.src_port)), "flags": "RA" if rst.flags & ACK else "R", "seq": rst.seq, "ack": rst.ack, "len": 0, "win": 0, "reason": "no connection"},
+            )
+        self._send_ip(dst, src, TCP, encode_segment(rst, dst, src))
+
+    def _input_udp(self, src: bytes, dst: bytes, payload: bytes) -> None:
+        try:
+            dgram = decode_datagram(payload, src, dst)
+        except DecodeError as exc:
+            self._drop(f"bad UDP datagram: {exc}")
+            return
+        handler = self._udp.get(dgram.dst_port)
+        if handler is None:
+            self._drop(f"UDP port {dgram.dst_port} unreachable")
+            return
+        handler.datagram_received(self, dgram.payload, (unpack_address(src), dgram.src_port), (unpack_address(dst), dgram.dst_port))
+
+    # --- internals
+
+    def _alloc_port(self) -> int:
+        for _ in range(30000):
+            port = self._next_port
+            self._next_port = 40000 if port >= 60999 else port + 1
+            if port not in self._listeners and not any(c.addr.local_port == port for c, _ in self._conns.values()):
+                return port
+        raise LocalProtocolError(f"{self.name}: no free port")
+
+    def _new_conn(self, addr: FourTuple, config: TcpConfig | None, extension: TcpExtension | None) -> TcpConnection:
+        return TcpConnection(
+            addr=addr,
+            config=config or self.tcp_config,
+            tracer=self.tracer,
+            rng=random.Random(self.rng.getrandbits(64)),
+            extension=extension,
+        )
+
+    def _send_ip(self, src: bytes, dst: bytes, proto: int, payload: bytes) -> None:
+        ifname = self._egress.get(src)
+        if ifname is None:
+            self._drop(f"no interface owns source {unpack_address(src)}")
+            return
+        if len(src) == 4:
+            self._ident = (self._ident + 1) & 0xFFFF
+            header = IPV4_HEADER.pack(0x45, 0, 20 + len(payload), self._ident, 0x4000, 64, proto, 0, src, dst)
+            csum = ~ones_sum(header) & 0xFFFF
+            packet = header[:10] + csum.to_bytes(2, "big") + header[12:] + payload
+        else:
+            packet = _V6_HEADER.pack(6 << 28, len(payload), proto, 64, src, dst) + payload
+        self._transmit(ifname, packet)
+
+    def _pump(self, conn: TcpConnection) -> None:
+        """Move segments out, events to the application, and re-arm the timer."""
+        entry = self._conns.get(_key(conn.addr))
+        stream = entry[1] if entry else None
+        for _ in range(1000):
+            outs = conn.segments_to_send(now=self.now)
+            if outs:
+                local = pack_address(conn.addr.local_addr)
+                remote = pack_address(conn.addr.remote_addr)
+                for out in outs:
+                    self._send_ip(local, remote, TCP, out.data)
+            ev = conn.next_event()
+            if ev is None:
+                break
+            if stream is None:
+                continue
+            handler = stream.handler
+            t = type(ev)
+            if t is DataReceived:
+                handler.data_received(stream, ev.data)
+            elif t is ConnectionEstablished:
+                handler.connection_made(stream)
+            elif t is StreamEnded:
+                handler.eof_received(stream)
+            elif t is ConnectionTerminated:
+                stream.closed = True
+                self._conns.pop(_key(conn.addr), None)
+                handler.connection_lost(stream, ev.reason, ev.reset)
+        if stream is not None and not stream.closed and conn.send_buffered < WRITE_LOW_WATER and conn.state in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT):
+            cid = id(conn)
+            if cid not in self._want_writable:
+                self._want_writable.add(cid)
+                stream.handler.writable(stream)
+                self._want_writable.discard(cid)
+        when = conn.get_timer()
+        if when is not None:
+            cid = id(conn)
+            scheduled = self._timer_at.get(cid)
+            if scheduled is None or when < scheduled:
+                self._timer_at[cid] = when
+                self._scheduler.call_at(when, lambda c=conn, w=when: self._fire(c, w))
+
+    def _fire(self, conn: TcpConnection, when: float) -> None:
+        cid = id(conn)
+        if self._timer_at.get(cid) != when:
+            return  # superseded by an earlier timer
+        del self._timer_at[cid]
+        due = conn.get_timer()
+        if due is not None and due <= self.now:
+            conn.handle_timer(now=self.now)
+        self._pump(conn)
+
+
+def _key(addr: FourTuple) -> bytes:
+    return (
+        pack_address(addr.local_addr)
+        + addr.local_port.to_bytes(2, "big")
+        + pack_address(addr.remote_addr)
+        + addr.remote_port.to_bytes(2, "big")
+    )

@@ -1,0 +1,193 @@
+"""Middlebox policies: a router hands each forwarded packet to its policies in turn.
+
+A policy returns the packet (possibly rewritten, checksums fixed as a real
+rewriting box does) or None to drop it, and records what it did under the
+``middlebox`` layer: ``segment_dropped`` for drops, ``segment_sent`` with
+``"action": "rewritten"`` for rewrites.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from lab.errors import ConfigError
+from lab.trace import Tracer
+from lab.wire.checksum import transport_checksum
+from lab.wire.tcp import SYN, TCP_PROTOCOL
+from lab.wire.udp import UDP_PROTOCOL
+
+STRIP_WHEN = ("all", "syn", "after_handshake")
+
+
+def _split(packet: bytes) -> tuple[int, int, bytes, bytes] | None:
+    """(protocol, header length, src, dst) of an IPv4/IPv6 packet without extension headers."""
+    version = packet[0] >> 4
+    if version == 4:
+        return packet[9], (packet[0] & 0x0F) * 4, packet[12:16], packet[16:20]
+    if version == 6 and len(packet) >= 40:
+        return packet[6], 40, packet[8:24], packet[24:40]
+    return None
+
+
+class Middlebox:
+    """Base policy: passes everything."""
+
+    name = "middlebox"
+
+    def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
+        return packet
+
+    def describe(self) -> dict:
+        return {"policy": self.name}
+
+    def _record(self, tracer: Tracer, now: float, name: str, data: dict) -> None:
+        if tracer.enabled:
+            data["policy"] = self.name
+            tracer.record(now, "middlebox", name, data)
+
+
+class BlockUdpPorts(Middlebox):
+    """Drop UDP datagrams to (or from) the given ports, e.g. a hotspot blocking IKE (500, 4500)."""
+
+    name = "block_udp"
+
+    def __init__(self, ports: Iterable[int], *, both_directions: bool = True) -> None:
+        self.ports = frozenset(int(p) for p in ports)
+        for p in self.ports:
+            if not 0 < p < 65536:
+                raise ConfigError(f"UDP port must be 1..65535, got {p}")
+        self.both_directions = both_directions
+
+    def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
+        parts = _split(packet)
+        if parts is None or parts[0] != UDP_PROTOCOL or len(packet) < parts[1] + 4:
+            return packet
+        hl = parts[1]
+        sport = int.from_bytes(packet[hl : hl + 2], "big")
+        dport = int.from_bytes(packet[hl + 2 : hl + 4], "big")
+        if dport in self.ports or (self.both_directions and sport in self.ports):
+            self._record(tracer, now, "segment_dropped", {"reason": "UDP port blocked", "sport": sport, "dport": dport, "ingress": ingress})
+            return None
+        return packet
+
+    def describe(self) -> dict:
+        return {"policy": self.name, "ports": sorted(self.ports)}
+
+
+class StripTcpOptions(Middlebox):
+    """Overwrite TCP options of the given kinds with NOPs, as iptables TCPOPTSTRIP does.
+
+    ``when``: ``"all"`` segments, only ``"syn"`` segments, or only ``"after_handshake"``
+    (segments without SYN).
+    """
+
+    name = "strip_tcp_options"
+
+    def __init__(self, kinds: Iterable[int], *, when: str = "all") -> None:
+        self.kinds = frozenset(int(k) for k in kinds)
+        for k in self.kinds:
+            if not 2 <= k <= 255:
+                raise ConfigError(f"TCP option kind must be 2..255, got {k}")
+        if when not in STRIP_WHEN:
+            raise ConfigError(f"when must be one of {', '.join(STRIP_WHEN)}, got {when!r}")
+        self.when = when
+
+    def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
+        parts = _split(packet)
+        if parts is None or parts[0] != TCP_PROTOCOL:
+            return packet
+        proto, hl, src, dst = parts
+        if len(packet) < hl + 20:
+            return packet
+        flags = packet[hl + 13]
+        if (self.when == "syn" and not flags & SYN) or (self.when == "after_handshake" and flags & SYN):
+            return packet
+        doff = (packet[hl + 12] >> 4) * 4
+        if doff <= 20 or hl + doff > len(packet):
+            return packet
+        opts = bytearray(packet[hl + 20 : hl + doff])
+        stripped = []
+        pos = 0
+        while pos < len(opts):
+            kind = opts[pos]
+            if kind == 0:
+                break
+            if kind == 1:
+                pos += 1
+                continue
+            if pos + 1 >= len(opts) or opts[pos + 1] < 2 or pos + opts[pos + 1] > len(opts):
+                break  # malformed: leave the rest alone
+            length = opts[pos + 1]
+            if kind in self.kinds:
+                opts[pos : pos + length] = b"\x01" * length
+                stripped.append(kind)
+            pos += length
+        if not stripped:
+            return packet
+        seg = bytearray(packet[hl:])
+        seg[20:doff] = opts
+        seg[16:18] = b"\x00\x00"
+        seg[16:18] = transport_checksum(src, dst, TCP_PROTOCOL, bytes(seg)).to_bytes(2, "big")
+        self._record(tracer, now, "segment_sent", {"action": "rewritten", "stripped_kinds": stripped, "ingress": ingress})
+        return packet[:hl] + bytes(seg)
+
+    def describe(self) -> dict:
+        return {"policy": self.name, "kinds": sorted(self.kinds), "when": self.when}
+
+
+class FlipPayloadBytes(Middlebox):
+    """XOR one payload byte of selected TCP data segments (fixing the checksum, so only
+    an end-to-end integrity check can notice).
+
+    Selects the ``nth`` data segment seen (1-based) towards ``dst_port``, or,
+    with ``probability``, each data segment at random (``rng_seed`` fixed).
+    """
+
+    name = "flip_payload"
+
+    def __init__(self, *, dst_port: int | None = None, nth: int | None = 1, probability: float = 0.0, offset: int = 0, mask: int = 0xFF, rng_seed: int = 0) -> None:
+        import random
+
+        if nth is not None and nth < 1:
+            raise ConfigError(f"nth must be at least 1, got {nth}")
+        if not 0 <= probability <= 1:
+            raise ConfigError(f"probability must be in [0, 1], got {probability}")
+        if not 1 <= mask <= 0xFF:
+            raise ConfigError(f"mask must be 1..255, got {mask}")
+        self.dst_port = dst_port
+        self.nth = nth
+        self.probability = probability
+        self.offset = offset
+        self.mask = mask
+        self._seen = 0
+        self._rng = random.Random(rng_seed)
+        self.flipped = 0
+
+    def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
+        parts = _split(packet)
+        if parts is None or parts[0] != TCP_PROTOCOL:
+            return packet
+        proto, hl, src, dst = parts
+        if len(packet) < hl + 20:
+            return packet
+        doff = (packet[hl + 12] >> 4) * 4
+        payload_len = len(packet) - hl - doff
+        if payload_len <= 0:
+            return packet
+        if self.dst_port is not None and int.from_bytes(packet[hl + 2 : hl + 4], "big") != self.dst_port:
+            return packet
+        self._seen += 1
+        hit = (self.nth is not None and self._seen == self.nth) or (self.probability and self._rng.random() < self.probability)
+        if not hit:
+            return packet
+        seg = bytearray(packet[hl:])
+        index = doff + min(self.offset, payload_len - 1)
+        seg[index] ^= self.mask
+        seg[16:18] = b"\x00\x00"
+        seg[16:18] = transport_checksum(src, dst, TCP_PROTOCOL, bytes(seg)).to_bytes(2, "big")
+        self.flipped += 1
+        self._record(tracer, now, "segment_sent", {"action": "rewritten", "flipped_offset": index - doff, "ingress": ingress})
+        return packet[:hl] + bytes(seg)
+
+    def describe(self) -> dict:
+        return {"policy": self.name, "dst_port": self.dst_port, "nth": self.nth, "probability": self.probability}

@@ -1,0 +1,362 @@
+"""The embedded discrete-event network.
+
+Virtual time only: nothing here reads the clock except :meth:`SimNetwork.run_paced`,
+which sleeps so that virtual time follows wall time for a live view. All
+randomness comes from one ``random.Random(seed)``, so the same seed gives the
+same run, record for record.
+
+Links model serialization at ``bw_mbps`` (over IP packet bytes), one-way
+propagation ``delay_ms`` in each direction, random loss ``loss_pct`` on the
+wire, and a drop-tail queue of ``queue_packets`` packets (the one being
+serialized included). A packet's departure time is computed when it is
+queued, so each hop costs one scheduled event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from lab.errors import ConfigError
+from lab.host import HostStack
+from lab.sim.middlebox import Middlebox
+from lab.tcp import TcpConfig
+from lab.topology import InterfaceSpec, LinkSpec, TopologySpec
+from lab.trace import NULL_TRACER, Tracer
+from lab.wire.checksum import pack_address
+
+IPV4_TTL_OFFSET = 8
+
+
+class _Direction:
+    """One direction of a link: a queue feeding a serializer, then the wire."""
+
+    __slots__ = ("link", "src_iface", "dst_iface", "bytes_per_s", "delay_s", "loss", "limit", "busy_until", "departures", "sent_packets", "sent_bytes", "dropped")
+
+    def __init__(self, link: SimLink, src_iface: SimInterface, dst_iface: SimInterface, spec: LinkSpec) -> None:
+        self.link = link
+        self.src_iface = src_iface
+        self.dst_iface = dst_iface
+        self.bytes_per_s = None if spec.bw_mbps is None else spec.bw_mbps * 1e6 / 8
+        self.delay_s = spec.delay_ms / 1000.0
+        self.loss = spec.loss_pct / 100.0
+        self.limit = spec.queue_packets
+        self.busy_until = 0.0
+        self.departures: deque[float] = deque()
+        self.sent_packets = 0
+        self.sent_bytes = 0
+        self.dropped = 0
+
+
+class SimLink:
+    def __init__(self, spec: LinkSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.up = True
+        self.generation = 0  # bumped when the link goes down: packets on the wire are lost
+        self.directions: list[_Direction] = []
+
+
+class SimInterface:
+    __slots__ = ("spec", "name", "node", "out", "pcap")
+
+    def __init__(self, spec: InterfaceSpec, node: SimNode) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.node = node
+        self.out: _Direction | None = None
+        self.pcap = None
+
+
+class SimNode:
+    def __init__(self, net: SimNetwork, name: str) -> None:
+        self.net = net
+        self.name = name
+        self.interfaces: dict[str, SimInterface] = {}
+
+    def receive(self, iface: SimInterface, packet: bytes) -> None:
+        raise NotImplementedError
+
+
+class SimRouter(SimNode):
+    """Forwards by destination address; middleboxes see each forwarded packet."""
+
+    def __init__(self, net: SimNetwork, name: str) -> None:
+        super().__init__(net, name)
+        self.routes: dict[bytes, SimInterface] = {}
+        self.middleboxes: list[Middlebox] = []
+        self.tracer = net.tracer.bind(name)
+
+    def receive(self, iface: SimInterface, packet: bytes) -> None:
+        version = packet[0] >> 4
+        if version == 4:
+            dst = packet[16:20]
+            ttl = packet[8]
+        else:
+            dst = packet[24:40]
+            ttl = packet[7]
+        out = self.routes.get(dst)
+        net = self.net
+        if out is None:
+            self._drop(packet, "no route")
+            return
+        if ttl <= 1:
+            self._drop(packet, "TTL expired")
+            return
+        if version == 4:
+            # RFC 1624 incremental update: TTL sits in the high byte of word 4
+            csum = ((packet[10] << 8) | packet[11]) + 0x0100
+            csum = (csum & 0xFFFF) + (csum >> 16)
+            packet = b"".join((packet[:8], bytes((ttl - 1,)), packet[9:10], csum.to_bytes(2, "big"), packet[12:]))
+        else:
+            packet = b"".join((packet[:7], bytes((ttl - 1,)), packet[8:]))
+        for box in self.middleboxes:
+            result = box.process(packet, now=net.now, ingress=iface.name, egress=out.name, tracer=self.tracer)
+            if result is None:
+                return
+            packet = result
+        net.transmit(out, packet)
+
+    def _drop(self, packet: bytes, reason: str) -> None:
+        if self.tracer.enabled:
+            self.tracer.record(self.net.now, "ip", "segment_dropped", {"reason": reason, "len": len(packet)})
+
+
+class SimHost(SimNode):
+    def __init__(self, net: SimNetwork, name: str, tcp_config: TcpConfig | None) -> None:
+        super().__init__(net, name)
+        self.tracer = net.tracer.bind(name)
+        self.stack: HostStack | None = None
+        self._tcp_config = tcp_config
+
+    def start(self) -> None:
+        addrs = {n: [i.spec.ipv4, i.spec.ipv6] for n, i in self.interfaces.items()}
+        self.stack = HostStack(
+            self.name,
+            interfaces=addrs,
+            transmit=self._transmit,
+            scheduler=self.net,
+            tracer=self.tracer,
+            rng=random.Random(self.net.rng.getrandbits(64)),
+            tcp_config=self._tcp_config,
+        )
+
+    def _transmit(self, ifname: str, packet: bytes) -> None:
+        self.net.transmit(self.interfaces[ifname], packet)
+
+    def receive(self, iface: SimInterface, packet: bytes) -> None:
+        self.stack.input_packet(packet)
+
+
+class SimNetwork:
+    """A topology spec brought to life in virtual time."""
+
+    def __init__(self, spec: TopologySpec, *, seed: int = 1, tracer: Tracer = NULL_TRACER, tcp_config: TcpConfig | None = None) -> None:
+        self.spec = spec
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self._loss_rng = random.Random(self.rng.getrandbits(64))
+        self.tracer = tracer
+        self.now = 0.0
+        self._heap: list[tuple[float, int, Callable, object]] = []
+        self._seq = 0
+        self.nodes: dict[str, SimNode] = {}
+        self.links: dict[str, SimLink] = {}
+        self.interfaces: dict[str, SimInterface] = {}
+        self.events_processed = 0
+        self._pcaps: list = []
+        for name, node in spec.nodes.items():
+            self.nodes[name] = SimHost(self, name, tcp_config) if node.kind == "host" else SimRouter(self, name)
+        for iface in spec.interfaces.values():
+            sim_iface = SimInterface(iface, self.nodes[iface.node])
+            self.nodes[iface.node].interfaces[iface.name] = sim_iface
+            self.interfaces[iface.name] = sim_iface
+        for name, lspec in spec.links.items():
+            link = SimLink(lspec)
+            ends = [i for i in self.interfaces.values() if i.spec.link == name]
+            a = next(i for i in ends if i.node.name == lspec.a)
+            b = next(i for i in ends if i.node.name == lspec.b)
+            for src, dst in ((a, b), (b, a)):
+                d = _Direction(link, src, dst, lspec)
+                src.out = d
+                link.directions.append(d)
+            self.links[name] = link
+        for route in spec.routes:
+            node = self.nodes[route.node]
+            if isinstance(node, SimRouter):
+                node.routes.setdefault(pack_address(route.dst), self.interfaces[route.interface])
+        for node in self.nodes.values():
+            if isinstance(node, SimHost):
+                node.start()
+
+    @classmethod
+    def build(cls, spec: TopologySpec, *, seed: int = 1, tracer: Tracer = NULL_TRACER, tcp_config: TcpConfig | None = None) -> SimNetwork:
+        return cls(spec, seed=seed, tracer=tracer, tcp_config=tcp_config)
+
+    # --- scheduling (the Scheduler protocol HostStack uses)
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (when if when > self.now else self.now, self._seq, _call, callback))
+
+    def _push(self, when: float, fn: Callable, arg: object) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (when, self._seq, fn, arg))
+
+    # --- access
+
+    def host(self, name: str) -> HostStack:
+        """The stack of host ``name``. Raises ConfigError for an unknown host."""
+        node = self.nodes.get(name)
+        if not isinstance(node, SimHost):
+            raise ConfigError(f"no host named {name!r}; hosts: {', '.join(self.spec.hosts())}")
+        return node.stack
+
+    def router(self, name: str) -> SimRouter:
+        node = self.nodes.get(name)
+        if not isinstance(node, SimRouter):
+            raise ConfigError(f"no router named {name!r}; routers: {', '.join(self.spec.routers())}")
+        return node
+
+    def add_middlebox(self, router: str, box: Middlebox) -> None:
+        self.router(router).middleboxes.append(box)
+
+    def link(self, name: str) -> SimLink:
+        link = self.links.get(name)
+        if link is None:
+            raise ConfigError(f"no link named {name!r}; links: {', '.join(self.links)}")
+        return link
+
+    def set_link_up(self, name: str, up: bool, *, at: float | None = None) -> None:
+        """Take a link down or up now, or at virtual time ``at``."""
+        link = self.link(name)
+        if at is not None and at > self.now:
+            self.call_at(at, lambda: self.set_link_up(name, up))
+            return
+        if link.up == up:
+            return
+        link.up = up
+        if not up:
+            link.generation += 1
+            for d in link.directions:
+                d.departures.clear()
+                d.busy_until = self.now
+        if self.tracer.enabled:
+            self.tracer.record_node(self.now, "net", "link", "state_updated", {"link": name, "up": up})
+
+    def enable_pcaps(self, directory: Path) -> list[Path]:
+        """Write one pcap per interface into ``directory``."""
+        from lab.pcap import PcapWriter
+
+        paths = []
+        for iface in self.interfaces.values():
+            path = directory / f"{iface.name}.pcap"
+            iface.pcap = PcapWriter(path)
+            self._pcaps.append(iface.pcap)
+            paths.append(path)
+        return paths
+
+    def close(self) -> None:
+        for w in self._pcaps:
+            w.close()
+        self._pcaps.clear()
+
+    # --- the data path
+
+    def transmit(self, iface: SimInterface, packet: bytes) -> None:
+        d = iface.out
+        now = self.now
+        if iface.pcap is not None:
+            iface.pcap.write(now, packet)
+        link = d.link
+        if not link.up:
+            self._drop(d, packet, "link down")
+            return
+        if d.bytes_per_s is None:
+            depart = now
+        else:
+            q = d.departures
+            while q and q[0] <= now:
+                q.popleft()
+            if len(q) >= d.limit:
+                self._drop(d, packet, "queue full")
+                return
+            start = d.busy_until if d.busy_until > now else now
+            depart = start + len(packet) / d.bytes_per_s
+            d.busy_until = depart
+            q.append(depart)
+        d.sent_packets += 1
+        d.sent_bytes += len(packet)
+        if d.loss and self._loss_rng.random() < d.loss:
+            self._drop(d, packet, "random loss")
+            return
+        self._seq += 1
+        heapq.heappush(self._heap, (depart + d.delay_s, self._seq, self._arrive, (d, link.generation, packet)))
+
+    def _arrive(self, item: tuple[_Direction, int, bytes]) -> None:
+        d, generation, packet = item
+        if generation != d.link.generation:
+            return  # the link went down while the packet was on it
+        iface = d.dst_iface
+        if iface.pcap is not None:
+            iface.pcap.write(self.now, packet)
+        iface.node.receive(iface, packet)
+
+    def _drop(self, d: _Direction, packet: bytes, reason: str) -> None:
+        d.dropped += 1
+        if self.tracer.enabled:
+            self.tracer.record_node(self.now, "net", "link", "segment_dropped", {"link": d.link.name, "from": d.src_iface.name, "reason": reason, "len": len(packet)})
+
+    # --- running
+
+    def run(self, *, until: float | None = None, stop: Callable[[], bool] | None = None) -> float:
+        """Process events in virtual time until ``until``, ``stop()`` is true, or nothing is left.
+
+        Returns the virtual time reached.
+        """
+        heap = self._heap
+        pop = heapq.heappop
+        n = 0
+        while heap:
+            when = heap[0][0]
+            if until is not None and when > until:
+                self.now = until
+                break
+            _, _, fn, arg = pop(heap)
+            self.now = when
+            fn(arg)
+            n += 1
+            if stop is not None and n % 64 == 0 and stop():
+                break
+        else:
+            if until is not None:
+                self.now = max(self.now, until)
+        self.events_processed += n
+        return self.now
+
+    async def run_paced(self, *, speed: float = 1.0, until: float | None = None, stop: Callable[[], bool] | None = None, tick_s: float = 0.02) -> float:
+        """Run so that virtual time advances ``speed`` times as fast as the wall clock."""
+        if speed <= 0:
+            raise ConfigError(f"speed must be positive, got {speed}")
+        start_wall = time.monotonic()
+        start_virtual = self.now
+        while True:
+            target = start_virtual + (time.monotonic() - start_wall) * speed
+            if until is not None:
+                target = min(target, until)
+            self.run(until=target, stop=stop)
+            if (stop is not None and stop()) or (until is not None and self.now >= until) or not self._heap:
+                return self.now
+            await asyncio.sleep(tick_s)
+
+    def idle(self) -> bool:
+        return not self._heap
+
+
+def _call(callback: Callable[[], None]) -> None:
+    callback()

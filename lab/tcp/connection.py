@@ -1,0 +1,1260 @@
+"""The sans-I/O TCP endpoint.
+
+Sequence numbers are kept internally as unbounded offsets from the initial
+sequence numbers (ISS for what we send, IRS for what we receive): the SYN is
+offset 0, stream byte ``k`` is offset ``k + 1``. Offsets compare as plain
+integers; the wire value is ``(ISS + offset) mod 2**32``.
+
+RFCs followed: 9293 (TCP), 7323 (window scale, timestamps, PAWS), 2018
+(SACK), 6675 (SACK-based loss recovery), 6582 (NewReno recovery without
+SACK), 3042 (limited transmit), 6298 (RTO), 5681 and 9438 (congestion
+control), 5961 (RST and SYN hardening), 6928 (initial window).
+"""
+
+from __future__ import annotations
+
+import random
+from bisect import bisect_left
+from collections import deque
+
+from lab.errors import DecodeError, LocalProtocolError
+from lab.net import FourTuple, Outgoing
+from lab.tcp.config import TcpConfig
+from lab.tcp.congestion import CongestionControl, make_congestion_control
+from lab.tcp.events import (
+    ConnectionEstablished,
+    ConnectionTerminated,
+    DataReceived,
+    StreamEnded,
+    TcpEvent,
+)
+from lab.tcp.extension import SegmentRole, TcpExtension
+from lab.tcp.state import CAN_RECEIVE_DATA, CAN_SEND, SYNCHRONIZED, TRANSITIONS, Input, TcpState
+from lab.trace import NULL_TRACER, Tracer
+from lab.wire.checksum import pack_address
+from lab.wire.tcp import (
+    ACK,
+    FIN,
+    PSH,
+    RST,
+    SYN,
+    MaxSegmentSize,
+    NoOperation,
+    Sack,
+    SackPermitted,
+    TcpOption,
+    TcpSegment,
+    Timestamps,
+    WindowScale,
+    decode_segment,
+    encode_segment,
+    flags_text,
+    push_options,
+)
+
+MASK = 0xFFFFFFFF
+HALF = 0x80000000
+DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
+_NOP = NoOperation()
+_SACK_PERMITTED = SackPermitted()
+
+S = TcpState
+
+
+class _Sent:
+    """One transmitted, not yet cumulatively acknowledged segment (the scoreboard)."""
+
+    __slots__ = ("start", "end", "fin", "sent_at", "retransmits", "sacked", "lost")
+
+    def __init__(self, start: int, end: int, fin: bool, sent_at: float) -> None:
+        self.start = start
+        self.end = end
+        self.fin = fin
+        self.sent_at = sent_at
+        self.retransmits = 0
+        self.sacked = False
+        self.lost = False
+
+
+class TcpConnection:
+    """One TCP connection, driven by its caller.
+
+    Inputs: :meth:`connect`, :meth:`listen`, :meth:`send`, :meth:`close`,
+    :meth:`abort`, :meth:`receive_segment`, :meth:`handle_timer`. Outputs:
+    :meth:`segments_to_send`, :meth:`get_timer`, :meth:`next_event`.
+    """
+
+    def __init__(
+        self,
+        *,
+        addr: FourTuple,
+        config: TcpConfig | None = None,
+        tracer: Tracer = NULL_TRACER,
+        rng: random.Random | None = None,
+        extension: TcpExtension | None = None,
+        congestion: CongestionControl | None = None,
+    ) -> None:
+        self.addr = addr
+        self.config = config = config or TcpConfig()
+        self._tracer = tracer
+        self._trace_on = tracer.enabled
+        self._rng = rng or random.Random(0)
+        self._ext = extension
+        self._local_packed = pack_address(addr.local_addr)
+        self._remote_packed = pack_address(addr.remote_addr)
+        self._ip_overhead = 40 if len(self._local_packed) == 4 else 60
+        self._state = S.CLOSED
+        self._events: deque[TcpEvent] = deque()
+        self._out: list[Outgoing] = []
+
+        # send side (offsets from ISS)
+        self._iss = self._rng.getrandbits(32)
+        self._snd_una = 0
+        self._snd_nxt = 0
+        self._snd_max = 0
+        self._snd_wnd = 0
+        self._max_snd_wnd = 0
+        self._snd_wl1 = 0
+        self._snd_wl2 = 0
+        self._snd_wscale = 0
+        self._sbuf = bytearray()
+        self._sbuf_off = 1  # offset of _sbuf[0]
+        self._fin_queued = False
+        self._fin_off: int | None = None  # offset of our FIN once queued
+        self._sent: deque[_Sent] = deque()
+        self._dupacks = 0
+        self._recovery: str | None = None  # None, "fast" or "rto"
+        self._recovery_point = 0
+        self._sacked_bytes = 0
+        self._highest_sacked = 0
+        self._bytes_sent = 0
+        self._bytes_retransmitted = 0
+        self._bytes_acked = 0
+        self._round_end = 0  # HyStart++ rounds (RFC 9406): snd_nxt when the round began
+
+        # receive side (offsets from IRS)
+        self._irs = 0
+        self._rcv_nxt = 0
+        self._rcv_wscale = 0
+        self._rcv_right_edge = 0
+        self._rcv_buf = bytearray()  # in-order bytes the application has not read (paused)
+        self._reading = True
+        self._ooo: list[list] = []  # sorted [start, end, bytearray, stamp] out-of-order ranges
+        self._ooo_stamp = 0
+        self._peer_fin_off: int | None = None
+        self._fin_delivered = False
+        self._ack_pending = False
+        self._unacked_segments = 0
+        self._bytes_received = 0
+        self._last_ack_sent = 0
+
+        # options
+        self._mss_announced = config.mss
+        self._snd_mss = DEFAULT_MSS
+        self._sack_ok = False
+        self._ts_ok = False
+        self._ts_offset = self._rng.getrandbits(32)
+        self._ts_recent = 0
+        self._wscale_ok = False
+        self._opt_overhead = 0
+
+        # timing (RFC 6298)
+        self._srtt: float | None = None
+        self._rttvar = 0.0
+        self._rto = config.initial_rto_s
+        self._backoff = 0
+        self._rtt_min: float | None = None
+        self._rtt_last: float | None = None
+        self._retransmit_at: float | None = None
+        self._delack_at: float | None = None
+        self._persist_at: float | None = None
+        self._persist_backoff = 0
+        self._keepalive_at: float | None = None
+        self._keepalive_sent = 0
+        self._timewait_at: float | None = None
+        self._syn_sent_at = 0.0
+        self._syn_retries = 0
+        self._last_activity = 0.0
+
+        self._cc = congestion or make_congestion_control(
+            config.congestion_control, mss=self._snd_mss, initial_window_segments=config.initial_window_segments
+        )
+        if extension is not None:
+            extension.attach(self)
+
+    # ------------------------------------------------------------------ API
+
+    @property
+    def state(self) -> TcpState:
+        return self._state
+
+    @property
+    def congestion(self) -> CongestionControl:
+        return self._cc
+
+    @property
+    def mss(self) -> int:
+        """Payload bytes per full segment (the peer's MSS less per-segment options)."""
+        return self._snd_mss
+
+    @property
+    def srtt(self) -> float | None:
+        return self._srtt
+
+    @property
+    def send_buffered(self) -> int:
+        """Bytes written but not yet acknowledged."""
+        return len(self._sbuf)
+
+    @property
+    def stream_offset_sent(self) -> int:
+        return max(0, self._snd_nxt - 1)
+
+    def connect(self, *, now: float) -> None:
+        """Active open: queue a SYN. Raises LocalProtocolError unless CLOSED."""
+        if self._state is not S.CLOSED or self._snd_max:
+            raise LocalProtocolError(f"cannot connect in state {self._state.name}")
+        self._transition(Input.ACTIVE_OPEN, now)
+        self._send_syn(now)
+
+    def listen(self, *, now: float = 0.0) -> None:
+        """Passive open: accept the first SYN. Raises LocalProtocolError unless CLOSED."""
+        if self._state is not S.CLOSED or self._snd_max:
+            raise LocalProtocolError(f"cannot listen in state {self._state.name}")
+        self._transition(Input.PASSIVE_OPEN, now)
+
+    def send(self, data: bytes) -> None:
+        """Queue application data. Raises LocalProtocolError after close() or outside an open state."""
+        if self._state not in CAN_SEND or self._fin_queued:
+            raise LocalProtocolError(f"cannot send data in state {self._state.name}")
+        if self._ext is not None and self._ext.owns_stream:
+            self._ext.app_send(bytes(data))
+        else:
+            self._sbuf += data
+
+    def send_stream(self, data: bytes) -> None:
+        """Queue bytes on the TCP stream itself (used by an extension that owns the stream)."""
+        if self._fin_queued:
+            raise LocalProtocolError("cannot send after FIN")
+        self._sbuf += data
+
+    def deliver(self, data: bytes) -> None:
+        """Hand bytes to the application (used by an extension that owns the stream)."""
+        if data:
+            self._events.append(DataReceived(data=bytes(data)))
+
+    def close(self, *, now: float) -> None:
+        """Send FIN after queued data. Raises LocalProtocolError when already closing or closed."""
+        st = self._state
+        if st in (S.LISTEN, S.SYN_SENT):
+            self._transition(Input.APP_CLOSE, now)
+            self._terminate("closed before established", now, reset=False)
+            return
+        if self._fin_queued or st not in (S.SYN_RECEIVED, S.ESTABLISHED, S.CLOSE_WAIT):
+            raise LocalProtocolError(f"cannot close in state {st.name}")
+        self._fin_queued = True
+        self._fin_off = self._sbuf_off + len(self._sbuf)
+        self._transition(Input.APP_CLOSE, now)
+
+    def abort(self, reason: str = "aborted", *, now: float) -> None:
+        """Send RST (in a synchronized state) and terminate at once."""
+        if self._state is S.CLOSED:
+            return
+        if self._state in SYNCHRONIZED or self._state is S.SYN_RECEIVED:
+            self._emit_rst(self._snd_nxt, now)
+        self._transition(Input.ABORT, now)
+        self._terminate(reason, now, reset=True)
+
+    def pause_reading(self) -> None:
+        """Stop delivering data; the advertised window shrinks to zero as data arrives."""
+        self._reading = False
+
+    def resume_reading(self, *, now: float) -> None:
+        """Deliver buffered data and reopen the window (sending a window update)."""
+        self._reading = True
+        if self._rcv_buf:
+            data = bytes(self._rcv_buf)
+            self._rcv_buf.clear()
+            self._deliver_in_order(data, now)
+        if self._state in SYNCHRONIZED:
+            self._ack_pending = True
+
+    def receive_segment(self, segment: bytes, *, now: float) -> None:
+        """Process one received TCP segment (header onwards, checksum verified here).
+
+        Never raises for bad input: malformed segments are recorded and dropped.
+        """
+        try:
+            seg = decode_segment(segment, self._remote_packed, self._local_packed)
+        except DecodeError as exc:
+            if self._trace_on:
+                self._tracer.record(now, "tcp", "segment_dropped", {"conn": str(self.addr), "reason": str(exc)})
+            return
+        self._last_activity = now
+        self._keepalive_sent = 0
+        if self._trace_on:
+            self._trace_segment("segment_received", seg, now)
+        self._handle(seg, now)
+
+    def handle_timer(self, *, now: float) -> None:
+        """Fire whatever timers are due at ``now``."""
+        if self._timewait_at is not None and now >= self._timewait_at:
+            self._timewait_at = None
+            self._transition(Input.TIMEWAIT_EXPIRED, now)
+            self._terminate("closed", now, reset=False)
+            return
+        if self._retransmit_at is not None and now >= self._retransmit_at:
+            self._retransmit_at = None
+            self._on_rto(now)
+        if self._persist_at is not None and now >= self._persist_at:
+            self._persist_at = None
+            self._on_persist(now)
+        if self._delack_at is not None and now >= self._delack_at:
+            self._delack_at = None
+            if self._ack_pending:
+                self._send_ack(now)
+        if self._keepalive_at is not None and now >= self._keepalive_at:
+            self._keepalive_at = None
+            self._on_keepalive(now)
+
+    def get_timer(self) -> float | None:
+        """The earliest time handle_timer() must be called, or None."""
+        best = None
+        for t in (self._retransmit_at, self._delack_at, self._persist_at, self._keepalive_at, self._timewait_at):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    def segments_to_send(self, *, now: float) -> list[Outgoing]:
+        """Encoded segments to transmit now (checksums filled in)."""
+        st = self._state
+        if st in SYNCHRONIZED or st is S.SYN_RECEIVED:
+            if st is not S.SYN_RECEIVED:
+                self._send_data(now)
+            if self._ack_pending and self._delack_at is None:
+                self._send_ack(now)
+            if self.config.keepalive_idle_s is not None and self._keepalive_at is None and st is S.ESTABLISHED:
+                self._keepalive_at = self._last_activity + self.config.keepalive_idle_s
+        out = self._out
+        self._out = []
+        return out
+
+    def next_event(self) -> TcpEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def metrics(self) -> dict[str, float | int | str | None]:
+        """A snapshot for the trace's metrics_updated records."""
+        out: dict[str, float | int | str | None] = {
+            "conn": str(self.addr),
+            "state": self._state.value,
+            "srtt_ms": None if self._srtt is None else round(self._srtt * 1000, 3),
+            "rttvar_ms": round(self._rttvar * 1000, 3),
+            "rto_ms": round(self._rto * 1000, 1),
+            "cwnd": self._cc.cwnd,
+            "ssthresh": min(self._cc.ssthresh, 1 << 30),
+            "flight": self._snd_max - self._snd_una,
+            "snd_wnd": self._snd_wnd,
+            "bytes_sent": self._bytes_sent,
+            "bytes_retransmitted": self._bytes_retransmitted,
+            "bytes_acked": self._bytes_acked,
+            "bytes_received": self._bytes_received,
+            "recovery": self._recovery,
+            "cc": self._cc.name,
+        }
+        return out
+
+    # ------------------------------------------------------------ internals
+
+    def _transition(self, inp: Input, now: float) -> None:
+        old = self._state
+        new = TRANSITIONS.get((old, inp))
+        if new is None:
+            raise AssertionError(f"no transition from {old.name} on {inp.name}")
+        self._set_state(new, now, inp)
+
+    def _set_state(self, new: TcpState, now: float, inp: Input) -> None:
+        old = self._state
+        if new is old:
+            return
+        self._state = new
+        if self._trace_on:
+            self._tracer.record(
+                now, "tcp", "state_updated", {"conn": str(self.addr), "from": old.value, "to": new.value, "input": inp.value}
+            )
+        if self._ext is not None:
+            self._ext.state_changed(old, new, now=now)
+
+    def _terminate(self, reason: str, now: float, *, reset: bool) -> None:
+        self._retransmit_at = self._delack_at = self._persist_at = self._keepalive_at = self._timewait_at = None
+        self._ack_pending = False
+        if self._trace_on:
+            self._tracer.record(now, "tcp", "state_updated", {"conn": str(self.addr), "terminated": reason, "reset": reset})
+        self._events.append(ConnectionTerminated(reason=reason, reset=reset))
+
+    # --- sequence helpers
+
+    def _seq_to_off(self, wire: int) -> int:
+        diff = (wire - self._irs - self._rcv_nxt) & MASK
+        if diff >= HALF:
+            diff -= 0x100000000
+        return self._rcv_nxt + diff
+
+    def _ack_to_off(self, wire: int) -> int:
+        diff = (wire - self._iss - self._snd_una) & MASK
+        if diff >= HALF:
+            diff -= 0x100000000
+        return self._snd_una + diff
+
+    def _rcv_window(self) -> int:
+        free = self.config.receive_buffer_bytes - len(self._rcv_buf)
+        if free < 0:
+            free = 0
+        edge = self._rcv_nxt + free
+        if edge < self._rcv_right_edge:  # never shrink the window (RFC 9293 3.8.6.2.2)
+            return self._rcv_right_edge - self._rcv_nxt
+        return free
+
+    # --- building segments
+
+    def _tsval(self, now: float) -> int:
+        return (int(now * 1000) + self._ts_offset) & MASK
+
+    def _emit(
+        self,
+        flags: int,
+        seq_off: int,
+        payload: bytes,
+        now: float,
+        role: SegmentRole,
+        options: list[TcpOption] | None = None,
+    ) -> None:
+        opts: list[TcpOption] = options if options is not None else []
+        if self._ts_ok and not flags & RST:
+            opts.append(_NOP)
+            opts.append(_NOP)
+            opts.append(Timestamps(self._tsval(now), self._ts_recent))
+        if self._ext is not None and not flags & RST:
+            opts.extend(
+                self._ext.options_to_send(role, stream_offset=max(0, seq_off - 1), length=len(payload), now=now)
+            )
+        if flags & ACK:
+            self._ack_pending = False
+            self._unacked_segments = 0
+            self._delack_at = None
+            self._last_ack_sent = self._rcv_nxt
+            if self._ooo and self._sack_ok:
+                self._add_sack(opts)
+            if flags & SYN:
+                window = min(self._rcv_window(), 0xFFFF)
+            else:
+                wnd = self._rcv_window()
+                window = min(wnd >> self._rcv_wscale, 0xFFFF)
+                self._rcv_right_edge = self._rcv_nxt + (window << self._rcv_wscale)
+            ack = (self._irs + self._rcv_nxt) & MASK
+        else:
+            ack = 0
+            window = min(self._rcv_window(), 0xFFFF) if flags & SYN else 0
+        seg = TcpSegment(
+            self.addr.local_port,
+            self.addr.remote_port,
+            (self._iss + seq_off) & MASK,
+            ack,
+            flags,
+            window,
+            tuple(opts),
+            payload,
+        )
+        if self._trace_on:
+            self._trace_segment("segment_sent", seg, now)
+        self._out.append(Outgoing(self.addr, encode_segment(seg, self._local_packed, self._remote_packed)))
+
+    def _add_sack(self, opts: list[TcpOption]) -> None:
+        used = len(push_options(opts)) if opts else 0
+        space = 40 - used
+        # SACK needs 2 + 8n bytes, plus 2 NOPs to keep alignment
+        nblocks = min(len(self._ooo), (space - 4) // 8, 4)
+        if nblocks <= 0:
+            return
+        recent = sorted(self._ooo, key=lambda r: r[3], reverse=True)[:nblocks]
+        irs = self._irs
+        blocks = tuple(((irs + r[0]) & MASK, (irs + r[1]) & MASK) for r in recent)
+        opts.append(_NOP)
+        opts.append(_NOP)
+        opts.append(Sack(blocks))
+
+    def _trace_segment(self, name: str, seg: TcpSegment, now: float) -> None:
+        data = {
+            "conn": str(self.addr),
+            "flags": flags_text(seg.flags),
+            "seq": seg.seq,
+            "ack": seg.ack,
+            "len": len(seg.payload),
+            "win": seg.window,
+        }
+        if seg.options:
+            data["options"] = [_option_record(o) for o in seg.options if type(o) is not NoOperation]
+        self._tracer.record(now, "tcp", name, data)
+
+    def _syn_options(self, now: float, synack: bool) -> list[TcpOption]:
+        cfg = self.config
+        opts: list[TcpOption] = [MaxSegmentSize(self._mss_announced)]
+        if cfg.sack and (not synack or self._sack_ok):
+            opts.append(_SACK_PERMITTED)
+        if cfg.timestamps and (not synack or self._ts_ok):
+            opts.append(Timestamps(self._tsval(now), self._ts_recent if synack else 0))
+        else:
+            opts.append(_NOP)
+        if cfg.window_scaling and (not synack or self._wscale_ok):
+            opts.append(_NOP)
+            opts.append(WindowScale(cfg.window_shift))
+        return opts
+
+    def _send_syn(self, now: float) -> None:
+        self._syn_sent_at = now
+        # our options are not yet agreed: SYN carries them unconditionally
+        ts_ok, self._ts_ok = self._ts_ok, False
+        self._emit(SYN, 0, b"", now, SegmentRole.SYN, self._syn_options(now, synack=False))
+        self._ts_ok = ts_ok
+        self._snd_nxt = self._snd_max = 1
+        self._retransmit_at = now + self._rto
+
+    def _send_synack(self, now: float) -> None:
+        self._syn_sent_at = now
+        ts_ok, self._ts_ok = self._ts_ok, False
+        self._emit(SYN | ACK, 0, b"", now, SegmentRole.SYN_ACK, self._syn_options(now, synack=True))
+        self._ts_ok = ts_ok
+        self._snd_nxt = self._snd_max = 1
+        self._retransmit_at = now + self._rto
+
+    def _send_ack(self, now: float) -> None:
+        self._emit(ACK, self._snd_nxt, b"", now, SegmentRole.ACK)
+
+    def _emit_rst(self, seq_off: int, now: float) -> None:
+        self._emit(RST | ACK, seq_off, b"", now, SegmentRole.ACK)
+
+    # --- data transmission
+
+    def _payload(self, start: int, end: int) -> bytes:
+        a = start - self._sbuf_off
+        return bytes(self._sbuf[a : a + (end - start)])
+
+    def _pipe(self) -> int:
+        """RFC 6675 SetPipe(): bytes believed in flight."""
+        pipe = 0
+        for rec in self._sent:
+            if rec.sacked:
+                continue
+            size = rec.end - rec.start
+            if not rec.lost:
+                pipe += size
+            if rec.retransmits:
+                pipe += size
+        return pipe
+
+    def _send_data(self, now: float) -> None:
+        cfg = self.config
+        cc = self._cc
+        mss = self._snd_mss
+        data_end = self._sbuf_off + len(self._sbuf)
+        fin_off = self._fin_off
+        recovering = self._recovery is not None
+        pipe = self._pipe() if recovering else self._snd_max - self._snd_una
+        sent_any = False
+
+        if recovering:
+            # RFC 6675 NextSeg() rule 1: retransmit what is deemed lost
+            for rec in self._sent:
+                if rec.sacked or not rec.lost or rec.retransmits:
+                    continue
+                size = rec.end - rec.start
+                if cc.cwnd - pipe < min(size, mss) and sent_any:
+                    break
+                if cc.cwnd - pipe < min(size, mss) and pipe > 0:
+                    break
+                self._retransmit(rec, now)
+                pipe += size
+                sent_any = True
+
+        # new data (and FIN)
+        limited = 0
+        if not recovering and 0 < self._dupacks < cfg.dup_thresh:
+            limited = self._dupacks * mss  # RFC 3042 limited transmit
+        while True:
+            nxt = self._snd_nxt
+            if nxt < self._snd_max:  # only after an RTO collapse we re-send from snd_una
+                break
+            avail = data_end - nxt
+            want_fin = fin_off is not None and nxt <= fin_off and not (nxt == fin_off + 1)
+            if avail <= 0 and not (want_fin and nxt == fin_off):
+                break
+            wnd_room = self._snd_una + self._snd_wnd - nxt
+            cwnd_room = cc.cwnd + limited - pipe
+            size = min(avail, mss - self._opt_overhead)
+            if size > 0:
+                if wnd_room <= 0:
+                    if self._persist_at is None and self._snd_max == self._snd_una:
+                        self._arm_persist(now)
+                    break
+                if cwnd_room < size:
+                    if cwnd_room < mss - self._opt_overhead and cwnd_room < avail:
+                        break
+                    size = cwnd_room
+                if size > wnd_room:
+                    # sender SWS avoidance (RFC 9293 3.8.6.2.1)
+                    if wnd_room < mss - self._opt_overhead and wnd_room < self._max_snd_wnd // 2:
+                        break
+                    size = wnd_room
+                if size < mss - self._opt_overhead and size == avail and cfg.nagle and self._snd_max > self._snd_una:
+                    if not (fin_off is not None):
+                        break  # Nagle: wait for outstanding data to be acknowledged
+            elif cwnd_room <= 0 and pipe > 0:
+                break
+            end = nxt + size
+            fin = fin_off is not None and end == fin_off
+            payload = self._payload(nxt, end) if size else b""
+            flags = ACK | (PSH if end == data_end and size else 0) | (FIN if fin else 0)
+            seg_end = end + (1 if fin else 0)
+            rec = _Sent(nxt, seg_end, fin, now)
+            self._sent.append(rec)
+            self._emit(flags, nxt, payload, now, SegmentRole.DATA)
+            self._snd_nxt = self._snd_max = seg_end
+            self._bytes_sent += size
+            pipe += seg_end - nxt
+            sent_any = True
+            if self._retransmit_at is None:
+                self._retransmit_at = now + self._rto
+            if fin:
+                break
+
+    def _retransmit(self, rec: _Sent, now: float) -> None:
+        end = rec.end - (1 if rec.fin else 0)
+        payload = self._payload(rec.start, end) if end > rec.start else b""
+        flags = ACK | (FIN if rec.fin else 0) | (PSH if payload else 0)
+        rec.retransmits += 1
+        rec.sent_at = now
+        self._bytes_retransmitted += len(payload)
+        self._emit(flags, rec.start, payload, now, SegmentRole.DATA)
+        if self._retransmit_at is None:
+            self._retransmit_at = now + self._rto
+
+    # --- timers
+
+    def _on_rto(self, now: float) -> None:
+        st = self._state
+        cfg = self.config
+        if st in (S.SYN_SENT, S.SYN_RECEIVED):
+            self._syn_retries += 1
+            if self._syn_retries > cfg.syn_retries:
+                self._transition(Input.ABORT, now)
+                self._terminate("connection timed out (no SYN/ACK)" if st is S.SYN_SENT else "handshake timed out", now, reset=False)
+                return
+            self._rto = min(self._rto * 2, cfg.max_rto_s)
+            if st is S.SYN_SENT:
+                self._send_syn(now)
+            else:
+                self._send_synack(now)
+            self._trace_timeout(now, "syn")
+            return
+        if not self._sent:
+            return
+        self._backoff += 1
+        if self._backoff > cfg.max_retransmits:
+            self.abort("retransmission limit reached", now=now)
+            return
+        flight = self._snd_max - self._snd_una
+        self._cc.on_timeout(flight=flight, now=now)
+        self._rto = min(self._rto * 2, cfg.max_rto_s)  # RFC 6298 (5.5)
+        # RFC 6675 5.1: everything not SACKed is presumed lost; resend in order
+        for rec in self._sent:
+            rec.retransmits = 0
+            rec.lost = not rec.sacked
+        self._recovery = "rto"
+        self._recovery_point = self._snd_max
+        self._dupacks = 0
+        first = self._sent[0]
+        self._retransmit(first, now)
+        self._retransmit_at = now + self._rto
+        self._trace_timeout(now, "rto")
+
+    def _trace_timeout(self, now: float, kind: str) -> None:
+        if self._trace_on:
+            self._tracer.record(
+                now, "tcp", "state_updated", {"conn": str(self.addr), "timeout": kind, "rto_ms": round(self._rto * 1000, 1), "backoff": self._backoff}
+            )
+
+    def _arm_persist(self, now: float) -> None:
+        base = max(self._rto, 0.2)
+        self._persist_at = now + min(base * (1 << self._persist_backoff), 60.0)
+
+    def _on_persist(self, now: float) -> None:
+        """RFC 9293 3.8.6.1: probe a zero window with one byte of new data."""
+        if self._state not in SYNCHRONIZED or self._snd_wnd > 0:
+            self._persist_backoff = 0
+            return
+        data_end = self._sbuf_off + len(self._sbuf)
+        if self._snd_una < self._snd_max and self._sent:
+            rec = self._sent[0]
+            rec.retransmits += 1
+            self._emit(ACK, rec.start, self._payload(rec.start, min(rec.end, data_end)), now, SegmentRole.DATA)
+        elif self._snd_nxt < data_end:
+            start = self._snd_nxt
+            self._sent.append(_Sent(start, start + 1, False, now))
+            self._emit(ACK, start, self._payload(start, start + 1), now, SegmentRole.DATA)
+            self._snd_nxt = self._snd_max = start + 1
+        else:
+            return
+        if self._trace_on:
+            self._tracer.record(now, "tcp", "state_updated", {"conn": str(self.addr), "timeout": "persist", "backoff": self._persist_backoff})
+        self._persist_backoff = min(self._persist_backoff + 1, 10)
+        self._arm_persist(now)
+
+    def _on_keepalive(self, now: float) -> None:
+        cfg = self.config
+        if self._state is not S.ESTABLISHED or cfg.keepalive_idle_s is None:
+            return
+        idle = now - self._last_activity
+        if idle < cfg.keepalive_idle_s:
+            self._keepalive_at = self._last_activity + cfg.keepalive_idle_s
+            return
+        if self._keepalive_sent >= cfg.keepalive_probes:
+            self.abort("keepalive timeout", now=now)
+            return
+        self._keepalive_sent += 1
+        # RFC 9293 3.8.4: SEG.SEQ = SND.NXT - 1, no data, elicits an ACK
+        self._emit(ACK, self._snd_nxt - 1, b"", now, SegmentRole.ACK)
+        self._keepalive_at = now + cfg.keepalive_interval_s
+
+    # --- RTT (RFC 6298)
+
+    def _rtt_sample(self, rtt: float) -> None:
+        if rtt < 0:
+            return
+        self._rtt_last = rtt
+        if self._rtt_min is None or rtt < self._rtt_min:
+            self._rtt_min = rtt
+        if self._srtt is None:
+            self._srtt = rtt
+            self._rttvar = rtt / 2
+        else:
+            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - rtt)
+            self._srtt = 0.875 * self._srtt + 0.125 * rtt
+        rto = self._srtt + max(0.001, 4 * self._rttvar)
+        cfg = self.config
+        self._rto = min(max(rto, cfg.min_rto_s), cfg.max_rto_s)
+        self._backoff = 0
+
+    # --- receiving
+
+    def _handle(self, seg: TcpSegment, now: float) -> None:
+        st = self._state
+        if st is S.CLOSED:
+            return
+        if st is S.LISTEN:
+            self._handle_listen(seg, now)
+        elif st is S.SYN_SENT:
+            self._handle_syn_sent(seg, now)
+        else:
+            self._handle_synchronized(seg, now)
+
+    def _read_syn_options(self, seg: TcpSegment) -> None:
+        cfg = self.config
+        peer_mss = DEFAULT_MSS
+        peer_ts = peer_sack = False
+        peer_ws: int | None = None
+        for opt in seg.options:
+            t = type(opt)
+            if t is MaxSegmentSize:
+                peer_mss = opt.value
+            elif t is WindowScale:
+                peer_ws = min(opt.shift, 14)  # RFC 7323 2.3: treat larger as 14
+            elif t is SackPermitted:
+                peer_sack = True
+            elif t is Timestamps:
+                peer_ts = True
+                self._ts_recent = opt.tsval
+        self._sack_ok = cfg.sack and peer_sack
+        self._ts_ok = cfg.timestamps and peer_ts
+        if cfg.window_scaling and peer_ws is not None:
+            self._wscale_ok = True
+            self._snd_wscale = peer_ws
+            self._rcv_wscale = cfg.window_shift
+        our_limit = cfg.mss
+        self._opt_overhead = 0
+        self._snd_mss = max(64, min(peer_mss, our_limit)) - (12 if self._ts_ok else 0)
+        self._cc.set_mss(self._snd_mss)
+
+    def _handle_listen(self, seg: TcpSegment, now: float) -> None:
+        flags = seg.flags
+        if flags & RST:
+            return
+        if flags & ACK:
+            self._emit_raw_rst(seg, now)
+            return
+        if not flags & SYN:
+            return
+        self._irs = seg.seq
+        self._rcv_nxt = 1
+        self._read_syn_options(seg)
+        self._snd_wnd = seg.window  # never scaled in a SYN
+        self._max_snd_wnd = self._snd_wnd
+        if self._ext is not None:
+            self._ext.options_received(SegmentRole.SYN, seg, stream_offset=0, now=now)
+        self._transition(Input.RECV_SYN, now)
+        if self._state is S.SYN_RECEIVED:
+            self._send_synack(now)
+        if seg.payload:  # data on a SYN is queued until the handshake is done
+            self._accept_data(1, seg.payload, now)
+
+    def _emit_raw_rst(self, seg: TcpSegment, now: float) -> None:
+        """A reset for an unacceptable segment (RFC 9293 3.10.7.2)."""
+        if seg.flags & ACK:
+            rst = TcpSegment(self.addr.local_port, self.addr.remote_port, seg.ack, 0, RST, 0)
+        else:
+            rst = TcpSegment(self.addr.local_port, self.addr.remote_port, 0, (seg.seq + seg.seg_len) & MASK, RST | ACK, 0)
+        if self._trace_on:
+            self._trace_segment("segment_sent", rst, now)
+        self._out.append(Outgoing(self.addr, encode_segment(rst, self._local_packed, self._remote_packed)))
+
+    def _handle_syn_sent(self, seg: TcpSegment, now: float) -> None:
+        flags = seg.flags
+        if flags & ACK:
+            ack_off = self._ack_to_off(seg.ack)
+            if ack_off <= 0 or ack_off > self._snd_max:
+                if not flags & RST:
+                    self._emit_raw_rst(seg, now)
+                return
+            if flags & RST:
+                self._transition(Input.RECV_RST, now)
+                self._terminate("connection refused", now, reset=True)
+                return
+        elif flags & RST:
+            return
+        if not flags & SYN:
+            return
+        self._irs = seg.seq
+        self._rcv_nxt = 1
+        self._read_syn_options(seg)
+        if self._ext is not None:
+            role = SegmentRole.SYN_ACK if flags & ACK else SegmentRole.SYN
+            self._ext.options_received(role, seg, stream_offset=0, now=now)
+            if self._state is not S.SYN_SENT:
+                return  # the extension aborted
+        if flags & ACK:
+            self._snd_una = 1
+            self._snd_wnd = seg.window << self._snd_wscale if self._wscale_ok else seg.window
+            self._snd_wnd = seg.window  # RFC 7323 2.2: the window in a SYN is never scaled
+            self._max_snd_wnd = self._snd_wnd
+            self._snd_wl1 = 0
+            self._snd_wl2 = 1
+            if self._syn_retries == 0:
+                self._rtt_sample(now - self._syn_sent_at)
+            self._retransmit_at = None
+            self._transition(Input.RECV_SYNACK, now)
+            self._events.append(ConnectionEstablished())
+            self._send_ack(now)
+            if seg.payload:
+                self._accept_data(1, seg.payload, now)
+        else:
+            # simultaneous open (RFC 9293 3.5): answer with SYN/ACK for our ISS
+            self._snd_wnd = seg.window
+            self._transition(Input.RECV_SYN, now)
+            self._send_synack(now)
+
+    def _acceptable(self, seq_off: int, length: int) -> bool:
+        """RFC 9293 3.10.7.4 first check."""
+        rcv_nxt = self._rcv_nxt
+        wnd = self._rcv_window()
+        if length == 0:
+            if wnd == 0:
+                return seq_off == rcv_nxt
+            return rcv_nxt <= seq_off < rcv_nxt + wnd
+        if wnd == 0:
+            return False
+        return rcv_nxt <= seq_off < rcv_nxt + wnd or rcv_nxt <= seq_off + length - 1 < rcv_nxt + wnd
+
+    def _handle_synchronized(self, seg: TcpSegment, now: float) -> None:
+        flags = seg.flags
+        st = self._state
+        seq_off = self._seq_to_off(seg.seq)
+        plen = len(seg.payload)
+        seg_len = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+
+        # PAWS (RFC 7323 5.3)
+        ts: Timestamps | None = None
+        if self._ts_ok:
+            for opt in seg.options:
+                if type(opt) is Timestamps:
+                    ts = opt
+                    break
+            if ts is not None and not flags & RST and self._ts_recent and ((ts.tsval - self._ts_recent) & MASK) >= HALF:
+                if self._trace_on:
+                    self._tracer.record(now, "tcp", "segment_dropped", {"conn": str(self.addr), "reason": "PAWS: old timestamp"})
+                self._ack_pending = True
+                self._delack_at = None
+                return
+
+        if not self._acceptable(seq_off, seg_len):
+            if flags & RST:
+                return
+            if st is S.TIME_WAIT and flags & FIN:
+                self._timewait_at = now + 2 * self.config.msl_s
+            if self._trace_on and seq_off > self._rcv_nxt:
+                self._tracer.record(now, "tcp", "segment_dropped", {"conn": str(self.addr), "reason": "outside receive window"})
+            self._ack_pending = True
+            self._delack_at = None
+            return
+
+        if ts is not None and seq_off <= self._last_ack_sent:
+            self._ts_recent = ts.tsval  # RFC 7323 4.3
+
+        # RST (RFC 5961 3.2)
+        if flags & RST:
+            if seq_off == self._rcv_nxt:
+                self._transition(Input.RECV_RST, now)
+                self._terminate("connection reset by peer", now, reset=True)
+            else:
+                self._ack_pending = True  # challenge ACK
+                self._delack_at = None
+            return
+
+        # SYN in a synchronized state (RFC 5961 4.2): challenge ACK
+        if flags & SYN:
+            if st is S.SYN_RECEIVED and seq_off == 0:
+                self._ack_pending = True
+                return
+            self._ack_pending = True
+            self._delack_at = None
+            return
+
+        if not flags & ACK:
+            return
+
+        ack_off = self._ack_to_off(seg.ack)
+        if st is S.SYN_RECEIVED:
+            if 0 < ack_off <= self._snd_max:
+                self._snd_una = 1
+                self._snd_wnd = seg.window << self._snd_wscale
+                self._max_snd_wnd = self._snd_wnd
+                self._snd_wl1 = seq_off
+                self._snd_wl2 = ack_off
+                if self._syn_retries == 0:
+                    self._rtt_sample(now - self._syn_sent_at)
+                self._retransmit_at = None
+                if self._fin_queued:
+                    self._set_state(S.FIN_WAIT_1, now, Input.RECV_ACK_OF_SYN)
+                else:
+                    self._transition(Input.RECV_ACK_OF_SYN, now)
+                self._events.append(ConnectionEstablished())
+                st = self._state
+            else:
+                self._emit_raw_rst(seg, now)
+                return
+
+        if self._ext is not None:
+            role = SegmentRole.DATA if (plen or flags & FIN) else SegmentRole.ACK
+            self._ext.options_received(role, seg, stream_offset=max(0, seq_off - 1), now=now)
+            if self._state is S.CLOSED:
+                return
+
+        if ack_off > self._snd_max:
+            self._ack_pending = True  # acks something not yet sent: ACK and drop
+            self._delack_at = None
+            return
+        self._process_ack(seg, seq_off, ack_off, ts, now)
+        st = self._state
+        if st is S.CLOSED:
+            return
+
+        if plen and st in CAN_RECEIVE_DATA:
+            self._accept_data(seq_off, seg.payload, now)
+        if flags & FIN:
+            fin_off = seq_off + plen
+            if self._peer_fin_off is None and st not in (S.CLOSED,):
+                self._peer_fin_off = fin_off
+            self._maybe_take_fin(now)
+            self._ack_pending = True
+            self._delack_at = None
+
+    def _process_ack(self, seg: TcpSegment, seq_off: int, ack_off: int, ts: Timestamps | None, now: float) -> None:
+        snd_una = self._snd_una
+        cc = self._cc
+        # send window update (RFC 9293 3.10.7.4)
+        if self._snd_wl1 < seq_off or (self._snd_wl1 == seq_off and self._snd_wl2 <= ack_off):
+            if ack_off >= snd_una:
+                wnd = seg.window << self._snd_wscale
+                if wnd != self._snd_wnd:
+                    opened = wnd > 0 and self._snd_wnd == 0
+                    self._snd_wnd = wnd
+                    if wnd > self._max_snd_wnd:
+                        self._max_snd_wnd = wnd
+                    if opened:
+                        self._persist_at = None
+                        self._persist_backoff = 0
+                        if self._sent and self._sent[0].retransmits and self._snd_una < self._snd_max:
+                            self._retransmit_at = now + self._rto
+                self._snd_wl1 = seq_off
+                self._snd_wl2 = ack_off
+
+        sack_new = False
+        if self._sack_ok:
+            for opt in seg.options:
+                if type(opt) is Sack:
+                    sack_new = self._apply_sack(opt, now)
+                    break
+
+        if ack_off > snd_una:
+            acked = ack_off - snd_una
+            self._snd_una = ack_off
+            if self._snd_nxt < ack_off:
+                self._snd_nxt = ack_off
+            rtt = None
+            sent = self._sent
+            last = None
+            while sent and sent[0].end <= ack_off:
+                last = sent.popleft()
+                if last.sacked:
+                    self._sacked_bytes -= last.end - last.start
+            if sent and sent[0].start < ack_off:  # partial ack of a record
+                rec = sent[0]
+                if rec.sacked:
+                    self._sacked_bytes -= ack_off - rec.start
+                rec.start = ack_off
+            if last is not None and not last.retransmits:
+                rtt = now - last.sent_at
+            elif ts is not None and ts.tsecr:
+                rtt = ((self._tsval(now) - ts.tsecr) & MASK) / 1000.0  # RFC 7323 4.1
+            if rtt is not None:
+                self._rtt_sample(rtt)
+            # trim the send buffer
+            data_acked = min(ack_off, self._sbuf_off + len(self._sbuf)) - self._sbuf_off
+            if data_acked > 0:
+                del self._sbuf[:data_acked]
+                self._sbuf_off += data_acked
+                self._bytes_acked += data_acked
+            self._dupacks = 0
+            if ack_off >= self._round_end:
+                self._round_end = self._snd_nxt
+                cc.on_round_start()
+            flight = self._snd_max - snd_una
+            if self._recovery is not None:
+                if ack_off >= self._recovery_point:
+                    if self._recovery == "fast":
+                        cc.on_recovery_exit(now=now)
+                    self._recovery = None
+                    self._trace_recovery(now, "exit")
+                else:
+                    if not self._sack_ok and sent:
+                        sent[0].lost = True  # NewReno partial ACK (RFC 6582)
+                        sent[0].retransmits = 0
+                    if self._recovery == "rto":
+                        cc.on_ack(acked, flight=flight, rtt=rtt, now=now)
+                    if self._sack_ok:
+                        self._mark_lost()
+            else:
+                cc.on_ack(acked, flight=flight, rtt=rtt, now=now)
+            # RFC 6298 (5.2, 5.3)
+            if self._snd_una >= self._snd_max:
+                self._retransmit_at = None
+            else:
+                self._retransmit_at = now + self._rto
+            # our FIN acknowledged?
+            if self._fin_off is not None and ack_off > self._fin_off:
+                st = self._state
+                if st in (S.FIN_WAIT_1, S.CLOSING, S.LAST_ACK):
+                    self._transition(Input.RECV_ACK_OF_FIN, now)
+                    if self._state is S.CLOSED:
+                        self._terminate("closed", now, reset=False)
+                    elif self._state is S.TIME_WAIT:
+                        self._enter_time_wait(now)
+        elif ack_off == snd_una and self._snd_max > snd_una:
+            is_dup = sack_new if self._sack_ok else (not seg.payload and not seg.flags & FIN)
+            if is_dup:
+                self._dupacks += 1
+                if self._recovery is None:
+                    lost = self._sack_ok and self._mark_lost()
+                    if self._dupacks >= self.config.dup_thresh or lost:
+                        self._enter_recovery(now)
+                elif self._sack_ok:
+                    self._mark_lost()
+                elif self._recovery == "fast":
+                    cc.cwnd += self._snd_mss  # NewReno inflation (RFC 6582)
+
+    def _trace_recovery(self, now: float, what: str) -> None:
+        if self._trace_on:
+            self._tracer.record(
+                now,
+                "tcp",
+                "state_updated",
+                {"conn": str(self.addr), "recovery": what, "cwnd": self._cc.cwnd, "ssthresh": min(self._cc.ssthresh, 1 << 30)},
+            )
+
+    def _enter_recovery(self, now: float) -> None:
+        flight = self._snd_max - self._snd_una
+        self._cc.on_congestion(flight=flight, now=now)
+        self._recovery = "fast"
+        self._recovery_point = self._snd_max
+        first = self._sent[0]
+        first.lost = True
+        if not self._sack_ok:
+            self._cc.cwnd += 3 * self._snd_mss
+        self._mark_lost()
+        self._trace_recovery(now, "enter")
+
+    def _apply_sack(self, opt: Sack, now: float) -> bool:
+        """Mark scoreboard records covered by SACK blocks; True when something new was SACKed."""
+        new = False
+        sent = self._sent
+        if not sent:
+            return False
+        for left, right in opt.blocks:
+            lo = self._ack_to_off(left)
+            hi = self._ack_to_off(right)
+            if hi <= lo or hi <= self._snd_una or hi > self._snd_max:
+                continue  # invalid or D-SACK-like block
+            for rec in sent:
+                if rec.start >= hi:
+                    break
+                if not rec.sacked and rec.start >= lo and rec.end <= hi:
+                    rec.sacked = True
+                    self._sacked_bytes += rec.end - rec.start
+                    new = True
+                    if rec.end > self._highest_sacked:
+                        self._highest_sacked = rec.end
+        return new
+
+    def _mark_lost(self) -> bool:
+        """RFC 6675 IsLost() over the scoreboard; True when the first record is lost."""
+        if not self._sacked_bytes:
+            return bool(self._sent) and self._sent[0].lost
+        thresh_bytes = (self.config.dup_thresh - 1) * self._snd_mss
+        count = 0
+        above = 0
+        for rec in reversed(self._sent):
+            if rec.sacked:
+                count += 1
+                above += rec.end - rec.start
+            elif not rec.lost and (count >= self.config.dup_thresh or above > thresh_bytes):
+                rec.lost = True
+        return bool(self._sent) and self._sent[0].lost
+
+    def _accept_data(self, seq_off: int, payload: bytes, now: float) -> None:
+        rcv_nxt = self._rcv_nxt
+        if seq_off < rcv_nxt:  # trim the old front
+            payload = payload[rcv_nxt - seq_off :]
+            seq_off = rcv_nxt
+            if not payload:
+                self._ack_pending = True
+                self._delack_at = None
+                return
+        limit = rcv_nxt + self._rcv_window()
+        if seq_off + len(payload) > limit:  # trim to the window
+            payload = payload[: max(0, limit - seq_off)]
+            if not payload:
+                self._ack_pending = True
+                self._delack_at = None
+                return
+        if seq_off == rcv_nxt:
+            self._rcv_nxt = rcv_nxt + len(payload)
+            self._bytes_received += len(payload)
+            if self._ooo:
+                payload = self._pull_ooo(payload)
+                self._ack_pending = True  # filling a hole: ACK at once (RFC 5681 4.2)
+                self._delack_at = None
+            self._deliver_in_order(payload, now)
+            self._maybe_take_fin(now)
+            self._unacked_segments += 1
+            if self._unacked_segments >= 2 or self._rcv_nxt - self._last_ack_sent >= 2 * self._snd_mss:
+                self._ack_pending = True  # at least every second full segment (RFC 5681 4.2)
+                self._delack_at = None
+            elif not self._ack_pending:
+                self._ack_pending = True
+                self._delack_at = now + self.config.delayed_ack_s
+        else:
+            self._store_ooo(seq_off, payload)
+            self._ack_pending = True  # out of order: immediate duplicate ACK (RFC 5681 4.2)
+            self._delack_at = None
+
+    def _deliver_in_order(self, data: bytes, now: float) -> None:
+        ext = self._ext
+        if ext is not None and ext.owns_stream:
+            offset = self._rcv_nxt - 1 - len(data)
+            ext.stream_received(data, stream_offset=offset, now=now)
+        elif self._reading:
+            self._events.append(DataReceived(data=data))
+        else:
+            self._rcv_buf += data
+
+    def _store_ooo(self, start: int, data: bytes) -> None:
+        end = start + len(data)
+        self._ooo_stamp += 1
+        ranges = self._ooo
+        i = bisect_left(ranges, start, key=lambda r: r[1])
+        # ranges[i:] end at or after start; merge those overlapping or adjacent
+        j = i
+        new_start, new_end = start, end
+        while j < len(ranges) and ranges[j][0] <= end:
+            new_start = min(new_start, ranges[j][0])
+            new_end = max(new_end, ranges[j][1])
+            j += 1
+        if j == i:
+            ranges.insert(i, [start, end, bytearray(data), self._ooo_stamp])
+            self._bytes_received += len(data)
+            return
+        buf = bytearray(new_end - new_start)
+        buf[start - new_start : end - new_start] = data
+        added = len(data)
+        for r in ranges[i:j]:
+            buf[r[0] - new_start : r[1] - new_start] = r[2]
+            added -= max(0, min(r[1], end) - max(r[0], start))
+        self._bytes_received += max(0, added)
+        ranges[i:j] = [[new_start, new_end, buf, self._ooo_stamp]]
+
+    def _pull_ooo(self, payload: bytes) -> bytes:
+        ranges = self._ooo
+        out = None
+        while ranges and ranges[0][0] <= self._rcv_nxt:
+            start, end, buf, _ = ranges.pop(0)
+            if end > self._rcv_nxt:
+                extra = bytes(buf[self._rcv_nxt - start :])
+                if out is None:
+                    out = bytearray(payload)
+                out += extra
+                self._rcv_nxt = end
+        return bytes(out) if out is not None else payload
+
+    def _maybe_take_fin(self, now: float) -> None:
+        fin = self._peer_fin_off
+        if fin is None or self._fin_delivered or fin != self._rcv_nxt:
+            return
+        self._fin_delivered = True
+        self._rcv_nxt = fin + 1
+        self._ack_pending = True
+        self._delack_at = None
+        self._events.append(StreamEnded())
+        st = self._state
+        if st is S.FIN_WAIT_2:
+            self._transition(Input.RECV_FIN, now)
+            self._enter_time_wait(now)
+        elif st is S.FIN_WAIT_1:
+            self._transition(Input.RECV_FIN, now)  # CLOSING
+        elif st in (S.ESTABLISHED, S.SYN_RECEIVED):
+            self._transition(Input.RECV_FIN, now)
+
+    def _enter_time_wait(self, now: float) -> None:
+        self._retransmit_at = self._persist_at = self._keepalive_at = None
+        self._timewait_at = now + 2 * self.config.msl_s
+
+
+def _option_record(opt: TcpOption) -> dict:
+    t = type(opt)
+    if t is Timestamps:
+        return {"kind": "TS", "tsval": opt.tsval, "tsecr": opt.tsecr}
+    if t is Sack:
+        return {"kind": "SACK", "blocks": [list(b) for b in opt.blocks]}
+    if t is MaxSegmentSize:
+        return {"kind": "MSS", "value": opt.value}
+    if t is WindowScale:
+        return {"kind": "WS", "shift": opt.shift}
+    if t is SackPermitted:
+        return {"kind": "SACK_PERM"}
+    return {"kind": opt.kind, "data": opt.data.hex()}

@@ -1,0 +1,28 @@
+"""Two disjoint routed paths between two hosts (the Multipath TCP classic)."""
+
+from __future__ import annotations
+
+from lab.errors import ConfigError
+from lab.topology import TopologyBuilder
+
+
+def two_paths(
+    t: TopologyBuilder,
+    *,
+    delay_ms: tuple[float, float] = (5.0, 20.0),
+    bw_mbps: tuple[float, float] = (10.0, 5.0),
+    loss_pct: float = 0.0,
+    queue_packets: int = 100,
+) -> None:
+    """Two hosts joined by two disjoint routed paths; ``delay_ms`` is one-way per path.
+
+        h1 ─── r1 ─── h2    path A
+         └──── r2 ────┘     path B
+    """
+    if len(delay_ms) != 2 or len(bw_mbps) != 2:
+        raise ConfigError("two_paths needs two delay_ms and two bw_mbps values (path A, path B)")
+    h1, h2 = t.host("h1"), t.host("h2")
+    for name, delay, bw in zip(("r1", "r2"), delay_ms, bw_mbps):
+        r = t.router(name)
+        t.link(h1, r, delay_ms=delay / 2, bw_mbps=bw, loss_pct=loss_pct, queue_packets=queue_packets)
+        t.link(r, h2, delay_ms=delay / 2, bw_mbps=bw, loss_pct=loss_pct, queue_packets=queue_packets)
