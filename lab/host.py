@@ -27,6 +27,7 @@ from lab.wire.tcp import ACK, RST, SYN, TcpSegment, decode_segment, encode_segme
 from lab.wire.udp import UDP_PROTOCOL, UdpDatagram, decode_datagram, encode_datagram
 
 TCP = 6
+_WRITABLE_STATES = frozenset({TcpState.ESTABLISHED, TcpState.CLOSE_WAIT})
 _V6_HEADER = struct.Struct("!IHBB16s16s")
 WRITE_LOW_WATER = 256 * 1024
 
@@ -74,16 +75,19 @@ class Stream:
     def send(self, data: bytes) -> None:
         """Raises LocalProtocolError after close()."""
         self.conn.send(data)
+        self.host._touched = True
         self.host._pump(self.conn)
 
     def close(self) -> None:
         if self.conn.state in (TcpState.CLOSED,):
             return
         self.conn.close(now=self.host.now)
+        self.host._touched = True
         self.host._pump(self.conn)
 
     def abort(self, reason: str = "aborted by application") -> None:
         self.conn.abort(reason, now=self.host.now)
+        self.host._touched = True
         self.host._pump(self.conn)
 
     def pause_reading(self) -> None:
@@ -91,6 +95,7 @@ class Stream:
 
     def resume_reading(self) -> None:
         self.conn.resume_reading(now=self.host.now)
+        self.host._touched = True
         self.host._pump(self.conn)
 
     @property
@@ -132,7 +137,8 @@ class HostStack:
         self._timer_at: dict[int, float] = {}
         self._ident = 0
         self._next_port = 40000 + self.rng.randrange(0, 20000)
-        self._want_writable: set[int] = set()
+        self._pumping: set[TcpConnection] = set()
+        self._touched = False  # an application call since the pump last looked
 
     @property
     def now(self) -> float:
@@ -164,7 +170,7 @@ class HostStack:
         addr = FourTuple(local_addr, local_port, remote_addr, remote_port)
         conn = self._new_conn(addr, config, extension)
         stream = Stream(self, conn, handler)
-        self._conns[_key(addr)] = (conn, stream)
+        self._conns[conn._host_key] = (conn, stream)
         conn.connect(now=self.now)
         self._pump(conn)
         return stream
@@ -247,7 +253,7 @@ class HostStack:
         entry = self._conns.get(key)
         if entry is not None:
             conn = entry[0]
-            conn.receive_segment(seg, now=self.now)
+            conn.receive_segment(seg, now=self._scheduler.now)
             self._pump(conn)
             return
         dport = (seg[2] << 8) | seg[3]
@@ -311,13 +317,15 @@ class HostStack:
         raise LocalProtocolError(f"{self.name}: no free port")
 
     def _new_conn(self, addr: FourTuple, config: TcpConfig | None, extension: TcpExtension | None) -> TcpConnection:
-        return TcpConnection(
+        conn = TcpConnection(
             addr=addr,
             config=config or self.tcp_config,
             tracer=self.tracer,
             rng=random.Random(self.rng.getrandbits(64)),
             extension=extension,
         )
+        conn._host_key = _key(addr)
+        return conn
 
     def _send_ip(self, src: bytes, dst: bytes, proto: int, payload: bytes) -> None:
         ifname = self._egress.get(src)
@@ -335,38 +343,17 @@ class HostStack:
 
     def _pump(self, conn: TcpConnection) -> None:
         """Move segments out, events to the application, and re-arm the timer."""
-        entry = self._conns.get(_key(conn.addr))
-        stream = entry[1] if entry else None
-        for _ in range(1000):
-            outs = conn.segments_to_send(now=self.now)
-            if outs:
-                local = pack_address(conn.addr.local_addr)
-                remote = pack_address(conn.addr.remote_addr)
-                for out in outs:
-                    self._send_ip(local, remote, TCP, out.data)
-            ev = conn.next_event()
-            if ev is None:
-                break
-            if stream is None:
-                continue
-            handler = stream.handler
-            t = type(ev)
-            if t is DataReceived:
-                handler.data_received(stream, ev.data)
-            elif t is ConnectionEstablished:
-                handler.connection_made(stream)
-            elif t is StreamEnded:
-                handler.eof_received(stream)
-            elif t is ConnectionTerminated:
-                stream.closed = True
-                self._conns.pop(_key(conn.addr), None)
-                handler.connection_lost(stream, ev.reason, ev.reset)
-        if stream is not None and not stream.closed and conn.send_buffered < WRITE_LOW_WATER and conn.state in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT):
-            cid = id(conn)
-            if cid not in self._want_writable:
-                self._want_writable.add(cid)
-                stream.handler.writable(stream)
-                self._want_writable.discard(cid)
+        entry = self._conns.get(conn._host_key)
+        stream = entry[1] if entry is not None else None
+        now = self._scheduler.now
+        send_ip = self._send_ip
+        if conn in self._pumping:
+            return  # an application callback inside this pump; the outer loop carries on
+        self._pumping.add(conn)
+        try:
+            self._pump_loop(conn, stream, now, send_ip)
+        finally:
+            self._pumping.discard(conn)
         when = conn.get_timer()
         if when is not None:
             cid = id(conn)
@@ -374,6 +361,44 @@ class HostStack:
             if scheduled is None or when < scheduled:
                 self._timer_at[cid] = when
                 self._scheduler.call_at(when, lambda c=conn, w=when: self._fire(c, w))
+
+    def _pump_loop(self, conn: TcpConnection, stream: Stream | None, now: float, send_ip: Callable) -> None:
+        writable_checked = False
+        wants_writable = stream is not None and type(stream.handler).writable is not StreamHandler.writable
+        for _ in range(100000):
+            outs = conn.segments_to_send(now=now)
+            if outs:
+                local = conn._local_packed
+                remote = conn._remote_packed
+                for out in outs:
+                    send_ip(local, remote, TCP, out.data)
+            self._touched = False
+            while (ev := conn.next_event()) is not None:
+                if stream is None:
+                    continue
+                handler = stream.handler
+                t = type(ev)
+                if t is DataReceived:
+                    handler.data_received(stream, ev.data)
+                elif t is ConnectionEstablished:
+                    handler.connection_made(stream)
+                elif t is StreamEnded:
+                    handler.eof_received(stream)
+                elif t is ConnectionTerminated:
+                    stream.closed = True
+                    self._conns.pop(conn._host_key, None)
+                    handler.connection_lost(stream, ev.reason, ev.reset)
+            if (
+                wants_writable
+                and not writable_checked
+                and not stream.closed
+                and len(conn._sbuf) < WRITE_LOW_WATER
+                and conn.state in _WRITABLE_STATES
+            ):
+                writable_checked = True
+                stream.handler.writable(stream)
+            if not self._touched:
+                break  # the application did nothing that could produce output
 
     def _fire(self, conn: TcpConnection, when: float) -> None:
         cid = id(conn)

@@ -47,8 +47,10 @@ from lab.wire.tcp import (
     Timestamps,
     WindowScale,
     decode_segment,
+    encode_raw,
     encode_segment,
     flags_text,
+    timestamps_option,
     push_options,
 )
 
@@ -106,6 +108,7 @@ class TcpConnection:
         self._state = S.CLOSED
         self._events: deque[TcpEvent] = deque()
         self._out: list[Outgoing] = []
+        self._host_key = b""  # set by a HostStack for demultiplexing
 
         # send side (offsets from ISS)
         self._iss = self._rng.getrandbits(32)
@@ -428,6 +431,37 @@ class TcpConnection:
         role: SegmentRole,
         options: list[TcpOption] | None = None,
     ) -> None:
+        if (
+            options is None
+            and not self._trace_on
+            and self._ext is None
+            and self._ts_ok
+            and not (self._ooo and self._sack_ok)
+            and flags & ACK
+            and not flags & (SYN | RST)
+        ):
+            # the per-segment fast path: timestamps only, no objects built
+            self._ack_pending = False
+            self._unacked_segments = 0
+            self._delack_at = None
+            self._last_ack_sent = rcv_nxt = self._rcv_nxt
+            window = min(self._rcv_window() >> self._rcv_wscale, 0xFFFF)
+            self._rcv_right_edge = rcv_nxt + (window << self._rcv_wscale)
+            addr = self.addr
+            data = encode_raw(
+                addr.local_port,
+                addr.remote_port,
+                (self._iss + seq_off) & MASK,
+                (self._irs + rcv_nxt) & MASK,
+                flags,
+                window,
+                timestamps_option(self._tsval(now), self._ts_recent),
+                payload,
+                self._local_packed,
+                self._remote_packed,
+            )
+            self._out.append(Outgoing(addr, data))
+            return
         opts: list[TcpOption] = options if options is not None else []
         if self._ts_ok and not flags & RST:
             opts.append(_NOP)
@@ -536,7 +570,8 @@ class TcpConnection:
 
     def _payload(self, start: int, end: int) -> bytes:
         a = start - self._sbuf_off
-        return bytes(self._sbuf[a : a + (end - start)])
+        with memoryview(self._sbuf) as view:
+            return view[a : a + (end - start)].tobytes()
 
     def _pipe(self) -> int:
         """RFC 6675 SetPipe(): bytes believed in flight."""
@@ -558,6 +593,8 @@ class TcpConnection:
         data_end = self._sbuf_off + len(self._sbuf)
         fin_off = self._fin_off
         recovering = self._recovery is not None
+        if not recovering and self._snd_nxt >= data_end and (fin_off is None or self._snd_nxt > fin_off):
+            return  # nothing new to send
         pipe = self._pipe() if recovering else self._snd_max - self._snd_una
         sent_any = False
 

@@ -6,6 +6,9 @@ import enum
 
 
 class TcpState(enum.Enum):
+    # identity hashing: states are looked up in sets on the per-segment path
+    __hash__ = object.__hash__
+
     CLOSED = "CLOSED"
     LISTEN = "LISTEN"
     SYN_SENT = "SYN-SENT"

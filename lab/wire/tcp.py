@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 
 from lab.errors import DecodeError
-from lab.wire.checksum import transport_checksum, transport_checksum_ok
+from lab.wire.checksum import pseudo_header_sum, transport_checksum_ok
 
 TCP_PROTOCOL = 6  # IANA protocol number
 
@@ -43,6 +43,7 @@ MAX_OPTIONS_LEN = 40
 _HEADER = struct.Struct("!HHIIBBHHH")
 _TS_FAST = b"\x01\x01\x08\x0a"
 _TS_STRUCT = struct.Struct("!II")
+_from_bytes = int.from_bytes
 
 
 def flags_text(flags: int) -> str:
@@ -221,22 +222,45 @@ def pull_options(data: bytes, base_offset: int = HEADER_LEN) -> tuple[TcpOption,
 
 def encode_segment(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
     """Encode ``seg`` with its checksum over the pseudo-header of packed ``src``/``dst``."""
-    opts = push_options(seg.options) if seg.options else b""
-    offset_byte = ((HEADER_LEN + len(opts)) >> 2) << 4 | (seg.reserved & 0x0F)
-    header = _HEADER.pack(
-        seg.src_port,
-        seg.dst_port,
-        seg.seq,
-        seg.ack,
-        offset_byte,
-        seg.flags,
-        seg.window,
-        0,
-        seg.urgent,
-    )
-    body = header + opts + seg.payload
-    csum = transport_checksum(src, dst, TCP_PROTOCOL, body)
-    return body[:16] + csum.to_bytes(2, "big") + body[18:]
+    options = seg.options
+    if not options:
+        opts = b""
+    elif len(options) == 3 and type(options[2]) is Timestamps and type(options[0]) is NoOperation and type(options[1]) is NoOperation:
+        opts = _TS_FAST + _TS_STRUCT.pack(options[2].tsval, options[2].tsecr)  # the common case
+    else:
+        opts = push_options(options)
+    return encode_raw(seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.flags, seg.window, opts, seg.payload, src, dst, seg.urgent, seg.reserved)
+
+
+def encode_raw(
+    src_port: int,
+    dst_port: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    window: int,
+    options: bytes,
+    payload: bytes,
+    src: bytes,
+    dst: bytes,
+    urgent: int = 0,
+    reserved: int = 0,
+) -> bytes:
+    """Encode from fields and already-encoded (padded) ``options``: the per-segment fast path."""
+    offset_byte = ((HEADER_LEN + len(options)) >> 2) << 4 | (reserved & 0x0F)
+    head = _HEADER.pack(src_port, dst_port, seq, ack, offset_byte, flags, window, 0, urgent) + options
+    # one's-complement sums add across pieces of even length (the header always is)
+    plen = len(payload)
+    total = pseudo_header_sum(src, dst, TCP_PROTOCOL, len(head) + plen) + _from_bytes(head, "big")
+    if plen:
+        total += _from_bytes(payload + b"\x00" if plen & 1 else payload, "big")
+    csum = ~(total % 0xFFFF or 0xFFFF) & 0xFFFF if total else 0xFFFF
+    return b"".join((head[:16], csum.to_bytes(2, "big"), head[18:], payload))
+
+
+def timestamps_option(tsval: int, tsecr: int) -> bytes:
+    """NOP, NOP, Timestamps: the 12 option bytes most segments carry (RFC 7323 appendix A)."""
+    return _TS_FAST + _TS_STRUCT.pack(tsval, tsecr)
 
 
 def decode_segment(data: bytes, src: bytes | None = None, dst: bytes | None = None) -> TcpSegment:

@@ -166,7 +166,9 @@ def test_transport_checksum_ok_matches_reference(
     assert transport_checksum_ok(src, dst, protocol, good)
     assert naive_transport_checksum_ok(src, dst, protocol, good)
     # Any other checksum value is either equivalent (0x0000 <-> 0xFFFF) or wrong, for both.
-    assert transport_checksum_ok(src, dst, protocol, segment) == naive_transport_checksum_ok(src, dst, protocol, segment)
+    assert transport_checksum_ok(src, dst, protocol, segment) == naive_transport_checksum_ok(
+        src, dst, protocol, segment
+    )
 
 
 @given(address_pair, st.sampled_from([6, 17]), st.binary(min_size=18, max_size=200), st.data())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -271,7 +272,7 @@ def test_ipv6_encode_decode_round_trip(raw: bytes) -> None:
 # --- malformed input ------------------------------------------------------------------
 
 
-def expect_error(decode, data: bytes, field: str, offset: int) -> None:  # noqa: ANN001
+def expect_error(decode: Callable[[bytes], object], data: bytes, field: str, offset: int) -> None:
     with pytest.raises(DecodeError) as info:
         decode(data)
     assert (info.value.field, info.value.offset) == (field, offset)

@@ -10,16 +10,16 @@ import pytest
 
 scapy = pytest.importorskip("scapy")
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from scapy.layers.inet import IP, TCP, UDP, TCPOptions  # noqa: E402
-from scapy.layers.inet6 import IPv6  # noqa: E402
-from scapy.packet import Raw  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scapy.layers.inet import IP, TCP, UDP, TCPOptions
+from scapy.layers.inet6 import IPv6
+from scapy.packet import Raw
 
-from lab.errors import DecodeError  # noqa: E402
-from lab.wire.checksum import pack_address  # noqa: E402
-from lab.wire.ip import FLAG_DF, Ipv4Packet, Ipv6Packet, decode_ipv4, decode_ipv6, encode_ipv4, encode_ipv6  # noqa: E402
-from lab.wire.tcp import (  # noqa: E402
+from lab.errors import DecodeError
+from lab.wire.checksum import pack_address
+from lab.wire.ip import FLAG_DF, Ipv4Packet, Ipv6Packet, decode_ipv4, decode_ipv6, encode_ipv4, encode_ipv6
+from lab.wire.tcp import (
     ACK,
     PSH,
     SYN,
@@ -35,10 +35,10 @@ from lab.wire.tcp import (  # noqa: E402
     decode_segment,
     encode_segment,
 )
-from lab.wire.udp import UdpDatagram, decode_datagram, encode_datagram  # noqa: E402
-from tests.wire.test_ip import ipv4_addresses, ipv6_addresses  # noqa: E402
-from tests.wire.test_tcp import KNOWN_KINDS, tcp_segments  # noqa: E402
-from tests.wire.test_udp import datagrams  # noqa: E402
+from lab.wire.udp import UdpDatagram, decode_datagram, encode_datagram
+from tests.wire.test_ip import ipv4_addresses, ipv6_addresses
+from tests.wire.test_tcp import KNOWN_KINDS, tcp_segments
+from tests.wire.test_udp import datagrams
 
 # Kinds Scapy has names for (MD5, UTO, TFO, ...) come back from Scapy as names, not numbers.
 SCAPY_KINDS = frozenset(TCPOptions[0])
@@ -226,7 +226,14 @@ def test_our_ipv6_tcp_in_scapy(
 
 
 @crosscheck
-@given(dgram=datagrams, v6=st.booleans(), src4=ipv4_addresses, dst4=ipv4_addresses, src6=ipv6_addresses, dst6=ipv6_addresses)
+@given(
+    dgram=datagrams,
+    v6=st.booleans(),
+    src4=ipv4_addresses,
+    dst4=ipv4_addresses,
+    src6=ipv6_addresses,
+    dst6=ipv6_addresses,
+)
 def test_our_udp_in_scapy(dgram: UdpDatagram, v6: bool, src4: str, dst4: str, src6: str, dst6: str) -> None:
     src, dst = (src6, dst6) if v6 else (src4, dst4)
     datagram = encode_datagram(dgram, pack_address(src), pack_address(dst))
@@ -346,7 +353,14 @@ def test_scapy_ipv6_tcp_in_ours(seg: TcpSegment, src: str, dst: str, hop_limit: 
 
 
 @crosscheck
-@given(dgram=datagrams, v6=st.booleans(), src4=ipv4_addresses, dst4=ipv4_addresses, src6=ipv6_addresses, dst6=ipv6_addresses)
+@given(
+    dgram=datagrams,
+    v6=st.booleans(),
+    src4=ipv4_addresses,
+    dst4=ipv4_addresses,
+    src6=ipv6_addresses,
+    dst6=ipv6_addresses,
+)
 def test_scapy_udp_in_ours(dgram: UdpDatagram, v6: bool, src4: str, dst4: str, src6: str, dst6: str) -> None:
     udp = UDP(sport=dgram.src_port, dport=dgram.dst_port) / Raw(dgram.payload)
     if v6:

@@ -256,7 +256,7 @@ def test_sack_and_unknown_options_exact() -> None:
         5,
         options=(NoOperation(), NoOperation(), Sack(((100, 200), (300, 400))), UnknownOption(30, b"\x00\x81")),
     )
-    options = bytes.fromhex("0101" "0512" "00000064000000c8" "0000012c00000190" "1e040081")
+    options = bytes.fromhex("0101051200000064000000c80000012c000001901e040081")
     expected = build_segment(options=options, header=(1, 2, 3, 4, 0, ACK, 5, 0))
     assert len(expected) == 20 + 24
     assert encode_segment(seg, CLIENT4, SERVER4) == expected
@@ -372,7 +372,7 @@ def test_bad_data_offset(offset_words: int) -> None:
         pytest.param("1e000000", "options[0].length", 21, id="length-0"),
         pytest.param("1e010000", "options[0].length", 21, id="length-1"),
         pytest.param("011e0600", "options[1].length", 22, id="overrun"),
-        pytest.param("02040218" "1e0a0000", "options[1].length", 25, id="overrun-after-mss"),
+        pytest.param("020402181e0a0000", "options[1].length", 25, id="overrun-after-mss"),
         pytest.param("0101011e", "options[3].length", 24, id="no-length-byte"),
         pytest.param("0808000000000000", "options[0].length", 21, id="timestamps-8"),
         pytest.param("0101080b000000000000000000000000", "options[2].length", 23, id="timestamps-11"),

@@ -34,7 +34,9 @@ address_pairs = st.one_of(
 datagrams = st.builds(UdpDatagram, src_port=u16, dst_port=u16, payload=st.binary(max_size=300))
 
 
-def build_datagram(sport: int, dport: int, payload: bytes, src: bytes, dst: bytes, *, length: int | None = None) -> bytes:
+def build_datagram(
+    sport: int, dport: int, payload: bytes, src: bytes, dst: bytes, *, length: int | None = None
+) -> bytes:
     """A datagram written field by field, checksummed by the reference (0 sent as 0xFFFF)."""
     if length is None:
         length = 8 + len(payload)
@@ -127,7 +129,9 @@ def test_encode_decode_round_trip(encoding: tuple[bytes, bytes, bytes]) -> None:
 # --- malformed input ------------------------------------------------------------------
 
 
-def expect_error(data: bytes, field: str, offset: int, src: bytes | None = CLIENT4, dst: bytes | None = SERVER4) -> None:
+def expect_error(
+    data: bytes, field: str, offset: int, src: bytes | None = CLIENT4, dst: bytes | None = SERVER4
+) -> None:
     with pytest.raises(DecodeError) as info:
         decode_datagram(data, src, dst)
     assert (info.value.field, info.value.offset) == (field, offset)

@@ -1,0 +1,134 @@
+"""Classic pcap files of raw IP packets, one per captured interface.
+
+The writer emits the classic libpcap format with nanosecond timestamps (magic
+0xa1b23c4d) and link type LINKTYPE_RAW (101): each record is an IPv4 or IPv6
+packet with no link-layer header, which Wireshark and tshark read as such.
+See https://www.tcpdump.org/manpages/pcap-savefile.5.html and
+https://www.tcpdump.org/linktypes.html.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from types import TracebackType
+from typing import BinaryIO, Self
+
+from lab.errors import DecodeError
+
+MAGIC_NANOSECONDS = 0xA1B23C4D  # timestamps are seconds + nanoseconds
+MAGIC_MICROSECONDS = 0xA1B2C3D4  # timestamps are seconds + microseconds
+VERSION_MAJOR = 2
+VERSION_MINOR = 4
+LINKTYPE_RAW = 101  # raw IPv4/IPv6, version read from the first nibble
+DEFAULT_SNAPLEN = 65535
+
+_FILE_HEADER = struct.Struct("<IHHiIII")  # magic, major, minor, thiszone, sigfigs, snaplen, linktype
+_RECORD_HEADER = struct.Struct("<IIII")  # ts_sec, ts_frac, incl_len, orig_len
+_NS_PER_S = 1_000_000_000
+_BUFFER_BYTES = 1 << 16
+
+
+class PcapWriter:
+    """Writes raw IP packets with nanosecond timestamps to a classic pcap file.
+
+    ``snaplen`` caps the bytes kept per packet (the record still states the
+    original length). The file is buffered; ``close()`` (or leaving a ``with``
+    block) flushes it. Opening raises ``OSError`` like ``open()``; a
+    ``snaplen`` outside 1..2**32-1 raises ``ValueError``.
+    """
+
+    __slots__ = ("_file", "_pack", "packets_written", "path", "snaplen")
+
+    def __init__(self, path: str | os.PathLike[str], *, snaplen: int = DEFAULT_SNAPLEN) -> None:
+        if not 0 < snaplen <= 0xFFFFFFFF:
+            raise ValueError(f"snaplen {snaplen} is outside 1..4294967295")
+        self.path = path
+        self.snaplen = snaplen
+        self.packets_written = 0
+        self._pack = _RECORD_HEADER.pack
+        self._file: BinaryIO = open(path, "wb", buffering=_BUFFER_BYTES)  # noqa: SIM115 - closed by close()
+        self._file.write(
+            _FILE_HEADER.pack(MAGIC_NANOSECONDS, VERSION_MAJOR, VERSION_MINOR, 0, 0, snaplen, LINKTYPE_RAW)
+        )
+
+    def write(self, now: float, packet: bytes) -> None:
+        """Append ``packet`` (an IPv4 or IPv6 packet) captured at ``now`` seconds.
+
+        Raises ``ValueError`` when ``now`` is negative, not finite or beyond
+        2**32 seconds, or when the writer is closed.
+        """
+        if not 0.0 <= now < 4294967296.0:  # also rejects NaN
+            raise ValueError(f"pcap timestamp {now!r} is outside 0..2**32 seconds")
+        sec = int(now)
+        nsec = round((now - sec) * _NS_PER_S)  # now - sec is exact, so no precision is lost
+        if nsec == _NS_PER_S:
+            sec, nsec = sec + 1, 0
+        orig_len = len(packet)
+        if orig_len > self.snaplen:
+            packet = packet[: self.snaplen]
+        self._file.write(self._pack(sec, nsec, len(packet), orig_len) + packet)
+        self.packets_written += 1
+
+    def flush(self) -> None:
+        """Push buffered records to the file, so that a reader sees them now."""
+        self._file.flush()
+
+    def close(self) -> None:
+        """Flush and close the file; closing twice is harmless."""
+        self._file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def read_pcap(path: str | os.PathLike[str]) -> list[tuple[float, bytes]]:
+    """Read a classic pcap file into ``(seconds, captured bytes)`` pairs.
+
+    Reads either byte order and either timestamp resolution; the link type is
+    not checked. Raises ``DecodeError`` naming the field on a bad magic number
+    or a truncated header or record, and ``OSError`` like ``open()``.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < _FILE_HEADER.size:
+        raise DecodeError(
+            f"pcap file header needs {_FILE_HEADER.size} bytes, have {len(data)}", field="header", offset=len(data)
+        )
+    magic = int.from_bytes(data[:4], "little")
+    if magic in (MAGIC_NANOSECONDS, MAGIC_MICROSECONDS):
+        order = "<"
+    else:
+        order = ">"
+        magic = int.from_bytes(data[:4], "big")
+        if magic not in (MAGIC_NANOSECONDS, MAGIC_MICROSECONDS):
+            raise DecodeError(f"magic number {data[:4].hex()} is not a classic pcap file's", field="magic", offset=0)
+    divisor = _NS_PER_S if magic == MAGIC_NANOSECONDS else 1_000_000
+    record = struct.Struct(order + "IIII")
+    out: list[tuple[float, bytes]] = []
+    pos = _FILE_HEADER.size
+    end = len(data)
+    while pos < end:
+        if pos + record.size > end:
+            raise DecodeError(f"record header needs {record.size} bytes, have {end - pos}", field="record", offset=pos)
+        sec, frac, incl_len, _orig_len = record.unpack_from(data, pos)
+        pos += record.size
+        if pos + incl_len > end:
+            raise DecodeError(
+                f"record of {incl_len} bytes runs past the end of the file", field="incl_len", offset=pos - 8
+            )
+        out.append((sec + frac / divisor, data[pos : pos + incl_len]))
+        pos += incl_len
+    return out
