@@ -140,3 +140,28 @@ def read_jsonl(path: Path) -> Iterator[TraceRecord]:
                 yield TraceRecord.from_dict(json.loads(line))
             except (ValueError, json.JSONDecodeError) as exc:
                 raise ValueError(f"{path}:{lineno}: {exc}") from None
+
+
+class FileTracer(Tracer):
+    """Streams records to a JSON Lines file as they happen; listeners see each record too."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._fh = open(self.path, "w", encoding="utf-8", buffering=1 << 20)
+        self._listeners: list[Callable[[TraceRecord], None]] = []
+        self.count = 0
+
+    def add_listener(self, fn: Callable[[TraceRecord], None]) -> None:
+        self._listeners.append(fn)
+
+    def record_node(self, now: float, node: str, layer: str, name: str, data: dict[str, Any]) -> None:
+        rec = TraceRecord(now, node, layer, name, data)
+        self._fh.write(rec.to_json())
+        self._fh.write("\n")
+        self.count += 1
+        for fn in self._listeners:
+            fn(rec)
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()

@@ -271,8 +271,6 @@ class SimNetwork:
     def transmit(self, iface: SimInterface, packet: bytes) -> None:
         d = iface.out
         now = self.now
-        if iface.pcap is not None:
-            iface.pcap.write(now, packet)
         link = d.link
         if not link.up:
             self._drop(d, packet, "link down")
@@ -290,6 +288,9 @@ class SimNetwork:
             depart = start + len(packet) / d.bytes_per_s
             d.busy_until = depart
             q.append(depart)
+        if iface.pcap is not None:  # captured as it leaves: after the queue, before the wire
+            self._seq += 1
+            heapq.heappush(self._heap, (depart, self._seq, _capture, (iface.pcap, depart, packet)))
         d.sent_packets += 1
         d.sent_bytes += len(packet)
         if d.loss and self._loss_rng.random() < d.loss:
@@ -360,3 +361,8 @@ class SimNetwork:
 
 def _call(callback: Callable[[], None]) -> None:
     callback()
+
+
+def _capture(item: tuple) -> None:
+    writer, when, packet = item
+    writer.write(when, packet)

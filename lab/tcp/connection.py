@@ -546,16 +546,18 @@ class TcpConnection:
     def _send_syn(self, now: float) -> None:
         self._syn_sent_at = now
         # our options are not yet agreed: SYN carries them unconditionally
-        ts_ok, self._ts_ok = self._ts_ok, False
-        self._emit(SYN, 0, b"", now, SegmentRole.SYN, self._syn_options(now, synack=False))
+        options = self._syn_options(now, synack=False)
+        ts_ok, self._ts_ok = self._ts_ok, False  # the SYN carries its own options
+        self._emit(SYN, 0, b"", now, SegmentRole.SYN, options)
         self._ts_ok = ts_ok
         self._snd_nxt = self._snd_max = 1
         self._retransmit_at = now + self._rto
 
     def _send_synack(self, now: float) -> None:
         self._syn_sent_at = now
+        options = self._syn_options(now, synack=True)
         ts_ok, self._ts_ok = self._ts_ok, False
-        self._emit(SYN | ACK, 0, b"", now, SegmentRole.SYN_ACK, self._syn_options(now, synack=True))
+        self._emit(SYN | ACK, 0, b"", now, SegmentRole.SYN_ACK, options)
         self._ts_ok = ts_ok
         self._snd_nxt = self._snd_max = 1
         self._retransmit_at = now + self._rto

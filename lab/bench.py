@@ -1,0 +1,152 @@
+"""Benchmarks: ``tcplab bench run NAME --json`` prints one JSON object.
+
+Every benchmark reports at least ``bench``, ``metric``, ``value``, ``unit``,
+``target`` and ``passed``, plus the figures it compared. ``value`` is the
+figure the target is stated in (a ratio where the target is a ratio).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lab.errors import ConfigError
+from lab.scenario import Scenario, ScenarioRun, Transfer
+from lab.trace import NULL_TRACER
+
+MIB = 1024 * 1024
+LINK_MBPS = 20.0
+ONE_WAY_MS = 20.0
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    description: str
+    target: str
+    run: Callable[[], dict[str, Any]]
+
+
+def _bulk_scenario(*, loss_pct: float = 0.0, size_bytes: int = 16 * MIB, congestion_control: str = "cubic") -> Scenario:
+    return Scenario(
+        name="bench-single-path",
+        description="benchmark path",
+        topology="single-path",
+        topology_params={"delay_ms": ONE_WAY_MS, "bw_mbps": LINK_MBPS, "loss_pct": loss_pct},
+        transfers=(Transfer(size_bytes=size_bytes),),
+        tcp={"congestion_control": congestion_control},
+        time_limit_s=3600.0,
+    )
+
+
+def _transfer(scenario: Scenario, seed: int = 1) -> dict[str, Any]:
+    """Run one transfer without tracing or captures; wall time covers the simulation only."""
+    run = ScenarioRun(scenario, seed=seed, tracer=NULL_TRACER)
+    start = time.perf_counter()
+    run.net.run(until=scenario.time_limit_s, stop=run.done)
+    wall = time.perf_counter() - start
+    result = run.results[0]
+    conn_stats = {}
+    return {
+        "bytes": result.bytes_received,
+        "sha256_match": result.ok,
+        "duration_s": (result.completed_at or run.net.now) - (result.started_at or 0.0),
+        "goodput_mbps": result.goodput_mbps or 0.0,
+        "wall_s": wall,
+        "sim_s": result.completed_at or run.net.now,
+        **conn_stats,
+    }
+
+
+def bench_goodput() -> dict[str, Any]:
+    r = _transfer(_bulk_scenario())
+    value = r["goodput_mbps"] / LINK_MBPS
+    return {
+        "bench": "sim-tcp-goodput",
+        "metric": "goodput / link rate",
+        "value": round(value, 4),
+        "unit": "ratio",
+        "target": ">= 0.90 and byte-exact",
+        "passed": value >= 0.90 and r["sha256_match"],
+        "goodput_mbps": round(r["goodput_mbps"], 3),
+        "link_mbps": LINK_MBPS,
+        "one_way_delay_ms": ONE_WAY_MS,
+        "bytes": r["bytes"],
+        "sha256_match": r["sha256_match"],
+        "duration_s": round(r["duration_s"], 4),
+    }
+
+
+def mathis_bound_mbps(*, mss_bytes: int, rtt_s: float, loss: float) -> float:
+    """Mathis et al. (1997): BW <= (MSS / RTT) * C / sqrt(p), C = sqrt(3/2)."""
+    return mss_bytes * 8 / rtt_s * math.sqrt(1.5) / math.sqrt(loss) / 1e6
+
+
+def bench_loss() -> dict[str, Any]:
+    loss_pct = 1.0
+    mss = 1448  # 1500 - 20 (IP) - 20 (TCP) - 12 (timestamps)
+    rtt = 2 * ONE_WAY_MS / 1000.0  # the propagation RTT: the bound is as high as it gets
+    bound = mathis_bound_mbps(mss_bytes=mss, rtt_s=rtt, loss=loss_pct / 100)
+    figures = {}
+    for cc in ("cubic", "newreno"):
+        r = _transfer(_bulk_scenario(loss_pct=loss_pct, congestion_control=cc))
+        figures[cc] = r
+    main = figures["cubic"]
+    value = main["goodput_mbps"] / bound
+    return {
+        "bench": "sim-tcp-loss",
+        "metric": "goodput / Mathis bound (1% loss each way)",
+        "value": round(value, 4),
+        "unit": "ratio",
+        "target": ">= 1.0 and byte-exact",
+        "passed": value >= 1.0 and all(f["sha256_match"] for f in figures.values()),
+        "goodput_mbps": round(main["goodput_mbps"], 3),
+        "mathis_bound_mbps": round(bound, 3),
+        "mss_bytes": mss,
+        "rtt_ms": rtt * 1000,
+        "loss_pct_each_way": loss_pct,
+        "congestion_control": "cubic",
+        "newreno_goodput_mbps": round(figures["newreno"]["goodput_mbps"], 3),
+        "newreno_ratio": round(figures["newreno"]["goodput_mbps"] / bound, 4),
+        "sha256_match": all(f["sha256_match"] for f in figures.values()),
+        "bytes": main["bytes"],
+    }
+
+
+def bench_speed(repeats: int = 3) -> dict[str, Any]:
+    runs = [_transfer(_bulk_scenario()) for _ in range(repeats)]
+    ratios = [r["sim_s"] / r["wall_s"] for r in runs]
+    value = statistics.median(ratios)
+    return {
+        "bench": "sim-speed",
+        "metric": "simulated seconds per wall-clock second (16 MiB sim-tcp-goodput transfer)",
+        "value": round(value, 2),
+        "unit": "ratio",
+        "target": ">= 20",
+        "passed": value >= 20 and all(r["sha256_match"] for r in runs),
+        "runs": [{"sim_s": round(r["sim_s"], 4), "wall_s": round(r["wall_s"], 4), "ratio": round(x, 2)} for r, x in zip(runs, ratios)],
+        "sha256_match": all(r["sha256_match"] for r in runs),
+    }
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    b.name: b
+    for b in (
+        Benchmark("sim-tcp-goodput", "16 MiB over one 20 Mbit/s path, 20 ms one-way: goodput / link rate", ">= 0.90", bench_goodput),
+        Benchmark("sim-tcp-loss", "the same with 1 % loss each way: goodput / Mathis bound", ">= 1.0", bench_loss),
+        Benchmark("sim-speed", "virtual seconds per wall second for the sim-tcp-goodput transfer", ">= 20", bench_speed),
+    )
+}
+
+
+def get_benchmark(name: str) -> Benchmark:
+    from lab import registry
+
+    known = registry.benchmarks()
+    if name not in known:
+        raise ConfigError(f"unknown benchmark {name!r}; known: {', '.join(sorted(known))}")
+    return known[name]

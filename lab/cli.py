@@ -1,0 +1,209 @@
+"""The ``tcplab`` command line.
+
+Bad input (an unknown scenario, a bad link value, an unwritable directory)
+gets one clear line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lab.errors import ConfigError, LabError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not the usage block
+        self.exit(EXIT_USAGE, f"tcplab: error: {message} (see 'tcplab --help')\n")
+
+
+def _fail(message: str) -> int:
+    print(f"tcplab: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    """``["delay_ms=5", "bw_mbps=(10,5)"]`` -> dict. Raises ConfigError on a malformed item."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"parameter {item!r} is not NAME=VALUE")
+        try:
+            out[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            raise ConfigError(f"parameter {key}: {raw!r} is not a number, tuple or string literal") from None
+    return out
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from lab import registry
+
+    for name, sc in sorted(registry.scenarios().items()):
+        print(f"{name:<18} [{sc.topology}] {sc.description}")
+    return 0
+
+
+def cmd_topo(args: argparse.Namespace) -> int:
+    from lab import registry
+    from lab.topology import build_topology
+
+    known = registry.topologies()
+    if args.name not in known:
+        return _fail(f"unknown topology {args.name!r}; known: {', '.join(sorted(known))}")
+    spec = build_topology(args.name, known[args.name], **_parse_params(args.param))
+    if args.json:
+        print(json.dumps(spec.to_dict() | {"diagram": spec.diagram}, indent=2))
+        return 0
+    print(f"{args.name}\n")
+    print(spec.diagram)
+    print()
+    for name, link in spec.links.items():
+        bw = "unshaped" if link.bw_mbps is None else f"{link.bw_mbps:g} Mbit/s"
+        print(f"  {name:<10} {bw:>14}  {link.delay_ms:g} ms one-way  {link.loss_pct:g} % loss  queue {link.queue_packets} pkts")
+    print()
+    for iface in spec.interfaces.values():
+        print(f"  {iface.name:<9} {iface.ipv4:<12} {iface.ipv6}")
+    return 0
+
+
+def _default_out_dir(scenario: str, seed: int) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{scenario}-seed{seed}-{stamp}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from lab.scenario import get_scenario, run_scenario
+
+    if args.backend != "sim":
+        return _fail(f"backend {args.backend!r} is not available yet; use --backend sim")
+    scenario = get_scenario(args.scenario)
+    if args.param:
+        scenario = scenario.with_params(**_parse_params(args.param))
+    out_dir = Path(args.out) if args.out else _default_out_dir(args.scenario, args.seed)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        return _fail(f"cannot write the run bundle to {out_dir}: {exc.strerror or exc}")
+
+    quiet = args.quiet or not sys.stderr.isatty()
+    if quiet:
+        result = run_scenario(scenario, seed=args.seed, out_dir=out_dir, pcaps=not args.no_pcap)
+    else:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            TextColumn("virtual {task.fields[vt]:.2f} s"),
+            TimeElapsedColumn(),
+            transient=True,
+        ) as bar:
+            task = bar.add_task(args.scenario, total=1.0, vt=0.0)
+
+            def progress(run: Any) -> None:
+                expected = run.bytes_expected() or 1
+                bar.update(task, completed=run.bytes_received() / expected, vt=run.net.now)
+
+            result = run_scenario(scenario, seed=args.seed, out_dir=out_dir, pcaps=not args.no_pcap, progress=progress)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"scenario {summary['scenario']} (seed {summary['seed']}): {'OK' if summary['ok'] else 'FAILED'}")
+        for t in summary["transfers"]:
+            match = "SHA-256 match" if t["sha256_match"] else "SHA-256 MISMATCH"
+            goodput = "-" if t["goodput_mbps"] is None else f"{t['goodput_mbps']:.2f} Mbit/s"
+            err = f"  ({t['error']})" if t["error"] else ""
+            print(f"  {t['name']}: {t['bytes_received']}/{t['bytes_expected']} bytes, {match}, goodput {goodput}{err}")
+        print(f"  virtual {summary['sim_time_s']:.3f} s in {summary['wall_time_s']:.2f} s wall")
+        print(f"  bundle: {out_dir}")
+    return 0 if summary["ok"] else 1
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from lab import registry
+    from lab.bench import get_benchmark
+
+    if args.bench_cmd == "list":
+        for name, b in sorted(registry.benchmarks().items()):
+            print(f"{name:<18} target {b.target:<10} {b.description}")
+        return 0
+    bench = get_benchmark(args.name)
+    result = bench.run()
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['bench']}: {result['metric']} = {result['value']} {result['unit']} (target {result['target']}: {'met' if result['passed'] else 'NOT met'})")
+        for k, v in result.items():
+            if k not in ("bench", "metric", "value", "unit", "target", "passed"):
+                print(f"  {k}: {v}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="tcplab", description="A hands-on lab for Multipath TCP, TCP-ENO/tcpcrypt and IKEv2 over TCP.")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("scenarios", help="list scenarios")
+    s.set_defaults(fn=cmd_scenarios)
+
+    s = sub.add_parser("topo", help="show a topology's diagram, links and addresses")
+    s.add_argument("name")
+    s.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE", help="topology parameter, e.g. delay_ms=5")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_topo)
+
+    s = sub.add_parser("run", help="run a scenario headless and write a run bundle")
+    s.add_argument("scenario")
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--out", metavar="DIR", help="bundle directory (default runs/SCENARIO-seedN-TIME)")
+    s.add_argument("--backend", choices=("sim", "mininet"), default="sim")
+    s.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE", help="topology parameter override")
+    s.add_argument("--no-pcap", action="store_true", help="skip per-interface captures")
+    s.add_argument("--json", action="store_true", help="print summary.json")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("bench", help="benchmarks")
+    bsub = s.add_subparsers(dest="bench_cmd", required=True, parser_class=_Parser)
+    b = bsub.add_parser("list", help="list benchmarks")
+    b.set_defaults(fn=cmd_bench)
+    b = bsub.add_parser("run", help="run one benchmark")
+    b.add_argument("name")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except (LabError, ValueError) as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+    except KeyboardInterrupt:
+        print("tcplab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Scenarios (a topology, its middleboxes, link events and workload) and the headless runner.
+
+A run writes a bundle: ``topology.json``, ``trace.jsonl``, ``pcaps/<iface>.pcap``
+and ``summary.json`` (per-transfer bytes, SHA-256 match and goodput).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from lab import registry
+from lab.apps import BulkSender, BulkSink, TransferResult, bulk_payload
+from lab.errors import ConfigError
+from lab.sim.middlebox import Middlebox
+from lab.sim.network import SimNetwork
+from lab.tcp import TcpConfig
+from lab.topology import TopologySpec, build_topology
+from lab.trace import FileTracer, MemoryTracer, Tracer
+
+METRICS_INTERVAL_S = 0.1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Transfer:
+    """A bulk transfer of ``size_bytes`` from ``src`` to ``dst`` (its interface ``dst_interface``)."""
+
+    name: str = "bulk"
+    src: str = "h1"
+    dst: str = "h2"
+    dst_interface: int = 0
+    port: int = 5001
+    size_bytes: int = 4 * 1024 * 1024
+    start_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.size_bytes, int) or not 0 <= self.size_bytes <= 1 << 31:
+            raise ConfigError(f"transfer {self.name}: size_bytes must be 0..2**31, got {self.size_bytes!r}")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"transfer {self.name}: port must be 1..65535, got {self.port}")
+        if self.start_s < 0:
+            raise ConfigError(f"transfer {self.name}: start_s must not be negative")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkEvent:
+    at_s: float
+    link: str
+    up: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scenario:
+    name: str
+    description: str
+    topology: str
+    topology_params: dict[str, Any] = field(default_factory=dict)
+    transfers: tuple[Transfer, ...] = (Transfer(),)
+    middleboxes: tuple[tuple[str, Callable[[], Middlebox]], ...] = ()
+    link_events: tuple[LinkEvent, ...] = ()
+    tcp: dict[str, Any] = field(default_factory=dict)
+    time_limit_s: float = 600.0
+
+    def with_params(self, **topology_params: Any) -> Scenario:
+        return replace(self, topology_params={**self.topology_params, **topology_params})
+
+
+@dataclass
+class RunResult:
+    scenario: str
+    seed: int
+    sim_time_s: float
+    wall_time_s: float
+    transfers: list[TransferResult]
+    out_dir: Path | None
+    network: SimNetwork
+    timed_out: bool
+
+    @property
+    def ok(self) -> bool:
+        return not self.timed_out and all(t.ok for t in self.transfers)
+
+    def summary(self) -> dict[str, Any]:
+        net = self.network
+        links = []
+        for name, link in net.links.items():
+            for d in link.directions:
+                links.append(
+                    {"link": name, "from": d.src_iface.name, "to": d.dst_iface.name, "packets": d.sent_packets, "bytes": d.sent_bytes, "dropped": d.dropped}
+                )
+        return {
+            "scenario": self.scenario,
+            "seed": self.seed,
+            "backend": "sim",
+            "ok": self.ok,
+            "timed_out": self.timed_out,
+            "sim_time_s": round(self.sim_time_s, 6),
+            "wall_time_s": round(self.wall_time_s, 3),
+            "speedup": round(self.sim_time_s / self.wall_time_s, 2) if self.wall_time_s > 0 else None,
+            "transfers": [t.to_dict() for t in self.transfers],
+            "links": links,
+        }
+
+
+def get_scenario(name: str) -> Scenario:
+    """Raises ConfigError naming the known scenarios."""
+    known = registry.scenarios()
+    if name not in known:
+        raise ConfigError(f"unknown scenario {name!r}; known: {', '.join(sorted(known))}")
+    return known[name]
+
+
+def build_scenario_topology(scenario: Scenario) -> TopologySpec:
+    known = registry.topologies()
+    if scenario.topology not in known:
+        raise ConfigError(f"scenario {scenario.name}: unknown topology {scenario.topology!r}")
+    return build_topology(scenario.topology, known[scenario.topology], **scenario.topology_params)
+
+
+class ScenarioRun:
+    """A scenario set up in the simulator, ready to be stepped (headless or live)."""
+
+    def __init__(self, scenario: Scenario, *, seed: int = 1, tracer: Tracer | None = None, pcap_dir: Path | None = None) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.spec = build_scenario_topology(scenario)
+        self.tracer = tracer if tracer is not None else MemoryTracer()
+        try:
+            tcp_config = TcpConfig(**scenario.tcp)
+        except TypeError as exc:
+            raise ConfigError(f"scenario {scenario.name}: bad TCP setting: {exc}") from None
+        self.net = SimNetwork.build(self.spec, seed=seed, tracer=self.tracer, tcp_config=tcp_config)
+        if pcap_dir is not None:
+            pcap_dir.mkdir(parents=True, exist_ok=True)
+            self.net.enable_pcaps(pcap_dir)
+        for router, factory in scenario.middleboxes:
+            box = factory()
+            self.net.add_middlebox(router, box)
+            if self.tracer.enabled:
+                self.tracer.record_node(0.0, router, "middlebox", "state_updated", {"installed": box.describe()})
+        for ev in scenario.link_events:
+            self.net.link(ev.link)  # validates the name now
+            self.net.set_link_up(ev.link, ev.up, at=ev.at_s)
+        self.results: list[TransferResult] = []
+        for tr in scenario.transfers:
+            self._schedule_transfer(tr)
+        if self.tracer.enabled:
+            self.net.call_at(METRICS_INTERVAL_S, self._sample_metrics)
+
+    def _schedule_transfer(self, tr: Transfer) -> None:
+        dst_ifaces = self.spec.interfaces_of(tr.dst)
+        if tr.dst not in self.spec.hosts() or not dst_ifaces:
+            raise ConfigError(f"transfer {tr.name}: no host {tr.dst!r}")
+        if tr.dst_interface >= len(dst_ifaces):
+            raise ConfigError(f"transfer {tr.name}: {tr.dst} has {len(dst_ifaces)} interfaces")
+        src = self.net.host(tr.src)
+        dst = self.net.host(tr.dst)
+        data = bulk_payload(tr.size_bytes, self.seed * 1000003 + len(self.results))
+        result = TransferResult(tr.name, len(data), hashlib.sha256(data).hexdigest())
+        self.results.append(result)
+        dst.listen(tr.port, lambda: BulkSink(result))
+        remote = dst_ifaces[tr.dst_interface].ipv4
+        self.net.call_at(tr.start_s, lambda: BulkSender(result, data).start(src, remote, tr.port))
+
+    def _sample_metrics(self) -> None:
+        for name in self.spec.hosts():
+            host = self.net.host(name)
+            for conn in host.connections():
+                host.tracer.record(self.net.now, "tcp", "metrics_updated", conn.metrics())
+        if not self.done():
+            self.net.call_at(self.net.now + METRICS_INTERVAL_S, self._sample_metrics)
+
+    def done(self) -> bool:
+        return all(r.complete for r in self.results)
+
+    def bytes_received(self) -> int:
+        return sum(r.bytes_received for r in self.results)
+
+    def bytes_expected(self) -> int:
+        return sum(r.bytes_expected for r in self.results)
+
+
+def run_scenario(
+    scenario: Scenario,
+    *,
+    seed: int = 1,
+    out_dir: Path | None = None,
+    pcaps: bool = True,
+    progress: Callable[[ScenarioRun], None] | None = None,
+    step_s: float = 0.25,
+) -> RunResult:
+    """Run headless in virtual time; writes a bundle when ``out_dir`` is given.
+
+    Raises ConfigError for bad scenario values and OSError when ``out_dir`` is unusable.
+    """
+    tracer: Tracer
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tracer = FileTracer(out_dir / "trace.jsonl")
+    else:
+        tracer = MemoryTracer()
+    try:
+        run = ScenarioRun(scenario, seed=seed, tracer=tracer, pcap_dir=(out_dir / "pcaps") if (out_dir and pcaps) else None)
+        wall0 = time.perf_counter()
+        net = run.net
+        timed_out = False
+        while not run.done():
+            if net.now >= scenario.time_limit_s:
+                timed_out = True
+                break
+            net.run(until=min(net.now + step_s, scenario.time_limit_s), stop=run.done)
+            if progress is not None:
+                progress(run)
+            if net.idle() and not run.done():
+                timed_out = True  # nothing left that could finish the transfers
+                break
+        finished = max((r.completed_at or 0.0) for r in run.results) if run.results else net.now
+        wall = time.perf_counter() - wall0
+        for r in run.results:
+            if not r.complete:
+                r.error = r.error or "did not complete before the time limit"
+        result = RunResult(scenario.name, seed, finished if not timed_out else net.now, wall, run.results, out_dir, net, timed_out)
+        if out_dir is not None:
+            (out_dir / "topology.json").write_text(json.dumps(run.spec.to_dict() | {"diagram": run.spec.diagram}, indent=2))
+            summary = result.summary()
+            summary["files"] = {
+                "trace": "trace.jsonl",
+                "topology": "topology.json",
+                "pcaps": sorted(f"pcaps/{p.name}" for p in (out_dir / "pcaps").glob("*.pcap")) if pcaps else [],
+            }
+            (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return result
+    finally:
+        if out_dir is not None:
+            tracer.close()  # type: ignore[union-attr]
+        if "run" in locals():
+            run.net.close()

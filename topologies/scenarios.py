@@ -1,0 +1,47 @@
+"""Scenarios built on the topologies here: the SCENARIOS registry (entry point tcplab.scenarios)."""
+
+from __future__ import annotations
+
+from lab.scenario import LinkEvent, Scenario, Transfer
+from lab.sim.middlebox import FlipPayloadBytes
+
+MIB = 1024 * 1024
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            name="single-path",
+            description="One bulk transfer over one routed 20 Mbit/s path with 20 ms one-way delay.",
+            topology="single-path",
+            transfers=(Transfer(size_bytes=4 * MIB),),
+        ),
+        Scenario(
+            name="two-paths",
+            description="Two disjoint paths (10 Mbit/s 5 ms, 5 Mbit/s 20 ms); plain TCP uses path A until MPTCP arrives.",
+            topology="two-paths",
+            transfers=(Transfer(size_bytes=4 * MIB),),
+        ),
+        Scenario(
+            name="lossy-path",
+            description="The single path with 1 % random loss each way: SACK recovery at work.",
+            topology="single-path",
+            topology_params={"loss_pct": 1.0},
+            transfers=(Transfer(size_bytes=2 * MIB),),
+        ),
+        Scenario(
+            name="link-flap",
+            description="The path goes down at 1 s and comes back at 3 s: RTO backoff, then recovery.",
+            topology="single-path",
+            link_events=(LinkEvent(at_s=1.0, link="r1-h2", up=False), LinkEvent(at_s=3.0, link="r1-h2", up=True)),
+            transfers=(Transfer(size_bytes=4 * MIB),),
+        ),
+        Scenario(
+            name="payload-tamper",
+            description="A router flips one payload byte (fixing the checksum): plain TCP delivers corrupted data, and the SHA-256 check says so.",
+            topology="single-path",
+            middleboxes=(("r1", lambda: FlipPayloadBytes(dst_port=5001, nth=100)),),
+            transfers=(Transfer(size_bytes=1 * MIB),),
+        ),
+    )
+}
