@@ -130,6 +130,13 @@ class TcpConnection:
         self._recovery_point = 0
         self._sacked_bytes = 0
         self._highest_sacked = 0
+        self._retransmit_first = False
+        self._rack_xmit_ts = 0.0  # RFC 8985: send time of the newest delivered segment
+        self._rack_rtt = 0.0
+        self._rack_timer_at: float | None = None
+        self._tlp_at: float | None = None  # RFC 8985 tail loss probe
+        self._tlp_end: int | None = None
+        self._tlp_retransmitted = False
         self._bytes_sent = 0
         self._bytes_retransmitted = 0
         self._bytes_acked = 0
@@ -264,7 +271,12 @@ class TcpConnection:
         if self._state is S.CLOSED:
             return
         if self._state in SYNCHRONIZED or self._state is S.SYN_RECEIVED:
-            self._emit_rst(self._snd_nxt, now)
+            seq_off = self._snd_nxt
+            if self._state in SYNCHRONIZED and seq_off > self._snd_una + self._snd_wnd:
+                # a zero-window probe byte lies beyond the peer's window, where a RST would be
+                # dropped (RFC 5961 3.2): use the window's right edge, as BSD and Linux do
+                seq_off = self._snd_una + self._snd_wnd
+            self._emit_rst(seq_off, now)
         self._transition(Input.ABORT, now)
         self._terminate(reason, now, reset=True)
 
@@ -312,6 +324,13 @@ class TcpConnection:
         if self._persist_at is not None and now >= self._persist_at:
             self._persist_at = None
             self._on_persist(now)
+        if self._tlp_at is not None and now >= self._tlp_at:
+            self._tlp_at = None
+            self._on_tlp(now)
+        if self._rack_timer_at is not None and now >= self._rack_timer_at:
+            self._rack_timer_at = None
+            if self._sent and self._rack_detect(now) and self._recovery is None:
+                self._enter_recovery(now)
         if self._delack_at is not None and now >= self._delack_at:
             self._delack_at = None
             if self._ack_pending:
@@ -323,7 +342,7 @@ class TcpConnection:
     def get_timer(self) -> float | None:
         """The earliest time handle_timer() must be called, or None."""
         best = None
-        for t in (self._retransmit_at, self._delack_at, self._persist_at, self._keepalive_at, self._timewait_at):
+        for t in (self._retransmit_at, self._tlp_at, self._rack_timer_at, self._delack_at, self._persist_at, self._keepalive_at, self._timewait_at):
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -389,6 +408,7 @@ class TcpConnection:
 
     def _terminate(self, reason: str, now: float, *, reset: bool) -> None:
         self._retransmit_at = self._delack_at = self._persist_at = self._keepalive_at = self._timewait_at = None
+        self._rack_timer_at = self._tlp_at = None
         self._ack_pending = False
         if self._trace_on:
             self._tracer.record(now, "tcp", "state_updated", {"conn": str(self.addr), "terminated": reason, "reset": reset})
@@ -588,7 +608,9 @@ class TcpConnection:
                 pipe += size
         return pipe
 
-    def _send_data(self, now: float) -> None:
+    def _send_data(self, now: float, *, probe: bool = False) -> None:
+        """Send what cwnd, the peer's window and recovery allow; ``probe`` sends one
+        new segment regardless of cwnd (a TLP probe)."""
         cfg = self.config
         cc = self._cc
         mss = self._snd_mss
@@ -606,10 +628,9 @@ class TcpConnection:
                 if rec.sacked or not rec.lost or rec.retransmits:
                     continue
                 size = rec.end - rec.start
-                if cc.cwnd - pipe < min(size, mss) and sent_any:
+                if cc.cwnd - pipe < min(size, mss) and not (self._retransmit_first and rec is self._sent[0]):
                     break
-                if cc.cwnd - pipe < min(size, mss) and pipe > 0:
-                    break
+                self._retransmit_first = False  # RFC 6675 (4.3): the first one goes out regardless of pipe
                 self._retransmit(rec, now)
                 pipe += size
                 sent_any = True
@@ -628,6 +649,8 @@ class TcpConnection:
                 break
             wnd_room = self._snd_una + self._snd_wnd - nxt
             cwnd_room = cc.cwnd + limited - pipe
+            if probe:
+                cwnd_room = max(cwnd_room, mss)
             size = min(avail, mss - self._opt_overhead)
             if size > 0:
                 if wnd_room <= 0:
@@ -641,6 +664,8 @@ class TcpConnection:
                 if size > wnd_room:
                     # sender SWS avoidance (RFC 9293 3.8.6.2.1)
                     if wnd_room < mss - self._opt_overhead and wnd_room < self._max_snd_wnd // 2:
+                        if self._persist_at is None and self._snd_max == self._snd_una:
+                            self._arm_persist(now)  # the override timeout; also covers a lost window update
                         break
                     size = wnd_room
                 if size < mss - self._opt_overhead and size == avail and cfg.nagle and self._snd_max > self._snd_una:
@@ -662,7 +687,9 @@ class TcpConnection:
             sent_any = True
             if self._retransmit_at is None:
                 self._retransmit_at = now + self._rto
-            if fin:
+            if not recovering:
+                self._arm_tlp(now)
+            if fin or probe:
                 break
 
     def _retransmit(self, rec: _Sent, now: float) -> None:
@@ -709,6 +736,8 @@ class TcpConnection:
             rec.lost = not rec.sacked
         self._recovery = "rto"
         self._recovery_point = self._snd_max
+        self._tlp_at = None
+        self._tlp_end = None
         self._dupacks = 0
         first = self._sent[0]
         self._retransmit(first, now)
@@ -721,16 +750,66 @@ class TcpConnection:
                 now, "tcp", "state_updated", {"conn": str(self.addr), "timeout": kind, "rto_ms": round(self._rto * 1000, 1), "backoff": self._backoff}
             )
 
+    def _arm_tlp(self, now: float) -> None:
+        """RFC 8985 7.2: schedule a tail loss probe at PTO = 2 * SRTT."""
+        if not self._sack_ok or self._srtt is None or self._tlp_end is not None or self._recovery is not None:
+            return
+        pto = 2 * self._srtt
+        if self._snd_max - self._snd_una <= self._snd_mss:
+            pto += 0.2  # WCDelAckT: a lone segment may wait for a delayed ACK
+        pto = max(pto, 0.01)
+        deadline = now + pto
+        if self._retransmit_at is not None and deadline >= self._retransmit_at:
+            self._tlp_at = None
+            return
+        self._tlp_at = deadline
+
+    def _on_tlp(self, now: float) -> None:
+        """RFC 8985 7.3: send one new segment if possible, else resend the last one."""
+        if self._recovery is not None or not self._sent or self._tlp_end is not None or self._state not in SYNCHRONIZED:
+            return
+        data_end = self._sbuf_off + len(self._sbuf)
+        before = len(self._out)
+        if self._snd_nxt < data_end and self._snd_una + self._snd_wnd > self._snd_nxt:
+            self._send_data(now, probe=True)
+        if len(self._out) == before:
+            self._retransmit(self._sent[-1], now)
+            self._tlp_retransmitted = True
+        self._tlp_end = self._snd_max
+        self._retransmit_at = now + self._rto
+        if self._trace_on:
+            self._tracer.record(now, "tcp", "state_updated", {"conn": str(self.addr), "timeout": "tlp", "rto_ms": round(self._rto * 1000, 1), "backoff": self._backoff})
+
     def _arm_persist(self, now: float) -> None:
         base = max(self._rto, 0.2)
         self._persist_at = now + min(base * (1 << self._persist_backoff), 60.0)
 
     def _on_persist(self, now: float) -> None:
-        """RFC 9293 3.8.6.1: probe a zero window with one byte of new data."""
-        if self._state not in SYNCHRONIZED or self._snd_wnd > 0:
+        """RFC 9293 3.8.6.1: probe a zero window with one byte of new data.
+
+        With a window too small to be worth a segment, this is the sender SWS
+        override timeout (RFC 9293 3.8.6.2.1): send what the window allows.
+        """
+        if self._state not in SYNCHRONIZED:
             self._persist_backoff = 0
             return
         data_end = self._sbuf_off + len(self._sbuf)
+        if self._snd_wnd > 0:
+            self._persist_backoff = 0
+            start = self._snd_nxt
+            room = self._snd_una + self._snd_wnd - start
+            if self._snd_una < self._snd_max or start >= data_end or room <= 0:
+                return
+            end = start + min(room, data_end - start, self._snd_mss - self._opt_overhead)
+            self._sent.append(_Sent(start, end, False, now))
+            self._emit(ACK | PSH, start, self._payload(start, end), now, SegmentRole.DATA)
+            self._snd_nxt = self._snd_max = end
+            self._bytes_sent += end - start
+            if self._retransmit_at is None:
+                self._retransmit_at = now + self._rto
+            if self._trace_on:
+                self._tracer.record(now, "tcp", "state_updated", {"conn": str(self.addr), "timeout": "sws_override", "len": end - start})
+            return
         if self._snd_una < self._snd_max and self._sent:
             rec = self._sent[0]
             rec.retransmits += 1
@@ -1053,6 +1132,9 @@ class TcpConnection:
                 last = sent.popleft()
                 if last.sacked:
                     self._sacked_bytes -= last.end - last.start
+                elif not last.retransmits and last.sent_at > self._rack_xmit_ts:
+                    self._rack_xmit_ts = last.sent_at
+                    self._rack_rtt = now - last.sent_at
             if sent and sent[0].start < ack_off:  # partial ack of a record
                 rec = sent[0]
                 if rec.sacked:
@@ -1094,8 +1176,19 @@ class TcpConnection:
             # RFC 6298 (5.2, 5.3)
             if self._snd_una >= self._snd_max:
                 self._retransmit_at = None
+                self._tlp_at = None
             else:
                 self._retransmit_at = now + self._rto
+            if self._tlp_end is not None and ack_off >= self._tlp_end:
+                # RFC 8985 7.4: a probe retransmission that repaired a loss on its own
+                # (no recovery episode) still calls for a congestion response
+                if self._tlp_retransmitted and self._recovery is None and not sack_new:
+                    cc.on_congestion(flight=self._snd_max - self._snd_una, now=now)
+                    cc.on_recovery_exit(now=now)
+                self._tlp_end = None
+                self._tlp_retransmitted = False
+            if self._snd_una < self._snd_max and self._recovery is None:
+                self._arm_tlp(now)
             # our FIN acknowledged?
             if self._fin_off is not None and ack_off > self._fin_off:
                 st = self._state
@@ -1117,6 +1210,11 @@ class TcpConnection:
                     self._mark_lost()
                 elif self._recovery == "fast":
                     cc.cwnd += self._snd_mss  # NewReno inflation (RFC 6582)
+        if self._sacked_bytes and self._sent:
+            if self._rack_detect(now) and self._recovery is None:
+                self._enter_recovery(now)
+        else:
+            self._rack_timer_at = None
 
     def _trace_recovery(self, now: float, what: str) -> None:
         if self._trace_on:
@@ -1132,6 +1230,8 @@ class TcpConnection:
         self._cc.on_congestion(flight=flight, now=now)
         self._recovery = "fast"
         self._recovery_point = self._snd_max
+        self._retransmit_first = True
+        self._tlp_at = None
         first = self._sent[0]
         first.lost = True
         if not self._sack_ok:
@@ -1157,9 +1257,39 @@ class TcpConnection:
                     rec.sacked = True
                     self._sacked_bytes += rec.end - rec.start
                     new = True
+                    if not rec.retransmits and rec.sent_at > self._rack_xmit_ts:
+                        self._rack_xmit_ts = rec.sent_at
+                        self._rack_rtt = now - rec.sent_at
                     if rec.end > self._highest_sacked:
                         self._highest_sacked = rec.end
         return new
+
+    def _rack_detect(self, now: float) -> bool:
+        """RFC 8985 (RACK) time-based loss detection over the scoreboard.
+
+        A segment is lost once a segment sent after it has been delivered and
+        RACK.rtt + reo_wnd (min_RTT / 4) has passed since it was sent; this also
+        catches lost retransmissions, which RFC 6675 alone cannot. Arms the
+        reordering timer for segments not yet due. True when it marked a loss.
+        """
+        xmit_ts = self._rack_xmit_ts
+        if not xmit_ts:
+            return False
+        wait = self._rack_rtt + (self._rtt_min or 0.0) / 4
+        found = False
+        deadline = None
+        for rec in self._sent:
+            if rec.sacked or rec.sent_at >= xmit_ts or (rec.lost and not rec.retransmits):
+                continue
+            due = rec.sent_at + wait
+            if due <= now:
+                rec.lost = True
+                rec.retransmits = 0  # a lost retransmission may be sent again
+                found = True
+            elif deadline is None or due < deadline:
+                deadline = due
+        self._rack_timer_at = deadline
+        return found
 
     def _mark_lost(self) -> bool:
         """RFC 6675 IsLost() over the scoreboard; True when the first record is lost."""
