@@ -136,6 +136,7 @@ class HostStack:
         self._udp: dict[int, DatagramHandler] = {}
         self._timer_at: dict[int, float] = {}
         self._ident = 0
+        self._header_sums: dict[tuple[bytes, bytes, int], int] = {}
         self._next_port = 40000 + self.rng.randrange(0, 20000)
         self._pumping: set[TcpConnection] = set()
         self._touched = False  # an application call since the pump last looked
@@ -333,10 +334,17 @@ class HostStack:
             self._drop(f"no interface owns source {unpack_address(src)}")
             return
         if len(src) == 4:
-            self._ident = (self._ident + 1) & 0xFFFF
-            header = IPV4_HEADER.pack(0x45, 0, 20 + len(payload), self._ident, 0x4000, 64, proto, 0, src, dst)
-            csum = ~ones_sum(header) & 0xFFFF
-            packet = header[:10] + csum.to_bytes(2, "big") + header[12:] + payload
+            self._ident = ident = (self._ident + 1) & 0xFFFF
+            key = (src, dst, proto)
+            base = self._header_sums.get(key)
+            if base is None:  # the header's constant words, summed once per address pair
+                base = sum(struct.unpack("!10H", IPV4_HEADER.pack(0x45, 0, 0, 0, 0x4000, 64, proto, 0, src, dst)))
+                self._header_sums[key] = base
+            total = 20 + len(payload)
+            csum = base + total + ident
+            csum = (csum & 0xFFFF) + (csum >> 16)
+            csum = (csum & 0xFFFF) + (csum >> 16)
+            packet = IPV4_HEADER.pack(0x45, 0, total, ident, 0x4000, 64, proto, ~csum & 0xFFFF, src, dst) + payload
         else:
             packet = _V6_HEADER.pack(6 << 28, len(payload), proto, 64, src, dst) + payload
         self._transmit(ifname, packet)

@@ -14,6 +14,7 @@ control), 5961 (RST and SYN hardening), 6928 (initial window).
 from __future__ import annotations
 
 import random
+import struct
 from bisect import bisect_left
 from collections import deque
 
@@ -31,7 +32,7 @@ from lab.tcp.events import (
 from lab.tcp.extension import SegmentRole, TcpExtension
 from lab.tcp.state import CAN_RECEIVE_DATA, CAN_SEND, SYNCHRONIZED, TRANSITIONS, Input, TcpState
 from lab.trace import NULL_TRACER, Tracer
-from lab.wire.checksum import pack_address
+from lab.wire.checksum import pack_address, pseudo_header_sum
 from lab.wire.tcp import (
     ACK,
     FIN,
@@ -59,6 +60,11 @@ HALF = 0x80000000
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
 _NOP = NoOperation()
 _SACK_PERMITTED = SackPermitted()
+_HEADER = struct.Struct("!HHIIBBHHH")
+_TS_PAIR = struct.Struct("!II")
+_from_bytes = int.from_bytes
+_TS_PREFIX = b"\x01\x01\x08\x0a"  # NOP NOP Timestamps(len 10)
+_PREDICT_MASK = 0xFF & ~PSH  # ACK alone, PSH allowed
 
 S = TcpState
 
@@ -105,6 +111,7 @@ class TcpConnection:
         self._local_packed = pack_address(addr.local_addr)
         self._remote_packed = pack_address(addr.remote_addr)
         self._ip_overhead = 40 if len(self._local_packed) == 4 else 60
+        self._address_sum = pseudo_header_sum(self._local_packed, self._remote_packed, 6, 0)
         self._state = S.CLOSED
         self._events: deque[TcpEvent] = deque()
         self._out: list[Outgoing] = []
@@ -264,6 +271,8 @@ class TcpConnection:
             raise LocalProtocolError(f"cannot close in state {st.name}")
         self._fin_queued = True
         self._fin_off = self._sbuf_off + len(self._sbuf)
+        if st is S.SYN_RECEIVED:
+            return  # RFC 9293 3.10.4: queued until ESTABLISHED; the ACK of our SYN sends it
         self._transition(Input.APP_CLOSE, now)
 
     def abort(self, reason: str = "aborted", *, now: float) -> None:
@@ -299,6 +308,18 @@ class TcpConnection:
 
         Never raises for bad input: malformed segments are recorded and dropped.
         """
+        if (
+            self._state is S.ESTABLISHED
+            and len(segment) >= 32
+            and segment[12] == 0x80
+            and segment[13] & _PREDICT_MASK == ACK
+            and segment[20:24] == _TS_PREFIX
+            and self._ext is None
+            and not self._trace_on
+            and self._ts_ok
+            and self._predict(segment, now)
+        ):
+            return
         try:
             seg = decode_segment(segment, self._remote_packed, self._local_packed)
         except DecodeError as exc:
@@ -310,6 +331,60 @@ class TcpConnection:
         if self._trace_on:
             self._trace_segment("segment_received", seg, now)
         self._handle(seg, now)
+
+    def _predict(self, raw: bytes, now: float) -> bool:
+        """Header prediction (Van Jacobson; RFC 9293 leaves the order of checks free):
+        an in-sequence pure ACK of new data, or in-sequence data that acks nothing
+        new, with only the timestamps option, no window change and nothing
+        unusual pending, is processed here without building objects. Anything
+        else returns False and takes the full path.
+        """
+        if (
+            self._recovery is not None
+            or self._sacked_bytes
+            or self._ooo
+            or self._peer_fin_off is not None
+            or not self._reading
+        ):
+            return False
+        total = self._address_sum + len(raw) + _from_bytes(raw, "big") if not len(raw) & 1 else 0
+        if not total or total % 0xFFFF:
+            return False  # odd length or bad checksum: the full path decides
+        _sport, _dport, seq, ack, _off, _flags, window, _c, _u = _HEADER.unpack_from(raw)
+        tsval, tsecr = _TS_PAIR.unpack_from(raw, 24)
+        if self._ts_recent and ((tsval - self._ts_recent) & MASK) >= HALF:
+            return False  # PAWS on the full path
+        if ((seq - self._irs) & MASK) != (self._rcv_nxt & MASK) or window << self._snd_wscale != self._snd_wnd:
+            return False
+        ack_off = self._ack_to_off(ack)
+        plen = len(raw) - 32
+        if plen == 0:
+            if not self._snd_una < ack_off <= self._snd_max:
+                return False
+        elif ack_off != self._snd_una or plen > self._rcv_window():
+            return False
+        self._last_activity = now
+        self._keepalive_sent = 0
+        rcv_nxt = self._rcv_nxt
+        if rcv_nxt <= self._last_ack_sent:
+            self._ts_recent = tsval  # RFC 7323 4.3
+        self._snd_wl1 = rcv_nxt
+        if plen == 0:
+            self._snd_wl2 = ack_off
+            self._on_new_ack(ack_off, tsecr, False, now)
+            return True
+        self._snd_wl2 = ack_off
+        self._rcv_nxt = rcv_nxt + plen
+        self._bytes_received += plen
+        self._events.append(DataReceived(data=raw[32:]))
+        self._unacked_segments += 1
+        if self._unacked_segments >= 2 or self._rcv_nxt - self._last_ack_sent >= 2 * self._snd_mss:
+            self._ack_pending = True
+            self._delack_at = None
+        elif not self._ack_pending:
+            self._ack_pending = True
+            self._delack_at = now + self.config.delayed_ack_s
+        return True
 
     def handle_timer(self, *, now: float) -> None:
         """Fire whatever timers are due at ``now``."""
@@ -479,6 +554,9 @@ class TcpConnection:
                 payload,
                 self._local_packed,
                 self._remote_packed,
+                0,
+                0,
+                self._address_sum,
             )
             self._out.append(Outgoing(addr, data))
             return
@@ -1058,11 +1136,10 @@ class TcpConnection:
                 if self._syn_retries == 0:
                     self._rtt_sample(now - self._syn_sent_at)
                 self._retransmit_at = None
-                if self._fin_queued:
-                    self._set_state(S.FIN_WAIT_1, now, Input.RECV_ACK_OF_SYN)
-                else:
-                    self._transition(Input.RECV_ACK_OF_SYN, now)
+                self._transition(Input.RECV_ACK_OF_SYN, now)
                 self._events.append(ConnectionEstablished())
+                if self._fin_queued:
+                    self._transition(Input.APP_CLOSE, now)  # the close() queued in SYN-RECEIVED
                 st = self._state
             else:
                 self._emit_raw_rst(seg, now)
@@ -1121,83 +1198,7 @@ class TcpConnection:
                     break
 
         if ack_off > snd_una:
-            acked = ack_off - snd_una
-            self._snd_una = ack_off
-            if self._snd_nxt < ack_off:
-                self._snd_nxt = ack_off
-            rtt = None
-            sent = self._sent
-            last = None
-            while sent and sent[0].end <= ack_off:
-                last = sent.popleft()
-                if last.sacked:
-                    self._sacked_bytes -= last.end - last.start
-                elif not last.retransmits and last.sent_at > self._rack_xmit_ts:
-                    self._rack_xmit_ts = last.sent_at
-                    self._rack_rtt = now - last.sent_at
-            if sent and sent[0].start < ack_off:  # partial ack of a record
-                rec = sent[0]
-                if rec.sacked:
-                    self._sacked_bytes -= ack_off - rec.start
-                rec.start = ack_off
-            if last is not None and not last.retransmits:
-                rtt = now - last.sent_at
-            elif ts is not None and ts.tsecr:
-                rtt = ((self._tsval(now) - ts.tsecr) & MASK) / 1000.0  # RFC 7323 4.1
-            if rtt is not None:
-                self._rtt_sample(rtt)
-            # trim the send buffer
-            data_acked = min(ack_off, self._sbuf_off + len(self._sbuf)) - self._sbuf_off
-            if data_acked > 0:
-                del self._sbuf[:data_acked]
-                self._sbuf_off += data_acked
-                self._bytes_acked += data_acked
-            self._dupacks = 0
-            if ack_off >= self._round_end:
-                self._round_end = self._snd_nxt
-                cc.on_round_start()
-            flight = self._snd_max - snd_una
-            if self._recovery is not None:
-                if ack_off >= self._recovery_point:
-                    if self._recovery == "fast":
-                        cc.on_recovery_exit(now=now)
-                    self._recovery = None
-                    self._trace_recovery(now, "exit")
-                else:
-                    if not self._sack_ok and sent:
-                        sent[0].lost = True  # NewReno partial ACK (RFC 6582)
-                        sent[0].retransmits = 0
-                    if self._recovery == "rto":
-                        cc.on_ack(acked, flight=flight, rtt=rtt, now=now)
-                    if self._sack_ok:
-                        self._mark_lost()
-            else:
-                cc.on_ack(acked, flight=flight, rtt=rtt, now=now)
-            # RFC 6298 (5.2, 5.3)
-            if self._snd_una >= self._snd_max:
-                self._retransmit_at = None
-                self._tlp_at = None
-            else:
-                self._retransmit_at = now + self._rto
-            if self._tlp_end is not None and ack_off >= self._tlp_end:
-                # RFC 8985 7.4: a probe retransmission that repaired a loss on its own
-                # (no recovery episode) still calls for a congestion response
-                if self._tlp_retransmitted and self._recovery is None and not sack_new:
-                    cc.on_congestion(flight=self._snd_max - self._snd_una, now=now)
-                    cc.on_recovery_exit(now=now)
-                self._tlp_end = None
-                self._tlp_retransmitted = False
-            if self._snd_una < self._snd_max and self._recovery is None:
-                self._arm_tlp(now)
-            # our FIN acknowledged?
-            if self._fin_off is not None and ack_off > self._fin_off:
-                st = self._state
-                if st in (S.FIN_WAIT_1, S.CLOSING, S.LAST_ACK):
-                    self._transition(Input.RECV_ACK_OF_FIN, now)
-                    if self._state is S.CLOSED:
-                        self._terminate("closed", now, reset=False)
-                    elif self._state is S.TIME_WAIT:
-                        self._enter_time_wait(now)
+            self._on_new_ack(ack_off, ts.tsecr if ts is not None else 0, sack_new, now)
         elif ack_off == snd_una and self._snd_max > snd_una:
             is_dup = sack_new if self._sack_ok else (not seg.payload and not seg.flags & FIN)
             if is_dup:
@@ -1215,6 +1216,88 @@ class TcpConnection:
                 self._enter_recovery(now)
         else:
             self._rack_timer_at = None
+
+    def _on_new_ack(self, ack_off: int, tsecr: int, sack_new: bool, now: float) -> None:
+        """An ACK that advances SND.UNA: the scoreboard, RTT, cwnd and timers."""
+        snd_una = self._snd_una
+        cc = self._cc
+        acked = ack_off - snd_una
+        self._snd_una = ack_off
+        if self._snd_nxt < ack_off:
+            self._snd_nxt = ack_off
+        rtt = None
+        sent = self._sent
+        last = None
+        while sent and sent[0].end <= ack_off:
+            last = sent.popleft()
+            if last.sacked:
+                self._sacked_bytes -= last.end - last.start
+            elif not last.retransmits and last.sent_at > self._rack_xmit_ts:
+                self._rack_xmit_ts = last.sent_at
+                self._rack_rtt = now - last.sent_at
+        if sent and sent[0].start < ack_off:  # partial ack of a record
+            rec = sent[0]
+            if rec.sacked:
+                self._sacked_bytes -= ack_off - rec.start
+            rec.start = ack_off
+        if last is not None and not last.retransmits:
+            rtt = now - last.sent_at
+        elif tsecr:
+            rtt = ((self._tsval(now) - tsecr) & MASK) / 1000.0  # RFC 7323 4.1
+        if rtt is not None:
+            self._rtt_sample(rtt)
+        # trim the send buffer
+        data_acked = min(ack_off, self._sbuf_off + len(self._sbuf)) - self._sbuf_off
+        if data_acked > 0:
+            del self._sbuf[:data_acked]
+            self._sbuf_off += data_acked
+            self._bytes_acked += data_acked
+        self._dupacks = 0
+        if ack_off >= self._round_end:
+            self._round_end = self._snd_nxt
+            cc.on_round_start()
+        flight = self._snd_max - snd_una
+        if self._recovery is not None:
+            if ack_off >= self._recovery_point:
+                if self._recovery == "fast":
+                    cc.on_recovery_exit(now=now)
+                self._recovery = None
+                self._trace_recovery(now, "exit")
+            else:
+                if not self._sack_ok and sent:
+                    sent[0].lost = True  # NewReno partial ACK (RFC 6582)
+                    sent[0].retransmits = 0
+                if self._recovery == "rto":
+                    cc.on_ack(acked, flight=flight, rtt=rtt, now=now)
+                if self._sack_ok:
+                    self._mark_lost()
+        else:
+            cc.on_ack(acked, flight=flight, rtt=rtt, now=now)
+        # RFC 6298 (5.2, 5.3)
+        if self._snd_una >= self._snd_max:
+            self._retransmit_at = None
+            self._tlp_at = None
+        else:
+            self._retransmit_at = now + self._rto
+        if self._tlp_end is not None and ack_off >= self._tlp_end:
+            # RFC 8985 7.4: a probe retransmission that repaired a loss on its own
+            # (no recovery episode) still calls for a congestion response
+            if self._tlp_retransmitted and self._recovery is None and not sack_new:
+                cc.on_congestion(flight=self._snd_max - self._snd_una, now=now)
+                cc.on_recovery_exit(now=now)
+            self._tlp_end = None
+            self._tlp_retransmitted = False
+        if self._snd_una < self._snd_max and self._recovery is None:
+            self._arm_tlp(now)
+        # our FIN acknowledged?
+        if self._fin_off is not None and ack_off > self._fin_off:
+            st = self._state
+            if st in (S.FIN_WAIT_1, S.CLOSING, S.LAST_ACK):
+                self._transition(Input.RECV_ACK_OF_FIN, now)
+                if self._state is S.CLOSED:
+                    self._terminate("closed", now, reset=False)
+                elif self._state is S.TIME_WAIT:
+                    self._enter_time_wait(now)
 
     def _trace_recovery(self, now: float, what: str) -> None:
         if self._trace_on:

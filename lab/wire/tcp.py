@@ -245,13 +245,20 @@ def encode_raw(
     dst: bytes,
     urgent: int = 0,
     reserved: int = 0,
+    address_sum: int | None = None,
 ) -> bytes:
-    """Encode from fields and already-encoded (padded) ``options``: the per-segment fast path."""
+    """Encode from fields and already-encoded (padded) ``options``: the per-segment fast path.
+
+    ``address_sum`` may carry the precomputed pseudo-header sum of the two
+    addresses and the protocol (``pseudo_header_sum(src, dst, 6, 0)``).
+    """
     offset_byte = ((HEADER_LEN + len(options)) >> 2) << 4 | (reserved & 0x0F)
     head = _HEADER.pack(src_port, dst_port, seq, ack, offset_byte, flags, window, 0, urgent) + options
     # one's-complement sums add across pieces of even length (the header always is)
     plen = len(payload)
-    total = pseudo_header_sum(src, dst, TCP_PROTOCOL, len(head) + plen) + _from_bytes(head, "big")
+    if address_sum is None:
+        address_sum = pseudo_header_sum(src, dst, TCP_PROTOCOL, 0)
+    total = address_sum + len(head) + plen + _from_bytes(head, "big")
     if plen:
         total += _from_bytes(payload + b"\x00" if plen & 1 else payload, "big")
     csum = ~(total % 0xFFFF or 0xFFFF) & 0xFFFF if total else 0xFFFF
