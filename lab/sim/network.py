@@ -340,9 +340,21 @@ class SimNetwork:
         self.events_processed += n
         return self.now
 
-    async def run_paced(self, *, speed: float = 1.0, until: float | None = None, stop: Callable[[], bool] | None = None, tick_s: float = 0.02) -> float:
-        """Run so that virtual time advances ``speed`` times as fast as the wall clock."""
-        if speed <= 0:
+    async def run_paced(
+        self,
+        *,
+        speed: float = 1.0,
+        until: float | None = None,
+        stop: Callable[[], bool] | None = None,
+        tick_s: float = 0.02,
+        keep_running: bool = False,
+    ) -> float:
+        """Run so that virtual time advances ``speed`` times as fast as the wall clock.
+
+        Returns at ``until``, when ``stop()`` is true, or (unless ``keep_running``)
+        when no event is left. Raises ConfigError for a speed that is not positive.
+        """
+        if not speed > 0:
             raise ConfigError(f"speed must be positive, got {speed}")
         start_wall = time.monotonic()
         start_virtual = self.now
@@ -351,7 +363,9 @@ class SimNetwork:
             if until is not None:
                 target = min(target, until)
             self.run(until=target, stop=stop)
-            if (stop is not None and stop()) or (until is not None and self.now >= until) or not self._heap:
+            if (stop is not None and stop()) or (until is not None and self.now >= until):
+                return self.now
+            if not self._heap and not keep_running:
                 return self.now
             await asyncio.sleep(tick_s)
 
