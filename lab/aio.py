@@ -142,7 +142,9 @@ class LiveNetwork:
         await handler.wait_connected()
         return handler
 
-    async def start_server(self, host: str, port: int, client_connected: Callable[[AsyncStream], Awaitable[None]]) -> None:
+    async def start_server(
+        self, host: str, port: int, client_connected: Callable[[AsyncStream], Awaitable[None]]
+    ) -> None:
         """Accept connections on ``port``; each runs ``client_connected(stream)`` as a task."""
         loop = asyncio.get_running_loop()
 

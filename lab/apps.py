@@ -41,7 +41,11 @@ class TransferResult:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.sha256_received == self.sha256_expected and self.bytes_received == self.bytes_expected
+        return (
+            self.error is None
+            and self.sha256_received == self.sha256_expected
+            and self.bytes_received == self.bytes_expected
+        )
 
     @property
     def goodput_mbps(self) -> float | None:
@@ -59,7 +63,9 @@ class TransferResult:
             "sha256_match": self.ok,
             "started_at": self.started_at,
             "completed_at": self.completed_at,
-            "duration_s": None if self.completed_at is None or self.started_at is None else round(self.completed_at - self.started_at, 6),
+            "duration_s": None
+            if self.completed_at is None or self.started_at is None
+            else round(self.completed_at - self.started_at, 6),
             "goodput_mbps": None if self.goodput_mbps is None else round(self.goodput_mbps, 4),
             "error": self.error,
             **self.extra,
@@ -93,7 +99,18 @@ class BulkSender(StreamHandler):
             self.result.sender_done = True
             host = stream.host
             if host.tracer.enabled:
-                host.tracer.record(host.now, "app", "state_updated", {"transfer": self.result.name, "event": "sent", "bytes": len(self._data), "sha256": self.result.sha256_expected, "conn": str(stream.addr)})
+                host.tracer.record(
+                    host.now,
+                    "app",
+                    "state_updated",
+                    {
+                        "transfer": self.result.name,
+                        "event": "sent",
+                        "bytes": len(self._data),
+                        "sha256": self.result.sha256_expected,
+                        "conn": str(stream.addr),
+                    },
+                )
             stream.close()
 
     def eof_received(self, stream: Stream) -> None:
@@ -126,7 +143,14 @@ class BulkSink(StreamHandler):
                 host.now,
                 "app",
                 "state_updated",
-                {"transfer": self.result.name, "event": "received", "bytes": self.result.bytes_received, "sha256": self.result.sha256_received, "sha256_match": self.result.ok, "conn": str(stream.addr)},
+                {
+                    "transfer": self.result.name,
+                    "event": "received",
+                    "bytes": self.result.bytes_received,
+                    "sha256": self.result.sha256_received,
+                    "sha256_match": self.result.ok,
+                    "conn": str(stream.addr),
+                },
             )
         stream.close()
 

@@ -128,7 +128,10 @@ def bench_speed(repeats: int = 3) -> dict[str, Any]:
         "unit": "ratio",
         "target": ">= 20",
         "passed": value >= 20 and all(r["sha256_match"] for r in runs),
-        "runs": [{"sim_s": round(r["sim_s"], 4), "wall_s": round(r["wall_s"], 4), "ratio": round(x, 2)} for r, x in zip(runs, ratios)],
+        "runs": [
+            {"sim_s": round(r["sim_s"], 4), "wall_s": round(r["wall_s"], 4), "ratio": round(x, 2)}
+            for r, x in zip(runs, ratios)
+        ],
         "sha256_match": all(r["sha256_match"] for r in runs),
     }
 
@@ -136,9 +139,16 @@ def bench_speed(repeats: int = 3) -> dict[str, Any]:
 BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in (
-        Benchmark("sim-tcp-goodput", "16 MiB over one 20 Mbit/s path, 20 ms one-way: goodput / link rate", ">= 0.90", bench_goodput),
+        Benchmark(
+            "sim-tcp-goodput",
+            "16 MiB over one 20 Mbit/s path, 20 ms one-way: goodput / link rate",
+            ">= 0.90",
+            bench_goodput,
+        ),
         Benchmark("sim-tcp-loss", "the same with 1 % loss each way: goodput / Mathis bound", ">= 1.0", bench_loss),
-        Benchmark("sim-speed", "virtual seconds per wall second for the sim-tcp-goodput transfer", ">= 20", bench_speed),
+        Benchmark(
+            "sim-speed", "virtual seconds per wall second for the sim-tcp-goodput transfer", ">= 20", bench_speed
+        ),
     )
 }
 

@@ -68,7 +68,9 @@ def cmd_topo(args: argparse.Namespace) -> int:
     print()
     for name, link in spec.links.items():
         bw = "unshaped" if link.bw_mbps is None else f"{link.bw_mbps:g} Mbit/s"
-        print(f"  {name:<10} {bw:>14}  {link.delay_ms:g} ms one-way  {link.loss_pct:g} % loss  queue {link.queue_packets} pkts")
+        print(
+            f"  {name:<10} {bw:>14}  {link.delay_ms:g} ms one-way  {link.loss_pct:g} % loss  queue {link.queue_packets} pkts"
+        )
     print()
     for iface in spec.interfaces.values():
         print(f"  {iface.name:<9} {iface.ipv4:<12} {iface.ipv6}")
@@ -146,7 +148,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{result['bench']}: {result['metric']} = {result['value']} {result['unit']} (target {result['target']}: {'met' if result['passed'] else 'NOT met'})")
+        print(
+            f"{result['bench']}: {result['metric']} = {result['value']} {result['unit']} (target {result['target']}: {'met' if result['passed'] else 'NOT met'})"
+        )
         for k, v in result.items():
             if k not in ("bench", "metric", "value", "unit", "target", "passed"):
                 print(f"  {k}: {v}")
@@ -162,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("topo", help="show a topology's diagram, links and addresses")
     s.add_argument("name")
-    s.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE", help="topology parameter, e.g. delay_ms=5")
+    s.add_argument(
+        "--param", "-p", action="append", default=[], metavar="NAME=VALUE", help="topology parameter, e.g. delay_ms=5"
+    )
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_topo)
 
@@ -171,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--out", metavar="DIR", help="bundle directory (default runs/SCENARIO-seedN-TIME)")
     s.add_argument("--backend", choices=("sim", "mininet"), default="sim")
-    s.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE", help="topology parameter override")
+    s.add_argument(
+        "--param", "-p", action="append", default=[], metavar="NAME=VALUE", help="topology parameter override"
+    )
     s.add_argument("--no-pcap", action="store_true", help="skip per-interface captures")
     s.add_argument("--json", action="store_true", help="print summary.json")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")

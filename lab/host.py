@@ -132,7 +132,9 @@ class HostStack:
                 self._egress[pack_address(a)] = ifname
                 self.addresses.append(a)
         self._conns: dict[bytes, tuple[TcpConnection, Stream]] = {}
-        self._listeners: dict[int, tuple[Callable[[], StreamHandler], TcpConfig | None, Callable[[], TcpExtension | None] | None]] = {}
+        self._listeners: dict[
+            int, tuple[Callable[[], StreamHandler], TcpConfig | None, Callable[[], TcpExtension | None] | None]
+        ] = {}
         self._udp: dict[int, DatagramHandler] = {}
         self._timer_at: dict[int, float] = {}
         self._ident = 0
@@ -291,7 +293,15 @@ class HostStack:
                 self.now,
                 "tcp",
                 "segment_sent",
-                {"conn": str(FourTuple(unpack_address(dst), seg.dst_port, unpack_address(src), seg.src_port)), "flags": "RA" if rst.flags & ACK else "R", "seq": rst.seq, "ack": rst.ack, "len": 0, "win": 0, "reason": "no connection"},
+                {
+                    "conn": str(FourTuple(unpack_address(dst), seg.dst_port, unpack_address(src), seg.src_port)),
+                    "flags": "RA" if rst.flags & ACK else "R",
+                    "seq": rst.seq,
+                    "ack": rst.ack,
+                    "len": 0,
+                    "win": 0,
+                    "reason": "no connection",
+                },
             )
         self._send_ip(dst, src, TCP, encode_segment(rst, dst, src))
 
@@ -305,7 +315,9 @@ class HostStack:
         if handler is None:
             self._drop(f"UDP port {dgram.dst_port} unreachable")
             return
-        handler.datagram_received(self, dgram.payload, (unpack_address(src), dgram.src_port), (unpack_address(dst), dgram.dst_port))
+        handler.datagram_received(
+            self, dgram.payload, (unpack_address(src), dgram.src_port), (unpack_address(dst), dgram.dst_port)
+        )
 
     # --- internals
 

@@ -91,7 +91,14 @@ class RunResult:
         for name, link in net.links.items():
             for d in link.directions:
                 links.append(
-                    {"link": name, "from": d.src_iface.name, "to": d.dst_iface.name, "packets": d.sent_packets, "bytes": d.sent_bytes, "dropped": d.dropped}
+                    {
+                        "link": name,
+                        "from": d.src_iface.name,
+                        "to": d.dst_iface.name,
+                        "packets": d.sent_packets,
+                        "bytes": d.sent_bytes,
+                        "dropped": d.dropped,
+                    }
                 )
         return {
             "scenario": self.scenario,
@@ -125,7 +132,9 @@ def build_scenario_topology(scenario: Scenario) -> TopologySpec:
 class ScenarioRun:
     """A scenario set up in the simulator, ready to be stepped (headless or live)."""
 
-    def __init__(self, scenario: Scenario, *, seed: int = 1, tracer: Tracer | None = None, pcap_dir: Path | None = None) -> None:
+    def __init__(
+        self, scenario: Scenario, *, seed: int = 1, tracer: Tracer | None = None, pcap_dir: Path | None = None
+    ) -> None:
         self.scenario = scenario
         self.seed = seed
         self.spec = build_scenario_topology(scenario)
@@ -205,7 +214,9 @@ def run_scenario(
     else:
         tracer = MemoryTracer()
     try:
-        run = ScenarioRun(scenario, seed=seed, tracer=tracer, pcap_dir=(out_dir / "pcaps") if (out_dir and pcaps) else None)
+        run = ScenarioRun(
+            scenario, seed=seed, tracer=tracer, pcap_dir=(out_dir / "pcaps") if (out_dir and pcaps) else None
+        )
         wall0 = time.perf_counter()
         net = run.net
         timed_out = False
@@ -224,9 +235,13 @@ def run_scenario(
         for r in run.results:
             if not r.complete:
                 r.error = r.error or "did not complete before the time limit"
-        result = RunResult(scenario.name, seed, finished if not timed_out else net.now, wall, run.results, out_dir, net, timed_out)
+        result = RunResult(
+            scenario.name, seed, finished if not timed_out else net.now, wall, run.results, out_dir, net, timed_out
+        )
         if out_dir is not None:
-            (out_dir / "topology.json").write_text(json.dumps(run.spec.to_dict() | {"diagram": run.spec.diagram}, indent=2))
+            (out_dir / "topology.json").write_text(
+                json.dumps(run.spec.to_dict() | {"diagram": run.spec.diagram}, indent=2)
+            )
             summary = result.summary()
             summary["files"] = {
                 "trace": "trace.jsonl",

@@ -46,7 +46,11 @@ class LinkSpec:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"{where}: {attr} must be a finite number, got {value!r}")
         if self.bw_mbps is not None:
-            if isinstance(self.bw_mbps, bool) or not isinstance(self.bw_mbps, (int, float)) or not math.isfinite(self.bw_mbps):
+            if (
+                isinstance(self.bw_mbps, bool)
+                or not isinstance(self.bw_mbps, (int, float))
+                or not math.isfinite(self.bw_mbps)
+            ):
                 raise ConfigError(f"{where}: bw_mbps must be a number or None, got {self.bw_mbps!r}")
             if not 0 < self.bw_mbps <= MAX_BW_MBPS:
                 raise ConfigError(f"{where}: bw_mbps must be in (0, {MAX_BW_MBPS:g}], got {self.bw_mbps:g}")
@@ -54,9 +58,19 @@ class LinkSpec:
             raise ConfigError(f"{where}: delay_ms must be in [0, {MAX_DELAY_MS:g}], got {self.delay_ms:g}")
         if not 0 <= self.loss_pct <= 100:
             raise ConfigError(f"{where}: loss_pct must be in [0, 100], got {self.loss_pct:g}")
-        if isinstance(self.queue_packets, bool) or not isinstance(self.queue_packets, int) or not 1 <= self.queue_packets <= MAX_QUEUE_PACKETS:
-            raise ConfigError(f"{where}: queue_packets must be an integer in [1, {MAX_QUEUE_PACKETS}], got {self.queue_packets!r}")
-        if isinstance(self.mtu_bytes, bool) or not isinstance(self.mtu_bytes, int) or not 1280 <= self.mtu_bytes <= 9000:
+        if (
+            isinstance(self.queue_packets, bool)
+            or not isinstance(self.queue_packets, int)
+            or not 1 <= self.queue_packets <= MAX_QUEUE_PACKETS
+        ):
+            raise ConfigError(
+                f"{where}: queue_packets must be an integer in [1, {MAX_QUEUE_PACKETS}], got {self.queue_packets!r}"
+            )
+        if (
+            isinstance(self.mtu_bytes, bool)
+            or not isinstance(self.mtu_bytes, int)
+            or not 1280 <= self.mtu_bytes <= 9000
+        ):
             raise ConfigError(f"{where}: mtu_bytes must be an integer in [1280, 9000], got {self.mtu_bytes!r}")
 
 
@@ -167,7 +181,9 @@ class TopologyBuilder:
         allowed = {"bw_mbps", "delay_ms", "loss_pct", "queue_packets", "mtu_bytes"}
         unknown = set(params) - allowed
         if unknown:
-            raise ConfigError(f"link {a}-{b}: unknown keyword(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
+            raise ConfigError(
+                f"link {a}-{b}: unknown keyword(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}"
+            )
         if len(self._links) >= 250:
             raise ConfigError("at most 250 links")
         spec = LinkSpec(a=a, b=b, name=f"{a}-{b}", **params)
@@ -234,16 +250,15 @@ def _shortest_path_routes(
 
 
 def diagram_of(fn: Any) -> str:
-    """The ASCII drawing in a topology function's docstring (its indented block)."""
-    doc = (fn.__doc__ or "").expandtabs()
-    lines = doc.splitlines()
-    art: list[str] = []
-    for line in lines[1:]:
-        if line.startswith("        ") and line.strip():
-            art.append(line[8:].rstrip())
-        elif art and not line.strip():
-            break
-    return "\n".join(art)
+    """The ASCII drawing in a topology function's docstring: its second paragraph."""
+    import inspect
+    import textwrap
+
+    doc = inspect.cleandoc(fn.__doc__ or "")
+    paragraphs = [p for p in doc.split("\n\n") if p.strip()]
+    if len(paragraphs) < 2:
+        return ""
+    return textwrap.dedent(paragraphs[1]).rstrip()
 
 
 def build_topology(name: str, fn: Any, **params: Any) -> TopologySpec:
@@ -254,7 +269,9 @@ def build_topology(name: str, fn: Any, **params: Any) -> TopologySpec:
     accepted = [p for p in sig.parameters if p != "t"]
     unknown = set(params) - set(accepted)
     if unknown:
-        raise ConfigError(f"topology {name}: unknown parameter(s) {', '.join(sorted(unknown))}; accepted: {', '.join(accepted)}")
+        raise ConfigError(
+            f"topology {name}: unknown parameter(s) {', '.join(sorted(unknown))}; accepted: {', '.join(accepted)}"
+        )
     builder = TopologyBuilder(name)
     try:
         fn(builder, **params)

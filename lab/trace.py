@@ -30,7 +30,14 @@ class TraceRecord:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"v": SCHEMA_VERSION, "t": round(self.t, 9), "node": self.node, "layer": self.layer, "name": self.name, "data": self.data},
+            {
+                "v": SCHEMA_VERSION,
+                "t": round(self.t, 9),
+                "node": self.node,
+                "layer": self.layer,
+                "name": self.name,
+                "data": self.data,
+            },
             separators=(",", ":"),
         )
 
@@ -40,7 +47,9 @@ class TraceRecord:
         if obj.get("v") != SCHEMA_VERSION:
             raise ValueError(f"trace schema version {obj.get('v')!r}, expected {SCHEMA_VERSION}")
         try:
-            return cls(float(obj["t"]), str(obj["node"]), str(obj["layer"]), str(obj["name"]), dict(obj.get("data") or {}))
+            return cls(
+                float(obj["t"]), str(obj["node"]), str(obj["layer"]), str(obj["name"]), dict(obj.get("data") or {})
+            )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed trace record: {exc}") from None
 
@@ -78,7 +87,7 @@ NULL_TRACER = NullTracer()
 
 
 class _NodeTracer(Tracer):
-    __slots__ = ("_sink", "_node", "enabled")
+    __slots__ = ("_node", "_sink", "enabled")
 
     def __init__(self, sink: Tracer, node: str) -> None:
         self._sink = sink
@@ -111,11 +120,15 @@ class MemoryTracer(Tracer):
         for fn in self._listeners:
             fn(rec)
 
-    def select(self, *, layer: str | None = None, name: str | None = None, node: str | None = None) -> list[TraceRecord]:
+    def select(
+        self, *, layer: str | None = None, name: str | None = None, node: str | None = None
+    ) -> list[TraceRecord]:
         return [
             r
             for r in self.records
-            if (layer is None or r.layer == layer) and (name is None or r.name == name) and (node is None or r.node == node)
+            if (layer is None or r.layer == layer)
+            and (name is None or r.name == name)
+            and (node is None or r.node == node)
         ]
 
     def write_jsonl(self, path: Path) -> None:

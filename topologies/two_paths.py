@@ -16,8 +16,8 @@ def two_paths(
 ) -> None:
     """Two hosts joined by two disjoint routed paths; ``delay_ms`` is one-way per path.
 
-        h1 ─── r1 ─── h2    path A
-         └──── r2 ────┘     path B
+    h1 ─── r1 ─── h2    path A
+     └──── r2 ────┘     path B
     """
     if len(delay_ms) != 2 or len(bw_mbps) != 2:
         raise ConfigError("two_paths needs two delay_ms and two bw_mbps values (path A, path B)")

@@ -66,7 +66,12 @@ class BlockUdpPorts(Middlebox):
         sport = int.from_bytes(packet[hl : hl + 2], "big")
         dport = int.from_bytes(packet[hl + 2 : hl + 4], "big")
         if dport in self.ports or (self.both_directions and sport in self.ports):
-            self._record(tracer, now, "segment_dropped", {"reason": "UDP port blocked", "sport": sport, "dport": dport, "ingress": ingress})
+            self._record(
+                tracer,
+                now,
+                "segment_dropped",
+                {"reason": "UDP port blocked", "sport": sport, "dport": dport, "ingress": ingress},
+            )
             return None
         return packet
 
@@ -96,7 +101,7 @@ class StripTcpOptions(Middlebox):
         parts = _split(packet)
         if parts is None or parts[0] != TCP_PROTOCOL:
             return packet
-        proto, hl, src, dst = parts
+        _proto, hl, src, dst = parts
         if len(packet) < hl + 20:
             return packet
         flags = packet[hl + 13]
@@ -128,7 +133,9 @@ class StripTcpOptions(Middlebox):
         seg[20:doff] = opts
         seg[16:18] = b"\x00\x00"
         seg[16:18] = transport_checksum(src, dst, TCP_PROTOCOL, bytes(seg)).to_bytes(2, "big")
-        self._record(tracer, now, "segment_sent", {"action": "rewritten", "stripped_kinds": stripped, "ingress": ingress})
+        self._record(
+            tracer, now, "segment_sent", {"action": "rewritten", "stripped_kinds": stripped, "ingress": ingress}
+        )
         return packet[:hl] + bytes(seg)
 
     def describe(self) -> dict:
@@ -145,7 +152,16 @@ class FlipPayloadBytes(Middlebox):
 
     name = "flip_payload"
 
-    def __init__(self, *, dst_port: int | None = None, nth: int | None = 1, probability: float = 0.0, offset: int = 0, mask: int = 0xFF, rng_seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        dst_port: int | None = None,
+        nth: int | None = 1,
+        probability: float = 0.0,
+        offset: int = 0,
+        mask: int = 0xFF,
+        rng_seed: int = 0,
+    ) -> None:
         import random
 
         if nth is not None and nth < 1:
@@ -167,7 +183,7 @@ class FlipPayloadBytes(Middlebox):
         parts = _split(packet)
         if parts is None or parts[0] != TCP_PROTOCOL:
             return packet
-        proto, hl, src, dst = parts
+        _proto, hl, src, dst = parts
         if len(packet) < hl + 20:
             return packet
         doff = (packet[hl + 12] >> 4) * 4
@@ -177,7 +193,9 @@ class FlipPayloadBytes(Middlebox):
         if self.dst_port is not None and int.from_bytes(packet[hl + 2 : hl + 4], "big") != self.dst_port:
             return packet
         self._seen += 1
-        hit = (self.nth is not None and self._seen == self.nth) or (self.probability and self._rng.random() < self.probability)
+        hit = (self.nth is not None and self._seen == self.nth) or (
+            self.probability and self._rng.random() < self.probability
+        )
         if not hit:
             return packet
         seg = bytearray(packet[hl:])
@@ -186,7 +204,9 @@ class FlipPayloadBytes(Middlebox):
         seg[16:18] = b"\x00\x00"
         seg[16:18] = transport_checksum(src, dst, TCP_PROTOCOL, bytes(seg)).to_bytes(2, "big")
         self.flipped += 1
-        self._record(tracer, now, "segment_sent", {"action": "rewritten", "flipped_offset": index - doff, "ingress": ingress})
+        self._record(
+            tracer, now, "segment_sent", {"action": "rewritten", "flipped_offset": index - doff, "ingress": ingress}
+        )
         return packet[:hl] + bytes(seg)
 
     def describe(self) -> dict:

@@ -36,7 +36,20 @@ IPV4_TTL_OFFSET = 8
 class _Direction:
     """One direction of a link: a queue feeding a serializer, then the wire."""
 
-    __slots__ = ("link", "src_iface", "dst_iface", "bytes_per_s", "delay_s", "loss", "limit", "busy_until", "departures", "sent_packets", "sent_bytes", "dropped")
+    __slots__ = (
+        "busy_until",
+        "bytes_per_s",
+        "delay_s",
+        "departures",
+        "dropped",
+        "dst_iface",
+        "limit",
+        "link",
+        "loss",
+        "sent_bytes",
+        "sent_packets",
+        "src_iface",
+    )
 
     def __init__(self, link: SimLink, src_iface: SimInterface, dst_iface: SimInterface, spec: LinkSpec) -> None:
         self.link = link
@@ -63,7 +76,7 @@ class SimLink:
 
 
 class SimInterface:
-    __slots__ = ("spec", "name", "node", "out", "pcap")
+    __slots__ = ("name", "node", "out", "pcap", "spec")
 
     def __init__(self, spec: InterfaceSpec, node: SimNode) -> None:
         self.spec = spec
@@ -156,7 +169,9 @@ class SimHost(SimNode):
 class SimNetwork:
     """A topology spec brought to life in virtual time."""
 
-    def __init__(self, spec: TopologySpec, *, seed: int = 1, tracer: Tracer = NULL_TRACER, tcp_config: TcpConfig | None = None) -> None:
+    def __init__(
+        self, spec: TopologySpec, *, seed: int = 1, tracer: Tracer = NULL_TRACER, tcp_config: TcpConfig | None = None
+    ) -> None:
         self.spec = spec
         self.seed = seed
         self.rng = random.Random(seed)
@@ -195,14 +210,16 @@ class SimNetwork:
                 node.start()
 
     @classmethod
-    def build(cls, spec: TopologySpec, *, seed: int = 1, tracer: Tracer = NULL_TRACER, tcp_config: TcpConfig | None = None) -> SimNetwork:
+    def build(
+        cls, spec: TopologySpec, *, seed: int = 1, tracer: Tracer = NULL_TRACER, tcp_config: TcpConfig | None = None
+    ) -> SimNetwork:
         return cls(spec, seed=seed, tracer=tracer, tcp_config=tcp_config)
 
     # --- scheduling (the Scheduler protocol HostStack uses)
 
     def call_at(self, when: float, callback: Callable[[], None]) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (when if when > self.now else self.now, self._seq, _call, callback))
+        heapq.heappush(self._heap, (max(self.now, when), self._seq, _call, callback))
 
     def _push(self, when: float, fn: Callable, arg: object) -> None:
         self._seq += 1
@@ -284,7 +301,7 @@ class SimNetwork:
             if len(q) >= d.limit:
                 self._drop(d, packet, "queue full")
                 return
-            start = d.busy_until if d.busy_until > now else now
+            start = max(now, d.busy_until)
             depart = start + len(packet) / d.bytes_per_s
             d.busy_until = depart
             q.append(depart)
@@ -311,7 +328,13 @@ class SimNetwork:
     def _drop(self, d: _Direction, packet: bytes, reason: str) -> None:
         d.dropped += 1
         if self.tracer.enabled:
-            self.tracer.record_node(self.now, "net", "link", "segment_dropped", {"link": d.link.name, "from": d.src_iface.name, "reason": reason, "len": len(packet)})
+            self.tracer.record_node(
+                self.now,
+                "net",
+                "link",
+                "segment_dropped",
+                {"link": d.link.name, "from": d.src_iface.name, "reason": reason, "len": len(packet)},
+            )
 
     # --- running
 

@@ -21,7 +21,9 @@ def make_congestion_control(name: str, *, mss: int, initial_window_segments: int
     try:
         cls = CONGESTION_CONTROLS[name]
     except KeyError:
-        raise KeyError(f"unknown congestion control {name!r}; known: {', '.join(sorted(CONGESTION_CONTROLS))}") from None
+        raise KeyError(
+            f"unknown congestion control {name!r}; known: {', '.join(sorted(CONGESTION_CONTROLS))}"
+        ) from None
     return cls(mss=mss, initial_window_segments=initial_window_segments)
 
 
@@ -72,8 +74,7 @@ class CongestionControl(ABC):
             self.cwnd += increase
             return
         if rtt is not None:
-            if rtt < self._round_min_rtt:
-                self._round_min_rtt = rtt
+            self._round_min_rtt = min(self._round_min_rtt, rtt)
             self._rtt_samples += 1
         if self._css_baseline is None:
             self.cwnd += increase
@@ -82,7 +83,9 @@ class CongestionControl(ABC):
                 and self._round_min_rtt != float("inf")
                 and self._last_round_min_rtt != float("inf")
             ):
-                thresh = max(self.MIN_RTT_THRESH, min(self._last_round_min_rtt / self.MIN_RTT_DIVISOR, self.MAX_RTT_THRESH))
+                thresh = max(
+                    self.MIN_RTT_THRESH, min(self._last_round_min_rtt / self.MIN_RTT_DIVISOR, self.MAX_RTT_THRESH)
+                )
                 if self._round_min_rtt >= self._last_round_min_rtt + thresh:
                     self._css_baseline = self._round_min_rtt
                     self._css_rounds = 0
@@ -198,8 +201,7 @@ class Cubic(CongestionControl):
             target = 1.5 * cwnd_seg
         # Reno-friendly estimate (RFC 9438 4.3)
         self._w_est += self.ALPHA * (acked / mss) / cwnd_seg
-        if self._w_est > target:
-            target = self._w_est
+        target = max(target, self._w_est)
         self._acc += (target - cwnd_seg) / cwnd_seg * (acked / mss) * mss
         if self._acc >= 1:
             grow = int(self._acc)

@@ -51,8 +51,8 @@ from lab.wire.tcp import (
     encode_raw,
     encode_segment,
     flags_text,
-    timestamps_option,
     push_options,
+    timestamps_option,
 )
 
 MASK = 0xFFFFFFFF
@@ -72,7 +72,7 @@ S = TcpState
 class _Sent:
     """One transmitted, not yet cumulatively acknowledged segment (the scoreboard)."""
 
-    __slots__ = ("start", "end", "fin", "sent_at", "retransmits", "sacked", "lost")
+    __slots__ = ("end", "fin", "lost", "retransmits", "sacked", "sent_at", "start")
 
     def __init__(self, start: int, end: int, fin: bool, sent_at: float) -> None:
         self.start = start
@@ -140,6 +140,7 @@ class TcpConnection:
         self._retransmit_first = False
         self._rack_xmit_ts = 0.0  # RFC 8985: send time of the newest delivered segment
         self._rack_rtt = 0.0
+        self._rack_end = 0  # ...and its end: of equal send times the higher sequence is later
         self._rack_timer_at: float | None = None
         self._tlp_at: float | None = None  # RFC 8985 tail loss probe
         self._tlp_end: int | None = None
@@ -417,7 +418,15 @@ class TcpConnection:
     def get_timer(self) -> float | None:
         """The earliest time handle_timer() must be called, or None."""
         best = None
-        for t in (self._retransmit_at, self._tlp_at, self._rack_timer_at, self._delack_at, self._persist_at, self._keepalive_at, self._timewait_at):
+        for t in (
+            self._retransmit_at,
+            self._tlp_at,
+            self._rack_timer_at,
+            self._delack_at,
+            self._persist_at,
+            self._keepalive_at,
+            self._timewait_at,
+        ):
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -476,7 +485,10 @@ class TcpConnection:
         self._state = new
         if self._trace_on:
             self._tracer.record(
-                now, "tcp", "state_updated", {"conn": str(self.addr), "from": old.value, "to": new.value, "input": inp.value}
+                now,
+                "tcp",
+                "state_updated",
+                {"conn": str(self.addr), "from": old.value, "to": new.value, "input": inp.value},
             )
         if self._ext is not None:
             self._ext.state_changed(old, new, now=now)
@@ -486,7 +498,9 @@ class TcpConnection:
         self._rack_timer_at = self._tlp_at = None
         self._ack_pending = False
         if self._trace_on:
-            self._tracer.record(now, "tcp", "state_updated", {"conn": str(self.addr), "terminated": reason, "reset": reset})
+            self._tracer.record(
+                now, "tcp", "state_updated", {"conn": str(self.addr), "terminated": reason, "reset": reset}
+            )
         self._events.append(ConnectionTerminated(reason=reason, reset=reset))
 
     # --- sequence helpers
@@ -505,8 +519,7 @@ class TcpConnection:
 
     def _rcv_window(self) -> int:
         free = self.config.receive_buffer_bytes - len(self._rcv_buf)
-        if free < 0:
-            free = 0
+        free = max(free, 0)
         edge = self._rcv_nxt + free
         if edge < self._rcv_right_edge:  # never shrink the window (RFC 9293 3.8.6.2.2)
             return self._rcv_right_edge - self._rcv_nxt
@@ -722,9 +735,8 @@ class TcpConnection:
             if nxt < self._snd_max:  # only after an RTO collapse we re-send from snd_una
                 break
             avail = data_end - nxt
-            want_fin = fin_off is not None and nxt <= fin_off and not (nxt == fin_off + 1)
-            if avail <= 0 and not (want_fin and nxt == fin_off):
-                break
+            if avail <= 0 and nxt != fin_off:
+                break  # nothing left, or our FIN is already out
             wnd_room = self._snd_una + self._snd_wnd - nxt
             cwnd_room = cc.cwnd + limited - pipe
             if probe:
@@ -746,9 +758,14 @@ class TcpConnection:
                             self._arm_persist(now)  # the override timeout; also covers a lost window update
                         break
                     size = wnd_room
-                if size < mss - self._opt_overhead and size == avail and cfg.nagle and self._snd_max > self._snd_una:
-                    if not (fin_off is not None):
-                        break  # Nagle: wait for outstanding data to be acknowledged
+                if (
+                    cfg.nagle
+                    and fin_off is None
+                    and size < mss - self._opt_overhead
+                    and size == avail
+                    and self._snd_max > self._snd_una
+                ):
+                    break  # Nagle: wait for outstanding data to be acknowledged
             elif cwnd_room <= 0 and pipe > 0:
                 break
             end = nxt + size
@@ -762,7 +779,6 @@ class TcpConnection:
             self._snd_nxt = self._snd_max = seg_end
             self._bytes_sent += size
             pipe += seg_end - nxt
-            sent_any = True
             if self._retransmit_at is None:
                 self._retransmit_at = now + self._rto
             if not recovering:
@@ -790,7 +806,9 @@ class TcpConnection:
             self._syn_retries += 1
             if self._syn_retries > cfg.syn_retries:
                 self._transition(Input.ABORT, now)
-                self._terminate("connection timed out (no SYN/ACK)" if st is S.SYN_SENT else "handshake timed out", now, reset=False)
+                self._terminate(
+                    "connection timed out (no SYN/ACK)" if st is S.SYN_SENT else "handshake timed out", now, reset=False
+                )
                 return
             self._rto = min(self._rto * 2, cfg.max_rto_s)
             if st is S.SYN_SENT:
@@ -825,7 +843,15 @@ class TcpConnection:
     def _trace_timeout(self, now: float, kind: str) -> None:
         if self._trace_on:
             self._tracer.record(
-                now, "tcp", "state_updated", {"conn": str(self.addr), "timeout": kind, "rto_ms": round(self._rto * 1000, 1), "backoff": self._backoff}
+                now,
+                "tcp",
+                "state_updated",
+                {
+                    "conn": str(self.addr),
+                    "timeout": kind,
+                    "rto_ms": round(self._rto * 1000, 1),
+                    "backoff": self._backoff,
+                },
             )
 
     def _arm_tlp(self, now: float) -> None:
@@ -856,7 +882,17 @@ class TcpConnection:
         self._tlp_end = self._snd_max
         self._retransmit_at = now + self._rto
         if self._trace_on:
-            self._tracer.record(now, "tcp", "state_updated", {"conn": str(self.addr), "timeout": "tlp", "rto_ms": round(self._rto * 1000, 1), "backoff": self._backoff})
+            self._tracer.record(
+                now,
+                "tcp",
+                "state_updated",
+                {
+                    "conn": str(self.addr),
+                    "timeout": "tlp",
+                    "rto_ms": round(self._rto * 1000, 1),
+                    "backoff": self._backoff,
+                },
+            )
 
     def _arm_persist(self, now: float) -> None:
         base = max(self._rto, 0.2)
@@ -886,7 +922,8 @@ class TcpConnection:
             if self._retransmit_at is None:
                 self._retransmit_at = now + self._rto
             if self._trace_on:
-                self._tracer.record(now, "tcp", "state_updated", {"conn": str(self.addr), "timeout": "sws_override", "len": end - start})
+                data = {"conn": str(self.addr), "timeout": "sws_override", "len": end - start}
+                self._tracer.record(now, "tcp", "state_updated", data)
             return
         if self._snd_una < self._snd_max and self._sent:
             rec = self._sent[0]
@@ -900,7 +937,12 @@ class TcpConnection:
         else:
             return
         if self._trace_on:
-            self._tracer.record(now, "tcp", "state_updated", {"conn": str(self.addr), "timeout": "persist", "backoff": self._persist_backoff})
+            self._tracer.record(
+                now,
+                "tcp",
+                "state_updated",
+                {"conn": str(self.addr), "timeout": "persist", "backoff": self._persist_backoff},
+            )
         self._persist_backoff = min(self._persist_backoff + 1, 10)
         self._arm_persist(now)
 
@@ -921,6 +963,12 @@ class TcpConnection:
         self._keepalive_at = now + cfg.keepalive_interval_s
 
     # --- RTT (RFC 6298)
+
+    def _rto_after_syn_timeout(self) -> None:
+        """RFC 6298 (5.7): a SYN (or SYN/ACK) timed out and gave no RTT sample (Karn):
+        data transmission begins with an RTO of 3 s."""
+        cfg = self.config
+        self._rto = min(max(3.0, cfg.min_rto_s), cfg.max_rto_s)
 
     def _rtt_sample(self, rtt: float) -> None:
         if rtt < 0:
@@ -995,18 +1043,23 @@ class TcpConnection:
         self._max_snd_wnd = self._snd_wnd
         if self._ext is not None:
             self._ext.options_received(SegmentRole.SYN, seg, stream_offset=0, now=now)
+            if self._state is not S.LISTEN:
+                return  # the extension aborted
         self._transition(Input.RECV_SYN, now)
         if self._state is S.SYN_RECEIVED:
             self._send_synack(now)
-        if seg.payload:  # data on a SYN is queued until the handshake is done
-            self._accept_data(1, seg.payload, now)
+        # Data on the SYN is neither delivered nor acknowledged (RFC 9293 3.10.7.2 wants it
+        # held until ESTABLISHED): the SYN/ACK acknowledges only the SYN, so the peer sends
+        # it again, as Linux does without TCP Fast Open.
 
     def _emit_raw_rst(self, seg: TcpSegment, now: float) -> None:
         """A reset for an unacceptable segment (RFC 9293 3.10.7.2)."""
         if seg.flags & ACK:
             rst = TcpSegment(self.addr.local_port, self.addr.remote_port, seg.ack, 0, RST, 0)
         else:
-            rst = TcpSegment(self.addr.local_port, self.addr.remote_port, 0, (seg.seq + seg.seg_len) & MASK, RST | ACK, 0)
+            rst = TcpSegment(
+                self.addr.local_port, self.addr.remote_port, 0, (seg.seq + seg.seg_len) & MASK, RST | ACK, 0
+            )
         if self._trace_on:
             self._trace_segment("segment_sent", rst, now)
         self._out.append(Outgoing(self.addr, encode_segment(rst, self._local_packed, self._remote_packed)))
@@ -1044,6 +1097,8 @@ class TcpConnection:
             self._snd_wl2 = 1
             if self._syn_retries == 0:
                 self._rtt_sample(now - self._syn_sent_at)
+            else:
+                self._rto_after_syn_timeout()
             self._retransmit_at = None
             self._transition(Input.RECV_SYNACK, now)
             self._events.append(ConnectionEstablished())
@@ -1084,7 +1139,9 @@ class TcpConnection:
                     break
             if ts is not None and not flags & RST and self._ts_recent and ((ts.tsval - self._ts_recent) & MASK) >= HALF:
                 if self._trace_on:
-                    self._tracer.record(now, "tcp", "segment_dropped", {"conn": str(self.addr), "reason": "PAWS: old timestamp"})
+                    self._tracer.record(
+                        now, "tcp", "segment_dropped", {"conn": str(self.addr), "reason": "PAWS: old timestamp"}
+                    )
                 self._ack_pending = True
                 self._delack_at = None
                 return
@@ -1095,7 +1152,9 @@ class TcpConnection:
             if st is S.TIME_WAIT and flags & FIN:
                 self._timewait_at = now + 2 * self.config.msl_s
             if self._trace_on and seq_off > self._rcv_nxt:
-                self._tracer.record(now, "tcp", "segment_dropped", {"conn": str(self.addr), "reason": "outside receive window"})
+                self._tracer.record(
+                    now, "tcp", "segment_dropped", {"conn": str(self.addr), "reason": "outside receive window"}
+                )
             self._ack_pending = True
             self._delack_at = None
             return
@@ -1135,6 +1194,8 @@ class TcpConnection:
                 self._snd_wl2 = ack_off
                 if self._syn_retries == 0:
                     self._rtt_sample(now - self._syn_sent_at)
+                else:
+                    self._rto_after_syn_timeout()
                 self._retransmit_at = None
                 self._transition(Input.RECV_ACK_OF_SYN, now)
                 self._events.append(ConnectionEstablished())
@@ -1180,12 +1241,13 @@ class TcpConnection:
                 if wnd != self._snd_wnd:
                     opened = wnd > 0 and self._snd_wnd == 0
                     self._snd_wnd = wnd
-                    if wnd > self._max_snd_wnd:
-                        self._max_snd_wnd = wnd
+                    self._max_snd_wnd = max(self._max_snd_wnd, wnd)
                     if opened:
                         self._persist_at = None
                         self._persist_backoff = 0
-                        if self._sent and self._sent[0].retransmits and self._snd_una < self._snd_max:
+                        # a probe byte beyond the old window is unacknowledged data: the
+                        # retransmission timer must run (RFC 6298 (5.1)), probed once or more
+                        if self._sent and self._snd_una < self._snd_max and self._retransmit_at is None:
                             self._retransmit_at = now + self._rto
                 self._snd_wl1 = seq_off
                 self._snd_wl2 = ack_off
@@ -1223,24 +1285,25 @@ class TcpConnection:
         cc = self._cc
         acked = ack_off - snd_una
         self._snd_una = ack_off
-        if self._snd_nxt < ack_off:
-            self._snd_nxt = ack_off
+        self._snd_nxt = max(self._snd_nxt, ack_off)
         rtt = None
         sent = self._sent
         last = None
+        retransmitted = False  # Karn (RFC 6298 3): an ACK covering a retransmission times nothing
         while sent and sent[0].end <= ack_off:
             last = sent.popleft()
+            if last.retransmits:
+                retransmitted = True
             if last.sacked:
                 self._sacked_bytes -= last.end - last.start
-            elif not last.retransmits and last.sent_at > self._rack_xmit_ts:
-                self._rack_xmit_ts = last.sent_at
-                self._rack_rtt = now - last.sent_at
+            elif not last.retransmits:
+                self._rack_update(last, now)
         if sent and sent[0].start < ack_off:  # partial ack of a record
             rec = sent[0]
             if rec.sacked:
                 self._sacked_bytes -= ack_off - rec.start
             rec.start = ack_off
-        if last is not None and not last.retransmits:
+        if last is not None and not retransmitted:
             rtt = now - last.sent_at
         elif tsecr:
             rtt = ((self._tsval(now) - tsecr) & MASK) / 1000.0  # RFC 7323 4.1
@@ -1305,7 +1368,12 @@ class TcpConnection:
                 now,
                 "tcp",
                 "state_updated",
-                {"conn": str(self.addr), "recovery": what, "cwnd": self._cc.cwnd, "ssthresh": min(self._cc.ssthresh, 1 << 30)},
+                {
+                    "conn": str(self.addr),
+                    "recovery": what,
+                    "cwnd": self._cc.cwnd,
+                    "ssthresh": min(self._cc.ssthresh, 1 << 30),
+                },
             )
 
     def _enter_recovery(self, now: float) -> None:
@@ -1340,12 +1408,18 @@ class TcpConnection:
                     rec.sacked = True
                     self._sacked_bytes += rec.end - rec.start
                     new = True
-                    if not rec.retransmits and rec.sent_at > self._rack_xmit_ts:
-                        self._rack_xmit_ts = rec.sent_at
-                        self._rack_rtt = now - rec.sent_at
-                    if rec.end > self._highest_sacked:
-                        self._highest_sacked = rec.end
+                    if not rec.retransmits:
+                        self._rack_update(rec, now)
+                    self._highest_sacked = max(self._highest_sacked, rec.end)
         return new
+
+    def _rack_update(self, rec: _Sent, now: float) -> None:
+        """RFC 8985 6.2: RACK.segment is the most recently sent delivered segment; of
+        segments sent at the same instant (one burst) the higher sequence counts as later."""
+        if rec.sent_at > self._rack_xmit_ts or (rec.sent_at == self._rack_xmit_ts and rec.end > self._rack_end):
+            self._rack_xmit_ts = rec.sent_at
+            self._rack_end = rec.end
+            self._rack_rtt = now - rec.sent_at
 
     def _rack_detect(self, now: float) -> bool:
         """RFC 8985 (RACK) time-based loss detection over the scoreboard.
@@ -1361,9 +1435,12 @@ class TcpConnection:
         wait = self._rack_rtt + (self._rtt_min or 0.0) / 4
         found = False
         deadline = None
+        rack_end = self._rack_end
         for rec in self._sent:
-            if rec.sacked or rec.sent_at >= xmit_ts or (rec.lost and not rec.retransmits):
+            if rec.sacked or rec.sent_at > xmit_ts or (rec.lost and not rec.retransmits):
                 continue
+            if rec.sent_at == xmit_ts and rec.end >= rack_end:
+                continue  # not sent before RACK.segment (RFC 8985 6.2 RACK_sent_after)
             due = rec.sent_at + wait
             if due <= now:
                 rec.lost = True

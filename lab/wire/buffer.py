@@ -19,7 +19,7 @@ class Buffer:
     stream parser can leave half a frame waiting for the rest.
     """
 
-    __slots__ = ("_data", "_pos", "_mark", "_base")
+    __slots__ = ("_base", "_data", "_mark", "_pos")
 
     def __init__(self, data: bytes = b"", *, base_offset: int = 0) -> None:
         self._data = bytes(data)

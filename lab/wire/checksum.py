@@ -34,12 +34,7 @@ def internet_checksum(data: bytes) -> int:
 def pseudo_header_sum(src: bytes, dst: bytes, protocol: int, length: int) -> int:
     """The integer sum of the IPv4 (RFC 793) or IPv6 (RFC 8200 §8.1) pseudo-header."""
     if len(src) == 4:
-        return (
-            _from_bytes(src, "big")
-            + _from_bytes(dst, "big")
-            + protocol
-            + length
-        )
+        return _from_bytes(src, "big") + _from_bytes(dst, "big") + protocol + length
     return _from_bytes(src, "big") + _from_bytes(dst, "big") + length + protocol
 
 

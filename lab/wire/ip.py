@@ -66,18 +66,21 @@ def encode_ipv4(pkt: Ipv4Packet) -> bytes:
     total = ihl * 4 + len(pkt.payload)
     if total > 0xFFFF:
         raise ValueError(f"IPv4 packet of {total} bytes exceeds 65535")
-    header = IPV4_HEADER.pack(
-        0x40 | ihl,
-        (pkt.dscp << 2) | pkt.ecn,
-        total,
-        pkt.identification,
-        (pkt.flags << 13) | pkt.fragment_offset,
-        pkt.ttl,
-        pkt.protocol,
-        0,
-        _pton(AF_INET, pkt.src),
-        _pton(AF_INET, pkt.dst),
-    ) + pkt.options
+    header = (
+        IPV4_HEADER.pack(
+            0x40 | ihl,
+            (pkt.dscp << 2) | pkt.ecn,
+            total,
+            pkt.identification,
+            (pkt.flags << 13) | pkt.fragment_offset,
+            pkt.ttl,
+            pkt.protocol,
+            0,
+            _pton(AF_INET, pkt.src),
+            _pton(AF_INET, pkt.dst),
+        )
+        + pkt.options
+    )
     csum = internet_checksum(header)
     return header[:10] + csum.to_bytes(2, "big") + header[12:] + pkt.payload
 
@@ -96,7 +99,9 @@ def decode_ipv4(data: bytes, *, verify: bool = True) -> Ipv4Packet:
     if ihl < 20:
         raise DecodeError(f"IHL {ihl // 4} words is below 5", field="ihl", offset=0)
     if total < ihl or total > len(data):
-        raise DecodeError(f"total length {total} does not fit header {ihl} and {len(data)} bytes", field="total_length", offset=2)
+        raise DecodeError(
+            f"total length {total} does not fit header {ihl} and {len(data)} bytes", field="total_length", offset=2
+        )
     if verify and ones_sum(data[:ihl]) != 0xFFFF:
         raise DecodeError("IPv4 header checksum mismatch", field="header_checksum", offset=10)
     return Ipv4Packet(
@@ -118,14 +123,17 @@ def encode_ipv6(pkt: Ipv6Packet) -> bytes:
     if len(pkt.payload) > 0xFFFF:
         raise ValueError(f"IPv6 payload of {len(pkt.payload)} bytes needs a jumbogram")
     first = (6 << 28) | (pkt.traffic_class << 20) | pkt.flow_label
-    return IPV6_HEADER.pack(
-        first,
-        len(pkt.payload),
-        pkt.next_header,
-        pkt.hop_limit,
-        _pton(AF_INET6, pkt.src),
-        _pton(AF_INET6, pkt.dst),
-    ) + pkt.payload
+    return (
+        IPV6_HEADER.pack(
+            first,
+            len(pkt.payload),
+            pkt.next_header,
+            pkt.hop_limit,
+            _pton(AF_INET6, pkt.src),
+            _pton(AF_INET6, pkt.dst),
+        )
+        + pkt.payload
+    )
 
 
 def decode_ipv6(data: bytes) -> Ipv6Packet:
@@ -136,7 +144,9 @@ def decode_ipv6(data: bytes) -> Ipv6Packet:
     if first >> 28 != 6:
         raise DecodeError(f"version {first >> 28} is not 6", field="version", offset=0)
     if 40 + plen > len(data):
-        raise DecodeError(f"payload length {plen} exceeds the {len(data) - 40} bytes present", field="payload_length", offset=4)
+        raise DecodeError(
+            f"payload length {plen} exceeds the {len(data) - 40} bytes present", field="payload_length", offset=4
+        )
     return Ipv6Packet(
         _ntop(AF_INET6, src),
         _ntop(AF_INET6, dst),

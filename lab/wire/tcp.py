@@ -185,31 +185,57 @@ def pull_options(data: bytes, base_offset: int = HEADER_LEN) -> tuple[TcpOption,
             continue
         index = len(out)
         if pos + 1 >= end:
-            raise DecodeError(f"option kind {kind} has no length byte", field=f"options[{index}].length", offset=base_offset + pos + 1)
+            raise DecodeError(
+                f"option kind {kind} has no length byte", field=f"options[{index}].length", offset=base_offset + pos + 1
+            )
         length = data[pos + 1]
         if length < 2 or pos + length > end:
-            raise DecodeError(f"option kind {kind} has bad length {length}", field=f"options[{index}].length", offset=base_offset + pos + 1)
+            raise DecodeError(
+                f"option kind {kind} has bad length {length}",
+                field=f"options[{index}].length",
+                offset=base_offset + pos + 1,
+            )
         body = data[pos + 2 : pos + length]
         if kind == KIND_TIMESTAMPS:
             if length != 10:
-                raise DecodeError(f"timestamps option length {length}, expected 10", field=f"options[{index}].length", offset=base_offset + pos + 1)
+                raise DecodeError(
+                    f"timestamps option length {length}, expected 10",
+                    field=f"options[{index}].length",
+                    offset=base_offset + pos + 1,
+                )
             out.append(Timestamps(*_TS_STRUCT.unpack(body)))
         elif kind == KIND_SACK:
             if (length - 2) % 8 or length == 2:
-                raise DecodeError(f"SACK option length {length} is not 2 + 8n", field=f"options[{index}].length", offset=base_offset + pos + 1)
+                raise DecodeError(
+                    f"SACK option length {length} is not 2 + 8n",
+                    field=f"options[{index}].length",
+                    offset=base_offset + pos + 1,
+                )
             blocks = tuple(_TS_STRUCT.unpack_from(body, i) for i in range(0, len(body), 8))
             out.append(Sack(blocks))
         elif kind == KIND_MSS:
             if length != 4:
-                raise DecodeError(f"MSS option length {length}, expected 4", field=f"options[{index}].length", offset=base_offset + pos + 1)
+                raise DecodeError(
+                    f"MSS option length {length}, expected 4",
+                    field=f"options[{index}].length",
+                    offset=base_offset + pos + 1,
+                )
             out.append(MaxSegmentSize((body[0] << 8) | body[1]))
         elif kind == KIND_WSCALE:
             if length != 3:
-                raise DecodeError(f"window scale option length {length}, expected 3", field=f"options[{index}].length", offset=base_offset + pos + 1)
+                raise DecodeError(
+                    f"window scale option length {length}, expected 3",
+                    field=f"options[{index}].length",
+                    offset=base_offset + pos + 1,
+                )
             out.append(WindowScale(body[0]))
         elif kind == KIND_SACK_PERMITTED:
             if length != 2:
-                raise DecodeError(f"SACK-permitted option length {length}, expected 2", field=f"options[{index}].length", offset=base_offset + pos + 1)
+                raise DecodeError(
+                    f"SACK-permitted option length {length}, expected 2",
+                    field=f"options[{index}].length",
+                    offset=base_offset + pos + 1,
+                )
             out.append(_SACK_PERMITTED)
         else:
             out.append(UnknownOption(kind, body))
@@ -225,11 +251,29 @@ def encode_segment(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
     options = seg.options
     if not options:
         opts = b""
-    elif len(options) == 3 and type(options[2]) is Timestamps and type(options[0]) is NoOperation and type(options[1]) is NoOperation:
+    elif (
+        len(options) == 3
+        and type(options[2]) is Timestamps
+        and type(options[0]) is NoOperation
+        and type(options[1]) is NoOperation
+    ):
         opts = _TS_FAST + _TS_STRUCT.pack(options[2].tsval, options[2].tsecr)  # the common case
     else:
         opts = push_options(options)
-    return encode_raw(seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.flags, seg.window, opts, seg.payload, src, dst, seg.urgent, seg.reserved)
+    return encode_raw(
+        seg.src_port,
+        seg.dst_port,
+        seg.seq,
+        seg.ack,
+        seg.flags,
+        seg.window,
+        opts,
+        seg.payload,
+        src,
+        dst,
+        seg.urgent,
+        seg.reserved,
+    )
 
 
 def encode_raw(
@@ -281,7 +325,9 @@ def decode_segment(data: bytes, src: bytes | None = None, dst: bytes | None = No
     sport, dport, seq, ack, offset_byte, flags, window, _csum, urgent = _HEADER.unpack_from(data)
     header_len = (offset_byte >> 4) * 4
     if header_len < HEADER_LEN or header_len > len(data):
-        raise DecodeError(f"data offset {offset_byte >> 4} words does not fit {len(data)} bytes", field="data_offset", offset=12)
+        raise DecodeError(
+            f"data offset {offset_byte >> 4} words does not fit {len(data)} bytes", field="data_offset", offset=12
+        )
     if src is not None and dst is not None and not transport_checksum_ok(src, dst, TCP_PROTOCOL, data):
         raise DecodeError("TCP checksum mismatch", field="checksum", offset=16)
     options = pull_options(data[HEADER_LEN:header_len]) if header_len > HEADER_LEN else ()

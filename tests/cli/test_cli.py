@@ -13,9 +13,9 @@ import pytest
 from lab.cli import main
 from lab.pcap import read_pcap
 from lab.trace import read_jsonl
+from lab.wire.checksum import pack_address
 from lab.wire.ip import decode_ip
 from lab.wire.tcp import decode_segment
-from lab.wire.checksum import pack_address
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -56,15 +56,28 @@ def test_bundle_pcaps_open_in_tshark_without_malformed_packets(tmp_path: Path) -
     for pcap in sorted((out / "pcaps").glob("*.pcap")):
         proc = subprocess.run(
             [
-                "tshark", "-r", str(pcap), "-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE",
-                "-Y", "_ws.malformed || _ws.expert.severity >= error || tcp.checksum.status == 0 || ip.checksum.status == 0",
+                "tshark",
+                "-r",
+                str(pcap),
+                "-o",
+                "tcp.check_checksum:TRUE",
+                "-o",
+                "ip.check_checksum:TRUE",
+                "-Y",
+                "_ws.malformed || _ws.expert.severity >= error || tcp.checksum.status == 0 || ip.checksum.status == 0",
             ],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == "", f"{pcap.name}: {proc.stdout[:500]}"
-    count = subprocess.run(["tshark", "-r", str(out / "pcaps" / "h2-eth0.pcap"), "-T", "fields", "-e", "tcp.dstport"],
-                           capture_output=True, text=True, timeout=120).stdout.split()
+    count = subprocess.run(
+        ["tshark", "-r", str(out / "pcaps" / "h2-eth0.pcap"), "-T", "fields", "-e", "tcp.dstport"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout.split()
     assert "5001" in count and len(count) > 2000
 
 

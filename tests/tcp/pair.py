@@ -10,7 +10,7 @@ from lab.net import FourTuple
 from lab.tcp import TcpConfig, TcpConnection, TcpState
 from lab.tcp.events import ConnectionTerminated, DataReceived, TcpEvent
 from lab.tcp.extension import TcpExtension
-from lab.trace import MemoryTracer, TraceRecord
+from lab.trace import NULL_TRACER, MemoryTracer, TraceRecord
 from lab.wire.checksum import pack_address
 from lab.wire.tcp import TcpSegment, decode_segment, encode_segment
 
@@ -38,19 +38,21 @@ class TcpPair:
         reorder_rng: random.Random | None = None,
         client_extension: TcpExtension | None = None,
         server_extension: TcpExtension | None = None,
+        trace: bool = True,
     ) -> None:
+        """With ``trace=False`` the connections get a NullTracer (their untraced fast paths run)."""
         self.tracer = MemoryTracer()
         self.client = TcpConnection(
             addr=CLIENT_ADDR,
             config=client_config,
-            tracer=self.tracer.bind("client"),
+            tracer=self.tracer.bind("client") if trace else NULL_TRACER,
             rng=random.Random(seed),
             extension=client_extension,
         )
         self.server = TcpConnection(
             addr=CLIENT_ADDR.reversed(),
             config=server_config,
-            tracer=self.tracer.bind("server"),
+            tracer=self.tracer.bind("server") if trace else NULL_TRACER,
             rng=random.Random(seed + 1),
             extension=server_extension,
         )
@@ -81,7 +83,10 @@ class TcpPair:
                 self.received[id(conn)] += ev.data
 
     def run(self, *, until: float, stop: Callable[[], bool] | None = None) -> None:
-        """Advance time, delivering segments and firing timers, until ``until`` or ``stop()``."""
+        """Advance time, delivering segments and firing timers, until ``until`` or ``stop()``.
+
+        When nothing is left to do, the clock still moves on to ``until``.
+        """
         self._collect(self.client)
         self._collect(self.server)
         while self.now < until:
@@ -95,6 +100,7 @@ class TcpPair:
                 if t is not None:
                     candidates.append(t)
             if not candidates:
+                self.now = until
                 return
             self.now = max(self.now, min(candidates))
             if self.now > until:

@@ -465,3 +465,141 @@ def test_options_carried_on_the_wire() -> None:
     assert syn.option(WindowScale) == WindowScale(7)
     ts = syn.option(Timestamps)
     assert ts is not None and ts.tsecr == 0
+
+
+# --- close() before the ACK of our SYN (RFC 9293 3.10.4: CLOSE in SYN-RECEIVED)
+
+
+def test_close_in_syn_received_after_simultaneous_open() -> None:
+    pair = TcpPair()
+    pair.client.connect(now=0.0)
+    pair.server.connect(now=0.0)
+    pair.run(until=0.015)
+    assert pair.client.state is TcpState.SYN_RECEIVED
+    pair.client.send(b"hello world")
+    pair.client.close(now=pair.now)
+    pair.run(until=200.0)
+    # the connection was established (the application hears of it) and then closed in order
+    for conn in (pair.client, pair.server):
+        assert pair.events_of(conn, ConnectionEstablished) == [ConnectionEstablished()]
+    assert pair.data(pair.server) == b"hello world"
+    assert pair.server.state is TcpState.CLOSE_WAIT
+    assert pair.client.state is TcpState.FIN_WAIT_2
+    # "queue for processing after entering ESTABLISHED state": no data before our SYN was acknowledged
+    acked_at = next(
+        r.t for r in pair.records(node="client", name="state_updated") if r.data.get("from") == "SYN-RECEIVED"
+    )
+    first_data = min(r.t for r in pair.records(node="client", name="segment_sent") if r.data["len"])
+    assert first_data >= acked_at
+    pair.server.close(now=pair.now)
+    pair.run(until=400.0)
+    assert pair.client.state is TcpState.CLOSED and pair.server.state is TcpState.CLOSED
+
+
+def test_close_in_syn_received_with_lost_synack() -> None:
+    """The responder closes before the handshake completes and its SYN/ACK is lost:
+    the SYN/ACK must still be retransmitted, then the data and FIN follow."""
+    dropped = []
+
+    def fault(sender, data: bytes) -> list[bytes]:
+        if sender is pair.server and peek(data).flags & SYN and not dropped:
+            dropped.append(pair.now)
+            return []
+        return [data]
+
+    pair = TcpPair(fault=fault)
+    pair.server.listen(now=0.0)
+    pair.client.connect(now=0.0)
+    pair.run(until=0.015)
+    assert pair.server.state is TcpState.SYN_RECEIVED
+    pair.server.send(b"goodbye")
+    pair.server.close(now=pair.now)
+    pair.run(until=30.0)
+    assert dropped
+    assert pair.client.state is TcpState.CLOSE_WAIT
+    assert pair.data(pair.client) == b"goodbye"
+    assert pair.events_of(pair.server, ConnectionEstablished) == [ConnectionEstablished()]
+    assert pair.server.state is TcpState.FIN_WAIT_2
+
+
+# --- RFC 6298 (5.7), option edge cases, data on a SYN
+
+
+@pytest.mark.parametrize("syn_losses", [1, 3])
+def test_rto_after_a_retransmitted_syn_is_three_seconds(syn_losses: int) -> None:
+    """RFC 6298 (5.7): after the SYN timed out, the RTO is re-initialized to 3 s when data
+    transmission begins (there is no RTT sample: Karn)."""
+    state = {"syns": 0, "data": 0}
+
+    def fault(sender, data: bytes) -> list[bytes]:
+        seg = peek(data)
+        if sender is pair.client and seg.flags & SYN and state["syns"] < syn_losses:
+            state["syns"] += 1
+            return []
+        if sender is pair.client and seg.payload and state["data"] == 0:
+            state["data"] += 1  # the first data segment is lost too
+            return []
+        return [data]
+
+    pair = TcpPair(fault=fault)
+    pair.handshake()
+    assert pair.client.srtt is None
+    t0 = pair.now
+    pair.client.send(b"x" * 500)
+    pair.run(until=t0 + 20.0, stop=lambda: pair.data(pair.server) == b"x" * 500)
+    sent = [r.t for r in pair.records(node="client", name="segment_sent") if r.data["len"]]
+    assert sent[0] == pytest.approx(t0)
+    assert sent[1] == pytest.approx(t0 + 3.0)
+
+
+def test_window_scale_above_14_is_treated_as_14() -> None:
+    """RFC 7323 2.3."""
+    from lab.wire.tcp import MaxSegmentSize as Mss
+
+    pair = TcpPair()
+    pair.server.listen(now=0.0)
+    a = pair.server.addr
+    pair.inject(pair.server, TcpSegment(a.remote_port, a.local_port, 1000, 0, SYN, 65535, (Mss(1460), WindowScale(15))))
+    assert pair.server.state is TcpState.SYN_RECEIVED
+    assert pair.server._snd_wscale == 14
+
+
+def test_syn_without_mss_uses_536() -> None:
+    """RFC 9293 3.7.1: without an MSS option the peer is assumed to take 536 bytes."""
+    pair = TcpPair()
+    pair.server.listen(now=0.0)
+    a = pair.server.addr
+    pair.inject(pair.server, TcpSegment(a.remote_port, a.local_port, 1000, 0, SYN, 65535))
+    assert pair.server.mss == 536
+    (synack,) = [peek(d) for *_, d in pair.in_flight]
+    assert synack.flags == SYN | ACK
+    # the peer offered nothing, so nothing but MSS comes back
+    assert [type(o).__name__ for o in synack.options if type(o).__name__ != "NoOperation"] == ["MaxSegmentSize"]
+
+
+def test_data_on_a_syn_is_not_delivered_before_the_connection_is_established() -> None:
+    """RFC 9293 3.10.7.2: text on a SYN is queued until ESTABLISHED (or, not acknowledged, sent again)."""
+    from lab.tcp.events import DataReceived
+
+    pair = TcpPair()
+    pair.server.listen(now=0.0)
+    a = pair.server.addr
+    iss = 5000
+    pair.inject(
+        pair.server, TcpSegment(a.remote_port, a.local_port, iss, 0, SYN, 65535, (MaxSegmentSize(1460),), b"early")
+    )
+    assert pair.events_of(pair.server, DataReceived) == []
+    (synack,) = [peek(d) for *_, d in pair.in_flight if peek(d).flags & SYN]
+    pair.in_flight.clear()
+    acked = (synack.ack - iss - 1) % 2**32  # 0: only the SYN, or 5: the data too
+    assert acked in (0, 5)
+    # the client completes the handshake, resending whatever was not acknowledged
+    rest = b"early"[acked:] + b" and late"
+    pair.inject(
+        pair.server,
+        TcpSegment(a.remote_port, a.local_port, iss + 1 + acked, (synack.seq + 1) % 2**32, ACK, 65535, (), rest),
+    )
+    assert pair.server.state is TcpState.ESTABLISHED
+    kinds = [type(e).__name__ for e in pair.events[id(pair.server)]]
+    assert kinds[0] == "ConnectionEstablished"
+    assert pair.data(pair.server) == b"early and late"

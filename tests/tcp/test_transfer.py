@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
 
 from lab.tcp import TcpConfig, TcpState
 from lab.tcp.events import ConnectionTerminated, StreamEnded
-from lab.wire.tcp import FIN
 from tests.tcp.pair import TcpPair, payload, peek, random_loss, sha256
 
 CCS = ["cubic", "newreno"]
@@ -79,12 +79,14 @@ def test_reordering(cc: str, sack: bool) -> None:
     assert_closed_cleanly(pair)
     received = [r for r in pair.records(node="server", name="segment_received") if r.data["len"]]
     seqs = [r.data["seq"] for r in received]
-    assert any(b < a for a, b in zip(seqs, seqs[1:])), "the harness should actually reorder"
+    assert any(b < a for a, b in itertools.pairwise(seqs)), "the harness should actually reorder"
 
 
 @pytest.mark.parametrize("sack", [True, False])
 def test_reordering_and_loss(sack: bool) -> None:
-    pair = TcpPair(**configs("cubic", sack=sack), reorder_rng=random.Random(8), fault=random_loss(random.Random(9), 3.0))
+    pair = TcpPair(
+        **configs("cubic", sack=sack), reorder_rng=random.Random(8), fault=random_loss(random.Random(9), 3.0)
+    )
     pair.handshake()
     up, down = payload(300_000, 5), payload(300_000, 6)
     pair.transfer(up, down)
@@ -128,9 +130,11 @@ def test_corruption_is_detected_and_recovered() -> None:
     assert_exact(pair, up, down)
     assert_closed_cleanly(pair)
     drops = pair.records(name="segment_dropped")
-    checksum_drops = [r for r in drops if "checksum" in r.data["reason"]]
-    assert len(checksum_drops) == len(corrupted) > 0
-    for r in checksum_drops:
+    # mostly checksum mismatches; a flip in the data offset is caught before the checksum
+    assert len(drops) == len(corrupted) > 0
+    assert sum("checksum" in r.data["reason"] for r in drops) > len(drops) // 2
+    for r in drops:
+        assert "field" in r.data["reason"]
         assert r.data["conn"] in (str(pair.client.addr), str(pair.server.addr))
 
 
@@ -161,83 +165,105 @@ def test_corrupted_header_or_options_are_dropped_too() -> None:
 @pytest.mark.parametrize("cc", CCS)
 @pytest.mark.parametrize("sack", [True, False])
 def test_loss_of_the_whole_initial_window(cc: str, sack: bool) -> None:
-    dropped = []
+    dropped: list[int] = []
 
     def fault(sender, data: bytes) -> list[bytes]:
         seg = peek(data)
-        if sender is pair.client and seg.payload and pair.now < 0.5:
-            dropped.append(seg.seq)
+        if sender is pair.client and seg.payload and len(dropped) < 10 and seg.seq not in dropped:
+            dropped.append(seg.seq)  # the first transmission of each of the first ten segments
             return []
         return [data]
 
     pair = TcpPair(**configs(cc, sack=sack), fault=fault)
     pair.handshake()
+    started = pair.now
     up = payload(200_000, 15)
     pair.transfer(up)
     assert len(dropped) == 10  # RFC 6928 initial window
+    first_flight = [r for r in data_segments(pair, "client") if r.t == started]
+    assert [r.data["seq"] for r in first_flight] == dropped
     assert_exact(pair, up, b"")
     assert_closed_cleanly(pair)
-    (first, *_) = timeouts(pair, "client")
-    # the first RTO fires one second (RFC 6298 minimum) after the window went out
-    assert first.t == pytest.approx(0.02 + 1.0, abs=1e-6)
-    # cwnd collapsed to one segment after the timeout (RFC 5681 (5))
-    after = [r for r in data_segments(pair, "client") if r.t >= first.t]
-    assert after[0].t == first.t
-    assert after[0].data["seq"] == dropped[0]
+    # every lost segment was sent again
+    for seq in dropped:
+        assert len([r for r in data_segments(pair, "client") if r.data["seq"] == seq]) >= 2
+    # nothing came back, so only a timer could notice: the RTO (RFC 6298), or with SACK
+    # a tail loss probe (RFC 8985) if the connection has one
+    fired = timeouts(pair, "client") + timeouts(pair, "client", "tlp")
+    assert fired
+    first = min(fired, key=lambda r: r.t)
+    assert first.t > started
+    if not sack:
+        assert first.data["timeout"] == "rto"
+        # RFC 6298 (2.4): one second at least after the window went out
+        assert first.t == pytest.approx(started + 1.0, abs=1e-6)
+        # and cwnd collapsed to one segment (RFC 5681 (5)): one retransmission, then wait
+        burst = [r for r in data_segments(pair, "client") if r.t == first.t]
+        assert [r.data["seq"] for r in burst] == dropped[:1]
 
 
 @pytest.mark.parametrize("cc", CCS)
 @pytest.mark.parametrize("sack", [True, False])
-def test_tail_loss(cc: str, sack: bool) -> None:
-    """The last data segment and the FIN are lost: only the RTO can recover them."""
-    up = payload(100_000, 16)
-    dropped = []
+@pytest.mark.parametrize("lost", [1, 2, 4])
+def test_tail_loss(cc: str, sack: bool, lost: int) -> None:
+    """The last segments (and the FIN riding on the last one) are lost: no duplicate ACK
+    can announce them, so a timer has to recover them."""
+    up = payload(100_003, 16)  # not a whole number of segments
+    dropped: list[int] = []
 
     def fault(sender, data: bytes) -> list[bytes]:
         seg = peek(data)
-        if sender is pair.client and (seg.payload or seg.flags & FIN) and len(dropped) < 2:
-            end = (seg.seq - first_seq[0]) % 2**32 + len(seg.payload)
-            if end >= len(up):
+        if sender is pair.client and seg.payload and seg.seq not in dropped and len(dropped) < lost:
+            end = (seg.seq - pair.client._iss - 1) % 2**32 + len(seg.payload)
+            if end > len(up) - lost * pair.client.mss:
                 dropped.append(seg.seq)
                 return []
         return [data]
 
     pair = TcpPair(**configs(cc, sack=sack), fault=fault)
-    first_seq = [(pair.client._iss + 1) % 2**32]
     pair.handshake()
     pair.transfer(up)
-    assert len(dropped) >= 1
+    assert len(dropped) == lost
     assert_exact(pair, up, b"")
     assert_closed_cleanly(pair)
-    assert timeouts(pair, "client")
+    assert timeouts(pair, "client") or timeouts(pair, "client", "tlp")
+    for seq in dropped:
+        assert len([r for r in data_segments(pair, "client") if r.data["seq"] == seq]) >= 2
 
 
 @pytest.mark.parametrize("cc", CCS)
-def test_single_loss_is_fast_retransmitted(cc: str) -> None:
-    """RFC 6675 5 (4.3) / RFC 6582 3.2 (2): the lost segment goes out when recovery starts."""
+@pytest.mark.parametrize("sack", [True, False])
+@pytest.mark.parametrize("loss_at_segment", [30, 200])
+def test_single_loss_is_fast_retransmitted(cc: str, sack: bool, loss_at_segment: int) -> None:
+    """RFC 5681 3.2 (4), RFC 6582 3.2 (2), RFC 6675 5 (4.3): entering fast recovery
+    retransmits the lost segment at once, whatever cwnd and pipe say."""
     target = {}
 
     def fault(sender, data: bytes) -> list[bytes]:
         seg = peek(data)
         if sender is pair.client and seg.payload and not target:
             off = (seg.seq - pair.client._iss - 1) % 2**32
-            if off >= 200 * 1448:  # well after slow start has opened cwnd
+            if off >= loss_at_segment * 1448:
                 target["seq"] = seg.seq
                 return []
         return [data]
 
-    pair = TcpPair(**configs(cc))
+    pair = TcpPair(**configs(cc, sack=sack), one_way_s=0.02)
     pair.fault = fault
     pair.handshake()
     up = payload(1_000_000, 17)
     pair.transfer(up)
     assert_exact(pair, up, b"")
+    assert_closed_cleanly(pair)
     assert not timeouts(pair, "client")
-    enter = [r for r in pair.records(node="client", name="state_updated") if r.data.get("recovery") == "enter"]
+    records = pair.records(node="client")
+    enter = [i for i, r in enumerate(records) if r.data.get("recovery") == "enter"]
     assert len(enter) == 1
     resent = [r for r in data_segments(pair, "client") if r.data["seq"] == target["seq"]]
     assert len(resent) == 2
-    assert resent[1].t == enter[0].t
+    # the segment sent right after entering recovery is the retransmission
+    after = [r for r in records[enter[0] :] if r.name == "segment_sent"]
+    assert after[0] is resent[1]
 
 
 @pytest.mark.parametrize("cc", CCS)
@@ -279,18 +305,18 @@ def test_rto_backoff_doubles() -> None:
     pair = TcpPair()
     pair.fault = fault
     pair.handshake()
-    pair.run(until=0.4)
-    pair.client.send(payload(30_000, 19))
-    pair.run(until=0.45)
-    pair.client.send(payload(30_000, 20))  # sent at 0.5 and lost
-    up = payload(30_000, 19) + payload(30_000, 20)
+    first, second = payload(30_000, 19), payload(30_000, 20)
+    pair.client.send(first)
     pair.run(until=0.5)
+    assert pair.data(pair.server) == first
+    pair.client.send(second)  # goes out at 0.5, into the blackout
     pair.run(until=19.9)
+    up = first + second
     rtos = timeouts(pair, "client")
     times = [r.t for r in rtos]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(gaps) >= 3
-    for a, b in zip(gaps, gaps[1:]):
+    for a, b in itertools.pairwise(gaps):
         assert b == pytest.approx(2 * a)
     assert [r.data["backoff"] for r in rtos] == list(range(1, len(rtos) + 1))
     assert [r.data["rto_ms"] for r in rtos] == [1000.0 * 2**i for i in range(1, len(rtos) + 1)]
@@ -385,3 +411,210 @@ def test_srtt_tracks_the_path() -> None:
     assert pair.data(pair.server) == up
     assert pair.client.srtt == pytest.approx(0.06, rel=0.5)
     assert pair.client.metrics()["rto_ms"] >= 1000.0  # min_rto_s
+
+
+# --- the same without a tracer: the connection's untraced fast paths (header prediction,
+# raw encoding) must move exactly the same bytes
+
+
+def untraced(cc: str = "cubic", **kw) -> dict:
+    return {**configs(cc, **{k: v for k, v in kw.items() if k in ("sack", "timestamps")}), "trace": False}
+
+
+@pytest.mark.parametrize("cc", CCS)
+@pytest.mark.parametrize("sack", [True, False])
+@pytest.mark.parametrize("timestamps", [True, False])
+def test_untraced_loss_and_reordering(cc: str, sack: bool, timestamps: bool) -> None:
+    pair = TcpPair(
+        **untraced(cc, sack=sack, timestamps=timestamps),
+        fault=random_loss(random.Random(31), 4.0),
+        reorder_rng=random.Random(32),
+    )
+    pair.handshake()
+    up, down = payload(400_000, 33), payload(250_000, 34)
+    pair.transfer(up, down)
+    assert pair.tracer.records == []
+    assert_exact(pair, up, down)
+    assert_closed_cleanly(pair)
+
+
+def test_untraced_clean_transfer_matches_traced() -> None:
+    """Same seed, same faults: tracing must not change what happens on the wire."""
+    wires = []
+    for trace in (True, False):
+        seen: list[bytes] = []
+        rng = random.Random(35)
+
+        def fault(sender, data: bytes, seen=seen, rng=rng) -> list[bytes]:
+            seen.append(data)
+            return [] if rng.random() < 0.03 else [data]
+
+        pair = TcpPair(fault=fault, trace=trace)
+        pair.handshake()
+        up, down = payload(300_000, 36), payload(100_000, 37)
+        pair.transfer(up, down)
+        assert_exact(pair, up, down)
+        wires.append(seen)
+    assert wires[0] == wires[1]
+
+
+@pytest.mark.parametrize("sack", [True, False])
+def test_untraced_duplication_and_corruption(sack: bool) -> None:
+    rng = random.Random(38)
+
+    def fault(sender, data: bytes) -> list[bytes]:
+        r = rng.random()
+        if r < 0.05:
+            bad = bytearray(data)
+            bad[rng.randrange(len(bad))] ^= 0x10
+            return [bytes(bad)]
+        if r < 0.15:
+            return [data, data]
+        return [data]
+
+    pair = TcpPair(**untraced(sack=sack), fault=fault, reorder_rng=random.Random(39))
+    pair.handshake()
+    up, down = payload(300_000, 40), payload(300_000, 41)
+    pair.transfer(up, down)
+    assert_exact(pair, up, down)
+    assert_closed_cleanly(pair)
+
+
+def test_untraced_zero_window() -> None:
+    pair = TcpPair(server_config=TcpConfig(receive_buffer_bytes=65536), trace=False)
+    pair.handshake()
+    pair.server.pause_reading()
+    up = payload(200_000, 42)
+    pair.client.send(up)
+    pair.run(until=10.0)
+    assert pair.data(pair.server) == b""
+    assert pair.client.metrics()["snd_wnd"] == 0
+    pair.server.resume_reading(now=pair.now)
+    pair.run(until=60.0, stop=lambda: len(pair.data(pair.server)) >= len(up))
+    assert sha256(pair.data(pair.server)) == sha256(up)
+
+
+# --- wraparound, delayed ACKs, Nagle
+
+
+@pytest.mark.parametrize("sack", [True, False])
+def test_sequence_numbers_wrap(sack: bool) -> None:
+    """ISS just below 2**32: sequence numbers, ACKs and SACK blocks wrap mid-transfer."""
+    pair = TcpPair(
+        **configs("cubic", sack=sack), fault=random_loss(random.Random(50), 3.0), reorder_rng=random.Random(51)
+    )
+    pair.client._iss = 2**32 - 5000
+    pair.server._iss = 2**32 - 70_000
+    pair.handshake()
+    up, down = payload(400_000, 52), payload(300_000, 53)
+    pair.transfer(up, down)
+    assert_exact(pair, up, down)
+    assert_closed_cleanly(pair)
+    seqs = [r.data["seq"] for r in data_segments(pair, "client")]
+    assert min(seqs) < 100_000 and max(seqs) > 2**32 - 5000  # it did wrap
+
+
+def test_timestamps_wrap() -> None:
+    """TSval wraps 0.3 s into the connection; PAWS compares modulo 2**32 (RFC 7323 5.2)."""
+    pair = TcpPair(fault=random_loss(random.Random(54), 3.0), one_way_s=0.03)
+    pair.client._ts_offset = 2**32 - 300
+    pair.server._ts_offset = 2**32 - 250
+    pair.handshake()
+    up, down = payload(500_000, 55), payload(200_000, 56)
+    pair.transfer(up, down)
+    assert_exact(pair, up, down)
+    paws = [r for r in pair.records(name="segment_dropped") if "PAWS" in r.data["reason"]]
+    assert paws == []
+
+
+def test_delayed_ack() -> None:
+    """RFC 9293 3.8.6.3 / RFC 5681 4.2: one small segment is acknowledged after the delay,
+    every second full segment at once."""
+    pair = TcpPair()
+    pair.handshake()
+    t0 = pair.now
+    pair.client.send(b"x" * 100)
+    pair.run(until=t0 + 1.0)
+    (ack,) = [r for r in pair.records(node="server", name="segment_sent") if r.t > t0]
+    assert ack.t == pytest.approx(t0 + 0.01 + TcpConfig().delayed_ack_s)
+    t1 = pair.now
+    pair.client.send(payload(4 * 1448, 57))
+    pair.run(until=t1 + 0.0101)
+    acks = [r for r in pair.records(node="server", name="segment_sent") if r.t > t1]
+    assert len(acks) == 2 and all(r.t == pytest.approx(t1 + 0.01) for r in acks)
+
+
+@pytest.mark.parametrize("nagle", [True, False])
+def test_nagle(nagle: bool) -> None:
+    pair = TcpPair(client_config=TcpConfig(nagle=nagle))
+    pair.handshake()
+    t = pair.now
+    for i in range(100):
+        pair.client.send(bytes([i]))
+        t += 0.001
+        pair.run(until=t)
+    pair.run(until=t + 1.0)
+    assert pair.data(pair.server) == bytes(range(100))
+    segments = data_segments(pair, "client")
+    if nagle:
+        # RFC 9293 3.8.6.2.2: one small segment in flight at a time, the rest coalesced
+        assert len(segments) < 20
+    else:
+        assert len(segments) == 100
+
+
+@pytest.mark.parametrize("sack", [True, False])
+@pytest.mark.parametrize("timestamps", [True, False])
+def test_karn_no_rtt_sample_from_an_ack_covering_a_retransmission(sack: bool, timestamps: bool) -> None:
+    """RFC 6298 (3) / Karn: the ACK that a retransmission draws also covers segments sent
+    long before; timing it would inflate SRTT by the whole timeout."""
+    dropped = []
+
+    def fault(sender, data: bytes) -> list[bytes]:
+        seg = peek(data)
+        offset = (seg.seq - pair.client._iss - 1) % 2**32
+        if sender is pair.client and seg.payload and not dropped and offset == pair.client.mss:
+            dropped.append(pair.now)
+            return []
+        return [data]
+
+    cfg = TcpConfig(sack=sack, timestamps=timestamps)
+    pair = TcpPair(client_config=cfg, server_config=cfg, fault=fault)
+    pair.handshake()
+    up = payload(4 * pair.client.mss, 60)  # the second of four segments is lost: too few dupACKs
+    pair.client.send(up)
+    pair.run(until=10.0)
+    assert dropped
+    assert pair.data(pair.server) == up
+    # repaired by the RTO (without SACK) or RACK (with it): either way the ACK covering
+    # the repair also covers segments sent one recovery time earlier
+    assert pair.client.metrics()["bytes_retransmitted"] > 0
+    assert pair.client.srtt == pytest.approx(0.02, rel=0.1)
+
+
+def test_rack_detects_a_loss_within_one_burst() -> None:
+    """RFC 8985 6.2: of segments sent at the same instant, the one with the higher sequence
+    counts as sent later. Four segments leave together, the second is lost: its SACKed
+    successors reveal the loss after RACK.rtt + reo_wnd, with no timeout at all."""
+    dropped = []
+
+    def fault(sender, data: bytes) -> list[bytes]:
+        seg = peek(data)
+        offset = (seg.seq - pair.client._iss - 1) % 2**32
+        if sender is pair.client and seg.payload and not dropped and offset == pair.client.mss:
+            dropped.append(pair.now)
+            return []
+        return [data]
+
+    pair = TcpPair(fault=fault)
+    pair.handshake()
+    up = payload(4 * pair.client.mss, 61)
+    pair.client.send(up)
+    pair.run(until=10.0)
+    assert dropped
+    assert pair.data(pair.server) == up
+    assert not timeouts(pair, "client")
+    resent = [r for r in data_segments(pair, "client") if r.t > dropped[0]]
+    assert resent and resent[0].data["seq"] == (pair.client._iss + 1 + pair.client.mss) % 2**32
+    # about one RTT plus a quarter of the minimum RTT after it was sent
+    assert resent[0].t - dropped[0] < 0.04
