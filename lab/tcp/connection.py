@@ -32,7 +32,7 @@ from lab.tcp.events import (
 from lab.tcp.extension import SegmentRole, TcpExtension
 from lab.tcp.state import CAN_RECEIVE_DATA, CAN_SEND, SYNCHRONIZED, TRANSITIONS, Input, TcpState
 from lab.trace import NULL_TRACER, Tracer
-from lab.wire.checksum import pack_address, pseudo_header_sum
+from lab.wire.checksum import mod_ffff, pack_address, pseudo_header_sum
 from lab.wire.tcp import (
     ACK,
     FIN,
@@ -62,6 +62,9 @@ _NOP = NoOperation()
 _SACK_PERMITTED = SackPermitted()
 _HEADER = struct.Struct("!HHIIBBHHH")
 _TS_PAIR = struct.Struct("!II")
+# a TCP header with NOP, NOP, Timestamps (RFC 7323 appendix A): the common segment
+_TS_SEGMENT = struct.Struct("!HHIIBBHHH4sII")
+_TS_SEGMENT_OPTIONS = b"\x01\x01\x08\x0a"
 _from_bytes = int.from_bytes
 _TS_PREFIX = b"\x01\x01\x08\x0a"  # NOP NOP Timestamps(len 10)
 _PREDICT_MASK = 0xFF & ~PSH  # ACK alone, PSH allowed
@@ -112,6 +115,7 @@ class TcpConnection:
         self._remote_packed = pack_address(addr.remote_addr)
         self._ip_overhead = 40 if len(self._local_packed) == 4 else 60
         self._address_sum = pseudo_header_sum(self._local_packed, self._remote_packed, 6, 0)
+        self._ports = (addr.local_port, addr.remote_port)
         self._state = S.CLOSED
         self._events: deque[TcpEvent] = deque()
         self._out: list[Outgoing] = []
@@ -349,7 +353,7 @@ class TcpConnection:
         ):
             return False
         total = self._address_sum + len(raw) + _from_bytes(raw, "big") if not len(raw) & 1 else 0
-        if not total or total % 0xFFFF:
+        if not total or mod_ffff(total):
             return False  # odd length or bad checksum: the full path decides
         _sport, _dport, seq, ack, _off, _flags, window, _c, _u = _HEADER.unpack_from(raw)
         tsval, tsecr = _TS_PAIR.unpack_from(raw, 24)
@@ -553,25 +557,27 @@ class TcpConnection:
             self._unacked_segments = 0
             self._delack_at = None
             self._last_ack_sent = rcv_nxt = self._rcv_nxt
-            window = min(self._rcv_window() >> self._rcv_wscale, 0xFFFF)
-            self._rcv_right_edge = rcv_nxt + (window << self._rcv_wscale)
-            addr = self.addr
-            data = encode_raw(
-                addr.local_port,
-                addr.remote_port,
-                (self._iss + seq_off) & MASK,
-                (self._irs + rcv_nxt) & MASK,
-                flags,
-                window,
-                timestamps_option(self._tsval(now), self._ts_recent),
-                payload,
-                self._local_packed,
-                self._remote_packed,
-                0,
-                0,
-                self._address_sum,
+            wscale = self._rcv_wscale
+            window = self._rcv_window() >> wscale
+            if window > 0xFFFF:
+                window = 0xFFFF
+            self._rcv_right_edge = rcv_nxt + (window << wscale)
+            seq = (self._iss + seq_off) & MASK
+            ack = (self._irs + rcv_nxt) & MASK
+            tsval = (int(now * 1000) + self._ts_offset) & MASK
+            ports = self._ports
+            head = _TS_SEGMENT.pack(
+                ports[0], ports[1], seq, ack, 0x80, flags, window, 0, 0, _TS_SEGMENT_OPTIONS, tsval, self._ts_recent
             )
-            self._out.append(Outgoing(addr, data))
+            plen = len(payload)
+            total = self._address_sum + 32 + plen + _from_bytes(head, "big")
+            if plen:
+                total += _from_bytes(payload if not plen & 1 else payload + b"\x00", "big")
+            csum = ~(mod_ffff(total) or 0xFFFF) & 0xFFFF
+            head = _TS_SEGMENT.pack(
+                ports[0], ports[1], seq, ack, 0x80, flags, window, csum, 0, _TS_SEGMENT_OPTIONS, tsval, self._ts_recent
+            )
+            self._out.append(Outgoing(self.addr, head + payload if plen else head))
             return
         opts: list[TcpOption] = options if options is not None else []
         if self._ts_ok and not flags & RST:

@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 
 from lab.errors import DecodeError
-from lab.wire.checksum import pseudo_header_sum, transport_checksum_ok
+from lab.wire.checksum import mod_ffff, pseudo_header_sum, transport_checksum_ok
 
 TCP_PROTOCOL = 6  # IANA protocol number
 
@@ -305,7 +305,7 @@ def encode_raw(
     total = address_sum + len(head) + plen + _from_bytes(head, "big")
     if plen:
         total += _from_bytes(payload + b"\x00" if plen & 1 else payload, "big")
-    csum = ~(total % 0xFFFF or 0xFFFF) & 0xFFFF if total else 0xFFFF
+    csum = ~(mod_ffff(total) or 0xFFFF) & 0xFFFF if total else 0xFFFF
     return b"".join((head[:16], csum.to_bytes(2, "big"), head[18:], payload))
 
 
