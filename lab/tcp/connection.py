@@ -75,13 +75,14 @@ S = TcpState
 class _Sent:
     """One transmitted, not yet cumulatively acknowledged segment (the scoreboard)."""
 
-    __slots__ = ("end", "fin", "lost", "retransmits", "sacked", "sent_at", "start")
+    __slots__ = ("end", "fin", "lost", "order", "retransmits", "sacked", "sent_at", "start")
 
-    def __init__(self, start: int, end: int, fin: bool, sent_at: float) -> None:
+    def __init__(self, start: int, end: int, fin: bool, sent_at: float, order: int) -> None:
         self.start = start
         self.end = end
         self.fin = fin
         self.sent_at = sent_at
+        self.order = order  # the transmission's place in send order (RACK_sent_after)
         self.retransmits = 0
         self.sacked = False
         self.lost = False
@@ -142,9 +143,13 @@ class TcpConnection:
         self._sacked_bytes = 0
         self._highest_sacked = 0
         self._retransmit_first = False
+        self._rescue_sent = False  # RFC 6675 RescueRxt
         self._rack_xmit_ts = 0.0  # RFC 8985: send time of the newest delivered segment
         self._rack_rtt = 0.0
-        self._rack_end = 0  # ...and its end: of equal send times the higher sequence is later
+        self._rack_fack = 0  # RACK.fack: the highest sequence delivered
+        self._rack_reordering_seen = False
+        self._rack_order = 0  # ...and its place in send order: exact where send times tie
+        self._tx_order = 0
         self._rack_timer_at: float | None = None
         self._tlp_at: float | None = None  # RFC 8985 tail loss probe
         self._tlp_end: int | None = None
@@ -779,7 +784,8 @@ class TcpConnection:
             payload = self._payload(nxt, end) if size else b""
             flags = ACK | (PSH if end == data_end and size else 0) | (FIN if fin else 0)
             seg_end = end + (1 if fin else 0)
-            rec = _Sent(nxt, seg_end, fin, now)
+            self._tx_order += 1
+            rec = _Sent(nxt, seg_end, fin, now, self._tx_order)
             self._sent.append(rec)
             self._emit(flags, nxt, payload, now, SegmentRole.DATA)
             self._snd_nxt = self._snd_max = seg_end
@@ -792,12 +798,33 @@ class TcpConnection:
             if fin or probe:
                 break
 
+        if recovering and self._recovery == "fast" and not self._rescue_sent and self._sack_ok:
+            self._rescue_retransmission(now, pipe)
+
+    def _rescue_retransmission(self, now: float, pipe: int) -> None:
+        """RFC 6675 NextSeg() rule 4, once per recovery: with nothing lost to resend
+        and no new data, resend the highest unSACKed segment, so a lost tail is
+        repaired without waiting for the RTO."""
+        if self._snd_nxt < self._sbuf_off + len(self._sbuf) or self._cc.cwnd - pipe < self._snd_mss:
+            return
+        if any(rec.lost and not rec.sacked and not rec.retransmits for rec in self._sent):
+            return
+        for rec in reversed(self._sent):
+            if not rec.sacked:
+                if rec.retransmits:
+                    return
+                self._rescue_sent = True
+                self._retransmit(rec, now)
+                return
+
     def _retransmit(self, rec: _Sent, now: float) -> None:
         end = rec.end - (1 if rec.fin else 0)
         payload = self._payload(rec.start, end) if end > rec.start else b""
         flags = ACK | (FIN if rec.fin else 0) | (PSH if payload else 0)
         rec.retransmits += 1
         rec.sent_at = now
+        self._tx_order += 1
+        rec.order = self._tx_order
         self._bytes_retransmitted += len(payload)
         self._emit(flags, rec.start, payload, now, SegmentRole.DATA)
         if self._retransmit_at is None:
@@ -921,7 +948,8 @@ class TcpConnection:
             if self._snd_una < self._snd_max or start >= data_end or room <= 0:
                 return
             end = start + min(room, data_end - start, self._snd_mss - self._opt_overhead)
-            self._sent.append(_Sent(start, end, False, now))
+            self._tx_order += 1
+            self._sent.append(_Sent(start, end, False, now, self._tx_order))
             self._emit(ACK | PSH, start, self._payload(start, end), now, SegmentRole.DATA)
             self._snd_nxt = self._snd_max = end
             self._bytes_sent += end - start
@@ -937,7 +965,8 @@ class TcpConnection:
             self._emit(ACK, rec.start, self._payload(rec.start, min(rec.end, data_end)), now, SegmentRole.DATA)
         elif self._snd_nxt < data_end:
             start = self._snd_nxt
-            self._sent.append(_Sent(start, start + 1, False, now))
+            self._tx_order += 1
+            self._sent.append(_Sent(start, start + 1, False, now, self._tx_order))
             self._emit(ACK, start, self._payload(start, start + 1), now, SegmentRole.DATA)
             self._snd_nxt = self._snd_max = start + 1
         else:
@@ -1302,7 +1331,7 @@ class TcpConnection:
                 retransmitted = True
             if last.sacked:
                 self._sacked_bytes -= last.end - last.start
-            elif not last.retransmits:
+            elif not last.retransmits or now - last.sent_at >= (self._rtt_min or 0.0):
                 self._rack_update(last, now)
         if sent and sent[0].start < ack_off:  # partial ack of a record
             rec = sent[0]
@@ -1388,6 +1417,7 @@ class TcpConnection:
         self._recovery = "fast"
         self._recovery_point = self._snd_max
         self._retransmit_first = True
+        self._rescue_sent = False
         self._tlp_at = None
         first = self._sent[0]
         first.lost = True
@@ -1414,18 +1444,32 @@ class TcpConnection:
                     rec.sacked = True
                     self._sacked_bytes += rec.end - rec.start
                     new = True
-                    if not rec.retransmits:
+                    if not rec.retransmits or now - rec.sent_at >= (self._rtt_min or 0.0):
                         self._rack_update(rec, now)
                     self._highest_sacked = max(self._highest_sacked, rec.end)
         return new
 
     def _rack_update(self, rec: _Sent, now: float) -> None:
-        """RFC 8985 6.2: RACK.segment is the most recently sent delivered segment; of
-        segments sent at the same instant (one burst) the higher sequence counts as later."""
-        if rec.sent_at > self._rack_xmit_ts or (rec.sent_at == self._rack_xmit_ts and rec.end > self._rack_end):
+        """RFC 8985 6.2 steps 1-2: RACK.segment is the most recently sent delivered
+        segment. A retransmission counts only when its RTT is at least min_RTT
+        (otherwise the ACK was for the original); callers check that."""
+        if not rec.retransmits and rec.end < self._rack_fack:
+            self._rack_reordering_seen = True  # delivered below what was already delivered
+        if rec.end > self._rack_fack:
+            self._rack_fack = rec.end
+        if rec.order > self._rack_order:
             self._rack_xmit_ts = rec.sent_at
-            self._rack_end = rec.end
+            self._rack_order = rec.order
             self._rack_rtt = now - rec.sent_at
+
+    def _rack_reo_wnd(self) -> float:
+        """RFC 8985 6.2 step 4: no reordering seen and in recovery (or DupThresh
+        segments SACKed) -> 0; otherwise min_RTT / 4, at most SRTT."""
+        if not self._rack_reordering_seen and (
+            self._recovery is not None or self._sacked_bytes >= self.config.dup_thresh * self._snd_mss
+        ):
+            return 0.0
+        return min((self._rtt_min or 0.0) / 4, self._srtt or 0.0)
 
     def _rack_detect(self, now: float) -> bool:
         """RFC 8985 (RACK) time-based loss detection over the scoreboard.
@@ -1438,15 +1482,13 @@ class TcpConnection:
         xmit_ts = self._rack_xmit_ts
         if not xmit_ts:
             return False
-        wait = self._rack_rtt + (self._rtt_min or 0.0) / 4
+        wait = self._rack_rtt + self._rack_reo_wnd()
         found = False
         deadline = None
-        rack_end = self._rack_end
+        rack_order = self._rack_order
         for rec in self._sent:
-            if rec.sacked or rec.sent_at > xmit_ts or (rec.lost and not rec.retransmits):
-                continue
-            if rec.sent_at == xmit_ts and rec.end >= rack_end:
-                continue  # not sent before RACK.segment (RFC 8985 6.2 RACK_sent_after)
+            if rec.sacked or rec.order >= rack_order or (rec.lost and not rec.retransmits):
+                continue  # delivered, not sent before RACK.segment (RFC 8985 6.2), or already marked
             due = rec.sent_at + wait
             if due <= now:
                 rec.lost = True

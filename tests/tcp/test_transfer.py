@@ -618,3 +618,32 @@ def test_rack_detects_a_loss_within_one_burst() -> None:
     assert resent and resent[0].data["seq"] == (pair.client._iss + 1 + pair.client.mss) % 2**32
     # about one RTT plus a quarter of the minimum RTT after it was sent
     assert resent[0].t - dropped[0] < 0.04
+
+
+@pytest.mark.parametrize("cc", CCS)
+def test_lost_tail_during_recovery_is_rescued_without_rto(cc: str) -> None:
+    """RFC 6675 NextSeg() rule 4: a segment lost mid-window and the very last
+    segment lost too; the rescue retransmission repairs the tail in recovery."""
+    size = 60 * 1448
+    dropped: dict[int, int] = {}
+
+    def fault(sender, data: bytes) -> list[bytes]:
+        seg = peek(data)
+        if sender is pair.client and seg.payload:
+            off = (seg.seq - pair.client._iss - 1) % 2**32
+            for mark in (20 * 1448, size - 1448):
+                if off == mark and mark not in dropped:
+                    dropped[mark] = seg.seq
+                    return []
+        return [data]
+
+    pair = TcpPair(**configs(cc), one_way_s=0.02)
+    pair.fault = fault
+    pair.handshake()
+    up = payload(size, 23)
+    pair.transfer(up)
+    assert len(dropped) == 2
+    assert_exact(pair, up, b"")
+    assert not timeouts(pair, "client")
+    tail = dropped[size - 1448]
+    assert len([r for r in data_segments(pair, "client") if r.data["seq"] == tail]) == 2
