@@ -22,6 +22,7 @@ class TcpConfig:
     min_rto_s: float = 1.0  # RFC 6298 (2.4); Linux uses 0.2
     max_rto_s: float = 60.0  # RFC 6298 (2.5)
     delayed_ack_s: float = 0.04  # RFC 9293 3.8.6.3: under 0.5 s
+    quickack_segments: int = 16  # after a hole, ACK this many segments at once (Linux's quick-ACK; RFC 5681 allows it)
     nagle: bool = True  # RFC 9293 3.8.6.2.2
     syn_retries: int = 6
     max_retransmits: int = 15

@@ -175,6 +175,7 @@ class Cubic(CongestionControl):
         self._cwnd_origin = 0.0
         self._srtt = 0.1
         self._acc = 0.0
+        self._cwnd_prior = 0.0  # segments, the window before the last reduction
 
     def on_ack(self, acked: int, *, flight: int, rtt: float | None, now: float) -> None:
         mss = self.mss
@@ -184,7 +185,7 @@ class Cubic(CongestionControl):
             self.slow_start(acked, rtt)
             return
         cwnd_seg = self.cwnd / mss
-        if self._epoch_start is None:
+        if self._epoch_start is None:  # RFC 9438 4.2: a new congestion avoidance epoch
             self._epoch_start = now
             if cwnd_seg < self._w_max:
                 self._k = ((self._w_max - cwnd_seg) / self.C) ** (1 / 3)
@@ -193,16 +194,24 @@ class Cubic(CongestionControl):
                 self._k = 0.0
                 self._cwnd_origin = cwnd_seg
             self._w_est = cwnd_seg
-        t = now - self._epoch_start + self._srtt
-        target = self._cwnd_origin + self.C * (t - self._k) ** 3
+        t = now - self._epoch_start
+        segments_acked = acked / mss
+        # Reno-friendly estimate (RFC 9438 4.3); alpha becomes 1 once W_est reaches
+        # the window before the last reduction
+        alpha = 1.0 if self._w_est >= self._cwnd_prior else self.ALPHA
+        self._w_est += alpha * segments_acked / cwnd_seg
+        w_cubic = self._cwnd_origin + self.C * (t - self._k) ** 3
+        if w_cubic < self._w_est:  # Reno-friendly region: cwnd = W_est
+            if self._w_est * mss > self.cwnd:
+                self.cwnd = int(self._w_est * mss)
+            return
+        # concave and convex regions (RFC 9438 4.4, 4.5)
+        target = self._cwnd_origin + self.C * (t + self._srtt - self._k) ** 3
         if target < cwnd_seg:
             target = cwnd_seg
         elif target > 1.5 * cwnd_seg:
             target = 1.5 * cwnd_seg
-        # Reno-friendly estimate (RFC 9438 4.3)
-        self._w_est += self.ALPHA * (acked / mss) / cwnd_seg
-        target = max(target, self._w_est)
-        self._acc += (target - cwnd_seg) / cwnd_seg * (acked / mss) * mss
+        self._acc += (target - cwnd_seg) / cwnd_seg * segments_acked * mss
         if self._acc >= 1:
             grow = int(self._acc)
             self.cwnd += grow
@@ -210,6 +219,7 @@ class Cubic(CongestionControl):
 
     def _reduce(self) -> None:
         cwnd_seg = self.cwnd / self.mss
+        self._cwnd_prior = cwnd_seg
         if cwnd_seg < self._w_max:  # fast convergence (RFC 9438 4.7)
             self._w_max = cwnd_seg * (1 + self.BETA) / 2
         else:

@@ -172,6 +172,7 @@ class TcpConnection:
         self._fin_delivered = False
         self._ack_pending = False
         self._unacked_segments = 0
+        self._quickack = 0  # segments still to ACK at once (quick-ACK mode after a hole)
         self._bytes_received = 0
         self._last_ack_sent = 0
 
@@ -388,7 +389,9 @@ class TcpConnection:
         self._bytes_received += plen
         self._events.append(DataReceived(data=raw[32:]))
         self._unacked_segments += 1
-        if self._unacked_segments >= 2 or self._rcv_nxt - self._last_ack_sent >= 2 * self._snd_mss:
+        if self._unacked_segments >= 2 or self._quickack or self._rcv_nxt - self._last_ack_sent >= 2 * self._snd_mss:
+            if self._quickack:
+                self._quickack -= 1
             self._ack_pending = True
             self._delack_at = None
         elif not self._ack_pending:
@@ -1540,14 +1543,22 @@ class TcpConnection:
             self._deliver_in_order(payload, now)
             self._maybe_take_fin(now)
             self._unacked_segments += 1
-            if self._unacked_segments >= 2 or self._rcv_nxt - self._last_ack_sent >= 2 * self._snd_mss:
-                self._ack_pending = True  # at least every second full segment (RFC 5681 4.2)
+            if (
+                self._unacked_segments >= 2
+                or self._quickack
+                or self._rcv_nxt - self._last_ack_sent >= 2 * self._snd_mss
+            ):
+                # at least every second full segment (RFC 5681 4.2); every one in quick-ACK mode
+                if self._quickack:
+                    self._quickack -= 1
+                self._ack_pending = True
                 self._delack_at = None
             elif not self._ack_pending:
                 self._ack_pending = True
                 self._delack_at = now + self.config.delayed_ack_s
         else:
             self._store_ooo(seq_off, payload)
+            self._quickack = self.config.quickack_segments  # a hole: ACK every segment for a while
             self._ack_pending = True  # out of order: immediate duplicate ACK (RFC 5681 4.2)
             self._delack_at = None
 
