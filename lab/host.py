@@ -27,6 +27,7 @@ from lab.wire.tcp import ACK, RST, SYN, TcpSegment, decode_segment, encode_segme
 from lab.wire.udp import UDP_PROTOCOL, UdpDatagram, decode_datagram, encode_datagram
 
 TCP = 6
+_from_bytes = int.from_bytes
 _WRITABLE_STATES = frozenset({TcpState.ESTABLISHED, TcpState.CLOSE_WAIT})
 _V6_HEADER = struct.Struct("!IHBB16s16s")
 WRITE_LOW_WATER = 256 * 1024
@@ -140,7 +141,6 @@ class HostStack:
         self._ident = 0
         self._header_sums: dict[tuple[bytes, bytes, int], int] = {}
         self._next_port = 40000 + self.rng.randrange(0, 20000)
-        self._pumping: set[TcpConnection] = set()
         self._touched = False  # an application call since the pump last looked
 
     @property
@@ -173,6 +173,7 @@ class HostStack:
         addr = FourTuple(local_addr, local_port, remote_addr, remote_port)
         conn = self._new_conn(addr, config, extension)
         stream = Stream(self, conn, handler)
+        conn._host_stream = stream
         self._conns[conn._host_key] = (conn, stream)
         conn.connect(now=self.now)
         self._pump(conn)
@@ -210,6 +211,14 @@ class HostStack:
 
     def input_packet(self, packet: bytes) -> None:
         """One received IP packet. Never raises: bad packets are recorded and dropped."""
+        if len(packet) >= 40 and packet[0] == 0x45 and packet[9] == TCP:
+            # the common case: IPv4 without options carrying TCP
+            total = (packet[2] << 8) | packet[3]
+            header = _from_bytes(packet[:20], "big")
+            dst = packet[16:20]
+            if total == len(packet) and header and not header % 0xFFFF and dst in self._egress:
+                self._input_tcp(packet[12:16], dst, packet[20:])
+                return
         try:
             version = packet[0] >> 4 if packet else 0
             if version == 4:
@@ -268,6 +277,7 @@ class HostStack:
             addr = FourTuple(unpack_address(dst), dport, unpack_address(src), sport)
             conn = self._new_conn(addr, config, ext_factory() if ext_factory else None)
             stream = Stream(self, conn, factory())
+            conn._host_stream = stream
             self._conns[key] = (conn, stream)
             conn.listen(now=self.now)
             conn.receive_segment(seg, now=self.now)
@@ -338,6 +348,8 @@ class HostStack:
             extension=extension,
         )
         conn._host_key = _key(addr)
+        conn._host_stream = None
+        conn._host_pumping = False
         return conn
 
     def _send_ip(self, src: bytes, dst: bytes, proto: int, payload: bytes) -> None:
@@ -363,17 +375,51 @@ class HostStack:
 
     def _pump(self, conn: TcpConnection) -> None:
         """Move segments out, events to the application, and re-arm the timer."""
-        entry = self._conns.get(conn._host_key)
-        stream = entry[1] if entry is not None else None
+        if conn._host_pumping:
+            return  # an application callback inside this pump; the outer loop carries on
+        conn._host_pumping = True
+        stream: Stream | None = conn._host_stream
         now = self._scheduler.now
         send_ip = self._send_ip
-        if conn in self._pumping:
-            return  # an application callback inside this pump; the outer loop carries on
-        self._pumping.add(conn)
+        writable_checked = False
+        wants_writable = stream is not None and type(stream.handler).writable is not StreamHandler.writable
         try:
-            self._pump_loop(conn, stream, now, send_ip)
+            for _ in range(100000):
+                outs = conn.segments_to_send(now=now)
+                if outs:
+                    local = conn._local_packed
+                    remote = conn._remote_packed
+                    for out in outs:
+                        send_ip(local, remote, TCP, out.data)
+                self._touched = False
+                while (ev := conn.next_event()) is not None:
+                    if stream is None:
+                        continue
+                    handler = stream.handler
+                    t = type(ev)
+                    if t is DataReceived:
+                        handler.data_received(stream, ev.data)
+                    elif t is ConnectionEstablished:
+                        handler.connection_made(stream)
+                    elif t is StreamEnded:
+                        handler.eof_received(stream)
+                    elif t is ConnectionTerminated:
+                        stream.closed = True
+                        self._conns.pop(conn._host_key, None)
+                        handler.connection_lost(stream, ev.reason, ev.reset)
+                if (
+                    wants_writable
+                    and not writable_checked
+                    and not stream.closed
+                    and len(conn._sbuf) < WRITE_LOW_WATER
+                    and conn.state in _WRITABLE_STATES
+                ):
+                    writable_checked = True
+                    stream.handler.writable(stream)
+                if not self._touched:
+                    break  # the application did nothing that could produce output
         finally:
-            self._pumping.discard(conn)
+            conn._host_pumping = False
         when = conn.get_timer()
         if when is not None:
             cid = id(conn)
@@ -381,44 +427,6 @@ class HostStack:
             if scheduled is None or when < scheduled:
                 self._timer_at[cid] = when
                 self._scheduler.call_at(when, lambda c=conn, w=when: self._fire(c, w))
-
-    def _pump_loop(self, conn: TcpConnection, stream: Stream | None, now: float, send_ip: Callable) -> None:
-        writable_checked = False
-        wants_writable = stream is not None and type(stream.handler).writable is not StreamHandler.writable
-        for _ in range(100000):
-            outs = conn.segments_to_send(now=now)
-            if outs:
-                local = conn._local_packed
-                remote = conn._remote_packed
-                for out in outs:
-                    send_ip(local, remote, TCP, out.data)
-            self._touched = False
-            while (ev := conn.next_event()) is not None:
-                if stream is None:
-                    continue
-                handler = stream.handler
-                t = type(ev)
-                if t is DataReceived:
-                    handler.data_received(stream, ev.data)
-                elif t is ConnectionEstablished:
-                    handler.connection_made(stream)
-                elif t is StreamEnded:
-                    handler.eof_received(stream)
-                elif t is ConnectionTerminated:
-                    stream.closed = True
-                    self._conns.pop(conn._host_key, None)
-                    handler.connection_lost(stream, ev.reason, ev.reset)
-            if (
-                wants_writable
-                and not writable_checked
-                and not stream.closed
-                and len(conn._sbuf) < WRITE_LOW_WATER
-                and conn.state in _WRITABLE_STATES
-            ):
-                writable_checked = True
-                stream.handler.writable(stream)
-            if not self._touched:
-                break  # the application did nothing that could produce output
 
     def _fire(self, conn: TcpConnection, when: float) -> None:
         cid = id(conn)

@@ -15,8 +15,10 @@ queued, so each hop costs one scheduled event.
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import random
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -30,7 +32,7 @@ from lab.topology import InterfaceSpec, LinkSpec, TopologySpec
 from lab.trace import NULL_TRACER, Tracer
 from lab.wire.checksum import pack_address
 
-IPV4_TTL_OFFSET = 8
+_TTL_PROTO_CSUM = struct.Struct("!BBH")  # IPv4 header bytes 8..11
 
 
 class _Direction:
@@ -40,6 +42,7 @@ class _Direction:
         "busy_until",
         "bytes_per_s",
         "delay_s",
+        "deliver",
         "departures",
         "dropped",
         "dst_iface",
@@ -64,6 +67,7 @@ class _Direction:
         self.sent_packets = 0
         self.sent_bytes = 0
         self.dropped = 0
+        self.deliver: Callable[[bytes], None] | None = None  # the receiving node's input
 
 
 class SimLink:
@@ -125,7 +129,7 @@ class SimRouter(SimNode):
             # RFC 1624 incremental update: TTL sits in the high byte of word 4
             csum = ((packet[10] << 8) | packet[11]) + 0x0100
             csum = (csum & 0xFFFF) + (csum >> 16)
-            packet = b"".join((packet[:8], bytes((ttl - 1,)), packet[9:10], csum.to_bytes(2, "big"), packet[12:]))
+            packet = packet[:8] + _TTL_PROTO_CSUM.pack(ttl - 1, packet[9], csum) + packet[12:]
         else:
             packet = b"".join((packet[:7], bytes((ttl - 1,)), packet[8:]))
         for box in self.middleboxes:
@@ -208,6 +212,14 @@ class SimNetwork:
         for node in self.nodes.values():
             if isinstance(node, SimHost):
                 node.start()
+        for link in self.links.values():
+            for d in link.directions:
+                node = d.dst_iface.node
+                d.deliver = (
+                    node.stack.input_packet
+                    if isinstance(node, SimHost)
+                    else functools.partial(node.receive, d.dst_iface)
+                )
 
     @classmethod
     def build(
@@ -320,10 +332,10 @@ class SimNetwork:
         d, generation, packet = item
         if generation != d.link.generation:
             return  # the link went down while the packet was on it
-        iface = d.dst_iface
-        if iface.pcap is not None:
-            iface.pcap.write(self.now, packet)
-        iface.node.receive(iface, packet)
+        pcap = d.dst_iface.pcap
+        if pcap is not None:
+            pcap.write(self.now, packet)
+        d.deliver(packet)
 
     def _drop(self, d: _Direction, packet: bytes, reason: str) -> None:
         d.dropped += 1

@@ -62,6 +62,7 @@ _NOP = NoOperation()
 _SACK_PERMITTED = SackPermitted()
 _HEADER = struct.Struct("!HHIIBBHHH")
 _TS_PAIR = struct.Struct("!II")
+_TS_HEADER = struct.Struct("!HHIIBBHHH4xII")  # header, NOP NOP kind len, TSval, TSecr
 # a TCP header with NOP, NOP, Timestamps (RFC 7323 appendix A): the common segment
 _TS_SEGMENT = struct.Struct("!HHIIBBHHH4sII")
 _TS_SEGMENT_OPTIONS = b"\x01\x01\x08\x0a"
@@ -120,7 +121,9 @@ class TcpConnection:
         self._state = S.CLOSED
         self._events: deque[TcpEvent] = deque()
         self._out: list[Outgoing] = []
-        self._host_key = b""  # set by a HostStack for demultiplexing
+        self._host_key = b""  # set by a HostStack for demultiplexing...
+        self._host_stream = None  # ...with the application's stream
+        self._host_pumping = False
 
         # send side (offsets from ISS)
         self._iss = self._rng.getrandbits(32)
@@ -137,6 +140,8 @@ class TcpConnection:
         self._fin_queued = False
         self._fin_off: int | None = None  # offset of our FIN once queued
         self._sent: deque[_Sent] = deque()
+        self._sent_by_start: dict[int, _Sent] = {}  # the same records, found by their first offset
+        self._sack_memo: dict[int, int] = {}  # SACK block left edge -> right edge already applied
         self._dupacks = 0
         self._recovery: str | None = None  # None, "fast" or "rto"
         self._recovery_point = 0
@@ -144,6 +149,12 @@ class TcpConnection:
         self._highest_sacked = 0
         self._retransmit_first = False
         self._rescue_sent = False  # RFC 6675 RescueRxt
+        self._sb_version = 0  # bumped on every scoreboard change; _scoreboard_pass caches by it
+        self._sb_cache: tuple[int, float] | None = None
+        self._sb_pipe = 0
+        self._sb_candidates: list[_Sent] = []
+        self._sb_highest_unsacked: _Sent | None = None
+        self._sb_rack_found = False
         self._rack_xmit_ts = 0.0  # RFC 8985: send time of the newest delivered segment
         self._rack_rtt = 0.0
         self._rack_fack = 0  # RACK.fack: the highest sequence delivered
@@ -358,38 +369,42 @@ class TcpConnection:
             or not self._reading
         ):
             return False
-        total = self._address_sum + len(raw) + _from_bytes(raw, "big") if not len(raw) & 1 else 0
+        n = len(raw)
+        if n & 1:
+            return False  # odd length: the full path pads
+        total = self._address_sum + n + _from_bytes(raw, "big")
         if not total or mod_ffff(total):
-            return False  # odd length or bad checksum: the full path decides
-        _sport, _dport, seq, ack, _off, _flags, window, _c, _u = _HEADER.unpack_from(raw)
-        tsval, tsecr = _TS_PAIR.unpack_from(raw, 24)
-        if self._ts_recent and ((tsval - self._ts_recent) & MASK) >= HALF:
+            return False  # bad checksum: the full path records the drop
+        _sport, _dport, seq, ack, _off, _flags, window, _c, _u, tsval, tsecr = _TS_HEADER.unpack_from(raw)
+        ts_recent = self._ts_recent
+        if ts_recent and ((tsval - ts_recent) & MASK) >= HALF:
             return False  # PAWS on the full path
-        if ((seq - self._irs) & MASK) != (self._rcv_nxt & MASK) or window << self._snd_wscale != self._snd_wnd:
+        rcv_nxt = self._rcv_nxt
+        if ((seq - self._irs) & MASK) != (rcv_nxt & MASK) or window << self._snd_wscale != self._snd_wnd:
             return False
-        ack_off = self._ack_to_off(ack)
-        plen = len(raw) - 32
+        snd_una = self._snd_una
+        diff = (ack - self._iss - snd_una) & MASK
+        plen = n - 32
         if plen == 0:
-            if not self._snd_una < ack_off <= self._snd_max:
-                return False
-        elif ack_off != self._snd_una or plen > self._rcv_window():
+            if diff == 0 or diff >= HALF or snd_una + diff > self._snd_max:
+                return False  # not an ACK of new data
+        elif diff or plen > self._rcv_window():
             return False
+        ack_off = snd_una + diff
         self._last_activity = now
         self._keepalive_sent = 0
-        rcv_nxt = self._rcv_nxt
         if rcv_nxt <= self._last_ack_sent:
             self._ts_recent = tsval  # RFC 7323 4.3
         self._snd_wl1 = rcv_nxt
+        self._snd_wl2 = ack_off
         if plen == 0:
-            self._snd_wl2 = ack_off
             self._on_new_ack(ack_off, tsecr, False, now)
             return True
-        self._snd_wl2 = ack_off
-        self._rcv_nxt = rcv_nxt + plen
+        self._rcv_nxt = rcv_nxt = rcv_nxt + plen
         self._bytes_received += plen
         self._events.append(DataReceived(data=raw[32:]))
-        self._unacked_segments += 1
-        if self._unacked_segments >= 2 or self._quickack or self._rcv_nxt - self._last_ack_sent >= 2 * self._snd_mss:
+        self._unacked_segments = unacked = self._unacked_segments + 1
+        if unacked >= 2 or self._quickack or rcv_nxt - self._last_ack_sent >= 2 * self._snd_mss:
             if self._quickack:
                 self._quickack -= 1
             self._ack_pending = True
@@ -700,18 +715,75 @@ class TcpConnection:
         with memoryview(self._sbuf) as view:
             return view[a : a + (end - start)].tobytes()
 
-    def _pipe(self) -> int:
-        """RFC 6675 SetPipe(): bytes believed in flight."""
-        pipe = 0
-        for rec in self._sent:
-            if rec.sacked:
-                continue
+    def _scoreboard_pass(self, now: float) -> None:
+        """One pass over the scoreboard, highest sequence first, doing what RFC 6675
+        and RFC 8985 each describe as a scan of their own:
+
+        - IsLost(): an unSACKed segment with DupThresh SACKed segments, or more than
+          (DupThresh - 1) * SMSS SACKed bytes, above it is lost (RFC 6675 4);
+        - RACK: an unSACKed segment sent before the most recently sent delivered one
+          is lost once RACK.rtt + reo_wnd has passed since it was sent; this catches
+          lost retransmissions too (RFC 8985 6.2); the reordering timer is armed for
+          the rest;
+        - SetPipe(): the bytes believed in flight (RFC 6675 4);
+        - NextSeg() rule 1 candidates: lost, unSACKed, not yet retransmitted.
+
+        Results are kept until the scoreboard changes or time moves on.
+        """
+        if self._sb_cache == (self._sb_version, now):
+            return
+        sent = self._sent
+        islost = self._sacked_bytes > 0
+        rack = islost and bool(self._rack_xmit_ts)
+        dup_thresh = self.config.dup_thresh
+        thresh_bytes = (dup_thresh - 1) * self._snd_mss
+        wait = self._rack_rtt + self._rack_reo_wnd() if rack else 0.0
+        rack_order = self._rack_order
+        count = above = pipe = 0
+        found = False
+        deadline = None
+        candidates: list[_Sent] = []
+        highest_unsacked = None
+        for rec in reversed(sent):
             size = rec.end - rec.start
-            if not rec.lost:
+            if rec.sacked:
+                count += 1
+                above += size
+                continue
+            if highest_unsacked is None:
+                highest_unsacked = rec
+            if islost and not rec.lost and (count >= dup_thresh or above > thresh_bytes):
+                rec.lost = True
+            if rack and rec.order < rack_order and not (rec.lost and not rec.retransmits):
+                due = rec.sent_at + wait
+                if due <= now:
+                    rec.lost = True
+                    rec.retransmits = 0  # a lost retransmission may be sent again
+                    found = True
+                elif deadline is None or due < deadline:
+                    deadline = due
+            if rec.lost:
+                if rec.retransmits:
+                    pipe += size
+                else:
+                    candidates.append(rec)
+            else:
                 pipe += size
-            if rec.retransmits:
-                pipe += size
-        return pipe
+                if rec.retransmits:
+                    pipe += size
+        if islost:
+            self._rack_timer_at = deadline
+        candidates.reverse()
+        self._sb_pipe = pipe
+        self._sb_candidates = candidates
+        self._sb_highest_unsacked = highest_unsacked
+        self._sb_rack_found = found
+        self._sb_cache = (self._sb_version, now)
+
+    def _pipe(self, now: float) -> int:
+        """RFC 6675 SetPipe(): bytes believed in flight."""
+        self._scoreboard_pass(now)
+        return self._sb_pipe
 
     def _send_data(self, now: float, *, probe: bool = False) -> None:
         """Send what cwnd, the peer's window and recovery allow; ``probe`` sends one
@@ -724,26 +796,34 @@ class TcpConnection:
         recovering = self._recovery is not None
         if not recovering and self._snd_nxt >= data_end and (fin_off is None or self._snd_nxt > fin_off):
             return  # nothing new to send
-        pipe = self._pipe() if recovering else self._snd_max - self._snd_una
-        sent_any = False
-
+        pending = 0
         if recovering:
+            self._scoreboard_pass(now)
+            pipe = self._sb_pipe
+            candidates = self._sb_candidates
             # RFC 6675 NextSeg() rule 1: retransmit what is deemed lost
-            for rec in self._sent:
-                if rec.sacked or not rec.lost or rec.retransmits:
-                    continue
+            first = self._sent[0] if self._sent else None
+            pending = len(candidates)
+            for rec in candidates:
                 size = rec.end - rec.start
-                if cc.cwnd - pipe < min(size, mss) and not (self._retransmit_first and rec is self._sent[0]):
+                if cc.cwnd - pipe < min(size, mss) and not (self._retransmit_first and rec is first):
                     break
                 self._retransmit_first = False  # RFC 6675 (4.3): the first one goes out regardless of pipe
                 self._retransmit(rec, now)
                 pipe += size
-                sent_any = True
+                pending -= 1
+        else:
+            pipe = self._snd_max - self._snd_una
 
         # new data (and FIN)
         limited = 0
         if not recovering and 0 < self._dupacks < cfg.dup_thresh:
             limited = self._dupacks * mss  # RFC 3042 limited transmit
+        seg_max = mss - self._opt_overhead
+        wnd_edge = self._snd_una + self._snd_wnd
+        cwnd_limit = cc.cwnd + limited
+        sent = self._sent
+        sent_new = False
         while True:
             nxt = self._snd_nxt
             if nxt < self._snd_max:  # only after an RTO collapse we re-send from snd_una
@@ -751,57 +831,57 @@ class TcpConnection:
             avail = data_end - nxt
             if avail <= 0 and nxt != fin_off:
                 break  # nothing left, or our FIN is already out
-            wnd_room = self._snd_una + self._snd_wnd - nxt
-            cwnd_room = cc.cwnd + limited - pipe
-            if probe:
-                cwnd_room = max(cwnd_room, mss)
-            size = min(avail, mss - self._opt_overhead)
+            wnd_room = wnd_edge - nxt
+            cwnd_room = cwnd_limit - pipe
+            if probe and cwnd_room < mss:
+                cwnd_room = mss
+            size = avail if avail < seg_max else seg_max
             if size > 0:
                 if wnd_room <= 0:
                     if self._persist_at is None and self._snd_max == self._snd_una:
                         self._arm_persist(now)
                     break
                 if cwnd_room < size:
-                    if cwnd_room < mss - self._opt_overhead and cwnd_room < avail:
+                    if cwnd_room < seg_max and cwnd_room < avail:
                         break
                     size = cwnd_room
                 if size > wnd_room:
                     # sender SWS avoidance (RFC 9293 3.8.6.2.1)
-                    if wnd_room < mss - self._opt_overhead and wnd_room < self._max_snd_wnd // 2:
+                    if wnd_room < seg_max and wnd_room < self._max_snd_wnd // 2:
                         if self._persist_at is None and self._snd_max == self._snd_una:
                             self._arm_persist(now)  # the override timeout; also covers a lost window update
                         break
                     size = wnd_room
-                if (
-                    cfg.nagle
-                    and fin_off is None
-                    and size < mss - self._opt_overhead
-                    and size == avail
-                    and self._snd_max > self._snd_una
-                ):
+                if cfg.nagle and fin_off is None and size < seg_max and size == avail and self._snd_max > self._snd_una:
                     break  # Nagle: wait for outstanding data to be acknowledged
             elif cwnd_room <= 0 and pipe > 0:
                 break
             end = nxt + size
-            fin = fin_off is not None and end == fin_off
-            payload = self._payload(nxt, end) if size else b""
-            flags = ACK | (PSH if end == data_end and size else 0) | (FIN if fin else 0)
-            seg_end = end + (1 if fin else 0)
-            self._tx_order += 1
-            rec = _Sent(nxt, seg_end, fin, now, self._tx_order)
-            self._sent.append(rec)
-            self._emit(flags, nxt, payload, now, SegmentRole.DATA)
+            fin = end == fin_off
+            if fin:
+                seg_end = end + 1
+                flags = ACK | FIN | (PSH if size else 0)
+            else:
+                seg_end = end
+                flags = ACK | PSH if end == data_end else ACK
+            self._tx_order = order = self._tx_order + 1
+            sent.append(rec := _Sent(nxt, seg_end, fin, now, order))
+            self._sent_by_start[nxt] = rec
+            self._emit(flags, nxt, self._payload(nxt, end) if size else b"", now, SegmentRole.DATA)
             self._snd_nxt = self._snd_max = seg_end
             self._bytes_sent += size
             pipe += seg_end - nxt
+            sent_new = True
+            if fin or probe:
+                break
+        if sent_new:
+            self._sb_version += 1
             if self._retransmit_at is None:
                 self._retransmit_at = now + self._rto
             if not recovering:
                 self._arm_tlp(now)
-            if fin or probe:
-                break
 
-        if recovering and self._recovery == "fast" and not self._rescue_sent and self._sack_ok:
+        if recovering and self._recovery == "fast" and not self._rescue_sent and self._sack_ok and not pending:
             self._rescue_retransmission(now, pipe)
 
     def _rescue_retransmission(self, now: float, pipe: int) -> None:
@@ -810,21 +890,18 @@ class TcpConnection:
         repaired without waiting for the RTO."""
         if self._snd_nxt < self._sbuf_off + len(self._sbuf) or self._cc.cwnd - pipe < self._snd_mss:
             return
-        if any(rec.lost and not rec.sacked and not rec.retransmits for rec in self._sent):
+        rec = self._sb_highest_unsacked
+        if rec is None or rec.retransmits or rec.sacked or not self._sent or rec.end <= self._snd_una:
             return
-        for rec in reversed(self._sent):
-            if not rec.sacked:
-                if rec.retransmits:
-                    return
-                self._rescue_sent = True
-                self._retransmit(rec, now)
-                return
+        self._rescue_sent = True
+        self._retransmit(rec, now)
 
     def _retransmit(self, rec: _Sent, now: float) -> None:
         end = rec.end - (1 if rec.fin else 0)
         payload = self._payload(rec.start, end) if end > rec.start else b""
         flags = ACK | (FIN if rec.fin else 0) | (PSH if payload else 0)
         rec.retransmits += 1
+        self._sb_version += 1
         rec.sent_at = now
         self._tx_order += 1
         rec.order = self._tx_order
@@ -866,6 +943,7 @@ class TcpConnection:
         for rec in self._sent:
             rec.retransmits = 0
             rec.lost = not rec.sacked
+        self._sb_version += 1
         self._recovery = "rto"
         self._recovery_point = self._snd_max
         self._tlp_at = None
@@ -952,7 +1030,9 @@ class TcpConnection:
                 return
             end = start + min(room, data_end - start, self._snd_mss - self._opt_overhead)
             self._tx_order += 1
-            self._sent.append(_Sent(start, end, False, now, self._tx_order))
+            self._sent.append(rec := _Sent(start, end, False, now, self._tx_order))
+            self._sent_by_start[start] = rec
+            self._sb_version += 1
             self._emit(ACK | PSH, start, self._payload(start, end), now, SegmentRole.DATA)
             self._snd_nxt = self._snd_max = end
             self._bytes_sent += end - start
@@ -969,7 +1049,9 @@ class TcpConnection:
         elif self._snd_nxt < data_end:
             start = self._snd_nxt
             self._tx_order += 1
-            self._sent.append(_Sent(start, start + 1, False, now, self._tx_order))
+            self._sent.append(rec := _Sent(start, start + 1, False, now, self._tx_order))
+            self._sent_by_start[start] = rec
+            self._sb_version += 1
             self._emit(ACK, start, self._payload(start, start + 1), now, SegmentRole.DATA)
             self._snd_nxt = self._snd_max = start + 1
         else:
@@ -1270,6 +1352,7 @@ class TcpConnection:
             self._delack_at = None
 
     def _process_ack(self, seg: TcpSegment, seq_off: int, ack_off: int, ts: Timestamps | None, now: float) -> None:
+        self._sb_version += 1
         snd_una = self._snd_una
         cc = self._cc
         # send window update (RFC 9293 3.10.7.4)
@@ -1304,11 +1387,11 @@ class TcpConnection:
             if is_dup:
                 self._dupacks += 1
                 if self._recovery is None:
-                    lost = self._sack_ok and self._mark_lost()
+                    lost = self._sack_ok and self._mark_lost(now)
                     if self._dupacks >= self.config.dup_thresh or lost:
                         self._enter_recovery(now)
                 elif self._sack_ok:
-                    self._mark_lost()
+                    self._mark_lost(now)
                 elif self._recovery == "fast":
                     cc.cwnd += self._snd_mss  # NewReno inflation (RFC 6582)
         if self._sacked_bytes and self._sent:
@@ -1319,6 +1402,7 @@ class TcpConnection:
 
     def _on_new_ack(self, ack_off: int, tsecr: int, sack_new: bool, now: float) -> None:
         """An ACK that advances SND.UNA: the scoreboard, RTT, cwnd and timers."""
+        self._sb_version += 1
         snd_una = self._snd_una
         cc = self._cc
         acked = ack_off - snd_una
@@ -1330,6 +1414,7 @@ class TcpConnection:
         retransmitted = False  # Karn (RFC 6298 3): an ACK covering a retransmission times nothing
         while sent and sent[0].end <= ack_off:
             last = sent.popleft()
+            del self._sent_by_start[last.start]
             if last.retransmits:
                 retransmitted = True
             if last.sacked:
@@ -1340,7 +1425,9 @@ class TcpConnection:
             rec = sent[0]
             if rec.sacked:
                 self._sacked_bytes -= ack_off - rec.start
+            del self._sent_by_start[rec.start]
             rec.start = ack_off
+            self._sent_by_start[ack_off] = rec
         if last is not None and not retransmitted:
             rtt = now - last.sent_at
         elif tsecr:
@@ -1368,10 +1455,11 @@ class TcpConnection:
                 if not self._sack_ok and sent:
                     sent[0].lost = True  # NewReno partial ACK (RFC 6582)
                     sent[0].retransmits = 0
+                    self._sb_version += 1
                 if self._recovery == "rto":
                     cc.on_ack(acked, flight=flight, rtt=rtt, now=now)
                 if self._sack_ok:
-                    self._mark_lost()
+                    self._mark_lost(now)
         else:
             cc.on_ack(acked, flight=flight, rtt=rtt, now=now)
         # RFC 6298 (5.2, 5.3)
@@ -1424,32 +1512,48 @@ class TcpConnection:
         self._tlp_at = None
         first = self._sent[0]
         first.lost = True
+        self._sb_version += 1
         if not self._sack_ok:
             self._cc.cwnd += 3 * self._snd_mss
-        self._mark_lost()
+        self._mark_lost(now)
         self._trace_recovery(now, "enter")
 
     def _apply_sack(self, opt: Sack, now: float) -> bool:
-        """Mark scoreboard records covered by SACK blocks; True when something new was SACKed."""
+        """Mark scoreboard records covered by SACK blocks; True when something new was SACKed.
+
+        Blocks seen before are only walked from where they ended last time.
+        """
         new = False
-        sent = self._sent
-        if not sent:
+        if not self._sent:
             return False
+        by_start = self._sent_by_start
+        memo = self._sack_memo
         for left, right in opt.blocks:
             lo = self._ack_to_off(left)
             hi = self._ack_to_off(right)
             if hi <= lo or hi <= self._snd_una or hi > self._snd_max:
                 continue  # invalid or D-SACK-like block
-            for rec in sent:
-                if rec.start >= hi:
-                    break
-                if not rec.sacked and rec.start >= lo and rec.end <= hi:
+            done = memo.get(lo)
+            if done is not None and done >= hi:
+                continue  # nothing new in this block
+            pos = lo if done is None or done < lo else done
+            rec = by_start.get(pos)
+            if rec is None:  # an edge inside a record: find the first record starting at or after it
+                rec = next((r for r in self._sent if r.start >= pos), None)
+            while rec is not None and rec.end <= hi:
+                if not rec.sacked:
                     rec.sacked = True
                     self._sacked_bytes += rec.end - rec.start
                     new = True
+                    self._sb_version += 1
                     if not rec.retransmits or now - rec.sent_at >= (self._rtt_min or 0.0):
                         self._rack_update(rec, now)
-                    self._highest_sacked = max(self._highest_sacked, rec.end)
+                    if rec.end > self._highest_sacked:
+                        self._highest_sacked = rec.end
+                rec = by_start.get(rec.end)
+            memo[lo] = hi
+        if len(memo) > 64:
+            memo.clear()
         return new
 
     def _rack_update(self, rec: _Sent, now: float) -> None:
@@ -1475,46 +1579,16 @@ class TcpConnection:
         return min((self._rtt_min or 0.0) / 4, self._srtt or 0.0)
 
     def _rack_detect(self, now: float) -> bool:
-        """RFC 8985 (RACK) time-based loss detection over the scoreboard.
-
-        A segment is lost once a segment sent after it has been delivered and
-        RACK.rtt + reo_wnd (min_RTT / 4) has passed since it was sent; this also
-        catches lost retransmissions, which RFC 6675 alone cannot. Arms the
-        reordering timer for segments not yet due. True when it marked a loss.
-        """
-        xmit_ts = self._rack_xmit_ts
-        if not xmit_ts:
+        """RFC 8985 loss detection (see _scoreboard_pass); True when it marked a loss."""
+        if not self._rack_xmit_ts or not self._sent:
             return False
-        wait = self._rack_rtt + self._rack_reo_wnd()
-        found = False
-        deadline = None
-        rack_order = self._rack_order
-        for rec in self._sent:
-            if rec.sacked or rec.order >= rack_order or (rec.lost and not rec.retransmits):
-                continue  # delivered, not sent before RACK.segment (RFC 8985 6.2), or already marked
-            due = rec.sent_at + wait
-            if due <= now:
-                rec.lost = True
-                rec.retransmits = 0  # a lost retransmission may be sent again
-                found = True
-            elif deadline is None or due < deadline:
-                deadline = due
-        self._rack_timer_at = deadline
-        return found
+        self._scoreboard_pass(now)
+        return self._sb_rack_found
 
-    def _mark_lost(self) -> bool:
-        """RFC 6675 IsLost() over the scoreboard; True when the first record is lost."""
-        if not self._sacked_bytes:
-            return bool(self._sent) and self._sent[0].lost
-        thresh_bytes = (self.config.dup_thresh - 1) * self._snd_mss
-        count = 0
-        above = 0
-        for rec in reversed(self._sent):
-            if rec.sacked:
-                count += 1
-                above += rec.end - rec.start
-            elif not rec.lost and (count >= self.config.dup_thresh or above > thresh_bytes):
-                rec.lost = True
+    def _mark_lost(self, now: float) -> bool:
+        """RFC 6675 IsLost() marking (see _scoreboard_pass); True when the first record is lost."""
+        if self._sacked_bytes:
+            self._scoreboard_pass(now)
         return bool(self._sent) and self._sent[0].lost
 
     def _accept_data(self, seq_off: int, payload: bytes, now: float) -> None:
@@ -1586,6 +1660,14 @@ class TcpConnection:
             j += 1
         if j == i:
             ranges.insert(i, [start, end, bytearray(data), self._ooo_stamp])
+            self._bytes_received += len(data)
+            return
+        if j == i + 1 and ranges[i][1] == start:
+            # the common case: the segment extends a range at its right edge
+            r = ranges[i]
+            r[2] += data
+            r[1] = end
+            r[3] = self._ooo_stamp
             self._bytes_received += len(data)
             return
         buf = bytearray(new_end - new_start)
