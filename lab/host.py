@@ -123,6 +123,8 @@ class HostStack:
         self.tracer = tracer
         self._trace_on = tracer.enabled
         self._transmit = transmit
+        # per-interface senders when the driver offers them (saves a lookup per packet)
+        self._senders: dict[str, Callable[[bytes], None]] = {}
         self._scheduler = scheduler
         self.rng = rng or random.Random(0)
         self.tcp_config = tcp_config or TcpConfig()
@@ -146,6 +148,10 @@ class HostStack:
     @property
     def now(self) -> float:
         return self._scheduler.now
+
+    def set_interface_sender(self, ifname: str, sender: Callable[[bytes], None]) -> None:
+        """Let packets for ``ifname`` go straight to ``sender`` instead of ``transmit``."""
+        self._senders[ifname] = sender
 
     # --- application API
 
@@ -371,7 +377,11 @@ class HostStack:
             packet = IPV4_HEADER.pack(0x45, 0, total, ident, 0x4000, 64, proto, ~csum & 0xFFFF, src, dst) + payload
         else:
             packet = _V6_HEADER.pack(6 << 28, len(payload), proto, 64, src, dst) + payload
-        self._transmit(ifname, packet)
+        sender = self._senders.get(ifname)
+        if sender is not None:
+            sender(packet)
+        else:
+            self._transmit(ifname, packet)
 
     def _pump(self, conn: TcpConnection) -> None:
         """Move segments out, events to the application, and re-arm the timer."""

@@ -212,6 +212,10 @@ class SimNetwork:
         for node in self.nodes.values():
             if isinstance(node, SimHost):
                 node.start()
+        for node in self.nodes.values():
+            if isinstance(node, SimHost):
+                for ifname, iface in node.interfaces.items():
+                    node.stack.set_interface_sender(ifname, functools.partial(self.transmit, iface))
         for link in self.links.values():
             for d in link.directions:
                 node = d.dst_iface.node

@@ -121,6 +121,7 @@ class TcpConnection:
         self._state = S.CLOSED
         self._events: deque[TcpEvent] = deque()
         self._out: list[Outgoing] = []
+        self._keepalive_idle = config.keepalive_idle_s
         self._host_key = b""  # set by a HostStack for demultiplexing...
         self._host_stream = None  # ...with the application's stream
         self._host_pumping = False
@@ -462,12 +463,16 @@ class TcpConnection:
         """Encoded segments to transmit now (checksums filled in)."""
         st = self._state
         if st in SYNCHRONIZED or st is S.SYN_RECEIVED:
-            if st is not S.SYN_RECEIVED:
+            if st is not S.SYN_RECEIVED and (
+                self._recovery is not None
+                or self._snd_nxt < self._sbuf_off + len(self._sbuf)
+                or (self._fin_off is not None and self._snd_nxt <= self._fin_off)
+            ):
                 self._send_data(now)
             if self._ack_pending and self._delack_at is None:
                 self._send_ack(now)
-            if self.config.keepalive_idle_s is not None and self._keepalive_at is None and st is S.ESTABLISHED:
-                self._keepalive_at = self._last_activity + self.config.keepalive_idle_s
+            if self._keepalive_idle is not None and self._keepalive_at is None and st is S.ESTABLISHED:
+                self._keepalive_at = self._last_activity + self._keepalive_idle
         out = self._out
         self._out = []
         return out
