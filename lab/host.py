@@ -68,6 +68,7 @@ class Stream:
         self.conn = conn
         self.handler = handler
         self.closed = False
+        self.wants_writable = type(handler).writable is not StreamHandler.writable
 
     @property
     def addr(self) -> FourTuple:
@@ -139,7 +140,6 @@ class HostStack:
             int, tuple[Callable[[], StreamHandler], TcpConfig | None, Callable[[], TcpExtension | None] | None]
         ] = {}
         self._udp: dict[int, DatagramHandler] = {}
-        self._timer_at: dict[int, float] = {}
         self._ident = 0
         self._header_sums: dict[tuple[bytes, bytes, int], int] = {}
         self._next_port = 40000 + self.rng.randrange(0, 20000)
@@ -223,6 +223,12 @@ class HostStack:
             header = _from_bytes(packet[:20], "big")
             dst = packet[16:20]
             if total == len(packet) and header and not header % 0xFFFF and dst in self._egress:
+                entry = self._conns.get(dst + packet[22:24] + packet[12:16] + packet[20:22])
+                if entry is not None:  # an established demultiplexing entry: straight in
+                    conn = entry[0]
+                    conn.receive_segment(packet[20:], now=self._scheduler.now)
+                    self._pump(conn)
+                    return
                 self._input_tcp(packet[12:16], dst, packet[20:])
                 return
         try:
@@ -392,7 +398,7 @@ class HostStack:
         now = self._scheduler.now
         send_ip = self._send_ip
         writable_checked = False
-        wants_writable = stream is not None and type(stream.handler).writable is not StreamHandler.writable
+        wants_writable = stream is not None and stream.wants_writable
         try:
             for _ in range(100000):
                 outs = conn.segments_to_send(now=now)
@@ -402,7 +408,9 @@ class HostStack:
                     for out in outs:
                         send_ip(local, remote, TCP, out.data)
                 self._touched = False
-                while (ev := conn.next_event()) is not None:
+                events = conn._events
+                while events:
+                    ev = events.popleft()
                     if stream is None:
                         continue
                     handler = stream.handler
@@ -432,17 +440,15 @@ class HostStack:
             conn._host_pumping = False
         when = conn.get_timer()
         if when is not None:
-            cid = id(conn)
-            scheduled = self._timer_at.get(cid)
+            scheduled = conn._host_timer_at
             if scheduled is None or when < scheduled:
-                self._timer_at[cid] = when
+                conn._host_timer_at = when
                 self._scheduler.call_at(when, lambda c=conn, w=when: self._fire(c, w))
 
     def _fire(self, conn: TcpConnection, when: float) -> None:
-        cid = id(conn)
-        if self._timer_at.get(cid) != when:
+        if conn._host_timer_at != when:
             return  # superseded by an earlier timer
-        del self._timer_at[cid]
+        conn._host_timer_at = None
         due = conn.get_timer()
         if due is not None and due <= self.now:
             conn.handle_timer(now=self.now)

@@ -33,6 +33,7 @@ from lab.trace import NULL_TRACER, Tracer
 from lab.wire.checksum import pack_address
 
 _TTL_PROTO_CSUM = struct.Struct("!BBH")  # IPv4 header bytes 8..11
+_heappush = heapq.heappush
 
 
 class _Direction:
@@ -129,7 +130,7 @@ class SimRouter(SimNode):
             # RFC 1624 incremental update: TTL sits in the high byte of word 4
             csum = ((packet[10] << 8) | packet[11]) + 0x0100
             csum = (csum & 0xFFFF) + (csum >> 16)
-            packet = packet[:8] + _TTL_PROTO_CSUM.pack(ttl - 1, packet[9], csum) + packet[12:]
+            packet = b"".join((packet[:8], _TTL_PROTO_CSUM.pack(ttl - 1, packet[9], csum), memoryview(packet)[12:]))
         else:
             packet = b"".join((packet[:7], bytes((ttl - 1,)), packet[8:]))
         for box in self.middleboxes:
@@ -188,6 +189,7 @@ class SimNetwork:
         self.links: dict[str, SimLink] = {}
         self.interfaces: dict[str, SimInterface] = {}
         self.events_processed = 0
+        self._arrive_cb = self._arrive
         self._pcaps: list = []
         for name, node in spec.nodes.items():
             self.nodes[name] = SimHost(self, name, tcp_config) if node.kind == "host" else SimRouter(self, name)
@@ -317,8 +319,8 @@ class SimNetwork:
             if len(q) >= d.limit:
                 self._drop(d, packet, "queue full")
                 return
-            start = max(now, d.busy_until)
-            depart = start + len(packet) / d.bytes_per_s
+            busy = d.busy_until
+            depart = (busy if busy > now else now) + len(packet) / d.bytes_per_s
             d.busy_until = depart
             q.append(depart)
         if iface.pcap is not None:  # captured as it leaves: after the queue, before the wire
@@ -329,8 +331,8 @@ class SimNetwork:
         if d.loss and self._loss_rng.random() < d.loss:
             self._drop(d, packet, "random loss")
             return
-        self._seq += 1
-        heapq.heappush(self._heap, (depart + d.delay_s, self._seq, self._arrive, (d, link.generation, packet)))
+        self._seq = seq = self._seq + 1
+        _heappush(self._heap, (depart + d.delay_s, seq, self._arrive_cb, (d, link.generation, packet)))
 
     def _arrive(self, item: tuple[_Direction, int, bytes]) -> None:
         d, generation, packet = item

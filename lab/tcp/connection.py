@@ -62,11 +62,20 @@ _NOP = NoOperation()
 _SACK_PERMITTED = SackPermitted()
 _HEADER = struct.Struct("!HHIIBBHHH")
 _TS_PAIR = struct.Struct("!II")
+
+
+def _stamp(r: list) -> int:
+    return r[3]
+
+
 _TS_HEADER = struct.Struct("!HHIIBBHHH4xII")  # header, NOP NOP kind len, TSval, TSecr
 # a TCP header with NOP, NOP, Timestamps (RFC 7323 appendix A): the common segment
 _TS_SEGMENT = struct.Struct("!HHIIBBHHH4sII")
 _TS_SEGMENT_OPTIONS = b"\x01\x01\x08\x0a"
 _from_bytes = int.from_bytes
+_M6016 = (1 << 6016) - 1
+_M3008 = (1 << 3008) - 1
+_M1504 = (1 << 1504) - 1
 _TS_PREFIX = b"\x01\x01\x08\x0a"  # NOP NOP Timestamps(len 10)
 _PREDICT_MASK = 0xFF & ~PSH  # ACK alone, PSH allowed
 
@@ -122,9 +131,11 @@ class TcpConnection:
         self._events: deque[TcpEvent] = deque()
         self._out: list[Outgoing] = []
         self._keepalive_idle = config.keepalive_idle_s
+        self._plain = extension is None and not self._trace_on  # nothing to tell about each segment
         self._host_key = b""  # set by a HostStack for demultiplexing...
         self._host_stream = None  # ...with the application's stream
         self._host_pumping = False
+        self._host_timer_at: float | None = None  # the wake-up the host has scheduled
 
         # send side (offsets from ISS)
         self._iss = self._rng.getrandbits(32)
@@ -374,7 +385,11 @@ class TcpConnection:
         if n & 1:
             return False  # odd length: the full path pads
         total = self._address_sum + n + _from_bytes(raw, "big")
-        if not total or mod_ffff(total):
+        if total.bit_length() > 3200:  # mod_ffff() inlined: fold at 16-bit multiples first
+            total = (total >> 6016) + (total & _M6016)
+            total = (total >> 3008) + (total & _M3008)
+            total = (total >> 1504) + (total & _M1504)
+        if not total or total % 0xFFFF:
             return False  # bad checksum: the full path records the drop
         _sport, _dport, seq, ack, _off, _flags, window, _c, _u, tsval, tsecr = _TS_HEADER.unpack_from(raw)
         ts_recent = self._ts_recent
@@ -445,18 +460,14 @@ class TcpConnection:
 
     def get_timer(self) -> float | None:
         """The earliest time handle_timer() must be called, or None."""
-        best = None
-        for t in (
-            self._retransmit_at,
-            self._tlp_at,
-            self._rack_timer_at,
-            self._delack_at,
-            self._persist_at,
-            self._keepalive_at,
-            self._timewait_at,
-        ):
+        best = self._retransmit_at
+        for t in (self._tlp_at, self._rack_timer_at, self._delack_at):
             if t is not None and (best is None or t < best):
                 best = t
+        if self._persist_at is not None or self._keepalive_at is not None or self._timewait_at is not None:
+            for t in (self._persist_at, self._keepalive_at, self._timewait_at):
+                if t is not None and (best is None or t < best):
+                    best = t
         return best
 
     def segments_to_send(self, *, now: float) -> list[Outgoing]:
@@ -474,6 +485,8 @@ class TcpConnection:
             if self._keepalive_idle is not None and self._keepalive_at is None and st is S.ESTABLISHED:
                 self._keepalive_at = self._last_activity + self._keepalive_idle
         out = self._out
+        if not out:
+            return out  # the empty list stays ours; callers only iterate it
         self._out = []
         return out
 
@@ -571,15 +584,7 @@ class TcpConnection:
         role: SegmentRole,
         options: list[TcpOption] | None = None,
     ) -> None:
-        if (
-            options is None
-            and not self._trace_on
-            and self._ext is None
-            and self._ts_ok
-            and not (self._ooo and self._sack_ok)
-            and flags & ACK
-            and not flags & (SYN | RST)
-        ):
+        if options is None and self._ts_ok and self._plain and flags & ACK and not flags & (SYN | RST):
             # the per-segment fast path: timestamps only, no objects built
             self._ack_pending = False
             self._unacked_segments = 0
@@ -594,6 +599,31 @@ class TcpConnection:
             ack = (self._irs + rcv_nxt) & MASK
             tsval = (int(now * 1000) + self._ts_offset) & MASK
             ports = self._ports
+            if self._ooo and self._sack_ok:
+                # timestamps plus up to three SACK blocks, most recent first (RFC 2018 4)
+                recent = sorted(self._ooo, key=_stamp, reverse=True)[:3]
+                irs = self._irs
+                sack = bytearray(b"\x01\x01\x05")
+                sack.append(2 + 8 * len(recent))
+                for r in recent:
+                    sack += _TS_PAIR.pack((irs + r[0]) & MASK, (irs + r[1]) & MASK)
+                data = encode_raw(
+                    ports[0],
+                    ports[1],
+                    seq,
+                    ack,
+                    flags,
+                    window,
+                    timestamps_option(tsval, self._ts_recent) + sack,
+                    payload,
+                    self._local_packed,
+                    self._remote_packed,
+                    0,
+                    0,
+                    self._address_sum,
+                )
+                self._out.append(Outgoing(self.addr, data))
+                return
             head = _TS_SEGMENT.pack(
                 ports[0], ports[1], seq, ack, 0x80, flags, window, 0, 0, _TS_SEGMENT_OPTIONS, tsval, self._ts_recent
             )
@@ -601,7 +631,11 @@ class TcpConnection:
             total = self._address_sum + 32 + plen + _from_bytes(head, "big")
             if plen:
                 total += _from_bytes(payload if not plen & 1 else payload + b"\x00", "big")
-            csum = ~(mod_ffff(total) or 0xFFFF) & 0xFFFF
+                if plen > 400:  # mod_ffff() inlined: fold at 16-bit multiples first
+                    total = (total >> 6016) + (total & _M6016)
+                    total = (total >> 3008) + (total & _M3008)
+                    total = (total >> 1504) + (total & _M1504)
+            csum = ~(total % 0xFFFF or 0xFFFF) & 0xFFFF
             head = _TS_SEGMENT.pack(
                 ports[0], ports[1], seq, ack, 0x80, flags, window, csum, 0, _TS_SEGMENT_OPTIONS, tsval, self._ts_recent
             )
@@ -872,7 +906,13 @@ class TcpConnection:
             self._tx_order = order = self._tx_order + 1
             sent.append(rec := _Sent(nxt, seg_end, fin, now, order))
             self._sent_by_start[nxt] = rec
-            self._emit(flags, nxt, self._payload(nxt, end) if size else b"", now, SegmentRole.DATA)
+            if size:
+                with memoryview(self._sbuf) as view:
+                    a = nxt - self._sbuf_off
+                    payload = view[a : a + size].tobytes()
+            else:
+                payload = b""
+            self._emit(flags, nxt, payload, now, SegmentRole.DATA)
             self._snd_nxt = self._snd_max = seg_end
             self._bytes_sent += size
             pipe += seg_end - nxt
@@ -1412,19 +1452,31 @@ class TcpConnection:
         cc = self._cc
         acked = ack_off - snd_una
         self._snd_una = ack_off
-        self._snd_nxt = max(self._snd_nxt, ack_off)
+        if self._snd_nxt < ack_off:
+            self._snd_nxt = ack_off
         rtt = None
         sent = self._sent
+        by_start = self._sent_by_start
         last = None
         retransmitted = False  # Karn (RFC 6298 3): an ACK covering a retransmission times nothing
         while sent and sent[0].end <= ack_off:
             last = sent.popleft()
-            del self._sent_by_start[last.start]
-            if last.retransmits:
-                retransmitted = True
+            del by_start[last.start]
             if last.sacked:
                 self._sacked_bytes -= last.end - last.start
-            elif not last.retransmits or now - last.sent_at >= (self._rtt_min or 0.0):
+                if last.retransmits:
+                    retransmitted = True
+            elif last.retransmits:
+                retransmitted = True
+                if now - last.sent_at >= (self._rtt_min or 0.0):
+                    self._rack_update(last, now)
+            elif last.end >= self._rack_fack and last.order > self._rack_order:
+                # in-order delivery of the newest segment: RACK.segment moves on (RFC 8985 6.2)
+                self._rack_fack = last.end
+                self._rack_xmit_ts = last.sent_at
+                self._rack_order = last.order
+                self._rack_rtt = now - last.sent_at
+            else:
                 self._rack_update(last, now)
         if sent and sent[0].start < ack_off:  # partial ack of a record
             rec = sent[0]
