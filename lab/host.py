@@ -136,6 +136,8 @@ class HostStack:
                 self._egress[pack_address(a)] = ifname
                 self.addresses.append(a)
         self._conns: dict[bytes, tuple[TcpConnection, Stream]] = {}
+        # the same IPv4 entries keyed as packets carry them: src, dst, sport, dport
+        self._wire_conns: dict[bytes, tuple[TcpConnection, Stream]] = {}
         self._listeners: dict[
             int, tuple[Callable[[], StreamHandler], TcpConfig | None, Callable[[], TcpExtension | None] | None]
         ] = {}
@@ -180,7 +182,7 @@ class HostStack:
         conn = self._new_conn(addr, config, extension)
         stream = Stream(self, conn, handler)
         conn._host_stream = stream
-        self._conns[conn._host_key] = (conn, stream)
+        self._register(conn, stream)
         conn.connect(now=self.now)
         self._pump(conn)
         return stream
@@ -223,7 +225,7 @@ class HostStack:
             header = _from_bytes(packet[:20], "big")
             dst = packet[16:20]
             if total == len(packet) and header and not header % 0xFFFF and dst in self._egress:
-                entry = self._conns.get(dst + packet[22:24] + packet[12:16] + packet[20:22])
+                entry = self._wire_conns.get(packet[12:24])
                 if entry is not None:  # an established demultiplexing entry: straight in
                     conn = entry[0]
                     conn.receive_segment(packet[20:], now=self._scheduler.now)
@@ -290,7 +292,7 @@ class HostStack:
             conn = self._new_conn(addr, config, ext_factory() if ext_factory else None)
             stream = Stream(self, conn, factory())
             conn._host_stream = stream
-            self._conns[key] = (conn, stream)
+            self._register(conn, stream)
             conn.listen(now=self.now)
             conn.receive_segment(seg, now=self.now)
             self._pump(conn)
@@ -342,6 +344,19 @@ class HostStack:
         )
 
     # --- internals
+
+    def _register(self, conn: TcpConnection, stream: Stream) -> None:
+        entry = (conn, stream)
+        self._conns[conn._host_key] = entry
+        wire = _wire_key(conn.addr)
+        if wire is not None:
+            self._wire_conns[wire] = entry
+
+    def _unregister(self, conn: TcpConnection) -> None:
+        self._conns.pop(conn._host_key, None)
+        wire = _wire_key(conn.addr)
+        if wire is not None:
+            self._wire_conns.pop(wire, None)
 
     def _alloc_port(self) -> int:
         for _ in range(30000):
@@ -423,7 +438,7 @@ class HostStack:
                         handler.eof_received(stream)
                     elif t is ConnectionTerminated:
                         stream.closed = True
-                        self._conns.pop(conn._host_key, None)
+                        self._unregister(conn)
                         handler.connection_lost(stream, ev.reason, ev.reset)
                 if (
                     wants_writable
@@ -453,6 +468,18 @@ class HostStack:
         if due is not None and due <= self.now:
             conn.handle_timer(now=self.now)
         self._pump(conn)
+
+
+def _wire_key(addr: FourTuple) -> bytes | None:
+    """IPv4 header bytes 12..23 of a packet arriving on this connection."""
+    if ":" in addr.local_addr:
+        return None
+    return (
+        pack_address(addr.remote_addr)
+        + pack_address(addr.local_addr)
+        + addr.remote_port.to_bytes(2, "big")
+        + addr.local_port.to_bytes(2, "big")
+    )
 
 
 def _key(addr: FourTuple) -> bytes:

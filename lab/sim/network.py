@@ -306,6 +306,7 @@ class SimNetwork:
     def transmit(self, iface: SimInterface, packet: bytes) -> None:
         d = iface.out
         now = self.now
+        size = len(packet)
         link = d.link
         if not link.up:
             self._drop(d, packet, "link down")
@@ -320,14 +321,14 @@ class SimNetwork:
                 self._drop(d, packet, "queue full")
                 return
             busy = d.busy_until
-            depart = (busy if busy > now else now) + len(packet) / d.bytes_per_s
+            depart = (busy if busy > now else now) + size / d.bytes_per_s
             d.busy_until = depart
             q.append(depart)
         if iface.pcap is not None:  # captured as it leaves: after the queue, before the wire
             self._seq += 1
             heapq.heappush(self._heap, (depart, self._seq, _capture, (iface.pcap, depart, packet)))
         d.sent_packets += 1
-        d.sent_bytes += len(packet)
+        d.sent_bytes += size
         if d.loss and self._loss_rng.random() < d.loss:
             self._drop(d, packet, "random loss")
             return

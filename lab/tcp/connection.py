@@ -131,6 +131,7 @@ class TcpConnection:
         self._events: deque[TcpEvent] = deque()
         self._out: list[Outgoing] = []
         self._keepalive_idle = config.keepalive_idle_s
+        self._rcv_buffer_bytes = config.receive_buffer_bytes
         self._plain = extension is None and not self._trace_on  # nothing to tell about each segment
         self._host_key = b""  # set by a HostStack for demultiplexing...
         self._host_stream = None  # ...with the application's stream
@@ -347,7 +348,7 @@ class TcpConnection:
             and len(segment) >= 32
             and segment[12] == 0x80
             and segment[13] & _PREDICT_MASK == ACK
-            and segment[20:24] == _TS_PREFIX
+            and segment.startswith(_TS_PREFIX, 20)
             and self._ext is None
             and not self._trace_on
             and self._ts_ok
@@ -563,12 +564,11 @@ class TcpConnection:
         return self._snd_una + diff
 
     def _rcv_window(self) -> int:
-        free = self.config.receive_buffer_bytes - len(self._rcv_buf)
-        free = max(free, 0)
-        edge = self._rcv_nxt + free
-        if edge < self._rcv_right_edge:  # never shrink the window (RFC 9293 3.8.6.2.2)
-            return self._rcv_right_edge - self._rcv_nxt
-        return free
+        free = self._rcv_buffer_bytes - len(self._rcv_buf) if self._rcv_buf else self._rcv_buffer_bytes
+        if free < 0:
+            free = 0
+        right = self._rcv_right_edge - self._rcv_nxt
+        return right if free < right else free  # never shrink the window (RFC 9293 3.8.6.2.2)
 
     # --- building segments
 
@@ -1020,7 +1020,8 @@ class TcpConnection:
         pto = 2 * self._srtt
         if self._snd_max - self._snd_una <= self._snd_mss:
             pto += 0.2  # WCDelAckT: a lone segment may wait for a delayed ACK
-        pto = max(pto, 0.01)
+        if pto < 0.01:
+            pto = 0.01
         deadline = now + pto
         if self._retransmit_at is not None and deadline >= self._retransmit_at:
             self._tlp_at = None
@@ -1147,9 +1148,12 @@ class TcpConnection:
         else:
             self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - rtt)
             self._srtt = 0.875 * self._srtt + 0.125 * rtt
-        rto = self._srtt + max(0.001, 4 * self._rttvar)
+        var = 4 * self._rttvar
+        rto = self._srtt + (var if var > 0.001 else 0.001)  # G: 1 ms clock granularity
         cfg = self.config
-        self._rto = min(max(rto, cfg.min_rto_s), cfg.max_rto_s)
+        if rto < cfg.min_rto_s:
+            rto = cfg.min_rto_s
+        self._rto = rto if rto < cfg.max_rto_s else cfg.max_rto_s
         self._backoff = 0
 
     # --- receiving
@@ -1492,7 +1496,8 @@ class TcpConnection:
         if rtt is not None:
             self._rtt_sample(rtt)
         # trim the send buffer
-        data_acked = min(ack_off, self._sbuf_off + len(self._sbuf)) - self._sbuf_off
+        data_end = self._sbuf_off + len(self._sbuf)
+        data_acked = (ack_off if ack_off < data_end else data_end) - self._sbuf_off
         if data_acked > 0:
             del self._sbuf[:data_acked]
             self._sbuf_off += data_acked
