@@ -42,6 +42,7 @@ class _Direction:
     __slots__ = (
         "busy_until",
         "bytes_per_s",
+        "arrive",
         "delay_s",
         "deliver",
         "departures",
@@ -69,6 +70,7 @@ class _Direction:
         self.sent_bytes = 0
         self.dropped = 0
         self.deliver: Callable[[bytes], None] | None = None  # the receiving node's input
+        self.arrive: Callable[[bytes], None] | None = None  # what a packet's arrival event calls
 
 
 class SimLink:
@@ -77,6 +79,7 @@ class SimLink:
         self.name = spec.name
         self.up = True
         self.generation = 0  # bumped when the link goes down: packets on the wire are lost
+        self.alive = [True]  # shared by the arrival callbacks of this generation
         self.directions: list[_Direction] = []
 
 
@@ -189,7 +192,6 @@ class SimNetwork:
         self.links: dict[str, SimLink] = {}
         self.interfaces: dict[str, SimInterface] = {}
         self.events_processed = 0
-        self._arrive_cb = self._arrive
         self._pcaps: list = []
         for name, node in spec.nodes.items():
             self.nodes[name] = SimHost(self, name, tcp_config) if node.kind == "host" else SimRouter(self, name)
@@ -226,6 +228,7 @@ class SimNetwork:
                     if isinstance(node, SimHost)
                     else functools.partial(node.receive, d.dst_iface)
                 )
+            self._bind_arrivals(link)
 
     @classmethod
     def build(
@@ -278,6 +281,7 @@ class SimNetwork:
         link.up = up
         if not up:
             link.generation += 1
+            self._bind_arrivals(link)  # what is on the wire now never arrives
             for d in link.directions:
                 d.departures.clear()
                 d.busy_until = self.now
@@ -333,16 +337,31 @@ class SimNetwork:
             self._drop(d, packet, "random loss")
             return
         self._seq = seq = self._seq + 1
-        _heappush(self._heap, (depart + d.delay_s, seq, self._arrive_cb, (d, link.generation, packet)))
+        _heappush(self._heap, (depart + d.delay_s, seq, d.arrive, packet))
 
-    def _arrive(self, item: tuple[_Direction, int, bytes]) -> None:
-        d, generation, packet = item
-        if generation != d.link.generation:
-            return  # the link went down while the packet was on it
-        pcap = d.dst_iface.pcap
-        if pcap is not None:
-            pcap.write(self.now, packet)
-        d.deliver(packet)
+    def _bind_arrivals(self, link: SimLink) -> None:
+        """Give each direction of ``link`` a fresh arrival callback; the previous ones
+        (held by packets already on the wire) turn into no-ops, so a link that goes
+        down loses what it was carrying."""
+        link.alive[0] = False
+        alive = link.alive = [True]
+        for d in link.directions:
+            d.arrive = self._make_arrival(d, alive)
+
+    def _make_arrival(self, d: _Direction, alive: list[bool]) -> Callable[[bytes], None]:
+        deliver = d.deliver
+        iface = d.dst_iface
+        net = self
+
+        def arrive(packet: bytes) -> None:
+            if not alive[0]:
+                return  # the link went down while the packet was on it
+            pcap = iface.pcap
+            if pcap is not None:
+                pcap.write(net.now, packet)
+            deliver(packet)
+
+        return arrive
 
     def _drop(self, d: _Direction, packet: bytes, reason: str) -> None:
         d.dropped += 1

@@ -127,6 +127,9 @@ class TcpConnection:
         self._ip_overhead = 40 if len(self._local_packed) == 4 else 60
         self._address_sum = pseudo_header_sum(self._local_packed, self._remote_packed, 6, 0)
         self._ports = (addr.local_port, addr.remote_port)
+        # pseudo-header and the constant words of a timestamps-only header:
+        # ports, data offset 8 (0x80 << 8), NOP NOP (0x0101), kind 8 length 10 (0x080a)
+        self._ts_header_sum = self._address_sum + 32 + addr.local_port + addr.remote_port + 0x8000 + 0x0101 + 0x080A
         self._state = S.CLOSED
         self._events: deque[TcpEvent] = deque()
         self._out: list[Outgoing] = []
@@ -624,11 +627,11 @@ class TcpConnection:
                 )
                 self._out.append(Outgoing(self.addr, data))
                 return
-            head = _TS_SEGMENT.pack(
-                ports[0], ports[1], seq, ack, 0x80, flags, window, 0, 0, _TS_SEGMENT_OPTIONS, tsval, self._ts_recent
-            )
+            ts_recent = self._ts_recent
             plen = len(payload)
-            total = self._address_sum + 32 + plen + _from_bytes(head, "big")
+            # the header's 16-bit words summed without packing it: 2**16 == 1 (mod 0xFFFF),
+            # so a 32-bit field counts as its value; the constant words are summed once
+            total = self._ts_header_sum + plen + seq + ack + flags + window + tsval + ts_recent
             if plen:
                 total += _from_bytes(payload if not plen & 1 else payload + b"\x00", "big")
                 if plen > 400:  # mod_ffff() inlined: fold at 16-bit multiples first
@@ -637,7 +640,7 @@ class TcpConnection:
                     total = (total >> 1504) + (total & _M1504)
             csum = ~(total % 0xFFFF or 0xFFFF) & 0xFFFF
             head = _TS_SEGMENT.pack(
-                ports[0], ports[1], seq, ack, 0x80, flags, window, csum, 0, _TS_SEGMENT_OPTIONS, tsval, self._ts_recent
+                ports[0], ports[1], seq, ack, 0x80, flags, window, csum, 0, _TS_SEGMENT_OPTIONS, tsval, ts_recent
             )
             self._out.append(Outgoing(self.addr, head + payload if plen else head))
             return
