@@ -28,6 +28,22 @@ from lab.wire.udp import UDP_PROTOCOL, UdpDatagram, decode_datagram, encode_data
 
 TCP = 6
 _from_bytes = int.from_bytes
+
+
+def _ipv4_constant_sum(src: bytes, dst: bytes, proto: int) -> int:
+    """The sum of the header words that do not change from packet to packet."""
+    return sum(struct.unpack("!10H", IPV4_HEADER.pack(0x45, 0, 0, 0, 0x4000, 64, proto, 0, src, dst)))
+
+
+def _ipv4_packet(base: int, ident: int, src: bytes, dst: bytes, proto: int, payload: bytes) -> bytes:
+    """An IPv4 packet (no options, DF, TTL 64) with its header checksum from ``base``."""
+    total = 20 + len(payload)
+    csum = base + total + ident
+    csum = (csum & 0xFFFF) + (csum >> 16)
+    csum = (csum & 0xFFFF) + (csum >> 16)
+    return IPV4_HEADER.pack(0x45, 0, total, ident, 0x4000, 64, proto, ~csum & 0xFFFF, src, dst) + payload
+
+
 _WRITABLE_STATES = frozenset({TcpState.ESTABLISHED, TcpState.CLOSE_WAIT})
 _V6_HEADER = struct.Struct("!IHBB16s16s")
 WRITE_LOW_WATER = 256 * 1024
@@ -379,6 +395,16 @@ class HostStack:
         conn._host_pumping = False
         return conn
 
+    def _route_for(self, conn: TcpConnection) -> tuple | tuple[Callable[[bytes], None], int, bytes, bytes]:
+        """(sender, constant header sum, src, dst) for an IPv4 connection whose interface
+        has a direct sender, else () (then every packet goes through _send_ip)."""
+        src, dst = conn._local_packed, conn._remote_packed
+        ifname = self._egress.get(src)
+        sender = self._senders.get(ifname) if ifname is not None else None
+        if len(src) != 4 or sender is None:
+            return ()
+        return (sender, _ipv4_constant_sum(src, dst, TCP), src, dst)
+
     def _send_ip(self, src: bytes, dst: bytes, proto: int, payload: bytes) -> None:
         ifname = self._egress.get(src)
         if ifname is None:
@@ -388,14 +414,9 @@ class HostStack:
             self._ident = ident = (self._ident + 1) & 0xFFFF
             key = (src, dst, proto)
             base = self._header_sums.get(key)
-            if base is None:  # the header's constant words, summed once per address pair
-                base = sum(struct.unpack("!10H", IPV4_HEADER.pack(0x45, 0, 0, 0, 0x4000, 64, proto, 0, src, dst)))
-                self._header_sums[key] = base
-            total = 20 + len(payload)
-            csum = base + total + ident
-            csum = (csum & 0xFFFF) + (csum >> 16)
-            csum = (csum & 0xFFFF) + (csum >> 16)
-            packet = IPV4_HEADER.pack(0x45, 0, total, ident, 0x4000, 64, proto, ~csum & 0xFFFF, src, dst) + payload
+            if base is None:
+                base = self._header_sums[key] = _ipv4_constant_sum(src, dst, proto)
+            packet = _ipv4_packet(base, ident, src, dst, proto, payload)
         else:
             packet = _V6_HEADER.pack(6 << 28, len(payload), proto, 64, src, dst) + payload
         sender = self._senders.get(ifname)
@@ -418,10 +439,19 @@ class HostStack:
             for _ in range(100000):
                 outs = conn.segments_to_send(now=now)
                 if outs:
-                    local = conn._local_packed
-                    remote = conn._remote_packed
-                    for out in outs:
-                        send_ip(local, remote, TCP, out.data)
+                    route = conn._host_route
+                    if route is None:
+                        route = conn._host_route = self._route_for(conn)
+                    if route:  # IPv4 with a direct sender: build the header here
+                        sender, base, src, dst = route
+                        for out in outs:
+                            self._ident = ident = (self._ident + 1) & 0xFFFF
+                            sender(_ipv4_packet(base, ident, src, dst, TCP, out.data))
+                    else:
+                        local = conn._local_packed
+                        remote = conn._remote_packed
+                        for out in outs:
+                            send_ip(local, remote, TCP, out.data)
                 self._touched = False
                 events = conn._events
                 while events:

@@ -140,6 +140,7 @@ class TcpConnection:
         self._host_stream = None  # ...with the application's stream
         self._host_pumping = False
         self._host_timer_at: float | None = None  # the wake-up the host has scheduled
+        self._host_route: tuple | None = None  # the host's cached way out for this connection
 
         # send side (offsets from ISS)
         self._iss = self._rng.getrandbits(32)
