@@ -47,13 +47,19 @@ ensure_venv() {
         echo "tcplab: creating .venv (first run only)" >&2
         make_venv "$py" || { echo "tcplab: could not create .venv" >&2; return 1; }
     fi
-    want="$(cat pyproject.toml)${extras}"
+    # the stamp records what was installed from which pyproject.toml; the test
+    # extras include everything the plain install has
     stamp=.venv/.tcplab-installed
-    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$(printf '%s' "$want" | sha256sum)" ]; then
+    have=$(cat "$stamp" 2>/dev/null || true)
+    project=$(sha256sum <pyproject.toml | cut -d' ' -f1)
+    if [ "$have" != "$project $extras" ] && [ "$have" != "$project [test]" ]; then
         echo "tcplab: installing tcplab${extras} into .venv" >&2
         .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-        .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}" ||
-            { echo "tcplab: pip install failed" >&2; return 1; }
-        printf '%s' "$want" | sha256sum >"$stamp"
+        if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}" >.venv/pip.log 2>&1; then
+            cat .venv/pip.log >&2
+            echo "tcplab: pip install failed (log above, also in .venv/pip.log)" >&2
+            return 1
+        fi
+        echo "$project $extras" >"$stamp"
     fi
 }
