@@ -29,6 +29,21 @@ def _split(packet: bytes) -> tuple[int, int, bytes, bytes] | None:
     return None
 
 
+def _tcp(packet: bytes) -> tuple[int, bytes, bytes] | None:
+    """(IP header length, src, dst) of a packet carrying at least a TCP header, else None."""
+    parts = _split(packet)
+    if parts is None or parts[0] != TCP_PROTOCOL or len(packet) < parts[1] + 20:
+        return None
+    return parts[1], parts[2], parts[3]
+
+
+def _with_tcp_checksum(packet: bytes, hl: int, seg: bytearray, src: bytes, dst: bytes) -> bytes:
+    """``packet`` with its TCP segment replaced by ``seg``, checksum recomputed."""
+    seg[16:18] = b"\x00\x00"
+    seg[16:18] = transport_checksum(src, dst, TCP_PROTOCOL, bytes(seg)).to_bytes(2, "big")
+    return packet[:hl] + bytes(seg)
+
+
 class Middlebox:
     """Base policy: passes everything."""
 
@@ -98,12 +113,10 @@ class StripTcpOptions(Middlebox):
         self.when = when
 
     def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
-        parts = _split(packet)
-        if parts is None or parts[0] != TCP_PROTOCOL:
+        tcp = _tcp(packet)
+        if tcp is None:
             return packet
-        _proto, hl, src, dst = parts
-        if len(packet) < hl + 20:
-            return packet
+        hl, src, dst = tcp
         flags = packet[hl + 13]
         if (self.when == "syn" and not flags & SYN) or (self.when == "after_handshake" and flags & SYN):
             return packet
@@ -131,12 +144,10 @@ class StripTcpOptions(Middlebox):
             return packet
         seg = bytearray(packet[hl:])
         seg[20:doff] = opts
-        seg[16:18] = b"\x00\x00"
-        seg[16:18] = transport_checksum(src, dst, TCP_PROTOCOL, bytes(seg)).to_bytes(2, "big")
         self._record(
             tracer, now, "segment_sent", {"action": "rewritten", "stripped_kinds": stripped, "ingress": ingress}
         )
-        return packet[:hl] + bytes(seg)
+        return _with_tcp_checksum(packet, hl, seg, src, dst)
 
     def describe(self) -> dict:
         return {"policy": self.name, "kinds": sorted(self.kinds), "when": self.when}
@@ -180,12 +191,10 @@ class FlipPayloadBytes(Middlebox):
         self.flipped = 0
 
     def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
-        parts = _split(packet)
-        if parts is None or parts[0] != TCP_PROTOCOL:
+        tcp = _tcp(packet)
+        if tcp is None:
             return packet
-        _proto, hl, src, dst = parts
-        if len(packet) < hl + 20:
-            return packet
+        hl, src, dst = tcp
         doff = (packet[hl + 12] >> 4) * 4
         payload_len = len(packet) - hl - doff
         if payload_len <= 0:
@@ -201,13 +210,11 @@ class FlipPayloadBytes(Middlebox):
         seg = bytearray(packet[hl:])
         index = doff + min(self.offset, payload_len - 1)
         seg[index] ^= self.mask
-        seg[16:18] = b"\x00\x00"
-        seg[16:18] = transport_checksum(src, dst, TCP_PROTOCOL, bytes(seg)).to_bytes(2, "big")
         self.flipped += 1
         self._record(
             tracer, now, "segment_sent", {"action": "rewritten", "flipped_offset": index - doff, "ingress": ingress}
         )
-        return packet[:hl] + bytes(seg)
+        return _with_tcp_checksum(packet, hl, seg, src, dst)
 
     def describe(self) -> dict:
         return {"policy": self.name, "dst_port": self.dst_port, "nth": self.nth, "probability": self.probability}
