@@ -22,7 +22,7 @@ def two_paths(
     if len(delay_ms) != 2 or len(bw_mbps) != 2:
         raise ConfigError("two_paths needs two delay_ms and two bw_mbps values (path A, path B)")
     h1, h2 = t.host("h1"), t.host("h2")
-    for name, delay, bw in zip(("r1", "r2"), delay_ms, bw_mbps):
+    for name, delay, bw in zip(("r1", "r2"), delay_ms, bw_mbps, strict=True):
         r = t.router(name)
         t.link(h1, r, delay_ms=delay / 2, bw_mbps=bw, loss_pct=loss_pct, queue_packets=queue_packets)
         t.link(r, h2, delay_ms=delay / 2, bw_mbps=bw, loss_pct=loss_pct, queue_packets=queue_packets)

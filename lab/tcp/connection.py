@@ -32,7 +32,7 @@ from lab.tcp.events import (
 from lab.tcp.extension import SegmentRole, TcpExtension
 from lab.tcp.state import CAN_RECEIVE_DATA, CAN_SEND, SYNCHRONIZED, TRANSITIONS, Input, TcpState
 from lab.trace import NULL_TRACER, Tracer
-from lab.wire.checksum import mod_ffff, pack_address, pseudo_header_sum
+from lab.wire.checksum import pack_address, pseudo_header_sum
 from lab.wire.tcp import (
     ACK,
     FIN,
