@@ -94,11 +94,14 @@ class NodeSpec:
 
 @dataclass(frozen=True, slots=True)
 class RouteSpec:
-    """On ``node``: packets to ``dst`` (an address) leave by ``interface``."""
+    """On ``node``: packets to ``dst`` (an address) leave by ``interface``; with
+    ``src`` set, only packets from that source address (a source-based route,
+    which wins over destination routes)."""
 
     node: str
     dst: str
     interface: str
+    src: str | None = None
 
 
 @dataclass(slots=True)
@@ -155,7 +158,7 @@ class TopologyBuilder:
         self.name = name
         self._nodes: dict[str, NodeSpec] = {}
         self._links: list[LinkSpec] = []
-        self._extra_routes: list[tuple[str, str, str]] = []
+        self._extra_routes: list[tuple[str, str, str, str | None]] = []
 
     def _node(self, name: str, kind: str) -> str:
         if not isinstance(name, str) or not name or not name.replace("_", "").isalnum() or len(name) > 10:
@@ -192,9 +195,19 @@ class TopologyBuilder:
         self._links.append(spec)
         return spec
 
-    def route(self, node: str, dst: str, via_interface: str) -> None:
-        """An explicit route on ``node`` (added before computed ones)."""
-        self._extra_routes.append((node, dst, via_interface))
+    def route(self, node: str, dst: str, via_interface: str, *, src: str | None = None) -> None:
+        """An explicit route on ``node`` (used before computed ones); ``src`` makes it
+        source-based. Raises ConfigError for a malformed address."""
+        import ipaddress
+
+        for value in (dst, src):
+            if value is None:
+                continue
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ConfigError(f"route on {node}: {value!r} is not an IP address") from None
+        self._extra_routes.append((node, dst, via_interface, src))
 
     def build(self, *, diagram: str = "", params: dict[str, Any] | None = None) -> TopologySpec:
         interfaces: dict[str, InterfaceSpec] = {}
@@ -212,8 +225,8 @@ class TopologyBuilder:
                 iface = InterfaceSpec(ifname, node, spec.name, v4[side], v6[side], peer, v4[1 - side], v6[1 - side])
                 interfaces[ifname] = iface
                 adjacency[node].append(iface)
-        routes = [RouteSpec(n, d, i) for n, d, i in self._extra_routes]
-        for n, _d, i in self._extra_routes:
+        routes = [RouteSpec(n, d, i, src) for n, d, i, src in self._extra_routes]
+        for n, _d, i, _src in self._extra_routes:
             if i not in interfaces or interfaces[i].node != n:
                 raise ConfigError(f"route on {n}: {i!r} is not one of its interfaces")
         routes += _shortest_path_routes(self._nodes, adjacency, interfaces)

@@ -110,6 +110,7 @@ class SimRouter(SimNode):
     def __init__(self, net: SimNetwork, name: str) -> None:
         super().__init__(net, name)
         self.routes: dict[bytes, SimInterface] = {}
+        self.source_routes: dict[tuple[bytes, bytes], SimInterface] = {}  # (src, dst) -> out
         self.middleboxes: list[Middlebox] = []
         self.tracer = net.tracer.bind(name)
 
@@ -121,7 +122,12 @@ class SimRouter(SimNode):
         else:
             dst = packet[24:40]
             ttl = packet[7]
-        out = self.routes.get(dst)
+        out = None
+        if self.source_routes:
+            src = packet[12:16] if version == 4 else packet[8:24]
+            out = self.source_routes.get((src, dst))
+        if out is None:
+            out = self.routes.get(dst)
         net = self.net
         if out is None:
             self._drop(packet, "no route")
@@ -212,7 +218,11 @@ class SimNetwork:
         for route in spec.routes:
             node = self.nodes[route.node]
             if isinstance(node, SimRouter):
-                node.routes.setdefault(pack_address(route.dst), self.interfaces[route.interface])
+                out = self.interfaces[route.interface]
+                if route.src is None:
+                    node.routes.setdefault(pack_address(route.dst), out)
+                else:
+                    node.source_routes.setdefault((pack_address(route.src), pack_address(route.dst)), out)
         for node in self.nodes.values():
             if isinstance(node, SimHost):
                 node.start()

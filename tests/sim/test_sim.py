@@ -433,3 +433,35 @@ def test_two_transfers_share_a_bottleneck() -> None:
     assert all(r.ok for r in results)
     total = sum(r.bytes_received for r in results) * 8 / max(r.completed_at for r in results) / 1e6
     assert total <= 10.0
+
+
+def test_source_based_route_on_a_router() -> None:
+    """Two routers in a row with two parallel links between them: a source route
+    sends h1's traffic over the second link, everything else uses the first."""
+    from lab.topology import TopologyBuilder
+
+    t = TopologyBuilder("parallel")
+    h1, h2, ra, rb = t.host("h1"), t.host("h2"), t.router("ra"), t.router("rb")
+    t.link(h1, ra, delay_ms=1)
+    t.link(ra, rb, delay_ms=1)  # ra-eth1
+    t.link(ra, rb, delay_ms=5)  # ra-eth2, the slow one
+    t.link(rb, h2, delay_ms=1)
+    t.route("ra", "10.0.4.2", "ra-eth2", src="10.0.1.1")
+    spec = t.build()
+    run = bulk(spec, size=200_000, seed=21)
+    assert run.result.ok
+    links = run.net.links
+    a_to_b_fast = next(d for d in links["ra-rb"].directions if d.src_iface.name == "ra-eth1")
+    a_to_b_slow = next(d for d in links["ra-rb#3"].directions if d.src_iface.name == "ra-eth2")
+    assert a_to_b_slow.sent_packets > 100
+    assert a_to_b_fast.sent_packets == 0
+
+
+def test_route_with_a_bad_address_is_rejected() -> None:
+    from lab.errors import ConfigError
+    from lab.topology import TopologyBuilder
+
+    t = TopologyBuilder("bad")
+    t.router("r1")
+    with pytest.raises(ConfigError, match="not an IP address"):
+        t.route("r1", "10.0.0.300", "r1-eth0")
