@@ -823,11 +823,6 @@ class TcpConnection:
         self._sb_rack_found = found
         self._sb_cache = (self._sb_version, now)
 
-    def _pipe(self, now: float) -> int:
-        """RFC 6675 SetPipe(): bytes believed in flight."""
-        self._scoreboard_pass(now)
-        return self._sb_pipe
-
     def _send_data(self, now: float, *, probe: bool = False) -> None:
         """Send what cwnd, the peer's window and recovery allow; ``probe`` sends one
         new segment regardless of cwnd (a TLP probe)."""
@@ -910,13 +905,7 @@ class TcpConnection:
             self._tx_order = order = self._tx_order + 1
             sent.append(rec := _Sent(nxt, seg_end, fin, now, order))
             self._sent_by_start[nxt] = rec
-            if size:
-                with memoryview(self._sbuf) as view:
-                    a = nxt - self._sbuf_off
-                    payload = view[a : a + size].tobytes()
-            else:
-                payload = b""
-            self._emit(flags, nxt, payload, now, SegmentRole.DATA)
+            self._emit(flags, nxt, self._payload(nxt, end) if size else b"", now, SegmentRole.DATA)
             self._snd_nxt = self._snd_max = seg_end
             self._bytes_sent += size
             pipe += seg_end - nxt
