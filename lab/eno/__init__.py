@@ -1,0 +1,1 @@
+"""TCP-ENO (RFC 8547): negotiation rules; the option codec is in ``lab.wire.eno``."""
