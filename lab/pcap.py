@@ -98,9 +98,16 @@ def read_pcap(path: str | os.PathLike[str]) -> list[tuple[float, bytes]]:
     """Read a classic pcap file into ``(seconds, captured bytes)`` pairs.
 
     Reads either byte order and either timestamp resolution; the link type is
-    not checked. Raises ``DecodeError`` naming the field on a bad magic number
-    or a truncated header or record, and ``OSError`` like ``open()``.
+    not checked (``read_pcap_linktype`` tells it). Raises ``DecodeError``
+    naming the field on a bad magic number or a truncated header or record,
+    and ``OSError`` like ``open()``.
     """
+    return read_pcap_linktype(path)[1]
+
+
+def read_pcap_linktype(path: str | os.PathLike[str]) -> tuple[int, list[tuple[float, bytes]]]:
+    """Like ``read_pcap``, also returning the file's link type (101 raw IP, 1 Ethernet,
+    113 Linux cooked, 276 Linux cooked v2)."""
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < _FILE_HEADER.size:
@@ -116,6 +123,7 @@ def read_pcap(path: str | os.PathLike[str]) -> list[tuple[float, bytes]]:
         if magic not in (MAGIC_NANOSECONDS, MAGIC_MICROSECONDS):
             raise DecodeError(f"magic number {data[:4].hex()} is not a classic pcap file's", field="magic", offset=0)
     divisor = _NS_PER_S if magic == MAGIC_NANOSECONDS else 1_000_000
+    linktype = struct.unpack_from(order + "I", data, 20)[0]
     record = struct.Struct(order + "IIII")
     out: list[tuple[float, bytes]] = []
     pos = _FILE_HEADER.size
@@ -131,4 +139,4 @@ def read_pcap(path: str | os.PathLike[str]) -> list[tuple[float, bytes]]:
             )
         out.append((sec + frac / divisor, data[pos : pos + incl_len]))
         pos += incl_len
-    return out
+    return linktype, out

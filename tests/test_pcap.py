@@ -383,3 +383,14 @@ def test_tshark_reads_random_segments_and_datagrams(tmp_path: Path) -> None:
     assert not BAD_CHECKSUM.findall(detail)
     assert len(GOOD_CHECKSUM.findall(detail)) == checksums_expected(packets)
     assert "Errors (" not in tshark(path, "-q", "-z", "expert")
+
+
+def test_linktype_is_reported(tmp_path) -> None:
+    from lab.pcap import LINKTYPE_RAW, PcapWriter, read_pcap_linktype
+
+    path = tmp_path / "x.pcap"
+    with PcapWriter(path) as w:
+        w.write(1.5, b"\x45" + bytes(19))
+    linktype, records = read_pcap_linktype(path)
+    assert linktype == LINKTYPE_RAW == 101
+    assert records == [(1.5, b"\x45" + bytes(19))]

@@ -121,10 +121,15 @@ class TcpSegment:
         return len(self.payload) + (1 if self.flags & SYN else 0) + (1 if self.flags & FIN else 0)
 
     def option(self, cls: type) -> TcpOption | None:
+        """The first option of class ``cls``, or None."""
         for opt in self.options:
             if type(opt) is cls:
                 return opt
         return None
+
+    def options_of_kind(self, kind: int) -> list[TcpOption]:
+        """Every option of ``kind`` in order (MPTCP may put several kind-30 options in one segment)."""
+        return [opt for opt in self.options if opt.kind == kind]
 
 
 # --- options ------------------------------------------------------------------

@@ -448,3 +448,12 @@ def test_arbitrary_options_decode_or_raise_decode_error(options: bytes, payload:
         assert seg.payload == payload
         # What decoded re-encodes to an equivalent options area.
         assert pull_options(push_options(seg.options)) == seg.options
+
+
+def test_options_of_kind_returns_all_in_order() -> None:
+    from lab.wire.tcp import NoOperation, TcpSegment, Timestamps, UnknownOption
+
+    a, b = UnknownOption(30, b"\x20\x01"), UnknownOption(30, b"\x50\x01")
+    seg = TcpSegment(1, 2, 0, 0, 0x10, 100, (a, NoOperation(), Timestamps(1, 2), b))
+    assert seg.options_of_kind(30) == [a, b]
+    assert seg.options_of_kind(69) == []
