@@ -44,3 +44,9 @@ def test_user_space_tcp_interoperates_with_the_kernel() -> None:
     assert result["server_sha_echo_ok"] is True
     # our RST for a closed port is one the kernel accepts as a refusal
     assert result["refused"] is True
+    # with packets lost both ways, both directions still arrive byte-exact
+    lossy = result["lossy"]
+    assert lossy["dropped_out"] > 20 and lossy["dropped_in"] > 20
+    assert lossy["client_sha_ok"] is True
+    assert lossy["server_bytes_ok"] is True
+    assert lossy["server_sha_echo_ok"] is True

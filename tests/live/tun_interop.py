@@ -133,6 +133,50 @@ async def main() -> dict:
         return False
 
     result["refused"] = await loop.run_in_executor(None, try_closed_port)
+    # 4. the same both ways with every 23rd packet we send and every 29th we receive lost:
+    # SACK recovery against Linux's receiver, and Linux's retransmissions into ours
+    counters = {"out": 0, "in": 0, "dropped_out": 0, "dropped_in": 0}
+    real_write = tun.write
+
+    def lossy_write(packet: bytes) -> None:
+        counters["out"] += 1
+        if counters["out"] % 23 == 0:
+            counters["dropped_out"] += 1
+            return
+        real_write(packet)
+
+    real_input = host.stack.input_packet
+
+    def lossy_input(packet: bytes) -> None:
+        counters["in"] += 1
+        if counters["in"] % 29 == 0:
+            counters["dropped_in"] += 1
+            return
+        real_input(packet)
+
+    tun.write = lossy_write
+    host.stack.input_packet = lossy_input
+    ready = threading.Event()
+    lossy_result: dict = {}
+    t = threading.Thread(target=kernel_sink_server, args=(5002, ready, lossy_result), daemon=True)
+    t.start()
+    await loop.run_in_executor(None, ready.wait, 10)
+    done = loop.create_future()
+    host.stack.connect(KERNEL_ADDR, 5002, Collect(payload, done))
+    reply = await asyncio.wait_for(done, 120)
+    await loop.run_in_executor(None, t.join, 10)
+    server_done = loop.create_future()
+    host.stack.listen(6002, lambda: Collect(None, server_done))
+    kt = threading.Thread(target=kernel_client, args=(6002, up, lossy_result), daemon=True)
+    kt.start()
+    got = await asyncio.wait_for(server_done, 120)
+    await loop.run_in_executor(None, kt.join, 60)
+    result["lossy"] = {
+        "client_sha_ok": reply.decode() == hashlib.sha256(payload).hexdigest(),
+        "server_bytes_ok": got == up,
+        "server_sha_echo_ok": lossy_result.get("kernel_got_reply") == hashlib.sha256(up).hexdigest(),
+        **counters,
+    }
     await asyncio.sleep(0.2)
     host.close()
     return result
