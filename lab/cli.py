@@ -157,6 +157,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_clean(args: argparse.Namespace) -> int:
+    """Remove what a crashed Mininet run left behind (only its own, by PID and interface name)."""
+    if os.geteuid() != 0:
+        return _fail(
+            "tcplab clean needs root (it removes network namespaces' processes and interfaces): run it with sudo"
+        )
+    from lab.mininet.backend import clean
+
+    done = clean()
+    for line in done:
+        print(line)
+    if not done:
+        print("nothing to clean")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="tcplab", description="A hands-on lab for Multipath TCP, TCP-ENO/tcpcrypt and IKEv2 over TCP.")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
@@ -184,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print summary.json")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("clean", help="remove the leftovers of a crashed Mininet run")
+    s.set_defaults(fn=cmd_clean)
 
     s = sub.add_parser("bench", help="benchmarks")
     bsub = s.add_subparsers(dest="bench_cmd", required=True, parser_class=_Parser)

@@ -149,3 +149,16 @@ def test_bench_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
     assert result["unit"] == "ratio"
     assert result["sha256_match"] is True
     assert result["value"] == pytest.approx(result["goodput_mbps"] / result["link_mbps"], abs=1e-3)
+
+
+def test_clean_reports_and_exits_zero_or_needs_root() -> None:
+    import os
+
+    proc = run_cli("clean")
+    if os.geteuid() == 0:
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip()  # "nothing to clean" or what it removed
+    else:
+        assert proc.returncode == 2
+        assert "needs root" in proc.stderr
+    assert "Traceback" not in proc.stderr
