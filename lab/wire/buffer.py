@@ -80,3 +80,53 @@ class Buffer:
 
     def rollback(self) -> None:
         self._pos = self._mark
+
+
+class Writer:
+    """The push-side twin of Buffer: big-endian fields, range-checked by name.
+
+    Every ``push_*`` raises ValueError naming ``field`` when the value does not fit.
+    """
+
+    __slots__ = ("_out",)
+
+    def __init__(self) -> None:
+        self._out = bytearray()
+
+    def push_u8(self, value: int, field: str) -> None:
+        self._out += fit(value, 1, field)
+
+    def push_u16(self, value: int, field: str) -> None:
+        self._out += fit(value, 2, field)
+
+    def push_u32(self, value: int, field: str) -> None:
+        self._out += fit(value, 4, field)
+
+    def push_u64(self, value: int, field: str) -> None:
+        self._out += fit(value, 8, field)
+
+    def push_bytes(self, value: bytes, n: int, field: str) -> None:
+        if len(value) != n:
+            raise ValueError(f"{field} must be {n} bytes, got {len(value)}")
+        self._out += value
+
+    def push_raw(self, value: bytes) -> None:
+        self._out += value
+
+    def data(self) -> bytes:
+        return bytes(self._out)
+
+
+def fit(value: int, n: int, field: str) -> bytes:
+    """``value`` as ``n`` big-endian bytes. Raises ValueError naming ``field`` when it does not fit."""
+    try:
+        return int(value).to_bytes(n, "big")
+    except OverflowError:
+        raise ValueError(f"{field} {value!r} does not fit in {8 * n} unsigned bits") from None
+
+
+def bits(value: int, width: int, field: str) -> int:
+    """``value`` checked to fit ``width`` bits. Raises ValueError naming ``field``."""
+    if not 0 <= value < 1 << width:
+        raise ValueError(f"{field} {value!r} does not fit in {width} bits")
+    return value

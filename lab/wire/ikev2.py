@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from lab.errors import DecodeError
-from lab.wire.buffer import Buffer
+from lab.wire.buffer import Buffer, Writer, bits
 
 # --- header (RFC 7296 §3.1) ----------------------------------------------------------------
 
@@ -244,7 +244,7 @@ def pull_ike_header(buf: Buffer) -> IkeHeader:
 
 def push_ike_header(header: IkeHeader) -> bytes:
     """Raises ValueError when a field does not fit."""
-    out = _Writer()
+    out = Writer()
     out.push_bytes(header.spi_i, IKE_SPI_LEN, "spi_i")
     out.push_bytes(header.spi_r, IKE_SPI_LEN, "spi_r")
     out.push_u8(header.next_payload, "next_payload")
@@ -510,8 +510,8 @@ def pull_transform_attribute(buf: Buffer) -> TransformAttribute:
 
 
 def push_transform_attribute(attr: TransformAttribute) -> bytes:
-    out = _Writer()
-    _bits(attr.attribute_type, 15, "attribute_type")
+    out = Writer()
+    bits(attr.attribute_type, 15, "attribute_type")
     if isinstance(attr.value, int):
         out.push_u16(ATTRIBUTE_FORMAT_TV | attr.attribute_type, "attribute_type")
         out.push_u16(attr.value, "attribute_value")
@@ -544,7 +544,7 @@ def pull_transform(buf: Buffer) -> tuple[Transform, bool]:
 
 def push_transform(transform: Transform, *, last: bool) -> bytes:
     attributes = b"".join(push_transform_attribute(a) for a in transform.attributes)
-    out = _Writer()
+    out = Writer()
     out.push_u8(LAST_SUBSTRUCTURE if last else MORE_TRANSFORMS, "last_substruc")
     out.push_u8(0, "reserved")
     out.push_u16(TRANSFORM_HEADER_LEN + len(attributes), "transform_length")
@@ -592,7 +592,7 @@ def pull_proposal(buf: Buffer) -> tuple[Proposal, bool]:
 def push_proposal(proposal: Proposal, *, last: bool) -> bytes:
     count = len(proposal.transforms)
     transforms = b"".join(push_transform(t, last=i == count - 1) for i, t in enumerate(proposal.transforms))
-    out = _Writer()
+    out = Writer()
     out.push_u8(LAST_SUBSTRUCTURE if last else MORE_PROPOSALS, "last_substruc")
     out.push_u8(0, "reserved")
     out.push_u16(PROPOSAL_HEADER_LEN + len(proposal.spi) + len(transforms), "proposal_length")
@@ -635,7 +635,7 @@ def pull_ke_payload(buf: Buffer) -> KePayload:
 
 
 def push_ke_payload(payload: KePayload) -> bytes:
-    out = _Writer()
+    out = Writer()
     out.push_u16(payload.dh_group, "dh_group")
     out.push_u16(0, "reserved")
     out.push_raw(payload.key_data)
@@ -663,7 +663,7 @@ def push_idr_payload(payload: IdrPayload) -> bytes:
 
 
 def _push_id(id_type: int, data: bytes) -> bytes:
-    out = _Writer()
+    out = Writer()
     out.push_u8(id_type, "id_type")
     out.push_raw(bytes(3))
     out.push_raw(data)
@@ -677,7 +677,7 @@ def pull_auth_payload(buf: Buffer) -> AuthPayload:
 
 
 def push_auth_payload(payload: AuthPayload) -> bytes:
-    out = _Writer()
+    out = Writer()
     out.push_u8(payload.method, "auth_method")
     out.push_raw(bytes(3))
     out.push_raw(payload.data)
@@ -701,7 +701,7 @@ def pull_notify_payload(buf: Buffer) -> NotifyPayload:
 
 
 def push_notify_payload(payload: NotifyPayload) -> bytes:
-    out = _Writer()
+    out = Writer()
     out.push_u8(payload.protocol_id, "protocol_id")
     out.push_u8(len(payload.spi), "spi_size")
     out.push_u16(payload.notify_type, "notify_type")
@@ -721,7 +721,7 @@ def pull_delete_payload(buf: Buffer) -> DeletePayload:
 
 
 def push_delete_payload(payload: DeletePayload) -> bytes:
-    out = _Writer()
+    out = Writer()
     out.push_u8(payload.protocol_id, "protocol_id")
     out.push_u8(payload.spi_size, "spi_size")
     out.push_u16(len(payload.spis), "num_spis")
@@ -764,7 +764,7 @@ def pull_traffic_selector(buf: Buffer) -> TrafficSelector | UnknownTrafficSelect
 
 
 def push_traffic_selector(ts: TrafficSelector | UnknownTrafficSelector) -> bytes:
-    out = _Writer()
+    out = Writer()
     out.push_u8(ts.ts_type, "ts_type")
     if isinstance(ts, UnknownTrafficSelector):
         out.push_u8(ts.second_octet, "ip_protocol")
@@ -798,7 +798,7 @@ def _pull_selectors(buf: Buffer) -> tuple[TrafficSelector | UnknownTrafficSelect
 
 
 def _push_selectors(selectors: tuple[TrafficSelector | UnknownTrafficSelector, ...]) -> bytes:
-    out = _Writer()
+    out = Writer()
     out.push_u8(len(selectors), "number_of_tss")
     out.push_raw(bytes(3))
     for ts in selectors:
@@ -920,7 +920,7 @@ def push_payload_chain(payloads: tuple[Payload, ...] | list[Payload]) -> tuple[i
             next_type = NO_NEXT_PAYLOAD if last else payloads[i + 1].payload_type
         critical = isinstance(payload, UnknownPayload) and payload.critical
         body = push_payload_body(payload)
-        out = _Writer()
+        out = Writer()
         out.push_u8(next_type, "next_payload")
         out.push_u8(CRITICAL_BIT if critical else 0, "critical")
         out.push_u16(GENERIC_HEADER_LEN + len(body), "payload_length")
@@ -1023,50 +1023,8 @@ def classify_udp_4500(payload: bytes) -> str:
 # --- helpers --------------------------------------------------------------------------------------------
 
 
-class _Writer:
-    """The push-side twin of Buffer: big-endian fields, range-checked by name."""
-
-    __slots__ = ("_out",)
-
-    def __init__(self) -> None:
-        self._out = bytearray()
-
-    def push_u8(self, value: int, field: str) -> None:
-        self._out += _fit(value, 1, field)
-
-    def push_u16(self, value: int, field: str) -> None:
-        self._out += _fit(value, 2, field)
-
-    def push_u32(self, value: int, field: str) -> None:
-        self._out += _fit(value, 4, field)
-
-    def push_bytes(self, value: bytes, n: int, field: str) -> None:
-        if len(value) != n:
-            raise ValueError(f"{field} must be {n} bytes, got {len(value)}")
-        self._out += value
-
-    def push_raw(self, value: bytes) -> None:
-        self._out += value
-
-    def data(self) -> bytes:
-        return bytes(self._out)
-
-
-def _fit(value: int, n: int, field: str) -> bytes:
-    try:
-        return int(value).to_bytes(n, "big")
-    except OverflowError:
-        raise ValueError(f"{field} {value!r} does not fit in {8 * n} unsigned bits") from None
-
-
-def _bits(value: int, width: int, field: str) -> int:
-    if not 0 <= value < 1 << width:
-        raise ValueError(f"{field} {value!r} does not fit in {width} bits")
-    return value
-
-
 def _nibble(value: int, field: str) -> int:
-    return _bits(value, 4, field)
+    return bits(value, 4, field)
 
 
 def _flags(initiator: bool, response: bool, higher_version: bool, reserved: int) -> int:

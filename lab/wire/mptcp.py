@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from lab.errors import DecodeError
-from lab.wire.buffer import Buffer
+from lab.wire.buffer import Buffer, Writer, bits
 from lab.wire.tcp import UnknownOption
 
 _T = TypeVar("_T")
@@ -365,48 +365,6 @@ MptcpOption = (
 # --- encoding helpers ----------------------------------------------------------------
 
 
-class _Writer:
-    """The push-side twin of Buffer: big-endian fields, range-checked by name."""
-
-    __slots__ = ("_out",)
-
-    def __init__(self) -> None:
-        self._out = bytearray()
-
-    def push_u8(self, value: int, field: str) -> None:
-        self._out += _fit(value, 1, field)
-
-    def push_u16(self, value: int, field: str) -> None:
-        self._out += _fit(value, 2, field)
-
-    def push_u32(self, value: int, field: str) -> None:
-        self._out += _fit(value, 4, field)
-
-    def push_u64(self, value: int, field: str) -> None:
-        self._out += _fit(value, 8, field)
-
-    def push_bytes(self, value: bytes, n: int, field: str) -> None:
-        if len(value) != n:
-            raise ValueError(f"{field} must be {n} bytes, got {len(value)}")
-        self._out += value
-
-    def data(self) -> bytes:
-        return bytes(self._out)
-
-
-def _fit(value: int, n: int, field: str) -> bytes:
-    try:
-        return int(value).to_bytes(n, "big")
-    except OverflowError:
-        raise ValueError(f"{field} {value!r} does not fit in {8 * n} unsigned bits") from None
-
-
-def _bits(value: int, width: int, field: str) -> int:
-    if not 0 <= value < 1 << width:
-        raise ValueError(f"{field} {value!r} does not fit in {width} bits")
-    return value
-
-
 def _pack_address(address: str) -> bytes:
     try:
         return socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
@@ -435,7 +393,7 @@ def pull_mp_capable_syn(buf: Buffer) -> MpCapableSyn:
 def push_mp_capable_syn(opt: MpCapableSyn) -> bytes:
     if (opt.sender_key is None) != (opt.version != 0):
         raise ValueError("an MP_CAPABLE SYN carries the sender's key in v0 (RFC 6824) and no key in v1 (RFC 8684)")
-    out = _Writer()
+    out = Writer()
     out.push_u8(MP_CAPABLE << 4 | _version(opt.version), "version")
     out.push_u8(opt.flags, "flags")
     if opt.sender_key is not None:
@@ -451,7 +409,7 @@ def pull_mp_capable_synack(buf: Buffer) -> MpCapableSynAck:
 
 
 def push_mp_capable_synack(opt: MpCapableSynAck) -> bytes:
-    out = _Writer()
+    out = Writer()
     out.push_u8(MP_CAPABLE << 4 | _version(opt.version), "version")
     out.push_u8(opt.flags, "flags")
     out.push_u64(opt.sender_key, "sender_key")
@@ -467,7 +425,7 @@ def pull_mp_capable_ack(buf: Buffer) -> MpCapableAck:
 
 
 def push_mp_capable_ack(opt: MpCapableAck) -> bytes:
-    out = _Writer()
+    out = Writer()
     out.push_u8(MP_CAPABLE << 4 | _version(opt.version), "version")
     out.push_u8(opt.flags, "flags")
     out.push_u64(opt.sender_key, "sender_key")
@@ -495,7 +453,7 @@ def pull_mp_capable_ack_data(buf: Buffer) -> MpCapableAckData:
 def push_mp_capable_ack_data(opt: MpCapableAckData) -> bytes:
     if opt.version == 0:
         raise ValueError("MP_CAPABLE with data exists in v1 (RFC 8684) only")
-    out = _Writer()
+    out = Writer()
     out.push_u8(MP_CAPABLE << 4 | _version(opt.version), "version")
     out.push_u8(opt.flags, "flags")
     out.push_u64(opt.sender_key, "sender_key")
@@ -507,7 +465,7 @@ def push_mp_capable_ack_data(opt: MpCapableAckData) -> bytes:
 
 
 def _version(version: int) -> int:
-    return _bits(version, 4, "version")
+    return bits(version, 4, "version")
 
 
 def _pull_mp_capable(buf: Buffer, first: int, length: int, *, syn: bool, ack: bool) -> MpCapableOption:
@@ -544,8 +502,8 @@ def pull_mp_join_syn(buf: Buffer) -> MpJoinSyn:
 
 
 def push_mp_join_syn(opt: MpJoinSyn) -> bytes:
-    out = _Writer()
-    out.push_u8(MP_JOIN << 4 | _bits(opt.reserved, 3, "reserved") << 1 | bool(opt.backup), "subtype")
+    out = Writer()
+    out.push_u8(MP_JOIN << 4 | bits(opt.reserved, 3, "reserved") << 1 | bool(opt.backup), "subtype")
     out.push_u8(opt.address_id, "address_id")
     out.push_u32(opt.token, "token")
     out.push_u32(opt.nonce, "nonce")
@@ -567,8 +525,8 @@ def pull_mp_join_synack(buf: Buffer) -> MpJoinSynAck:
 
 
 def push_mp_join_synack(opt: MpJoinSynAck) -> bytes:
-    out = _Writer()
-    out.push_u8(MP_JOIN << 4 | _bits(opt.reserved, 3, "reserved") << 1 | bool(opt.backup), "subtype")
+    out = Writer()
+    out.push_u8(MP_JOIN << 4 | bits(opt.reserved, 3, "reserved") << 1 | bool(opt.backup), "subtype")
     out.push_u8(opt.address_id, "address_id")
     out.push_bytes(opt.truncated_hmac, MP_JOIN_TRUNCATED_HMAC_LEN, "truncated_hmac")
     out.push_u32(opt.nonce, "nonce")
@@ -583,8 +541,8 @@ def pull_mp_join_ack(buf: Buffer) -> MpJoinAck:
 
 
 def push_mp_join_ack(opt: MpJoinAck) -> bytes:
-    out = _Writer()
-    out.push_u8(MP_JOIN << 4 | _bits(opt.reserved, 12, "reserved") >> 8, "subtype")
+    out = Writer()
+    out.push_u8(MP_JOIN << 4 | bits(opt.reserved, 12, "reserved") >> 8, "subtype")
     out.push_u8(opt.reserved & 0xFF, "reserved")
     out.push_bytes(opt.hmac, MP_JOIN_HMAC_LEN, "hmac")
     return out.data()
@@ -647,8 +605,8 @@ def pull_dss(buf: Buffer) -> Dss:
 
 
 def push_dss(opt: Dss) -> bytes:
-    out = _Writer()
-    reserved = _bits(opt.reserved, 7, "reserved")
+    out = Writer()
+    reserved = bits(opt.reserved, 7, "reserved")
     flags = (
         (reserved & 0x7) << 5
         | (DSS_DATA_FIN if opt.data_fin else 0)
@@ -704,8 +662,8 @@ def pull_add_addr(buf: Buffer) -> AddAddr:
 
 
 def push_add_addr(opt: AddAddr) -> bytes:
-    out = _Writer()
-    out.push_u8(ADD_ADDR << 4 | _bits(opt.reserved, 3, "reserved") << 1 | opt.echo, "subtype")
+    out = Writer()
+    out.push_u8(ADD_ADDR << 4 | bits(opt.reserved, 3, "reserved") << 1 | opt.echo, "subtype")
     out.push_u8(opt.address_id, "address_id")
     packed = _pack_address(opt.address)
     out.push_bytes(packed, len(packed), "address")
@@ -735,7 +693,7 @@ def pull_add_addr_v0(buf: Buffer) -> AddAddrV0:
 
 
 def push_add_addr_v0(opt: AddAddrV0) -> bytes:
-    out = _Writer()
+    out = Writer()
     packed = _pack_address(opt.address)
     out.push_u8(ADD_ADDR << 4 | (4 if len(packed) == 4 else 6), "subtype")
     out.push_u8(opt.address_id, "address_id")
@@ -755,8 +713,8 @@ def pull_remove_addr(buf: Buffer) -> RemoveAddr:
 
 
 def push_remove_addr(opt: RemoveAddr) -> bytes:
-    out = _Writer()
-    out.push_u8(REMOVE_ADDR << 4 | _bits(opt.reserved, 4, "reserved"), "subtype")
+    out = Writer()
+    out.push_u8(REMOVE_ADDR << 4 | bits(opt.reserved, 4, "reserved"), "subtype")
     if not opt.address_ids:
         raise ValueError("REMOVE_ADDR names at least one address ID")
     for address_id in opt.address_ids:
@@ -774,8 +732,8 @@ def pull_mp_prio(buf: Buffer) -> MpPrio:
 
 
 def push_mp_prio(opt: MpPrio) -> bytes:
-    out = _Writer()
-    out.push_u8(MP_PRIO << 4 | _bits(opt.reserved, 3, "reserved") << 1 | bool(opt.backup), "subtype")
+    out = Writer()
+    out.push_u8(MP_PRIO << 4 | bits(opt.reserved, 3, "reserved") << 1 | bool(opt.backup), "subtype")
     if opt.address_id is not None:
         out.push_u8(opt.address_id, "address_id")
     return out.data()
@@ -798,8 +756,8 @@ def pull_mp_fail(buf: Buffer) -> MpFail:
 
 
 def push_mp_fail(opt: MpFail) -> bytes:
-    out = _Writer()
-    out.push_u8(MP_FAIL << 4 | _bits(opt.reserved, 12, "reserved") >> 8, "subtype")
+    out = Writer()
+    out.push_u8(MP_FAIL << 4 | bits(opt.reserved, 12, "reserved") >> 8, "subtype")
     out.push_u8(opt.reserved & 0xFF, "reserved")
     out.push_u64(opt.data_seq, "data_seq")
     return out.data()
@@ -813,8 +771,8 @@ def pull_mp_fastclose(buf: Buffer) -> MpFastclose:
 
 
 def push_mp_fastclose(opt: MpFastclose) -> bytes:
-    out = _Writer()
-    out.push_u8(MP_FASTCLOSE << 4 | _bits(opt.reserved, 12, "reserved") >> 8, "subtype")
+    out = Writer()
+    out.push_u8(MP_FASTCLOSE << 4 | bits(opt.reserved, 12, "reserved") >> 8, "subtype")
     out.push_u8(opt.reserved & 0xFF, "reserved")
     out.push_u64(opt.receiver_key, "receiver_key")
     return out.data()
@@ -827,8 +785,8 @@ def pull_mp_tcprst(buf: Buffer) -> MpTcpRst:
 
 
 def push_mp_tcprst(opt: MpTcpRst) -> bytes:
-    out = _Writer()
-    out.push_u8(MP_TCPRST << 4 | _bits(opt.reserved, 3, "reserved") << 1 | bool(opt.transient), "subtype")
+    out = Writer()
+    out.push_u8(MP_TCPRST << 4 | bits(opt.reserved, 3, "reserved") << 1 | bool(opt.transient), "subtype")
     out.push_u8(opt.reason, "reason")
     return out.data()
 
@@ -849,8 +807,8 @@ def pull_unknown(buf: Buffer) -> UnknownMptcpOption:
 
 
 def push_unknown(opt: UnknownMptcpOption) -> bytes:
-    out = _Writer()
-    out.push_u8(_bits(opt.subtype, 4, "subtype") << 4 | _bits(opt.low_bits, 4, "low_bits"), "subtype")
+    out = Writer()
+    out.push_u8(bits(opt.subtype, 4, "subtype") << 4 | bits(opt.low_bits, 4, "low_bits"), "subtype")
     out.push_bytes(opt.body, len(opt.body), "body")
     return out.data()
 
