@@ -595,7 +595,10 @@ class TcpConnection:
             self._delack_at = None
             self._last_ack_sent = rcv_nxt = self._rcv_nxt
             wscale = self._rcv_wscale
-            window = self._rcv_window() >> wscale
+            # _rcv_window() inlined: free buffer, never left of the advertised right edge
+            free = self._rcv_buffer_bytes - len(self._rcv_buf) if self._rcv_buf else self._rcv_buffer_bytes
+            right = self._rcv_right_edge - rcv_nxt
+            window = (right if free < right else free) >> wscale
             if window > 0xFFFF:
                 window = 0xFFFF
             self._rcv_right_edge = rcv_nxt + (window << wscale)
