@@ -15,8 +15,20 @@ from typing import Any
 # used when the package is imported from a source tree without being installed
 _FALLBACK = {
     "tcplab.topologies": ["topologies:TOPOLOGIES"],
-    "tcplab.scenarios": ["topologies.scenarios:SCENARIOS"],
-    "tcplab.benchmarks": ["lab.bench:BENCHMARKS"],
+    "tcplab.scenarios": [
+        "topologies.scenarios:SCENARIOS",
+        "topologies.mptcp_scenarios:SCENARIOS",
+        "topologies.eno_scenarios:SCENARIOS",
+        "topologies.ike_scenarios:SCENARIOS",
+    ],
+    "tcplab.benchmarks": [
+        "lab.bench:BENCHMARKS",
+        "lab.mptcp.bench:BENCHMARKS",
+        "lab.tcpcrypt.bench:BENCHMARKS",
+        "lab.ike.bench:BENCHMARKS",
+        "lab.mininet.bench:BENCHMARKS",
+        "tui.bench:BENCHMARKS",
+    ],
 }
 
 

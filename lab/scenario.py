@@ -26,9 +26,25 @@ from lab.trace import FileTracer, MemoryTracer, Tracer
 METRICS_INTERVAL_S = 0.1
 
 
+class Workload:
+    """What a scenario runs on its hosts: a plain TCP transfer, an MPTCP transfer, an IKE session...
+
+    ``schedule`` sets the workload up on a freshly built :class:`ScenarioRun`
+    (listeners, timers through ``run.net.call_at``) and appends one
+    :class:`TransferResult` per byte stream it checks to ``run.results``; the
+    run ends when every result is complete. Raises ConfigError for values that
+    do not fit the topology.
+    """
+
+    name: str
+
+    def schedule(self, run: ScenarioRun) -> None:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True, kw_only=True)
-class Transfer:
-    """A bulk transfer of ``size_bytes`` from ``src`` to ``dst`` (its interface ``dst_interface``)."""
+class Transfer(Workload):
+    """A plain TCP bulk transfer of ``size_bytes`` from ``src`` to ``dst`` (its interface ``dst_interface``)."""
 
     name: str = "bulk"
     src: str = "h1"
@@ -46,6 +62,20 @@ class Transfer:
         if self.start_s < 0:
             raise ConfigError(f"transfer {self.name}: start_s must not be negative")
 
+    def schedule(self, run: ScenarioRun) -> None:
+        dst_ifaces = run.spec.interfaces_of(self.dst)
+        if self.dst not in run.spec.hosts() or not dst_ifaces:
+            raise ConfigError(f"transfer {self.name}: no host {self.dst!r}")
+        if self.dst_interface >= len(dst_ifaces):
+            raise ConfigError(f"transfer {self.name}: {self.dst} has {len(dst_ifaces)} interfaces")
+        src = run.net.host(self.src)
+        dst = run.net.host(self.dst)
+        data = run.payload(self.size_bytes)
+        result = run.add_result(self.name, data)
+        dst.listen(self.port, lambda: BulkSink(result))
+        remote = dst_ifaces[self.dst_interface].ipv4
+        run.net.call_at(self.start_s, lambda: BulkSender(result, data).start(src, remote, self.port))
+
 
 @dataclass(frozen=True, kw_only=True)
 class LinkEvent:
@@ -60,7 +90,7 @@ class Scenario:
     description: str
     topology: str
     topology_params: dict[str, Any] = field(default_factory=dict)
-    transfers: tuple[Transfer, ...] = (Transfer(),)
+    transfers: tuple[Workload, ...] = (Transfer(),)
     middleboxes: tuple[tuple[str, Callable[[], Middlebox]], ...] = ()
     link_events: tuple[LinkEvent, ...] = ()
     tcp: dict[str, Any] = field(default_factory=dict)
@@ -156,25 +186,20 @@ class ScenarioRun:
             self.net.link(ev.link)  # validates the name now
             self.net.set_link_up(ev.link, ev.up, at=ev.at_s)
         self.results: list[TransferResult] = []
-        for tr in scenario.transfers:
-            self._schedule_transfer(tr)
+        for workload in scenario.transfers:
+            workload.schedule(self)
         if self.tracer.enabled:
             self.net.call_at(METRICS_INTERVAL_S, self._sample_metrics)
 
-    def _schedule_transfer(self, tr: Transfer) -> None:
-        dst_ifaces = self.spec.interfaces_of(tr.dst)
-        if tr.dst not in self.spec.hosts() or not dst_ifaces:
-            raise ConfigError(f"transfer {tr.name}: no host {tr.dst!r}")
-        if tr.dst_interface >= len(dst_ifaces):
-            raise ConfigError(f"transfer {tr.name}: {tr.dst} has {len(dst_ifaces)} interfaces")
-        src = self.net.host(tr.src)
-        dst = self.net.host(tr.dst)
-        data = bulk_payload(tr.size_bytes, self.seed * 1000003 + len(self.results))
-        result = TransferResult(tr.name, len(data), hashlib.sha256(data).hexdigest())
+    def payload(self, size_bytes: int) -> bytes:
+        """Seeded pseudo-random bytes for the next result (same seed, same bytes)."""
+        return bulk_payload(size_bytes, self.seed * 1000003 + len(self.results))
+
+    def add_result(self, name: str, data: bytes) -> TransferResult:
+        """Register a byte stream whose SHA-256 the run checks; the run ends when all are complete."""
+        result = TransferResult(name, len(data), hashlib.sha256(data).hexdigest())
         self.results.append(result)
-        dst.listen(tr.port, lambda: BulkSink(result))
-        remote = dst_ifaces[tr.dst_interface].ipv4
-        self.net.call_at(tr.start_s, lambda: BulkSender(result, data).start(src, remote, tr.port))
+        return result
 
     def _sample_metrics(self) -> None:
         for name in self.spec.hosts():

@@ -1,0 +1,7 @@
+"""ENO scenarios: the SCENARIOS registry (entry point tcplab.scenarios, name eno)."""
+
+from __future__ import annotations
+
+from lab.scenario import Scenario
+
+SCENARIOS: dict[str, Scenario] = {}

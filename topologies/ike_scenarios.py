@@ -1,0 +1,7 @@
+"""IKE scenarios: the SCENARIOS registry (entry point tcplab.scenarios, name ike)."""
+
+from __future__ import annotations
+
+from lab.scenario import Scenario
+
+SCENARIOS: dict[str, Scenario] = {}
