@@ -20,12 +20,13 @@ from lab.errors import ConfigError, LabError
 EXIT_USAGE = 2
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not the usage block
         self.exit(EXIT_USAGE, f"tcplab: error: {message} (see 'tcplab --help')\n")
 
 
-def _fail(message: str) -> int:
+def fail(message: str) -> int:
+    """Print one clear error line; the exit status for bad input."""
     print(f"tcplab: error: {message}", file=sys.stderr)
     return EXIT_USAGE
 
@@ -58,7 +59,7 @@ def cmd_topo(args: argparse.Namespace) -> int:
 
     known = registry.topologies()
     if args.name not in known:
-        return _fail(f"unknown topology {args.name!r}; known: {', '.join(sorted(known))}")
+        return fail(f"unknown topology {args.name!r}; known: {', '.join(sorted(known))}")
     spec = build_topology(args.name, known[args.name], **_parse_params(args.param))
     if args.json:
         print(json.dumps(spec.to_dict() | {"diagram": spec.diagram}, indent=2))
@@ -86,7 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lab.scenario import get_scenario, run_scenario
 
     if args.backend != "sim":
-        return _fail(f"backend {args.backend!r} is not available yet; use --backend sim")
+        return fail(f"backend {args.backend!r} is not available yet; use --backend sim")
     scenario = get_scenario(args.scenario)
     if args.param:
         scenario = scenario.with_params(**_parse_params(args.param))
@@ -97,7 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        return _fail(f"cannot write the run bundle to {out_dir}: {exc.strerror or exc}")
+        return fail(f"cannot write the run bundle to {out_dir}: {exc.strerror or exc}")
 
     quiet = args.quiet or not sys.stderr.isatty()
     if quiet:
@@ -160,7 +161,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_clean(args: argparse.Namespace) -> int:
     """Remove what a crashed Mininet run left behind (only its own, by PID and interface name)."""
     if os.geteuid() != 0:
-        return _fail(
+        return fail(
             "tcplab clean needs root (it removes network namespaces' processes and interfaces): run it with sudo"
         )
     from lab.mininet.backend import clean
@@ -174,8 +175,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="tcplab", description="A hands-on lab for Multipath TCP, TCP-ENO/tcpcrypt and IKEv2 over TCP.")
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    p = Parser(prog="tcplab", description="A hands-on lab for Multipath TCP, TCP-ENO/tcpcrypt and IKEv2 over TCP.")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
 
     s = sub.add_parser("scenarios", help="list scenarios")
     s.set_defaults(fn=cmd_scenarios)
@@ -205,13 +206,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_clean)
 
     s = sub.add_parser("bench", help="benchmarks")
-    bsub = s.add_subparsers(dest="bench_cmd", required=True, parser_class=_Parser)
+    bsub = s.add_subparsers(dest="bench_cmd", required=True, parser_class=Parser)
     b = bsub.add_parser("list", help="list benchmarks")
     b.set_defaults(fn=cmd_bench)
     b = bsub.add_parser("run", help="run one benchmark")
     b.add_argument("name")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(fn=cmd_bench)
+
+    # tui/ and exercises/ add their own subcommands (tui, replay, serve, exercise)
+    # through the tcplab.commands entry points, so lab never imports them.
+    from lab import registry
+
+    for add_commands in registry.commands().values():
+        add_commands(sub)
     return p
 
 
@@ -221,9 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except (LabError, ValueError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except OSError as exc:
-        return _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+        return fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
     except KeyboardInterrupt:
         print("tcplab: interrupted", file=sys.stderr)
         return 130

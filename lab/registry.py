@@ -1,8 +1,8 @@
 """Finds topologies, scenarios and benchmarks through entry points.
 
 ``lab`` never imports ``topologies`` or ``exercises``; they register here with
-``[project.entry-points]`` groups ``tcplab.topologies``, ``tcplab.scenarios``
-and ``tcplab.benchmarks`` (each entry a dict of name -> object).
+``[project.entry-points]`` groups ``tcplab.topologies``, ``tcplab.scenarios``,
+``tcplab.benchmarks`` and ``tcplab.commands`` (each entry a dict of name -> object).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ _FALLBACK = {
         "lab.mininet.bench:BENCHMARKS",
         "tui.bench:BENCHMARKS",
     ],
+    "tcplab.commands": ["tui.commands:COMMANDS", "exercises.commands:COMMANDS"],
 }
 
 
@@ -56,3 +57,8 @@ def scenarios() -> dict[str, Any]:
 
 def benchmarks() -> dict[str, Any]:
     return _load("tcplab.benchmarks")
+
+
+def commands() -> dict[str, Any]:
+    """name -> ``add_commands(subparsers)``: CLI subcommands from tui/ and exercises/."""
+    return _load("tcplab.commands")
