@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import struct
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from lab.errors import ConfigError, DecodeError, LocalProtocolError
 from lab.net import FourTuple
@@ -25,6 +25,10 @@ from lab.wire.checksum import ones_sum, pack_address, unpack_address
 from lab.wire.ip import IPV4_HEADER
 from lab.wire.tcp import ACK, RST, SYN, TcpSegment, decode_segment, encode_segment
 from lab.wire.udp import UDP_PROTOCOL, UdpDatagram, decode_datagram, encode_datagram
+
+if TYPE_CHECKING:
+    from lab.mptcp.config import MptcpConfig
+    from lab.mptcp.connection import MptcpConnection
 
 TCP = 6
 _from_bytes = int.from_bytes
@@ -162,6 +166,9 @@ class HostStack:
         self._header_sums: dict[tuple[bytes, bytes, int], int] = {}
         self._next_port = 40000 + self.rng.randrange(0, 20000)
         self._touched = False  # an application call since the pump last looked
+        self._mptcp_listeners: dict[int, MptcpConfig] = {}
+        self._mptcp_tokens: dict[int, MptcpConnection] = {}
+        self._mptcp_routes: dict[FourTuple, tuple] = {}
 
     @property
     def now(self) -> float:
@@ -183,8 +190,9 @@ class HostStack:
         local_port: int | None = None,
         config: TcpConfig | None = None,
         extension: TcpExtension | None = None,
+        mptcp: MptcpConfig | None = None,
     ) -> Stream:
-        """Open a connection. Raises ConfigError for an address this host does not own."""
+        """Open a connection (Multipath TCP with ``mptcp``). Raises ConfigError for an address this host does not own."""
         family_v6 = ":" in remote_addr
         if local_addr is None:
             local_addr = next((a for a in self.addresses if (":" in a) == family_v6), None)
@@ -195,6 +203,13 @@ class HostStack:
         if local_port is None:
             local_port = self._alloc_port()
         addr = FourTuple(local_addr, local_port, remote_addr, remote_port)
+        if mptcp is not None:
+            mp = self._new_mptcp(mptcp, "client", config)
+            stream = Stream(self, mp, handler)
+            mp._host_stream = stream
+            mp.connect(addr, now=self.now)
+            self._pump(mp)
+            return stream
         conn = self._new_conn(addr, config, extension)
         stream = Stream(self, conn, handler)
         conn._host_stream = stream
@@ -210,13 +225,17 @@ class HostStack:
         *,
         config: TcpConfig | None = None,
         extension_factory: Callable[[], TcpExtension | None] | None = None,
+        mptcp: MptcpConfig | None = None,
     ) -> None:
-        """Accept connections on ``port`` (any local address). Raises ConfigError if taken."""
+        """Accept connections on ``port`` (any local address), as MPTCP with ``mptcp``
+        (plain TCP for clients that do not offer it). Raises ConfigError if taken."""
         if not 0 < port < 65536:
             raise ConfigError(f"port must be 1..65535, got {port}")
         if port in self._listeners:
             raise ConfigError(f"{self.name}: port {port} already has a listener")
         self._listeners[port] = (handler_factory, config, extension_factory)
+        if mptcp is not None:
+            self._mptcp_listeners[port] = mptcp
 
     def bind_udp(self, port: int, handler: DatagramHandler) -> None:
         if port in self._udp:
@@ -229,7 +248,11 @@ class HostStack:
         self._send_ip(sp, dp, UDP_PROTOCOL, payload)
 
     def connections(self) -> list[TcpConnection]:
+        """Every TCP connection, MPTCP subflows included."""
         return [c for c, _ in self._conns.values()]
+
+    def mptcp_connections(self) -> list[MptcpConnection]:
+        return list(self._mptcp_tokens.values())
 
     # --- packets in
 
@@ -305,6 +328,10 @@ class HostStack:
         if listener is not None and flags & SYN and not flags & (ACK | RST):
             factory, config, ext_factory = listener
             addr = FourTuple(unpack_address(dst), dport, unpack_address(src), sport)
+            mptcp = self._mptcp_listeners.get(dport)
+            if mptcp is not None:
+                self._accept_mptcp(addr, seg, mptcp, factory, config, src, dst)
+                return
             conn = self._new_conn(addr, config, ext_factory() if ext_factory else None)
             stream = Stream(self, conn, factory())
             conn._host_stream = stream
@@ -359,6 +386,119 @@ class HostStack:
             self, dgram.payload, (unpack_address(src), dgram.src_port), (unpack_address(dst), dgram.dst_port)
         )
 
+    # --- Multipath TCP
+
+    def _new_mptcp(self, cfg: MptcpConfig, role: str, config: TcpConfig | None) -> MptcpConnection:
+        from lab.mptcp.connection import MptcpConnection
+
+        mp = MptcpConnection(
+            config=cfg,
+            role=role,
+            local_addresses=list(self.addresses),
+            tcp_config=config or self.tcp_config,
+            tracer=self.tracer,
+            rng=random.Random(self.rng.getrandbits(64)),
+            allocate_port=self._alloc_port,
+            token_in_use=self._mptcp_tokens.__contains__,
+        )
+        self._mptcp_tokens[mp.local_token] = mp
+        mp._host_owner = mp
+        mp._host_stream = None
+        mp._host_pumping = False
+        mp._host_timer_at = None
+        return mp
+
+    def _accept_mptcp(self, addr, seg, cfg, factory, config, src, dst) -> None:
+        from lab.mptcp.connection import syn_mptcp_option
+        from lab.wire.mptcp import MpJoinSyn
+
+        opt = syn_mptcp_option(seg)
+        if isinstance(opt, MpJoinSyn):
+            mp = self._mptcp_tokens.get(opt.token)
+            if mp is None or not mp.established or mp.fallback is not None or mp.terminated:
+                if self._trace_on:
+                    self.tracer.record(
+                        self.now,
+                        "mptcp",
+                        "segment_dropped",
+                        {"subflow": str(addr), "reason": f"MP_JOIN for unknown token {opt.token}", "token": opt.token},
+                    )
+                self._reset_unknown(src, dst, seg)  # RFC 8684 §3.2: an unknown token gets a RST
+                return
+            mp.accept_join(addr, seg, now=self.now)
+            self._pump(mp)
+            return
+        mp = self._new_mptcp(cfg, "server", config)
+        stream = Stream(self, mp, factory())
+        mp._host_stream = stream
+        mp.accept(addr, seg, now=self.now)
+        self._pump(mp)
+
+    def _pump_mptcp(self, mp: MptcpConnection) -> None:
+        if mp._host_pumping:
+            return
+        mp._host_pumping = True
+        stream: Stream | None = mp._host_stream
+        now = self._scheduler.now
+        writable_checked = False
+        try:
+            for _ in range(100000):
+                outs = mp.segments_to_send(now=now)
+                for conn in mp.take_new_subflows():
+                    conn._host_key = _key(conn.addr)
+                    conn._host_stream = None
+                    conn._host_pumping = False
+                    conn._host_owner = mp
+                    conn._host_route = None
+                    conn._host_timer_at = None
+                    self._register(conn, stream)
+                for conn in mp.take_closed_subflows():
+                    self._unregister(conn)
+                    self._mptcp_routes.pop(conn.addr, None)
+                routes = self._mptcp_routes
+                for out in outs:
+                    route = routes.get(out.addr)
+                    if route is None:
+                        a = out.addr
+                        route = routes[a] = (pack_address(a.local_addr), pack_address(a.remote_addr))
+                    self._send_ip(route[0], route[1], TCP, out.data)
+                self._touched = False
+                while (e := mp.next_event()) is not None:
+                    if stream is None:
+                        continue
+                    handler = stream.handler
+                    name = type(e).__name__
+                    if name == "DataReceived":
+                        handler.data_received(stream, e.data)
+                    elif name == "ConnectionEstablished":
+                        handler.connection_made(stream)
+                    elif name == "StreamEnded":
+                        handler.eof_received(stream)
+                    elif name == "ConnectionTerminated":
+                        stream.closed = True
+                        self._mptcp_tokens.pop(mp.local_token, None)
+                        handler.connection_lost(stream, e.reason, e.reset)
+                if (
+                    stream is not None
+                    and stream.wants_writable
+                    and not writable_checked
+                    and not stream.closed
+                    and mp.writable
+                    and mp.send_buffered < WRITE_LOW_WATER
+                ):
+                    writable_checked = True
+                    stream.handler.writable(stream)
+                if not self._touched:
+                    break
+        finally:
+            mp._host_pumping = False
+        when = mp.get_timer()
+        if when is not None:
+            scheduled = mp._host_timer_at
+            if scheduled is None or when < scheduled:
+                mp._host_timer_at = when
+                self._scheduler.call_at(when, lambda m=mp, w=when: self._fire(m, w))
+
     # --- internals
 
     def _register(self, conn: TcpConnection, stream: Stream) -> None:
@@ -393,6 +533,7 @@ class HostStack:
         conn._host_key = _key(addr)
         conn._host_stream = None
         conn._host_pumping = False
+        conn._host_owner = None
         return conn
 
     def _route_for(self, conn: TcpConnection) -> tuple | tuple[Callable[[bytes], None], int, bytes, bytes]:
@@ -427,6 +568,10 @@ class HostStack:
 
     def _pump(self, conn: TcpConnection) -> None:
         """Move segments out, events to the application, and re-arm the timer."""
+        owner = conn._host_owner
+        if owner is not None:  # an MPTCP connection or one of its subflows
+            self._pump_mptcp(owner)
+            return
         if conn._host_pumping:
             return  # an application callback inside this pump; the outer loop carries on
         conn._host_pumping = True

@@ -1,7 +1,95 @@
-"""MPTCP scenarios: the SCENARIOS registry (entry point tcplab.scenarios, name mptcp)."""
+"""Multipath TCP scenarios: the SCENARIOS registry (entry point tcplab.scenarios, name mptcp).
+
+Links in ``two-paths`` are named ``h1-r1``, ``r1-h2`` (path A) and ``h1-r2``,
+``r2-h2`` (path B); h1's path-B address is 10.0.3.1, h2's 10.0.4.2.
+"""
 
 from __future__ import annotations
 
-from lab.scenario import Scenario
+from lab.mptcp.workload import MptcpTransfer
+from lab.scenario import LinkEvent, Scenario
+from lab.sim.middlebox import FlipPayloadBytes, StripTcpOptions
+from lab.wire.mptcp import MPTCP_KIND
 
-SCENARIOS: dict[str, Scenario] = {}
+MIB = 1024 * 1024
+H1_PATH_B = "10.0.3.1"
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            name="mptcp-two-paths",
+            description="MPTCP aggregates two 20 Mbit/s paths (10 ms and 40 ms one-way): MP_CAPABLE, MP_JOIN, ADD_ADDR, DSS.",
+            topology="two-paths",
+            topology_params={"delay_ms": (10.0, 40.0), "bw_mbps": (20.0, 20.0), "queue_packets": 200},
+            transfers=(MptcpTransfer(size_bytes=16 * MIB),),
+        ),
+        Scenario(
+            name="path-failure",
+            description="Path A goes down at 1.5 s and comes back at 4 s: subflow RTOs, reinjection on path B, no byte lost.",
+            topology="two-paths",
+            topology_params={"delay_ms": (10.0, 40.0), "bw_mbps": (20.0, 20.0), "queue_packets": 200},
+            link_events=(LinkEvent(at_s=1.5, link="r1-h2", up=False), LinkEvent(at_s=4.0, link="r1-h2", up=True)),
+            transfers=(MptcpTransfer(size_bytes=16 * MIB),),
+        ),
+        Scenario(
+            name="option-stripper",
+            description="r1 strips option 30 from SYNs: the connection falls back to plain TCP, byte-exact.",
+            topology="two-paths",
+            middleboxes=(("r1", lambda: StripTcpOptions([MPTCP_KIND], when="syn")),),
+            transfers=(MptcpTransfer(size_bytes=4 * MIB),),
+        ),
+        Scenario(
+            name="option-stripper-late",
+            description="r1 strips option 30 once the handshake is done: data without DSS on the initial subflow -> fallback.",
+            topology="two-paths",
+            middleboxes=(("r1", lambda: StripTcpOptions([MPTCP_KIND], when="after_handshake")),),
+            transfers=(MptcpTransfer(size_bytes=4 * MIB, client={"path_manager": "none"}),),
+        ),
+        Scenario(
+            name="backup-path",
+            description="Path B is a backup (MP_JOIN B flag): it stays idle while path A works.",
+            topology="two-paths",
+            topology_params={"delay_ms": (10.0, 40.0), "bw_mbps": (20.0, 20.0), "queue_packets": 200},
+            transfers=(
+                MptcpTransfer(
+                    size_bytes=8 * MIB, client={"backup_addresses": (H1_PATH_B,), "path_manager": "per_address"}
+                ),
+            ),
+        ),
+        Scenario(
+            name="handover",
+            description="Path A fails for good at 1 s; the backup path B takes over the transfer.",
+            topology="two-paths",
+            topology_params={"delay_ms": (10.0, 40.0), "bw_mbps": (20.0, 20.0), "queue_packets": 200},
+            link_events=(LinkEvent(at_s=1.0, link="r1-h2", up=False),),
+            transfers=(
+                MptcpTransfer(
+                    size_bytes=8 * MIB,
+                    client={"backup_addresses": (H1_PATH_B,), "scheduler": "backup_aware"},
+                ),
+            ),
+        ),
+        Scenario(
+            name="hetero-paths",
+            description="20 Mbit/s at 10 ms plus 20 Mbit/s at 200 ms one-way, modest receive buffer: opportunistic retransmission and penalisation.",
+            topology="two-paths",
+            topology_params={"delay_ms": (10.0, 200.0), "bw_mbps": (20.0, 20.0), "queue_packets": 200},
+            transfers=(
+                MptcpTransfer(
+                    size_bytes=16 * MIB,
+                    client={"path_manager": "per_address"},
+                    server={"path_manager": "per_address", "receive_buffer_bytes": 1 * MIB},
+                ),
+            ),
+        ),
+        Scenario(
+            name="mptcp-checksum-tamper",
+            description="DSS checksums on, and r2 flips a payload byte: the subflow on path B is reset, its data reinjected; nothing corrupted is delivered.",
+            topology="two-paths",
+            topology_params={"delay_ms": (10.0, 40.0), "bw_mbps": (20.0, 20.0), "queue_packets": 200},
+            middleboxes=(("r2", lambda: FlipPayloadBytes(dst_port=5001, nth=200)),),
+            transfers=(MptcpTransfer(size_bytes=8 * MIB, client={"checksum": True, "path_manager": "per_address"}),),
+        ),
+    )
+}

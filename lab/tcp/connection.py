@@ -235,7 +235,13 @@ class TcpConnection:
         self._cc = congestion or make_congestion_control(
             config.congestion_control, mss=self._snd_mss, initial_window_segments=config.initial_window_segments
         )
+        self._seg_limit = None  # the extension's segment_limit, when it has one
+        self._ext_rwnd = None  # the extension's receive_window, when it has one
         if extension is not None:
+            if type(extension).segment_limit is not TcpExtension.segment_limit:
+                self._seg_limit = extension.segment_limit
+            if type(extension).receive_window is not TcpExtension.receive_window:
+                self._ext_rwnd = extension.receive_window
             extension.attach(self)
 
     # ------------------------------------------------------------------ API
@@ -265,6 +271,40 @@ class TcpConnection:
     @property
     def stream_offset_sent(self) -> int:
         return max(0, self._snd_nxt - 1)
+
+    @property
+    def stream_offset_queued(self) -> int:
+        """Stream offset just past the last byte queued with send()/send_stream()."""
+        return self._sbuf_off - 1 + len(self._sbuf)
+
+    @property
+    def stream_offset_acked(self) -> int:
+        """Stream offset just past the last byte the peer acknowledged."""
+        return max(0, min(self._snd_una, self._sbuf_off + len(self._sbuf)) - 1)
+
+    @property
+    def flight_bytes(self) -> int:
+        return self._snd_max - self._snd_una
+
+    @property
+    def unsent_bytes(self) -> int:
+        """Queued stream bytes not yet sent once."""
+        return max(0, self._sbuf_off + len(self._sbuf) - self._snd_nxt)
+
+    @property
+    def rto_backoff(self) -> int:
+        """How many times the retransmission timer has backed off since the last new ACK."""
+        return self._backoff
+
+    @property
+    def peer_window(self) -> int:
+        return self._snd_wnd
+
+    def request_ack(self) -> None:
+        """Send an ACK with the next segments_to_send() (an extension re-sending a signal)."""
+        if self._state in SYNCHRONIZED:
+            self._ack_pending = True
+            self._delack_at = None
 
     def connect(self, *, now: float) -> None:
         """Active open: queue a SYN. Raises LocalProtocolError unless CLOSED."""
@@ -308,6 +348,8 @@ class TcpConnection:
             return
         if self._fin_queued or st not in (S.SYN_RECEIVED, S.ESTABLISHED, S.CLOSE_WAIT):
             raise LocalProtocolError(f"cannot close in state {st.name}")
+        if self._ext is not None and self._ext.owns_stream and not self._ext.app_close(now=now):
+            return  # the extension sends its last bytes first, then calls close() again
         self._fin_queued = True
         self._fin_off = self._sbuf_off + len(self._sbuf)
         if st is S.SYN_RECEIVED:
@@ -462,11 +504,19 @@ class TcpConnection:
         if self._keepalive_at is not None and now >= self._keepalive_at:
             self._keepalive_at = None
             self._on_keepalive(now)
+        if self._ext is not None and self._state is not S.CLOSED:
+            due = self._ext.get_timer()
+            if due is not None and now >= due:
+                self._ext.handle_timer(now=now)
 
     def get_timer(self) -> float | None:
         """The earliest time handle_timer() must be called, or None."""
         best = self._retransmit_at
         for t in (self._tlp_at, self._rack_timer_at, self._delack_at):
+            if t is not None and (best is None or t < best):
+                best = t
+        if self._ext is not None and self._state is not S.CLOSED:
+            t = self._ext.get_timer()
             if t is not None and (best is None or t < best):
                 best = t
         if self._persist_at is not None or self._keepalive_at is not None or self._timewait_at is not None:
@@ -569,6 +619,10 @@ class TcpConnection:
 
     def _rcv_window(self) -> int:
         free = self._rcv_buffer_bytes - len(self._rcv_buf) if self._rcv_buf else self._rcv_buffer_bytes
+        if self._ext_rwnd is not None:
+            ext_free = self._ext_rwnd()
+            if ext_free is not None and ext_free < free:
+                free = ext_free
         if free < 0:
             free = 0
         right = self._rcv_right_edge - self._rcv_nxt
@@ -653,7 +707,9 @@ class TcpConnection:
             opts.append(_NOP)
             opts.append(_NOP)
             opts.append(Timestamps(self._tsval(now), self._ts_recent))
-        if self._ext is not None and not flags & RST:
+        if self._ext is not None and flags & RST:
+            opts.extend(self._ext.rst_options())
+        elif self._ext is not None:
             opts.extend(
                 self._ext.options_to_send(role, stream_offset=max(0, seq_off - 1), length=len(payload), now=now)
             )
@@ -877,6 +933,10 @@ class TcpConnection:
             if probe and cwnd_room < mss:
                 cwnd_room = mss
             size = avail if avail < seg_max else seg_max
+            if self._seg_limit is not None and size > 0:
+                lim = self._seg_limit(nxt - 1)
+                if lim < size:
+                    size = lim
             if size > 0:
                 if wnd_room <= 0:
                     if self._persist_at is None and self._snd_max == self._snd_una:
@@ -1071,6 +1131,8 @@ class TcpConnection:
             if self._snd_una < self._snd_max or start >= data_end or room <= 0:
                 return
             end = start + min(room, data_end - start, self._snd_mss - self._opt_overhead)
+            if self._seg_limit is not None:
+                end = min(end, start + self._seg_limit(start - 1))
             self._tx_order += 1
             self._sent.append(rec := _Sent(start, end, False, now, self._tx_order))
             self._sent_by_start[start] = rec
@@ -1188,7 +1250,7 @@ class TcpConnection:
             self._snd_wscale = peer_ws
             self._rcv_wscale = cfg.window_shift
         our_limit = cfg.mss
-        self._opt_overhead = 0
+        self._opt_overhead = self._ext.data_option_bytes if self._ext is not None else 0
         self._snd_mss = max(64, min(peer_mss, our_limit)) - (12 if self._ts_ok else 0)
         self._cc.set_mss(self._snd_mss)
 
@@ -1758,7 +1820,9 @@ class TcpConnection:
         self._rcv_nxt = fin + 1
         self._ack_pending = True
         self._delack_at = None
-        self._events.append(StreamEnded())
+        ext = self._ext
+        if ext is None or not ext.owns_stream or ext.stream_ended(now=now):
+            self._events.append(StreamEnded())
         st = self._state
         if st is S.FIN_WAIT_2:
             self._transition(Input.RECV_FIN, now)

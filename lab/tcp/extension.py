@@ -32,6 +32,9 @@ class TcpExtension:
 
     name = "extension"
     owns_stream = False
+    #: option bytes the extension adds to data segments; the connection keeps
+    #: that much room below the MSS so segments never exceed the path MTU
+    data_option_bytes = 0
 
     def attach(self, conn: TcpConnection) -> None:
         """Called once when the connection is created with this extension."""
@@ -49,6 +52,22 @@ class TcpExtension:
     def options_received(self, role: SegmentRole, segment: TcpSegment, *, stream_offset: int, now: float) -> None:
         """Called for every acceptable received segment before its data is processed."""
 
+    def rst_options(self) -> Sequence[TcpOption]:
+        """Options for a RST this connection sends (MPTCP: MP_TCPRST, MP_FASTCLOSE)."""
+        return ()
+
+    def receive_window(self) -> int | None:
+        """Bytes the extension can still take in, when it (not the TCP buffer) bounds the window."""
+        return None
+
+    def segment_limit(self, stream_offset: int) -> int:
+        """The most payload bytes a new segment starting at ``stream_offset`` may carry.
+
+        Only consulted when a subclass overrides it (MPTCP keeps every segment
+        inside one DSS mapping).
+        """
+        return 1 << 62
+
     def state_changed(self, old: TcpState, new: TcpState, *, now: float) -> None:
         """Called after every state change."""
 
@@ -59,3 +78,27 @@ class TcpExtension:
     def stream_received(self, data: bytes, *, stream_offset: int, now: float) -> None:
         """With ``owns_stream``: in-order bytes of the TCP stream arrived."""
         self.conn.deliver(data)
+
+    def app_close(self, *, now: float) -> bool:
+        """With ``owns_stream``: the application called close().
+
+        Return True to let the FIN be queued now (after what the extension has
+        already handed to ``conn.send_stream()``), False to hold it back; the
+        extension then calls ``conn.close()`` itself once its last bytes are out.
+        """
+        return True
+
+    def stream_ended(self, *, now: float) -> bool:
+        """With ``owns_stream``: the peer's FIN arrived in order.
+
+        Return True to hand the application its StreamEnded event, False when the
+        extension ends the stream its own way (e.g. aborts a truncated one).
+        """
+        return True
+
+    def get_timer(self) -> float | None:
+        """The earliest time the extension's handle_timer() must run, or None."""
+        return None
+
+    def handle_timer(self, *, now: float) -> None:
+        """Called from the connection's handle_timer() once get_timer() is due."""

@@ -1,0 +1,57 @@
+"""MptcpConfig: what an MPTCP endpoint is asked to do, checked when made."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lab.errors import ConfigError
+
+MAX_MAPPING_BYTES = 0xFFFF  # Data-Level Length is 16 bits (RFC 8684 §3.3)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MptcpConfig:
+    """Per-endpoint MPTCP settings.
+
+    ``version`` 1 is RFC 8684, 0 is RFC 6824 (SHA-1). ``checksum`` asks for DSS
+    checksums (used when either side asks). ``scheduler``, ``path_manager``
+    and ``congestion`` name strategies (see :mod:`lab.mptcp.strategies`).
+    ``announce`` lets the path manager send ADD_ADDR for this host's other
+    addresses; ``join`` lets it open MP_JOIN subflows. ``backup_addresses``
+    are local addresses whose subflows are backups (MP_JOIN B flag).
+    ``receive_buffer_bytes`` bounds the connection-level reassembly buffer:
+    the window announced to the peer.
+    """
+
+    version: int = 1
+    checksum: bool = False
+    scheduler: str = "min_rtt"
+    path_manager: str = "fullmesh"
+    congestion: str = "uncoupled"
+    announce: bool = True
+    join: bool = True
+    backup_addresses: tuple[str, ...] = ()
+    max_subflows: int = 8
+    receive_buffer_bytes: int = 8 * 1024 * 1024
+    mapping_bytes: int = 16 * 1448
+    opportunistic_retransmission: bool = True
+    penalisation: bool = True
+
+    def __post_init__(self) -> None:
+        from lab.mptcp import strategies
+
+        if self.version not in (0, 1):
+            raise ConfigError(f"MPTCP version must be 0 (RFC 6824) or 1 (RFC 8684), got {self.version!r}")
+        if not 1 <= self.max_subflows <= 64:
+            raise ConfigError(f"max_subflows must be 1..64, got {self.max_subflows!r}")
+        if not 4096 <= self.receive_buffer_bytes <= 1 << 30:
+            raise ConfigError(f"receive_buffer_bytes must be 4096..2**30, got {self.receive_buffer_bytes!r}")
+        if not 1 <= self.mapping_bytes <= MAX_MAPPING_BYTES:
+            raise ConfigError(f"mapping_bytes must be 1..{MAX_MAPPING_BYTES}, got {self.mapping_bytes!r}")
+        for kind, name, known in (
+            ("scheduler", self.scheduler, strategies.SCHEDULERS),
+            ("path_manager", self.path_manager, strategies.PATH_MANAGERS),
+            ("congestion", self.congestion, strategies.COUPLED_CONGESTION),
+        ):
+            if name not in known:
+                raise ConfigError(f"unknown MPTCP {kind} {name!r}; known: {', '.join(sorted(known))}")

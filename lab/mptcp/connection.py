@@ -1,0 +1,1544 @@
+"""A sans-I/O Multipath TCP connection (RFC 8684, and RFC 6824 v0).
+
+An :class:`MptcpConnection` owns several subflows, each a plain
+:class:`~lab.tcp.TcpConnection` carrying an :class:`MptcpSubflow` extension
+that adds and reads the kind-30 options and hands the subflow's byte stream
+to the connection. The connection level holds the data-sequence space:
+
+* **send side** — the application's bytes wait in one buffer; the scheduler
+  cuts them into *mappings* (data sequence number, subflow sequence number,
+  length) queued on the subflow with room; every segment carries the DSS of
+  the mapping it lies in (the subflow never lets a segment straddle two); the
+  peer's Data ACK frees the buffer. When a subflow dies, its unacknowledged
+  mappings are reinjected on the others.
+* **receive side** — subflow bytes are placed by their mapping into one
+  reassembly queue; in-order bytes go to the application and advance the Data
+  ACK every outgoing segment carries.
+
+Time comes in as ``now``; keys and nonces come from the injected ``rng``.
+Everything the TUI and graders need goes to the tracer (layer ``mptcp``):
+options sent and received (decoded), subflow states, keys, fallback,
+reinjection and per-subflow metrics.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import fields
+
+from lab.errors import DecodeError, LocalProtocolError
+from lab.mptcp import crypto
+from lab.mptcp import events as ev
+from lab.mptcp.config import MAX_MAPPING_BYTES, MptcpConfig
+from lab.mptcp.strategies import (
+    COUPLED_CONGESTION,
+    PATH_MANAGERS,
+    SCHEDULERS,
+    CoupledGroup,
+)
+from lab.net import FourTuple, Outgoing
+from lab.tcp import TcpConfig, TcpConnection
+from lab.tcp import events as tcp_events
+from lab.tcp.extension import SegmentRole, TcpExtension
+from lab.tcp.state import TcpState
+from lab.trace import NULL_TRACER, Tracer
+from lab.wire import mptcp as w
+from lab.wire.tcp import TcpOption, TcpSegment, UnknownOption, decode_segment
+
+MOD64 = 1 << 64
+DSS_OPTION_BYTES = 28  # DSS with 64-bit Data ACK, 64-bit DSN mapping and checksum
+ADD_ADDR_RETRIES = 3
+_ROLE_SYN = SegmentRole.SYN
+_ROLE_SYNACK = SegmentRole.SYN_ACK
+_ROLE_ACK = SegmentRole.ACK
+_ROLE_DATA = SegmentRole.DATA
+
+
+class Role:
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class SubflowState:
+    SYN = "SYN"  # handshake in progress
+    PRE_ESTABLISHED = "PRE_ESTABLISHED"  # MP_JOIN: third ACK sent, waiting for it to be acknowledged
+    ESTABLISHED = "ESTABLISHED"
+    CLOSING = "CLOSING"
+    CLOSED = "CLOSED"
+
+
+def option_record(opt: w.MptcpOption) -> dict:
+    """A decoded option as a JSON-able dict for the trace (``subtype`` named, bytes as hex)."""
+    out: dict = {"subtype": type(opt).__name__.replace("Mp", "MP_").upper().replace("MP_CAPABLE", "MP_CAPABLE")}
+    out["subtype"] = _SUBTYPE_NAMES.get(type(opt), out["subtype"])
+    for f in fields(opt):
+        value = getattr(opt, f.name)
+        if isinstance(value, bytes):
+            value = value.hex()
+        elif isinstance(value, int) and not isinstance(value, bool) and f.name.endswith("key"):
+            value = f"{value:016x}"
+        out[f.name] = value
+    return out
+
+
+_SUBTYPE_NAMES = {
+    w.MpCapableSyn: "MP_CAPABLE",
+    w.MpCapableSynAck: "MP_CAPABLE",
+    w.MpCapableAck: "MP_CAPABLE",
+    w.MpCapableAckData: "MP_CAPABLE",
+    w.MpJoinSyn: "MP_JOIN",
+    w.MpJoinSynAck: "MP_JOIN",
+    w.MpJoinAck: "MP_JOIN",
+    w.Dss: "DSS",
+    w.AddAddr: "ADD_ADDR",
+    w.AddAddrV0: "ADD_ADDR",
+    w.RemoveAddr: "REMOVE_ADDR",
+    w.MpPrio: "MP_PRIO",
+    w.MpFail: "MP_FAIL",
+    w.MpFastclose: "MP_FASTCLOSE",
+    w.MpTcpRst: "MP_TCPRST",
+    w.UnknownMptcpOption: "UNKNOWN",
+}
+
+
+class Subflow:
+    """One subflow: its TCP connection and the MPTCP bookkeeping that goes with it."""
+
+    def __init__(self, mp: MptcpConnection, addr: FourTuple, *, initial: bool, local_id: int, backup: bool) -> None:
+        self.mp = mp
+        self.addr = addr
+        self.initial = initial
+        self.local_id = local_id
+        self.remote_id: int | None = 0 if initial else None
+        self.backup = backup
+        self.peer_backup = False
+        self.state = SubflowState.SYN
+        self.local_nonce = mp._rng.getrandbits(32)
+        self.remote_nonce = 0
+        # send mappings: parallel lists sorted by subflow offset
+        self.map_sub: list[int] = []  # subflow stream offset of each mapping
+        self.map_len: list[int] = []
+        self.map_data: list[int] = []  # connection-level data offset
+        self.map_csum: list[int | None] = []
+        # receive mappings: subflow offset -> (length, dsn64), checked in order
+        self.rmaps: deque[list] = deque()  # [sub_off, length, data_off, checksum, collected bytearray|None]
+        self.got_dss = False  # a DSS (or MPC with data) has arrived on this subflow
+        self.join_ack_at: float | None = None
+        self.join_ack_tries = 0
+        self.stall_handled = False  # its data was reinjected when the RTO fired
+        self.reset_reason: int | None = None
+        self.doomed = False  # a reset is on its way
+        self.close_reason = ""
+        self.bytes_scheduled = 0
+        self.bytes_received = 0
+        self.last_acked = 0
+        self.rate_bps = 0.0
+        self.rate_at = 0.0
+        self.ext = MptcpSubflow(self)
+        self.conn: TcpConnection  # set by the connection right after
+
+    # SubflowView for schedulers
+    @property
+    def srtt(self) -> float | None:
+        return self.conn.srtt
+
+    @property
+    def cwnd(self) -> int:
+        return self.conn.congestion.cwnd
+
+    @property
+    def send_room(self) -> int:
+        conn = self.conn
+        return conn.congestion.cwnd - conn.flight_bytes - conn.unsent_bytes
+
+    @property
+    def stalled(self) -> bool:
+        """An RTO fired and nothing was acknowledged since (the path may be dead)."""
+        return self.conn.rto_backoff > 0
+
+    @property
+    def usable(self) -> bool:
+        return self.state == SubflowState.ESTABLISHED and self.conn.state is TcpState.ESTABLISHED
+
+    def mapping_at(self, sub_off: int) -> int:
+        """Index of the send mapping containing ``sub_off`` (-1 when none)."""
+        i = bisect.bisect_right(self.map_sub, sub_off) - 1
+        if i >= 0 and sub_off < self.map_sub[i] + self.map_len[i]:
+            return i
+        return -1
+
+
+class MptcpSubflow(TcpExtension):
+    """The TCP extension on each subflow: hands every hook to the MPTCP connection."""
+
+    name = "mptcp"
+    owns_stream = True
+    data_option_bytes = DSS_OPTION_BYTES
+
+    def __init__(self, subflow: Subflow) -> None:
+        self.subflow = subflow
+
+    def options_to_send(self, role, *, stream_offset, length, now):
+        return self.subflow.mp._options_for(self.subflow, role, stream_offset, length, now)
+
+    def options_received(self, role, segment, *, stream_offset, now):
+        self.subflow.mp._on_options(self.subflow, role, segment, stream_offset, now)
+
+    def state_changed(self, old, new, *, now):
+        self.subflow.mp._on_tcp_state(self.subflow, old, new, now)
+
+    def app_send(self, data):  # the application writes to the MptcpConnection, never to a subflow
+        raise LocalProtocolError("write to the MPTCP connection, not to a subflow")
+
+    def stream_received(self, data, *, stream_offset, now):
+        self.subflow.mp._on_subflow_data(self.subflow, data, stream_offset, now)
+
+    def segment_limit(self, stream_offset):
+        return self.subflow.mp._segment_limit(self.subflow, stream_offset)
+
+    def receive_window(self):
+        return self.subflow.mp._receive_window()
+
+    def rst_options(self):
+        sf = self.subflow
+        mp = sf.mp
+        if mp.fallback is not None or mp.remote_key is None:
+            return ()
+        opts: list[w.MptcpOption] = []
+        if mp.terminated or mp._fastclosing:
+            opts.append(w.MpFastclose(receiver_key=mp.remote_key))
+        if sf.reset_reason is not None and mp.version == 1:
+            opts.append(w.MpTcpRst(reason=sf.reset_reason))
+        return [w.to_tcp_option(o) for o in opts]
+
+
+class MptcpConnection:
+    """One MPTCP connection: subflows, data-sequence space, scheduler and path manager.
+
+    Commands raise LocalProtocolError when called in the wrong state; a
+    misbehaving peer never makes ``receive_segment`` raise.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: MptcpConfig,
+        role: str,
+        local_addresses: list[str],
+        tcp_config: TcpConfig | None = None,
+        tracer: Tracer = NULL_TRACER,
+        rng: random.Random | None = None,
+        allocate_port: Callable[[], int] | None = None,
+        token_in_use: Callable[[int], bool] | None = None,
+    ) -> None:
+        self.config = config
+        self.role = role
+        self.version = config.version
+        self.local_addresses = list(local_addresses)
+        self.tcp_config = tcp_config or TcpConfig()
+        self._tracer = tracer
+        self._trace_on = tracer.enabled
+        self._rng = rng or random.Random(0)
+        self._allocate_port = allocate_port or (lambda: 40000 + self._rng.randrange(20000))
+        # keys: redraw on a token collision with another connection of this host (RFC 8684 §3.1)
+        while True:
+            self.local_key = self._rng.getrandbits(64)
+            self.local_token = crypto.key_token(self.local_key, version=self.version)
+            if token_in_use is None or not token_in_use(self.local_token):
+                break
+        self.local_idsn = crypto.key_idsn(self.local_key, version=self.version)
+        self.remote_key: int | None = None
+        self.remote_token: int | None = None
+        self.remote_idsn = 0
+        self.checksum = config.checksum
+        self.fallback: str | None = None
+        self.established = False  # MP_CAPABLE handshake done (or fallen back)
+        self.fully_established = False  # client: the server showed it has our keys
+        self.terminated = False
+        self._events: deque[ev.MptcpEvent] = deque()
+        self.subflows: list[Subflow] = []
+        self._by_addr: dict[FourTuple, Subflow] = {}
+        self._new_conns: list[TcpConnection] = []
+        self._closed_conns: list[TcpConnection] = []
+        self._scheduler = SCHEDULERS[config.scheduler]()
+        self._path_manager = PATH_MANAGERS[config.path_manager]()
+        cc_cls = COUPLED_CONGESTION[config.congestion]
+        self._cc_cls = cc_cls
+        self._cc_group = CoupledGroup() if cc_cls is not None else None
+        self._next_local_id = 1
+        self.remote_addresses: list[tuple[str, int]] = []  # (address, port) the peer announced
+        self._remote_ids: dict[tuple[str, int], int] = {}
+        self._announce: list[list] = []  # [address_id, address, retries_left, next_at]
+        self._echo: list[w.AddAddr] = []
+        self._announced = False
+        self._failed_pairs: set[tuple[str, str, int]] = set()
+        self._initial_pair: tuple[str, str, int] | None = None
+        # send side (offsets count from the first data byte, DSN = IDSN + 1 + offset)
+        self._sbuf = bytearray()
+        self._sbuf_off = 0
+        self._snd_nxt = 0  # next new offset to schedule
+        self._data_una = 0  # the peer's Data ACK (offset)
+        self._reinject: list[tuple[int, int]] = []  # (offset, length) to send again
+        self._peer_window = 65535
+        self._fin_queued = False
+        self._fin_off: int | None = None
+        self._fin_acked = False
+        self._fin_retx_at: float | None = None
+        self._fin_tries = 0
+        # receive side
+        self._rcv_nxt = 0
+        self._rcv_heap: list[tuple[int, bytes]] = []
+        self._rcv_heap_bytes = 0
+        self._peer_fin_off: int | None = None
+        self._peer_fin_seen = False
+        self._reading = True
+        self._held = bytearray()
+        self.bytes_reinjected = 0
+        self._close_called = False
+        self._metrics_at = 0.0
+        self._dead: list[Subflow] = []  # subflows gone since the last output (a RST may still wait)
+        self._pending_resets: list[tuple[Subflow, str, int]] = []
+        self._pending_abort: str | None = None
+        self._fastclosing = False
+        self._opportunistic_una = -1
+
+    # --- the host's view ------------------------------------------------------------------
+
+    @property
+    def addr(self) -> FourTuple:
+        return self.subflows[0].addr if self.subflows else FourTuple("0.0.0.0", 0, "0.0.0.0", 0)
+
+    @property
+    def state(self) -> TcpState:
+        if self.terminated:
+            return TcpState.CLOSED
+        return TcpState.ESTABLISHED if self.established else TcpState.SYN_SENT
+
+    @property
+    def send_buffered(self) -> int:
+        return len(self._sbuf)
+
+    @property
+    def writable(self) -> bool:
+        return self.established and not self._fin_queued and not self.terminated
+
+    def take_new_subflows(self) -> list[TcpConnection]:
+        out, self._new_conns = self._new_conns, []
+        return out
+
+    def take_closed_subflows(self) -> list[TcpConnection]:
+        out, self._closed_conns = self._closed_conns, []
+        return out
+
+    def subflow_for(self, addr: FourTuple) -> TcpConnection | None:
+        sf = self._by_addr.get(addr)
+        return sf.conn if sf is not None else None
+
+    # --- commands ------------------------------------------------------------------------------
+
+    def connect(self, addr: FourTuple, *, now: float) -> None:
+        """Active open of the initial subflow. Raises LocalProtocolError unless new."""
+        if self.subflows or self.role != Role.CLIENT:
+            raise LocalProtocolError("connect() is for a new client connection")
+        self._initial_pair = (addr.local_addr, addr.remote_addr, addr.remote_port)
+        sf = self._add_subflow(addr, initial=True, local_id=0, backup=False, now=now)
+        sf.conn.connect(now=now)
+        self._trace_keys(now)
+
+    def accept(self, addr: FourTuple, segment: bytes, *, now: float) -> None:
+        """Passive open: ``segment`` is the SYN (with or without MP_CAPABLE) that reached a listener."""
+        if self.subflows or self.role != Role.SERVER:
+            raise LocalProtocolError("accept() is for a new server connection")
+        self._initial_pair = (addr.local_addr, addr.remote_addr, addr.remote_port)
+        sf = self._add_subflow(addr, initial=True, local_id=0, backup=False, now=now)
+        sf.conn.listen(now=now)
+        sf.conn.receive_segment(segment, now=now)
+
+    def accept_join(self, addr: FourTuple, segment: bytes, *, now: float) -> None:
+        """A SYN with MP_JOIN carrying this connection's token reached a listener of this host."""
+        if not self.established or self.fallback is not None or self.terminated:
+            return  # not ready for joins: the host answers with a RST
+        sf = self._add_subflow(
+            addr, initial=False, local_id=self._local_id_of(addr.local_addr), backup=self._is_backup(addr), now=now
+        )
+        sf.conn.listen(now=now)
+        sf.conn.receive_segment(segment, now=now)
+
+    def open_subflow(self, addr: FourTuple, *, now: float, backup: bool | None = None) -> None:
+        """Open an MP_JOIN subflow on ``addr``. Raises LocalProtocolError before MPTCP is established."""
+        if not self.established or self.fallback is not None or self.terminated or self.remote_key is None:
+            raise LocalProtocolError("MP_JOIN needs an established MPTCP connection")
+        if addr in self._by_addr:
+            raise LocalProtocolError(f"subflow {addr} exists")
+        backup = self._is_backup(addr) if backup is None else backup
+        sf = self._add_subflow(addr, initial=False, local_id=self._local_id_of(addr.local_addr), backup=backup, now=now)
+        sf.conn.connect(now=now)
+
+    def send(self, data: bytes) -> None:
+        """Queue application bytes. Raises LocalProtocolError after close() or termination."""
+        if self._fin_queued or self.terminated:
+            raise LocalProtocolError("cannot send after close")
+        if self.fallback is not None:
+            self.subflows[0].conn.send_stream(bytes(data))
+            return
+        self._sbuf += data
+
+    def close(self, *, now: float) -> None:
+        """Send DATA_FIN after queued data (or FIN, after fallback). Raises LocalProtocolError when closing."""
+        if self._fin_queued or self.terminated:
+            raise LocalProtocolError("already closing")
+        self._fin_queued = True
+        self._close_called = True
+        if self.fallback is not None or not self.established:
+            for sf in list(self.subflows):
+                self._close_subflow(sf, now, "connection closed")
+            return
+        self._fin_off = self._sbuf_off + len(self._sbuf)
+
+    def abort(self, reason: str = "aborted", *, now: float) -> None:
+        """MP_FASTCLOSE (RFC 8684 §3.5): RST with MP_FASTCLOSE on every subflow."""
+        if self.terminated:
+            return
+        self._fastclosing = True
+        for sf in list(self.subflows):
+            sf.reset_reason = w.MPTCP_RST_UNSPECIFIED
+            sf.conn.abort(reason, now=now)
+        self._terminate(reason, now, reset=True)
+
+    def pause_reading(self) -> None:
+        self._reading = False
+
+    def resume_reading(self, *, now: float) -> None:
+        self._reading = True
+        if self._held:
+            data, self._held = bytes(self._held), bytearray()
+            self._events.append(ev.DataReceived(data=data))
+        for sf in self.subflows:
+            sf.conn.request_ack()
+
+    # --- input, output, timers -----------------------------------------------------------------
+
+    def receive_segment(self, segment: bytes, *, addr: FourTuple, now: float) -> None:
+        """A segment for one of our subflows (by its four-tuple); unknown tuples are recorded and dropped."""
+        sf = self._by_addr.get(addr)
+        if sf is None:
+            self._trace(now, "segment_dropped", {"subflow": str(addr), "reason": "no such subflow"})
+            return
+        sf.conn.receive_segment(segment, now=now)
+
+    def segments_to_send(self, *, now: float) -> list[Outgoing]:
+        self._drain_subflow_events(now)
+        if self.fallback is None and self.established and not self.terminated:
+            for sf in self.subflows:
+                if sf.stalled:
+                    if not sf.stall_handled:
+                        sf.stall_handled = True
+                        self._reinject_from(sf, now, "retransmission timeout")
+                elif sf.stall_handled:
+                    sf.stall_handled = False
+                if (
+                    sf.initial
+                    and self.role == Role.CLIENT
+                    and not self.fully_established
+                    and not sf.got_dss
+                    and sf.conn.stream_offset_acked > 0
+                ):
+                    # RFC 8684 §3.7: our data is acknowledged, but never with a DSS: the peer is not MPTCP
+                    self._fall_back("data acknowledged without a Data ACK", now)
+                    return self.segments_to_send(now=now)
+            self._schedule(now)
+            if self._fin_off is not None and not self._fin_acked and self._snd_nxt >= self._fin_off:
+                if self._fin_retx_at is None:
+                    self._send_data_fin(now)
+            self._maybe_close_subflows(now)
+        out: list[Outgoing] = []
+        if self._pending_resets:
+            pending, self._pending_resets = self._pending_resets, []
+            for sf, reason, code in pending:
+                if sf in self.subflows:
+                    self._reset_subflow(sf, reason, code, now)
+        if self._pending_abort is not None and not self.terminated:
+            self.abort(self._pending_abort, now=now)
+        for sf in self.subflows:
+            if sf.conn.state is TcpState.CLOSE_WAIT and sf.state == SubflowState.ESTABLISHED and self.fallback is None:
+                # the peer closed this subflow (a subflow FIN is not a DATA_FIN): close our side too
+                self._close_subflow(sf, now, "peer closed the subflow")
+        out: list[Outgoing] = []
+        for sf in self.subflows:
+            segs = sf.conn.segments_to_send(now=now)
+            if segs:
+                out.extend(segs)
+        self._drain_subflow_events(now)
+        if self._dead:
+            for sf in self._dead:
+                segs = sf.conn.segments_to_send(now=now)
+                if segs:
+                    out.extend(segs)
+            self._dead.clear()
+        return out
+
+    def next_event(self) -> ev.MptcpEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        best = None
+        for sf in self.subflows:
+            t = sf.conn.get_timer()
+            if t is not None and (best is None or t < best):
+                best = t
+            if sf.join_ack_at is not None and (best is None or sf.join_ack_at < best):
+                best = sf.join_ack_at
+        for t in (self._fin_retx_at, min(e[3] for e in self._announce) if self._announce else None):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    def handle_timer(self, *, now: float) -> None:
+        for sf in list(self.subflows):
+            t = sf.conn.get_timer()
+            if t is not None and t <= now:
+                sf.conn.handle_timer(now=now)
+            if sf.join_ack_at is not None and sf.join_ack_at <= now:
+                self._resend_join_ack(sf, now)
+        if self._fin_retx_at is not None and self._fin_retx_at <= now and not self._fin_acked:
+            self._fin_retx_at = None
+            self._send_data_fin(now)
+        if self._announce and min(e[3] for e in self._announce) <= now:
+            self._resend_announcements(now)
+        self._drain_subflow_events(now)
+
+    def metrics(self) -> list[dict]:
+        """Per-subflow figures for ``metrics_updated`` (the TUI's subflow table)."""
+        out = []
+        for sf in self.subflows:
+            conn = sf.conn
+            acked = conn.stream_offset_acked
+            out.append(
+                {
+                    "token": self.local_token,
+                    "subflow": str(sf.addr),
+                    "address_id": sf.local_id,
+                    "state": sf.state,
+                    "backup": sf.backup or sf.peer_backup,
+                    "srtt_ms": None if conn.srtt is None else round(conn.srtt * 1000, 3),
+                    "cwnd": conn.congestion.cwnd,
+                    "bytes_sent": sf.bytes_scheduled,
+                    "bytes_acked": acked,
+                    "bytes_received": sf.bytes_received,
+                    "rate_bps": round(sf.rate_bps),
+                }
+            )
+        return out
+
+    def sample_rates(self, now: float) -> None:
+        """Update each subflow's acknowledged-bytes rate (called by the metrics sampler)."""
+        for sf in self.subflows:
+            acked = sf.conn.stream_offset_acked
+            if now > sf.rate_at:
+                sf.rate_bps = (acked - sf.last_acked) * 8 / (now - sf.rate_at) if sf.rate_at else 0.0
+            sf.last_acked = acked
+            sf.rate_at = now
+
+    # --- subflow management ----------------------------------------------------------------------
+
+    def _add_subflow(self, addr: FourTuple, *, initial: bool, local_id: int, backup: bool, now: float) -> Subflow:
+        sf = Subflow(self, addr, initial=initial, local_id=local_id, backup=backup)
+        congestion = None
+        if self._cc_cls is not None:
+            congestion = self._cc_cls(
+                mss=536, initial_window_segments=self.tcp_config.initial_window_segments, group=self._cc_group
+            )
+        sf.conn = TcpConnection(
+            addr=addr,
+            config=self.tcp_config,
+            tracer=self._tracer,
+            rng=random.Random(self._rng.getrandbits(64)),
+            extension=sf.ext,
+            congestion=congestion,
+        )
+        self.subflows.append(sf)
+        self._by_addr[addr] = sf
+        self._new_conns.append(sf.conn)
+        self._trace(
+            now,
+            "state_updated",
+            {
+                "token": self.local_token,
+                "subflow": str(addr),
+                "address_id": local_id,
+                "from": None,
+                "to": SubflowState.SYN,
+                "backup": backup,
+                "initial": initial,
+            },
+        )
+        return sf
+
+    def _set_subflow_state(self, sf: Subflow, new: str, now: float, **extra) -> None:
+        old = sf.state
+        if old == new:
+            return
+        sf.state = new
+        self._trace(
+            now,
+            "state_updated",
+            {
+                "token": self.local_token,
+                "subflow": str(sf.addr),
+                "address_id": sf.local_id,
+                "from": old,
+                "to": new,
+                "backup": sf.backup or sf.peer_backup,
+                **extra,
+            },
+        )
+
+    def _local_id_of(self, address: str) -> int:
+        if self.subflows and address == self.subflows[0].addr.local_addr:
+            return 0
+        try:
+            return 1 + [a for a in self.local_addresses if a != self.subflows[0].addr.local_addr].index(address)
+        except (ValueError, IndexError):
+            return 0
+
+    def _is_backup(self, addr: FourTuple) -> bool:
+        return addr.local_addr in self.config.backup_addresses
+
+    def _drain_subflow_events(self, now: float) -> None:
+        for sf in list(self.subflows):
+            conn = sf.conn
+            while (e := conn.next_event()) is not None:
+                t = type(e)
+                if t is tcp_events.ConnectionEstablished:
+                    self._on_subflow_established(sf, now)
+                elif t is tcp_events.DataReceived:  # only after fallback: TCP delivers directly
+                    self._deliver(e.data)
+                elif t is tcp_events.StreamEnded:
+                    if self.fallback is not None and sf.initial:
+                        self._events.append(ev.StreamEnded())
+                elif t is tcp_events.ConnectionTerminated:
+                    self._on_subflow_gone(sf, e.reason, e.reset, now)
+
+    def _on_subflow_established(self, sf: Subflow, now: float) -> None:
+        if sf.initial:
+            if self.fallback is None and not self.established:
+                # the handshake completed without the MP_CAPABLE exchange finishing
+                self._fall_back("MP_CAPABLE handshake incomplete", now)
+            if not self.established:
+                self.established = True
+            self._events.append(ev.ConnectionEstablished())
+            if self.fallback is None:
+                self._set_subflow_state(sf, SubflowState.ESTABLISHED, now)
+                self._events.append(ev.SubflowEstablished(addr=sf.addr, address_id=sf.local_id))
+                self._after_established(now)
+            return
+        if sf.state == SubflowState.SYN and self.role == Role.SERVER:
+            # passive join: the third ACK carried a valid HMAC (checked in _on_options)
+            pass
+
+    def _after_established(self, now: float) -> None:
+        """Path manager: announce our other addresses and open subflows."""
+        if self._announced or self.fallback is not None:
+            return
+        self._announced = True
+        if self.config.announce and self._path_manager.announces:
+            first_local = self.subflows[0].addr.local_addr
+            for address in self.local_addresses:
+                if address != first_local and (":" in address) == (":" in first_local):
+                    # [address_id, address, tries left, next try at, due now]
+                    self._announce.append([self._local_id_of(address), address, ADD_ADDR_RETRIES, now, False])
+            if self._announce:
+                self._resend_announcements(now)
+        self._open_planned_subflows(now)
+
+    def _open_planned_subflows(self, now: float) -> None:
+        if self.role != Role.CLIENT or not self.config.join or self.fallback is not None or self._fin_queued:
+            return
+        if self._initial_pair is None or self.remote_key is None or not self.established:
+            return
+        in_use = {(s.addr.local_addr, s.addr.remote_addr, s.addr.remote_port) for s in self.subflows}
+        in_use |= self._failed_pairs
+        remote = [(self._initial_pair[1], self._initial_pair[2]), *self.remote_addresses]
+        for local, raddr, rport in self._path_manager.subflows_to_open(
+            local_addresses=self.local_addresses, remote_addresses=remote, in_use=in_use, initial=self._initial_pair
+        ):
+            if len(self.subflows) >= self.config.max_subflows:
+                break
+            addr = FourTuple(local, self._allocate_port(), raddr, rport)
+            self.open_subflow(addr, now=now)
+
+    def _on_subflow_gone(self, sf: Subflow, reason: str, reset: bool, now: float) -> None:
+        if sf not in self.subflows:
+            return
+        self.subflows.remove(sf)
+        self._by_addr.pop(sf.addr, None)
+        self._closed_conns.append(sf.conn)
+        self._dead.append(sf)
+        if hasattr(sf.conn.congestion, "active"):
+            sf.conn.congestion.active = False
+        reason = sf.close_reason or reason
+        was = sf.state
+        self._set_subflow_state(sf, SubflowState.CLOSED, now, reason=reason, reset=reset)
+        self._events.append(ev.SubflowClosed(addr=sf.addr, reason=reason))
+        if was == SubflowState.SYN and not sf.initial and not self._close_called:
+            self._failed_pairs.add((sf.addr.local_addr, sf.addr.remote_addr, sf.addr.remote_port))
+        # reinject what the peer has not acknowledged at connection level
+        if self.fallback is None and not sf.stall_handled:
+            self._reinject_from(sf, now, "subflow closed")
+        if not self.subflows and not self.terminated:
+            done = self._fin_acked and (self._peer_fin_seen or self.fallback is not None)
+            if self.fallback is not None:
+                done = not reset
+            self._terminate("closed" if done else reason, now, reset=reset and not done)
+
+    def _reinject_from(self, sf: Subflow, now: float, why: str) -> None:
+        """Queue the data of ``sf``'s mappings that the peer has not Data-ACKed for other subflows."""
+        for length, data in zip(sf.map_len, sf.map_data, strict=True):
+            end = data + length
+            if end > self._data_una:
+                start = max(data, self._data_una)
+                self._reinject.append((start, end - start))
+                self.bytes_reinjected += end - start
+                self._trace(
+                    now,
+                    "state_updated",
+                    {
+                        "token": self.local_token,
+                        "reinjected": {
+                            "data_seq": (self.local_idsn + 1 + start) % MOD64,
+                            "len": end - start,
+                            "from_subflow": str(sf.addr),
+                            "why": why,
+                        },
+                    },
+                )
+
+    def _close_subflow(self, sf: Subflow, now: float, reason: str) -> None:
+        sf.close_reason = sf.close_reason or reason
+        if sf.conn.state in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT, TcpState.SYN_RECEIVED):
+            self._set_subflow_state(sf, SubflowState.CLOSING, now)
+            sf.conn.close(now=now)
+        elif sf.conn.state in (TcpState.SYN_SENT, TcpState.LISTEN):
+            sf.conn.close(now=now)
+
+    def _reset_subflow(self, sf: Subflow, reason: str, code: int, now: float, *, defer: bool = False) -> None:
+        """Close one subflow with RST + MP_TCPRST (RFC 8684 §3.6); the connection lives on.
+
+        ``defer`` while the subflow is delivering data: the reset goes out with the next output.
+        """
+        if defer:
+            sf.doomed = True
+            self._pending_resets.append((sf, reason, code))
+            return
+        self._trace(now, "error", {"token": self.local_token, "subflow": str(sf.addr), "reason": reason})
+        sf.reset_reason = code
+        sf.close_reason = reason
+        sf.conn.abort(reason, now=now)
+
+    def _terminate(self, reason: str, now: float, *, reset: bool) -> None:
+        if self.terminated:
+            return
+        self.terminated = True
+        self._trace(now, "state_updated", {"token": self.local_token, "terminated": reason, "reset": reset})
+        self._events.append(ev.ConnectionTerminated(reason=reason, reset=reset))
+
+    def _fall_back(self, reason: str, now: float) -> None:
+        if self.fallback is not None:
+            return
+        self.fallback = reason
+        self._trace(now, "state_updated", {"token": self.local_token, "fallback": reason})
+        self._events.append(ev.FallbackToTcp(reason=reason))
+        sf = self.subflows[0] if self.subflows else None
+        if sf is not None:
+            # whatever was queued at connection level continues as the plain TCP stream
+            unsent = bytes(self._sbuf[self._snd_nxt - self._sbuf_off :])
+            if unsent:
+                sf.conn.send_stream(unsent)
+            self._sbuf.clear()
+            self._sbuf_off = self._snd_nxt = self._snd_nxt + len(unsent)
+            for rm in sf.rmaps:
+                if rm[4]:
+                    self._deliver(bytes(rm[4]))
+            sf.rmaps.clear()
+            if self._fin_queued and sf.conn.state in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT):
+                sf.conn.close(now=now)
+
+    # --- options out --------------------------------------------------------------------------------
+
+    def _options_for(
+        self, sf: Subflow, role: SegmentRole, stream_offset: int, length: int, now: float
+    ) -> list[TcpOption]:
+        if self.fallback is not None:
+            return []
+        opts: list[w.MptcpOption] = []
+        v = self.version
+        flags = w.MP_CAPABLE_HMAC_SHA256 | (w.MP_CAPABLE_CHECKSUM_REQUIRED if self.checksum else 0)
+        if sf.initial:
+            if role is _ROLE_SYN:
+                if v == 1:
+                    opts.append(w.MpCapableSyn(version=1, flags=flags))
+                else:
+                    opts.append(w.MpCapableSyn(version=0, flags=flags, sender_key=self.local_key))
+            elif role is _ROLE_SYNACK:
+                opts.append(w.MpCapableSynAck(sender_key=self.local_key, version=v, flags=flags))
+            elif self.role == Role.CLIENT and not self.fully_established and self.remote_key is not None:
+                if role is _ROLE_ACK or v == 0:
+                    opts.append(w.MpCapableAck(self.local_key, self.remote_key, version=v, flags=flags))
+                    if v == 0 and role is _ROLE_DATA:
+                        opts = [self._dss_for(sf, role, stream_offset, length)]
+                else:
+                    i = sf.mapping_at(stream_offset)
+                    if i == 0 and sf.map_sub[0] == 0 and sf.map_data[0] == 0:
+                        opts.append(
+                            w.MpCapableAckData(
+                                self.local_key,
+                                self.remote_key,
+                                sf.map_len[0],
+                                checksum=sf.map_csum[0] if self.checksum else None,
+                                version=v,
+                                flags=flags,
+                            )
+                        )
+                    else:
+                        opts.append(self._dss_for(sf, role, stream_offset, length))
+            elif self.remote_key is not None:
+                opts.append(self._dss_for(sf, role, stream_offset, length))
+        else:
+            if role is _ROLE_SYN:
+                opts.append(
+                    w.MpJoinSyn(
+                        address_id=sf.local_id, token=self.remote_token or 0, nonce=sf.local_nonce, backup=sf.backup
+                    )
+                )
+            elif role is _ROLE_SYNACK:
+                mac = crypto.mp_join_synack_hmac(
+                    self.local_key, self.remote_key or 0, sf.local_nonce, sf.remote_nonce, version=v
+                )
+                opts.append(
+                    w.MpJoinSynAck(address_id=sf.local_id, truncated_hmac=mac, nonce=sf.local_nonce, backup=sf.backup)
+                )
+            elif sf.state in (SubflowState.SYN, SubflowState.PRE_ESTABLISHED) and self.role == Role.CLIENT:
+                mac = crypto.mp_join_ack_hmac(
+                    self.local_key, self.remote_key or 0, sf.local_nonce, sf.remote_nonce, version=v
+                )
+                opts.append(w.MpJoinAck(hmac=mac))
+            elif sf.state == SubflowState.ESTABLISHED:
+                opts.append(self._dss_for(sf, role, stream_offset, length))
+        if role is _ROLE_ACK and sf.state == SubflowState.ESTABLISHED and (self._echo or self._announce):
+            used = sum(2 + len(w.push_mptcp_option(o)) for o in opts)
+            if used <= 12:  # room beside timestamps for an ADD_ADDR (up to 16 bytes for IPv4 with HMAC)
+                opts.extend(self._address_signals(sf, now))
+        if self._trace_on and opts:
+            self._trace(
+                now,
+                "segment_sent",
+                {"token": self.local_token, "subflow": str(sf.addr), "mptcp": [option_record(o) for o in opts]},
+            )
+        return [w.to_tcp_option(o) for o in opts]
+
+    def _data_ack_value(self) -> int:
+        off = self._rcv_nxt + (1 if self._peer_fin_seen else 0)
+        return (self.remote_idsn + 1 + off) % MOD64
+
+    def _dss_for(self, sf: Subflow, role: SegmentRole, stream_offset: int, length: int) -> w.Dss:
+        data_ack = self._data_ack_value()
+        if role is _ROLE_DATA and length:
+            i = sf.mapping_at(stream_offset)
+            if i >= 0:
+                return w.Dss(
+                    data_ack=data_ack,
+                    data_ack_64=True,
+                    data_seq=(self.local_idsn + 1 + sf.map_data[i]) % MOD64,
+                    data_seq_64=True,
+                    subflow_seq=sf.map_sub[i] + 1,
+                    data_level_length=sf.map_len[i],
+                    checksum=sf.map_csum[i] if self.checksum else None,
+                )
+        if self._fin_off is not None and not self._fin_acked and self._snd_nxt >= self._fin_off and not length:
+            dsn = (self.local_idsn + 1 + self._fin_off) % MOD64
+            csum = crypto.dss_checksum(dsn, 0, 1) if self.checksum else None
+            return w.Dss(
+                data_ack=data_ack,
+                data_ack_64=True,
+                data_seq=dsn,
+                data_seq_64=True,
+                subflow_seq=0,
+                data_level_length=1,
+                checksum=csum,
+                data_fin=True,
+            )
+        return w.Dss(data_ack=data_ack, data_ack_64=True)
+
+    def _address_signals(self, sf: Subflow, now: float) -> list[w.MptcpOption]:
+        out: list[w.MptcpOption] = []
+        if not sf.initial and not self._echo:
+            return out
+        if self._echo:
+            out.append(self._echo.pop(0))
+            return out
+        entry = next((e for e in self._announce if e[4]), None)
+        if entry is not None and self.remote_key is not None:
+            address_id, address = entry[0], entry[1]
+            if self.version == 1:
+                mac = crypto.add_addr_hmac(self.local_key, self.remote_key, address_id, address, None)
+                out.append(w.AddAddr(address_id=address_id, address=address, truncated_hmac=mac))
+            else:
+                out.append(w.AddAddrV0(address_id=address_id, address=address))
+            entry[2] -= 1
+            entry[4] = False
+            entry[3] = now + max(1.0, 2 * (sf.conn.srtt or 0.5))
+            if entry[2] <= 0 or self.version == 0:
+                self._announce.remove(entry)  # v0 has no echo: sent once
+        return out
+
+    def _resend_announcements(self, now: float) -> None:
+        sf = self.subflows[0] if self.subflows else None
+        for entry in self._announce:
+            if entry[3] <= now:
+                entry[4] = True
+                entry[3] = now + 1.0  # looked at again if no ACK could carry it
+        if sf is not None and sf.usable:
+            sf.conn.request_ack()
+
+    def _resend_join_ack(self, sf: Subflow, now: float) -> None:
+        sf.join_ack_tries += 1
+        if sf.join_ack_tries > 5:
+            sf.join_ack_at = None
+            self._reset_subflow(sf, "MP_JOIN third ACK never acknowledged", w.MPTCP_RST_MIDDLEBOX_INTERFERENCE, now)
+            return
+        sf.join_ack_at = now + max(0.2, (sf.conn.srtt or 0.5) * 2) * sf.join_ack_tries
+        sf.conn.request_ack()
+
+    def _send_data_fin(self, now: float) -> None:
+        sf = self._pick_for_signal()
+        if sf is None:
+            return
+        sf.conn.request_ack()
+        if self._fin_tries:  # a retransmission: on every usable subflow, one of them may be dead
+            for other in self.subflows:
+                if other.usable:
+                    other.conn.request_ack()
+        self._fin_tries += 1
+        rto = max(0.2, 2 * (sf.conn.srtt or 0.5))
+        self._fin_retx_at = now + min(rto * (1 << min(self._fin_tries - 1, 6)), 60.0)
+
+    def _pick_for_signal(self) -> Subflow | None:
+        usable = [s for s in self.subflows if s.usable]
+        if not usable:
+            return None
+        live = [s for s in usable if not s.stalled] or usable
+        active = [s for s in live if not (s.backup or s.peer_backup)] or live
+        return min(active, key=lambda s: s.srtt if s.srtt is not None else 1e9)
+
+    # --- the scheduler ----------------------------------------------------------------------------------
+
+    def _receive_window(self) -> int | None:
+        if self.fallback is not None:
+            return None
+        return max(0, self.config.receive_buffer_bytes - self._rcv_heap_bytes - len(self._held))
+
+    def _segment_limit(self, sf: Subflow, stream_offset: int) -> int:
+        i = sf.mapping_at(stream_offset)
+        if i < 0:
+            return 1 << 62
+        return sf.map_sub[i] + sf.map_len[i] - stream_offset
+
+    def _schedule(self, now: float) -> None:
+        usable = [s for s in self.subflows if s.usable]
+        if not usable:
+            return
+        active = [s for s in usable if not (s.backup or s.peer_backup)]
+        if getattr(self._scheduler, "avoid_stalled", False):
+            active = [s for s in active if not s.stalled]
+            pool = active or [s for s in usable if not s.stalled] or usable
+        else:
+            pool = active or usable
+        window_end = self._data_una + self._peer_window
+        chunk_max = self.config.mapping_bytes
+        for _ in range(10000):
+            if self._reinject:
+                start, length = self._reinject[0]
+                if start + length <= self._data_una:
+                    self._reinject.pop(0)
+                    continue
+                if start < self._data_una:
+                    length -= self._data_una - start
+                    start = self._data_una
+                reinject = True
+            else:
+                start = self._snd_nxt
+                length = min(self._sbuf_off + len(self._sbuf), window_end) - start
+                reinject = False
+                if length <= 0:
+                    if (
+                        self.config.opportunistic_retransmission
+                        and self._sbuf_off + len(self._sbuf) > self._snd_nxt
+                        and len(pool) > 1
+                    ):
+                        self._opportunistic(pool, now)
+                    return
+            candidates = [s for s in pool if s.send_room >= min(length, s.conn.mss)]
+            if not candidates:
+                return
+            chosen = self._scheduler.pick(candidates)
+            if chosen is None:
+                return
+            targets = candidates if self._scheduler.redundant else [chosen]
+            n = min(length, chunk_max, max(chosen.send_room, 1))
+            n = max(1, n)
+            for sf in targets:
+                self._queue_mapping(sf, start, n)
+            if reinject:
+                self._reinject[0] = (start + n, length - n)
+                if length - n <= 0:
+                    self._reinject.pop(0)
+            else:
+                self._snd_nxt = start + n
+
+    def _opportunistic(self, pool: list[Subflow], now: float) -> None:
+        """The window is full and held by data outstanding on a slow subflow: send that data again on a
+        fast subflow with room (opportunistic retransmission), and halve the slow one's window
+        (penalisation) — Raiciu et al., NSDI 2012; Linux does the same."""
+        una = self._data_una
+        if una == self._opportunistic_una:
+            return  # once per stuck Data ACK
+        holder = None
+        end = una
+        for sf in pool:
+            for d, n in zip(sf.map_data, sf.map_len, strict=True):
+                if d <= una < d + n:
+                    holder, end = sf, d + n
+                    break
+            if holder is not None:
+                break
+        if holder is None:
+            return
+        fast = [s for s in pool if s is not holder and s.send_room >= s.conn.mss]
+        if not fast:
+            return
+        best = min(fast, key=lambda s: s.srtt if s.srtt is not None else 1e9)
+        if holder.srtt is not None and best.srtt is not None and best.srtt >= holder.srtt:
+            return
+        self._opportunistic_una = una
+        n = min(end - una, best.send_room, self.config.mapping_bytes)
+        if n <= 0:
+            return
+        self._queue_mapping(best, una, n)
+        self.bytes_reinjected += n
+        self._trace(
+            now,
+            "state_updated",
+            {
+                "token": self.local_token,
+                "reinjected": {
+                    "data_seq": (self.local_idsn + 1 + una) % MOD64,
+                    "len": n,
+                    "from_subflow": str(holder.addr),
+                    "to_subflow": str(best.addr),
+                    "why": "opportunistic",
+                },
+            },
+        )
+        if self.config.penalisation:
+            cc = holder.conn.congestion
+            if getattr(holder, "_penalised_at", -1.0) + (holder.srtt or 0.1) <= now:
+                holder._penalised_at = now
+                cc.cwnd = max(cc.cwnd // 2, 2 * cc.mss)
+                cc.ssthresh = max(cc.cwnd, 2 * cc.mss)
+
+    def _queue_mapping(self, sf: Subflow, data_off: int, n: int) -> None:
+        a = data_off - self._sbuf_off
+        chunk = bytes(self._sbuf[a : a + n])
+        sub = sf.conn.stream_offset_queued
+        # prune mappings the subflow has fully acknowledged
+        acked = sf.conn.stream_offset_acked
+        drop = 0
+        while drop < len(sf.map_sub) and sf.map_sub[drop] + sf.map_len[drop] <= acked:
+            drop += 1
+        if drop:
+            del sf.map_sub[:drop], sf.map_len[:drop], sf.map_data[:drop], sf.map_csum[:drop]
+        sf.map_sub.append(sub)
+        sf.map_len.append(n)
+        sf.map_data.append(data_off)
+        sf.map_csum.append(
+            crypto.dss_checksum((self.local_idsn + 1 + data_off) % MOD64, sub + 1, n, chunk) if self.checksum else None
+        )
+        sf.bytes_scheduled += n
+        sf.conn.send_stream(chunk)
+
+    # --- options in -----------------------------------------------------------------------------------------
+
+    def _on_options(self, sf: Subflow, role: SegmentRole, seg: TcpSegment, stream_offset: int, now: float) -> None:
+        opts: list[w.MptcpOption] = []
+        syn = role in (_ROLE_SYN, _ROLE_SYNACK)
+        for o in seg.options:
+            if type(o) is UnknownOption and o.kind == w.MPTCP_KIND:
+                try:
+                    opts.append(w.from_tcp_option(o, version=self.version, syn=syn, ack=role is not _ROLE_SYN))
+                except DecodeError as exc:
+                    self._trace(
+                        now,
+                        "segment_dropped",
+                        {"token": self.local_token, "subflow": str(sf.addr), "reason": f"bad MPTCP option: {exc}"},
+                    )
+        if self._trace_on and opts:
+            self._trace(
+                now,
+                "segment_received",
+                {"token": self.local_token, "subflow": str(sf.addr), "mptcp": [option_record(o) for o in opts]},
+            )
+        if self.fallback is not None:
+            return
+        if sf.initial:
+            self._initial_options(sf, role, seg, opts, now)
+        else:
+            self._join_options(sf, role, seg, opts, now)
+        if self.fallback is not None or self.terminated:
+            return
+        for o in opts:
+            t = type(o)
+            if t is w.Dss:
+                if sf.state == SubflowState.ESTABLISHED or (sf.initial and self.established):
+                    self._on_dss(sf, o, seg, stream_offset, now)
+            elif t is w.AddAddr or t is w.AddAddrV0:
+                self._on_add_addr(sf, o, now)
+            elif t is w.RemoveAddr:
+                self._on_remove_addr(o, now)
+            elif t is w.MpPrio:
+                sf.peer_backup = o.backup
+                self._trace(
+                    now, "state_updated", {"token": self.local_token, "subflow": str(sf.addr), "peer_backup": o.backup}
+                )
+            elif t is w.MpFastclose:
+                if o.receiver_key == self.local_key:
+                    self._trace(now, "state_updated", {"token": self.local_token, "fastclose": True})
+                    for s in list(self.subflows):
+                        s.conn.abort("MP_FASTCLOSE from peer", now=now)
+                    self._terminate("MP_FASTCLOSE from peer", now, reset=True)
+                    return
+                self._trace(now, "error", {"token": self.local_token, "reason": "MP_FASTCLOSE with a wrong key"})
+            elif t is w.MpFail:
+                self._trace(now, "state_updated", {"token": self.local_token, "mp_fail": o.data_seq})
+                if len(self.subflows) == 1:
+                    self._fall_back("MP_FAIL from peer", now)
+                    return
+                self._reset_subflow(sf, "MP_FAIL from peer", w.MPTCP_RST_MIDDLEBOX_INTERFERENCE, now)
+            elif t is w.MpTcpRst:
+                sf.close_reason = f"MP_TCPRST reason {o.reason}"
+        if (
+            role is _ROLE_DATA
+            and seg.payload
+            and sf.state == SubflowState.ESTABLISHED
+            and not sf.got_dss
+            and self.fallback is None
+        ):
+            if sf.initial and not any(type(o) in (w.Dss, w.MpCapableAckData) for o in opts):
+                # RFC 8684 §3.7: data without a mapping on the initial subflow before any DSS: plain TCP
+                self._fall_back("data without a DSS mapping", now)
+
+    def _initial_options(self, sf: Subflow, role, seg, opts, now) -> None:
+        mpc = next(
+            (o for o in opts if type(o) in (w.MpCapableSyn, w.MpCapableSynAck, w.MpCapableAck, w.MpCapableAckData)),
+            None,
+        )
+        if role is _ROLE_SYN and self.role == Role.SERVER:
+            if not isinstance(mpc, w.MpCapableSyn):
+                self._fall_back("no MP_CAPABLE in the SYN", now)
+                return
+            if mpc.version < self.version:
+                if mpc.version == 0 and self.version == 1:
+                    self._fall_back("peer offers MPTCP v0 only", now)
+                    return
+            if self.version == 1 and not mpc.hmac_flag:
+                self._fall_back("MP_CAPABLE SYN without the H flag", now)
+                return
+            if self.version == 0:
+                if mpc.sender_key is None:
+                    self._fall_back("v0 MP_CAPABLE SYN without a key", now)
+                    return
+                self._set_remote_key(mpc.sender_key, now)
+            if mpc.checksum_required:
+                self.checksum = True
+            return
+        if role is _ROLE_SYNACK and self.role == Role.CLIENT:
+            if not isinstance(mpc, w.MpCapableSynAck) or mpc.version != self.version:
+                self._fall_back(
+                    "no MP_CAPABLE in the SYN/ACK"
+                    if mpc is None
+                    else f"SYN/ACK MP_CAPABLE version {getattr(mpc, 'version', '?')}",
+                    now,
+                )
+                return
+            if mpc.checksum_required:
+                self.checksum = True
+            self._set_remote_key(mpc.sender_key, now)
+            self.established = True
+            return
+        if self.role == Role.SERVER and not self.established:
+            if isinstance(mpc, (w.MpCapableAck, w.MpCapableAckData)):
+                if mpc.receiver_key != self.local_key:
+                    self._fall_back("MP_CAPABLE ACK echoes a key that is not ours", now)
+                    return
+                if self.remote_key is None:
+                    self._set_remote_key(mpc.sender_key, now)
+                if mpc.checksum_required:
+                    self.checksum = True
+                self.established = True
+                if isinstance(mpc, w.MpCapableAckData) and seg.payload:
+                    self._add_recv_mapping(sf, 0, mpc.data_level_length, 0, mpc.checksum, now, data_fin=False)
+                    sf.got_dss = True
+                return
+            if role in (_ROLE_ACK, _ROLE_DATA):
+                if any(type(o) is w.Dss for o in opts) and self.remote_key is not None:
+                    self.established = True  # v0: keys seen in the SYN; a DSS shows the peer is MPTCP
+                    return
+                self._fall_back("the client's keys never arrived (third ACK without MP_CAPABLE)", now)
+                return
+        if self.role == Role.SERVER and isinstance(mpc, w.MpCapableAckData) and seg.payload and not sf.got_dss:
+            # the client repeats MP_CAPABLE on its first data until it hears a DSS from us
+            self._add_recv_mapping(sf, 0, mpc.data_level_length, 0, mpc.checksum, now, data_fin=False)
+        if self.role == Role.CLIENT and not self.fully_established and any(type(o) is w.Dss for o in opts):
+            self.fully_established = True
+        if self.role == Role.CLIENT and self.established and role is not _ROLE_SYNACK and not opts and seg.payload:
+            if not sf.got_dss:
+                self._fall_back("server data without a DSS mapping", now)
+
+    def _join_options(self, sf: Subflow, role, seg, opts, now) -> None:
+        join = next((o for o in opts if type(o) in (w.MpJoinSyn, w.MpJoinSynAck, w.MpJoinAck)), None)
+        if role is _ROLE_SYN:
+            if not isinstance(join, w.MpJoinSyn) or join.token != self.local_token:
+                self._reset_subflow(sf, "SYN without a valid MP_JOIN", w.MPTCP_RST_MPTCP_ERROR, now)
+                return
+            sf.remote_nonce = join.nonce
+            sf.remote_id = join.address_id
+            sf.peer_backup = join.backup
+            return
+        if role is _ROLE_SYNACK:
+            expected = crypto.mp_join_synack_hmac(
+                self.remote_key or 0,
+                self.local_key,
+                join.nonce if isinstance(join, w.MpJoinSynAck) else 0,
+                sf.local_nonce,
+                version=self.version,
+            )
+            if not isinstance(join, w.MpJoinSynAck):
+                self._reset_subflow(sf, "no MP_JOIN in the SYN/ACK", w.MPTCP_RST_MIDDLEBOX_INTERFERENCE, now)
+                return
+            if join.truncated_hmac != expected:
+                self._reset_subflow(sf, "MP_JOIN SYN/ACK with a wrong HMAC", w.MPTCP_RST_MPTCP_ERROR, now)
+                return
+            sf.remote_nonce = join.nonce
+            sf.remote_id = join.address_id
+            sf.peer_backup = join.backup
+            self._set_subflow_state(sf, SubflowState.PRE_ESTABLISHED, now)
+            sf.join_ack_at = now + max(0.2, 2 * (sf.conn.srtt or 0.5))
+            return
+        if self.role == Role.SERVER and sf.state == SubflowState.SYN:
+            if not isinstance(join, w.MpJoinAck):
+                self._reset_subflow(sf, "third ACK without MP_JOIN", w.MPTCP_RST_MIDDLEBOX_INTERFERENCE, now)
+                return
+            expected = crypto.mp_join_ack_hmac(
+                self.remote_key or 0, self.local_key, sf.remote_nonce, sf.local_nonce, version=self.version
+            )
+            if join.hmac != expected:
+                self._reset_subflow(sf, "MP_JOIN third ACK with a wrong HMAC", w.MPTCP_RST_MPTCP_ERROR, now)
+                return
+            self._set_subflow_state(sf, SubflowState.ESTABLISHED, now, remote_id=sf.remote_id)
+            self._events.append(ev.SubflowEstablished(addr=sf.addr, address_id=sf.local_id))
+            sf.conn.request_ack()  # acknowledge the third ACK (RFC 8684 §3.2)
+            return
+        if self.role == Role.CLIENT and sf.state == SubflowState.PRE_ESTABLISHED and role in (_ROLE_ACK, _ROLE_DATA):
+            sf.join_ack_at = None
+            self._set_subflow_state(sf, SubflowState.ESTABLISHED, now, remote_id=sf.remote_id)
+            self._events.append(ev.SubflowEstablished(addr=sf.addr, address_id=sf.local_id))
+
+    def _set_remote_key(self, key: int, now: float) -> None:
+        self.remote_key = key
+        self.remote_token = crypto.key_token(key, version=self.version)
+        self.remote_idsn = crypto.key_idsn(key, version=self.version)
+        self._trace_keys(now)
+
+    def _trace_keys(self, now: float) -> None:
+        self._trace(
+            now,
+            "key_updated",
+            {
+                "token": self.local_token,
+                "version": self.version,
+                "local_key": f"{self.local_key:016x}",
+                "local_token": self.local_token,
+                "local_idsn": f"{self.local_idsn:016x}",
+                "remote_key": None if self.remote_key is None else f"{self.remote_key:016x}",
+                "remote_token": self.remote_token,
+                "remote_idsn": None if self.remote_key is None else f"{self.remote_idsn:016x}",
+                "checksum": self.checksum,
+            },
+        )
+
+    def _on_add_addr(self, sf: Subflow, opt, now: float) -> None:
+        if isinstance(opt, w.AddAddr):
+            if opt.echo:
+                self._announce = [e for e in self._announce if e[0] != opt.address_id]
+                return
+            expected = crypto.add_addr_hmac(self.remote_key or 0, self.local_key, opt.address_id, opt.address, opt.port)
+            if opt.truncated_hmac != expected:
+                self._trace(
+                    now,
+                    "error",
+                    {"token": self.local_token, "reason": f"ADD_ADDR for {opt.address} with a wrong HMAC: ignored"},
+                )
+                return
+            self._echo.append(w.AddAddr(address_id=opt.address_id, address=opt.address, port=opt.port))
+            sf.conn.request_ack()
+        port = opt.port or self._initial_pair[2] if self._initial_pair else opt.port
+        key = (opt.address, port)
+        if key not in self._remote_ids and len(self.remote_addresses) < 16:
+            self._remote_ids[key] = opt.address_id
+            self.remote_addresses.append(key)
+            self._events.append(ev.AddressAnnounced(address_id=opt.address_id, address=opt.address, port=opt.port))
+            self._trace(
+                now,
+                "state_updated",
+                {"token": self.local_token, "address_added": opt.address, "address_id": opt.address_id},
+            )
+            self._open_planned_subflows(now)
+
+    def _on_remove_addr(self, opt: w.RemoveAddr, now: float) -> None:
+        gone = {k for k, v in self._remote_ids.items() if v in opt.address_ids}
+        self.remote_addresses = [a for a in self.remote_addresses if a not in gone]
+        for k in gone:
+            self._remote_ids.pop(k, None)
+        for sf in list(self.subflows):
+            if sf.remote_id in opt.address_ids and not sf.initial:
+                self._close_subflow(sf, now, "REMOVE_ADDR from peer")
+        self._trace(now, "state_updated", {"token": self.local_token, "address_removed": list(opt.address_ids)})
+
+    def _on_dss(self, sf: Subflow, dss: w.Dss, seg: TcpSegment, stream_offset: int, now: float) -> None:
+        sf.got_dss = True
+        if self.role == Role.CLIENT:
+            self.fully_established = True
+        if dss.data_ack is not None:
+            self._on_data_ack(sf, dss.data_ack, dss.data_ack_64, seg, now)
+        if dss.data_seq is not None:
+            if dss.data_level_length == 0:
+                self._trace(now, "state_updated", {"token": self.local_token, "infinite_mapping": True})
+                self._fall_back("infinite mapping from peer", now)
+                return
+            dsn = dss.data_seq
+            if not dss.data_seq_64:
+                dsn = self._expand32(dsn, (self.remote_idsn + 1 + self._rcv_nxt) % MOD64)
+            data_off = (dsn - self.remote_idsn - 1) % MOD64
+            if data_off >= MOD64 // 2:
+                data_off -= MOD64
+            length = dss.data_level_length
+            if dss.data_fin:
+                fin_off = data_off + length - 1
+                if self._peer_fin_off is None:
+                    self._peer_fin_off = fin_off
+                    self._trace(now, "state_updated", {"token": self.local_token, "data_fin_received": fin_off})
+                length -= 1
+                if dss.subflow_seq == 0:
+                    self._check_peer_fin(now)
+                    sf.conn.request_ack()
+                    return
+            if length > 0:
+                self._add_recv_mapping(
+                    sf, dss.subflow_seq - 1, length, data_off, dss.checksum, now, data_fin=dss.data_fin
+                )
+
+    def _expand32(self, value: int, near: int) -> int:
+        base = near & ~0xFFFFFFFF
+        cand = base | value
+        if cand - near > 1 << 31:
+            cand -= 1 << 32
+        elif near - cand > 1 << 31:
+            cand += 1 << 32
+        return cand % MOD64
+
+    def _on_data_ack(self, sf: Subflow, value: int, is64: bool, seg: TcpSegment, now: float) -> None:
+        una_dsn = (self.local_idsn + 1 + self._data_una) % MOD64
+        if not is64:
+            value = self._expand32(value, una_dsn)
+        off = (value - self.local_idsn - 1) % MOD64
+        limit = self._snd_nxt + (1 if self._fin_off is not None else 0)
+        if off > limit or off < self._data_una:
+            if off > limit:
+                self._trace(
+                    now, "segment_dropped", {"token": self.local_token, "reason": "Data ACK for data never sent"}
+                )
+            return
+        # the window is relative to the Data ACK (RFC 8684 §3.3.4); the subflow has scaled it
+        self._peer_window = max(sf.conn.peer_window, seg.window, 1)
+        if off > self._data_una:
+            acked_data = min(off, self._sbuf_off + len(self._sbuf)) - self._sbuf_off
+            if acked_data > 0:
+                del self._sbuf[:acked_data]
+                self._sbuf_off += acked_data
+            self._data_una = off
+        if self._fin_off is not None and off == self._fin_off + 1 and not self._fin_acked:
+            self._fin_acked = True
+            self._fin_retx_at = None
+            self._trace(now, "state_updated", {"token": self.local_token, "data_fin_acked": True})
+
+    def _add_recv_mapping(
+        self, sf: Subflow, sub_off: int, length: int, data_off: int, checksum: int | None, now: float, *, data_fin: bool
+    ) -> None:
+        if sub_off < 0 or length > MAX_MAPPING_BYTES:
+            self._trace(now, "segment_dropped", {"token": self.local_token, "reason": "malformed DSS mapping"})
+            return
+        if (
+            data_off + length < self._rcv_nxt - MOD64 // 4
+            or data_off > self._rcv_nxt + self.config.receive_buffer_bytes * 2
+        ):
+            self._trace(
+                now,
+                "segment_dropped",
+                {"token": self.local_token, "subflow": str(sf.addr), "reason": "mapping outside the receive window"},
+            )
+            return
+        for rm in sf.rmaps:
+            if rm[0] == sub_off:
+                if rm[1] != length or rm[2] != data_off:
+                    self._trace(
+                        now,
+                        "error",
+                        {"token": self.local_token, "reason": "mapping changed for the same subflow bytes"},
+                    )
+                return  # a repeated mapping (one per segment of a multi-segment mapping)
+        collected = bytearray() if self.checksum else None
+        sf.rmaps.append([sub_off, length, data_off, checksum, collected])
+
+    def _on_subflow_data(self, sf: Subflow, data: bytes, stream_offset: int, now: float) -> None:
+        if self.fallback is not None:
+            if sf.initial:
+                self._deliver(data)
+            return
+        if sf.doomed or self.terminated:
+            return
+        sf.bytes_received += len(data)
+        pos = 0
+        n = len(data)
+        while pos < n:
+            off = stream_offset + pos
+            rm = None
+            while sf.rmaps:
+                first = sf.rmaps[0]
+                if first[0] + first[1] <= off and (first[4] is None or len(first[4]) >= first[1]):
+                    sf.rmaps.popleft()
+                    continue
+                break
+            for cand in sf.rmaps:
+                if cand[0] <= off < cand[0] + cand[1]:
+                    rm = cand
+                    break
+            if rm is None:
+                # data that no mapping covers (RFC 8684 §3.7)
+                if sf.initial and not sf.got_dss and len(self.subflows) == 1:
+                    self._fall_back("data without a DSS mapping", now)
+                    self._deliver(data[pos:])
+                    return
+                self._reset_subflow(
+                    sf, "data without a DSS mapping", w.MPTCP_RST_MIDDLEBOX_INTERFERENCE, now, defer=True
+                )
+                return
+            take = min(n - pos, rm[0] + rm[1] - off)
+            piece = data[pos : pos + take]
+            if rm[4] is not None:  # checksummed: hold until the whole mapping is here
+                rm[4] += piece
+                if len(rm[4]) >= rm[1]:
+                    payload = bytes(rm[4])
+                    dsn = (self.remote_idsn + 1 + rm[2]) % MOD64
+                    if rm[3] is None or not crypto.dss_checksum_ok(dsn, rm[0] + 1, rm[1], payload, rm[3]):
+                        self._checksum_failed(sf, dsn, now)
+                        return
+                    self._place(rm[2], payload, now)
+                    sf.rmaps.remove(rm)
+            else:
+                self._place(rm[2] + off - rm[0], piece, now)
+            pos += take
+
+    def _checksum_failed(self, sf: Subflow, dsn: int, now: float) -> None:
+        self._trace(now, "error", {"token": self.local_token, "subflow": str(sf.addr), "reason": "DSS checksum failed"})
+        if len(self.subflows) > 1:
+            self._reset_subflow(sf, "DSS checksum failed", w.MPTCP_RST_MIDDLEBOX_INTERFERENCE, now, defer=True)
+            return
+        # a single subflow: nothing corrupted is delivered; the connection ends (MP_FASTCLOSE)
+        sf.doomed = True
+        self._pending_abort = "DSS checksum failed on the only subflow"
+
+    def _place(self, data_off: int, data: bytes, now: float) -> None:
+        end = data_off + len(data)
+        if end <= self._rcv_nxt:
+            return  # a duplicate (reinjection or a redundant scheduler)
+        if data_off < self._rcv_nxt:
+            data = data[self._rcv_nxt - data_off :]
+            data_off = self._rcv_nxt
+        if data_off == self._rcv_nxt:
+            self._rcv_nxt = end
+            self._deliver(data)
+            heap = self._rcv_heap
+            while heap and heap[0][0] <= self._rcv_nxt:
+                off, chunk = heapq.heappop(heap)
+                self._rcv_heap_bytes -= len(chunk)
+                cend = off + len(chunk)
+                if cend > self._rcv_nxt:
+                    self._deliver(chunk[self._rcv_nxt - off :])
+                    self._rcv_nxt = cend
+            self._check_peer_fin(now)
+        else:
+            if self._rcv_heap_bytes + len(data) > self.config.receive_buffer_bytes * 2:
+                self._trace(now, "segment_dropped", {"token": self.local_token, "reason": "reassembly buffer full"})
+                return
+            heapq.heappush(self._rcv_heap, (data_off, data))
+            self._rcv_heap_bytes += len(data)
+
+    def _check_peer_fin(self, now: float) -> None:
+        if self._peer_fin_off is not None and not self._peer_fin_seen and self._rcv_nxt >= self._peer_fin_off:
+            self._peer_fin_seen = True
+            self._events.append(ev.StreamEnded())
+            for sf in self.subflows:
+                if sf.usable:
+                    sf.conn.request_ack()
+                    break
+
+    def _deliver(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._reading:
+            self._events.append(ev.DataReceived(data=bytes(data)))
+        else:
+            self._held += data
+
+    def _maybe_close_subflows(self, now: float) -> None:
+        if self._fin_acked and self._peer_fin_seen:
+            for sf in list(self.subflows):
+                if sf.state not in (SubflowState.CLOSING, SubflowState.CLOSED):
+                    self._close_subflow(sf, now, "connection closed")
+
+    def _on_tcp_state(self, sf: Subflow, old: TcpState, new: TcpState, now: float) -> None:
+        """Subflow TCP transitions are recorded by the TCP layer; nothing to do inline here."""
+
+    # --- tracing -----------------------------------------------------------------------------------------
+
+    def _trace(self, now: float, name: str, data: dict) -> None:
+        if self._trace_on:
+            self._tracer.record(now, "mptcp", name, data)
+
+
+def syn_mptcp_option(segment: bytes) -> w.MptcpOption | None:
+    """The MP_CAPABLE or MP_JOIN option of a SYN (raw TCP bytes), or None; never raises."""
+    try:
+        seg = decode_segment(segment)
+    except DecodeError:
+        return None
+    for o in seg.options:
+        if type(o) is UnknownOption and o.kind == w.MPTCP_KIND:
+            try:
+                return w.from_tcp_option(o, syn=True, ack=False)
+            except DecodeError:
+                return None
+    return None
