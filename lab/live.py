@@ -72,10 +72,12 @@ class AsyncioScheduler:
 
 
 class TunHost:
-    """A HostStack whose one interface is a TUN device, driven by the running asyncio loop.
+    """A HostStack whose interfaces are TUN devices, driven by the running asyncio loop.
 
-    ``address`` is the stack's own address (the kernel side of the TUN device has
-    another address on the same subnet).
+    ``address`` is the stack's own address on ``tun`` (the kernel side of the
+    TUN device has another address on the same subnet); ``more`` adds further
+    (device, address) pairs, so a multihomed stack (MPTCP) has one TUN device
+    per path.
     """
 
     def __init__(
@@ -83,30 +85,34 @@ class TunHost:
         tun: TunDevice,
         address: str,
         *,
+        more: tuple[tuple[TunDevice, str], ...] = (),
         tracer: Tracer = NULL_TRACER,
         tcp_config: TcpConfig | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
         self.tun = tun
+        self.tuns = {tun.name: tun, **{t.name: t for t, _ in more}}
         self.scheduler = AsyncioScheduler(loop)
         self.stack = HostStack(
             "tun",
-            interfaces={tun.name: [address]},
-            transmit=lambda _ifname, packet: tun.write(packet),
+            interfaces={tun.name: [address], **{t.name: [a] for t, a in more}},
+            transmit=lambda ifname, packet: self.tuns[ifname].write(packet),
             scheduler=self.scheduler,
             tracer=tracer,
             tcp_config=tcp_config,
         )
-        loop.add_reader(tun.fd, self._readable)
+        for t in self.tuns.values():
+            loop.add_reader(t.fd, self._readable, t)
         self._loop = loop
 
-    def _readable(self) -> None:
+    def _readable(self, tun: TunDevice) -> None:
         for _ in range(256):
-            packet = self.tun.read()
+            packet = tun.read()
             if packet is None:
                 return
             self.stack.input_packet(packet)
 
     def close(self) -> None:
-        self._loop.remove_reader(self.tun.fd)
-        self.tun.close()
+        for t in self.tuns.values():
+            self._loop.remove_reader(t.fd)
+            t.close()

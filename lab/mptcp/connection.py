@@ -305,6 +305,9 @@ class MptcpConnection:
         self._pending_abort: str | None = None
         self._fastclosing = False
         self._opportunistic_una = -1
+        # data-level retransmission: data acknowledged by a subflow but not by a Data ACK
+        self._data_rtx_at: float | None = None
+        self._data_rtx_backoff = 0
 
     # --- the host's view ------------------------------------------------------------------
 
@@ -451,6 +454,8 @@ class MptcpConnection:
                     self._fall_back("data acknowledged without a Data ACK", now)
                     return self.segments_to_send(now=now)
             self._schedule(now)
+            if self._data_una < self._snd_nxt and self._data_rtx_at is None:
+                self._arm_data_rtx(now)
             if self._fin_off is not None and not self._fin_acked and self._snd_nxt >= self._fin_off:
                 if self._fin_retx_at is None:
                     self._send_data_fin(now)
@@ -492,7 +497,7 @@ class MptcpConnection:
                 best = t
             if sf.join_ack_at is not None and (best is None or sf.join_ack_at < best):
                 best = sf.join_ack_at
-        for t in (self._fin_retx_at, min(e[3] for e in self._announce) if self._announce else None):
+        for t in (self._fin_retx_at, self._data_rtx_at, min(e[3] for e in self._announce) if self._announce else None):
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -504,6 +509,8 @@ class MptcpConnection:
                 sf.conn.handle_timer(now=now)
             if sf.join_ack_at is not None and sf.join_ack_at <= now:
                 self._resend_join_ack(sf, now)
+        if self._data_rtx_at is not None and self._data_rtx_at <= now:
+            self._on_data_rtx(now)
         if self._fin_retx_at is not None and self._fin_retx_at <= now and not self._fin_acked:
             self._fin_retx_at = None
             self._send_data_fin(now)
@@ -656,7 +663,7 @@ class MptcpConnection:
         self._open_planned_subflows(now)
 
     def _open_planned_subflows(self, now: float) -> None:
-        if self.role != Role.CLIENT or not self.config.join or self.fallback is not None or self._fin_queued:
+        if self.role != Role.CLIENT or not self.config.join or self.fallback is not None or self._fin_acked:
             return
         if self._initial_pair is None or self.remote_key is None or not self.established:
             return
@@ -682,7 +689,15 @@ class MptcpConnection:
             sf.conn.congestion.active = False
         reason = sf.close_reason or reason
         was = sf.state
-        self._set_subflow_state(sf, SubflowState.CLOSED, now, reason=reason, reset=reset)
+        self._set_subflow_state(
+            sf,
+            SubflowState.CLOSED,
+            now,
+            reason=reason,
+            reset=reset,
+            bytes_sent=sf.bytes_scheduled,
+            bytes_received=sf.bytes_received,
+        )
         self._events.append(ev.SubflowClosed(addr=sf.addr, reason=reason))
         if was == SubflowState.SYN and not sf.initial and not self._close_called:
             self._failed_pairs.add((sf.addr.local_addr, sf.addr.remote_addr, sf.addr.remote_port))
@@ -716,6 +731,35 @@ class MptcpConnection:
                         },
                     },
                 )
+
+    def _arm_data_rtx(self, now: float) -> None:
+        rtos = [s.conn.rto for s in self.subflows if s.usable]
+        base = max(rtos) if rtos else 1.0
+        self._data_rtx_at = now + min(max(base, 0.2) * 2 * (1 << min(self._data_rtx_backoff, 6)), 60.0)
+
+    def _on_data_rtx(self, now: float) -> None:
+        """No Data ACK progress for two subflow RTOs although subflows carried the data (RFC 8684
+        §3.3.6): send the head of the outstanding data again, on the best subflow."""
+        self._data_rtx_at = None
+        if self._data_una >= self._snd_nxt or self.fallback is not None or self.terminated:
+            return
+        head = min(self._snd_nxt - self._data_una, self.config.mapping_bytes)
+        self._reinject.insert(0, (self._data_una, head))
+        self.bytes_reinjected += head
+        self._data_rtx_backoff += 1
+        self._trace(
+            now,
+            "state_updated",
+            {
+                "token": self.local_token,
+                "reinjected": {
+                    "data_seq": (self.local_idsn + 1 + self._data_una) % MOD64,
+                    "len": head,
+                    "why": "no Data ACK progress",
+                },
+            },
+        )
+        self._arm_data_rtx(now)
 
     def _close_subflow(self, sf: Subflow, now: float, reason: str) -> None:
         sf.close_reason = sf.close_reason or reason
@@ -1379,6 +1423,8 @@ class MptcpConnection:
                 del self._sbuf[:acked_data]
                 self._sbuf_off += acked_data
             self._data_una = off
+            self._data_rtx_at = None
+            self._data_rtx_backoff = 0
         if self._fin_off is not None and off == self._fin_off + 1 and not self._fin_acked:
             self._fin_acked = True
             self._fin_retx_at = None
@@ -1410,7 +1456,8 @@ class MptcpConnection:
                     )
                 return  # a repeated mapping (one per segment of a multi-segment mapping)
         collected = bytearray() if self.checksum else None
-        sf.rmaps.append([sub_off, length, data_off, checksum, collected])
+        # [subflow offset, data bytes, data offset, checksum, bytes held for the checksum, Data-Level Length]
+        sf.rmaps.append([sub_off, length, data_off, checksum, collected, length + (1 if data_fin else 0)])
 
     def _on_subflow_data(self, sf: Subflow, data: bytes, stream_offset: int, now: float) -> None:
         if self.fallback is not None:
@@ -1452,7 +1499,7 @@ class MptcpConnection:
                 if len(rm[4]) >= rm[1]:
                     payload = bytes(rm[4])
                     dsn = (self.remote_idsn + 1 + rm[2]) % MOD64
-                    if rm[3] is None or not crypto.dss_checksum_ok(dsn, rm[0] + 1, rm[1], payload, rm[3]):
+                    if rm[3] is None or not crypto.dss_checksum_ok(dsn, rm[0] + 1, rm[5], payload, rm[3]):
                         self._checksum_failed(sf, dsn, now)
                         return
                     self._place(rm[2], payload, now)

@@ -292,6 +292,11 @@ class TcpConnection:
         return max(0, self._sbuf_off + len(self._sbuf) - self._snd_nxt)
 
     @property
+    def rto(self) -> float:
+        """The current retransmission timeout (seconds)."""
+        return self._rto
+
+    @property
     def rto_backoff(self) -> int:
         """How many times the retransmission timer has backed off since the last new ACK."""
         return self._backoff
