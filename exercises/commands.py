@@ -3,12 +3,226 @@
 Each value of COMMANDS takes the tcplab subparsers object and adds its
 subcommands; handlers return an exit status and report bad input with
 lab.cli.fail.
+
+``tcplab exercise``::
+
+    list [--json]                          the exercises, their topic and time
+    show NAME                              the task (README) and the checks
+    start NAME [--dir DIR] [--force]       copy the starter into a working directory
+    check NAME [--dir DIR] [--json] [--junit FILE] [--backend sim|mininet] [--attendee NAME]
+    report DIR [--csv FILE] [--checks-csv FILE] [--markdown FILE]
 """
 
 from __future__ import annotations
 
-import argparse
+import getpass
+import json
+import os
+import shutil
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-COMMANDS: dict[str, Callable[[Any], None]] = {}
+from lab.cli import Parser, fail
+
+MARKER = ".tcplab-exercise"  # names the exercise a working directory belongs to
+
+
+def _load(name: str) -> Any:
+    from exercises.grading import load_exercise
+
+    try:
+        return load_exercise(name)
+    except KeyError as exc:
+        raise _Usage(str(exc.args[0])) from None
+
+
+class _Usage(Exception):
+    pass
+
+
+def cmd_list(args: Any) -> int:
+    from exercises.grading import exercise_names, load_exercise
+
+    rows = []
+    for name in exercise_names():
+        ex = load_exercise(name)
+        rows.append({"name": name, "topic": ex.topic, "minutes": ex.minutes, "title": ex.title, "points": _points(ex)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        print(f"{r['name']:<22} {r['topic']:<6} {r['minutes']:>3} min  {r['title']}")
+    return 0
+
+
+def _points(ex: Any) -> int:
+    return sum(c.points for c in ex.checks)
+
+
+def cmd_show(args: Any) -> int:
+    ex = _load(args.name)
+    print((ex.package_dir / "README.md").read_text(encoding="utf-8").rstrip())
+    print()
+    print(f"Checks ({_points(ex)} points):")
+    for c in ex.checks:
+        print(f"  - {c.name} ({c.points})")
+    print()
+    print(f"Start with: tcplab exercise start {ex.name}")
+    return 0
+
+
+def start_exercise(ex: Any, directory: Path, *, force: bool = False) -> list[Path]:
+    """Copy what an attendee receives into ``directory``: README.md, the starter as solution.py,
+    scenario.py, the exercise's extra files, and what ``prepare`` generates. Never the reference
+    solution. Raises FileExistsError when ``directory`` already holds a solution.py (unless ``force``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / "solution.py"
+    if target.exists() and not force:
+        raise FileExistsError(f"{target} exists (your work?): use --force to overwrite it, or another --dir")
+    src = ex.package_dir
+    written = []
+    for name in ("README.md", "scenario.py", *ex.files):
+        shutil.copyfile(src / name, directory / name)
+        written.append(directory / name)
+    shutil.copyfile(src / "starter.py", target)
+    written.append(target)
+    if ex.prepare is not None:
+        before = set(directory.iterdir())
+        ex.prepare(directory)
+        written += sorted(set(directory.iterdir()) - before)
+    (directory / MARKER).write_text(ex.name + "\n")
+    return written
+
+
+def cmd_start(args: Any) -> int:
+    ex = _load(args.name)
+    directory = Path(args.dir) if args.dir else Path(ex.name)
+    try:
+        written = start_exercise(ex, directory, force=args.force)
+    except FileExistsError as exc:
+        return fail(str(exc))
+    print(f"{ex.name}: {ex.title}")
+    for path in written:
+        print(f"  {path}")
+    print(f"\nRead {directory / 'README.md'}, edit {directory / 'solution.py'}, then:")
+    dir_opt = "" if directory == Path(ex.name) else f" --dir {directory}"
+    print(f"  tcplab exercise check {ex.name}{dir_opt}")
+    return 0
+
+
+def _default_dir(name: str) -> Path:
+    here = Path.cwd()
+    marker = here / MARKER
+    if not (here / name / "solution.py").exists() and marker.exists() and marker.read_text().strip() == name:
+        return here
+    return here / name
+
+
+def cmd_check(args: Any) -> int:
+    from exercises.grading import grade
+
+    ex = _load(args.name)
+    if args.backend == "mininet" and ex.needs_scenario:
+        if os.geteuid() != 0:
+            return fail("--backend mininet needs root (Mininet creates network namespaces): run with sudo")
+        return fail(
+            "the Mininet backend does not run tcplab's own endpoints yet, which this exercise's scenario needs; "
+            "grade with --backend sim"
+        )
+    if args.time_limit is not None and not 0 < args.time_limit <= 3600:
+        return fail(f"--time-limit must be in (0, 3600] seconds, got {args.time_limit}")
+    directory = Path(args.dir) if args.dir else _default_dir(ex.name)
+    attendee = args.attendee if args.attendee is not None else _user()
+    backend = args.backend if ex.needs_scenario else "none"
+    report = grade(ex, directory, backend=backend, attendee=attendee, time_limit_s=args.time_limit)
+    print(report.to_json() if args.json else report.to_text())
+    if args.junit:
+        try:
+            Path(args.junit).write_text(report.to_junit(), encoding="utf-8")
+        except OSError as exc:
+            return fail(f"cannot write {args.junit}: {exc.strerror or exc}")
+    return 0 if report.passed else 1
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def cmd_report(args: Any) -> int:
+    from exercises import report as rep
+
+    try:
+        gathered = rep.gather(Path(args.dir))
+    except FileNotFoundError as exc:
+        return fail(str(exc))
+    markdown = rep.to_markdown(gathered)
+    outputs: list[tuple[str | None, str]] = [
+        (args.markdown, markdown),
+        (args.csv, rep.to_csv(gathered)),
+        (args.checks_csv, rep.checks_to_csv(gathered)),
+    ]
+    for path, text in outputs:
+        if path:
+            try:
+                Path(path).write_text(text, encoding="utf-8")
+            except OSError as exc:
+                return fail(f"cannot write {path}: {exc.strerror or exc}")
+    if not args.markdown:
+        print(markdown, end="")
+    for line in gathered.skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    return 0
+
+
+def _run(handler: Callable[[Any], int]) -> Callable[[Any], int]:
+    def wrapped(args: Any) -> int:
+        try:
+            return handler(args)
+        except _Usage as exc:
+            return fail(str(exc))
+
+    return wrapped
+
+
+def add_exercise_commands(sub: Any) -> None:
+    p = sub.add_parser("exercise", help="workshop exercises: list, show, start, check, report")
+    esub = p.add_subparsers(dest="exercise_cmd", required=True, parser_class=Parser)
+
+    s = esub.add_parser("list", help="list the exercises")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=_run(cmd_list))
+
+    s = esub.add_parser("show", help="an exercise's task and checks")
+    s.add_argument("name")
+    s.set_defaults(fn=_run(cmd_show))
+
+    s = esub.add_parser("start", help="copy an exercise's starter into a working directory")
+    s.add_argument("name")
+    s.add_argument("--dir", metavar="DIR", help="working directory (default ./NAME)")
+    s.add_argument("--force", action="store_true", help="overwrite an existing solution.py")
+    s.set_defaults(fn=_run(cmd_start))
+
+    s = esub.add_parser("check", help="grade a working directory; exit status 0 only when every check passed")
+    s.add_argument("name")
+    s.add_argument("--dir", metavar="DIR", help="the directory holding solution.py (default ./NAME)")
+    s.add_argument("--json", action="store_true", help="print the result as JSON (for 'exercise report')")
+    s.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
+    s.add_argument("--backend", choices=("sim", "mininet"), default="sim")
+    s.add_argument("--attendee", metavar="NAME", help="name recorded in the result (default: the login name)")
+    s.add_argument("--time-limit", type=float, metavar="S", help="seconds solution.py may run (default per exercise)")
+    s.set_defaults(fn=_run(cmd_check))
+
+    s = esub.add_parser("report", help="gather attendees' JSON results into one table")
+    s.add_argument("dir", metavar="DIR")
+    s.add_argument("--markdown", metavar="FILE", help="write the Markdown report here instead of printing it")
+    s.add_argument("--csv", metavar="FILE", help="write the attendee table as CSV")
+    s.add_argument("--checks-csv", metavar="FILE", help="write per-check pass rates as CSV")
+    s.set_defaults(fn=_run(cmd_report))
+
+
+COMMANDS: dict[str, Callable[[Any], None]] = {"exercise": add_exercise_commands}

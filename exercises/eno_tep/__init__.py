@@ -1,0 +1,1 @@
+"""Exercise: predict the TEP that TCP-ENO negotiates from two SYN options."""

@@ -1,0 +1,751 @@
+"""Grading machinery: checks on evidence, attendee code in a time-limited subprocess, JSON and JUnit output.
+
+An exercise is a package ``exercises/<name>/`` whose ``grade.py`` defines
+``EXERCISE`` (an :class:`Exercise`). Grading a submission directory (the one
+``tcplab exercise start`` made, holding the attendee's ``solution.py``) goes:
+
+1. ``Exercise.collect(submission)`` gathers the evidence. It runs the
+   attendee's functions through :meth:`Submission.call` (a separate Python
+   process with a time limit, never the grader's own) and, for exercises with
+   a scenario, replays that scenario in the simulator with the exercise's own
+   fixed seed and topology (the copy in the submission directory is for
+   reading only). Evidence is typically a :class:`TraceQuery` over the run's
+   trace records or an :class:`Answers` of values the attendee's code returned.
+2. Every :class:`Check` is evaluated on that evidence. A check that raises
+   fails with the error shown; nothing an attendee submits crashes the grader.
+3. The :class:`GradeReport` prints what passed and what failed with feedback,
+   or JSON (``to_json``) and JUnit XML (``to_junit``). The exit status is 0
+   only when every check passed.
+
+Printed output of attendee code is captured and shown when it fails, but no
+check ever reads it: checks read trace records and returned values only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from lab.trace import TraceRecord
+
+SOLUTION_FILE = "solution.py"
+DEFAULT_TIME_LIMIT_S = 20.0
+MEMORY_LIMIT_BYTES = 4 << 30
+OUTPUT_LIMIT_BYTES = 64 << 20  # a file the submission writes (its printed output too) stops there
+OUTPUT_TAIL_CHARS = 2000
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+RUNS_CHECK = "solution.py runs"
+
+
+class SubmissionError(Exception):
+    """The attendee's code could not give an answer: syntax error, exception, time limit, bad return value.
+
+    ``kind`` is one of ``missing``, ``syntax``, ``import``, ``exception``,
+    ``timeout``, ``crash``, ``bad_result``; ``detail`` carries the traceback
+    or captured output to show.
+    """
+
+    def __init__(self, kind: str, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.detail = detail
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named, scored property of the evidence.
+
+    ``passed(evidence)`` returns a bool, or ``(bool, detail)`` where
+    ``detail`` says what was seen (per-field feedback). ``feedback`` is shown
+    when the check fails and points to what to look at next.
+    """
+
+    name: str
+    passed: Callable[[Any], bool | tuple[bool, str]]
+    feedback: str
+    points: int = 1
+
+
+@dataclass
+class CheckResult:
+    name: str
+    passed: bool
+    points: int
+    max_points: int
+    feedback: str = ""
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "points": self.points,
+            "max_points": self.max_points,
+            "feedback": self.feedback,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class GradeReport:
+    exercise: str
+    submission: str
+    backend: str
+    checks: list[CheckResult]
+    attendee: str = ""
+    error: str | None = None
+    wall_time_s: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    @property
+    def points(self) -> int:
+        return sum(c.points for c in self.checks)
+
+    @property
+    def max_points(self) -> int:
+        return sum(c.max_points for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "exercise": self.exercise,
+            "attendee": self.attendee,
+            "submission": self.submission,
+            "backend": self.backend,
+            "passed": self.passed,
+            "points": self.points,
+            "max_points": self.max_points,
+            "error": self.error,
+            "wall_time_s": round(self.wall_time_s, 3),
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_junit(self) -> str:
+        """JUnit XML: one testsuite (the exercise), one testcase per check."""
+        failures = sum(1 for c in self.checks if not c.passed)
+        suite = ET.Element(
+            "testsuite",
+            name=f"tcplab.exercises.{self.exercise}",
+            tests=str(len(self.checks)),
+            failures=str(failures),
+            errors="0",
+            time=f"{self.wall_time_s:.3f}",
+        )
+        for c in self.checks:
+            case = ET.SubElement(suite, "testcase", classname=f"exercises.{self.exercise}", name=c.name)
+            if not c.passed:
+                fail = ET.SubElement(case, "failure", message=c.feedback or "failed", type="CheckFailed")
+                fail.text = "\n".join(part for part in (c.feedback, c.detail) if part)
+        root = ET.Element("testsuites")
+        root.append(suite)
+        ET.indent(root)
+        return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+    def to_text(self) -> str:
+        lines = [f"{self.exercise}: {self.points}/{self.max_points} points ({self.backend})"]
+        for c in self.checks:
+            mark = "PASS" if c.passed else "FAIL"
+            lines.append(f"  [{mark}] {c.name} ({c.points}/{c.max_points})")
+            if not c.passed:
+                if c.feedback:
+                    lines.extend(f"         {line}" for line in c.feedback.splitlines())
+                if c.detail:
+                    lines.extend(f"         | {line}" for line in c.detail.splitlines())
+        lines.append("all checks passed" if self.passed else "some checks failed: read the feedback above")
+        return "\n".join(lines)
+
+
+# --- evidence -------------------------------------------------------------------------------
+
+
+class TraceQuery:
+    """Questions over trace records (``lab.trace.read_jsonl`` or ``MemoryTracer.records``).
+
+    ``select`` matches on record keys and on ``data`` fields given as keyword
+    arguments (``select(layer="tcp", name="segment_sent", node="h1", flags="A")``);
+    a callable value is a predicate on that field.
+    """
+
+    def __init__(self, records: Iterable[TraceRecord], *, extra: dict[str, Any] | None = None) -> None:
+        self.records = list(records)
+        self.extra = dict(extra or {})
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[TraceRecord]:
+        return iter(self.records)
+
+    def select(
+        self,
+        *,
+        layer: str | None = None,
+        name: str | None = None,
+        node: str | None = None,
+        after: float | None = None,
+        before: float | None = None,
+        **data: Any,
+    ) -> list[TraceRecord]:
+        out = []
+        for r in self.records:
+            if (layer is not None and r.layer != layer) or (name is not None and r.name != name):
+                continue
+            if node is not None and r.node != node:
+                continue
+            if (after is not None and r.t < after) or (before is not None and r.t > before):
+                continue
+            if data and not all(_field_matches(r.data, k, v) for k, v in data.items()):
+                continue
+            out.append(r)
+        return out
+
+    def first(self, **kw: Any) -> TraceRecord | None:
+        found = self.select(**kw)
+        return found[0] if found else None
+
+    def last(self, **kw: Any) -> TraceRecord | None:
+        found = self.select(**kw)
+        return found[-1] if found else None
+
+    def count(self, **kw: Any) -> int:
+        return len(self.select(**kw))
+
+    def segments(self, node: str, *, sent: bool = True, **kw: Any) -> list[TraceRecord]:
+        """The tcp segments ``node`` sent (or received)."""
+        return self.select(layer="tcp", name="segment_sent" if sent else "segment_received", node=node, **kw)
+
+    def bytes_sent(self, node: str, *, layer: str = "tcp", **kw: Any) -> int:
+        """Payload bytes of the segments ``node`` sent on ``layer`` (retransmissions included)."""
+        return sum(int(r.data.get("len", 0)) for r in self.select(layer=layer, name="segment_sent", node=node, **kw))
+
+    def last_metrics(self, node: str, *, layer: str = "tcp", **kw: Any) -> dict[str, Any]:
+        """The last ``metrics_updated`` data of ``node`` ({} if none)."""
+        rec = self.last(layer=layer, name="metrics_updated", node=node, **kw)
+        return dict(rec.data) if rec else {}
+
+    def transfers(self) -> dict[str, dict[str, Any]]:
+        """App-layer transfer outcomes by name: the ``received`` record's data, or the ``sent`` one."""
+        out: dict[str, dict[str, Any]] = {}
+        for r in self.select(layer="app", name="state_updated"):
+            name = r.data.get("transfer")
+            if name is None:
+                continue
+            if r.data.get("event") == "received" or name not in out:
+                out[name] = dict(r.data)
+        return out
+
+    def state_changes(self, node: str, *, layer: str = "tcp", **kw: Any) -> list[TraceRecord]:
+        return self.select(layer=layer, name="state_updated", node=node, **kw)
+
+
+def _field_matches(data: dict[str, Any], key: str, want: Any) -> bool:
+    if key not in data:
+        return False
+    have = data[key]
+    if callable(want):
+        try:
+            return bool(want(have))
+        except Exception:  # noqa: BLE001 - a predicate that cannot judge a field does not match it
+            return False
+    return have == want
+
+
+class Answers:
+    """Values the attendee's code returned, by name, next to what the grader computed itself.
+
+    ``answer(key)`` raises SubmissionError for a call that failed, so the
+    check that needs it fails with the attendee's error while others still run.
+    """
+
+    def __init__(
+        self,
+        answers: dict[str, Any],
+        truth: dict[str, Any] | None = None,
+        errors: dict[str, SubmissionError] | None = None,
+    ) -> None:
+        self.answers = answers
+        self.truth = dict(truth or {})
+        self.errors = dict(errors or {})
+
+    def answer(self, key: str) -> Any:
+        if key in self.errors:
+            raise self.errors[key]
+        return self.answers.get(key)
+
+
+def compare_field(
+    answers: Answers,
+    key: str,
+    *,
+    tolerance: float = 0.0,
+    hints: dict[Any, str] | None = None,
+) -> tuple[bool, str]:
+    """Per-field feedback: ``(ok, detail)`` for answer ``key`` against ``answers.truth[key]``.
+
+    Numbers compare within ``tolerance`` (absolute); ``hints`` maps a common
+    wrong answer to a sentence about it.
+    """
+    got = answers.answer(key)
+    want = answers.truth[key]
+    if got is None:
+        return False, f"{key}: no answer yet"
+    ok = _equal(got, want, tolerance)
+    if ok:
+        return True, f"{key} = {got!r}"
+    for wrong, hint in (hints or {}).items():
+        if _equal(got, wrong, tolerance):
+            return False, f"{key}: you answered {got!r}. {hint}"
+    return False, f"{key}: you answered {got!r}, which is not it"
+
+
+def _equal(got: Any, want: Any, tolerance: float) -> bool:
+    if isinstance(want, bool) or isinstance(got, bool):
+        return type(got) is type(want) and got == want
+    if isinstance(want, (int, float)) and isinstance(got, (int, float)):
+        return abs(got - want) <= tolerance
+    if isinstance(want, str) and isinstance(got, str):
+        return got.strip().lower() == want.strip().lower()
+    return got == want
+
+
+class SimReplay:
+    """A scenario replayed in the simulator with the grader's fixed seed, records kept in memory.
+
+    ``run_until(t)`` advances virtual time (to pause and ask the attendee's
+    code something mid-run), ``finish()`` runs to the end of the transfers or
+    the scenario's time limit and returns the :class:`TraceQuery`. Raises
+    ConfigError for a scenario that does not fit its topology.
+    """
+
+    def __init__(self, scenario: Any, *, seed: int, pcap_dir: Path | None = None) -> None:
+        from lab.scenario import ScenarioRun
+        from lab.trace import MemoryTracer
+
+        self.scenario = scenario
+        self.seed = seed
+        self.tracer = MemoryTracer()
+        self.run = ScenarioRun(scenario, seed=seed, tracer=self.tracer, pcap_dir=pcap_dir)
+        self.net = self.run.net
+
+    def run_until(self, t: float) -> None:
+        self.net.run(until=t)
+
+    def finish(self) -> TraceQuery:
+        net, run = self.net, self.run
+        limit = self.scenario.time_limit_s
+        timed_out = False
+        while not run.done():
+            if net.now >= limit:
+                timed_out = True
+                break
+            net.run(until=min(net.now + 0.25, limit), stop=run.done)
+            if net.idle() and not run.done():
+                timed_out = True
+                break
+        net.close()
+        return TraceQuery(
+            self.tracer.records,
+            extra={
+                "results": {r.name: r.to_dict() for r in run.results},
+                "timed_out": timed_out,
+                "end_s": net.now,
+                "seed": self.seed,
+            },
+        )
+
+
+# --- running attendee code ------------------------------------------------------------------
+
+
+class Submission:
+    """An attendee's directory: ``solution.py`` and whatever ``tcplab exercise start`` copied next to it."""
+
+    def __init__(self, directory: Path, *, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> None:
+        self.directory = Path(directory)
+        self.time_limit_s = time_limit_s
+
+    @property
+    def solution(self) -> Path:
+        return self.directory / SOLUTION_FILE
+
+    def call(self, function: str, *args: Any, time_limit_s: float | None = None) -> Any:
+        """``solution.function(*args)`` in a separate Python process; its JSON-able result.
+
+        Bytes (and Scapy packets, as their bytes) come back as ``bytes``.
+        Raises SubmissionError on any failure, with the error to show.
+        """
+        results = self.call_many([(function, list(args))], time_limit_s=time_limit_s)
+        outcome = results[0]
+        if isinstance(outcome, SubmissionError):
+            raise outcome
+        return outcome
+
+    def call_many(
+        self, calls: Sequence[tuple[str, list[Any]]], *, time_limit_s: float | None = None
+    ) -> list[Any | SubmissionError]:
+        """Several calls in one process (one import of ``solution.py``); a failing call yields its
+        SubmissionError in its slot. Raises SubmissionError when the module cannot run at all
+        (missing, syntax error, import-time exception, time limit, crash)."""
+        if not self.solution.is_file():
+            raise SubmissionError("missing", f"no {SOLUTION_FILE} in {self.directory}")
+        limit = self.time_limit_s if time_limit_s is None else time_limit_s
+        with tempfile.TemporaryDirectory(prefix="tcplab-grade-") as tmp:
+            request = Path(tmp) / "request.json"
+            result = Path(tmp) / "result.json"
+            request.write_text(
+                json.dumps(
+                    {
+                        "solution": str(self.solution.resolve()),
+                        "calls": encode_value(calls),
+                        "cpu_limit_s": int(limit) + 2,
+                        "memory_limit_bytes": MEMORY_LIMIT_BYTES,
+                        "output_limit_bytes": OUTPUT_LIMIT_BYTES,
+                    }
+                )
+            )
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+            env["PYTHONPATH"] = str(PROJECT_ROOT)
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
+            env["PYTHONHASHSEED"] = "0"
+            env["PYTHONUNBUFFERED"] = "1"  # what it printed before a time-out is still shown
+            cmd = [sys.executable, "-m", "exercises._runner", str(request), str(result)]
+            output_path = Path(tmp) / "output.txt"  # a file, not a pipe: no stray process can hold it open
+            with open(output_path, "wb") as output:
+                try:
+                    proc = subprocess.Popen(
+                        cmd,
+                        cwd=self.directory,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=output,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                except OSError as exc:
+                    raise SubmissionError("crash", f"could not start Python for the submission: {exc}") from None
+                try:
+                    finished = _wait_unreaped(proc, limit)
+                finally:
+                    # the leader is not reaped yet, so its process group ID cannot have been reused:
+                    # whatever the submission started is stopped with it
+                    _kill_group(proc)
+                    proc.wait()
+                if not finished:
+                    raise SubmissionError(
+                        "timeout",
+                        f"solution.py did not finish within {limit:g} s (an endless loop, or waiting for input?)",
+                        _tail(output_path),
+                    )
+            text = _tail(output_path)
+            if not result.is_file():
+                raise SubmissionError("crash", f"solution.py ended without a result ({_how(proc.returncode)})", text)
+            try:
+                payload = json.loads(result.read_text())
+            except (OSError, ValueError) as exc:
+                raise SubmissionError("crash", f"unreadable result from solution.py: {exc}", text) from None
+        if payload.get("error"):
+            err = payload["error"]
+            raise SubmissionError(
+                err.get("kind", "import"), err.get("message", "solution.py failed"), err.get("detail", "")
+            )
+        out: list[Any | SubmissionError] = []
+        for item in payload.get("results", []):
+            if "error" in item:
+                err = item["error"]
+                out.append(SubmissionError(err.get("kind", "exception"), err.get("message", ""), err.get("detail", "")))
+            else:
+                out.append(decode_value(item.get("value")))
+        if len(out) != len(calls):
+            raise SubmissionError("crash", "solution.py returned fewer results than asked for", text)
+        return out
+
+
+def _kill_group(proc: subprocess.Popen[Any]) -> None:
+    """Kill the submission's process group (it was started in its own session), by its PID."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _wait_unreaped(proc: subprocess.Popen[Any], timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``proc`` to exit without reaping it; True if it exited."""
+    deadline = time.monotonic() + timeout
+    pause = 0.002
+    while True:
+        try:
+            info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        if info is not None and info.si_pid:
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, 0.02)
+
+
+def _how(returncode: int) -> str:
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    why = {"SIGXCPU": ": CPU time limit", "SIGXFSZ": ": it wrote too much output", "SIGKILL": ""}.get(name, "")
+    return f"killed by {name}{why}"
+
+
+def _tail(path: Path) -> str:
+    """The last OUTPUT_TAIL_CHARS characters the submission printed."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 4 * OUTPUT_TAIL_CHARS))
+            data = fh.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", "replace").strip()
+    if size > len(data) or len(text) > OUTPUT_TAIL_CHARS:
+        return "..." + text[-OUTPUT_TAIL_CHARS:]
+    return text
+
+
+def encode_value(value: Any) -> Any:
+    """JSON form of arguments and results: bytes as ``{"$bytes": hex}``, tuples as lists.
+
+    Raises TypeError for a value with no JSON form.
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"$bytes": bytes(value).hex()}
+    if isinstance(value, (list, tuple)):
+        return [encode_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): encode_value(v) for k, v in value.items()}
+    if hasattr(value, "__bytes__"):  # a Scapy packet
+        return {"$bytes": bytes(value).hex()}
+    raise TypeError(f"a {type(value).__name__} cannot be returned; use numbers, strings, bytes, lists or dicts")
+
+
+def decode_value(value: Any) -> Any:
+    if isinstance(value, list):
+        return [decode_value(v) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {"$bytes"}:
+            return bytes.fromhex(value["$bytes"])
+        return {k: decode_value(v) for k, v in value.items()}
+    return value
+
+
+# --- the exercise and its grader ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """What ``exercises/<name>/grade.py`` exports as ``EXERCISE``.
+
+    ``collect(submission)`` returns the evidence the checks read; it may raise
+    SubmissionError (then every check fails with that error). ``prepare(dir)``
+    writes generated material (a trace with hidden fields, a byte stream) into
+    a fresh working directory; ``files`` lists package files copied there
+    besides README.md, scenario.py and the starter.
+    """
+
+    name: str
+    title: str
+    topic: str
+    minutes: int
+    collect: Callable[[Submission], Any]
+    checks: tuple[Check, ...]
+    rfcs: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    prepare: Callable[[Path], None] | None = None
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S
+    needs_scenario: bool = False
+
+    @property
+    def package_dir(self) -> Path:
+        return Path(__file__).resolve().parent / self.name
+
+
+def grade(
+    exercise: Exercise,
+    directory: Path,
+    *,
+    backend: str = "sim",
+    attendee: str = "",
+    time_limit_s: float | None = None,
+) -> GradeReport:
+    """Grade the submission in ``directory``. Never raises for anything the submission does."""
+    start = time.perf_counter()
+    submission = Submission(Path(directory), time_limit_s=time_limit_s or exercise.time_limit_s)
+    results: list[CheckResult] = []
+    error: str | None = None
+    evidence: Any = None
+    failure: SubmissionError | None = None
+    try:
+        evidence = exercise.collect(submission)
+    except SubmissionError as exc:
+        failure = exc
+    except Exception as exc:  # noqa: BLE001 - a grader bug must still produce a report
+        failure = SubmissionError("grader", f"the grader failed: {type(exc).__name__}: {exc}", traceback.format_exc())
+    if failure is not None:
+        error = failure.message
+        results.append(
+            CheckResult(
+                RUNS_CHECK,
+                False,
+                0,
+                0,
+                feedback=_runs_feedback(failure),
+                detail="\n".join(p for p in (failure.message, failure.detail) if p),
+            )
+        )
+        for check in exercise.checks:
+            results.append(
+                CheckResult(
+                    check.name, False, 0, check.points, feedback="not evaluated: solution.py did not run to the end"
+                )
+            )
+    else:
+        results.append(CheckResult(RUNS_CHECK, True, 0, 0))
+        for check in exercise.checks:
+            results.append(evaluate(check, evidence))
+    return GradeReport(
+        exercise=exercise.name,
+        submission=str(directory),
+        backend=backend,
+        checks=results,
+        attendee=attendee,
+        error=error,
+        wall_time_s=time.perf_counter() - start,
+    )
+
+
+def _runs_feedback(exc: SubmissionError) -> str:
+    return {
+        "missing": "Run 'tcplab exercise start NAME' first, or point --dir at the directory holding solution.py.",
+        "syntax": "Python could not read solution.py: fix the syntax error shown below.",
+        "import": "solution.py raised while it was being imported: see the traceback below.",
+        "timeout": "solution.py ran out of time. Look for a loop that never ends.",
+        "crash": "The Python process running solution.py died: see its output below.",
+        "exception": "A function in solution.py raised: see the traceback below.",
+        "bad_result": "A function in solution.py returned something the grader cannot use.",
+    }.get(exc.kind, "The submission could not be graded: see below.")
+
+
+def evaluate(check: Check, evidence: Any) -> CheckResult:
+    """One check on the evidence; an exception inside it fails the check with the error shown."""
+    try:
+        outcome = check.passed(evidence)
+    except SubmissionError as exc:
+        return CheckResult(
+            check.name,
+            False,
+            0,
+            check.points,
+            feedback=check.feedback,
+            detail="\n".join(p for p in (exc.message, exc.detail) if p),
+        )
+    except Exception as exc:  # noqa: BLE001 - whatever the submission returned, the check fails, the grader goes on
+        return CheckResult(
+            check.name,
+            False,
+            0,
+            check.points,
+            feedback=check.feedback,
+            detail=f"could not evaluate this check on what solution.py returned: {type(exc).__name__}: {exc}",
+        )
+    ok, detail = outcome if isinstance(outcome, tuple) else (outcome, "")
+    ok = bool(ok)
+    return CheckResult(
+        check.name,
+        ok,
+        check.points if ok else 0,
+        check.points,
+        feedback="" if ok else check.feedback,
+        detail=str(detail),
+    )
+
+
+# --- finding exercises ----------------------------------------------------------------------
+
+EXERCISES_DIR = Path(__file__).resolve().parent
+
+
+def exercise_names() -> list[str]:
+    """Every package under exercises/ with a grade.py, sorted."""
+    return sorted(
+        p.name for p in EXERCISES_DIR.iterdir() if p.is_dir() and (p / "grade.py").is_file() and p.name.isidentifier()
+    )
+
+
+def load_exercise(name: str) -> Exercise:
+    """Raises KeyError naming the known exercises."""
+    import importlib
+
+    if name not in exercise_names():
+        raise KeyError(f"unknown exercise {name!r}; known: {', '.join(exercise_names())}")
+    module = importlib.import_module(f"exercises.{name}.grade")
+    return module.EXERCISE
+
+
+def main_for(exercise: Exercise, argv: list[str] | None = None) -> int:
+    """``python -m exercises.<name>.grade [DIR] [--json] [--junit FILE]``: grade one directory."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog=f"python -m exercises.{exercise.name}.grade")
+    p.add_argument("dir", nargs="?", default=exercise.name)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--junit", metavar="FILE")
+    args = p.parse_args(argv)
+    report = grade(exercise, Path(args.dir))
+    print(report.to_json() if args.json else report.to_text())
+    if args.junit:
+        Path(args.junit).write_text(report.to_junit())
+    return 0 if report.passed else 1
+
+
+__all__ = [
+    "Answers",
+    "Check",
+    "CheckResult",
+    "Exercise",
+    "GradeReport",
+    "SimReplay",
+    "Submission",
+    "SubmissionError",
+    "TraceQuery",
+    "compare_field",
+    "decode_value",
+    "encode_value",
+    "evaluate",
+    "exercise_names",
+    "grade",
+    "load_exercise",
+    "main_for",
+]

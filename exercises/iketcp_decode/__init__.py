@@ -1,0 +1,1 @@
+"""Exercise: decode an RFC 9329 IKETCP stream by hand."""

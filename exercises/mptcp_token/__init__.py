@@ -1,0 +1,1 @@
+"""Exercise: an MPTCP token and IDSN from the keys a real capture shows."""

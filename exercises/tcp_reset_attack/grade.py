@@ -1,0 +1,162 @@
+"""Grader for tcp_reset_attack: ``python -m exercises.tcp_reset_attack.grade [DIR] [--json]``."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from exercises.grading import Check, Exercise, SimReplay, Submission, SubmissionError, TraceQuery, main_for
+from exercises.tcp_reset_attack import scenario
+from lab.inject import inject
+
+EXPECTED_PACKETS = 3
+
+
+def collect(sub: Submission) -> TraceQuery:
+    with tempfile.TemporaryDirectory(prefix="tcplab-reset-") as tmp:
+        replay = SimReplay(scenario.SCENARIO, seed=scenario.SEED, pcap_dir=Path(tmp))
+        replay.run_until(scenario.SNIFF_AT)
+        sniffed = scenario.sniff(replay.net)
+        forged = sub.call("attack", sniffed)
+        if not isinstance(forged, list) or len(forged) != EXPECTED_PACKETS:
+            raise SubmissionError(
+                "bad_result", f"attack() must return a list of {EXPECTED_PACKETS} packets, got {_describe(forged)}"
+            )
+        times = []
+        for i, packet in enumerate(forged):
+            at = scenario.SNIFF_AT + scenario.SPACING_S * (i + 1)
+            if not isinstance(packet, bytes):
+                raise SubmissionError("bad_result", f"packet {i + 1} is a {type(packet).__name__}, not a packet")
+            try:
+                inject(replay.net, scenario.ATTACKER, packet, at=at)
+            except ValueError as exc:
+                raise SubmissionError("bad_result", f"packet {i + 1}: {exc}") from None
+            times.append(at)
+        q = replay.finish()
+    q.extra["injected_at"] = times
+    return q
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    return f"a {type(value).__name__}"
+
+
+def victim_conn(q: TraceQuery) -> str:
+    syn = q.first(layer="tcp", name="segment_sent", node=scenario.VICTIM, flags="S")
+    return syn.data["conn"]
+
+
+def reaction(q: TraceQuery, index: int) -> str:
+    """How h1 took forged packet ``index``: not_rst, not_seen, dropped, ignored, challenge_ack, reset."""
+    at = q.extra["injected_at"][index]
+    sent = q.first(layer="inject", name="segment_sent", node=scenario.ATTACKER, after=at - 1e-9, before=at + 1e-9)
+    if sent is None or "R" not in sent.data.get("flags", ""):
+        return "not_rst"
+    conn = victim_conn(q)
+    window = {"after": at, "before": at + scenario.SPACING_S - 1e-9}
+    if q.first(layer="tcp", name="segment_dropped", node=scenario.VICTIM, conn=conn, **window):
+        return "dropped"
+    got = q.first(
+        layer="tcp", name="segment_received", node=scenario.VICTIM, conn=conn, flags=lambda f: "R" in f, **window
+    )
+    if got is None:
+        return "not_seen"
+    same_time = {"after": got.t - 1e-9, "before": got.t + 1e-9}
+    if q.first(layer="tcp", name="state_updated", node=scenario.VICTIM, conn=conn, reset=True, **same_time):
+        return "reset"
+    if q.first(layer="tcp", name="segment_sent", node=scenario.VICTIM, conn=conn, flags="A", len=0, **same_time):
+        return "challenge_ack"
+    return "ignored"
+
+
+WHAT = {
+    "not_rst": "was not a TCP segment with the RST flag",
+    "not_seen": "never reached h1's connection (addresses, ports or direction wrong?)",
+    "dropped": "was dropped by h1 as malformed (see its segment_dropped reason)",
+    "ignored": "was received and silently ignored",
+    "challenge_ack": "made h1 send a challenge ACK",
+    "reset": "reset h1's connection",
+}
+
+
+def packet_check(index: int, want: str):
+    def passed(q: TraceQuery) -> tuple[bool, str]:
+        got = reaction(q, index)
+        if index > 0 and got == "not_seen" and reaction(q, index - 1) == "reset":
+            return False, f"packet {index + 1} came after an earlier packet had already reset the connection"
+        return got == want, f"packet {index + 1} {WHAT[got]}"
+
+    return passed
+
+
+def all_reached(q: TraceQuery) -> tuple[bool, str]:
+    seen = [reaction(q, i) for i in range(EXPECTED_PACKETS)]
+    bad = []
+    for i, r in enumerate(seen):
+        if r == "not_seen" and "reset" in seen[:i]:
+            continue  # the connection was already gone
+        if r in ("not_rst", "not_seen", "dropped"):
+            bad.append(f"packet {i + 1} {WHAT[r]}")
+    if bad:
+        return False, "; ".join(bad)
+    return True, ", ".join(WHAT[r] for r in seen)
+
+
+def transfer_cut(q: TraceQuery) -> tuple[bool, str]:
+    result = q.extra["results"]["bulk"]
+    if result["error"] and result["bytes_received"] < result["bytes_expected"]:
+        return True, f"h2 got {result['bytes_received']} of {result['bytes_expected']} bytes: {result['error']}"
+    return False, f"the transfer finished: h2 got all {result['bytes_received']} bytes"
+
+
+CHECKS = (
+    Check(
+        "the forged RSTs reach h1's connection",
+        all_reached,
+        "Build IP(src=h2, dst=h1)/TCP(sport=5001, dport=h1's port, flags='R', seq=...) from what you sniffed; let "
+        "Scapy fill in lengths and checksums (do not set them), and return the IP layer (no Ether).",
+    ),
+    Check(
+        "an out-of-window RST is ignored",
+        packet_check(0, "ignored"),
+        "RFC 5961 §3.2 rule 1: a RST outside the receive window is dropped silently. Packet 1 must lie outside h1's "
+        "window: which sequence space is that, h1's or h2's?",
+    ),
+    Check(
+        "an in-window RST draws a challenge ACK",
+        packet_check(1, "challenge_ack"),
+        "RFC 5961 §3.2 rule 3: a RST inside the window but not at RCV.NXT gets a challenge ACK and nothing else. "
+        "h1's RCV.NXT is the next sequence number h2 will use: see h2's ACKs to h1 in what you sniffed.",
+        points=2,
+    ),
+    Check(
+        "a RST at exactly RCV.NXT resets the connection",
+        packet_check(2, "reset"),
+        "RFC 5961 §3.2 rule 2: only a RST whose sequence number is exactly RCV.NXT resets. h2 sends no data, so "
+        "its ACKs carry that number in their seq field.",
+        points=2,
+    ),
+    Check(
+        "the transfer is cut short",
+        transfer_cut,
+        "When the reset works, h1's application sees 'connection reset by peer' and h2 never gets the whole 2 MiB.",
+    ),
+)
+
+EXERCISE = Exercise(
+    name="tcp_reset_attack",
+    title="Forge TCP resets with Scapy and watch RFC 5961 defend a running transfer",
+    topic="tcp",
+    minutes=30,
+    rfcs=("RFC 5961 §3", "RFC 9293 §3.10.7.4"),
+    collect=collect,
+    checks=CHECKS,
+    time_limit_s=30.0,
+    needs_scenario=True,
+)
+
+if __name__ == "__main__":
+    sys.exit(main_for(EXERCISE))

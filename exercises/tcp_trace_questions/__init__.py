@@ -1,0 +1,1 @@
+"""Exercise: trace questions on a lossy plain-TCP run, with fields hidden."""

@@ -1,0 +1,161 @@
+"""`tcplab exercise ...`: list, show, start, check, report, through the real command line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from exercises import report as rep
+from exercises.grading import exercise_names, load_exercise
+from lab.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse's own usage errors
+        code = int(exc.code)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "exercise", "list", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["name"] for r in rows] == exercise_names()
+    assert all(r["points"] > 0 and r["minutes"] > 0 for r in rows)
+
+
+def test_show(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "exercise", "show", "eno_tep")
+    assert code == 0 and "RFC 8547" in out and "host B's order decides (2)" in out
+
+
+def test_unknown_exercise_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "exercise", "check", "mptcp_scheduler")
+    assert code == 2 and not out
+    assert err.startswith("tcplab: error: unknown exercise 'mptcp_scheduler'; known: ")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_start_then_check_in_the_working_directory(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "exercise", "start", "iketcp_decode")
+    assert code == 0
+    work = tmp_path / "iketcp_decode"
+    assert {"README.md", "solution.py", "scenario.py", "stream.txt", "stream.bin"} <= {p.name for p in work.iterdir()}
+    # starting again would overwrite the attendee's work: refused
+    code, _, err = run(capsys, "exercise", "start", "iketcp_decode")
+    assert code == 2 and "--force" in err
+    # check from the parent directory and from inside the working directory
+    code, out, _ = run(capsys, "exercise", "check", "iketcp_decode")
+    assert code == 1 and "[FAIL] the stream prefix" in out
+    ex = load_exercise("iketcp_decode")
+    shutil.copyfile(ex.package_dir / "solution" / "solution.py", work / "solution.py")
+    monkeypatch.chdir(work)
+    junit = tmp_path / "junit.xml"
+    code, out, _ = run(
+        capsys, "exercise", "check", "iketcp_decode", "--json", "--junit", str(junit), "--attendee", "ada"
+    )
+    assert code == 0
+    result = json.loads(out)
+    assert result["passed"] and result["attendee"] == "ada" and result["backend"] == "none"
+    assert 'failures="0"' in junit.read_text()
+
+
+def test_check_with_a_dir_and_bad_values(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "exercise", "check", "eno_tep", "--dir", str(tmp_path / "none"))
+    assert code == 1 and "no solution.py" in out
+    code, _, err = run(capsys, "exercise", "check", "eno_tep", "--time-limit", "-1")
+    assert code == 2 and "--time-limit" in err
+    code, _, err = run(capsys, "exercise", "check", "eno_tep", "--backend", "ns3")
+    assert code == 2 and "invalid choice" in err
+
+
+def test_mininet_backend_is_refused_clearly_for_simulated_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "exercise", "check", "tcp_reset_attack", "--backend", "mininet")
+    assert code == 2
+    assert ("needs root" in err) if os.geteuid() else ("does not run tcplab's own endpoints yet" in err)
+
+
+def _report(directory: Path, attendee: str, exercise: str, checks: list[tuple[str, bool, int]]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    data = {
+        "exercise": exercise,
+        "attendee": attendee,
+        "passed": all(p for _, p, _ in checks),
+        "points": sum(pts for _, p, pts in checks if p),
+        "max_points": sum(pts for _, _, pts in checks),
+        "checks": [{"name": n, "passed": p, "points": pts if p else 0, "max_points": pts} for n, p, pts in checks],
+    }
+    (directory / f"{attendee}-{exercise}.json").write_text(json.dumps(data))
+
+
+def test_report_gathers_a_table_with_pass_rates(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    _report(results, "ada", "eno_tep", [("a", True, 1), ("b", True, 2)])
+    _report(results, "bob", "eno_tep", [("a", True, 1), ("b", False, 2)])
+    _report(results, "bob", "mptcp_token", [("t", False, 2)])
+    (results / "notes.json").write_text('{"not": "a report"}')
+    (results / "broken.json").write_text("{")
+    md, table, checks = tmp_path / "r.md", tmp_path / "r.csv", tmp_path / "c.csv"
+    code, out, err = run(
+        capsys,
+        "exercise",
+        "report",
+        str(results),
+        "--markdown",
+        str(md),
+        "--csv",
+        str(table),
+        "--checks-csv",
+        str(checks),
+    )
+    assert code == 0 and not out
+    assert "skipped" in err and "notes.json" in err and "broken.json" in err
+    text = md.read_text()
+    assert "| ada | 3/3 ✓ | - | 3/3 | 1 |" in text
+    assert "| bob | 1/3 | 0/2 | 1/5 | 0 |" in text
+    assert "| eno_tep | b | 1/2 | 50 % |" in text
+    rows = list(csv.DictReader(io.StringIO(table.read_text())))
+    assert rows[1] == {
+        "attendee": "bob",
+        "eno_tep": "1",
+        "mptcp_token": "0",
+        "points": "1",
+        "max_points": "5",
+        "exercises_passed": "0",
+    }
+    assert rows[0]["mptcp_token"] == ""
+    rates = list(csv.DictReader(io.StringIO(checks.read_text())))
+    assert {"exercise": "eno_tep", "check": "b", "passed": "1", "graded": "2", "pass_rate": "0.500"} in rates
+
+
+def test_report_of_real_check_output(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """`check --json` output, saved per attendee folder, is what `report` reads."""
+    from tests.exercises.conftest import workdir
+
+    for attendee, reference in (("ada", True), ("bob", False)):
+        _ex, directory = workdir("eno_tep", tmp_path / attendee, reference=reference)
+        code, out, _ = run(capsys, "exercise", "check", "eno_tep", "--dir", str(directory), "--json", "--attendee", "")
+        (tmp_path / "results" / attendee).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "results" / attendee / "eno_tep.json").write_text(out)
+    g = rep.gather(tmp_path / "results")
+    assert g.attendees == ["ada", "bob"]  # from the folder names
+    assert g.results[("ada", "eno_tep")].passed and not g.results[("bob", "eno_tep")].passed
+    code, out, _ = run(capsys, "exercise", "report", str(tmp_path / "results"))
+    assert code == 0 and "| eno_tep | host B's order decides | 1/2 | 50 % |" in out
+
+
+def test_report_of_a_missing_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, "exercise", "report", str(tmp_path / "nope"))
+    assert code == 2 and "is not a directory" in err
