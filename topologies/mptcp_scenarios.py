@@ -13,6 +13,7 @@ from lab.wire.mptcp import MPTCP_KIND
 
 MIB = 1024 * 1024
 H1_PATH_B = "10.0.3.1"
+PAIRED = {"path_manager": "paired"}  # one subflow per path: h1 A <-> h2 A, h1 B <-> h2 B
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
@@ -22,7 +23,7 @@ SCENARIOS: dict[str, Scenario] = {
             description="MPTCP aggregates two 20 Mbit/s paths (10 ms and 40 ms one-way): MP_CAPABLE, MP_JOIN, ADD_ADDR, DSS.",
             topology="two-paths",
             topology_params={"delay_ms": (10.0, 40.0), "bw_mbps": (20.0, 20.0), "queue_packets": 200},
-            transfers=(MptcpTransfer(size_bytes=16 * MIB),),
+            transfers=(MptcpTransfer(size_bytes=16 * MIB, client=PAIRED, server=PAIRED),),
         ),
         Scenario(
             name="path-failure",
@@ -52,9 +53,7 @@ SCENARIOS: dict[str, Scenario] = {
             topology="two-paths",
             topology_params={"delay_ms": (10.0, 40.0), "bw_mbps": (20.0, 20.0), "queue_packets": 200},
             transfers=(
-                MptcpTransfer(
-                    size_bytes=8 * MIB, client={"backup_addresses": (H1_PATH_B,), "path_manager": "per_address"}
-                ),
+                MptcpTransfer(size_bytes=8 * MIB, client={"backup_addresses": (H1_PATH_B,), "path_manager": "paired"}),
             ),
         ),
         Scenario(
@@ -78,8 +77,8 @@ SCENARIOS: dict[str, Scenario] = {
             transfers=(
                 MptcpTransfer(
                     size_bytes=16 * MIB,
-                    client={"path_manager": "per_address"},
-                    server={"path_manager": "per_address", "receive_buffer_bytes": 1 * MIB},
+                    client={"path_manager": "paired"},
+                    server={"path_manager": "paired", "receive_buffer_bytes": 1 * MIB},
                 ),
             ),
         ),
@@ -89,7 +88,7 @@ SCENARIOS: dict[str, Scenario] = {
             topology="two-paths",
             topology_params={"delay_ms": (10.0, 40.0), "bw_mbps": (20.0, 20.0), "queue_packets": 200},
             middleboxes=(("r2", lambda: FlipPayloadBytes(dst_port=5001, nth=200)),),
-            transfers=(MptcpTransfer(size_bytes=8 * MIB, client={"checksum": True, "path_manager": "per_address"}),),
+            transfers=(MptcpTransfer(size_bytes=8 * MIB, client={"checksum": True, "path_manager": "paired"}),),
         ),
     )
 }

@@ -20,7 +20,10 @@ class MptcpConfig:
     addresses; ``join`` lets it open MP_JOIN subflows. ``backup_addresses``
     are local addresses whose subflows are backups (MP_JOIN B flag).
     ``receive_buffer_bytes`` bounds the connection-level reassembly buffer:
-    the window announced to the peer.
+    the window announced to the peer. ``opportunistic_retransmission`` and
+    ``penalisation`` (Raiciu et al., NSDI 2012) and ``slow_path_check`` (ECF:
+    keep data off a slow subflow when the fast one would deliver it sooner)
+    are the mechanisms for heterogeneous paths.
     """
 
     version: int = 1
@@ -36,6 +39,7 @@ class MptcpConfig:
     mapping_bytes: int = 16 * 1448
     opportunistic_retransmission: bool = True
     penalisation: bool = True
+    slow_path_check: bool = True
 
     def __post_init__(self) -> None:
         from lab.mptcp import strategies

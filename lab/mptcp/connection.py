@@ -50,7 +50,8 @@ from lab.wire import mptcp as w
 from lab.wire.tcp import TcpOption, TcpSegment, UnknownOption, decode_segment
 
 MOD64 = 1 << 64
-DSS_OPTION_BYTES = 28  # DSS with 64-bit Data ACK, 64-bit DSN mapping and checksum
+DSS_ACK_BYTES = 12  # DSS with a 64-bit Data ACK: on every segment
+DSS_MAPPING_EXTRA = 16  # + 64-bit DSN, subflow sequence number, length, checksum: on a mapping's first segment
 ADD_ADDR_RETRIES = 3
 _ROLE_SYN = SegmentRole.SYN
 _ROLE_SYNACK = SegmentRole.SYN_ACK
@@ -177,7 +178,7 @@ class MptcpSubflow(TcpExtension):
 
     name = "mptcp"
     owns_stream = True
-    data_option_bytes = DSS_OPTION_BYTES
+    data_option_bytes = DSS_ACK_BYTES
 
     def __init__(self, subflow: Subflow) -> None:
         self.subflow = subflow
@@ -892,7 +893,9 @@ class MptcpConnection:
         data_ack = self._data_ack_value()
         if role is _ROLE_DATA and length:
             i = sf.mapping_at(stream_offset)
-            if i >= 0:
+            # the mapping rides on its first segment (and that segment's retransmissions); the
+            # receiver holds it until the subflow stream has passed it (RFC 8684 §3.3.1)
+            if i >= 0 and sf.map_sub[i] == stream_offset:
                 return w.Dss(
                     data_ack=data_ack,
                     data_ack_64=True,
@@ -989,7 +992,10 @@ class MptcpConnection:
         i = sf.mapping_at(stream_offset)
         if i < 0:
             return 1 << 62
-        return sf.map_sub[i] + sf.map_len[i] - stream_offset
+        remaining = sf.map_sub[i] + sf.map_len[i] - stream_offset
+        if stream_offset == sf.map_sub[i]:  # room for the mapping's 16 extra option bytes
+            return min(remaining, sf.conn.mss - DSS_ACK_BYTES - DSS_MAPPING_EXTRA)
+        return remaining
 
     def _schedule(self, now: float) -> None:
         usable = [s for s in self.subflows if s.usable]
@@ -1018,11 +1024,9 @@ class MptcpConnection:
                 length = min(self._sbuf_off + len(self._sbuf), window_end) - start
                 reinject = False
                 if length <= 0:
-                    if (
-                        self.config.opportunistic_retransmission
-                        and self._sbuf_off + len(self._sbuf) > self._snd_nxt
-                        and len(pool) > 1
-                    ):
+                    # nothing new may go out (window or send buffer exhausted): if the oldest
+                    # unacknowledged data sits on a slow subflow, send it again on a fast one
+                    if self.config.opportunistic_retransmission and self._data_una < self._snd_nxt and len(pool) > 1:
                         self._opportunistic(pool, now)
                     return
             candidates = [s for s in pool if s.send_room >= min(length, s.conn.mss)]
@@ -1030,6 +1034,12 @@ class MptcpConnection:
                 return
             chosen = self._scheduler.pick(candidates)
             if chosen is None:
+                return
+            if (
+                self.config.slow_path_check
+                and not self._scheduler.redundant
+                and self._wait_for_faster(chosen, pool, length)
+            ):
                 return
             targets = candidates if self._scheduler.redundant else [chosen]
             n = min(length, chunk_max, max(chosen.send_room, 1))
@@ -1042,6 +1052,15 @@ class MptcpConnection:
                     self._reinject.pop(0)
             else:
                 self._snd_nxt = start + n
+
+    def _wait_for_faster(self, chosen: Subflow, pool: list[Subflow], waiting: int) -> bool:
+        """ECF (Lim et al., CoNEXT 2017): leave ``waiting`` bytes for the fastest subflow when it would
+        deliver them all sooner than ``chosen`` delivers its first byte."""
+        fast = min(pool, key=lambda s: s.srtt if s.srtt is not None else 1e9)
+        if fast is chosen or fast.srtt is None or chosen.srtt is None or fast.stalled:
+            return False
+        rounds = 1 + waiting / max(fast.cwnd, fast.conn.mss)
+        return rounds * fast.srtt < chosen.srtt
 
     def _opportunistic(self, pool: list[Subflow], now: float) -> None:
         """The window is full and held by data outstanding on a slow subflow: send that data again on a

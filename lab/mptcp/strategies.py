@@ -165,8 +165,29 @@ class PerAddressPathManager(PathManager):
         return out
 
 
+class PairedPathManager(PathManager):
+    """The n-th local address with the n-th address the peer announced (its initial address first):
+    one subflow per disjoint path when each host has one address per path, as in ``two-paths``."""
+
+    name = "paired"
+    announces = True
+
+    def subflows_to_open(self, *, local_addresses, remote_addresses, in_use, initial):
+        first_local = initial[0]
+        locals_ = [
+            first_local,
+            *[a for a in local_addresses if a != first_local and (":" in a) == (":" in first_local)],
+        ]
+        out = []
+        for local, (remote, port) in zip(locals_, remote_addresses, strict=False):
+            pair = (local, remote, port)
+            if pair not in in_use:
+                out.append(pair)
+        return out
+
+
 PATH_MANAGERS: dict[str, type[PathManager]] = {
-    cls.name: cls for cls in (PathManager, FullMeshPathManager, PerAddressPathManager)
+    cls.name: cls for cls in (PathManager, FullMeshPathManager, PerAddressPathManager, PairedPathManager)
 }
 
 
