@@ -61,8 +61,14 @@ def cmd_topo(args: argparse.Namespace) -> int:
     if args.name not in known:
         return fail(f"unknown topology {args.name!r}; known: {', '.join(sorted(known))}")
     spec = build_topology(args.name, known[args.name], **_parse_params(args.param))
+    realisation = None
+    if getattr(args, "backend", "sim") == "mininet":  # how Mininet would realise each link (nothing is built)
+        from lab.mininet.topo import plan_links
+
+        realisation = {name: {**p.realisation, "realised_by": p.methods} for name, p in plan_links(spec).items()}
     if args.json:
-        print(json.dumps(spec.to_dict() | {"diagram": spec.diagram}, indent=2))
+        extra = {} if realisation is None else {"mininet": realisation}
+        print(json.dumps(spec.to_dict() | {"diagram": spec.diagram} | extra, indent=2))
         return 0
     print(f"{args.name}\n")
     print(spec.diagram)
@@ -75,6 +81,10 @@ def cmd_topo(args: argparse.Namespace) -> int:
     print()
     for iface in spec.interfaces.values():
         print(f"  {iface.name:<9} {iface.ipv4:<12} {iface.ipv6}")
+    if realisation is not None:
+        print("\n  on Mininet:")
+        for name, r in realisation.items():
+            print(f"  {name:<10} " + "; ".join(f"{k} {r[k]}" for k in ("bw", "delay", "loss", "queue")))
     return 0
 
 
@@ -86,6 +96,8 @@ def _default_out_dir(scenario: str, seed: int) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     from lab.scenario import get_scenario, run_scenario
 
+    if args.backend == "mininet":
+        return _run_mininet(args)
     if args.backend != "sim":
         return fail(f"backend {args.backend!r} is not available yet; use --backend sim")
     scenario = get_scenario(args.scenario)
@@ -132,6 +144,63 @@ def cmd_run(args: argparse.Namespace) -> int:
             err = f"  ({t['error']})" if t["error"] else ""
             print(f"  {t['name']}: {t['bytes_received']}/{t['bytes_expected']} bytes, {match}, goodput {goodput}{err}")
         print(f"  virtual {summary['sim_time_s']:.3f} s in {summary['wall_time_s']:.2f} s wall")
+        print(f"  bundle: {out_dir}")
+    return 0 if summary["ok"] else 1
+
+
+def _run_mininet(args: argparse.Namespace) -> int:
+    """``tcplab run --backend mininet``: the scenario on real packets (lab.mininet.run)."""
+    from lab.mininet.backend import check_prerequisites
+    from lab.mininet.run import run_mininet_scenario
+    from lab.scenario import get_scenario
+
+    scenario = get_scenario(args.scenario)
+    if args.param:
+        scenario = scenario.with_params(**_parse_params(args.param))
+    check_prerequisites(pcaps=not args.no_pcap)  # not root: one line, exit 2, nothing written
+    out_dir = Path(args.out) if args.out else _default_out_dir(args.scenario, args.seed)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        return fail(f"cannot write the run bundle to {out_dir}: {exc.strerror or exc}")
+    quiet = args.quiet or not sys.stderr.isatty()
+    if quiet:
+        result = run_mininet_scenario(scenario, seed=args.seed, out_dir=out_dir, pcaps=not args.no_pcap)
+    else:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            TextColumn("[bold]{task.description} (mininet)"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            TimeElapsedColumn(),
+            transient=True,
+        ) as bar:
+            task = bar.add_task(args.scenario, total=1.0)
+
+            def progress(run: Any) -> None:
+                bar.update(task, completed=run.bytes_received() / (run.bytes_expected() or 1))
+
+            result = run_mininet_scenario(
+                scenario, seed=args.seed, out_dir=out_dir, pcaps=not args.no_pcap, progress=progress
+            )
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        verdict = "OK" if summary["ok"] else "FAILED"
+        print(f"scenario {summary['scenario']} (seed {summary['seed']}, mininet): {verdict}")
+        for t in summary["transfers"]:
+            match = "SHA-256 match" if t["sha256_match"] else "SHA-256 MISMATCH"
+            goodput = "-" if t["goodput_mbps"] is None else f"{t['goodput_mbps']:.2f} Mbit/s"
+            err = f"  ({t['error']})" if t["error"] else ""
+            print(f"  {t['name']}: {t['bytes_received']}/{t['bytes_expected']} bytes, {match}, goodput {goodput}{err}")
+        for error in summary["errors"]:
+            print(f"  error: {error}")
+        print(f"  {summary['run_time_s']:.3f} s of transfer in {summary['wall_time_s']:.2f} s wall")
         print(f"  bundle: {out_dir}")
     return 0 if summary["ok"] else 1
 
@@ -187,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--param", "-p", action="append", default=[], metavar="NAME=VALUE", help="topology parameter, e.g. delay_ms=5"
     )
     s.add_argument("--json", action="store_true")
+    s.add_argument(
+        "--backend", choices=("sim", "mininet"), default="sim", help="mininet: also show how each link is realised"
+    )
     s.set_defaults(fn=cmd_topo)
 
     s = sub.add_parser("run", help="run a scenario headless and write a run bundle")

@@ -26,6 +26,29 @@ from lab.trace import FileTracer, MemoryTracer, Tracer
 METRICS_INTERVAL_S = 0.1
 
 
+STACKS = ("user", "kernel", "kernel-mptcp")
+
+
+def stack_host(run: Any, name: str, stack: str, *, what: str = "workload") -> Any:
+    """The application API of host ``name`` on ``stack`` (see :data:`STACKS`): our
+    HostStack (``run.net.host``), or the kernel's TCP/MPTCP through
+    ``run.net.kernel_host``, which only live backends have. Raises ConfigError."""
+    if stack == "user":
+        return run.net.host(name)
+    kernel_host = getattr(run.net, "kernel_host", None)
+    if kernel_host is None:
+        raise ConfigError(f"{what}: a {stack} stack on {name} needs a live backend (--backend mininet)")
+    return kernel_host(name, mptcp=stack == "kernel-mptcp")
+
+
+def runs_here(run: Any, host: str) -> bool:
+    """Whether ``host``'s part of a workload runs in this process: always in the
+    simulator; on a live backend only in that host's endpoint process
+    (``run.net.is_local``), where the other hosts are inert stand-ins."""
+    is_local = getattr(run.net, "is_local", None)
+    return True if is_local is None else bool(is_local(host))
+
+
 class Workload:
     """What a scenario runs on its hosts: a plain TCP transfer, an MPTCP transfer, an IKE session...
 
@@ -44,7 +67,13 @@ class Workload:
 
 @dataclass(frozen=True, kw_only=True)
 class Transfer(Workload):
-    """A plain TCP bulk transfer of ``size_bytes`` from ``src`` to ``dst`` (its interface ``dst_interface``)."""
+    """A plain TCP bulk transfer of ``size_bytes`` from ``src`` to ``dst`` (its interface ``dst_interface``).
+
+    ``src_stack``/``dst_stack`` pick who runs each end: ``"user"`` (our
+    HostStack, the default), or on a live backend the host's kernel,
+    ``"kernel"`` (TCP) or ``"kernel-mptcp"`` (Linux MPTCP), through
+    ``run.net.kernel_host`` (see :func:`stack_host`).
+    """
 
     name: str = "bulk"
     src: str = "h1"
@@ -53,6 +82,8 @@ class Transfer(Workload):
     port: int = 5001
     size_bytes: int = 4 * 1024 * 1024
     start_s: float = 0.0
+    src_stack: str = "user"
+    dst_stack: str = "user"
 
     def __post_init__(self) -> None:
         if not isinstance(self.size_bytes, int) or not 0 <= self.size_bytes <= 1 << 31:
@@ -61,6 +92,9 @@ class Transfer(Workload):
             raise ConfigError(f"transfer {self.name}: port must be 1..65535, got {self.port}")
         if self.start_s < 0:
             raise ConfigError(f"transfer {self.name}: start_s must not be negative")
+        for stack in (self.src_stack, self.dst_stack):
+            if stack not in STACKS:
+                raise ConfigError(f"transfer {self.name}: stack must be one of {', '.join(STACKS)}, got {stack!r}")
 
     def schedule(self, run: ScenarioRun) -> None:
         dst_ifaces = run.spec.interfaces_of(self.dst)
@@ -68,8 +102,8 @@ class Transfer(Workload):
             raise ConfigError(f"transfer {self.name}: no host {self.dst!r}")
         if self.dst_interface >= len(dst_ifaces):
             raise ConfigError(f"transfer {self.name}: {self.dst} has {len(dst_ifaces)} interfaces")
-        src = run.net.host(self.src)
-        dst = run.net.host(self.dst)
+        src = stack_host(run, self.src, self.src_stack, what=f"transfer {self.name}")
+        dst = stack_host(run, self.dst, self.dst_stack, what=f"transfer {self.name}")
         data = run.payload(self.size_bytes)
         result = run.add_result(self.name, data)
         dst.listen(self.port, lambda: BulkSink(result))
@@ -206,6 +240,10 @@ class ScenarioRun:
             host = self.net.host(name)
             for conn in host.connections():
                 host.tracer.record(self.net.now, "tcp", "metrics_updated", conn.metrics())
+            for mp in host.mptcp_connections():
+                mp.sample_rates(self.net.now)
+                for sample in mp.metrics():
+                    host.tracer.record(self.net.now, "mptcp", "metrics_updated", sample)
         if not self.done():
             self.net.call_at(self.net.now + METRICS_INTERVAL_S, self._sample_metrics)
 

@@ -1,8 +1,8 @@
 """``with MininetBackend(spec) as net:``: a topology spec on Mininet, and everything it starts stopped again.
 
 The backend checks its prerequisites (root, Mininet, mnexec), decides how each
-link is realised (:func:`lab.mininet.topo.plan_links`, which refuses delay and
-loss without sch_netem), records that in the trace, builds the network and
+link is realised (:func:`lab.mininet.topo.plan_links`: netem, or without it
+the user-space emulator of :mod:`lab.mininet.linkemu`), records that in the trace, builds the network and
 optionally starts one tcpdump per interface. Leaving the ``with`` block, by
 return, exception or Ctrl-C, stops what it started: its processes by PID
 (never by name pattern), any other process found inside its namespaces (also
@@ -176,7 +176,7 @@ class MininetBackend:
     ``disable_offloads`` turns off checksum/segmentation offloads so frames
     are real packets. Commands run inside nodes time out after
     ``command_timeout_s``; stopping a process waits ``stop_timeout_s`` before
-    SIGKILL.
+    SIGKILL. ``seed`` seeds the random loss of the user-space link emulators.
 
     Entering raises ConfigError (prerequisites missing, or a link property this
     kernel cannot realise) before anything is built, and MininetCommandError
@@ -194,8 +194,10 @@ class MininetBackend:
         state_dir: str | os.PathLike[str] = STATE_DIR,
         command_timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S,
         stop_timeout_s: float = 10.0,
+        seed: int = 1,
     ) -> None:
         self.spec = spec
+        self.seed = seed  # seeds the random loss of the user-space link emulators
         self.tracer = tracer
         self.pcap_dir = None if pcap_dir is None else Path(pcap_dir)
         self.pcap_interfaces = list(spec.interfaces) if pcap_interfaces is None else list(pcap_interfaces)
@@ -207,6 +209,8 @@ class MininetBackend:
         self.command_timeout_s = command_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.link_realisation: dict[str, dict[str, str]] = {}
+        self.link_emulators: dict[str, subprocess.Popen[Any]] = {}  # link name -> its user-space emulator
+        self._middleboxes: list[Any] = []  # lab.mininet.middlebox.InstalledMiddlebox, in order added
         self.pcaps: dict[str, Path] = {}
         self.leftovers: list[str] = []
         self.node_pids: dict[str, int] = {}
@@ -247,7 +251,7 @@ class MininetBackend:
             raise LabError("this MininetBackend was already started; make a new one")
         self._started = True
         check_prerequisites(pcaps=self.pcap_dir is not None, offloads=self.disable_offloads)
-        plans = plan_links(self.spec)
+        plans = plan_links(self.spec, seed=self.seed)
         self.link_realisation = {name: dict(plan.realisation) for name, plan in plans.items()}
         for name, realisation in self.link_realisation.items():
             self.tracer.record_node(
@@ -255,7 +259,7 @@ class MininetBackend:
                 "net",
                 "link",
                 "state_updated",
-                {"link": name, "backend": "mininet", "up": True, **realisation},
+                {"link": name, "backend": "mininet", "up": True, **realisation, "realised_by": plans[name].methods},
             )
         from mininet.link import Link
         from mininet.net import Mininet
@@ -268,6 +272,9 @@ class MininetBackend:
         finally:
             self._record_nodes()  # also after a failed build: the shells that exist must be stopped
         self._net.start()
+        from lab.mininet.linkemu import start_emulators
+
+        self.link_emulators = start_emulators(self, plans)
         if self.pcap_dir is not None:
             self._start_captures()
         self.tracer.record_node(
@@ -282,6 +289,11 @@ class MininetBackend:
         self._stopped = True
         with _sigint_deferred():
             notes: list[str] = []
+            self._remove_middleboxes(notes)
+            if self.link_emulators:
+                from lab.mininet.linkemu import record_stats
+
+                record_stats(self)  # what the user-space emulators forwarded, lost and how late
             self._stop_processes()
             if self._net is not None:
                 stray = self._stray_processes()
@@ -303,6 +315,42 @@ class MininetBackend:
                     data["notes"] = notes
                 self.tracer.record_node(self.now(), "net", "mininet", "state_updated", data)
         return self.leftovers
+
+    # --- middleboxes
+
+    def add_middlebox(self, router_name: str, box: Any) -> dict[str, Any]:
+        """Realise a :class:`lab.sim.middlebox.Middlebox` (the objects ``SimNetwork.add_middlebox``
+        takes) on router ``router_name`` (see :mod:`lab.mininet.middlebox`): nftables,
+        iptables TCPOPTSTRIP, or the policy itself in an NFQUEUE forwarder. Records
+        ``middlebox state_updated {"installed": ...}`` and returns what was installed;
+        it is removed on exit. Raises ConfigError (not a router, bad policy) or
+        MininetCommandError (a command failed), LabError when not running."""
+        from lab.mininet import middlebox
+
+        if self._net is None or self._stopped:
+            raise LabError("the Mininet network is not running")
+        installed = middlebox.install(self, router_name, box, len(self._middleboxes) + 1)
+        self._middleboxes.append(installed)
+        plan = installed.plan
+        self.tracer.record_node(
+            self.now(),
+            router_name,
+            "middlebox",
+            "state_updated",
+            {"installed": plan.description, "backend": "mininet", "realised_by": plan.realised_by},
+        )
+        return {**plan.description, "realised_by": plan.realised_by}
+
+    def _remove_middleboxes(self, notes: list[str]) -> None:
+        from lab.mininet import middlebox
+
+        for installed in reversed(self._middleboxes):
+            failed = middlebox.remove(self, installed)
+            notes += [f"removing {installed.plan.description['policy']}: {f}" for f in failed]
+            self.tracer.record_node(
+                self.now(), installed.plan.router, "middlebox", "state_updated", {"removed": installed.plan.description}
+            )
+        self._middleboxes.clear()
 
     # --- access
 
@@ -379,6 +427,43 @@ class MininetBackend:
     def processes(self) -> list[TrackedProcess]:
         """The processes started in nodes and not yet forgotten."""
         return list(self._processes)
+
+    # --- link events
+
+    def set_link_up(self, link: str, up: bool) -> None:
+        """Take ``link`` down or up: ``ip link set ... down|up`` on both of its spec
+        interfaces. Going down flushes the kernel's routes through an interface
+        (and its IPv6 addresses), so coming up restores them from the spec.
+        Records ``link state_updated {"link", "up"}``. Raises ConfigError for an
+        unknown link, MininetCommandError when a command fails."""
+        from lab.mininet.topo import LinkPlan, node_commands
+
+        if link not in self.spec.links:
+            raise ConfigError(f"no link named {link!r}; links: {', '.join(self.spec.links)}")
+        ends = [i for i in self.spec.interfaces.values() if i.link == link]
+        for iface in ends:
+            self.cmd(iface.node, ["ip", "link", "set", "dev", iface.name, "up" if up else "down"])
+        if up:
+            plans = {name: LinkPlan(name, {}) for name in self.spec.links}  # routes only: no tc lines
+            for iface in ends:
+                cmds = node_commands(self.spec, iface.node, plans, disable_offloads=False)
+                marker = f"dev {iface.name}"
+                v4 = [
+                    line.replace("route add", "route replace", 1)
+                    for line in cmds.ip4
+                    if line.startswith("route add") and (line.endswith(marker) or f"{marker} " in line)
+                ]
+                v6 = [f"addr replace {iface.ipv6}/64 dev {iface.name} nodad"]
+                v6 += [
+                    line.replace("route add", "route replace", 1)
+                    for line in cmds.ip6
+                    if line.startswith("route add") and (line.endswith(marker) or f"{marker} " in line)
+                ]
+                self.cmd(iface.node, ["ip", "-4", "-batch", "-"], input="\n".join(v4) + "\n")
+                self.cmd(iface.node, ["ip", "-6", "-batch", "-"], input="\n".join(v6) + "\n")
+        self.tracer.record_node(
+            self.now(), "net", "link", "state_updated", {"link": link, "up": up, "backend": "mininet"}
+        )
 
     # --- captures
 

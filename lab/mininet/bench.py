@@ -2,6 +2,247 @@
 
 from __future__ import annotations
 
-from lab.bench import Benchmark
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-BENCHMARKS: dict[str, Benchmark] = {}
+from lab.apps import BulkSender, BulkSink, TransferResult
+from lab.bench import Benchmark
+from lab.mininet.apps import payload_sha256
+from lab.scenario import Scenario, Transfer, Workload, stack_host
+from lab.topology import build_topology
+
+SHAPING_RATE_MBPS = 20.0
+SHAPING_ONE_WAY_MS = 20.0  # end to end: 10 ms on each of the two links
+SHAPING_BYTES = 8 * 1024 * 1024
+EMULATOR_BYTES = 64 * 1024 * 1024
+
+
+def _kernel_transfer(net: Any, *, size_bytes: int, seed: int, port: int, timeout_s: float = 120.0) -> dict[str, Any]:
+    """A kernel TCP bulk transfer h1 -> h2 (10.0.2.2) with :mod:`lab.mininet.apps`; the
+    receiver's result plus ``sha256_match``. Raises MininetCommandError."""
+    from lab.mininet.linkemu import _read_line
+    from lab.mininet.topo import MininetCommandError
+
+    app = [sys.executable, "-m", "lab.mininet.apps"]
+    popen: dict[str, Any] = {
+        "stdin": subprocess.DEVNULL,
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.PIPE,
+        "text": True,
+    }
+    receiver = net.popen(
+        "h2", [*app, "receive", "--listen", "10.0.2.2", "--port", str(port), "--timeout", str(timeout_s)], **popen
+    )
+    if _read_line(receiver, timeout=30, what="the receiver").get("event") != "listening":
+        raise MininetCommandError("the receiver did not listen")
+    argv = [*app, "send", "--connect", "10.0.2.2", "--port", str(port), "--bytes", str(size_bytes)]
+    sender = net.popen("h1", [*argv, "--seed", str(seed), "--timeout", str(timeout_s)], **popen)
+    sent = _read_line(sender, timeout=timeout_s + 10, what="the sender")
+    received = _read_line(receiver, timeout=timeout_s + 10, what="the receiver")
+    if received.get("event") != "received" or sent.get("event") != "sent":
+        raise MininetCommandError(f"transfer failed: {sent} / {received}")
+    return {**received, "sha256_match": received["sha256"] == sent["sha256"] == payload_sha256(size_bytes, seed)}
+
+
+def _ping_rtts_ms(net: Any, count: int) -> list[float]:
+    net.cmd("h1", ["ping", "-n", "-c", "2", "-i", "0.1", "10.0.2.2"], check=False)  # neighbours resolved
+    out = net.cmd("h1", ["ping", "-n", "-c", str(count), "-i", "0.1", "-W", "2", "10.0.2.2"], check=False)
+    return [float(line.split("time=")[1].split()[0]) for line in out.splitlines() if "time=" in line]
+
+
+def bench_shaping() -> dict[str, Any]:
+    """Kernel TCP over h1 - r1 - h2 at 20 Mbit/s with 20 ms one way (delay by netem, or
+    without it by the user-space emulator): goodput against the rate and the ping RTT
+    against the configured one, side by side; then the emulator's own limits on an
+    unshaped 1 ms path (its highest forwarding rate and how late frames leave).
+
+    Raises ConfigError when the Mininet backend cannot run here (not root, ...).
+    """
+    from lab.mininet import MininetBackend
+    from lab.mininet.linkemu import emulator_stats
+
+    from lab import registry
+
+    single_path = registry.topologies()["single-path"]
+    shaped_spec = build_topology("single-path", single_path, delay_ms=SHAPING_ONE_WAY_MS, bw_mbps=SHAPING_RATE_MBPS)
+    with tempfile.TemporaryDirectory() as state, MininetBackend(shaped_spec, state_dir=state) as net:
+        realised = {name: plan["delay"] for name, plan in net.link_realisation.items()}
+        rtts = _ping_rtts_ms(net, 20)
+        shaped = _kernel_transfer(net, size_bytes=SHAPING_BYTES, seed=1, port=5401)
+        late = {name: emulator_stats(proc) for name, proc in net.link_emulators.items()}
+    unshaped = build_topology("single-path", single_path, delay_ms=2.0, bw_mbps=None)
+    with tempfile.TemporaryDirectory() as state, MininetBackend(unshaped, state_dir=state) as net:
+        fastest = _kernel_transfer(net, size_bytes=EMULATOR_BYTES, seed=2, port=5402)
+        fast_late = {name: emulator_stats(proc) for name, proc in net.link_emulators.items()}
+    goodput = shaped["bytes"] * 8 / shaped["elapsed_s"] / 1e6
+    expected_rtt = 2 * SHAPING_ONE_WAY_MS
+    rtt = statistics.median(rtts) if rtts else float("nan")
+    goodput_ratio = goodput / SHAPING_RATE_MBPS
+    rtt_ratio = rtt / expected_rtt
+    within_2ms = sum(1 for r in rtts if abs(r - expected_rtt) <= 2.0)
+
+    def lateness(stats: dict[str, Any]) -> dict[str, Any]:
+        return {
+            name: {d: {k: v[k] for k in ("late_p50_us", "late_p99_us", "late_max_us")} for d, v in s.items()}
+            for name, s in stats.items()
+        }
+
+    fastest_mbps = fastest["bytes"] * 8 / fastest["elapsed_s"] / 1e6
+    frames = [d["forwarded"] for s in fast_late.values() for d in s.values()]
+    return {
+        "bench": "mininet-shaping",
+        "metric": "goodput / rate and median RTT / configured RTT (shaped path, user-space delay without netem)",
+        "value": round(goodput_ratio, 4),
+        "unit": "ratio",
+        "target": "goodput/rate >= 0.90, RTT/configured in [0.95, 1.10], byte-exact",
+        "passed": goodput_ratio >= 0.90 and 0.95 <= rtt_ratio <= 1.10 and shaped["sha256_match"],
+        "goodput_mbps": round(goodput, 3),
+        "rate_mbps": SHAPING_RATE_MBPS,
+        "goodput_over_rate": round(goodput_ratio, 4),
+        "rtt_ms_median": round(rtt, 3),
+        "rtt_ms_configured": expected_rtt,
+        "rtt_over_configured": round(rtt_ratio, 4),
+        "pings_within_2ms": f"{within_2ms}/{len(rtts)}",
+        "delay_realised_by": realised,
+        "sha256_match": shaped["sha256_match"],
+        "emulator_lateness_shaped_us": lateness(late),
+        "emulator_max_goodput_mbps": round(fastest_mbps, 1),
+        "emulator_max_frames_per_s": round(max(frames) / fastest["elapsed_s"]) if frames else None,
+        "emulator_lateness_at_max_rate_us": lateness(fast_late),
+        "emulator_max_sha256_match": fastest["sha256_match"],
+    }
+
+
+# --- mininet-tcp-user-vs-kernel
+
+USER_VS_KERNEL_RATE_MBPS = 20.0
+USER_VS_KERNEL_BYTES = 8 * 1024 * 1024
+USER_VS_KERNEL_ROUNDS = 2
+
+
+class _ChainedSender(BulkSender):
+    """A BulkSender that calls ``on_done`` once, when the receiver has closed its side
+    (it had everything) or the connection ended otherwise."""
+
+    def __init__(self, result: TransferResult, data: bytes, on_done: Callable[[], None]) -> None:
+        super().__init__(result, data)
+        self._on_done: Callable[[], None] | None = on_done
+
+    def _done(self) -> None:
+        on_done, self._on_done = self._on_done, None
+        if on_done is not None:
+            on_done()
+
+    def eof_received(self, stream: Any) -> None:
+        super().eof_received(stream)
+        self._done()
+
+    def connection_lost(self, stream: Any, reason: str, reset: bool) -> None:
+        super().connection_lost(stream, reason, reset)
+        self._done()
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackToBack(Workload):
+    """``transfers`` one after the other: each starts ``gap_s`` after the previous
+    one's receiver closed its side (so they never share the path). Every
+    transfer must have the same ``src``; listeners are all set up at the start."""
+
+    name: str = "back-to-back"
+    transfers: tuple[Transfer, ...] = ()
+    gap_s: float = 0.5
+
+    def schedule(self, run: Any) -> None:
+        steps = []
+        for t in self.transfers:
+            src = stack_host(run, t.src, t.src_stack, what=f"transfer {t.name}")
+            dst = stack_host(run, t.dst, t.dst_stack, what=f"transfer {t.name}")
+            data = run.payload(t.size_bytes)
+            result = run.add_result(t.name, data)
+            dst.listen(t.port, lambda r=result: BulkSink(r))
+            remote = run.spec.interfaces_of(t.dst)[t.dst_interface].ipv4
+            steps.append((src, result, data, remote, t.port))
+
+        def start(i: int) -> None:
+            if i < len(steps):
+                src, result, data, remote, port = steps[i]
+                then = lambda: run.net.call_at(run.net.now + self.gap_s, lambda: start(i + 1))  # noqa: E731
+                _ChainedSender(result, data, then).start(src, remote, port)
+
+        run.net.call_at(0.0, lambda: start(0))
+
+
+def bench_user_vs_kernel() -> dict[str, Any]:
+    """Goodput of our user-space TCP (both ends) against the kernel's TCP (both ends)
+    over path A of two-paths shaped to 20 Mbit/s (5 ms one way), in one Mininet run:
+    8 MiB transfers alternating user, kernel, user, kernel, never overlapping.
+
+    Raises ConfigError when the Mininet backend cannot run here (not root, ...).
+    """
+    from lab.mininet.run import run_mininet_scenario
+
+    transfers = []
+    for round_ in range(USER_VS_KERNEL_ROUNDS):
+        for k, stack in enumerate(("user", "kernel")):
+            transfers.append(
+                Transfer(
+                    name=f"{stack}-{round_ + 1}",
+                    size_bytes=USER_VS_KERNEL_BYTES,
+                    port=5001 + 2 * round_ + k,
+                    src_stack=stack,
+                    dst_stack=stack,
+                )
+            )
+    scenario = Scenario(
+        name="bench-user-vs-kernel",
+        description="user-space TCP and kernel TCP back to back on path A",
+        topology="two-paths",
+        topology_params={"bw_mbps": (USER_VS_KERNEL_RATE_MBPS, 5.0)},
+        transfers=(BackToBack(transfers=tuple(transfers)),),
+        time_limit_s=300.0,
+    )
+    with tempfile.TemporaryDirectory() as state:
+        result = run_mininet_scenario(scenario, out_dir=None, pcaps=False, trace=False, state_dir=state)
+    goodput = {t.name: t.goodput_mbps or 0.0 for t in result.transfers}
+    user = statistics.mean(v for k, v in goodput.items() if k.startswith("user"))
+    kernel = statistics.mean(v for k, v in goodput.items() if k.startswith("kernel"))
+    exact = all(t.ok for t in result.transfers)
+    value = user / kernel if kernel > 0 else 0.0
+    return {
+        "bench": "mininet-tcp-user-vs-kernel",
+        "metric": "goodput of our user-space TCP / goodput of the kernel's TCP (same path, one run)",
+        "value": round(value, 4),
+        "unit": "ratio",
+        "target": ">= 0.90 and byte-exact",
+        "passed": value >= 0.90 and exact and result.ok,
+        "user_goodput_mbps": round(user, 3),
+        "kernel_goodput_mbps": round(kernel, 3),
+        "rate_mbps": USER_VS_KERNEL_RATE_MBPS,
+        "user_over_rate": round(user / USER_VS_KERNEL_RATE_MBPS, 4),
+        "kernel_over_rate": round(kernel / USER_VS_KERNEL_RATE_MBPS, 4),
+        "transfers_mbps": {k: round(v, 3) for k, v in goodput.items()},
+        "bytes_each": USER_VS_KERNEL_BYTES,
+        "sha256_match": exact,
+        "errors": result.errors,
+    }
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "mininet-shaping": Benchmark(
+        "mininet-shaping",
+        "Mininet link shaping: goodput/rate and RTT/configured RTT with user-space delay; emulator max rate, jitter",
+        ">= 0.90 / 0.95-1.10",
+        bench_shaping,
+    ),
+    "mininet-tcp-user-vs-kernel": Benchmark(
+        "mininet-tcp-user-vs-kernel",
+        "Mininet: goodput of our user-space TCP vs the kernel's TCP, back to back on a 20 Mbit/s path",
+        ">= 0.90",
+        bench_user_vs_kernel,
+    ),
+}

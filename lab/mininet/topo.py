@@ -14,8 +14,12 @@ namespace. Addresses are exactly the spec's (``10.0.i.x/24`` and
   source routes become ``ip rule from SRC to DST`` rules that win over them.
 * Rate limits are HTB on the egress of both ends of a link (a link's
   ``bw_mbps`` applies in each direction), with a ``pfifo`` of
-  ``queue_packets`` as the HTB leaf. Delay and loss need sch_netem; without it
-  :func:`plan_links` raises ConfigError rather than ignore them.
+  ``queue_packets`` as the HTB leaf. Delay and loss are netem (as HTB's leaf)
+  when the kernel has sch_netem; otherwise the user-space link emulator
+  (:mod:`lab.mininet.linkemu`) realises them on one end of the link (the
+  router's, where there is one), for both directions: there the spec's
+  interface sits behind an inner veth pair, and the link's own veth end is
+  ``lw<k>``. Each link's plan says how each property is realised.
 * Checksum and segmentation offloads are off (by default), so what crosses a
   veth, and what tcpdump captures, are real MTU-sized packets with valid
   checksums, as they would be on a wire.
@@ -45,6 +49,8 @@ HOST_TABLE_BASE = 100  # host interface k: routing table 100 + k, rule priority 
 HOST_RULE_PRIORITY = 1000
 SOURCE_ROUTE_TABLE_BASE = 200  # router interface k: source routes in table 200 + k
 SOURCE_RULE_PRIORITY = 500  # source rules come before the host rules and the main table (32766)
+EMULATOR_QUEUE_PACKETS = 10_000  # the emulator's delay line on an unshaped link, as netem's default
+EMULATOR_NFT_TABLE = "tcplab_linkemu"
 NONE_REQUESTED = "none requested"
 DEFAULT_COMMAND_TIMEOUT_S = 30.0
 
@@ -54,13 +60,55 @@ class MininetCommandError(LabError):
 
 
 @dataclass(frozen=True, slots=True)
+class EmulatorPlan:
+    """The user-space link emulator of one link: it runs in ``node`` and forwards
+    between ``wire`` (the link's veth end, towards ``peer_interface``) and
+    ``inner`` (the peer of the spec interface ``interface``)."""
+
+    link: str
+    node: str
+    interface: str
+    peer_interface: str
+    wire: str
+    inner: str
+    delay_ms: float
+    loss_pct: float
+    seed: int
+    limit_packets: int
+
+    def argv(self, python: str) -> list[str]:
+        """The emulator's command line, run with interpreter ``python``."""
+        return [
+            python,
+            "-m",
+            "lab.mininet.linkemu",
+            "--wire",
+            self.wire,
+            "--inner",
+            self.inner,
+            "--delay-ms",
+            f"{self.delay_ms:g}",
+            "--loss-pct",
+            f"{self.loss_pct:g}",
+            "--seed",
+            str(self.seed),
+            "--limit-packets",
+            str(self.limit_packets),
+        ]
+
+
+@dataclass(frozen=True, slots=True)
 class LinkPlan:
     """How one link's properties are realised: human-readable ``realisation``
-    (what the trace and the CLI show) and the ``tc -batch`` lines per interface."""
+    (what the trace and the CLI show), ``methods`` (per property: ``htb``,
+    ``netem``, ``user-space`` or ``none``), the ``tc -batch`` lines per
+    interface and the user-space ``emulator``, if any."""
 
     link: str
     realisation: dict[str, str]
     tc: dict[str, list[str]] = field(default_factory=dict)
+    methods: dict[str, str] = field(default_factory=dict)
+    emulator: EmulatorPlan | None = None
 
 
 @functools.cache
@@ -99,14 +147,30 @@ def _netem_args(delay_ms: float, loss_pct: float) -> str:
     return " ".join(parts)
 
 
-def plan_links(spec: TopologySpec, *, netem: bool | None = None) -> dict[str, LinkPlan]:
+def _emulated_end(spec: TopologySpec, link: str) -> tuple[InterfaceSpec, InterfaceSpec]:
+    """(the end whose node runs the link's emulator, the other end): a router's end
+    where there is one (``b`` when both are routers, or neither)."""
+    a, b = _ends(spec, link)
+    if spec.nodes[b.node].kind == "router" or spec.nodes[a.node].kind != "router":
+        return b, a
+    return a, b
+
+
+def emulator_names(spec: TopologySpec, iface: InterfaceSpec) -> tuple[str, str]:
+    """(wire, inner) interface names of an emulated interface: ``lw<k>``, ``li<k>``
+    with ``k`` its index on its node (short, unique within the node's namespace)."""
+    k = [i.name for i in spec.interfaces_of(iface.node)].index(iface.name)
+    return f"lw{k}", f"li{k}"
+
+
+def plan_links(spec: TopologySpec, *, netem: bool | None = None, seed: int = 1) -> dict[str, LinkPlan]:
     """How each link of ``spec`` will be realised. ``netem`` says whether sch_netem
     exists (probed with :func:`netem_available` when None, and only if some link
-    asks for delay or loss).
+    asks for delay or loss); without it the user-space emulator realises delay
+    and loss, its random loss seeded from ``seed`` and the link's index.
 
-    Raises ConfigError, before anything is built, when a link asks for delay or
-    loss and the kernel has no sch_netem (this slice has no user-space link
-    emulator yet), or when an interface name is too long for Linux.
+    Raises ConfigError, before anything is built, when an interface name is too
+    long for Linux.
     """
     for iface in spec.interfaces.values():
         if len(iface.name) > IFNAMSIZ:
@@ -115,26 +179,16 @@ def plan_links(spec: TopologySpec, *, netem: bool | None = None) -> dict[str, Li
                 "use node names of at most 8 characters with the Mininet backend"
             )
     needs_netem = [name for name, link in spec.links.items() if link.delay_ms > 0 or link.loss_pct > 0]
-    if needs_netem:
-        if netem is None:
-            netem = netem_available()
-        if not netem:
-            first = spec.links[needs_netem[0]]
-            asked = " and ".join(
-                f"{attr}={value:g}"
-                for attr, value in (("delay_ms", first.delay_ms), ("loss_pct", first.loss_pct))
-                if value > 0
-            )
-            more = f" (and {len(needs_netem) - 1} more link(s))" if len(needs_netem) > 1 else ""
-            raise ConfigError(
-                f"link {first.name}{more}: {asked} needs sch_netem, which this kernel lacks, or the user-space "
-                "link emulator (not yet available); set delay_ms=0 and loss_pct=0, or use --backend sim"
-            )
+    if needs_netem and netem is None:
+        netem = netem_available()
     plans: dict[str, LinkPlan] = {}
-    for name, link in spec.links.items():
+    for index, (name, link) in enumerate(spec.links.items(), 1):
         a, b = _ends(spec, name)
-        netem_args = _netem_args(link.delay_ms, link.loss_pct)
         frame_bytes = link.mtu_bytes + ETHERNET_HEADER_BYTES
+        if name in needs_netem and not netem:
+            plans[name] = _plan_emulated(spec, name, seed=seed * 1000 + index)
+            continue
+        netem_args = _netem_args(link.delay_ms, link.loss_pct)
         lines: list[str] = []
         realisation = {
             "bw": NONE_REQUESTED,
@@ -143,6 +197,11 @@ def plan_links(spec: TopologySpec, *, netem: bool | None = None) -> dict[str, Li
             "queue": "none (an unshaped veth never queues)",
             "mtu": f"{link.mtu_bytes}",
             "where": f"egress of {a.name} and {b.name}",
+        }
+        methods = {
+            "bw": "none" if link.bw_mbps is None else "htb",
+            "delay": "none" if link.delay_ms == 0 else "netem",
+            "loss": "none" if link.loss_pct == 0 else "netem",
         }
         if link.bw_mbps is not None:
             # HTB's bucket holds at least two full frames, or 2 ms at the link rate
@@ -170,19 +229,88 @@ def plan_links(spec: TopologySpec, *, netem: bool | None = None) -> dict[str, Li
             lines.append(f"qdisc add dev {{dev}} root handle 10: netem {netem_args} limit {limit}")
             realisation["queue"] = f"netem limit {limit} packets (unshaped: only the delay line)"
         tc = {iface.name: [line.format(dev=iface.name) for line in lines] for iface in (a, b)} if lines else {}
-        plans[name] = LinkPlan(name, realisation, tc)
+        plans[name] = LinkPlan(name, realisation, tc, methods)
     return plans
+
+
+def _htb_lines(bw_mbps: float, frame_bytes: int) -> tuple[str, list[str]]:
+    # HTB's bucket holds at least two full frames, or 2 ms at the link rate
+    burst = max(2 * frame_bytes, math.ceil(bw_mbps * 1e6 / 8 * 0.002))
+    lines = [
+        "qdisc add dev {dev} root handle 1: htb default 1",
+        f"class add dev {{dev}} parent 1: classid 1:1 htb rate {bw_mbps:g}mbit ceil {bw_mbps:g}mbit "
+        f"burst {burst} cburst {burst}",
+    ]
+    return f"htb rate {bw_mbps:g}mbit burst {burst}b", lines
+
+
+def _plan_emulated(spec: TopologySpec, name: str, *, seed: int) -> LinkPlan:
+    """Delay and loss by the user-space emulator at one end; the rate (if any) by HTB."""
+    link = spec.links[name]
+    end, other = _emulated_end(spec, name)
+    wire, inner = emulator_names(spec, end)
+    frame_bytes = link.mtu_bytes + ETHERNET_HEADER_BYTES
+    where = f"on {end.node} between {wire} and {inner}, each direction"
+    realisation = {
+        "bw": NONE_REQUESTED,
+        "delay": NONE_REQUESTED if link.delay_ms == 0 else f"user-space delay {link.delay_ms:g}ms ({where})",
+        "loss": NONE_REQUESTED if link.loss_pct == 0 else f"user-space loss {link.loss_pct:g}% seeded ({where})",
+        "queue": "none (an unshaped veth never queues)",
+        "mtu": f"{link.mtu_bytes}",
+        "where": f"egress of {other.name} and {end.name}; {end.name} behind {inner}, the link's end is {wire}",
+    }
+    methods = {
+        "bw": "none" if link.bw_mbps is None else "htb",
+        "delay": "none" if link.delay_ms == 0 else "user-space",
+        "loss": "none" if link.loss_pct == 0 else "user-space",
+    }
+    lines: list[str] = []
+    if link.bw_mbps is not None:
+        realisation["bw"], lines = _htb_lines(link.bw_mbps, frame_bytes)
+        lines.append(f"qdisc add dev {{dev}} parent 1:1 handle 10: pfifo limit {link.queue_packets}")
+        realisation["queue"] = f"pfifo limit {link.queue_packets} packets (htb leaf)"
+        in_flight = math.ceil(link.bw_mbps * 1e6 / 8 * link.delay_ms / 1000 / frame_bytes)
+        limit = link.queue_packets + in_flight + 1
+    else:
+        limit = max(link.queue_packets, EMULATOR_QUEUE_PACKETS)
+    realisation["queue"] += f"; delay line {limit} packets"
+    tc = {iface.name: [line.format(dev=iface.name) for line in lines] for iface in (other, end)} if lines else {}
+    emulator = EmulatorPlan(
+        link=name,
+        node=end.node,
+        interface=end.name,
+        peer_interface=other.name,
+        wire=wire,
+        inner=inner,
+        delay_ms=link.delay_ms,
+        loss_pct=link.loss_pct,
+        seed=seed,
+        limit_packets=limit,
+    )
+    return LinkPlan(name, realisation, tc, methods, emulator)
+
+
+def link_interface_name(spec: TopologySpec, plans: dict[str, LinkPlan], iface: InterfaceSpec) -> str:
+    """The name of ``iface``'s veth end on its link: the spec name, or ``lw<k>`` where an
+    emulator sits in front of it."""
+    emulator = plans[iface.link].emulator if iface.link in plans else None
+    if emulator is not None and emulator.interface == iface.name:
+        return emulator.wire
+    return iface.name
 
 
 @dataclass(slots=True)
 class NodeCommands:
-    """What configures one node: sysctls, ethtool calls and ``ip``/``tc`` batches."""
+    """What configures one node: ``ip -batch`` lines that make links, sysctls,
+    ethtool calls, ``ip``/``tc`` batches and an ``nft -f`` script."""
 
+    links: list[str] = field(default_factory=list)
     sysctls: list[str] = field(default_factory=list)
     ethtool: list[list[str]] = field(default_factory=list)
     ip4: list[str] = field(default_factory=list)
     ip6: list[str] = field(default_factory=list)
     tc: list[str] = field(default_factory=list)
+    nft: list[str] = field(default_factory=list)
 
 
 def _network(address: str) -> str:
@@ -201,6 +329,30 @@ def node_commands(
     out = NodeCommands()
     router = spec.nodes[node].kind == "router"
     ifaces = spec.interfaces_of(node)
+    emulators = [p.emulator for p in plans.values() if p.emulator is not None and p.emulator.node == node]
+    # frames an emulator forwards must be real packets with valid checksums: offloads off
+    # at both ends of an emulated link, whatever ``disable_offloads`` says
+    forced_offloads_off = {e.interface for e in emulators} | {
+        p.emulator.peer_interface for p in plans.values() if p.emulator is not None
+    }
+    for e in emulators:
+        mtu = spec.links[e.link].mtu_bytes
+        out.links.append(f"link add {e.interface} type veth peer name {e.inner}")
+        out.sysctls += [f"net.ipv6.conf.{e.wire}.disable_ipv6=1", f"net.ipv6.conf.{e.inner}.disable_ipv6=1"]
+        out.ethtool += [
+            ["ethtool", "-K", name, "tx", "off", "tso", "off", "gso", "off", "gro", "off"] for name in (e.wire, e.inner)
+        ]
+        for name in (e.wire, e.inner):
+            out.ip4 += [f"link set dev {name} mtu {mtu}", f"link set dev {name} up"]
+    if emulators:
+        # the kernel never handles a frame on an emulator's veth ends (AF_PACKET sees them first)
+        out.nft.append(f"table netdev {EMULATOR_NFT_TABLE} {{")
+        for e in emulators:
+            for name in (e.wire, e.inner):
+                out.nft.append(
+                    f'  chain {name} {{ type filter hook ingress device "{name}" priority 0; policy drop; }}'
+                )
+        out.nft.append("}")
     forwarding = "1" if router else "0"
     out.sysctls += [
         f"net.ipv4.ip_forward={forwarding}",
@@ -213,10 +365,11 @@ def node_commands(
     # neighbour discovery for about a second after the link comes up
     out.sysctls += ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"]
     out.sysctls += [f"net.ipv6.conf.{i.name}.accept_dad=0" for i in ifaces]
-    if disable_offloads:
-        out.ethtool += [
-            ["ethtool", "-K", i.name, "tx", "off", "tso", "off", "gso", "off", "gro", "off"] for i in ifaces
-        ]
+    out.ethtool += [
+        ["ethtool", "-K", i.name, "tx", "off", "tso", "off", "gso", "off", "gro", "off"]
+        for i in ifaces
+        if disable_offloads or i.name in forced_offloads_off
+    ]
     for i in ifaces:
         mtu = spec.links[i.link].mtu_bytes
         out.ip4 += [
@@ -330,12 +483,15 @@ def configure_node(
 ) -> None:
     """Give Mininet node ``node`` its spec configuration. Raises MininetCommandError."""
     cmds = node_commands(spec, node.name, plans, disable_offloads=disable_offloads)
+    _run_batch(node, ["ip", "-batch", "-"], cmds.links, timeout=timeout)
     run_in_node(node, ["sysctl", "-q", "-w", *cmds.sysctls], timeout=timeout)
     for argv in cmds.ethtool:
         run_in_node(node, argv, timeout=timeout)
     _run_batch(node, ["ip", "-4", "-batch", "-"], cmds.ip4, timeout=timeout)
     _run_batch(node, ["ip", "-6", "-batch", "-"], cmds.ip6, timeout=timeout)
     _run_batch(node, ["tc", "-batch", "-"], cmds.tc, timeout=timeout)
+    if cmds.nft:
+        run_in_node(node, ["nft", "-f", "-"], input="\n".join(cmds.nft) + "\n", timeout=timeout)
 
 
 @functools.cache
@@ -350,7 +506,11 @@ def node_class() -> type:
         def config(self, tcplab: dict[str, Any] | None = None, **params: Any) -> dict[str, Any]:
             result = super().config(**params)
             if tcplab is not None:
-                configure_node(self, **tcplab)
+                settings = dict(tcplab)
+                start = settings.pop("start_emulators", False)
+                configure_node(self, **settings)
+                if start:
+                    start_emulators_in_shell(self, settings["plans"], timeout=settings["timeout"])
                 # Mininet's own bookkeeping, so that `mn`'s CLI resolves "h1 ping h2"
                 for iface in tcplab["spec"].interfaces_of(self.name):
                     intf = self.nameToIntf.get(iface.name)
@@ -361,14 +521,50 @@ def node_class() -> type:
     return LabNode
 
 
+def start_emulators_in_shell(node: Any, plans: dict[str, LinkPlan], *, timeout: float) -> None:
+    """Start the link emulators planned for ``node`` as background jobs of its shell
+    (``mn --custom``: Mininet's SIGHUP to the shell's process group stops them) and
+    wait until each forwards. Raises MininetCommandError."""
+    import os
+    import shlex
+    import tempfile
+    import time
+
+    for plan in plans.values():
+        emulator = plan.emulator
+        if emulator is None or emulator.node != node.name:
+            continue
+        fd, log = tempfile.mkstemp(prefix=f"tcplab-linkemu-{node.name}-{emulator.wire}-", suffix=".log")
+        os.close(fd)
+        try:
+            command = " ".join(shlex.quote(arg) for arg in emulator.argv(sys.executable))
+            node.cmd(f"{command} > {shlex.quote(log)} 2>&1 &")
+            deadline = time.monotonic() + timeout
+            while True:
+                with open(log, encoding="utf-8", errors="replace") as fh:
+                    text = fh.read()
+                if '"ready"' in text:
+                    break
+                if '"error"' in text or time.monotonic() > deadline:
+                    raise MininetCommandError(
+                        f"{node.name}: the link emulator of {plan.link} did not start: {text[-300:]}"
+                    )
+                time.sleep(0.05)
+        finally:
+            os.unlink(log)  # the emulator keeps writing to the unlinked file; nothing is left behind
+
+
 def spec_topo(
     spec: TopologySpec,
     plans: dict[str, LinkPlan] | None = None,
     *,
     disable_offloads: bool = True,
     timeout: float = DEFAULT_COMMAND_TIMEOUT_S,
+    start_emulators: bool = False,
 ) -> Any:
     """A ``mininet.topo.Topo`` for ``spec``: a host per node, a veth link per spec link.
+    ``start_emulators`` has each node start its link emulators itself (for ``mn
+    --custom``; the backend starts and tracks them instead).
 
     Raises ConfigError from :func:`plan_links` when ``plans`` is None.
     """
@@ -377,7 +573,13 @@ def spec_topo(
     if plans is None:
         plans = plan_links(spec)
     cls = node_class()
-    settings = {"spec": spec, "plans": plans, "disable_offloads": disable_offloads, "timeout": timeout}
+    settings = {
+        "spec": spec,
+        "plans": plans,
+        "disable_offloads": disable_offloads,
+        "timeout": timeout,
+        "start_emulators": start_emulators,
+    }
 
     class SpecTopo(Topo):
         def build(self) -> None:
@@ -386,7 +588,12 @@ def spec_topo(
                 self.addHost(name, cls=cls, ip=None, tcplab=settings)
             for name in spec.links:
                 a, b = _ends(spec, name)
-                self.addLink(a.node, b.node, intfName1=a.name, intfName2=b.name)
+                self.addLink(
+                    a.node,
+                    b.node,
+                    intfName1=link_interface_name(spec, plans, a),
+                    intfName2=link_interface_name(spec, plans, b),
+                )
 
     return SpecTopo()
 
@@ -405,9 +612,9 @@ def mininet_topo(name: str, fn: Callable[..., None]) -> Callable[..., Any]:
     """The constructor a topology module puts in its ``topos`` dict for ``mn --custom``.
 
     ``mn --custom topologies/two_paths.py --topo two-paths,delay_ms=0:0`` calls it
-    with the parameters; tuple values are written ``a:b``. A bad parameter, or
-    delay/loss on a kernel without sch_netem, prints one line and exits with
-    status 2 (SystemExit, which ``mn`` does not turn into its global cleanup).
+    with the parameters; tuple values are written ``a:b``. A bad parameter
+    prints one line and exits with status 2 (SystemExit, which ``mn`` does not
+    turn into its global cleanup). Link emulators run as jobs of their node's shell.
     """
 
     def build(*args: Any, **params: Any) -> Any:
@@ -423,7 +630,7 @@ def mininet_topo(name: str, fn: Callable[..., None]) -> Callable[..., Any]:
             raise SystemExit(2) from None
         for link, plan in plans.items():
             info(f"*** tcplab link {link}: " + ", ".join(f"{k} {v}" for k, v in plan.realisation.items()) + "\n")
-        return spec_topo(spec, plans)
+        return spec_topo(spec, plans, start_emulators=True)
 
     build.__name__ = f"{name}_topo"
     return build
