@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from lab.errors import ConfigError
 from lab.trace import Tracer
-from lab.wire.checksum import transport_checksum
+from lab.wire.checksum import internet_checksum, pack_address, transport_checksum, unpack_address
 from lab.wire.tcp import SYN, TCP_PROTOCOL
 from lab.wire.udp import UDP_PROTOCOL
 
@@ -50,6 +50,10 @@ class Middlebox:
     name = "middlebox"
 
     def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
+        return packet
+
+    def prerouting(self, packet: bytes, *, now: float, ingress: str, tracer: Tracer) -> bytes | None:
+        """Seen before the route lookup (netfilter PREROUTING); a NAT maps replies back here."""
         return packet
 
     def describe(self) -> dict:
@@ -218,3 +222,182 @@ class FlipPayloadBytes(Middlebox):
 
     def describe(self) -> dict:
         return {"policy": self.name, "dst_port": self.dst_port, "nth": self.nth, "probability": self.probability}
+
+
+class BlockTcpPorts(Middlebox):
+    """Drop TCP segments to (or from) the given ports, e.g. a network that allows TCP 443 but not 4500."""
+
+    name = "block_tcp"
+
+    def __init__(self, ports: Iterable[int], *, both_directions: bool = True) -> None:
+        self.ports = frozenset(int(p) for p in ports)
+        for p in self.ports:
+            if not 0 < p < 65536:
+                raise ConfigError(f"TCP port must be 1..65535, got {p}")
+        self.both_directions = both_directions
+
+    def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
+        tcp = _tcp(packet)
+        if tcp is None:
+            return packet
+        hl = tcp[0]
+        sport = int.from_bytes(packet[hl : hl + 2], "big")
+        dport = int.from_bytes(packet[hl + 2 : hl + 4], "big")
+        if dport in self.ports or (self.both_directions and sport in self.ports):
+            self._record(
+                tracer,
+                now,
+                "segment_dropped",
+                {"reason": "TCP port blocked", "sport": sport, "dport": dport, "ingress": ingress},
+            )
+            return None
+        return packet
+
+    def describe(self) -> dict:
+        return {"policy": self.name, "ports": sorted(self.ports)}
+
+
+class SourceNat(Middlebox):
+    """IPv4 source NAT with port translation (NAPT), as a home router or a hotspot does.
+
+    TCP and UDP leaving through any interface but ``inside`` get source address
+    ``public_address`` and a public port (endpoint-independent mapping: one per
+    inside address, port and protocol, allocated from ``port_base`` up, RFC 4787
+    §4.1); replies to a mapped public port are translated back before routing.
+    Packets to ``public_address`` without a mapping are dropped, as are other
+    protocols from inside (no ICMP or ESP translation). Checksums are
+    recomputed. IPv6 passes untouched.
+    """
+
+    name = "source_nat"
+
+    def __init__(self, *, inside: str, public_address: str, port_base: int = 20000) -> None:
+        try:
+            self._public = pack_address(public_address)
+        except (OSError, ValueError):
+            raise ConfigError(f"public_address must be an IPv4 address, got {public_address!r}") from None
+        if len(self._public) != 4:
+            raise ConfigError(f"public_address must be an IPv4 address, got {public_address!r}")
+        if not 1024 <= port_base < 65000:
+            raise ConfigError(f"port_base must be 1024..64999, got {port_base}")
+        self.inside = inside
+        self.public_address = public_address
+        self.port_base = port_base
+        self._next_port = port_base
+        self._out: dict[tuple[int, bytes, int], int] = {}  # (protocol, inside address, inside port) -> public port
+        self._back: dict[tuple[int, int], tuple[bytes, int]] = {}  # (protocol, public port) -> inside endpoint
+
+    @property
+    def mappings(self) -> dict[tuple[int, str, int], int]:
+        return {(proto, unpack_address(addr), port): public for (proto, addr, port), public in self._out.items()}
+
+    def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
+        if ingress != self.inside or egress == self.inside or packet[0] >> 4 != 4:
+            return packet
+        hl = (packet[0] & 0x0F) * 4
+        proto = packet[9]
+        if proto not in (TCP_PROTOCOL, UDP_PROTOCOL) or len(packet) < hl + (20 if proto == TCP_PROTOCOL else 8):
+            self._record(tracer, now, "segment_dropped", {"reason": "NAT: protocol not translated", "protocol": proto})
+            return None
+        src = packet[12:16]
+        sport = int.from_bytes(packet[hl : hl + 2], "big")
+        key = (proto, src, sport)
+        public_port = self._out.get(key)
+        if public_port is None:
+            if self._next_port > 65535:
+                self._record(tracer, now, "segment_dropped", {"reason": "NAT: out of ports"})
+                return None
+            public_port = self._next_port
+            self._next_port += 1
+            self._out[key] = public_port
+            self._back[(proto, public_port)] = (src, sport)
+            self._record(
+                tracer,
+                now,
+                "state_updated",
+                {
+                    "mapping": "created",
+                    "protocol": "tcp" if proto == TCP_PROTOCOL else "udp",
+                    "inside": f"{unpack_address(src)}:{sport}",
+                    "public": f"{self.public_address}:{public_port}",
+                },
+            )
+        return _rewrite_ipv4(packet, hl, src=self._public, sport=public_port)
+
+    def prerouting(self, packet: bytes, *, now: float, ingress: str, tracer: Tracer) -> bytes | None:
+        if ingress == self.inside or packet[0] >> 4 != 4 or packet[16:20] != self._public:
+            return packet
+        hl = (packet[0] & 0x0F) * 4
+        proto = packet[9]
+        if proto not in (TCP_PROTOCOL, UDP_PROTOCOL) or len(packet) < hl + 4:
+            return packet
+        dport = int.from_bytes(packet[hl + 2 : hl + 4], "big")
+        inside = self._back.get((proto, dport))
+        if inside is None:
+            self._record(
+                tracer, now, "segment_dropped", {"reason": "NAT: no mapping", "dport": dport, "ingress": ingress}
+            )
+            return None
+        return _rewrite_ipv4(packet, hl, dst=inside[0], dport=inside[1])
+
+    def describe(self) -> dict:
+        return {"policy": self.name, "inside": self.inside, "public_address": self.public_address}
+
+
+def _rewrite_ipv4(
+    packet: bytes,
+    hl: int,
+    *,
+    src: bytes | None = None,
+    dst: bytes | None = None,
+    sport: int | None = None,
+    dport: int | None = None,
+) -> bytes:
+    """``packet`` with addresses/ports replaced and the IPv4 and TCP/UDP checksums recomputed."""
+    header = bytearray(packet[:hl])
+    if src is not None:
+        header[12:16] = src
+    if dst is not None:
+        header[16:20] = dst
+    header[10:12] = b"\x00\x00"
+    header[10:12] = internet_checksum(bytes(header)).to_bytes(2, "big")
+    total = int.from_bytes(packet[2:4], "big")
+    seg = bytearray(packet[hl:total])
+    if sport is not None:
+        seg[0:2] = sport.to_bytes(2, "big")
+    if dport is not None:
+        seg[2:4] = dport.to_bytes(2, "big")
+    proto = packet[9]
+    offset = 16 if proto == TCP_PROTOCOL else 6
+    if proto == UDP_PROTOCOL and seg[6:8] == b"\x00\x00":
+        return bytes(header) + bytes(seg)  # no UDP checksum stays none (RFC 768)
+    seg[offset : offset + 2] = b"\x00\x00"
+    csum = transport_checksum(bytes(header[12:16]), bytes(header[16:20]), proto, bytes(seg))
+    if proto == UDP_PROTOCOL and csum == 0:
+        csum = 0xFFFF
+    seg[offset : offset + 2] = csum.to_bytes(2, "big")
+    return bytes(header) + bytes(seg) + packet[total:]
+
+
+class BlockAllUdp(Middlebox):
+    """Drop every UDP datagram, as a hotspot that lets only TCP through does."""
+
+    name = "block_udp"
+
+    def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
+        parts = _split(packet)
+        if parts is None or parts[0] != UDP_PROTOCOL or len(packet) < parts[1] + 4:
+            return packet
+        hl = parts[1]
+        sport = int.from_bytes(packet[hl : hl + 2], "big")
+        dport = int.from_bytes(packet[hl + 2 : hl + 4], "big")
+        self._record(
+            tracer,
+            now,
+            "segment_dropped",
+            {"reason": "UDP blocked", "sport": sport, "dport": dport, "ingress": ingress},
+        )
+        return None
+
+    def describe(self) -> dict:
+        return {"policy": self.name, "ports": "all"}

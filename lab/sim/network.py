@@ -115,6 +115,10 @@ class SimRouter(SimNode):
         self.tracer = net.tracer.bind(name)
 
     def receive(self, iface: SimInterface, packet: bytes) -> None:
+        for box in self.middleboxes:  # netfilter's PREROUTING: a NAT maps replies back before routing
+            packet = box.prerouting(packet, now=self.net.now, ingress=iface.name, tracer=self.tracer)
+            if packet is None:
+                return
         version = packet[0] >> 4
         if version == 4:
             dst = packet[16:20]
