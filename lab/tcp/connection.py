@@ -205,7 +205,8 @@ class TcpConnection:
         self._last_ack_sent = 0
 
         # options
-        self._mss_announced = config.mss
+        # config.mss is for IPv4 (MTU 1500 minus 40); an IPv6 header is 20 bytes longer
+        self._mss_announced = config.mss - 20 if ":" in addr.local_addr else config.mss
         self._snd_mss = DEFAULT_MSS
         self._sack_ok = False
         self._ts_ok = False
@@ -1254,7 +1255,7 @@ class TcpConnection:
             self._wscale_ok = True
             self._snd_wscale = peer_ws
             self._rcv_wscale = cfg.window_shift
-        our_limit = cfg.mss
+        our_limit = self._mss_announced
         self._opt_overhead = self._ext.data_option_bytes if self._ext is not None else 0
         self._snd_mss = max(64, min(peer_mss, our_limit)) - (12 if self._ts_ok else 0)
         self._cc.set_mss(self._snd_mss)
