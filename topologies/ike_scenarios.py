@@ -1,7 +1,64 @@
-"""IKE scenarios: the SCENARIOS registry (entry point tcplab.scenarios, name ike)."""
+"""IKE scenarios: the SCENARIOS registry (entry point tcplab.scenarios, name ike).
+
+Each runs one or two :class:`~lab.ike.workload.IkeSession` workloads (IKEv2
+with PSK, a Child SA, a tunnelled inner stream each way, liveness check and
+Delete) across the single-path topology with a middlebox on r1.
+"""
 
 from __future__ import annotations
 
+from lab.ike.workload import IkeSession
 from lab.scenario import Scenario
+from lab.sim.middlebox import BlockAllUdp, BlockTcpPorts, BlockUdpPorts, SourceNat
 
-SCENARIOS: dict[str, Scenario] = {}
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            name="hotspot",
+            description="A hotspot drops all UDP: IKE_SA_INIT over UDP 500 is retransmitted until the UDP timeout, then IKE falls back to TCP 4500 (RFC 9329) and the tunnel runs over TCP.",
+            topology="single-path",
+            middleboxes=(("r1", BlockAllUdp),),
+            transfers=(IkeSession(name="ike"),),
+            time_limit_s=60.0,
+        ),
+        Scenario(
+            name="hotspot-500",
+            description="Only UDP 500 is blocked: the initiator gives port 500 up and starts over on UDP 4500 with the non-ESP marker, which gets through; no TCP needed.",
+            topology="single-path",
+            middleboxes=(("r1", lambda: BlockUdpPorts([500])),),
+            transfers=(IkeSession(name="ike", initiator_config={"udp_ports": (500, 4500)}),),
+            time_limit_s=60.0,
+        ),
+        Scenario(
+            name="nat",
+            description="The initiator sits behind a source NAT on r1: NAT detection notices it, IKE moves to UDP 4500, ESP goes UDP-encapsulated through the NAT, with NAT keepalives.",
+            topology="single-path",
+            middleboxes=(("r1", lambda: SourceNat(inside="r1-eth0", public_address="10.0.2.1")),),
+            transfers=(IkeSession(name="ike", rekey=True, initiator_config={"nat_keepalive_s": 0.1}),),
+            time_limit_s=60.0,
+        ),
+        Scenario(
+            name="port-443",
+            description="All UDP and TCP 4500 are blocked, TCP 443 is open: UDP times out, the TCP 4500 connect times out, IKE over TCP 443 gets through.",
+            topology="single-path",
+            middleboxes=(("r1", BlockAllUdp), ("r1", lambda: BlockTcpPorts([4500]))),
+            transfers=(
+                IkeSession(name="ike", initiator_config={"tcp_ports": (4500, 443), "tcp_connect_timeout_s": 1.0}),
+            ),
+            time_limit_s=60.0,
+        ),
+        Scenario(
+            name="iketcp-race",
+            description="UDP blocked; two initiators side by side: 'sequential' waits out the UDP timeout before TCP, 'racing' starts TCP after a short head start and keeps whichever completes IKE_SA_INIT first.",
+            topology="single-path",
+            middleboxes=(("r1", BlockAllUdp),),
+            transfers=(
+                IkeSession(name="sequential", initiator_config={"fallback": "sequential"}),
+                IkeSession(name="racing", initiator_config={"fallback": "racing"}),
+            ),
+            time_limit_s=60.0,
+        ),
+    )
+}

@@ -104,15 +104,18 @@ class IketcpStream:
     events for ``next_event``.
     """
 
-    def __init__(self, *, role: Role | str, tracer: Tracer = NULL_TRACER) -> None:
+    def __init__(self, *, role: Role | str, tracer: Tracer = NULL_TRACER, conn: str = "", now: float = 0.0) -> None:
+        """``conn`` names the TCP connection in trace records; ``now`` stamps the prefix record."""
         self.role = Role(role)
         self._tracer = tracer
+        self._conn = conn
         self._buf = Buffer()
         self._out = bytearray()
         self._events: deque[IketcpEvent] = deque()
         if self.role is Role.INITIATOR:
             self._state = StreamState.OPEN
             self._out += STREAM_PREFIX  # "The first bytes sent on the TCP stream MUST be the stream prefix"
+            self._record(now, "segment_sent", {"kind": "prefix", "length": len(STREAM_PREFIX)})
         else:
             self._state = StreamState.AWAITING_PREFIX
 
@@ -267,4 +270,6 @@ class IketcpStream:
 
     def _record(self, now: float, name: str, data: dict[str, Any]) -> None:
         if self._tracer.enabled:
+            if self._conn:
+                data["conn"] = self._conn
             self._tracer.record(now, LAYER, name, data)

@@ -1,0 +1,114 @@
+"""Settings of an IKEv2 endpoint (RFC 7296) and its transports (RFC 9329 fallback policy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lab.errors import ConfigError
+from lab.wire.ikev2 import DH_CURVE25519, DH_ECP_256, DH_MODP_2048, TS_IPV4_ADDR_RANGE, TrafficSelector
+
+SUPPORTED_DH_GROUPS = (DH_ECP_256, DH_CURVE25519, DH_MODP_2048)
+TRANSPORT_MODES = ("udp", "tcp", "fallback")  # UDP only, TCP only (libreswan enable-tcp=yes), UDP then TCP
+FALLBACK_POLICIES = ("sequential", "racing")
+IKE_UDP_PORT = 500  # RFC 7296 §2
+NAT_T_PORT = 4500  # RFC 3948 §2, RFC 7296 §2.23
+DEFAULT_TCP_PORT = 4500  # RFC 9329 §2: the default; 443 is the usual alternative
+
+ANY_IPV4 = TrafficSelector(TS_IPV4_ADDR_RANGE, "0.0.0.0", "255.255.255.255")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IkeConfig:
+    """One side's settings. Times are seconds of the driver's clock.
+
+    * ``dh_groups``: preference order; the initiator's first KE uses the first.
+    * ``encr_key_bits``: AES-GCM-16 key sizes offered/accepted, for IKE and ESP.
+    * ``transport``/``fallback``/``udp_ports``/``tcp_ports``: the initiator's
+      attempts. Sequential: each UDP port in turn (``udp_timeout_s`` each),
+      then each TCP port. Racing: the first UDP port at once, the first TCP
+      port ``race_head_start_s`` later; whichever completes IKE_SA_INIT first
+      is kept. A responder listens on all of them.
+    * ``retransmit_s``/``retransmit_tries``: RFC 7296 §2.1 retransmission over
+      UDP, doubling; over TCP nothing is retransmitted (RFC 9329 §6.1) and the
+      same total time is the response timeout.
+    * ``child_sa``: negotiate a Child SA in IKE_AUTH; False sends childless
+      IKE_AUTH (RFC 6023) when the peer announced CHILDLESS_IKEV2_SUPPORTED.
+    * ``cookie_threshold``: a responder with this many half-open IKE SAs asks
+      for COOKIEs (RFC 7296 §2.6); 0 always asks, None never.
+    * ``export_keys``: record each SA's keys as ``key_updated`` (ike/esp), so
+      ``lab.ike.keylog`` can write tshark's decryption tables.
+    """
+
+    psk: bytes = b"lab-psk-not-secret-0123456789"
+    local_id: bytes = b"initiator.lab"
+    remote_id: bytes | None = None
+    dh_groups: tuple[int, ...] = SUPPORTED_DH_GROUPS
+    encr_key_bits: tuple[int, ...] = (256, 128)
+    transport: str = "fallback"
+    fallback: str = "sequential"
+    udp_ports: tuple[int, ...] = (IKE_UDP_PORT,)
+    tcp_ports: tuple[int, ...] = (DEFAULT_TCP_PORT,)
+    udp_timeout_s: float = 2.0
+    race_head_start_s: float = 0.02
+    tcp_connect_timeout_s: float = 3.0
+    retransmit_s: float = 0.5
+    retransmit_tries: int = 5
+    half_open_timeout_s: float = 30.0
+    child_sa: bool = True
+    traffic_selectors_i: tuple[TrafficSelector, ...] = (ANY_IPV4,)
+    traffic_selectors_r: tuple[TrafficSelector, ...] = (ANY_IPV4,)
+    cookie_threshold: int | None = None
+    dpd_interval_s: float | None = None
+    nat_keepalive_s: float = 20.0
+    tcp_reconnect_tries: int = 3
+    replay_window_packets: int = 64
+    export_keys: bool = False
+    metrics_interval_s: float = 0.5
+    cookie_secret: bytes = field(default=b"", repr=False)  # empty: drawn from the endpoint's rng
+
+    def __post_init__(self) -> None:
+        if not self.psk:
+            raise ConfigError("psk must not be empty")
+        if not self.local_id:
+            raise ConfigError("local_id must not be empty")
+        if not self.dh_groups or any(g not in SUPPORTED_DH_GROUPS for g in self.dh_groups):
+            raise ConfigError(f"dh_groups must be drawn from {SUPPORTED_DH_GROUPS}, got {self.dh_groups}")
+        if not self.encr_key_bits or any(b not in (128, 256) for b in self.encr_key_bits):
+            raise ConfigError(f"encr_key_bits must be 128 and/or 256, got {self.encr_key_bits}")
+        if self.transport not in TRANSPORT_MODES:
+            raise ConfigError(f"transport must be one of {', '.join(TRANSPORT_MODES)}, got {self.transport!r}")
+        if self.fallback not in FALLBACK_POLICIES:
+            raise ConfigError(f"fallback must be one of {', '.join(FALLBACK_POLICIES)}, got {self.fallback!r}")
+        for name in ("udp_ports", "tcp_ports"):
+            ports = getattr(self, name)
+            if not ports or any(not isinstance(p, int) or not 0 < p < 65536 for p in ports):
+                raise ConfigError(f"{name} must be a non-empty tuple of ports 1..65535, got {ports!r}")
+        if any(p not in (IKE_UDP_PORT, NAT_T_PORT) for p in self.udp_ports):
+            raise ConfigError(f"udp_ports must be 500 and/or 4500 (RFC 7296 §2.23), got {self.udp_ports}")
+        for name in (
+            "udp_timeout_s",
+            "tcp_connect_timeout_s",
+            "retransmit_s",
+            "half_open_timeout_s",
+            "nat_keepalive_s",
+            "metrics_interval_s",
+        ):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.race_head_start_s < 0:
+            raise ConfigError(f"race_head_start_s must not be negative, got {self.race_head_start_s}")
+        if not 1 <= self.retransmit_tries <= 20:
+            raise ConfigError(f"retransmit_tries must be 1..20, got {self.retransmit_tries}")
+        if self.dpd_interval_s is not None and not self.dpd_interval_s > 0:
+            raise ConfigError(f"dpd_interval_s must be positive or None, got {self.dpd_interval_s}")
+        if self.cookie_threshold is not None and self.cookie_threshold < 0:
+            raise ConfigError(f"cookie_threshold must be >= 0 or None, got {self.cookie_threshold}")
+        if self.tcp_reconnect_tries < 0:
+            raise ConfigError(f"tcp_reconnect_tries must be >= 0, got {self.tcp_reconnect_tries}")
+        if self.replay_window_packets and self.replay_window_packets < 32:
+            raise ConfigError("replay_window_packets must be 0 (off) or at least 32 (RFC 4303 §3.4.3)")
+
+    @property
+    def response_timeout_s(self) -> float:
+        """The whole retransmission schedule: how long a request may wait for its response."""
+        return self.retransmit_s * (2 ** (self.retransmit_tries + 1) - 1)

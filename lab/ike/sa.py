@@ -1,0 +1,1365 @@
+"""One IKE SA (RFC 7296) with its Child SAs, sans I/O.
+
+The SA speaks in whole IKE messages: ``receive_message(data)`` takes one (no
+non-ESP marker, no TCP length) and ``messages_to_send()`` hands back the ones
+to send; which transport carries them is the endpoint's business
+(``lab.ike.endpoint``), which also tells the SA whether that transport is
+UDP (retransmit with backoff, RFC 7296 §2.1) or TCP (never retransmit on the
+same connection, RFC 9329 §6.1; resend only after a reconnect).
+
+Exchanges::
+
+    IKE_SA_INIT      HDR, [N(COOKIE)], SA, KE, Ni, N(NAT_DETECTION_*) [, N(CHILDLESS)]  -->
+                 <-- HDR, SA, KE, Nr, N(NAT_DETECTION_*)      or N(COOKIE) / N(INVALID_KE_PAYLOAD)
+    IKE_AUTH         HDR, SK{IDi, [IDr], AUTH, [SA, TSi, TSr]}  -->
+                 <-- HDR, SK{IDr, AUTH, [SA, TSi, TSr] or N(error)}
+    CREATE_CHILD_SA  HDR, SK{N(REKEY_SA), SA, Ni, TSi, TSr}  <-->  HDR, SK{SA, Nr, TSi, TSr}
+    INFORMATIONAL    HDR, SK{[D]}  <-->  HDR, SK{[D]}      (liveness check when empty)
+
+One request is outstanding at a time (window size 1, RFC 7296 §2.3); further
+local requests wait in a queue. A retransmitted request from the peer gets
+the cached response again. A message that does not decode, does not verify
+or does not belong to the current exchange is dropped and recorded
+(``segment_dropped``, layer ``ike``), never raised.
+"""
+
+from __future__ import annotations
+
+import hmac
+import random
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lab.errors import DecodeError, LocalProtocolError, RemoteProtocolError
+from lab.esp.sa import EspSa
+from lab.ike.config import IKE_UDP_PORT, NAT_T_PORT, IkeConfig
+from lab.ike.events import (
+    ChildSaDeleted,
+    ChildSaEstablished,
+    ChildSaFailed,
+    IkeEvent,
+    IkeSaDeleted,
+    IkeSaEstablished,
+    LivenessChecked,
+)
+from lab.ike.keys import (
+    IkeIntegrityError,
+    IkeSaKeys,
+    decrypt_message,
+    derive_child_sa_keys,
+    derive_ike_sa_keys,
+    dh_public_value,
+    dh_shared_secret,
+    encr_key_len,
+    encrypt_message,
+    generate_dh_private_key,
+    nat_detection_hash,
+    psk_auth,
+)
+from lab.ike.state import TERMINAL, TRANSITIONS, IkeSaState, Input
+from lab.trace import NULL_TRACER, Tracer
+from lab.wire.esp import EspPlaintext
+from lab.wire.ikev2 import (
+    ATTRIBUTE_KEY_LENGTH,
+    AUTH_SHARED_KEY_MIC,
+    AUTHENTICATION_FAILED,
+    CHILDLESS_IKEV2_SUPPORTED,
+    COOKIE,
+    CREATE_CHILD_SA,
+    ENCR_AES_GCM_16,
+    ESN_NONE,
+    ID_FQDN,
+    IKE_AUTH,
+    IKE_SA_INIT,
+    INFORMATIONAL,
+    INVALID_KE_PAYLOAD,
+    INVALID_SYNTAX,
+    NAT_DETECTION_DESTINATION_IP,
+    NAT_DETECTION_SOURCE_IP,
+    NO_PROPOSAL_CHOSEN,
+    PRF_HMAC_SHA2_256,
+    PROTO_ESP,
+    PROTO_IKE,
+    REKEY_SA,
+    TRANSFORM_DH,
+    TRANSFORM_ENCR,
+    TRANSFORM_ESN,
+    TRANSFORM_INTEG,
+    TRANSFORM_PRF,
+    AuthPayload,
+    DeletePayload,
+    IdiPayload,
+    IdrPayload,
+    IkeMessage,
+    KePayload,
+    NoncePayload,
+    NotifyPayload,
+    Payload,
+    Proposal,
+    SaPayload,
+    Transform,
+    TransformAttribute,
+    TsiPayload,
+    TsrPayload,
+    UnknownPayload,
+    decode_ike_message,
+    encode_ike_message,
+)
+
+LAYER = "ike"
+NONCE_LEN = 32  # RFC 7296 §2.10: at least 16 and at least half the PRF key size
+MIN_NONCE_LEN, MAX_NONCE_LEN = 16, 256  # §3.9
+MAX_INIT_RETRIES = 3  # COOKIE / INVALID_KE_PAYLOAD round trips before giving up
+ZERO_SPI = bytes(8)
+EXCHANGE_NAMES = {
+    IKE_SA_INIT: "IKE_SA_INIT",
+    IKE_AUTH: "IKE_AUTH",
+    CREATE_CHILD_SA: "CREATE_CHILD_SA",
+    INFORMATIONAL: "INFORMATIONAL",
+}
+NOTIFY_NAMES = {
+    INVALID_SYNTAX: "INVALID_SYNTAX",
+    NO_PROPOSAL_CHOSEN: "NO_PROPOSAL_CHOSEN",
+    INVALID_KE_PAYLOAD: "INVALID_KE_PAYLOAD",
+    AUTHENTICATION_FAILED: "AUTHENTICATION_FAILED",
+    COOKIE: "COOKIE",
+    38: "TS_UNACCEPTABLE",
+    35: "NO_ADDITIONAL_SAS",
+    44: "CHILD_SA_NOT_FOUND",
+    43: "TEMPORARY_FAILURE",
+}
+
+Address = tuple[str, int]
+
+
+def exchange_name(exchange_type: int) -> str:
+    return EXCHANGE_NAMES.get(exchange_type, str(exchange_type))
+
+
+def notify_name(notify_type: int) -> str:
+    return NOTIFY_NAMES.get(notify_type, str(notify_type))
+
+
+@dataclass
+class ChildSa:
+    """One Child SA: ESP with AES-GCM-16 both ways; ``spi_in`` is the SPI the peer sends to."""
+
+    spi_in: int
+    spi_out: int
+    key_bits: int
+    inbound: EspSa
+    outbound: EspSa
+    keymat_in: bytes
+    keymat_out: bytes
+
+
+@dataclass
+class _Request:
+    message_id: int
+    exchange_type: int
+    data: bytes
+    sent_at: float
+    handler: Callable[[IkeMessage, tuple[Payload, ...], float], None]
+    tries: int = 0
+    next_at: float = 0.0
+
+
+class IkeSa:
+    """One IKE SA, as initiator or responder of it.
+
+    ``transport`` is ``"udp"`` or ``"tcp"``; ``local``/``remote`` are the
+    transport addresses NAT detection hashes (RFC 7296 §2.23, RFC 9329 §6.5).
+    The endpoint updates all three when the SA floats to port 4500 or moves
+    to a new TCP connection.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: IkeConfig,
+        initiator: bool,
+        transport: str,
+        local: Address,
+        remote: Address,
+        rng: random.Random,
+        tracer: Tracer = NULL_TRACER,
+    ) -> None:
+        self.config = config
+        self.initiator = initiator
+        self.transport = transport
+        self.local = local
+        self.remote = remote
+        self._rng = rng
+        self._tracer = tracer
+        self.state = IkeSaState.IDLE
+        self.spi_i = rng.randbytes(8) if initiator else ZERO_SPI
+        self.spi_r = ZERO_SPI if initiator else rng.randbytes(8)
+        self.nat_detected_local = False  # we are behind a NAT
+        self.nat_detected_remote = False  # the peer is
+        self.peer_childless = False
+        self.peer_id: bytes | None = None  # the peer's authenticated identity (ID_FQDN data)
+        self.keys: IkeSaKeys | None = None
+        self.prf_id = PRF_HMAC_SHA2_256
+        self.key_bits = 0
+        self.dh_group = config.dh_groups[0]
+        self.children: dict[int, ChildSa] = {}
+        self.child: ChildSa | None = None  # the newest Child SA, the one outbound packets use
+        self.established_at: float | None = None
+        self.last_received_at = 0.0
+        self._dh_private = b""
+        self._ni = b""
+        self._nr = b""
+        self._init_request = b""  # RealMessage1 (§2.15)
+        self._init_response = b""  # RealMessage2
+        self._init_retries = 0
+        self._cookie = b""
+        self._iv = 0
+        self._next_request_mid = 0
+        self._peer_next_mid = 0
+        self._outstanding: _Request | None = None
+        self._cached_response: tuple[int, bytes] | None = None
+        self._queue: deque[Callable[[float], None]] = deque()
+        self._out: list[bytes] = []
+        self._events: deque[IkeEvent] = deque()
+        self._half_open_until: float | None = None
+        self._dpd_at: float | None = None
+        self._pending_child_spi: int | None = None
+        self._arrival: tuple[str, Address, Address] | None = None
+        self._liveness_sent_at = 0.0
+        self._current_response_bytes = b""
+
+    # --- labels -----------------------------------------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        """``SPIi`` in hex: fixed from the first message on, as trace records name the SA."""
+        return self.spi_i.hex()
+
+    @property
+    def established(self) -> bool:
+        return self.state is IkeSaState.ESTABLISHED
+
+    @property
+    def closed(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def outstanding_exchange(self) -> int | None:
+        return self._outstanding.exchange_type if self._outstanding else None
+
+    # --- output -------------------------------------------------------------------------------------------
+
+    def messages_to_send(self) -> list[bytes]:
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> IkeEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        times = [t for t in (self._half_open_until, self._dpd_at) if t is not None]
+        if self._outstanding is not None:
+            times.append(self._outstanding.next_at)
+        return min(times) if times else None
+
+    # --- commands -----------------------------------------------------------------------------------------
+
+    def start(self, *, now: float) -> None:
+        """Send the IKE_SA_INIT request. Raises LocalProtocolError unless a new initiator SA."""
+        if not self.initiator or self.state is not IkeSaState.IDLE:
+            raise LocalProtocolError(f"cannot start an IKE SA in state {self.state.name}")
+        self._ni = self._rng.randbytes(NONCE_LEN)
+        self._new_dh(self.dh_group)
+        self._set_state(Input.START, now)
+        self._send_init_request(now)
+
+    def check_liveness(self, *, now: float) -> None:
+        """Queue an empty INFORMATIONAL request (RFC 7296 §2.4). Raises LocalProtocolError unless established."""
+        self._require_established("check liveness")
+
+        def send(t: float) -> None:
+            self._liveness_sent_at = t
+            self._request(INFORMATIONAL, (), self._on_liveness_response, t)
+
+        self._enqueue(send, now)
+
+    def rekey_child(self, *, now: float) -> None:
+        """Rekey the current Child SA with CREATE_CHILD_SA (RFC 7296 §1.3.3), then delete the old one.
+
+        Raises LocalProtocolError unless established with a Child SA.
+        """
+        self._require_established("rekey")
+        if self.child is None:
+            raise LocalProtocolError("no Child SA to rekey")
+        self._enqueue(self._send_rekey, now)
+
+    def close(self, *, now: float) -> None:
+        """Delete the IKE SA (INFORMATIONAL with Delete, §1.4.1); before it is up, just drop it."""
+        if self.state in TERMINAL or self.state is IkeSaState.DELETING:
+            return
+        if self.state is not IkeSaState.ESTABLISHED:
+            self._set_state(Input.CLOSE, now)
+            self._finish("closed before established", now, error=False)
+            return
+        self._outstanding = None
+        self._queue.clear()
+        self._set_state(Input.CLOSE, now)
+        self._request(INFORMATIONAL, (DeletePayload(PROTO_IKE),), self._on_delete_response, now)
+
+    def abandon(self, reason: str, *, now: float) -> None:
+        """Give up a not yet established attempt without telling the peer (fallback, a lost race)."""
+        if self.state in (IkeSaState.INIT_SENT, IkeSaState.AUTH_SENT):
+            self._outstanding = None
+            self._set_state(Input.ABANDON, now, detail=reason)
+
+    def resend_outstanding(self, *, now: float) -> None:
+        """After a TCP reconnect: send the request still waiting for its response (RFC 9329 §6.1)."""
+        req = self._outstanding
+        if req is not None:
+            self._out.append(req.data)
+            self._record_message(
+                now, "segment_sent", req.exchange_type, req.message_id, False, len(req.data), resent="reconnect"
+            )
+            req.sent_at = now
+            req.next_at = now + self.config.response_timeout_s
+
+    def transport_lost(self, reason: str, *, now: float) -> None:
+        """The only transport is gone for good (TCP reconnects exhausted): the SA fails."""
+        if self.state in TERMINAL or self.state is IkeSaState.IDLE:
+            return
+        self._outstanding = None
+        self._set_state(Input.TIMEOUT, now, detail=reason)
+        self._finish(reason, now, error=True)
+
+    def drop_cached_response(self) -> None:
+        self._cached_response = None
+
+    # --- ESP ---------------------------------------------------------------------------------------------
+
+    def protect(self, data: bytes, *, next_header: int) -> tuple[ChildSa, bytes]:
+        """One ESP packet carrying ``data`` on the current Child SA. Raises LocalProtocolError without one."""
+        if self.child is None or not self.established:
+            raise LocalProtocolError("no Child SA to send on")
+        return self.child, self.child.outbound.encrypt(data, next_header=next_header)
+
+    def unprotect(self, spi: int, packet: bytes, *, now: float) -> EspPlaintext:
+        """Verify and decrypt an inbound ESP packet. Raises EspDropped (recorded) or KeyError for an unknown SPI."""
+        return self.children[spi].inbound.decrypt(packet, now=now)
+
+    # --- input -------------------------------------------------------------------------------------------
+
+    def receive_message(self, data: bytes, *, now: float, path: tuple[str, Address, Address] | None = None) -> None:
+        """One IKE message for this SA. Never raises: bad messages are dropped and recorded.
+
+        ``path`` (transport, local, remote) is where it arrived; a responder
+        moves to it when the message proves authentic (RFC 7296 §2.23).
+        """
+        if self.state in TERMINAL:
+            return
+        self._arrival = path
+        try:
+            message = decode_ike_message(data)
+        except DecodeError as exc:
+            self._drop(now, "malformed", str(exc))
+            return
+        if message.major_version != 2:
+            self._drop(now, "major_version", f"version {message.major_version}")
+            return
+        self._record_message(
+            now,
+            "segment_received",
+            message.exchange_type,
+            message.message_id,
+            message.response,
+            len(data),
+            port=path[1][1] if path is not None and not self.initiator else None,
+        )
+        if message.response:
+            self._receive_response(message, data, now)
+        else:
+            self._receive_request(message, data, now)
+
+    def handle_timer(self, *, now: float) -> None:
+        if self.state in TERMINAL:
+            return
+        if self._half_open_until is not None and now >= self._half_open_until:
+            self._half_open_until = None
+            if self.state is IkeSaState.INIT_RESPONDED:
+                self._set_state(Input.TIMEOUT, now, detail="half-open SA expired")
+                self._finish("half-open SA expired", now, error=True)
+                return
+        req = self._outstanding
+        if req is not None and now >= req.next_at:
+            if self.transport == "udp" and req.tries < self.config.retransmit_tries:
+                req.tries += 1
+                req.next_at = now + self.config.retransmit_s * 2**req.tries
+                self._out.append(req.data)
+                self._record_message(
+                    now,
+                    "segment_sent",
+                    req.exchange_type,
+                    req.message_id,
+                    False,
+                    len(req.data),
+                    retransmission=req.tries,
+                )
+            else:
+                self._timeout(now)
+                return
+        if self._dpd_at is not None and now >= self._dpd_at:
+            self._dpd_at = None
+            if self.established and self._outstanding is None and not self._queue:
+                self.check_liveness(now=now)
+
+    # --- IKE_SA_INIT --------------------------------------------------------------------------------------
+
+    def _new_dh(self, group: int) -> None:
+        self.dh_group = group
+        self._dh_private = generate_dh_private_key(group, self._rng)
+
+    def _ike_proposal(self) -> Proposal:
+        transforms = [
+            Transform(TRANSFORM_ENCR, ENCR_AES_GCM_16, (TransformAttribute(ATTRIBUTE_KEY_LENGTH, bits),))
+            for bits in self.config.encr_key_bits
+        ]
+        transforms.append(Transform(TRANSFORM_PRF, PRF_HMAC_SHA2_256))
+        transforms += [Transform(TRANSFORM_DH, g) for g in self.config.dh_groups]
+        return Proposal(1, PROTO_IKE, tuple(transforms))
+
+    def _nat_notifies(self, spi_r: bytes) -> list[NotifyPayload]:
+        return [
+            NotifyPayload(NAT_DETECTION_SOURCE_IP, nat_detection_hash(self.spi_i, spi_r, *self.local)),
+            NotifyPayload(NAT_DETECTION_DESTINATION_IP, nat_detection_hash(self.spi_i, spi_r, *self.remote)),
+        ]
+
+    def _send_init_request(self, now: float) -> None:
+        payloads: list[Payload] = []
+        if self._cookie:
+            payloads.append(NotifyPayload(COOKIE, self._cookie))  # "the first payload" (§2.6)
+        payloads += [
+            SaPayload((self._ike_proposal(),)),
+            KePayload(self.dh_group, dh_public_value(self.dh_group, self._dh_private)),
+            NoncePayload(self._ni),
+            *self._nat_notifies(ZERO_SPI),
+        ]
+        if not self.config.child_sa:
+            payloads.append(NotifyPayload(CHILDLESS_IKEV2_SUPPORTED))
+        data = encode_ike_message(IkeMessage(self.spi_i, ZERO_SPI, IKE_SA_INIT, 0, tuple(payloads), initiator=True))
+        self._init_request = data
+        self._outstanding = None
+        self._next_request_mid = 0
+        self._send_request_bytes(IKE_SA_INIT, data, self._on_init_response, now)
+
+    def _on_init_response(self, message: IkeMessage, _inner: tuple[Payload, ...], now: float) -> None:
+        data = self._current_response_bytes
+        for notify in message.notifies():
+            if notify.notify_type == COOKIE and self._init_retries < MAX_INIT_RETRIES:
+                self._init_retries += 1
+                self._cookie = notify.data
+                self._record(
+                    now,
+                    "state_updated",
+                    {"exchange": "IKE_SA_INIT", "result": "COOKIE", "cookie_len": len(notify.data)},
+                )
+                self._send_init_request(now)
+                return
+            if notify.notify_type == INVALID_KE_PAYLOAD and self._init_retries < MAX_INIT_RETRIES:
+                wanted = int.from_bytes(notify.data[:2], "big") if len(notify.data) >= 2 else -1
+                if wanted in self.config.dh_groups and wanted != self.dh_group:
+                    self._init_retries += 1
+                    self._record(
+                        now,
+                        "state_updated",
+                        {"exchange": "IKE_SA_INIT", "result": "INVALID_KE_PAYLOAD", "dh_group": wanted},
+                    )
+                    self._new_dh(wanted)
+                    self._send_init_request(now)
+                    return
+            if notify.is_error:
+                self._init_failed(now, f"responder refused: {notify_name(notify.notify_type)}", notify.notify_type)
+                return
+        try:
+            chosen = self._check_chosen_ike_proposal(message)
+            ke = message.payload(KePayload)
+            nonce = message.payload(NoncePayload)
+            if ke is None or nonce is None:
+                raise RemoteProtocolError("IKE_SA_INIT response without KE or Nonce")
+            if ke.dh_group != self.dh_group:
+                raise RemoteProtocolError(f"KE group {ke.dh_group}, we sent {self.dh_group}")
+            if not MIN_NONCE_LEN <= len(nonce.nonce) <= MAX_NONCE_LEN:
+                raise RemoteProtocolError(f"Nr of {len(nonce.nonce)} bytes")
+            if message.spi_r == ZERO_SPI:
+                raise RemoteProtocolError("responder SPI is zero")
+            shared = dh_shared_secret(self.dh_group, self._dh_private, ke.key_data)
+        except RemoteProtocolError as exc:
+            self._init_failed(now, str(exc), None)
+            return
+        self.key_bits = chosen
+        self.spi_r = message.spi_r
+        self._nr = nonce.nonce
+        self._init_response = data
+        self.peer_childless = bool(message.notifies(CHILDLESS_IKEV2_SUPPORTED))
+        self._check_nat(message, now)
+        self._derive_keys(shared, now)
+        self._set_state(Input.RECV_INIT_RESPONSE, now)
+        if self.transport == "udp" and self.remote[1] == IKE_UDP_PORT:
+            self.local = (self.local[0], NAT_T_PORT)  # §2.23: IKE_AUTH onwards on port 4500
+            self.remote = (self.remote[0], NAT_T_PORT)
+            self._record(now, "state_updated", {"event": "floated", "port": NAT_T_PORT})
+        self._record(
+            now,
+            "state_updated",
+            {
+                "exchange": "IKE_SA_INIT",
+                "result": "ok",
+                "dh_group": self.dh_group,
+                "key_bits": self.key_bits,
+                "nat_detected": self.nat_detected_local or self.nat_detected_remote,
+            },
+        )
+        self._send_auth_request(now)
+
+    def _init_failed(self, now: float, reason: str, notify_type: int | None) -> None:
+        self._outstanding = None
+        self._record(now, "state_updated", {"exchange": "IKE_SA_INIT", "result": "failed", "reason": reason})
+        self._set_state(Input.INIT_REFUSED, now, detail=reason)
+        self._finish(reason, now, error=True, notify_type=notify_type)
+
+    def _check_chosen_ike_proposal(self, message: IkeMessage) -> int:
+        """The AES key bits the responder chose; RemoteProtocolError unless it picked one of each from our offer."""
+        sa = message.payload(SaPayload)
+        if sa is None or len(sa.proposals) != 1:
+            raise RemoteProtocolError("IKE_SA_INIT response needs exactly one proposal")
+        proposal = sa.proposals[0]
+        encr = proposal.transform(TRANSFORM_ENCR)
+        prf_t = proposal.transform(TRANSFORM_PRF)
+        dh = proposal.transform(TRANSFORM_DH)
+        if proposal.protocol_id != PROTO_IKE or encr is None or prf_t is None or dh is None:
+            raise RemoteProtocolError("chosen proposal lacks ENCR, PRF or DH")
+        if encr.transform_id != ENCR_AES_GCM_16 or encr.key_length not in self.config.encr_key_bits:
+            raise RemoteProtocolError(f"chosen ENCR {encr.transform_id}/{encr.key_length} was not offered")
+        if prf_t.transform_id != PRF_HMAC_SHA2_256 or dh.transform_id != self.dh_group:
+            raise RemoteProtocolError("chosen PRF or DH group was not offered")
+        integ = proposal.transform(TRANSFORM_INTEG)
+        if integ is not None and integ.transform_id != 0:
+            raise RemoteProtocolError("an integrity transform with an AEAD cipher")
+        return encr.key_length
+
+    def _check_nat(self, message: IkeMessage, now: float) -> None:
+        """§2.23: compare the peer's NAT_DETECTION hashes with the addresses we see."""
+        sources = message.notifies(NAT_DETECTION_SOURCE_IP)
+        dests = message.notifies(NAT_DETECTION_DESTINATION_IP)
+        if not sources or not dests:
+            return
+        spi_r = message.spi_r if self.initiator else ZERO_SPI
+        expect_src = nat_detection_hash(self.spi_i, spi_r, *self.remote)
+        expect_dst = nat_detection_hash(self.spi_i, spi_r, *self.local)
+        self.nat_detected_remote = not any(n.data == expect_src for n in sources)
+        self.nat_detected_local = not any(n.data == expect_dst for n in dests)
+        self._record(
+            now,
+            "state_updated",
+            {
+                "nat_detected_local": self.nat_detected_local,
+                "nat_detected_remote": self.nat_detected_remote,
+                "transport": self.transport,
+            },
+        )
+
+    def _derive_keys(self, shared: bytes, now: float) -> None:
+        self.keys = derive_ike_sa_keys(
+            prf_id=self.prf_id,
+            shared_secret=shared,
+            ni=self._ni,
+            nr=self._nr,
+            spi_i=self.spi_i,
+            spi_r=self.spi_r,
+            encr_key_len=encr_key_len(ENCR_AES_GCM_16, self.key_bits),
+        )
+        data: dict[str, Any] = {
+            "sa": self.label,
+            "spi_i": self.spi_i.hex(),
+            "spi_r": self.spi_r.hex(),
+            "encr": "AES-GCM-16",
+            "key_bits": self.key_bits,
+            "prf": "PRF_HMAC_SHA2_256",
+            "dh_group": self.dh_group,
+        }
+        if self.config.export_keys:
+            data |= {"sk_ei": self.keys.sk_ei.hex(), "sk_er": self.keys.sk_er.hex(), "sk_ai": "", "sk_ar": ""}
+        self._tracer.record(now, LAYER, "key_updated", data)
+
+    def receive_init_request(self, data: bytes, message: IkeMessage, *, now: float) -> None:
+        """Responder: answer a (cookie-checked) IKE_SA_INIT request. Never raises."""
+        if self.state is not IkeSaState.IDLE:
+            return
+        self.spi_i = message.spi_i
+        self._record_message(now, "segment_received", IKE_SA_INIT, 0, False, len(data))
+        try:
+            bits, group = self._choose_ike_proposal(message)
+        except RemoteProtocolError as exc:
+            self._drop(now, "no_proposal_chosen", str(exc))
+            self._send_stateless(message, [NotifyPayload(NO_PROPOSAL_CHOSEN)], now)
+            self._set_state(Input.INIT_REFUSED, now)
+            self._finish("no proposal chosen", now, error=True, notify_type=NO_PROPOSAL_CHOSEN)
+            return
+        ke = message.payload(KePayload)
+        nonce = message.payload(NoncePayload)
+        if ke is None or nonce is None or not MIN_NONCE_LEN <= len(nonce.nonce) <= MAX_NONCE_LEN:
+            self._drop(now, "invalid_syntax", "IKE_SA_INIT request without usable KE or Nonce")
+            self._send_stateless(message, [NotifyPayload(INVALID_SYNTAX)], now)
+            self._set_state(Input.INIT_REFUSED, now)
+            self._finish("invalid IKE_SA_INIT request", now, error=True, notify_type=INVALID_SYNTAX)
+            return
+        if ke.dh_group != group:
+            self._record(
+                now,
+                "state_updated",
+                {"exchange": "IKE_SA_INIT", "result": "INVALID_KE_PAYLOAD", "dh_group": group, "sa": self.label},
+            )
+            self._send_stateless(message, [NotifyPayload(INVALID_KE_PAYLOAD, group.to_bytes(2, "big"))], now)
+            self._set_state(Input.INIT_REFUSED, now)
+            self._finish("asked for another DH group", now, error=False, notify_type=INVALID_KE_PAYLOAD)
+            return
+        self._new_dh(group)
+        try:
+            shared = dh_shared_secret(group, self._dh_private, ke.key_data)
+        except RemoteProtocolError as exc:
+            self._drop(now, "bad_ke", str(exc))
+            self._send_stateless(message, [NotifyPayload(INVALID_SYNTAX)], now)
+            self._set_state(Input.INIT_REFUSED, now)
+            self._finish("unusable KE value", now, error=True, notify_type=INVALID_SYNTAX)
+            return
+        self.key_bits = bits
+        self._ni = nonce.nonce
+        self._nr = self._rng.randbytes(NONCE_LEN)
+        self._init_request = data
+        self.peer_childless = bool(message.notifies(CHILDLESS_IKEV2_SUPPORTED))
+        self._check_nat(message, now)
+        response = [
+            SaPayload((self._chosen_ike_proposal(message, bits, group),)),
+            KePayload(group, dh_public_value(group, self._dh_private)),
+            NoncePayload(self._nr),
+            *self._nat_notifies(self.spi_r),
+        ]
+        response.append(NotifyPayload(CHILDLESS_IKEV2_SUPPORTED))  # childless IKE_AUTH is accepted (RFC 6023)
+        out = encode_ike_message(IkeMessage(self.spi_i, self.spi_r, IKE_SA_INIT, 0, tuple(response), response=True))
+        self._init_response = out
+        self._derive_keys(shared, now)
+        self._set_state(Input.RECV_INIT_REQUEST, now)
+        self._peer_next_mid = 1
+        self._cached_response = (0, out)
+        self._out.append(out)
+        self._record_message(now, "segment_sent", IKE_SA_INIT, 0, True, len(out))
+        self._half_open_until = now + self.config.half_open_timeout_s
+
+    def _choose_ike_proposal(self, message: IkeMessage) -> tuple[int, int]:
+        sa = message.payload(SaPayload)
+        ke = message.payload(KePayload)
+        if sa is None:
+            raise RemoteProtocolError("no SA payload")
+        for proposal in sa.proposals:
+            if proposal.protocol_id != PROTO_IKE:
+                continue
+            bits = next(
+                (
+                    t.key_length
+                    for t in proposal.transforms
+                    if t.transform_type == TRANSFORM_ENCR
+                    and t.transform_id == ENCR_AES_GCM_16
+                    and t.key_length in self.config.encr_key_bits
+                ),
+                None,
+            )
+            prf_ok = any(
+                t.transform_type == TRANSFORM_PRF and t.transform_id == PRF_HMAC_SHA2_256 for t in proposal.transforms
+            )
+            integ = [t for t in proposal.transforms if t.transform_type == TRANSFORM_INTEG and t.transform_id != 0]
+            offered = [t.transform_id for t in proposal.transforms if t.transform_type == TRANSFORM_DH]
+            groups = [g for g in offered if g in self.config.dh_groups]
+            if bits is None or not prf_ok or integ or not groups:
+                continue
+            group = (
+                ke.dh_group
+                if ke is not None and ke.dh_group in groups
+                else next(g for g in self.config.dh_groups if g in groups)
+            )
+            return bits, group
+        raise RemoteProtocolError("no acceptable IKE proposal (AES-GCM-16, PRF_HMAC_SHA2_256, DH 19/31/14)")
+
+    def _chosen_ike_proposal(self, message: IkeMessage, bits: int, group: int) -> Proposal:
+        number = next(p.number for p in message.payload(SaPayload).proposals if p.protocol_id == PROTO_IKE)
+        return Proposal(
+            number,
+            PROTO_IKE,
+            (
+                Transform(TRANSFORM_ENCR, ENCR_AES_GCM_16, (TransformAttribute(ATTRIBUTE_KEY_LENGTH, bits),)),
+                Transform(TRANSFORM_PRF, PRF_HMAC_SHA2_256),
+                Transform(TRANSFORM_DH, group),
+            ),
+        )
+
+    def _send_stateless(self, request: IkeMessage, payloads: list[Payload], now: float) -> None:
+        out = encode_ike_message(IkeMessage(request.spi_i, ZERO_SPI, IKE_SA_INIT, 0, tuple(payloads), response=True))
+        self._out.append(out)
+        self._record_message(now, "segment_sent", IKE_SA_INIT, 0, True, len(out))
+
+    # --- IKE_AUTH -----------------------------------------------------------------------------------------
+
+    def _id_body(self, identity: bytes) -> bytes:
+        return bytes((ID_FQDN, 0, 0, 0)) + identity
+
+    def _esp_proposal(self, spi: int) -> Proposal:
+        transforms = [
+            Transform(TRANSFORM_ENCR, ENCR_AES_GCM_16, (TransformAttribute(ATTRIBUTE_KEY_LENGTH, bits),))
+            for bits in self.config.encr_key_bits
+        ]
+        transforms.append(Transform(TRANSFORM_ESN, ESN_NONE))
+        return Proposal(1, PROTO_ESP, tuple(transforms), spi.to_bytes(4, "big"))
+
+    def _new_spi(self) -> int:
+        while True:
+            spi = self._rng.getrandbits(32)
+            if spi > 0xFF and spi not in self.children:  # 1-255 reserved (RFC 4303 §2.1)
+                return spi
+
+    def _send_auth_request(self, now: float) -> None:
+        assert self.keys is not None
+        auth = psk_auth(
+            prf_id=self.prf_id,
+            psk=self.config.psk,
+            real_message=self._init_request,
+            peer_nonce=self._nr,
+            sk_p=self.keys.sk_pi,
+            id_body=self._id_body(self.config.local_id),
+        )
+        inner: list[Payload] = [IdiPayload(ID_FQDN, self.config.local_id)]
+        if self.config.remote_id is not None:
+            inner.append(IdrPayload(ID_FQDN, self.config.remote_id))
+        inner.append(AuthPayload(AUTH_SHARED_KEY_MIC, auth))
+        self._pending_child_spi = None
+        if self.config.child_sa or not self.peer_childless:
+            spi = self._new_spi()
+            self._pending_child_spi = spi
+            inner += [
+                SaPayload((self._esp_proposal(spi),)),
+                TsiPayload(self.config.traffic_selectors_i),
+                TsrPayload(self.config.traffic_selectors_r),
+            ]
+        self._next_request_mid = 1
+        self._request(IKE_AUTH, tuple(inner), self._on_auth_response, now)
+
+    def _expected_auth(self, *, responder: bool, identity: bytes) -> bytes:
+        assert self.keys is not None
+        return psk_auth(
+            prf_id=self.prf_id,
+            psk=self.config.psk,
+            real_message=self._init_response if responder else self._init_request,
+            peer_nonce=self._ni if responder else self._nr,
+            sk_p=self.keys.sk_pr if responder else self.keys.sk_pi,
+            id_body=self._id_body(identity),
+        )
+
+    def _on_auth_response(self, message: IkeMessage, inner: tuple[Payload, ...], now: float) -> None:
+        errors = [p for p in inner if isinstance(p, NotifyPayload) and p.is_error]
+        idr = _first(inner, IdrPayload)
+        auth = _first(inner, AuthPayload)
+        if idr is None or auth is None:
+            notify = errors[0].notify_type if errors else None
+            reason = (
+                f"responder refused: {notify_name(notify)}"
+                if notify is not None
+                else "IKE_AUTH response without IDr/AUTH"
+            )
+            self._record(
+                now, "state_updated", {"exchange": "IKE_AUTH", "result": "failed", "reason": reason, "sa": self.label}
+            )
+            self._set_state(Input.AUTH_FAILED, now, detail=reason)
+            self._finish(reason, now, error=True, notify_type=notify)
+            return
+        expected = self._expected_auth(responder=True, identity=idr.data)
+        id_ok = self.config.remote_id is None or idr.data == self.config.remote_id
+        if (
+            auth.method != AUTH_SHARED_KEY_MIC
+            or not hmac.compare_digest(auth.data, expected)
+            or idr.id_type != ID_FQDN
+            or not id_ok
+        ):
+            reason = "responder AUTH did not verify" if id_ok else f"unexpected IDr {idr.data!r}"
+            self._record(
+                now, "state_updated", {"exchange": "IKE_AUTH", "result": "failed", "reason": reason, "sa": self.label}
+            )
+            self._set_state(Input.AUTH_FAILED, now, detail=reason)
+            self._finish(reason, now, error=True, notify_type=AUTHENTICATION_FAILED)
+            return
+        self.peer_id = idr.data
+        self._set_state(Input.RECV_AUTH_RESPONSE, now)
+        self._established(now)
+        spi = self._pending_child_spi
+        if spi is not None:
+            if errors:
+                self._child_failed(errors[0].notify_type, "IKE_AUTH", now)
+            else:
+                self._install_child_from_response(spi, inner, self._ni, self._nr, now, rekeyed=None)
+
+    def _receive_auth_request(self, message: IkeMessage, inner: tuple[Payload, ...], now: float) -> None:
+        idi = _first(inner, IdiPayload)
+        auth = _first(inner, AuthPayload)
+        if idi is None or auth is None:
+            self._respond(message, (NotifyPayload(INVALID_SYNTAX),), now)
+            self._set_state(Input.AUTH_FAILED, now, detail="IKE_AUTH without IDi/AUTH")
+            self._finish("IKE_AUTH request without IDi or AUTH", now, error=True, notify_type=INVALID_SYNTAX)
+            return
+        expected = self._expected_auth(responder=False, identity=idi.data)
+        id_ok = self.config.remote_id is None or idi.data == self.config.remote_id
+        if (
+            auth.method != AUTH_SHARED_KEY_MIC
+            or idi.id_type != ID_FQDN
+            or not id_ok
+            or not hmac.compare_digest(auth.data, expected)
+        ):
+            reason = "initiator AUTH did not verify" if id_ok else f"unexpected IDi {idi.data!r}"
+            self._record(
+                now, "state_updated", {"exchange": "IKE_AUTH", "result": "failed", "reason": reason, "sa": self.label}
+            )
+            self._respond(message, (NotifyPayload(AUTHENTICATION_FAILED),), now)
+            self._set_state(Input.AUTH_FAILED, now, detail=reason)
+            self._finish(reason, now, error=True, notify_type=AUTHENTICATION_FAILED)
+            return
+        own = self._id_body(self.config.local_id)
+        my_auth = psk_auth(
+            prf_id=self.prf_id,
+            psk=self.config.psk,
+            real_message=self._init_response,
+            peer_nonce=self._ni,
+            sk_p=self.keys.sk_pr,
+            id_body=own,
+        )
+        response: list[Payload] = [IdrPayload(ID_FQDN, self.config.local_id), AuthPayload(AUTH_SHARED_KEY_MIC, my_auth)]
+        child_payloads, child = self._answer_child_request(inner, self._ni, self._nr, now)
+        response += child_payloads
+        self._respond(message, tuple(response), now)
+        self._half_open_until = None
+        self.peer_id = idi.data
+        self._set_state(Input.RECV_AUTH_REQUEST, now)
+        self._established(now)
+        if child is not None:
+            self._add_child(child, now, rekeyed=None)
+
+    def _established(self, now: float) -> None:
+        self.established_at = now
+        self._record(now, "state_updated", {"exchange": "IKE_AUTH", "result": "ok", "sa": self.label})
+        self._events.append(
+            IkeSaEstablished(
+                spi_i=self.spi_i,
+                spi_r=self.spi_r,
+                transport=self.transport,
+                port=self.remote[1] if self.initiator else self.local[1],
+                nat_detected=self.nat_detected_local or self.nat_detected_remote,
+            )
+        )
+        self._arm_dpd(now)
+
+    # --- Child SAs ----------------------------------------------------------------------------------------
+
+    def _choose_esp_proposal(self, sa: SaPayload) -> tuple[Proposal, int] | None:
+        for proposal in sa.proposals:
+            if proposal.protocol_id != PROTO_ESP or len(proposal.spi) != 4:
+                continue
+            bits = next(
+                (
+                    t.key_length
+                    for t in proposal.transforms
+                    if t.transform_type == TRANSFORM_ENCR
+                    and t.transform_id == ENCR_AES_GCM_16
+                    and t.key_length in self.config.encr_key_bits
+                ),
+                None,
+            )
+            esn = [t.transform_id for t in proposal.transforms if t.transform_type == TRANSFORM_ESN]
+            dh = [t for t in proposal.transforms if t.transform_type == TRANSFORM_DH and t.transform_id != 0]
+            integ = [t for t in proposal.transforms if t.transform_type == TRANSFORM_INTEG and t.transform_id != 0]
+            if bits is None or dh or integ or (esn and ESN_NONE not in esn) or int.from_bytes(proposal.spi, "big") == 0:
+                continue
+            return proposal, bits
+        return None
+
+    def _answer_child_request(
+        self, inner: tuple[Payload, ...], ni: bytes, nr: bytes, now: float
+    ) -> tuple[list[Payload], ChildSa | None]:
+        """The response payloads for a Child SA request and the Child SA (None when refused or absent)."""
+        sa = _first(inner, SaPayload)
+        tsi = _first(inner, TsiPayload)
+        tsr = _first(inner, TsrPayload)
+        if sa is None:
+            return [], None
+        if tsi is None or tsr is None:
+            return [NotifyPayload(INVALID_SYNTAX)], None
+        if _first(inner, KePayload) is not None:
+            return [NotifyPayload(NO_PROPOSAL_CHOSEN)], None  # no PFS offered here
+        chosen = self._choose_esp_proposal(sa)
+        if chosen is None:
+            self._record(now, "state_updated", {"exchange": "child", "result": "NO_PROPOSAL_CHOSEN", "sa": self.label})
+            return [NotifyPayload(NO_PROPOSAL_CHOSEN)], None
+        proposal, bits = chosen
+        spi_in = self._new_spi()
+        child = self._make_child(spi_in, int.from_bytes(proposal.spi, "big"), bits, ni, nr, we_initiated=False)
+        reply = Proposal(
+            proposal.number,
+            PROTO_ESP,
+            (
+                Transform(TRANSFORM_ENCR, ENCR_AES_GCM_16, (TransformAttribute(ATTRIBUTE_KEY_LENGTH, bits),)),
+                Transform(TRANSFORM_ESN, ESN_NONE),
+            ),
+            spi_in.to_bytes(4, "big"),
+        )
+        return [SaPayload((reply,)), tsi, tsr], child
+
+    def _install_child_from_response(
+        self, spi_in: int, inner: tuple[Payload, ...], ni: bytes, nr: bytes, now: float, *, rekeyed: int | None
+    ) -> None:
+        sa = _first(inner, SaPayload)
+        if sa is None or len(sa.proposals) != 1:
+            self._child_failed(NO_PROPOSAL_CHOSEN, "child", now)
+            return
+        proposal = sa.proposals[0]
+        encr = proposal.transform(TRANSFORM_ENCR)
+        if (
+            proposal.protocol_id != PROTO_ESP
+            or len(proposal.spi) != 4
+            or encr is None
+            or encr.transform_id != ENCR_AES_GCM_16
+            or encr.key_length not in self.config.encr_key_bits
+            or int.from_bytes(proposal.spi, "big") == 0
+        ):
+            self._child_failed(NO_PROPOSAL_CHOSEN, "child", now)
+            return
+        child = self._make_child(
+            spi_in, int.from_bytes(proposal.spi, "big"), encr.key_length, ni, nr, we_initiated=True
+        )
+        self._add_child(child, now, rekeyed=rekeyed)
+
+    def _make_child(self, spi_in: int, spi_out: int, bits: int, ni: bytes, nr: bytes, *, we_initiated: bool) -> ChildSa:
+        """Keys per §2.17: the exchange initiator's outbound keys come first in KEYMAT."""
+        assert self.keys is not None
+        keys = derive_child_sa_keys(
+            prf_id=self.prf_id, sk_d=self.keys.sk_d, ni=ni, nr=nr, encr_key_len=encr_key_len(ENCR_AES_GCM_16, bits)
+        )
+        out_key, in_key = (keys.encr_i2r, keys.encr_r2i) if we_initiated else (keys.encr_r2i, keys.encr_i2r)
+        window = self.config.replay_window_packets
+        return ChildSa(
+            spi_in=spi_in,
+            spi_out=spi_out,
+            key_bits=bits,
+            inbound=EspSa(spi=spi_in, keymat=in_key, replay_window_packets=window, tracer=self._tracer),
+            outbound=EspSa(spi=spi_out, keymat=out_key, replay_window_packets=0),
+            keymat_in=in_key,
+            keymat_out=out_key,
+        )
+
+    def _add_child(self, child: ChildSa, now: float, *, rekeyed: int | None) -> None:
+        self.children[child.spi_in] = child
+        self.child = child
+        data: dict[str, Any] = {
+            "sa": self.label,
+            "spi_in": f"0x{child.spi_in:08x}",
+            "spi_out": f"0x{child.spi_out:08x}",
+            "encr": "AES-GCM-16",
+            "key_bits": child.key_bits,
+            "local": self.local[0],
+            "remote": self.remote[0],
+        }
+        if rekeyed is not None:
+            data["rekeyed"] = f"0x{rekeyed:08x}"
+        if self.config.export_keys:
+            data |= {"key_in": child.keymat_in.hex(), "key_out": child.keymat_out.hex()}
+        self._tracer.record(now, "esp", "key_updated", data)
+        self._events.append(ChildSaEstablished(spi_in=child.spi_in, spi_out=child.spi_out, rekeyed_spi_in=rekeyed))
+
+    def _child_failed(self, notify_type: int, exchange: str, now: float) -> None:
+        self._record(
+            now,
+            "state_updated",
+            {"exchange": exchange, "result": notify_name(notify_type), "sa": self.label, "child": "refused"},
+        )
+        self._events.append(ChildSaFailed(notify_type=notify_type))
+
+    def _send_rekey(self, now: float) -> None:
+        old = self.child
+        if old is None or not self.established:
+            return
+        spi = self._new_spi()
+        ni = self._rng.randbytes(NONCE_LEN)
+        inner = (
+            NotifyPayload(REKEY_SA, protocol_id=PROTO_ESP, spi=old.spi_in.to_bytes(4, "big")),
+            SaPayload((self._esp_proposal(spi),)),
+            NoncePayload(ni),
+            TsiPayload(self.config.traffic_selectors_i),
+            TsrPayload(self.config.traffic_selectors_r),
+        )
+
+        def on_response(message: IkeMessage, payloads: tuple[Payload, ...], t: float) -> None:
+            errors = [p for p in payloads if isinstance(p, NotifyPayload) and p.is_error]
+            nonce = _first(payloads, NoncePayload)
+            if errors or nonce is None:
+                self._child_failed(errors[0].notify_type if errors else INVALID_SYNTAX, "CREATE_CHILD_SA", t)
+                return
+            self._record(t, "state_updated", {"exchange": "CREATE_CHILD_SA", "result": "ok", "sa": self.label})
+            self._install_child_from_response(spi, payloads, ni, nonce.nonce, t, rekeyed=old.spi_in)
+            if self.child is not old:
+                self._enqueue(lambda t2: self._send_child_delete(old, t2), t)
+
+        self._request(CREATE_CHILD_SA, inner, on_response, now)
+
+    def _send_child_delete(self, child: ChildSa, now: float) -> None:
+        if child.spi_in not in self.children or not self.established:
+            return
+
+        def on_response(message: IkeMessage, payloads: tuple[Payload, ...], t: float) -> None:
+            self._remove_child(child.spi_in, t)
+
+        self._request(
+            INFORMATIONAL, (DeletePayload(PROTO_ESP, 4, (child.spi_in.to_bytes(4, "big"),)),), on_response, now
+        )
+
+    def _remove_child(self, spi_in: int, now: float) -> None:
+        child = self.children.pop(spi_in, None)
+        if child is None:
+            return
+        if self.child is child:
+            self.child = (
+                max(self.children.values(), key=lambda c: c.outbound.sent_seq, default=None) if self.children else None
+            )
+        self._record(now, "state_updated", {"sa": self.label, "child_deleted": f"0x{spi_in:08x}"})
+        self._events.append(ChildSaDeleted(spi_in=spi_in))
+
+    # --- requests and responses ------------------------------------------------------------------------------
+
+    def _require_established(self, what: str) -> None:
+        if not self.established:
+            raise LocalProtocolError(f"cannot {what} in state {self.state.name}")
+
+    def _enqueue(self, send: Callable[[float], None], now: float) -> None:
+        self._queue.append(send)
+        self._drain_queue(now)
+
+    def _drain_queue(self, now: float) -> None:
+        while self._outstanding is None and self._queue and self.state is IkeSaState.ESTABLISHED:
+            self._queue.popleft()(now)
+
+    def _next_iv(self) -> bytes:
+        self._iv += 1
+        return self._iv.to_bytes(8, "big")
+
+    def _sk_e_out(self) -> bytes:
+        assert self.keys is not None
+        return self.keys.sk_ei if self.initiator else self.keys.sk_er
+
+    def _sk_e_in(self) -> bytes:
+        assert self.keys is not None
+        return self.keys.sk_er if self.initiator else self.keys.sk_ei
+
+    def _encrypt(self, exchange_type: int, message_id: int, inner: Sequence[Payload], *, response: bool) -> bytes:
+        header = IkeMessage(
+            self.spi_i, self.spi_r, exchange_type, message_id, (), initiator=self.initiator, response=response
+        )
+        return encrypt_message(header, inner, sk_e=self._sk_e_out(), iv=self._next_iv())
+
+    def _request(
+        self,
+        exchange_type: int,
+        inner: Sequence[Payload],
+        handler: Callable[[IkeMessage, tuple[Payload, ...], float], None],
+        now: float,
+    ) -> None:
+        mid = self._next_request_mid
+        self._next_request_mid = mid + 1
+        data = self._encrypt(exchange_type, mid, inner, response=False)
+        self._send_request_bytes(exchange_type, data, handler, now, message_id=mid)
+
+    def _send_request_bytes(
+        self, exchange_type: int, data: bytes, handler: Callable[..., None], now: float, *, message_id: int = 0
+    ) -> None:
+        first_wait = self.config.retransmit_s if self.transport == "udp" else self.config.response_timeout_s
+        self._outstanding = _Request(message_id, exchange_type, data, now, handler, next_at=now + first_wait)
+        self._out.append(data)
+        self._record_message(now, "segment_sent", exchange_type, message_id, False, len(data))
+
+    def _respond(self, request: IkeMessage, inner: Sequence[Payload], now: float) -> None:
+        data = self._encrypt(request.exchange_type, request.message_id, inner, response=True)
+        self._cached_response = (request.message_id, data)
+        self._peer_next_mid = request.message_id + 1
+        self._out.append(data)
+        self._record_message(now, "segment_sent", request.exchange_type, request.message_id, True, len(data))
+
+    def _receive_response(self, message: IkeMessage, data: bytes, now: float) -> None:
+        req = self._outstanding
+        if req is None or message.message_id != req.message_id or message.exchange_type != req.exchange_type:
+            self._drop(now, "unexpected_response", f"message ID {message.message_id}")
+            return
+        if message.initiator == self.initiator:
+            self._drop(now, "wrong_initiator_flag", "")
+            return
+        inner: tuple[Payload, ...] = ()
+        if message.exchange_type == IKE_SA_INIT:
+            if message.spi_i != self.spi_i:
+                self._drop(now, "wrong_spi", message.spi_i.hex())
+                return
+        else:
+            try:
+                _, inner = decrypt_message(data, sk_e=self._sk_e_in())
+            except IkeIntegrityError as exc:
+                self._drop(now, "integrity", str(exc))
+                return
+            except DecodeError as exc:
+                self._drop(now, "malformed", str(exc))
+                return
+            if _critical_unknown(inner) is not None:
+                self._drop(now, "unsupported_critical_payload", str(_critical_unknown(inner)))
+                return
+        self._outstanding = None
+        self.last_received_at = now
+        self._current_response_bytes = data
+        req.handler(message, inner, now)
+        self._arm_dpd(now)
+        self._drain_queue(now)
+
+    def _receive_request(self, message: IkeMessage, data: bytes, now: float) -> None:
+        if message.initiator == self.initiator:
+            self._drop(now, "wrong_initiator_flag", "")
+            return
+        if message.exchange_type == IKE_SA_INIT:
+            if self._cached_response is not None and self._cached_response[0] == 0 and data == self._init_request:
+                self._out.append(self._cached_response[1])  # a retransmitted IKE_SA_INIT (§2.1)
+                self._record_message(
+                    now,
+                    "segment_sent",
+                    IKE_SA_INIT,
+                    0,
+                    True,
+                    len(self._cached_response[1]),
+                    resent="retransmitted request",
+                )
+            else:
+                self._drop(now, "unexpected_request", "IKE_SA_INIT on an existing SA")
+            return
+        if self.keys is None:
+            self._drop(now, "no_keys", "")
+            return
+        if message.message_id < self._peer_next_mid:
+            cached = self._cached_response
+            try:
+                decrypt_message(data, sk_e=self._sk_e_in())  # only a genuine retransmission gets the cache
+            except (IkeIntegrityError, DecodeError) as exc:
+                self._drop(now, "integrity", str(exc))
+                return
+            if cached is not None and cached[0] == message.message_id:
+                self._out.append(cached[1])
+                self._record_message(
+                    now,
+                    "segment_sent",
+                    message.exchange_type,
+                    message.message_id,
+                    True,
+                    len(cached[1]),
+                    resent="retransmitted request",
+                )
+            else:
+                self._drop(now, "old_message_id", str(message.message_id))
+            return
+        if message.message_id != self._peer_next_mid:
+            self._drop(now, "message_id_out_of_window", f"{message.message_id}, expected {self._peer_next_mid}")
+            return
+        try:
+            _, inner = decrypt_message(data, sk_e=self._sk_e_in())
+        except IkeIntegrityError as exc:
+            self._drop(now, "integrity", str(exc))
+            return
+        except DecodeError as exc:
+            self._drop(now, "malformed", str(exc))
+            return
+        self.last_received_at = now
+        if self._arrival is not None and not self.initiator:
+            self.transport, self.local, self.remote = self._arrival  # answer where it came from
+        critical = _critical_unknown(inner)
+        if critical is not None:
+            self._respond(message, (NotifyPayload(1, bytes((critical,))),), now)  # UNSUPPORTED_CRITICAL_PAYLOAD (§2.5)
+            return
+        if message.exchange_type == IKE_AUTH:
+            if self.state is IkeSaState.INIT_RESPONDED and not self.initiator:
+                self._receive_auth_request(message, inner, now)
+            else:
+                self._drop(now, "unexpected_request", "IKE_AUTH")
+            return
+        if not self.established and self.state is not IkeSaState.DELETING:
+            self._drop(now, "unexpected_request", exchange_name(message.exchange_type))
+            return
+        if message.exchange_type == INFORMATIONAL:
+            self._receive_informational(message, inner, now)
+        elif message.exchange_type == CREATE_CHILD_SA:
+            self._receive_create_child(message, inner, now)
+        else:
+            self._drop(now, "unknown_exchange", str(message.exchange_type))
+        self._arm_dpd(now)
+
+    def _receive_informational(self, message: IkeMessage, inner: tuple[Payload, ...], now: float) -> None:
+        deletes = [p for p in inner if isinstance(p, DeletePayload)]
+        if any(d.protocol_id == PROTO_IKE for d in deletes):
+            self._respond(message, (), now)
+            self._outstanding = None
+            self._queue.clear()
+            self._set_state(Input.RECV_DELETE, now)
+            self._finish("deleted by peer", now, error=False)
+            return
+        answer: list[Payload] = []
+        for d in deletes:
+            if d.protocol_id != PROTO_ESP:
+                continue
+            ours = []
+            for raw in d.spis:
+                spi_out = int.from_bytes(raw, "big")
+                child = next((c for c in self.children.values() if c.spi_out == spi_out), None)
+                if child is not None:
+                    ours.append(child.spi_in.to_bytes(4, "big"))
+                    self._remove_child(child.spi_in, now)
+            if ours:
+                answer.append(DeletePayload(PROTO_ESP, 4, tuple(ours)))
+        self._respond(message, tuple(answer), now)
+        if not deletes:
+            self._record(
+                now, "state_updated", {"exchange": "INFORMATIONAL", "result": "liveness_answered", "sa": self.label}
+            )
+
+    def _receive_create_child(self, message: IkeMessage, inner: tuple[Payload, ...], now: float) -> None:
+        rekey = next((p for p in inner if isinstance(p, NotifyPayload) and p.notify_type == REKEY_SA), None)
+        nonce = _first(inner, NoncePayload)
+        sa = _first(inner, SaPayload)
+        if sa is not None and any(p.protocol_id == PROTO_IKE for p in sa.proposals):
+            self._respond(message, (NotifyPayload(NO_PROPOSAL_CHOSEN),), now)  # IKE SA rekeying is not offered
+            return
+        if nonce is None or sa is None or not MIN_NONCE_LEN <= len(nonce.nonce) <= MAX_NONCE_LEN:
+            self._respond(message, (NotifyPayload(INVALID_SYNTAX),), now)
+            return
+        old = None
+        if rekey is not None:
+            spi = int.from_bytes(rekey.spi, "big") if len(rekey.spi) == 4 else -1
+            old = next((c for c in self.children.values() if spi in (c.spi_out, c.spi_in)), None)
+            if old is None:
+                self._respond(message, (NotifyPayload(44),), now)  # CHILD_SA_NOT_FOUND (RFC 7296 §3.10.1)
+                return
+        nr = self._rng.randbytes(NONCE_LEN)
+        payloads, child = self._answer_child_request(inner, nonce.nonce, nr, now)
+        if child is None:
+            self._respond(message, tuple(payloads), now)
+            return
+        sa_reply, tsi, tsr = payloads
+        self._respond(message, (sa_reply, NoncePayload(nr), tsi, tsr), now)
+        self._record(
+            now, "state_updated", {"exchange": "CREATE_CHILD_SA", "result": "ok", "sa": self.label, "responder": True}
+        )
+        self._add_child(child, now, rekeyed=old.spi_in if old is not None else None)
+
+    def _on_liveness_response(self, message: IkeMessage, inner: tuple[Payload, ...], now: float) -> None:
+        sent = self._liveness_sent_at
+        self._record(now, "state_updated", {"exchange": "INFORMATIONAL", "result": "alive", "sa": self.label})
+        self._events.append(LivenessChecked(round_trip_s=now - sent))
+
+    def _on_delete_response(self, message: IkeMessage, inner: tuple[Payload, ...], now: float) -> None:
+        self._set_state(Input.RECV_DELETE_RESPONSE, now)
+        self._finish("closed", now, error=False)
+
+    def _timeout(self, now: float) -> None:
+        req = self._outstanding
+        self._outstanding = None
+        name = exchange_name(req.exchange_type) if req else "?"
+        self._record(
+            now, "state_updated", {"exchange": name, "result": "timeout", "sa": self.label, "transport": self.transport}
+        )
+        if self.state is IkeSaState.DELETING:
+            self._set_state(Input.TIMEOUT, now, detail="no answer to Delete")
+            self._finish("closed (peer did not answer the Delete)", now, error=False)
+            return
+        self._set_state(Input.TIMEOUT, now, detail=f"no response to {name}")
+        self._finish(f"peer unresponsive ({name})", now, error=True)
+
+    def _arm_dpd(self, now: float) -> None:
+        if self.config.dpd_interval_s is not None and self.established:
+            self._dpd_at = now + self.config.dpd_interval_s
+
+    def _finish(self, reason: str, now: float, *, error: bool, notify_type: int | None = None) -> None:
+        self._half_open_until = None
+        self._dpd_at = None
+        self._queue.clear()
+        for spi in list(self.children):
+            self.children.pop(spi)
+        self.child = None
+        self._events.append(IkeSaDeleted(reason=reason, error=error, notify_type=notify_type))
+
+    # --- records ---------------------------------------------------------------------------------------------
+
+    def _set_state(self, inp: Input, now: float, *, detail: str = "") -> None:
+        new = TRANSITIONS.get((self.state, inp))
+        if new is None:
+            raise LocalProtocolError(f"no transition from {self.state.name} on {inp.value}")
+        old, self.state = self.state, new
+        data: dict[str, Any] = {
+            "sa": self.label,
+            "from": old.value,
+            "to": new.value,
+            "input": inp.value,
+            "transport": self.transport,
+        }
+        if detail:
+            data["detail"] = detail
+        self._tracer.record(now, LAYER, "state_updated", data)
+
+    def _record(self, now: float, name: str, data: dict[str, Any]) -> None:
+        if self._tracer.enabled:
+            data.setdefault("sa", self.label)
+            self._tracer.record(now, LAYER, name, data)
+
+    def _record_message(
+        self,
+        now: float,
+        name: str,
+        exchange_type: int,
+        message_id: int,
+        response: bool,
+        length: int,
+        *,
+        retransmission: int = 0,
+        resent: str = "",
+        port: int | None = None,
+    ) -> None:
+        if not self._tracer.enabled:
+            return
+        if port is None:
+            port = self.remote[1] if self.initiator else self.local[1]
+        data: dict[str, Any] = {
+            "sa": self.label,
+            "exchange": exchange_name(exchange_type),
+            "message_id": message_id,
+            "response": response,
+            "length": length,
+            "transport": self.transport,
+            "port": port,
+        }
+        if retransmission:
+            data["retransmission"] = retransmission
+        if resent:
+            data["resent"] = resent
+        self._tracer.record(now, LAYER, name, data)
+
+    def _drop(self, now: float, reason: str, detail: str) -> None:
+        self._record(now, "segment_dropped", {"reason": reason, "detail": detail, "transport": self.transport})
+
+
+def _first(payloads: Sequence[Payload], cls: type) -> Any:
+    return next((p for p in payloads if type(p) is cls), None)
+
+
+def _critical_unknown(payloads: Sequence[Payload]) -> int | None:
+    """The type of the first unknown payload with the critical bit set (§2.5), else None."""
+    return next((p.payload_type for p in payloads if isinstance(p, UnknownPayload) and p.critical), None)
