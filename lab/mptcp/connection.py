@@ -306,6 +306,7 @@ class MptcpConnection:
         self._pending_abort: str | None = None
         self._fastclosing = False
         self._opportunistic_una = -1
+        self._hole_filled = False
         # data-level retransmission: data acknowledged by a subflow but not by a Data ACK
         self._data_rtx_at: float | None = None
         self._data_rtx_backoff = 0
@@ -462,6 +463,13 @@ class MptcpConnection:
                     self._send_data_fin(now)
             self._maybe_close_subflows(now)
         out: list[Outgoing] = []
+        if self._hole_filled:
+            # a hole in the data sequence was just filled: the jump of the Data ACK goes out on the
+            # lowest-RTT subflow too, not only on the (possibly slow) one that filled it
+            self._hole_filled = False
+            fast = self._pick_for_signal()
+            if fast is not None:
+                fast.conn.request_ack()
         if self._pending_resets:
             pending, self._pending_resets = self._pending_resets, []
             for sf, reason, code in pending:
@@ -1024,10 +1032,18 @@ class MptcpConnection:
                 length = min(self._sbuf_off + len(self._sbuf), window_end) - start
                 reinject = False
                 if length <= 0:
-                    # nothing new may go out (window or send buffer exhausted): if the oldest
-                    # unacknowledged data sits on a slow subflow, send it again on a fast one
-                    if self.config.opportunistic_retransmission and self._data_una < self._snd_nxt and len(pool) > 1:
-                        self._opportunistic(pool, now)
+                    # nothing new may go out: when the peer's window is what stops us (or only the
+                    # tail is left), and the oldest unacknowledged data sits on a slow subflow,
+                    # send it again on a fast one
+                    window_limited = window_end <= start < self._sbuf_off + len(self._sbuf)
+                    tail = self._fin_queued and start >= self._sbuf_off + len(self._sbuf)
+                    if (
+                        self.config.opportunistic_retransmission
+                        and (window_limited or tail)
+                        and self._data_una < self._snd_nxt
+                        and len(pool) > 1
+                    ):
+                        self._opportunistic(pool, now, penalise=window_limited)
                     return
             candidates = [s for s in pool if s.send_room >= min(length, s.conn.mss)]
             if not candidates:
@@ -1062,7 +1078,7 @@ class MptcpConnection:
         rounds = 1 + waiting / max(fast.cwnd, fast.conn.mss)
         return rounds * fast.srtt < chosen.srtt
 
-    def _opportunistic(self, pool: list[Subflow], now: float) -> None:
+    def _opportunistic(self, pool: list[Subflow], now: float, *, penalise: bool = True) -> None:
         """The window is full and held by data outstanding on a slow subflow: send that data again on a
         fast subflow with room (opportunistic retransmission), and halve the slow one's window
         (penalisation) — Raiciu et al., NSDI 2012; Linux does the same."""
@@ -1106,7 +1122,7 @@ class MptcpConnection:
                 },
             },
         )
-        if self.config.penalisation:
+        if self.config.penalisation and penalise:
             cc = holder.conn.congestion
             if getattr(holder, "_penalised_at", -1.0) + (holder.srtt or 0.1) <= now:
                 holder._penalised_at = now
@@ -1547,6 +1563,8 @@ class MptcpConnection:
             self._rcv_nxt = end
             self._deliver(data)
             heap = self._rcv_heap
+            if heap and heap[0][0] <= self._rcv_nxt:
+                self._hole_filled = True  # tell the sender at once, on the fastest subflow
             while heap and heap[0][0] <= self._rcv_nxt:
                 off, chunk = heapq.heappop(heap)
                 self._rcv_heap_bytes -= len(chunk)
