@@ -59,6 +59,16 @@ _ROLE_ACK = SegmentRole.ACK
 _ROLE_DATA = SegmentRole.DATA
 
 
+def _whole_segments(n: int, mss: int) -> int:
+    """The largest mapping length <= ``n`` that fills whole segments (the first one carries the
+    mapping, 16 option bytes more than the others); ``n`` itself when not even one fits."""
+    first = mss - DSS_ACK_BYTES - DSS_MAPPING_EXTRA
+    rest = mss - DSS_ACK_BYTES
+    if n < first or rest <= 0:
+        return n
+    return first + (n - first) // rest * rest
+
+
 class Role:
     CLIENT = "client"
     SERVER = "server"
@@ -325,7 +335,11 @@ class MptcpConnection:
 
     @property
     def send_buffered(self) -> int:
-        return len(self._sbuf)
+        """Bytes written but not yet handed to a subflow (what an application keeps topped up);
+        data on subflows waits for its Data ACK in the connection's buffer as well."""
+        if self.fallback is not None and self.subflows:
+            return self.subflows[0].conn.send_buffered
+        return self._sbuf_off + len(self._sbuf) - self._snd_nxt + sum(n for _, n in self._reinject)
 
     @property
     def writable(self) -> bool:
@@ -1058,8 +1072,9 @@ class MptcpConnection:
             ):
                 return
             targets = candidates if self._scheduler.redundant else [chosen]
-            n = min(length, chunk_max, max(chosen.send_room, 1))
-            n = max(1, n)
+            n = max(1, min(length, chunk_max, chosen.send_room))
+            if n < length:
+                n = _whole_segments(n, chosen.conn.mss)  # no runt segment at the end of each mapping
             for sf in targets:
                 self._queue_mapping(sf, start, n)
             if reinject:

@@ -49,7 +49,7 @@ def test_two_paths_aggregates_over_both_paths_with_matching_tokens() -> None:
 
 
 def test_path_failure_reinjects_and_loses_no_byte() -> None:
-    result, recs = _run(_small("path-failure", 6 * MIB))
+    result, recs = _run(_small("path-failure", 12 * MIB))
     assert result.ok, result.transfers[0].to_dict()
     reinjected = [r.data["reinjected"] for r in recs if "reinjected" in r.data]
     assert any(x["why"] == "retransmission timeout" for x in reinjected)
@@ -83,7 +83,7 @@ def test_backup_subflows_stay_idle_while_the_primary_works() -> None:
 
 
 def test_handover_moves_the_transfer_to_the_backup_path() -> None:
-    result, recs = _run(_small("handover", 6 * MIB))
+    result, recs = _run(_small("handover", 8 * MIB))
     assert result.ok, result.transfers[0].to_dict()
     carried = _closed_bytes(recs, "h1")
     backup_bytes = sum(n for s, n in carried.items() if s.startswith("10.0.3.1"))
