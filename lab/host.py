@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 TCP = 6
 _from_bytes = int.from_bytes
+_pack_ipv4 = IPV4_HEADER.pack
 
 
 def _ipv4_constant_sum(src: bytes, dst: bytes, proto: int) -> int:
@@ -253,6 +254,15 @@ class HostStack:
 
     def mptcp_connections(self) -> list[MptcpConnection]:
         return list(self._mptcp_tokens.values())
+
+    def interface_changed(self, ifname: str, up: bool) -> None:
+        """The carrier of ``ifname`` went down or came back: MPTCP path managers react
+        (close the subflows on its addresses and REMOVE_ADDR them, or announce and rejoin)."""
+        addresses = [a for a in self.addresses if self._egress.get(pack_address(a)) == ifname]
+        for mp in list(self._mptcp_tokens.values()):
+            for address in addresses:
+                mp.address_changed(address, up, now=self.now)
+            self._pump(mp)
 
     # --- packets in
 
@@ -589,9 +599,19 @@ class HostStack:
                         route = conn._host_route = self._route_for(conn)
                     if route:  # IPv4 with a direct sender: build the header here
                         sender, base, src, dst = route
+                        ident = self._ident
                         for out in outs:
-                            self._ident = ident = (self._ident + 1) & 0xFFFF
-                            sender(_ipv4_packet(base, ident, src, dst, TCP, out.data))
+                            ident = (ident + 1) & 0xFFFF
+                            self._ident = ident
+                            # _ipv4_packet() inlined: the checksum from the constant words' sum
+                            data = out.data
+                            total = 20 + len(data)
+                            csum = base + total + ident
+                            csum = (csum & 0xFFFF) + (csum >> 16)
+                            csum = (csum & 0xFFFF) + (csum >> 16)
+                            sender(
+                                _pack_ipv4(0x45, 0, total, ident, 0x4000, 64, TCP, ~csum & 0xFFFF, src, dst) + data
+                            )
                     else:
                         local = conn._local_packed
                         remote = conn._remote_packed

@@ -143,6 +143,7 @@ class Subflow:
         self.stall_handled = False  # its data was reinjected when the RTO fired
         self.reset_reason: int | None = None
         self.doomed = False  # a reset is on its way
+        self.prio_pending = False  # an MP_PRIO with our backup flag waits for an ACK
         self.close_reason = ""
         self.bytes_scheduled = 0
         self.bytes_received = 0
@@ -317,6 +318,9 @@ class MptcpConnection:
         self._fastclosing = False
         self._opportunistic_una = -1
         self._hole_filled = False
+        self._signals: list[w.MptcpOption] = []  # REMOVE_ADDR waiting for an ACK to ride on
+        self._backup_addresses = set(config.backup_addresses)
+        self._down: set[str] = set()  # local addresses whose interface has no carrier
         # data-level retransmission: data acknowledged by a subflow but not by a Data ACK
         self._data_rtx_at: float | None = None
         self._data_rtx_backoff = 0
@@ -396,6 +400,59 @@ class MptcpConnection:
         backup = self._is_backup(addr) if backup is None else backup
         sf = self._add_subflow(addr, initial=False, local_id=self._local_id_of(addr.local_addr), backup=backup, now=now)
         sf.conn.connect(now=now)
+
+    def set_backup(self, address: str, backup: bool, *, now: float) -> None:
+        """Change the priority of the subflows on local ``address`` and tell the peer with MP_PRIO
+        (RFC 8684 §3.3.8). Raises LocalProtocolError before MPTCP is established."""
+        if not self.established or self.fallback is not None:
+            raise LocalProtocolError("MP_PRIO needs an established MPTCP connection")
+        if backup:
+            self._backup_addresses.add(address)
+        else:
+            self._backup_addresses.discard(address)
+        for sf in self.subflows:
+            if sf.addr.local_addr == address and sf.backup != backup:
+                sf.backup = backup
+                sf.prio_pending = True
+                sf.conn.request_ack()
+                self._trace(
+                    now, "state_updated", {"token": self.local_token, "subflow": str(sf.addr), "backup": backup}
+                )
+
+    def address_changed(self, address: str, up: bool, *, now: float) -> None:
+        """Our interface with ``address`` lost or regained its carrier (path manager, RFC 8684 §3.4).
+
+        Down: its subflows are closed (their data goes to the others) and the peer gets a
+        REMOVE_ADDR for it. Up: the address is announced again and subflows reopened.
+        """
+        if address not in self.local_addresses or self.fallback is not None or self.terminated:
+            return
+        self._trace(now, "state_updated", {"token": self.local_token, "address": address, "up": up})
+        if not up:
+            self._down.add(address)
+            address_id = self._local_id_of(address) if self.subflows else 0
+            self._announce = [e for e in self._announce if e[1] != address]
+            for sf in list(self.subflows):
+                if sf.addr.local_addr == address and sf.conn.state is not TcpState.CLOSED:
+                    sf.close_reason = "local address went down"
+                    sf.conn.abort("local address went down", now=now)
+            if self.established and self.remote_key is not None and address_id != 0:
+                self._signals.append(w.RemoveAddr(address_ids=(address_id,)))
+                fast = self._pick_for_signal()
+                if fast is not None:
+                    fast.conn.request_ack()
+            return
+        if address not in self._down:
+            return
+        self._down.discard(address)
+        self._failed_pairs = {p for p in self._failed_pairs if p[0] != address}
+        if self.established and self.subflows and self.config.announce and self._path_manager.announces:
+            first_local = self.subflows[0].addr.local_addr
+            same_family = (":" in address) == (":" in first_local)
+            if address != first_local and same_family and not any(e[1] == address for e in self._announce):
+                self._announce.append([self._local_id_of(address), address, ADD_ADDR_RETRIES, now, False])
+                self._resend_announcements(now)
+        self._open_planned_subflows(now)
 
     def send(self, data: bytes) -> None:
         """Queue application bytes. Raises LocalProtocolError after close() or termination."""
@@ -636,7 +693,7 @@ class MptcpConnection:
             return 0
 
     def _is_backup(self, addr: FourTuple) -> bool:
-        return addr.local_addr in self.config.backup_addresses
+        return addr.local_addr in self._backup_addresses
 
     def _drain_subflow_events(self, now: float) -> None:
         for sf in list(self.subflows):
@@ -693,8 +750,9 @@ class MptcpConnection:
         in_use = {(s.addr.local_addr, s.addr.remote_addr, s.addr.remote_port) for s in self.subflows}
         in_use |= self._failed_pairs
         remote = [(self._initial_pair[1], self._initial_pair[2]), *self.remote_addresses]
+        usable_locals = [a for a in self.local_addresses if a not in self._down]
         for local, raddr, rport in self._path_manager.subflows_to_open(
-            local_addresses=self.local_addresses, remote_addresses=remote, in_use=in_use, initial=self._initial_pair
+            local_addresses=usable_locals, remote_addresses=remote, in_use=in_use, initial=self._initial_pair
         ):
             if len(self.subflows) >= self.config.max_subflows:
                 break
@@ -895,10 +953,16 @@ class MptcpConnection:
                 opts.append(w.MpJoinAck(hmac=mac))
             elif sf.state == SubflowState.ESTABLISHED:
                 opts.append(self._dss_for(sf, role, stream_offset, length))
-        if role is _ROLE_ACK and sf.state == SubflowState.ESTABLISHED and (self._echo or self._announce):
+        if (
+            role is _ROLE_ACK
+            and sf.state == SubflowState.ESTABLISHED
+            and (self._echo or self._announce or self._signals or sf.prio_pending)
+        ):
             used = sum(2 + len(w.push_mptcp_option(o)) for o in opts)
-            if used <= 12:  # room beside timestamps for an ADD_ADDR (up to 16 bytes for IPv4 with HMAC)
-                opts.extend(self._address_signals(sf, now))
+            room = 40 - used - (12 if sf.conn.timestamps_enabled else 0)
+            signal = self._address_signals(sf, now, room)
+            if signal is not None:
+                opts.append(signal)
         if self._trace_on and opts:
             self._trace(
                 now,
@@ -942,30 +1006,40 @@ class MptcpConnection:
             )
         return w.Dss(data_ack=data_ack, data_ack_64=True)
 
-    def _address_signals(self, sf: Subflow, now: float) -> list[w.MptcpOption]:
-        out: list[w.MptcpOption] = []
-        if not sf.initial and not self._echo:
-            return out
-        if self._echo:
-            out.append(self._echo.pop(0))
-            return out
+    def _address_signals(self, sf: Subflow, now: float, room: int) -> w.MptcpOption | None:
+        """One address signal (echo, MP_PRIO, REMOVE_ADDR, ADD_ADDR) that fits in ``room`` option bytes."""
+
+        def fits(opt: w.MptcpOption) -> bool:
+            return 2 + len(w.push_mptcp_option(opt)) <= room
+
+        if self._echo and fits(self._echo[0]):
+            return self._echo.pop(0)
+        if sf.prio_pending and fits(w.MpPrio(backup=sf.backup)):
+            sf.prio_pending = False
+            return w.MpPrio(backup=sf.backup)
+        if self._signals and fits(self._signals[0]):
+            return self._signals.pop(0)
         entry = next((e for e in self._announce if e[4]), None)
         if entry is not None and self.remote_key is not None:
             address_id, address = entry[0], entry[1]
+            opt: w.MptcpOption
             if self.version == 1:
                 mac = crypto.add_addr_hmac(self.local_key, self.remote_key, address_id, address, None)
-                out.append(w.AddAddr(address_id=address_id, address=address, truncated_hmac=mac))
+                opt = w.AddAddr(address_id=address_id, address=address, truncated_hmac=mac)
             else:
-                out.append(w.AddAddrV0(address_id=address_id, address=address))
+                opt = w.AddAddrV0(address_id=address_id, address=address)
+            if not fits(opt):
+                return None
             entry[2] -= 1
             entry[4] = False
             entry[3] = now + max(1.0, 2 * (sf.conn.srtt or 0.5))
             if entry[2] <= 0 or self.version == 0:
                 self._announce.remove(entry)  # v0 has no echo: sent once
-        return out
+            return opt
+        return None
 
     def _resend_announcements(self, now: float) -> None:
-        sf = self.subflows[0] if self.subflows else None
+        sf = self._pick_for_signal()
         for entry in self._announce:
             if entry[3] <= now:
                 entry[4] = True
@@ -1016,6 +1090,9 @@ class MptcpConnection:
             return 1 << 62
         remaining = sf.map_sub[i] + sf.map_len[i] - stream_offset
         if stream_offset == sf.map_sub[i]:  # room for the mapping's 16 extra option bytes
+            return min(remaining, sf.conn.mss - DSS_ACK_BYTES - DSS_MAPPING_EXTRA)
+        if i == 0 and sf.initial and self.role == Role.CLIENT and not self.fully_established:
+            # every segment of the first mapping carries MP_CAPABLE with data (22 or 24 bytes)
             return min(remaining, sf.conn.mss - DSS_ACK_BYTES - DSS_MAPPING_EXTRA)
         return remaining
 

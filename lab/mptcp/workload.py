@@ -2,37 +2,225 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lab.apps import BulkSender, BulkSink
+from lab.apps import BulkSender, BulkSink, TransferResult
 from lab.errors import ConfigError
 from lab.mptcp.config import MptcpConfig
-from lab.scenario import Transfer
+from lab.scenario import Transfer, runs_here
 
 if TYPE_CHECKING:
+    from lab.host import Stream
     from lab.scenario import ScenarioRun
+
+KERNEL_MPTCP_SETTINGS = frozenset({"checksum"})  # what a kernel-mptcp end takes from client/server
+CLOSE_GRACE_S = 0.25  # with wait_for_close: how long the receiver lingers after the close
+CLOSE_POLL_S = 0.01
+
+
+def data_level_closed(conn: Any) -> bool:
+    """Whether our MptcpConnection has finished closing at the data level: its DATA_FIN
+    acknowledged and the peer's DATA_FIN received (RFC 8684 §3.3.3; subflows may still
+    sit in TIME-WAIT), after a fallback the TCP close done, or the connection ended."""
+    if conn.terminated:
+        return True
+    if conn.fallback is not None:
+        return conn.state.name in ("TIME_WAIT", "CLOSED")
+    return bool(getattr(conn, "_fin_acked", False) and getattr(conn, "_peer_fin_seen", False))
+
+
+def end_facts(stream: Any, stack: str) -> dict[str, Any]:
+    """What one end knows about its connection: for our MptcpConnection its tokens,
+    DSS checksum use, fallback and DATA_FIN progress; for a kernel-mptcp socket the
+    kernel's MPTCP_INFO (``lab.mininet.apps.mptcp_info``). Never raises."""
+    facts: dict[str, Any] = {"stack": stack}
+    conn = getattr(stream, "conn", None)
+    if stack == "user" and conn is not None and hasattr(conn, "local_token"):
+        facts |= {
+            "mptcp": conn.fallback is None,
+            "local_token": conn.local_token,
+            "remote_token": conn.remote_token,
+            "checksum": conn.checksum,
+            "fallback": conn.fallback,
+            "data_fin_acked": bool(getattr(conn, "_fin_acked", False)),
+            "data_fin_received": bool(getattr(conn, "_peer_fin_seen", False)),
+            "data_level_closed": data_level_closed(conn),
+        }
+    elif stack == "user":
+        facts["mptcp"] = False
+    sock = getattr(stream, "sock", None)
+    if stack.startswith("kernel") and sock is not None:
+        from lab.mininet.apps import mptcp_info
+
+        facts |= mptcp_info(sock)
+    return facts
+
+
+class _End:
+    """One end's facts in the result's ``extra`` (key ``client`` or ``server``); only on
+    live backends, so the simulator's results stay as they were."""
+
+    def __init__(self, result: TransferResult, role: str, stack: str, *, live: bool) -> None:
+        self.result = result
+        self.role = role
+        self.stack = stack
+        self.live = live
+
+    def note(self, stream: Any, **more: Any) -> None:
+        """Take the end's facts now (a closed kernel socket keeps what was noted before)."""
+        if not self.live:
+            return
+        previous = self.result.extra.get(self.role) or {}
+        facts = end_facts(stream, self.stack)
+        if self.stack != "user" and previous and len(facts) <= 1:
+            facts = previous
+        self.result.extra = {**self.result.extra, self.role: {**previous, **facts, **more}}
+
+    def note_when_closed(self, stream: Any, call_at: Callable[..., None], then: Callable[[], None] | None) -> None:
+        """For our end: poll until the data-level close is done (at most 5 s), note the
+        facts, then call ``then``."""
+        if not self.live and then is None:
+            return
+        conn = getattr(stream, "conn", None)
+        deadline = stream.host.now + 5.0
+
+        def poll() -> None:
+            if conn is None or data_level_closed(conn) or stream.host.now >= deadline:
+                self.note(stream)
+                if then is not None:
+                    then()
+            else:
+                call_at(stream.host.now + CLOSE_POLL_S, poll)
+
+        poll()
+
+
+class MptcpSender(BulkSender):
+    """A BulkSender that notes its end's facts when the peer closes and when the connection ends."""
+
+    def __init__(self, result: TransferResult, data: bytes, end: _End, call_at: Callable[..., None]) -> None:
+        super().__init__(result, data)
+        self._end = end
+        self._call_at = call_at
+
+    def eof_received(self, stream: Stream) -> None:
+        self._end.note(stream, peer_closed=True)
+        super().eof_received(stream)
+        if self._end.stack == "user":
+            self._end.note_when_closed(stream, self._call_at, None)
+
+    def connection_lost(self, stream: Stream, reason: str, reset: bool) -> None:
+        self._end.note(stream, closed=reason, reset=reset)
+        super().connection_lost(stream, reason, reset)
+
+
+class MptcpSink(BulkSink):
+    """A BulkSink that notes its end's facts. With ``wait_for_close`` the result
+    completes (at the time the stream ended) only once the connection has closed
+    cleanly (our end: at the data level, see :func:`data_level_closed`; a kernel
+    socket: once closed) and ``CLOSE_GRACE_S`` more have passed, so that a live run
+    lasts until both ends have seen the close; a reset instead is the result's error."""
+
+    def __init__(
+        self, result: TransferResult, end: _End, *, wait_for_close: bool, call_at: Callable[..., None]
+    ) -> None:
+        super().__init__(result)
+        self._end = end
+        self._wait = wait_for_close
+        self._call_at = call_at
+        self._ended_at: float | None = None
+        self._holding = False
+
+    def eof_received(self, stream: Stream) -> None:
+        self._end.note(stream, peer_closed=True)
+        if not self._wait:
+            super().eof_received(stream)
+            return
+        self._holding = True
+        super().eof_received(stream)  # hashes, records, closes (a kernel socket ends right here)
+        if self.result.completed_at is not None:
+            self._ended_at, self.result.completed_at = self.result.completed_at, None
+        if self._end.stack == "user" and self._holding:
+            self._end.note_when_closed(stream, self._call_at, lambda: self._complete_later(stream))
+
+    def connection_lost(self, stream: Stream, reason: str, reset: bool) -> None:
+        self._end.note(stream, closed=reason, reset=reset)
+        if not self._holding:
+            super().connection_lost(stream, reason, reset)
+            return
+        if self._ended_at is None and self.result.completed_at is not None:
+            self._ended_at, self.result.completed_at = self.result.completed_at, None
+        if reset:
+            self._holding = False
+            self.result.error = f"receiver: {reason} (reset while closing)"
+        elif self._end.stack != "user":
+            self._complete_later(stream)
+
+    def _complete_later(self, stream: Stream) -> None:
+        if not self._holding:
+            return
+        self._holding = False
+        ended = self._ended_at
+
+        def complete() -> None:
+            if self.result.error is None:
+                self.result.completed_at = ended
+
+        self._call_at(stream.host.now + CLOSE_GRACE_S, complete)
 
 
 @dataclass(frozen=True, kw_only=True)
 class MptcpTransfer(Transfer):
-    """A bulk transfer from ``src`` to ``dst`` over MPTCP.
+    """A bulk transfer from ``src`` (the client) to ``dst`` (the server) over MPTCP.
 
     ``client``/``server`` are MptcpConfig keyword arguments for each end;
     ``None`` for an end makes it a plain TCP host (to show fallback).
+    ``src_stack``/``dst_stack`` pick who runs each end, as for
+    :class:`lab.scenario.Transfer`: ``"user"`` is our MptcpConnection on the
+    host's HostStack; on a live backend ``"kernel-mptcp"`` is Linux MPTCP, which
+    takes only ``checksum`` from its settings (``net.mptcp.checksum_enabled``),
+    and ``"kernel"`` the kernel's plain TCP (its settings must be empty).
+    Each end notes what it knows into the result's ``extra`` under ``client``
+    and ``server`` (:func:`end_facts`, plus ``peer_closed``, ``closed`` and
+    ``reset``). ``wait_for_close`` ends the result only after the receiver's
+    connection closed cleanly (DATA_FIN both ways), not at the end of the data.
+
+    Raises ConfigError for settings that do not fit.
     """
 
     client: dict[str, Any] | None = field(default_factory=dict)
     server: dict[str, Any] | None = field(default_factory=dict)
+    wait_for_close: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for side in (self.client, self.server):
-            if side is not None:
-                try:
-                    MptcpConfig(**side)
-                except TypeError as exc:
-                    raise ConfigError(f"transfer {self.name}: bad MPTCP setting: {exc}") from None
+        for role, side, stack in (("client", self.client, self.src_stack), ("server", self.server, self.dst_stack)):
+            if side is None:
+                continue
+            if stack == "kernel-mptcp" and not set(side) <= KERNEL_MPTCP_SETTINGS:
+                extra = ", ".join(sorted(set(side) - KERNEL_MPTCP_SETTINGS))
+                raise ConfigError(f"transfer {self.name}: a kernel-mptcp {role} takes only checksum, not {extra}")
+            if stack == "kernel" and side:
+                raise ConfigError(f"transfer {self.name}: a kernel (plain TCP) {role} takes no MPTCP settings")
+            try:
+                MptcpConfig(**side)
+            except TypeError as exc:
+                raise ConfigError(f"transfer {self.name}: bad MPTCP setting: {exc}") from None
+
+    def _end(self, run: ScenarioRun, name: str, stack: str, side: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+        """The application API for one end and the keyword arguments its connect/listen take."""
+        if stack == "user":
+            return run.net.host(name), {"mptcp": None if side is None else MptcpConfig(**side)}
+        kernel_host = getattr(run.net, "kernel_host", None)
+        if kernel_host is None:
+            raise ConfigError(
+                f"transfer {self.name}: a {stack} stack on {name} needs a live backend (--backend mininet)"
+            )
+        if stack == "kernel":
+            return kernel_host(name, mptcp=False), {}
+        return kernel_host(name, mptcp=True, mptcp_checksum=bool((side or {}).get("checksum", False))), {}
 
     def schedule(self, run: ScenarioRun) -> None:
         dst_ifaces = run.spec.interfaces_of(self.dst)
@@ -40,12 +228,20 @@ class MptcpTransfer(Transfer):
             raise ConfigError(f"transfer {self.name}: no host {self.dst!r}")
         if self.dst_interface >= len(dst_ifaces):
             raise ConfigError(f"transfer {self.name}: {self.dst} has {len(dst_ifaces)} interfaces")
-        src = run.net.host(self.src)
-        dst = run.net.host(self.dst)
         data = run.payload(self.size_bytes)
         result = run.add_result(self.name, data)
-        server = None if self.server is None else MptcpConfig(**self.server)
-        client = None if self.client is None else MptcpConfig(**self.client)
-        dst.listen(self.port, lambda: BulkSink(result), mptcp=server)
         remote = dst_ifaces[self.dst_interface].ipv4
-        run.net.call_at(self.start_s, lambda: BulkSender(result, data).start(src, remote, self.port, mptcp=client))
+        live = getattr(run.net, "is_local", None) is not None
+        if runs_here(run, self.dst):
+            dst, listen_kw = self._end(run, self.dst, self.dst_stack, self.server)
+            end = _End(result, "server", self.dst_stack, live=live)
+            wait = self.wait_for_close
+            dst.listen(
+                self.port,
+                lambda: MptcpSink(result, end, wait_for_close=wait, call_at=run.net.call_at),
+                **listen_kw,
+            )
+        if runs_here(run, self.src):
+            src, connect_kw = self._end(run, self.src, self.src_stack, self.client)
+            sender = MptcpSender(result, data, _End(result, "client", self.src_stack, live=live), run.net.call_at)
+            run.net.call_at(self.start_s, lambda: sender.start(src, remote, self.port, **connect_kw))

@@ -79,7 +79,6 @@ class SimLink:
         self.name = spec.name
         self.up = True
         self.generation = 0  # bumped when the link goes down: packets on the wire are lost
-        self.alive = [True]  # shared by the arrival callbacks of this generation
         self.directions: list[_Direction] = []
 
 
@@ -295,12 +294,16 @@ class SimNetwork:
         link.up = up
         if not up:
             link.generation += 1
-            self._bind_arrivals(link)  # what is on the wire now never arrives
             for d in link.directions:
+                self._retarget(d.arrive, _lost)  # what is on the wire now never arrives
                 d.departures.clear()
                 d.busy_until = self.now
         if self.tracer.enabled:
             self.tracer.record_node(self.now, "net", "link", "state_updated", {"link": name, "up": up})
+        for d in link.directions:  # the hosts on the link see their carrier go and come back
+            node = d.src_iface.node
+            if isinstance(node, SimHost) and node.stack is not None:
+                node.stack.interface_changed(d.src_iface.name, up)
 
     def enable_pcaps(self, directory: Path) -> list[Path]:
         """Write one pcap per interface into ``directory``."""
@@ -312,6 +315,8 @@ class SimNetwork:
             iface.pcap = PcapWriter(path)
             self._pcaps.append(iface.pcap)
             paths.append(path)
+        for link in self.links.values():
+            self._bind_arrivals(link)
         return paths
 
     def close(self) -> None:
@@ -323,23 +328,24 @@ class SimNetwork:
 
     def transmit(self, iface: SimInterface, packet: bytes) -> None:
         d = iface.out
-        now = self.now
-        size = len(packet)
-        link = d.link
-        if not link.up:
+        if not d.link.up:
             self._drop(d, packet, "link down")
             return
-        if d.bytes_per_s is None:
+        now = self.now
+        size = len(packet)
+        rate = d.bytes_per_s
+        if rate is None:
             depart = now
         else:
-            q = d.departures
-            while q and q[0] <= now:
-                q.popleft()
-            if len(q) >= d.limit:
-                self._drop(d, packet, "queue full")
-                return
+            q = d.departures  # departure times, oldest first; those <= now have left
+            if len(q) >= d.limit:  # forget the departed only when the count could matter
+                while q and q[0] <= now:
+                    q.popleft()
+                if len(q) >= d.limit:
+                    self._drop(d, packet, "queue full")
+                    return
             busy = d.busy_until
-            depart = (busy if busy > now else now) + size / d.bytes_per_s
+            depart = (busy if busy > now else now) + size / rate
             d.busy_until = depart
             q.append(depart)
         if iface.pcap is not None:  # captured as it leaves: after the queue, before the wire
@@ -354,25 +360,32 @@ class SimNetwork:
         _heappush(self._heap, (depart + d.delay_s, seq, d.arrive, packet))
 
     def _bind_arrivals(self, link: SimLink) -> None:
-        """Give each direction of ``link`` a fresh arrival callback; the previous ones
-        (held by packets already on the wire) turn into no-ops, so a link that goes
-        down loses what it was carrying."""
-        link.alive[0] = False
-        alive = link.alive = [True]
+        """Give each direction of ``link`` its arrival callback: the receiving node's
+        input itself, or a wrapper that first writes the packet to the receiving
+        interface's capture. Packets already on the wire are moved to the new callback."""
         for d in link.directions:
-            d.arrive = self._make_arrival(d, alive)
+            old = d.arrive
+            d.arrive = d.deliver if d.dst_iface.pcap is None else self._make_arrival(d)
+            if old is not None and old is not d.arrive:
+                self._retarget(old, d.arrive)
 
-    def _make_arrival(self, d: _Direction, alive: list[bool]) -> Callable[[bytes], None]:
+    def _retarget(self, old: Callable, new: Callable) -> None:
+        """Make the scheduled events that would call ``old`` call ``new`` instead.
+
+        Each direction's arrival callback is a distinct object, so this touches the
+        packets of one direction only; (time, sequence) stay, so the heap stays valid."""
+        heap = self._heap
+        for i, item in enumerate(heap):
+            if item[2] is old:
+                heap[i] = (item[0], item[1], new, item[3])
+
+    def _make_arrival(self, d: _Direction) -> Callable[[bytes], None]:
         deliver = d.deliver
-        iface = d.dst_iface
+        pcap = d.dst_iface.pcap
         net = self
 
         def arrive(packet: bytes) -> None:
-            if not alive[0]:
-                return  # the link went down while the packet was on it
-            pcap = iface.pcap
-            if pcap is not None:
-                pcap.write(net.now, packet)
+            pcap.write(net.now, packet)
             deliver(packet)
 
         return arrive
@@ -397,17 +410,18 @@ class SimNetwork:
         """
         heap = self._heap
         pop = heapq.heappop
+        limit = float("inf") if until is None else until
         n = 0
         while heap:
-            when = heap[0][0]
-            if until is not None and when > until:
+            when, seq, fn, arg = pop(heap)
+            if when > limit:
+                _heappush(heap, (when, seq, fn, arg))  # (time, sequence) is unique: order unchanged
                 self.now = until
                 break
-            _, _, fn, arg = pop(heap)
             self.now = when
             fn(arg)
             n += 1
-            if stop is not None and n % 64 == 0 and stop():
+            if not n & 63 and stop is not None and stop():
                 break
         else:
             if until is not None:
@@ -450,6 +464,10 @@ class SimNetwork:
 
 def _call(callback: Callable[[], None]) -> None:
     callback()
+
+
+def _lost(packet: bytes) -> None:
+    """The arrival of a packet that was on a link when it went down."""
 
 
 def _capture(item: tuple) -> None:

@@ -78,6 +78,7 @@ _M3008 = (1 << 3008) - 1
 _M1504 = (1 << 1504) - 1
 _TS_PREFIX = b"\x01\x01\x08\x0a"  # NOP NOP Timestamps(len 10)
 _PREDICT_MASK = 0xFF & ~PSH  # ACK alone, PSH allowed
+_new_outgoing = tuple.__new__  # Outgoing(addr, data) without the Python-level __new__
 
 S = TcpState
 
@@ -293,6 +294,10 @@ class TcpConnection:
         return max(0, self._sbuf_off + len(self._sbuf) - self._snd_nxt)
 
     @property
+    def timestamps_enabled(self) -> bool:
+        return self._ts_ok
+
+    @property
     def rto(self) -> float:
         """The current retransmission timeout (seconds)."""
         return self._rto
@@ -396,14 +401,13 @@ class TcpConnection:
         Never raises for bad input: malformed segments are recorded and dropped.
         """
         if (
-            self._state is S.ESTABLISHED
+            self._plain  # no extension, no tracing
+            and self._state is S.ESTABLISHED
+            and self._ts_ok
             and len(segment) >= 32
             and segment[12] == 0x80
             and segment[13] & _PREDICT_MASK == ACK
             and segment.startswith(_TS_PREFIX, 20)
-            and self._ext is None
-            and not self._trace_on
-            and self._ts_ok
             and self._predict(segment, now)
         ):
             return
@@ -457,8 +461,16 @@ class TcpConnection:
         if plen == 0:
             if diff == 0 or diff >= HALF or snd_una + diff > self._snd_max:
                 return False  # not an ACK of new data
-        elif diff or plen > self._rcv_window():
+        elif diff:
             return False
+        else:
+            # _rcv_window() inlined (no extension here, so no extension window)
+            free = self._rcv_buffer_bytes - len(self._rcv_buf) if self._rcv_buf else self._rcv_buffer_bytes
+            if free < 0:
+                free = 0
+            right = self._rcv_right_edge - rcv_nxt
+            if plen > (right if free < right else free):
+                return False
         ack_off = snd_una + diff
         self._last_activity = now
         self._keepalive_sent = 0
@@ -518,9 +530,15 @@ class TcpConnection:
     def get_timer(self) -> float | None:
         """The earliest time handle_timer() must be called, or None."""
         best = self._retransmit_at
-        for t in (self._tlp_at, self._rack_timer_at, self._delack_at):
-            if t is not None and (best is None or t < best):
-                best = t
+        t = self._tlp_at
+        if t is not None and (best is None or t < best):
+            best = t
+        t = self._rack_timer_at
+        if t is not None and (best is None or t < best):
+            best = t
+        t = self._delack_at
+        if t is not None and (best is None or t < best):
+            best = t
         if self._ext is not None and self._state is not S.CLOSED:
             t = self._ext.get_timer()
             if t is not None and (best is None or t < best):
@@ -689,7 +707,7 @@ class TcpConnection:
                     0,
                     self._address_sum,
                 )
-                self._out.append(Outgoing(self.addr, data))
+                self._out.append(_new_outgoing(Outgoing, (self.addr, data)))
                 return
             ts_recent = self._ts_recent
             plen = len(payload)
@@ -706,7 +724,7 @@ class TcpConnection:
             head = _TS_SEGMENT.pack(
                 ports[0], ports[1], seq, ack, 0x80, flags, window, csum, 0, _TS_SEGMENT_OPTIONS, tsval, ts_recent
             )
-            self._out.append(Outgoing(self.addr, head + payload if plen else head))
+            self._out.append(_new_outgoing(Outgoing, (self.addr, head + payload if plen else head)))
             return
         opts: list[TcpOption] = options if options is not None else []
         if self._ts_ok and not flags & RST:
@@ -811,7 +829,32 @@ class TcpConnection:
         self._retransmit_at = now + self._rto
 
     def _send_ack(self, now: float) -> None:
-        self._emit(ACK, self._snd_nxt, b"", now, SegmentRole.ACK)
+        if not (self._ts_ok and self._plain) or (self._ooo and self._sack_ok):
+            self._emit(ACK, self._snd_nxt, b"", now, SegmentRole.ACK)
+            return
+        # the common pure ACK: _emit()'s timestamps-only fast path without a payload
+        self._ack_pending = False
+        self._unacked_segments = 0
+        self._delack_at = None
+        self._last_ack_sent = rcv_nxt = self._rcv_nxt
+        wscale = self._rcv_wscale
+        free = self._rcv_buffer_bytes - len(self._rcv_buf) if self._rcv_buf else self._rcv_buffer_bytes
+        right = self._rcv_right_edge - rcv_nxt
+        window = (right if free < right else free) >> wscale
+        if window > 0xFFFF:
+            window = 0xFFFF
+        self._rcv_right_edge = rcv_nxt + (window << wscale)
+        seq = (self._iss + self._snd_nxt) & MASK
+        ack = (self._irs + rcv_nxt) & MASK
+        tsval = (int(now * 1000) + self._ts_offset) & MASK
+        ts_recent = self._ts_recent
+        total = self._ts_header_sum + seq + ack + ACK + window + tsval + ts_recent
+        csum = ~(total % 0xFFFF or 0xFFFF) & 0xFFFF
+        ports = self._ports
+        head = _TS_SEGMENT.pack(
+            ports[0], ports[1], seq, ack, 0x80, ACK, window, csum, 0, _TS_SEGMENT_OPTIONS, tsval, ts_recent
+        )
+        self._out.append(_new_outgoing(Outgoing, (self.addr, head)))
 
     def _emit_rst(self, seq_off: int, now: float) -> None:
         self._emit(RST | ACK, seq_off, b"", now, SegmentRole.ACK)
@@ -974,7 +1017,13 @@ class TcpConnection:
             self._tx_order = order = self._tx_order + 1
             sent.append(rec := _Sent(nxt, seg_end, fin, now, order))
             self._sent_by_start[nxt] = rec
-            self._emit(flags, nxt, self._payload(nxt, end) if size else b"", now, SegmentRole.DATA)
+            if size:  # _payload() inlined
+                a = nxt - self._sbuf_off
+                with memoryview(self._sbuf) as view:
+                    payload = view[a : a + size].tobytes()
+            else:
+                payload = b""
+            self._emit(flags, nxt, payload, now, SegmentRole.DATA)
             self._snd_nxt = self._snd_max = seg_end
             self._bytes_sent += size
             pipe += seg_end - nxt

@@ -342,3 +342,15 @@ def test_commands_in_the_wrong_state_raise_and_change_nothing() -> None:
 def test_bad_configuration_is_refused_with_a_clear_message(kw: dict) -> None:
     with pytest.raises(ConfigError):
         MptcpConfig(**kw)
+
+
+def test_set_backup_sends_mp_prio_and_the_peer_records_it() -> None:
+    pair = MptcpPair(NO_PM, NO_PM)
+    pair.handshake()
+    pair.client.open_subflow(PATH_B, now=0.0)
+    now = pair.run(now=0.0, until=0.5)
+    pair.client.set_backup(PATH_B.local_addr, True, now=now)
+    pair.run(now=now, until=now + 0.5)
+    sent = [o for r in pair.records("client", "segment_sent") for o in r.data["mptcp"]]
+    assert {"subtype": "MP_PRIO", "backup": True, "address_id": None, "reserved": 0} in sent
+    assert [sf.peer_backup for sf in pair.server.subflows if sf.addr == PATH_B.reversed()] == [True]

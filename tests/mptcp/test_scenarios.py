@@ -108,3 +108,26 @@ def test_same_seed_same_trace() -> None:
     a = [(r.t, r.node, r.layer, r.name, r.data) for r in run_scenario(sc, seed=4, pcaps=False).network.tracer.records]
     b = [(r.t, r.node, r.layer, r.name, r.data) for r in run_scenario(sc, seed=4, pcaps=False).network.tracer.records]
     assert a == b
+
+
+def test_the_path_manager_reacts_to_its_own_link_going_down_and_up() -> None:
+    from lab.scenario import LinkEvent
+
+    sc = replace(
+        _small("mptcp-two-paths", 8 * MIB),
+        link_events=(LinkEvent(at_s=0.6, link="h1-r2", up=False), LinkEvent(at_s=1.2, link="h1-r2", up=True)),
+    )
+    result, recs = _run(sc)
+    assert result.ok, result.transfers[0].to_dict()
+    h1 = [r for r in recs if r.node == "h1"]
+    assert [r.data["up"] for r in h1 if r.data.get("address") == "10.0.3.1"] == [False, True]
+    closed = [r for r in h1 if r.data.get("to") == "CLOSED" and r.data["subflow"].startswith("10.0.3.1")]
+    assert closed and closed[0].data["reason"] == "local address went down"
+    sent = [o for r in h1 if r.name == "segment_sent" for o in r.data["mptcp"]]
+    assert any(o["subtype"] == "REMOVE_ADDR" for o in sent)
+    rejoined = [
+        r for r in h1 if r.data.get("to") == "ESTABLISHED" and r.data["subflow"].startswith("10.0.3.1") and r.t > 1.2
+    ]
+    assert rejoined
+    # the peer heard the REMOVE_ADDR
+    assert any("address_removed" in r.data for r in recs if r.node == "h2")
