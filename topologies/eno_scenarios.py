@@ -1,7 +1,111 @@
-"""ENO scenarios: the SCENARIOS registry (entry point tcplab.scenarios, name eno)."""
+"""ENO and tcpcrypt scenarios: the SCENARIOS registry (entry point tcplab.scenarios, name eno).
+
+Every scenario runs on the single-path topology (h1 ─ r1 ─ h2) with
+:class:`~lab.eno.workload.EncryptedTransfer` workloads that say what the
+negotiation must come to; the transfers' byte streams are SHA-256 checked.
+"""
 
 from __future__ import annotations
 
+from lab.eno.extension import EnoConfig
+from lab.eno.workload import EncryptedTransfer, SimultaneousOpenTransfer
 from lab.scenario import Scenario
+from lab.sim.middlebox import FlipPayloadBytes, StripTcpOptions
+from lab.wire.eno import ENO_KIND, EXPERIMENTAL_KIND
+from lab.wire.tcpcrypt import (
+    TCPCRYPT_ECDHE_CURVE448,
+    TCPCRYPT_ECDHE_CURVE25519,
+    TCPCRYPT_ECDHE_P256,
+    TCPCRYPT_ECDHE_P521,
+)
 
-SCENARIOS: dict[str, Scenario] = {}
+MIB = 1024 * 1024
+
+MANDATORY = EnoConfig(policy="mandatory")
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            name="eno-basic",
+            description=(
+                "TCP-ENO offers tcpcrypt (X25519, P-256) on the SYN, h2 picks X25519 in its SYN-ACK; "
+                "Init1/Init2 follow and 2 MiB travel in AES-128-GCM frames. Both ends show the same session ID."
+            ),
+            topology="single-path",
+            transfers=(EncryptedTransfer(name="encrypted", size_bytes=2 * MIB),),
+        ),
+        Scenario(
+            name="eno-mismatch",
+            description=(
+                "Two connections: partly overlapping TEP lists (h1 offers P-256, X25519, X448; h2 prefers X448, "
+                "then P-521) agree on X448; disjoint lists (P-256 against X25519) fall back to plain TCP."
+            ),
+            topology="single-path",
+            transfers=(
+                EncryptedTransfer(
+                    name="overlap",
+                    port=5001,
+                    size_bytes=256 * 1024,
+                    client=EnoConfig(teps=(TCPCRYPT_ECDHE_P256, TCPCRYPT_ECDHE_CURVE25519, TCPCRYPT_ECDHE_CURVE448)),
+                    server=EnoConfig(teps=(TCPCRYPT_ECDHE_CURVE448, TCPCRYPT_ECDHE_P521)),
+                    expect="encrypted",
+                ),
+                EncryptedTransfer(
+                    name="disjoint",
+                    port=5002,
+                    size_bytes=256 * 1024,
+                    client=EnoConfig(teps=(TCPCRYPT_ECDHE_P256,)),
+                    server=EnoConfig(teps=(TCPCRYPT_ECDHE_CURVE25519,)),
+                    expect="fallback",
+                ),
+            ),
+        ),
+        Scenario(
+            name="eno-stripped",
+            description=(
+                "r1 strips ENO options (kinds 69 and 253) from SYNs. Opportunistic ends fall back to plain "
+                "TCP and deliver in the clear; a mandatory client resets on the SYN-ACK without ENO, a "
+                "mandatory server resets the SYN: no byte crosses in the clear."
+            ),
+            topology="single-path",
+            middleboxes=(("r1", lambda: StripTcpOptions([ENO_KIND, EXPERIMENTAL_KIND], when="syn")),),
+            transfers=(
+                EncryptedTransfer(name="opportunistic", port=5001, size_bytes=256 * 1024, expect="fallback"),
+                EncryptedTransfer(
+                    name="mandatory-client", port=5002, size_bytes=64 * 1024, client=MANDATORY, expect="refused"
+                ),
+                EncryptedTransfer(
+                    name="mandatory-server", port=5003, size_bytes=64 * 1024, server=MANDATORY, expect="refused"
+                ),
+            ),
+        ),
+        Scenario(
+            name="tcpcrypt-tamper",
+            description=(
+                "r1 flips one payload byte of the 20th data segment towards h2 (fixing the TCP checksum). "
+                "The frame fails AEAD authentication: h2 resets the connection and not one corrupted byte "
+                "reaches the application; the transfer cannot complete (compare payload-tamper without ENO)."
+            ),
+            topology="single-path",
+            middleboxes=(("r1", lambda: FlipPayloadBytes(dst_port=5001, nth=20, offset=700)),),
+            transfers=(EncryptedTransfer(name="tampered", size_bytes=1 * MIB, expect="aborted"),),
+        ),
+        Scenario(
+            name="eno-simultaneous-open",
+            description=(
+                "h1 and h2 connect to each other at the same instant. h2 sets the b bit and plays ENO role B, "
+                "h1 plays role A; tcpcrypt runs over the simultaneously opened connection."
+            ),
+            topology="single-path",
+            transfers=(
+                SimultaneousOpenTransfer(
+                    name="simultaneous",
+                    size_bytes=256 * 1024,
+                    client=EnoConfig(teps=(TCPCRYPT_ECDHE_CURVE25519,)),
+                    server=EnoConfig(teps=(TCPCRYPT_ECDHE_CURVE25519, TCPCRYPT_ECDHE_P256), passive_role=True),
+                ),
+            ),
+        ),
+    )
+}

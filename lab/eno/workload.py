@@ -1,0 +1,311 @@
+"""Scenario workloads for TCP-ENO and tcpcrypt: a bulk transfer with ENO settings per side.
+
+:class:`EncryptedTransfer` runs like :class:`lab.scenario.Transfer` (seeded
+payload, SHA-256 checked at the receiver) with an :class:`EnoConfig` for the
+client and one for the server (``None``: that side does not speak ENO). It
+also states what the negotiation must come to (``expect``):
+
+* ``encrypted``: both ends encrypted with the same session ID;
+* ``fallback``: both ends went on as plain TCP;
+* ``refused``: a mandatory end reset the connection; nothing may arrive, so
+  the checked byte stream is empty;
+* ``aborted``: the TEP reset the connection (forged or corrupted frame); what
+  arrived before must be an exact prefix of what was sent, and the transfer
+  itself cannot complete.
+
+A different outcome is reported as the transfer's error. Extra figures go to
+the summary: outcome and reason per side, TEP, session IDs, and
+``corrupted_bytes_delivered`` (bytes that differ from what was sent: always 0
+unless something is badly wrong).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from lab.apps import CHUNK_BYTES, TransferResult
+from lab.eno.extension import EnoConfig, EnoExtension, EnoState
+from lab.errors import ConfigError
+from lab.host import HostStack, Stream, StreamHandler
+from lab.scenario import Workload
+from lab.tcp.state import TcpState
+
+if TYPE_CHECKING:
+    from lab.scenario import ScenarioRun
+
+EXPECTATIONS = ("encrypted", "fallback", "refused", "aborted")
+_OUTCOME = {
+    EnoState.ENCRYPTED: "encrypted",
+    EnoState.FALLBACK: "fallback",
+    EnoState.REFUSED: "refused",
+    EnoState.ABORTED: "aborted",
+}
+
+
+def outcome_of(ext: EnoExtension | None) -> str:
+    """``plain`` (no ENO at all), ``encrypted``, ``fallback``, ``refused``, ``aborted``, ``reset``
+    (the connection ended before ENO decided, e.g. refused by the peer) or ``pending``."""
+    if ext is None:
+        return "plain"
+    outcome = _OUTCOME.get(ext.state)
+    if outcome is not None:
+        return outcome
+    conn = getattr(ext, "conn", None)
+    return "reset" if conn is not None and conn.state is TcpState.CLOSED else "pending"
+
+
+@dataclass
+class _Watch:
+    """What the two ends of one transfer saw; decides whether the transfer met its expectation."""
+
+    result: TransferResult
+    expect: str
+    data: bytes
+    client: EnoExtension | None = None
+    servers: list[EnoExtension | None] = field(default_factory=list)
+    corrupted: int = 0
+
+    @property
+    def server(self) -> EnoExtension | None:
+        return self.servers[-1] if self.servers else None
+
+    def note(self) -> None:
+        client, server = self.client, self.server
+        self.result.extra.update(
+            {
+                "expect": self.expect,
+                "client_outcome": outcome_of(client),
+                "server_outcome": outcome_of(server) if self.servers else "no connection",
+                "client_reason": client.fallback_reason if client else None,
+                "server_reason": server.fallback_reason if server else None,
+                "tep": f"0x{client.negotiated_tep:02x}" if client and client.negotiated_tep else None,
+                "client_session_id": client.session_id.hex() if client and client.session_id else None,
+                "server_session_id": server.session_id.hex() if server and server.session_id else None,
+                "corrupted_bytes_delivered": self.corrupted,
+            }
+        )
+
+    def mismatch(self) -> str | None:
+        """Why the outcome differs from ``expect``, or None."""
+        self.note()
+        extra = self.result.extra
+        outcomes = {extra["client_outcome"], extra["server_outcome"]}
+        if self.corrupted:
+            return f"{self.corrupted} delivered bytes differ from what was sent"
+        if self.expect == "encrypted":
+            if outcomes != {"encrypted"}:
+                return f"expected encryption, got client {extra['client_outcome']}, server {extra['server_outcome']}"
+            if extra["client_session_id"] != extra["server_session_id"]:
+                return "session IDs differ"
+        elif self.expect == "fallback":
+            if not outcomes <= {"fallback", "plain"}:
+                return f"expected plain TCP, got client {extra['client_outcome']}, server {extra['server_outcome']}"
+        elif self.expect not in outcomes:
+            return f"expected {self.expect}, got client {extra['client_outcome']}, server {extra['server_outcome']}"
+        return None
+
+
+class _Sender(StreamHandler):
+    def __init__(self, watch: _Watch) -> None:
+        self.watch = watch
+        self._view = memoryview(watch.data)
+        self._pos = 0
+        self._closed = False
+
+    def connection_made(self, stream: Stream) -> None:
+        self.writable(stream)
+
+    def writable(self, stream: Stream) -> None:
+        while self._pos < len(self._view) and stream.send_buffered < 2 * CHUNK_BYTES and not stream.closed:
+            chunk = self._view[self._pos : self._pos + CHUNK_BYTES]
+            self._pos += len(chunk)
+            stream.send(chunk)
+        if self._pos >= len(self._view) and not self._closed and not stream.closed:
+            self._closed = True
+            self.watch.result.sender_done = True
+            stream.close()
+
+    def connection_lost(self, stream: Stream, reason: str, reset: bool) -> None:
+        watch = self.watch
+        result = watch.result
+        if result.complete:
+            watch.note()  # the sender's view may have changed since (a refusal's RST arriving)
+            return
+        if watch.expect == "refused" and reset:
+            _finish(watch, stream.host, b"")
+        elif reset and watch.expect != "aborted":
+            result.error = f"sender: {reason}"
+
+
+class _Sink(StreamHandler):
+    def __init__(self, watch: _Watch) -> None:
+        self.watch = watch
+        self._hash = hashlib.sha256()
+        self._pos = 0
+
+    def data_received(self, stream: Stream, data: bytes) -> None:
+        watch = self.watch
+        result = watch.result
+        if result.first_byte_at is None:
+            result.first_byte_at = stream.host.now
+        expected = watch.data[self._pos : self._pos + len(data)]
+        if expected != data:  # count what differs: corrupted (or surplus) bytes reached the application
+            same = sum(1 for x, y in zip(expected, data) if x == y)
+            watch.corrupted += len(data) - same
+        self._pos += len(data)
+        self._hash.update(data)
+        result.bytes_received += len(data)
+
+    def eof_received(self, stream: Stream) -> None:
+        watch = self.watch
+        _finish(watch, stream.host, None, sha256=self._hash.hexdigest(), conn=str(stream.addr))
+        stream.close()
+
+    def connection_lost(self, stream: Stream, reason: str, reset: bool) -> None:
+        watch = self.watch
+        result = watch.result
+        if result.complete:
+            return
+        if watch.expect == "refused":
+            _finish(watch, stream.host, b"")
+            return
+        watch.note()
+        mismatch = watch.mismatch()
+        result.error = f"receiver: {reason}" + (f" ({mismatch})" if mismatch else "")
+
+
+def _finish(watch: _Watch, host: HostStack, data: bytes | None, *, sha256: str | None = None, conn: str = "") -> None:
+    result = watch.result
+    if result.complete:
+        return
+    result.sha256_received = hashlib.sha256(data).hexdigest() if data is not None else sha256
+    result.completed_at = host.now
+    mismatch = watch.mismatch()
+    if mismatch:
+        result.error = mismatch
+    if host.tracer.enabled:
+        host.tracer.record(
+            host.now,
+            "app",
+            "state_updated",
+            {
+                "transfer": result.name,
+                "event": "received",
+                "bytes": result.bytes_received,
+                "sha256": result.sha256_received,
+                "sha256_match": result.ok,
+                "conn": conn,
+                "outcome": watch.result.extra.get("server_outcome"),
+            },
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class EncryptedTransfer(Workload):
+    """A bulk transfer from ``src`` to ``dst`` with TCP-ENO settings per side (None: no ENO on that side).
+
+    Raises ConfigError (from ``schedule``) for hosts the topology lacks or an unknown ``expect``.
+    """
+
+    name: str = "encrypted"
+    src: str = "h1"
+    dst: str = "h2"
+    dst_interface: int = 0
+    port: int = 5001
+    size_bytes: int = 1024 * 1024
+    start_s: float = 0.0
+    client: EnoConfig | None = field(default_factory=EnoConfig)
+    server: EnoConfig | None = field(default_factory=EnoConfig)
+    expect: str = "encrypted"
+    local_port: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.expect not in EXPECTATIONS:
+            raise ConfigError(f"transfer {self.name}: expect must be one of {', '.join(EXPECTATIONS)}")
+        if not isinstance(self.size_bytes, int) or not 0 <= self.size_bytes <= 1 << 31:
+            raise ConfigError(f"transfer {self.name}: size_bytes must be 0..2**31, got {self.size_bytes!r}")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"transfer {self.name}: port must be 1..65535, got {self.port}")
+        if self.start_s < 0:
+            raise ConfigError(f"transfer {self.name}: start_s must not be negative")
+
+    def schedule(self, run: ScenarioRun) -> None:
+        dst_ifaces = run.spec.interfaces_of(self.dst)
+        if self.dst not in run.spec.hosts() or not dst_ifaces:
+            raise ConfigError(f"transfer {self.name}: no host {self.dst!r}")
+        if self.dst_interface >= len(dst_ifaces):
+            raise ConfigError(f"transfer {self.name}: {self.dst} has {len(dst_ifaces)} interfaces")
+        src = run.net.host(self.src)
+        dst = run.net.host(self.dst)
+        data = run.payload(self.size_bytes)
+        result = run.add_result(self.name, b"" if self.expect == "refused" else data)
+        watch = _Watch(result, self.expect, data)
+        server_config = self.server
+
+        def server_extension() -> EnoExtension | None:
+            ext = EnoExtension(server_config) if server_config is not None else None
+            watch.servers.append(ext)
+            return ext
+
+        dst.listen(self.port, lambda: _Sink(watch), extension_factory=server_extension)
+        remote = dst_ifaces[self.dst_interface].ipv4
+
+        def start() -> None:
+            result.started_at = src.now
+            ext = EnoExtension(self.client) if self.client is not None else None
+            watch.client = ext
+            src.connect(remote, self.port, _Sender(watch), extension=ext, local_port=self.local_port)
+
+        run.net.call_at(self.start_s, start)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimultaneousOpenTransfer(Workload):
+    """Both hosts connect() to each other at once (RFC 9293 §3.5 simultaneous open) and ``src`` sends.
+
+    With ENO, exactly one side must set ``passive_role`` (the b bit) in its
+    :class:`EnoConfig` to play role B (RFC 8547 §4.3); with the same b bit on
+    both sides ENO falls back to plain TCP.
+    """
+
+    name: str = "simultaneous"
+    src: str = "h1"
+    dst: str = "h2"
+    src_port: int = 6001
+    dst_port: int = 6002
+    size_bytes: int = 256 * 1024
+    start_s: float = 0.0
+    client: EnoConfig | None = field(default_factory=EnoConfig)  # the sender's side
+    server: EnoConfig | None = field(default_factory=lambda: EnoConfig(passive_role=True))
+    expect: str = "encrypted"
+
+    def __post_init__(self) -> None:
+        if self.expect not in EXPECTATIONS:
+            raise ConfigError(f"transfer {self.name}: expect must be one of {', '.join(EXPECTATIONS)}")
+        for port in (self.src_port, self.dst_port):
+            if not 0 < port < 65536:
+                raise ConfigError(f"transfer {self.name}: ports must be 1..65535, got {port}")
+
+    def schedule(self, run: ScenarioRun) -> None:
+        for host in (self.src, self.dst):
+            if host not in run.spec.hosts() or not run.spec.interfaces_of(host):
+                raise ConfigError(f"transfer {self.name}: no host {host!r}")
+        src = run.net.host(self.src)
+        dst = run.net.host(self.dst)
+        src_addr = run.spec.interfaces_of(self.src)[0].ipv4
+        dst_addr = run.spec.interfaces_of(self.dst)[0].ipv4
+        data = run.payload(self.size_bytes)
+        result = run.add_result(self.name, b"" if self.expect == "refused" else data)
+        watch = _Watch(result, self.expect, data)
+
+        def start() -> None:
+            result.started_at = src.now
+            watch.client = EnoExtension(self.client) if self.client is not None else None
+            server = EnoExtension(self.server) if self.server is not None else None
+            watch.servers.append(server)
+            src.connect(dst_addr, self.dst_port, _Sender(watch), local_port=self.src_port, extension=watch.client)
+            dst.connect(src_addr, self.src_port, _Sink(watch), local_port=self.dst_port, extension=server)
+
+        run.net.call_at(self.start_s, start)
