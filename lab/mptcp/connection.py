@@ -144,6 +144,7 @@ class Subflow:
         self.reset_reason: int | None = None
         self.doomed = False  # a reset is on its way
         self.prio_pending = False  # an MP_PRIO with our backup flag waits for an ACK
+        self.fail_dsn: int | None = None  # the mapping whose DSS checksum failed (MP_FAIL on our RST)
         self.close_reason = ""
         self.bytes_scheduled = 0
         self.bytes_received = 0
@@ -223,6 +224,8 @@ class MptcpSubflow(TcpExtension):
         opts: list[w.MptcpOption] = []
         if mp.terminated or mp._fastclosing:
             opts.append(w.MpFastclose(receiver_key=mp.remote_key))
+        if sf.fail_dsn is not None:
+            opts.append(w.MpFail(data_seq=sf.fail_dsn))  # RFC 8684 §3.7, as Linux sends it
         if sf.reset_reason is not None and mp.version == 1:
             opts.append(w.MpTcpRst(reason=sf.reset_reason))
         return [w.to_tcp_option(o) for o in opts]
@@ -1636,7 +1639,14 @@ class MptcpConnection:
             pos += take
 
     def _checksum_failed(self, sf: Subflow, dsn: int, now: float) -> None:
-        self._trace(now, "error", {"token": self.local_token, "subflow": str(sf.addr), "reason": "DSS checksum failed"})
+        """RFC 8684 §3.7: the bad mapping is discarded and the subflow reset with MP_FAIL naming it;
+        with no other subflow the connection ends that way too (nothing corrupted is delivered)."""
+        self._trace(
+            now,
+            "error",
+            {"token": self.local_token, "subflow": str(sf.addr), "reason": "DSS checksum failed", "data_seq": dsn},
+        )
+        sf.fail_dsn = dsn
         if len(self.subflows) > 1:
             self._reset_subflow(sf, "DSS checksum failed", w.MPTCP_RST_MIDDLEBOX_INTERFERENCE, now, defer=True)
             return
