@@ -145,6 +145,7 @@ class Subflow:
         self.doomed = False  # a reset is on its way
         self.prio_pending = False  # an MP_PRIO with our backup flag waits for an ACK
         self.fail_dsn: int | None = None  # the mapping whose DSS checksum failed (MP_FAIL on our RST)
+        self.redundant_next = 0  # the redundant scheduler's cursor in the data stream
         self.close_reason = ""
         self.bytes_scheduled = 0
         self.bytes_received = 0
@@ -1111,6 +1112,9 @@ class MptcpConnection:
             pool = active or usable
         window_end = self._data_una + self._peer_window
         chunk_max = self.config.mapping_bytes
+        if self._scheduler.redundant:
+            self._schedule_redundant(pool, window_end)
+            return
         for _ in range(10000):
             if self._reinject:
                 start, length = self._reinject[0]
@@ -1145,18 +1149,12 @@ class MptcpConnection:
             chosen = self._scheduler.pick(candidates)
             if chosen is None:
                 return
-            if (
-                self.config.slow_path_check
-                and not self._scheduler.redundant
-                and self._wait_for_faster(chosen, pool, length)
-            ):
+            if self.config.slow_path_check and self._wait_for_faster(chosen, pool, candidates, length):
                 return
-            targets = candidates if self._scheduler.redundant else [chosen]
             n = max(1, min(length, chunk_max, chosen.send_room))
             if n < length:
                 n = _whole_segments(n, chosen.conn.mss)  # no runt segment at the end of each mapping
-            for sf in targets:
-                self._queue_mapping(sf, start, n)
+            self._queue_mapping(chosen, start, n)
             if reinject:
                 self._reinject[0] = (start + n, length - n)
                 if length - n <= 0:
@@ -1164,11 +1162,27 @@ class MptcpConnection:
             else:
                 self._snd_nxt = start + n
 
-    def _wait_for_faster(self, chosen: Subflow, pool: list[Subflow], waiting: int) -> bool:
-        """ECF (Lim et al., CoNEXT 2017): leave ``waiting`` bytes for the fastest subflow when it would
-        deliver them all sooner than ``chosen`` delivers its first byte."""
+    def _schedule_redundant(self, pool: list[Subflow], window_end: int) -> None:
+        """Every subflow sends all the data, each from its own cursor: the first copy to arrive wins."""
+        self._reinject.clear()  # every subflow carries everything anyway
+        end = min(self._sbuf_off + len(self._sbuf), window_end)
+        for sf in pool:
+            start = max(sf.redundant_next, self._data_una)
+            while start < end and sf.send_room >= min(end - start, sf.conn.mss):
+                n = max(1, min(end - start, self.config.mapping_bytes, sf.send_room))
+                if n < end - start:
+                    n = _whole_segments(n, sf.conn.mss)
+                self._queue_mapping(sf, start, n)
+                start += n
+            sf.redundant_next = start
+            if start > self._snd_nxt:
+                self._snd_nxt = start
+
+    def _wait_for_faster(self, chosen: Subflow, pool: list[Subflow], candidates: list[Subflow], waiting: int) -> bool:
+        """ECF (Lim et al., CoNEXT 2017): leave ``waiting`` bytes for the fastest subflow, which has no
+        room now, when it would deliver them all sooner than ``chosen`` delivers its first byte."""
         fast = min(pool, key=lambda s: s.srtt if s.srtt is not None else 1e9)
-        if fast is chosen or fast.srtt is None or chosen.srtt is None or fast.stalled:
+        if fast is chosen or fast in candidates or fast.srtt is None or chosen.srtt is None or fast.stalled:
             return False
         rounds = 1 + waiting / max(fast.cwnd, fast.conn.mss)
         return rounds * fast.srtt < chosen.srtt

@@ -109,3 +109,50 @@ def test_coupled_controllers_and_schedulers_move_data_byte_exact(cc: str, schedu
     cfg = {"path_manager": "paired", "congestion": cc, "scheduler": scheduler}
     sc = replace(sc, transfers=(replace(sc.transfers[0], size_bytes=2 * 1024 * 1024, client=cfg, server=cfg),))
     assert run_scenario(sc, seed=2, pcaps=False).ok
+
+
+def test_the_redundant_scheduler_sends_every_byte_on_every_path() -> None:
+    sc = get_scenario("mptcp-two-paths")
+    cfg = {"path_manager": "paired", "scheduler": "redundant"}
+    sc = replace(sc, transfers=(replace(sc.transfers[0], size_bytes=2 * 1024 * 1024, client=cfg, server=cfg),))
+    result = run_scenario(sc, seed=2, pcaps=False)
+    assert result.ok
+    sent = {}
+    for r in result.network.tracer.records:
+        if (
+            r.layer == "mptcp"
+            and r.node == "h1"
+            and r.name in ("metrics_updated", "state_updated")
+            and "bytes_sent" in r.data
+        ):
+            sent[r.data["subflow"]] = max(sent.get(r.data["subflow"], 0), r.data["bytes_sent"])
+    # both carry the data from the start; a path stops copying what the peer has already Data-ACKed
+    assert len(sent) == 2 and sum(sent.values()) > 1.5 * 2 * 1024 * 1024, sent
+
+
+def test_a_scheduler_that_picks_the_slower_subflow_is_obeyed_when_the_faster_has_room() -> None:
+    """ECF only waits for a faster subflow that has no room: a deliberate choice never stalls."""
+    from lab.mptcp.strategies import Scheduler, register_scheduler
+
+    class Slowest(Scheduler):
+        name = "test_slowest"
+
+        def pick(self, candidates):
+            return max(candidates, key=lambda s: s.srtt or 0.0)
+
+    register_scheduler("test_slowest", Slowest)
+    sc = get_scenario("mptcp-two-paths")
+    sc = replace(
+        sc,
+        topology_params={"delay_ms": (10.0, 20.0), "bw_mbps": (20.0, 20.0), "queue_packets": 100},
+        transfers=(
+            replace(
+                sc.transfers[0],
+                size_bytes=4 * 1024 * 1024,
+                client={"path_manager": "paired", "scheduler": "test_slowest"},
+                server={"path_manager": "paired"},
+            ),
+        ),
+        time_limit_s=60.0,
+    )
+    assert run_scenario(sc, seed=7, pcaps=False).ok
