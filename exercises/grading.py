@@ -401,11 +401,19 @@ class Submission:
         return outcome
 
     def call_many(
-        self, calls: Sequence[tuple[str, list[Any]]], *, time_limit_s: float | None = None
+        self,
+        calls: Sequence[tuple[str, list[Any]]],
+        *,
+        time_limit_s: float | None = None,
+        runner: str = "exercises._runner",
     ) -> list[Any | SubmissionError]:
         """Several calls in one process (one import of ``solution.py``); a failing call yields its
         SubmissionError in its slot. Raises SubmissionError when the module cannot run at all
-        (missing, syntax error, import-time exception, time limit, crash)."""
+        (missing, syntax error, import-time exception, time limit, crash).
+
+        ``runner`` is the module run as ``python -m RUNNER REQUEST RESULT`` in that process: an
+        exercise whose grader code must run next to the attendee's (a scheduler inside a
+        simulation) names its own, which loads ``solution.py`` through ``exercises._runner``."""
         if not self.solution.is_file():
             raise SubmissionError("missing", f"no {SOLUTION_FILE} in {self.directory}")
         limit = self.time_limit_s if time_limit_s is None else time_limit_s
@@ -428,7 +436,7 @@ class Submission:
             env["PYTHONDONTWRITEBYTECODE"] = "1"
             env["PYTHONHASHSEED"] = "0"
             env["PYTHONUNBUFFERED"] = "1"  # what it printed before a time-out is still shown
-            cmd = [sys.executable, "-m", "exercises._runner", str(request), str(result)]
+            cmd = [sys.executable, "-m", runner, str(request), str(result)]
             output_path = Path(tmp) / "output.txt"  # a file, not a pipe: no stray process can hold it open
             with open(output_path, "wb") as output:
                 try:

@@ -144,3 +144,48 @@ def iketcp_esp(packet: bytes) -> IketcpFrame:
 def decode_tcpcrypt_init1(payload: bytes, *, tep: int) -> Init1:
     """The INIT1 message at the start of a tcpcrypt connection's payload. Raises DecodeError when malformed."""
     return pull_init1(Buffer(payload), tep=tep)
+
+
+# --- Multipath TCP ---------------------------------------------------------------------------
+# Scapy 2.x has no MPTCP layer: a kind-30 option travels as ``(30, data)`` in ``TCP(options=[...])``.
+
+
+def mptcp_option(opt: Any) -> tuple[int, bytes]:
+    """``(30, data)`` for ``TCP(options=[...])`` from a ``lab.wire.mptcp`` option object
+    (``MpJoinSyn``, ``MpJoinAck``, ``Dss``, ...). Raises ValueError or TypeError as
+    ``lab.wire.mptcp.push_mptcp_option``."""
+    from lab.wire.mptcp import MPTCP_KIND, push_mptcp_option
+
+    return MPTCP_KIND, push_mptcp_option(opt)
+
+
+def mp_join_syn(token: int, *, nonce: int = 0, address_id: int = 0, backup: bool = False) -> tuple[int, bytes]:
+    """The MP_JOIN option of a SYN (RFC 8684 §3.2): the *receiver's* token and the sender's random
+    number. Raises ValueError for a field that does not fit (token and nonce are 32 bits)."""
+    from lab.wire.mptcp import MpJoinSyn
+
+    return mptcp_option(MpJoinSyn(address_id=address_id, token=token, nonce=nonce, backup=backup))
+
+
+def mp_join_ack(hmac: bytes) -> tuple[int, bytes]:
+    """The MP_JOIN option of the third ACK (RFC 8684 §3.2): the leftmost 160 bits (20 bytes) of the
+    sender's HMAC. Raises ValueError for an HMAC of another length."""
+    from lab.wire.mptcp import MpJoinAck
+
+    return mptcp_option(MpJoinAck(hmac=bytes(hmac)))
+
+
+def mptcp_from_packet(packet: Packet) -> list[Any]:
+    """The MPTCP options of a Scapy packet, decoded (``lab.wire.mptcp`` objects); [] when it has none.
+    Raises lab.errors.DecodeError for a malformed one."""
+    from lab.wire.mptcp import MPTCP_KIND, pull_mptcp_option
+
+    if TCP not in packet:
+        return []
+    tcp = packet[TCP]
+    flags = int(tcp.flags)
+    out = []
+    for kind, value in tcp.options:
+        if kind in (MPTCP_KIND, "MPTCP") and isinstance(value, (bytes, bytearray)):
+            out.append(pull_mptcp_option(bytes(value), syn=bool(flags & 0x02), ack=bool(flags & 0x10)))
+    return out

@@ -39,9 +39,9 @@ def test_show(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_unknown_exercise_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "exercise", "check", "mptcp_scheduler")
+    code, out, err = run(capsys, "exercise", "check", "no_such_exercise")
     assert code == 2 and not out
-    assert err.startswith("tcplab: error: unknown exercise 'mptcp_scheduler'; known: ")
+    assert err.startswith("tcplab: error: unknown exercise 'no_such_exercise'; known: ")
     assert len(err.strip().splitlines()) == 1
 
 

@@ -34,6 +34,37 @@ STARTER_FAILS = {
         "the transfer is cut short": "the transfer finished",
     },
     "tcp_syn_options": {"the SYN carries the options asked for": "MSS is 1460, want 536"},
+    "mptcp_scheduler": {
+        "both paths carry a fair share of the data": "of the data, path B",
+        "goodput above the best single path": "one path carries at most 20 Mbit/s",
+    },
+    "mptcp_path_failure": {
+        "path A's data is reinjected on path B": "path B carried nothing while path A was down",
+        "the transfer completes by 5 s": "(path A is down from 1 s to 10 s)",
+    },
+    "mptcp_fallback_fix": {
+        "the segment that lost option 30": "stripped_segment: no answer yet",
+        "MPTCP survives the firewall": "h2 fell back to TCP at 0.010 s: no MP_CAPABLE in the SYN",
+    },
+    "mptcp_hetero": {"goodput at least that of the best single path": "vs plain TCP on path A alone"},
+    "mptcp_forged_join": {
+        "the right token draws an MP_JOIN SYN/ACK": "h2 refused it (MP_JOIN for unknown token",
+        "a forged HMAC is refused": "SYN 2 got no SYN/ACK, so there was no join to complete",
+    },
+    "eno_session_id": {"h1's session ID": "session_id_h1: no answer yet"},
+    "eno_mandatory": {
+        "no byte of the secret crosses r1 in the clear": "65536 bytes of the secret crossed r1 in the clear",
+        "h1 refuses the connection": "h1's ENO state ended as fallback, reason no_eno_option",
+    },
+    "tcpcrypt_tamper": {
+        "the frame that failed authentication": "not where the frame starts",
+        "corrupted bytes delivered": "you answered 1. One byte was flipped",
+    },
+    "ike_fallback_config": {
+        "hotspot: over TCP 4500 within 1.0 s": "established 2.121 s after the connect",
+        "port-443: IKE SA established over TCP": "the IKE SA never came up",
+    },
+    "ike_race": {"sequential: time to the established SA, in RTTs": "which is a time in seconds"},
 }
 
 
@@ -110,6 +141,16 @@ SCENARIO_EDITS = {
     "tcp_reset_attack": [("SEED = 3", "SEED = 9"), ('"bw_mbps": 5.0', '"bw_mbps": 50.0')],
     "tcp_syn_options": [("SEED = 2", "SEED = 4"), ("WANT_MSS = 536", "WANT_MSS = 1460")],
     "iketcp_decode": [("SEED = 8229", "SEED = 1")],
+    "mptcp_scheduler": [("SEED = 7", "SEED = 1"), ('"bw_mbps": (20.0, 20.0)', '"bw_mbps": (40.0, 40.0)')],
+    "mptcp_path_failure": [("SEED = 11", "SEED = 1"), ("REPAIR_AT_S = 10.0", "REPAIR_AT_S = 1.5")],
+    "mptcp_fallback_fix": [("SEED = 5", "SEED = 1"), ('"when": "all"}  # what', '"when": "syn"}  # what')],
+    "mptcp_forged_join": [("SEED = 4", "SEED = 1"), ("SNIFF_AT = 0.3", "SNIFF_AT = 0.2")],
+    "mptcp_hetero": [("SEED = 3", "SEED = 1"), ('"delay_ms": (10.0, 200.0)', '"delay_ms": (10.0, 10.0)')],
+    "eno_session_id": [("SEED = 8547", "SEED = 1"), ('SCENARIOS["eno-basic"]', 'SCENARIOS["eno-mismatch"]')],
+    "eno_mandatory": [("SEED = 8547", "SEED = 1"), ('when="syn"', 'when="after_handshake"')],
+    "tcpcrypt_tamper": [("SEED = 8548", "SEED = 1"), ("nth=45, offset=100", "nth=3, offset=1")],
+    "ike_fallback_config": [("SEED = 9329", "SEED = 1"), ("HOTSPOT_BOUND_S = 1.0", "HOTSPOT_BOUND_S = 5.0")],
+    "ike_race": [("SEED = 9329", "SEED = 1"), ('SCENARIOS["iketcp-race"]', 'SCENARIOS["hotspot"]')],
 }
 
 

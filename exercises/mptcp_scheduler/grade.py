@@ -1,0 +1,103 @@
+"""Grader for mptcp_scheduler: ``python -m exercises.mptcp_scheduler.grade [DIR] [--json]``."""
+
+from __future__ import annotations
+
+import sys
+
+from exercises.grading import Check, Exercise, Submission, SubmissionError, TraceQuery, main_for
+from exercises.mptcp_scheduler import scenario as sc
+from lab.trace import TraceRecord
+
+MIN_SHARE = 0.2  # each path carries at least this share of the data bytes h1 sent
+
+
+def collect(sub: Submission) -> TraceQuery:
+    """The scenario runs in the submission's process (the scheduler is the attendee's code)."""
+    outcome = sub.call_many([("simulate", [])], runner="exercises.mptcp_scheduler.sandbox")[0]
+    if isinstance(outcome, SubmissionError):
+        raise outcome
+    try:
+        records = [
+            TraceRecord(float(t), str(n), str(layer), str(name), dict(d)) for t, n, layer, name, d in outcome["records"]
+        ]
+        extra = dict(outcome["extra"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SubmissionError("crash", f"the run returned no usable trace: {exc}") from None
+    return TraceQuery(records, extra=extra)
+
+
+def path_bytes(q: TraceQuery) -> dict[str, int]:
+    """Payload bytes h1 sent on each path (retransmissions included)."""
+    out = {"A": 0, "B": 0}
+    for r in q.select(layer="tcp", name="segment_sent", node="h1"):
+        local = str(r.data.get("conn", "")).split(":")[0]
+        if local == sc.PATH_A[0]:
+            out["A"] += int(r.data.get("len", 0))
+        elif local == sc.PATH_B[0]:
+            out["B"] += int(r.data.get("len", 0))
+    return out
+
+
+def byte_exact(q: TraceQuery) -> tuple[bool, str]:
+    res = q.extra["results"]["bulk"]
+    if res.get("sha256_match") and res["bytes_received"] == res["bytes_expected"]:
+        return True, f"h2 got all {res['bytes_expected']} bytes, SHA-256 matches"
+    why = " (the run hit its time limit: the transfer stalled)" if q.extra.get("timed_out") else ""
+    return False, f"h2 got {res['bytes_received']} of {res['bytes_expected']} bytes{why}"
+
+
+def both_paths(q: TraceQuery) -> tuple[bool, str]:
+    by = path_bytes(q)
+    total = sum(by.values()) or 1
+    shares = {k: v / total for k, v in by.items()}
+    detail = f"path A carried {shares['A']:.0%} of the data, path B {shares['B']:.0%}"
+    return min(shares.values()) >= MIN_SHARE, detail
+
+
+def faster_than_one_path(q: TraceQuery) -> tuple[bool, str]:
+    res = q.extra["results"]["bulk"]
+    goodput = res.get("goodput_mbps")
+    if not goodput or not res.get("sha256_match"):
+        return False, "the transfer did not complete"
+    ok = goodput > sc.SINGLE_PATH_MBPS * 1.1
+    return ok, f"goodput {goodput:.1f} Mbit/s; one path carries at most {sc.SINGLE_PATH_MBPS:g} Mbit/s"
+
+
+CHECKS = (
+    Check(
+        "the transfer is byte-exact",
+        byte_exact,
+        "Every byte must arrive: pick() must return one of the candidates, and returning None for ever "
+        "(waiting for a subflow that is not offered) stalls the connection.",
+    ),
+    Check(
+        "both paths carry a fair share of the data",
+        both_paths,
+        f"Each path must carry at least {MIN_SHARE:.0%} of the bytes. The candidates are the subflows with room "
+        "right now: if your pick() only ever returns the path-A subflow, path B stays idle.",
+        points=2,
+    ),
+    Check(
+        "goodput above the best single path",
+        faster_than_one_path,
+        "Both paths must be busy at the same time. Prefer the lowest sf.srtt among the candidates (a full "
+        "subflow is not offered, so the other one gets the rest), rather than sending everything twice or "
+        "spreading chunks blindly.",
+        points=2,
+    ),
+)
+
+EXERCISE = Exercise(
+    name="mptcp_scheduler",
+    title="Write an MPTCP scheduler that puts both paths to work",
+    topic="mptcp",
+    minutes=25,
+    rfcs=("RFC 8684 §3.3.8", "RFC 8684 §3.3", "RFC 8041"),
+    collect=collect,
+    checks=CHECKS,
+    time_limit_s=60.0,
+    needs_scenario=True,
+)
+
+if __name__ == "__main__":
+    sys.exit(main_for(EXERCISE))

@@ -1,0 +1,44 @@
+"""The run for mptcp_scheduler: two disjoint 20 Mbit/s paths, your scheduler on h1.
+
+``two-paths`` with path A at 10 ms and path B at 20 ms one-way, 20 Mbit/s
+each. h1 sends 4 MiB to h2 over MPTCP, one subflow per path (``paired``
+path manager); h1's scheduler is the ``MyScheduler`` class of your
+solution.py. No single path can carry more than its 20 Mbit/s: a goodput
+above ``SINGLE_PATH_MBPS`` needs both.
+
+The grader's own copy of this file is the one that runs; editing yours
+changes nothing.
+"""
+
+from __future__ import annotations
+
+from lab.mptcp.config import MptcpConfig
+from lab.mptcp.workload import MptcpTransfer
+from lab.scenario import Scenario
+
+SEED = 7
+SIZE_BYTES = 4 * 1024 * 1024
+SINGLE_PATH_MBPS = 20.0
+PATH_A = ("10.0.1.1", "10.0.2.2")  # h1 -> r1 -> h2
+PATH_B = ("10.0.3.1", "10.0.4.2")  # h1 -> r2 -> h2
+SCHEDULER_CLASS = "MyScheduler"
+# ECF (when the endpoint has it) may override a scheduler's choice: off, so the choice is yours alone
+_ONLY_YOURS = {"slow_path_check": False} if "slow_path_check" in MptcpConfig.__dataclass_fields__ else {}
+
+
+def scenario(scheduler: str) -> Scenario:
+    """The run with h1 using the registered scheduler ``scheduler``."""
+    return Scenario(
+        name="mptcp-scheduler",
+        description="h1 sends 4 MiB to h2 over two 20 Mbit/s paths (10 ms and 20 ms one-way) with your scheduler.",
+        topology="two-paths",
+        topology_params={"delay_ms": (10.0, 20.0), "bw_mbps": (20.0, 20.0), "queue_packets": 100},
+        transfers=(
+            MptcpTransfer(
+                size_bytes=SIZE_BYTES,
+                client={"path_manager": "paired", "scheduler": scheduler, **_ONLY_YOURS},
+                server={"path_manager": "paired"},
+            ),
+        ),
+        time_limit_s=20.0,
+    )
