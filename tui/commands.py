@@ -1,4 +1,4 @@
-"""CLI subcommands contributed by tui/ (entry point tcplab.commands).
+"""CLI subcommands contributed by tui/ (entry point tcplab.commands): tui, replay, serve.
 
 Each value of COMMANDS takes the tcplab subparsers object and adds its
 subcommands; handlers return an exit status and report bad input with
@@ -8,7 +8,146 @@ lab.cli.fail.
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-COMMANDS: dict[str, Callable[[Any], None]] = {}
+DEFAULT_SCENARIO = "two-paths"
+
+
+def _speed(text: str) -> float | None:
+    if text in ("max", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"speed must be a positive number or 'max', got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"speed must be a positive number or 'max', got {text!r}")
+    return value
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from lab.cli import _parse_params, fail
+    from lab.runs import SimRun
+    from lab.scenario import get_scenario
+
+    if args.backend != "sim":
+        return fail(f"backend {args.backend!r} is not available in the TUI yet; use --backend sim")
+    scenario = get_scenario(args.scenario)
+    if args.param:
+        scenario = scenario.with_params(**_parse_params(args.param))
+    out_dir = None
+    if not args.no_record:
+        out_dir = (
+            Path(args.out)
+            if args.out
+            else Path("runs") / f"{args.scenario}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}-tui"
+        )
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return fail(f"cannot write the run bundle to {out_dir}: {exc.strerror or exc}")
+    lab_run = SimRun(scenario, seed=args.seed, speed=args.speed, out_dir=out_dir)
+    return _run_app(lab_run, args, out_dir)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from lab.cli import fail
+    from lab.runs import ReplayRun
+
+    path = Path(args.run_dir)
+    if not path.exists():
+        return fail(f"no run bundle at {path}")
+    try:
+        lab_run = ReplayRun(path, speed=args.speed)
+    except FileNotFoundError:
+        return fail(f"{path} has no trace.jsonl (a run bundle is made by 'tcplab run' or 'tcplab tui')")
+    return _run_app(lab_run, args, None)
+
+
+def _run_app(lab_run: Any, args: argparse.Namespace, out_dir: Path | None) -> int:
+    from tui.app import LabApp
+
+    app = LabApp(lab_run)
+    if getattr(args, "headless_check", False):
+        return _headless_check(app)
+    app.run()
+    if out_dir is not None:
+        print(f"bundle: {out_dir}  (replay with: tcplab replay {out_dir})")
+    return 0
+
+
+def _headless_check(app: Any) -> int:
+    """Open the app without a terminal, let the run finish, print what the views hold (for scripts)."""
+    import asyncio
+    import json
+
+    async def check() -> dict[str, Any]:
+        async with app.run_test(size=(120, 40)) as pilot:
+            for _ in range(600):
+                await pilot.pause(0.05)
+                if app.finished:
+                    break
+            await pilot.pause()
+            return {type(v).__name__: v.state() for v in app.views()} | {"problems": app.problems}
+
+    print(json.dumps(asyncio.run(check()), default=str))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from lab.cli import fail
+
+    try:
+        from textual_serve.server import Server
+    except ImportError:
+        return fail("tcplab serve needs textual-serve: pip install textual-serve")
+    if not 0 < args.port < 65536:
+        return fail(f"port must be 1..65535, got {args.port}")
+    parts = [sys.executable, "-m", "lab.cli"]
+    if args.replay:
+        parts += ["replay", str(Path(args.replay).resolve())]
+    else:
+        parts += ["tui", args.scenario, "--seed", str(args.seed), "--no-record"]
+        if args.speed is not None:
+            parts += ["--speed", str(args.speed)]
+    command = shlex.join(parts)
+    server = Server(command, host=args.host, port=args.port, title=f"tcplab {args.replay or args.scenario}")
+    print(f"tcplab: serving on http://{args.host}:{args.port}/ (Ctrl+C stops)", file=sys.stderr)
+    server.serve()
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    s = sub.add_parser("tui", help="the live lab in the terminal (simulator)")
+    s.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO)
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--backend", choices=("sim", "mininet"), default="sim")
+    s.add_argument("--speed", type=_speed, default=1.0, help="virtual seconds per wall second, or 'max' (default 1)")
+    s.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE", help="topology parameter")
+    s.add_argument("--out", metavar="DIR", help="bundle directory (default runs/SCENARIO-seedN-TIME-tui)")
+    s.add_argument("--no-record", action="store_true", help="do not write a run bundle")
+    s.add_argument("--headless-check", action="store_true", help=argparse.SUPPRESS)
+    s.set_defaults(fn=cmd_tui)
+
+    s = sub.add_parser("replay", help="open a recorded run bundle in the TUI, with a time slider")
+    s.add_argument("run_dir")
+    s.add_argument("--speed", type=_speed, default=1.0, help="playback speed, or 'max'")
+    s.add_argument("--headless-check", action="store_true", help=argparse.SUPPRESS)
+    s.set_defaults(fn=cmd_replay)
+
+    s = sub.add_parser("serve", help="the TUI in a web browser (textual-serve), e.g. for a projector")
+    s.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO)
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--speed", type=_speed, default=None)
+    s.add_argument("--replay", metavar="RUN_DIR", help="serve a recorded run instead of a live one")
+    s.add_argument("--host", default="localhost")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(fn=cmd_serve)
+
+
+COMMANDS: dict[str, Callable[[Any], None]] = {"tui": add_commands}

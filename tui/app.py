@@ -1,0 +1,341 @@
+"""The live lab: a Textual app built from a LabRun (simulated, replayed or on Mininet)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, TabbedContent, TabPane
+from textual.worker import Worker
+
+from lab.errors import LabError
+from lab.runs import STEP_S, LabRun, faster
+from lab.trace import TraceRecord
+from tui.messages import ControlRequested, RunFinished, TraceBatch
+from tui.screens.help import HelpScreen
+from tui.screens.pickers import Picker
+from tui.widgets.base import TraceView
+from tui.widgets.eno import EnoView
+from tui.widgets.events import EventLog
+from tui.widgets.iketcp import IketcpView
+from tui.widgets.packets import PacketsView
+from tui.widgets.status import StatusBar, TimeSlider
+from tui.widgets.subflows import SubflowsView
+from tui.widgets.topology import TopologyView
+
+TABS = ("topology", "subflows", "eno", "iketcp", "packets", "events")
+MAX_NOTES_PER_BATCH = 3
+FLUSH_S = 0.25  # how often tables catch up with what the records changed
+
+
+class LabApp(App[None]):
+    """Everything it shows comes from ``lab_run``'s trace records; controls go back to it."""
+
+    CSS_PATH = "lab.tcss"
+    TITLE = "tcplab"
+    BINDINGS = [
+        Binding("1", "show_tab('topology')", "Topology", show=False),
+        Binding("2", "show_tab('subflows')", "Subflows", show=False),
+        Binding("3", "show_tab('eno')", "ENO", show=False),
+        Binding("4", "show_tab('iketcp')", "IKETCP", show=False),
+        Binding("5", "show_tab('packets')", "Packets", show=False),
+        Binding("6", "show_tab('events')", "Events", show=False),
+        Binding("space", "toggle_pause", "Pause"),
+        Binding("s", "step", "Step"),
+        Binding("plus,equals_sign", "faster", "Faster"),
+        Binding("minus", "slower", "Slower"),
+        Binding("l", "pick_link", "Link"),
+        Binding("m", "pick_policy", "Middlebox"),
+        Binding("t", "start_transfer", "Transfer"),
+        Binding("x", "stop_transfer", "Stop", show=False),
+        Binding("left_square_bracket", "seek_by(-1)", "−1 s", show=False),
+        Binding("right_square_bracket", "seek_by(1)", "+1 s", show=False),
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+    HELP_KEYS = [
+        ("1 … 6", "switch view: Topology, Subflows, ENO, IKETCP, Packets, Events"),
+        ("space", "pause / resume"),
+        ("s", f"step {STEP_S:g} s of virtual time (pauses)"),
+        ("+ / -", "faster / slower (up to as fast as possible)"),
+        ("l", "take a link down or bring it up (also Enter on the Links table)"),
+        ("m", "switch a middlebox policy on or off (also Enter on the Middleboxes table)"),
+        ("t / x", "start a bulk transfer / stop the last one started"),
+        ("[ / ]", "replay: one second back / forward (←/→ on the time slider, or click it)"),
+        ("Ctrl+P", "command palette: every control by name"),
+        ("? or F1", "this help"),
+        ("q", "quit"),
+    ]
+
+    def __init__(self, lab_run: LabRun) -> None:
+        super().__init__()
+        self.lab_run = lab_run
+        self._generation = 0
+        self._follower: Worker | None = None
+        self._reader = 0
+        self.batches_applied = 0
+        self.records_applied = 0
+        self.finished = False
+        self.problems: list[str] = []
+
+    # --- layout
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="top"):
+            yield StatusBar(id="status")
+            if "seek" in self.lab_run.controls:
+                yield TimeSlider(getattr(self.lab_run, "duration", 0.0), id="slider")
+        with TabbedContent(id="tabs", initial="topology"):
+            with TabPane("1 Topology", id="topology"):
+                yield TopologyView(self.lab_run.topology(), id="topology-view")
+            with TabPane("2 Subflows", id="subflows"):
+                yield SubflowsView(id="subflows-view")
+            with TabPane("3 ENO", id="eno"):
+                yield EnoView(id="eno-view")
+            with TabPane("4 IKETCP", id="iketcp"):
+                yield IketcpView(id="iketcp-view")
+            with TabPane("5 Packets", id="packets"):
+                yield PacketsView(id="packets-view")
+            with TabPane("6 Events", id="events"):
+                yield EventLog(id="events-view")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        # kept, not queried: while a modal screen is up, queries see that screen only
+        self._views: list[Any] = [w for w in self.screen.query("*") if isinstance(w, TraceView)]
+        self._status_bar = self.screen.query_one(StatusBar)
+        self._sliders = list(self.screen.query(TimeSlider))
+        self._tabs = self.screen.query_one(TabbedContent)
+        self.topology_view = self.screen.query_one(TopologyView)
+        self.title = f"tcplab — {self.lab_run.name}"
+        self.refresh_status()
+        self.set_interval(0.1, self.refresh_status)
+        self.set_interval(FLUSH_S, self.flush_views)
+        self.follow_run()
+
+    def views(self) -> list[Any]:
+        return list(self._views)
+
+    # --- records in
+
+    def follow_run(self) -> None:
+        """Start reading the run's batches unless a reader is already at it."""
+        if self._follower is not None and not self._follower.is_finished:
+            return
+        self.finished = False
+        self._reader += 1
+        self._follower = self._follow(self._reader)
+
+    @work(exclusive=False, group="lab-run", exit_on_error=False)
+    async def _follow(self, reader: int) -> None:
+        try:
+            async for records in self.lab_run.trace_batches(interval=0.05):
+                self.post_message(TraceBatch(records, self._generation))
+        except Exception as exc:  # a broken source must not take the app down
+            rec = TraceRecord(0.0, "tui", "run", "error", {"reason": f"the run stopped: {type(exc).__name__}: {exc}"})
+            self.post_message(TraceBatch([rec], self._generation))
+        self.post_message(RunFinished(reader))
+
+    @on(TraceBatch)
+    def apply_trace(self, message: TraceBatch) -> None:
+        if message.generation != self._generation:
+            return  # from before a seek
+        self.apply_records(message.records)
+
+    def apply_records(self, records: list[TraceRecord]) -> None:
+        for view in self.views():
+            try:
+                view.apply(records)
+            except Exception as exc:  # a view that trips on odd data must not end the session
+                self._problem(f"{type(view).__name__} could not draw a record: {type(exc).__name__}: {exc}")
+        notes = 0
+        for rec in records:
+            if rec.name == "error":
+                reason = str(rec.data.get("reason", rec.data))
+                self.problems.append(reason)
+                if notes < MAX_NOTES_PER_BATCH:
+                    notes += 1
+                    self.notify(reason, title=f"{rec.layer} problem", severity="error", timeout=8)
+        self.batches_applied += 1
+        self.records_applied += len(records)
+
+    def flush_views(self) -> None:
+        for view in self._views:
+            try:
+                view.flush()
+            except Exception as exc:  # never let drawing end the session
+                self._problem(f"{type(view).__name__} could not draw: {type(exc).__name__}: {exc}")
+
+    def _problem(self, reason: str) -> None:
+        self.problems.append(reason)
+        self.notify(reason, title="problem", severity="error", timeout=8)
+
+    @on(RunFinished)
+    def run_finished(self, message: RunFinished) -> None:
+        if message.reader != self._reader:
+            return  # an earlier reader; a newer one is at work
+        self.flush_views()
+        self.finished = True
+        self.refresh_status()
+
+    def refresh_status(self) -> None:
+        try:
+            status = self.lab_run.status()
+        except Exception as exc:  # keep the UI alive whatever the run does
+            self._problem(f"status: {exc}")
+            return
+        if not self._status_bar.is_attached:
+            return
+        self._status_bar.show(
+            name=self.lab_run.name, backend=self.lab_run.backend, status=status, problems=len(self.problems)
+        )
+        for slider in self._sliders:
+            slider.position = status.now
+
+    # --- controls
+
+    def _control(self, fn: Any, *args: Any) -> Any:
+        """Run a control; a refusal becomes a notification."""
+        try:
+            result = fn(*args)
+        except LabError as exc:
+            self.notify(str(exc), title="not possible", severity="warning")
+            return None
+        self.follow_run()
+        self.refresh_status()
+        return result
+
+    def action_show_tab(self, tab: str) -> None:
+        self._tabs.active = tab
+
+    def action_toggle_pause(self) -> None:
+        paused = self.lab_run.status().paused
+        self._control(self.lab_run.pause, not paused)
+
+    def action_step(self) -> None:
+        self._control(self.lab_run.step, STEP_S)
+
+    def action_faster(self) -> None:
+        self._control(self.lab_run.set_speed, faster(self.lab_run.status().speed, +1))
+
+    def action_slower(self) -> None:
+        self._control(self.lab_run.set_speed, faster(self.lab_run.status().speed, -1))
+
+    def action_toggle_link(self, link: str) -> None:
+        up = self.topology_view.link_up.get(link, True)
+        if self._control(self.lab_run.set_link_up, link, not up) is not None or "links" in self.lab_run.controls:
+            self.notify(f"link {link} {'down' if up else 'up'}", timeout=2)
+
+    def action_pick_link(self) -> None:
+        if "links" not in self.lab_run.controls:
+            self.notify(f"a {self.lab_run.backend} run cannot change links", severity="warning")
+            return
+        view = self.topology_view
+        options = [
+            (name, f"{name}  ({'up → take down' if up else 'DOWN → bring up'})") for name, up in view.link_up.items()
+        ]
+        self.push_screen(Picker("Take a link down or up", options), self._picked_link)
+
+    def _picked_link(self, link: str | None) -> None:
+        if link:
+            self.action_toggle_link(link)
+
+    def action_toggle_policy(self, key: str) -> None:
+        policies = {p.key: p for p in self.lab_run.middlebox_policies()}
+        if key not in policies:
+            self.notify(f"policy {key} cannot be switched in a {self.lab_run.backend} run", severity="warning")
+            return
+        on_now = policies[key].enabled
+        self._control(self.lab_run.set_middlebox_enabled, key, not on_now)
+        self.notify(f"{policies[key].router}: {policies[key].label} {'off' if on_now else 'on'}", timeout=2)
+
+    def action_pick_policy(self) -> None:
+        policies = self.lab_run.middlebox_policies()
+        if not policies:
+            self.notify(f"a {self.lab_run.backend} run has no middlebox controls", severity="warning")
+            return
+        options = [(p.key, f"{p.router}: {p.label}  [{'on' if p.enabled else 'off'}]") for p in policies]
+        self.push_screen(Picker("Switch a middlebox policy", options), self._picked_policy)
+
+    def _picked_policy(self, key: str | None) -> None:
+        if key:
+            self.action_toggle_policy(key)
+
+    def action_start_transfer(self) -> None:
+        name = self._control(self.lab_run.start_transfer)
+        if name:
+            self.notify(f"transfer {name} started", timeout=2)
+
+    def action_stop_transfer(self) -> None:
+        if "transfer" not in self.lab_run.controls:
+            self._control(self.lab_run.stop_transfer)
+            return
+        name = self._control(self.lab_run.stop_transfer)
+        self.notify(f"transfer {name} stopped" if name else "no transfer started here is running", timeout=2)
+
+    def action_seek_by(self, seconds: float) -> None:
+        self.seek(self.lab_run.status().now + seconds)
+
+    @on(TimeSlider.Seek)
+    def slider_seek(self, message: TimeSlider.Seek) -> None:
+        self.seek(message.t)
+
+    def seek(self, t: float) -> None:
+        """Redraw every view as of virtual time ``t`` (replays)."""
+        if "seek" not in self.lab_run.controls:
+            self.notify(f"a {self.lab_run.backend} run cannot seek", severity="warning")
+            return
+        records = self.lab_run.seek(t)
+        self._generation += 1
+        self.problems = []
+        for view in self.views():
+            view.reset()
+        self.apply_records(records)
+        self.flush_views()
+        self.follow_run()
+        self.refresh_status()
+
+    @on(ControlRequested)
+    async def run_control(self, message: ControlRequested) -> None:
+        await self.run_action(message.action)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.HELP_KEYS, self.lab_run.controls))
+
+    # --- the command palette lists every control
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for tab in TABS:
+            yield SystemCommand(f"Show {tab}", f"switch to the {tab} view", lambda tab=tab: self.action_show_tab(tab))
+        yield SystemCommand("Pause / resume", "pause or resume the run", self.action_toggle_pause)
+        yield SystemCommand("Step", f"advance {STEP_S:g} s of virtual time", self.action_step)
+        yield SystemCommand("Faster", "raise the speed", self.action_faster)
+        yield SystemCommand("Slower", "lower the speed", self.action_slower)
+        yield SystemCommand(
+            "Start a transfer", "a new bulk transfer between the scenario's hosts", self.action_start_transfer
+        )
+        yield SystemCommand("Stop the transfer", "abort the last transfer started here", self.action_stop_transfer)
+        if "links" in self.lab_run.controls:
+            for name, up in self.topology_view.link_up.items():
+                yield SystemCommand(
+                    f"Link {name} {'down' if up else 'up'}",
+                    f"{'take down' if up else 'bring up'} link {name}",
+                    lambda name=name: self.action_toggle_link(name),
+                )
+        for p in self.lab_run.middlebox_policies():
+            yield SystemCommand(
+                f"Middlebox {p.router}: {p.label} {'off' if p.enabled else 'on'}",
+                "switch the policy",
+                lambda key=p.key: self.action_toggle_policy(key),
+            )
+        yield SystemCommand("Help", "keys and views", self.action_help)
+
+    def on_unmount(self) -> None:
+        self.lab_run.close()

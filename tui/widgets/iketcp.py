@@ -1,0 +1,233 @@
+"""IKETCP fallback: per initiator session a timeline of UDP attempts and retransmissions, the
+timeout, the TCP connect, the prefix and each framed IKE message; SA states; ESP counters per
+transport. Two sessions (sequential and racing) appear side by side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Static
+
+from lab.trace import TraceRecord
+from tui.widgets.base import BAD_RECORD, TraceView
+from tui.widgets.records import RecordTable
+
+IKE_LAYERS = frozenset({"ike", "esp", "iketcp"})
+MAX_COLUMNS = 3
+MAX_LINES = 200
+
+
+class IketcpView(Vertical, TraceView):
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        self.timelines: dict[str, list[tuple[str, str]]] = {}  # column -> [(line, style)]
+        self.sa_states: dict[str, str] = {}  # "node sa" -> state
+        self.esp: dict[tuple[str, str], dict[str, Any]] = {}  # (node, transport) -> latest counters
+        self.frames: dict[tuple[str, str], int] = {}  # (node, kind) -> IKETCP frames sent
+        self.udp_blocked = 0
+        self.tcp_4500: set[str] = set()
+        self._sa_column: dict[str, str] = {}
+        self.blocked: dict[str, int] = {}  # "r1 UDP 500" -> datagrams dropped there
+        self._columns_shown: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static("No IKE, ESP or IKETCP records yet.", id="ike-summary")
+        yield Horizontal(id="ike-columns")
+        yield RecordTable(IKE_LAYERS, id="ike-records")
+
+    # --- records
+
+    def _column(self, rec: TraceRecord) -> str:
+        data = rec.data
+        session = data.get("session")
+        if isinstance(session, str):
+            column = f"{rec.node} {session}"
+        else:
+            sa = data.get("sa")
+            column = self._sa_column.get(f"{rec.node} {sa}") if sa else None
+            if column is None:
+                conn = str(data.get("conn", ""))
+                prefix = conn.split("/", 1)[0] if "/" in conn else None
+                column = f"{rec.node} {prefix}" if prefix else f"{rec.node}"
+        return column
+
+    def _line(self, column: str, t: float, text: str, style: str = "") -> None:
+        lines = self.timelines.setdefault(column, [])
+        if len(lines) < MAX_LINES:
+            lines.append((f"{t:7.3f} {text}", style))
+
+    def apply(self, records: list[TraceRecord]) -> None:
+        wanted = []
+        changed = False
+        for rec in records:
+            try:
+                if rec.layer in IKE_LAYERS:
+                    wanted.append(rec)
+                    changed = self._record(rec) or changed
+                elif (
+                    rec.layer == "middlebox"
+                    and rec.name == "segment_dropped"
+                    and (rec.data.get("policy") == "block_udp" or "UDP" in str(rec.data.get("reason", "")))
+                ):
+                    self.udp_blocked += 1
+                    where = f"{rec.node} UDP {rec.data.get('dport')}"
+                    self.blocked[where] = self.blocked.get(where, 0) + 1
+                    changed = True
+                elif rec.layer == "tcp" and rec.name == "state_updated" and rec.data.get("to") == "ESTABLISHED":
+                    conn = str(rec.data.get("conn", ""))
+                    if conn.endswith(":4500") or ":4500->" in conn:
+                        self.tcp_4500.add(f"{rec.node} {conn}")
+            except BAD_RECORD as exc:
+                self.bad_record(rec, exc)
+        if not self.is_mounted:
+            return
+        if wanted:
+            self.query_one(RecordTable).add_records(wanted)
+        if changed:
+            self._redraw()
+
+    def _record(self, rec: TraceRecord) -> bool:
+        data, layer, name = rec.data, rec.layer, rec.name
+        column = self._column(rec)
+        if layer == "ike" and name == "state_updated":
+            event = data.get("event")
+            if event == "connect":
+                plan = " → ".join(str(p) for p in data.get("plan") or [])
+                self._line(column, rec.t, f"connect ({data.get('fallback', data.get('transport'))}): {plan}", "bold")
+            elif event in ("started", "timeout", "failed", "connection_closed", "connect_failed", "won", "abandoned"):
+                where = f"{data.get('transport')}:{data.get('port')}"
+                after = f" after {data['after_s']:.3f} s" if isinstance(data.get("after_s"), (int, float)) else ""
+                style = "bold" if event == "won" else ("bold reverse" if event in ("timeout", "failed") else "")
+                reason = f" ({data['reason']})" if data.get("reason") else ""
+                self._line(column, rec.t, f"attempt {data.get('attempt', '')} {where} {event}{after}{reason}", style)
+            elif "from" in data and "to" in data and data.get("sa"):
+                self.sa_states[f"{rec.node} {data['sa']}"] = str(data["to"])
+                key = f"{rec.node} {data['sa']}"
+                if key not in self._sa_column and column != rec.node:
+                    self._sa_column[key] = column
+                elif key not in self._sa_column:
+                    self._sa_column[key] = self._last_column_of(rec.node) or column
+                column = self._sa_column[key]
+                style = "bold reverse" if data["to"] == "FAILED" else ("bold" if data["to"] == "ESTABLISHED" else "")
+                self._line(
+                    column,
+                    rec.t,
+                    f"SA {str(data['sa'])[:8]} {data['from']} → {data['to']} ({data.get('input')}, {data.get('transport')})",
+                    style,
+                )
+            elif data.get("event") == "floated":
+                self._line(column, rec.t, f"SA floated to port {data.get('port')}")
+            elif "exchange" in data and "result" in data:
+                self._line(
+                    column,
+                    rec.t,
+                    f"{data['exchange']}: {data['result']}",
+                    "bold" if data["result"] == "ok" else "bold reverse",
+                )
+            else:
+                return False
+            return True
+        if layer == "ike" and name in ("segment_sent", "segment_received"):
+            arrow = "→" if name == "segment_sent" else "←"
+            retrans = f" retransmission {data['retransmission']}" if data.get("retransmission") else ""
+            self._line(
+                self._sa_column.get(f"{rec.node} {data.get('sa')}", column),
+                rec.t,
+                f"{arrow} IKE {data.get('exchange')} #{data.get('message_id')}{' resp' if data.get('response') else ''} "
+                f"{data.get('length')} B over {data.get('transport')}:{data.get('port')}{retrans}",
+                "italic" if retrans else "",
+            )
+            return True
+        if layer == "iketcp" and name == "state_updated" and "event" in data:
+            detail = " ".join(f"{k}={v}" for k, v in data.items() if k in ("remote", "after_s", "reason", "attempt"))
+            self._line(
+                column,
+                rec.t,
+                f"TCP {data.get('conn')} {data['event']} {detail}".rstrip(),
+                "bold" if data["event"] == "connected" else "",
+            )
+            return True
+        if layer == "iketcp" and name == "segment_sent":
+            kind = str(data.get("kind"))
+            self.frames[(rec.node, kind)] = self.frames.get((rec.node, kind), 0) + 1
+            if kind == "prefix":
+                self._line(column, rec.t, f'→ prefix "IKETCP" ({data.get("length")} B) on TCP {data.get("conn")}')
+            elif kind == "ike":
+                self._line(column, rec.t, f"→ framed IKE message, {data.get('length')} B, on TCP {data.get('conn')}")
+            return kind in ("prefix", "ike")
+        if layer == "esp" and name == "metrics_updated":
+            self.esp[(rec.node, str(data.get("transport")))] = dict(data)
+            return True
+        if layer == "esp" and name == "segment_dropped":
+            self._line(column, rec.t, f"✗ ESP dropped: {data.get('reason')} seq {data.get('seq')}", "bold reverse")
+            return True
+        if name == "error":
+            self._line(column, rec.t, f"error: {data.get('reason')} {data.get('detail', '')}", "bold reverse")
+            return True
+        return False
+
+    def _last_column_of(self, node: str) -> str | None:
+        cols = [c for c in self.timelines if c.split(" ", 1)[0] == node and " " in c]
+        return cols[-1] if cols else None
+
+    # --- drawing
+
+    def _redraw(self) -> None:
+        summary = Text()
+        summary.append(f"UDP datagrams blocked: {self.udp_blocked}", style="bold reverse" if self.udp_blocked else "")
+        if self.blocked:
+            summary.append(" (" + ", ".join(f"{k}: {v}" for k, v in sorted(self.blocked.items())) + ")")
+        summary.append(f"   TCP connections to 4500: {len(self.tcp_4500)}")
+        if self.sa_states:
+            summary.append("\nSA states: " + "  ".join(f"{k}: {v}" for k, v in sorted(self.sa_states.items())))
+        for (node, transport), c in sorted(self.esp.items()):
+            summary.append(
+                f"\nESP over {transport} at {node}: sent {c.get('packets_sent')} pkts / {c.get('bytes_sent')} B, "
+                f"received {c.get('packets_received')} / {c.get('bytes_received')} B, dropped {c.get('packets_dropped')}"
+            )
+        if self.frames:
+            summary.append(
+                "\nIKETCP frames sent: " + "  ".join(f"{n} {k}: {v}" for (n, k), v in sorted(self.frames.items()))
+            )
+        self.query_one("#ike-summary", Static).update(summary)
+        columns = [c for c in self.timelines if self.timelines[c]][:MAX_COLUMNS]
+        box = self.query_one("#ike-columns", Horizontal)
+        if columns != self._columns_shown:
+            box.remove_children()
+            box.mount_all(VerticalScroll(Static(id=f"ike-col-{i}"), classes="ike-column") for i in range(len(columns)))
+            self._columns_shown = columns
+            self.call_after_refresh(self._fill_columns)
+        else:
+            self._fill_columns()
+
+    def _fill_columns(self) -> None:
+        for i, column in enumerate(self._columns_shown):
+            text = Text()
+            text.append(column + "\n", style="bold underline")
+            for line, style in self.timelines[column]:
+                text.append(line + "\n", style=style)
+            for static in self.query(f"#ike-col-{i}"):
+                static.update(text)
+
+    def reset(self) -> None:
+        self.reset_state()
+        if self.is_mounted:
+            self.query_one(RecordTable).reset()
+            self.query_one("#ike-columns", Horizontal).remove_children()
+            self.query_one("#ike-summary", Static).update("No IKE, ESP or IKETCP records yet.")
+
+    def state(self) -> Any:
+        return {
+            "timelines": {k: [line for line, _ in v] for k, v in self.timelines.items()},
+            "sa_states": dict(self.sa_states),
+            "esp": {f"{k[0]} {k[1]}": v for k, v in self.esp.items()},
+            "udp_blocked": self.udp_blocked,
+            "blocked": dict(self.blocked),
+            "tcp_4500": sorted(self.tcp_4500),
+        }

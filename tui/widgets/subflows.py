@@ -1,0 +1,277 @@
+"""Subflows: per MPTCP connection, its subflows (plain TCP connections too), the data-sequence
+mapping over time, reinjections and fallback with its reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Log, Static
+
+from lab.trace import TraceRecord
+from tui.widgets.base import BAD_RECORD, TraceView, fmt_bytes, fmt_rate, short_conn, spark
+
+COLUMNS = (
+    ("conn", "Connection", 14),
+    ("node", "Node", 4),
+    ("subflow", "Subflow", 30),
+    ("id", "ID", 2),
+    ("state", "State", 11),
+    ("backup", "Backup", 6),
+    ("rtt", "RTT ms", 7),
+    ("cwnd", "cwnd", 8),
+    ("bytes", "Bytes", 10),
+    ("rate", "Rate", 10),
+    ("trend", "Trend", 12),
+)
+
+
+MPTCP_EVENTS = (
+    "address_added",
+    "address_removed",
+    "peer_backup",
+    "data_fin_received",
+    "data_fin_acked",
+    "terminated",
+    "fastclose",
+    "mp_fail",
+    "infinite_mapping",
+)
+
+
+class SubflowTable(DataTable):
+    pass
+
+
+class SubflowsView(Vertical, TraceView):
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.fallbacks: dict[str, str] = {}  # token or conn -> reason
+        self.reinjections = 0
+        self.mappings = 0
+        self._history: dict[str, list[float]] = {}
+        self._last_acked: dict[str, tuple[float, int]] = {}
+        self._dirty: set[str] = set()
+
+    def compose(self) -> ComposeResult:
+        yield Static("No connections yet.", id="subflow-summary")
+        yield SubflowTable(id="subflow-table", cursor_type="row")
+        yield Static("[b]Data-sequence mapping, reinjections, fallback[/b]", classes="section")
+        yield Log(id="subflow-log", max_lines=1000)
+
+    def on_mount(self) -> None:
+        table = self.query_one(SubflowTable)
+        for key, label, width in COLUMNS:
+            table.add_column(label, key=key, width=width)
+
+    def _row(self, node: str, subflow: str) -> dict[str, Any]:
+        key = f"{node} {subflow}"
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = {
+                "conn": "TCP",
+                "node": node,
+                "subflow": subflow,
+                "id": "",
+                "state": "",
+                "backup": "",
+                "rtt": None,
+                "cwnd": None,
+                "bytes": None,
+                "rate": None,
+                "mptcp": False,
+                "_new": True,
+            }
+        return row
+
+    def apply(self, records: list[TraceRecord]) -> None:
+        touched: set[str] = set()
+        log_lines: list[str] = []
+        for rec in records:
+            try:
+                layer, data = rec.layer, rec.data
+                if layer == "tcp":
+                    conn = data.get("conn")
+                    if not isinstance(conn, str):
+                        continue
+                    if rec.name == "metrics_updated":
+                        row = self._row(rec.node, conn)
+                        row["state"] = row["state"] if row["mptcp"] and row["state"] else str(data.get("state", ""))
+                        row["rtt"] = data.get("srtt_ms")
+                        row["cwnd"] = data.get("cwnd")
+                        acked = int(data.get("bytes_acked") or 0) + int(data.get("bytes_received") or 0)
+                        row["bytes"] = acked
+                        self._rate(rec, f"{rec.node} {conn}", acked, row)
+                        touched.add(f"{rec.node} {conn}")
+                    elif rec.name == "state_updated" and "to" in data:
+                        key = f"{rec.node} {conn}"
+                        if key in self.rows and not self.rows[key]["mptcp"]:
+                            self.rows[key]["state"] = str(data["to"])
+                            touched.add(key)
+                elif layer == "mptcp":
+                    token = data.get("token")
+                    label = f"token {token:08x}" if isinstance(token, int) else str(data.get("conn", "MPTCP"))
+                    subflow = data.get("subflow")
+                    if rec.name == "state_updated":
+                        if "fallback" in data:
+                            self.fallbacks[label] = str(data["fallback"])
+                            log_lines.append(f"{rec.t:9.4f} {rec.node} {label}: FALLBACK to TCP — {data['fallback']}")
+                            for key, row in self.rows.items():
+                                if row["conn"] == label:
+                                    row["conn"] = f"{label} FALLBACK"
+                                    touched.add(key)
+                        if isinstance(data.get("reinjected"), dict):
+                            r = data["reinjected"]
+                            self.reinjections += 1
+                            log_lines.append(
+                                f"{rec.t:9.4f} {rec.node} {label}: reinjected data_seq={r.get('data_seq')} "
+                                f"len={r.get('len')} {r.get('from_subflow')} ⇒ {r.get('to_subflow') or 'any subflow'}"
+                                + (f" ({r['why']})" if r.get("why") else "")
+                            )
+                        for event in MPTCP_EVENTS:
+                            if event in data:
+                                extra = {k: v for k, v in data.items() if k not in ("token", event)}
+                                log_lines.append(
+                                    f"{rec.t:9.4f} {rec.node} {label}: {event.replace('_', ' ')} {data[event]}"
+                                    + (f" {extra}" if extra else "")
+                                )
+                        if isinstance(subflow, str):
+                            row = self._row(rec.node, subflow)
+                            row["mptcp"] = True
+                            row["conn"] = label + (" FALLBACK" if label in self.fallbacks else "")
+                            if "to" in data:
+                                row["state"] = str(data["to"])
+                            if "address_id" in data:
+                                row["id"] = str(data["address_id"])
+                            if "backup" in data:
+                                row["backup"] = "backup" if data["backup"] else "–"
+                            touched.add(f"{rec.node} {subflow}")
+                    elif rec.name == "metrics_updated" and isinstance(subflow, str):
+                        row = self._row(rec.node, subflow)
+                        row["mptcp"] = True
+                        row["conn"] = label + (" FALLBACK" if label in self.fallbacks else "")
+                        if "state" in data:
+                            row["state"] = str(data["state"])
+                        if "address_id" in data:
+                            row["id"] = str(data["address_id"])
+                        if "backup" in data:
+                            row["backup"] = "backup" if data["backup"] else "–"
+                        row["rtt"] = data.get("srtt_ms", row["rtt"])
+                        row["cwnd"] = data.get("cwnd", row["cwnd"])
+                        moved = int(data.get("bytes_acked") or 0) + int(data.get("bytes_received") or 0)
+                        row["bytes"] = moved
+                        key = f"{rec.node} {subflow}"
+                        if data.get("rate_bps"):  # the sender's acknowledged rate
+                            row["rate"] = float(data["rate_bps"])
+                            self._history.setdefault(key, []).append(row["rate"])
+                            self._last_acked[key] = (rec.t, moved)
+                        else:  # a receiving subflow: its rate from the bytes that arrived
+                            self._rate(rec, key, moved, row)
+                        touched.add(key)
+                    elif rec.name == "key_updated":
+                        keys = ", ".join(f"{k}={v}" for k, v in data.items() if k != "token")
+                        log_lines.append(f"{rec.t:9.4f} {rec.node} {label}: keys {keys}")
+                if rec.name in ("segment_sent", "segment_received") and isinstance(data.get("mptcp"), list):
+                    for opt in data["mptcp"]:
+                        if not isinstance(opt, dict):
+                            continue
+                        subtype = opt.get("subtype")
+                        if subtype == "DSS" and opt.get("data_seq") is not None:
+                            self.mappings += 1
+                            log_lines.append(
+                                f"{rec.t:9.4f} {rec.node} {'→' if rec.name == 'segment_sent' else '←'} "
+                                f"{short_conn(str(data.get('subflow', data.get('conn', ''))))} DSS data_seq={opt.get('data_seq')} "
+                                f"subflow_seq={opt.get('subflow_seq')} len={opt.get('data_level_length', opt.get('len'))}"
+                            )
+                        elif subtype in (
+                            "MP_CAPABLE",
+                            "MP_JOIN",
+                            "ADD_ADDR",
+                            "REMOVE_ADDR",
+                            "MP_PRIO",
+                            "MP_FAIL",
+                            "MP_FASTCLOSE",
+                            "MP_TCPRST",
+                        ):
+                            rest = ", ".join(f"{k}={v}" for k, v in opt.items() if k != "subtype")
+                            log_lines.append(f"{rec.t:9.4f} {rec.node} {subtype} {rest}")
+            except BAD_RECORD as exc:
+                self.bad_record(rec, exc)
+        if not self.is_mounted:
+            return
+        self._dirty |= touched
+        if log_lines:
+            self.query_one(Log).write_lines(log_lines)
+
+    def flush(self) -> None:
+        """Draw the rows that changed since the last flush (the app calls this a few times a second)."""
+        touched, self._dirty = self._dirty, set()
+        if touched and self.is_mounted:
+            self._show(touched)
+
+    def _rate(self, rec: TraceRecord, key: str, total: int, row: dict[str, Any]) -> None:
+        last = self._last_acked.get(key)
+        if last is not None and rec.t > last[0]:
+            row["rate"] = (total - last[1]) * 8 / (rec.t - last[0])
+            self._history.setdefault(key, []).append(row["rate"])
+        self._last_acked[key] = (rec.t, total)
+
+    def _cells(self, key: str) -> tuple:
+        row = self.rows[key]
+        fallback = "FALLBACK" in row["conn"]
+        return (
+            Text(row["conn"], style="bold reverse" if fallback else ("bold" if row["mptcp"] else "dim")),
+            row["node"],
+            short_conn(row["subflow"]),
+            row["id"],
+            Text(row["state"], style="bold" if row["state"] in ("ESTABLISHED", "established") else ""),
+            row["backup"],
+            "–" if row["rtt"] is None else f"{row['rtt']:.1f}",
+            "–" if row["cwnd"] is None else str(row["cwnd"]),
+            fmt_bytes(row["bytes"]),
+            fmt_rate(row["rate"]),
+            spark(self._history.get(key, [])),
+        )
+
+    def _show(self, keys: set[str]) -> None:
+        table = self.query_one(SubflowTable)
+        for key in sorted(keys):
+            cells = self._cells(key)
+            if key in table.rows:
+                for (col, _, _), value in zip(COLUMNS, cells, strict=True):
+                    table.update_cell(key, col, value)
+            else:
+                table.add_row(*cells, key=key)
+        conns = {row["conn"] for row in self.rows.values()}
+        summary = Text(f"{len(self.rows)} subflow(s) in {len(conns)} connection(s)")
+        if self.fallbacks:
+            summary.append("   fallback: " + "; ".join(f"{k}: {v}" for k, v in self.fallbacks.items()), style="bold")
+        if self.reinjections:
+            summary.append(f"   reinjections: {self.reinjections}")
+        if summary.plain != getattr(self, "_summary_shown", None):
+            self._summary_shown = summary.plain
+            self.query_one("#subflow-summary", Static).update(summary)
+        self.set_class(bool(self.fallbacks), "-fallback")
+
+    def reset(self) -> None:
+        self.reset_state()
+        if self.is_mounted:
+            self.query_one(SubflowTable).clear()
+            self.query_one(Log).clear()
+            self.query_one("#subflow-summary", Static).update("No connections yet.")
+            self._summary_shown = None
+            self.remove_class("-fallback")
+
+    def state(self) -> Any:
+        return {
+            "rows": {k: {c: v for c, v in r.items() if not c.startswith("_")} for k, r in self.rows.items()},
+            "fallbacks": dict(self.fallbacks),
+            "reinjections": self.reinjections,
+            "mappings": self.mappings,
+        }
