@@ -247,6 +247,9 @@ class EnoExtension(TcpExtension):
         self._peer_resume_nonce = b""
         self._resumed: ResumedSession | None = None
         self.resumed = False
+        # called with this extension after every ENO state change (a workload keeping its
+        # result's facts current); it must not call back into the extension
+        self.on_state_updated: Callable[[EnoExtension], None] | None = None
 
     # --- what the application asks -----------------------------------------------------------
 
@@ -798,6 +801,8 @@ class EnoExtension(TcpExtension):
             raise AssertionError(f"no ENO transition from {old.value} on {inp.value}")
         self._state = new
         self._record(now, "state_updated", {"from": old.value, "to": new.value, "input": inp.value, **details})
+        if self.on_state_updated is not None:
+            self.on_state_updated(self)
 
     def _record_option(self, now: float, name: str, role: SegmentRole, option: SynEnoOption | None, raw: bytes) -> None:
         if not self._tracer.enabled or option is None:
