@@ -41,6 +41,16 @@ def mininet_skip_reason() -> str | None:
     return None
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mininet tests share the machine (namespaces, nftables, kernel MPTCP settings, the
+    process list they check for leftovers): under xdist they all run on one worker, one at
+    a time (``--dist loadgroup``, as ./run-tests passes)."""
+    here = Path(__file__).parent
+    for item in items:
+        if Path(str(item.fspath)).parent == here or item.get_closest_marker("mininet") is not None:
+            item.add_marker(pytest.mark.xdist_group("mininet"))
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("mininet") is not None:
         reason = mininet_skip_reason()
