@@ -111,6 +111,23 @@ class _Responder:
 _RESPONDERS: weakref.WeakKeyDictionary[HostStack, _Responder] = weakref.WeakKeyDictionary()
 
 
+def shared_responder(host: HostStack, config: IkeConfig, *, local_addr: str, seed: int) -> _Responder:
+    """The one IKE responder of ``host`` (built on first use with ``config``), which
+    serves every session to that host: each session appends itself to ``sessions``
+    and gets every responder event in ``on_responder_event(event)``.
+
+    Raises ConfigError when the responder cannot listen on its TCP ports.
+    """
+    shared = _RESPONDERS.get(host)
+    if shared is None:
+        endpoint = IkeEndpoint(
+            config=config, initiator=False, local_addr=local_addr, rng=random.Random(seed), tracer=host.tracer
+        )
+        shared = _Responder(SimIkeDriver(host, endpoint))
+        _RESPONDERS[host] = shared
+    return shared
+
+
 class _Session:
     def __init__(
         self, workload: IkeSession, run: ScenarioRun, config_i: IkeConfig, config_r: IkeConfig, responder_addr: str
@@ -141,17 +158,8 @@ class _Session:
             )
             self.driver_i = SimIkeDriver(host_i, self.initiator, on_event=self.on_initiator_event)
         if self.here_r:
-            shared = _RESPONDERS.get(host_r)
-            if shared is None:  # one responder per host serves every session to it
-                endpoint = IkeEndpoint(
-                    config=config_r,
-                    initiator=False,
-                    local_addr=responder_addr,
-                    rng=random.Random(seed + 1),
-                    tracer=host_r.tracer,
-                )
-                shared = _Responder(SimIkeDriver(host_r, endpoint))
-                _RESPONDERS[host_r] = shared
+            # one responder per host serves every session to it
+            shared = shared_responder(host_r, config_r, local_addr=responder_addr, seed=seed + 1)
             self.driver_r = shared.driver
             self.responder = shared.driver.endpoint
             shared.sessions.append(self)
