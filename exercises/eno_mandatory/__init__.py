@@ -1,0 +1,1 @@
+"""Exercise: a mandatory-encryption endpoint refuses a middlebox that strips TCP-ENO."""

@@ -1,0 +1,1 @@
+"""Exercise: show from the trace that a flipped byte never reaches a tcpcrypt application."""
