@@ -189,6 +189,39 @@ def tcp_info(sock: socket.socket) -> dict[str, int]:
     return {name: int.from_bytes(raw[off : off + 4], "little") for name, off in _TCP_INFO_FIELDS.items()}
 
 
+SOL_MPTCP = 284  # Linux, include/linux/socket.h
+MPTCP_INFO = 1  # include/uapi/linux/mptcp.h
+TCP_IS_MPTCP = 43  # include/uapi/linux/tcp.h
+MPTCP_INFO_FLAG_FALLBACK = 0x1
+MPTCP_INFO_FLAG_REMOTE_KEY_RECEIVED = 0x2
+
+
+def mptcp_info(sock: socket.socket) -> dict[str, Any]:
+    """What the kernel tells of an MPTCP socket (``struct mptcp_info``): ``is_mptcp``
+    (TCP_IS_MPTCP: 0 after a fallback), ``subflows`` (MP_JOIN subflows),
+    ``add_addr_signal``/``add_addr_accepted``, ``token`` (the kernel's own token),
+    ``csum_enabled``, ``fallback`` and ``remote_key_received``. Empty for a closed
+    socket or a kernel without MPTCP; never raises."""
+    out: dict[str, Any] = {}
+    try:
+        out["is_mptcp"] = sock.getsockopt(socket.IPPROTO_TCP, TCP_IS_MPTCP)
+        raw = sock.getsockopt(SOL_MPTCP, MPTCP_INFO, 256)
+    except OSError:
+        return out
+    if len(raw) >= 43:
+        flags = int.from_bytes(raw[8:12], sys.byteorder)
+        out |= {
+            "subflows": raw[0],
+            "add_addr_signal": raw[1],
+            "add_addr_accepted": raw[2],
+            "token": int.from_bytes(raw[12:16], sys.byteorder),
+            "csum_enabled": raw[42],
+            "fallback": bool(flags & MPTCP_INFO_FLAG_FALLBACK),
+            "remote_key_received": bool(flags & MPTCP_INFO_FLAG_REMOTE_KEY_RECEIVED),
+        }
+    return out
+
+
 def mptcp_counters() -> dict[str, int]:
     """This network namespace's ``MPTcpExt`` counters from /proc/net/netstat (empty without MPTCP)."""
     try:
@@ -214,14 +247,18 @@ def configure_mptcp(
     """Configure Linux MPTCP in the current network namespace: ``net.mptcp.enabled``,
     ``net.mptcp.checksum_enabled``, ``ip mptcp limits`` and one ``ip mptcp endpoint``
     with ``flags`` (``subflow``, ``signal``) per address after the first of
-    ``interfaces`` ((ifname, address) pairs). Raises ConfigError when a command fails."""
+    ``interfaces`` ((ifname, address) pairs); ``subflow`` endpoints are not bound to
+    their device. Raises ConfigError when a command fails."""
     commands = [
         ["sysctl", "-q", "-w", "net.mptcp.enabled=1", f"net.mptcp.checksum_enabled={int(checksum)}"],
         ["ip", "mptcp", "limits", "set", "subflow", str(subflows), "add_addr_accepted", str(add_addr_accepted)],
         ["ip", "mptcp", "endpoint", "flush"],
     ]
     for ifname, address in interfaces[1:]:
-        commands.append(["ip", "mptcp", "endpoint", "add", address, "dev", ifname, *flags.split()])
+        # a subflow bound to its device (``dev``) refuses a SYN/ACK that comes back over the
+        # other path (two-paths routes the reply to the peer's first address that way)
+        device = [] if "subflow" in flags.split() else ["dev", ifname]
+        commands.append(["ip", "mptcp", "endpoint", "add", address, *device, *flags.split()])
     for argv in commands:
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from lab.apps import BulkSender, BulkSink, TransferResult
 from lab.errors import ConfigError
 from lab.mptcp.config import MptcpConfig
-from lab.scenario import Transfer, runs_here
+from lab.scenario import Transfer, Workload, runs_here
 
 if TYPE_CHECKING:
     from lab.host import Stream
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 KERNEL_MPTCP_SETTINGS = frozenset({"checksum"})  # what a kernel-mptcp end takes from client/server
 CLOSE_GRACE_S = 0.25  # with wait_for_close: how long the receiver lingers after the close
 CLOSE_POLL_S = 0.01
+CLOSE_WAIT_S = 5.0  # with wait_for_close: how long our receiver waits for the data-level close
 
 
 def data_level_closed(conn: Any) -> bool:
@@ -78,19 +79,20 @@ class _End:
             facts = previous
         self.result.extra = {**self.result.extra, self.role: {**previous, **facts, **more}}
 
-    def note_when_closed(self, stream: Any, call_at: Callable[..., None], then: Callable[[], None] | None) -> None:
-        """For our end: poll until the data-level close is done (at most 5 s), note the
-        facts, then call ``then``."""
+    def note_when_closed(self, stream: Any, call_at: Callable[..., None], then: Callable[[bool], None] | None) -> None:
+        """For our end: poll until the data-level close is done (at most CLOSE_WAIT_S),
+        note the facts, then call ``then`` with whether it was done."""
         if not self.live and then is None:
             return
         conn = getattr(stream, "conn", None)
-        deadline = stream.host.now + 5.0
+        deadline = stream.host.now + CLOSE_WAIT_S
 
         def poll() -> None:
-            if conn is None or data_level_closed(conn) or stream.host.now >= deadline:
+            closed = conn is None or data_level_closed(conn)
+            if closed or stream.host.now >= deadline:
                 self.note(stream)
                 if then is not None:
-                    then()
+                    then(closed)
             else:
                 call_at(stream.host.now + CLOSE_POLL_S, poll)
 
@@ -143,7 +145,7 @@ class MptcpSink(BulkSink):
         if self.result.completed_at is not None:
             self._ended_at, self.result.completed_at = self.result.completed_at, None
         if self._end.stack == "user" and self._holding:
-            self._end.note_when_closed(stream, self._call_at, lambda: self._complete_later(stream))
+            self._end.note_when_closed(stream, self._call_at, lambda closed: self._complete_later(stream, closed))
 
     def connection_lost(self, stream: Stream, reason: str, reset: bool) -> None:
         self._end.note(stream, closed=reason, reset=reset)
@@ -156,12 +158,15 @@ class MptcpSink(BulkSink):
             self._holding = False
             self.result.error = f"receiver: {reason} (reset while closing)"
         elif self._end.stack != "user":
-            self._complete_later(stream)
+            self._complete_later(stream, True)
 
-    def _complete_later(self, stream: Stream) -> None:
+    def _complete_later(self, stream: Stream, closed: bool) -> None:
         if not self._holding:
             return
         self._holding = False
+        if not closed:
+            self.result.error = f"receiver: the close did not finish within {CLOSE_WAIT_S:g} s"
+            return
         ended = self._ended_at
 
         def complete() -> None:
@@ -245,3 +250,75 @@ class MptcpTransfer(Transfer):
             src, connect_kw = self._end(run, self.src, self.src_stack, self.client)
             sender = MptcpSender(result, data, _End(result, "client", self.src_stack, live=live), run.net.call_at)
             run.net.call_at(self.start_s, lambda: sender.start(src, remote, self.port, **connect_kw))
+
+
+class _ChainedSender(MptcpSender):
+    """An MptcpSender that calls ``on_done`` once, when the receiver has closed its side
+    or the connection ended otherwise."""
+
+    def __init__(
+        self, result: TransferResult, data: bytes, end: _End, call_at: Callable[..., None], on_done: Callable[[], None]
+    ) -> None:
+        super().__init__(result, data, end, call_at)
+        self._on_done: Callable[[], None] | None = on_done
+
+    def _done(self) -> None:
+        on_done, self._on_done = self._on_done, None
+        if on_done is not None:
+            on_done()
+
+    def eof_received(self, stream: Stream) -> None:
+        super().eof_received(stream)
+        self._done()
+
+    def connection_lost(self, stream: Stream, reason: str, reset: bool) -> None:
+        super().connection_lost(stream, reason, reset)
+        self._done()
+
+
+@dataclass(frozen=True, kw_only=True)
+class MptcpBackToBack(Workload):
+    """``transfers`` (MptcpTransfers, all from one ``src``) one after the other: each
+    starts ``gap_s`` after the previous one's receiver closed its side, so they never
+    share the paths (their own ``start_s`` is ignored). Listeners are all set up at the
+    start. Raises ConfigError for transfers that do not fit."""
+
+    name: str = "mptcp-back-to-back"
+    transfers: tuple[MptcpTransfer, ...] = ()
+    gap_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if len({t.src for t in self.transfers}) > 1:
+            raise ConfigError(f"{self.name}: every transfer must start from the same host")
+        if len({t.port for t in self.transfers}) != len(self.transfers):
+            raise ConfigError(f"{self.name}: every transfer needs a port of its own")
+
+    def schedule(self, run: ScenarioRun) -> None:
+        live = getattr(run.net, "is_local", None) is not None
+        steps: list[tuple[Any, dict[str, Any], TransferResult, bytes, _End, str, int]] = []
+        for t in self.transfers:
+            dst_ifaces = run.spec.interfaces_of(t.dst)
+            if t.dst not in run.spec.hosts() or len(dst_ifaces) <= t.dst_interface:
+                raise ConfigError(f"transfer {t.name}: no interface {t.dst_interface} on host {t.dst!r}")
+            data = run.payload(t.size_bytes)
+            result = run.add_result(t.name, data)
+            if runs_here(run, t.dst):
+                dst, listen_kw = t._end(run, t.dst, t.dst_stack, t.server)
+                end = _End(result, "server", t.dst_stack, live=live)
+                sink = lambda r=result, e=end, w=t.wait_for_close: MptcpSink(  # noqa: E731
+                    r, e, wait_for_close=w, call_at=run.net.call_at
+                )
+                dst.listen(t.port, sink, **listen_kw)
+            if runs_here(run, t.src):
+                src, connect_kw = t._end(run, t.src, t.src_stack, t.client)
+                end = _End(result, "client", t.src_stack, live=live)
+                steps.append((src, connect_kw, result, data, end, dst_ifaces[t.dst_interface].ipv4, t.port))
+
+        def start(i: int) -> None:
+            if i < len(steps):
+                src, connect_kw, result, data, end, remote, port = steps[i]
+                then = lambda: run.net.call_at(run.net.now + self.gap_s, lambda: start(i + 1))  # noqa: E731
+                _ChainedSender(result, data, end, run.net.call_at, then).start(src, remote, port, **connect_kw)
+
+        if steps:
+            run.net.call_at(0.0, lambda: start(0))
