@@ -178,6 +178,7 @@ class HostStack:
     def set_interface_sender(self, ifname: str, sender: Callable[[bytes], None]) -> None:
         """Let packets for ``ifname`` go straight to ``sender`` instead of ``transmit``."""
         self._senders[ifname] = sender
+        self._mptcp_routes.clear()  # cached ways out name their sender
 
     # --- application API
 
@@ -469,9 +470,19 @@ class HostStack:
                 for out in outs:
                     route = routes.get(out.addr)
                     if route is None:
-                        a = out.addr
-                        route = routes[a] = (pack_address(a.local_addr), pack_address(a.remote_addr))
-                    self._send_ip(route[0], route[1], TCP, out.data)
+                        route = routes[out.addr] = self._mptcp_route(out.addr)
+                    src, dst, sender, base = route
+                    if sender is None:
+                        self._send_ip(src, dst, TCP, out.data)
+                        continue
+                    # IPv4 with a direct sender: _ipv4_packet() inlined, as in _pump()
+                    self._ident = ident = (self._ident + 1) & 0xFFFF
+                    data = out.data
+                    total = 20 + len(data)
+                    csum = base + total + ident
+                    csum = (csum & 0xFFFF) + (csum >> 16)
+                    csum = (csum & 0xFFFF) + (csum >> 16)
+                    sender(_pack_ipv4(0x45, 0, total, ident, 0x4000, 64, TCP, ~csum & 0xFFFF, src, dst) + data)
                 self._touched = False
                 while (e := mp.next_event()) is not None:
                     if stream is None:
@@ -546,6 +557,16 @@ class HostStack:
         conn._host_owner = None
         return conn
 
+    def _mptcp_route(self, addr: FourTuple) -> tuple:
+        """(src, dst, sender, constant header sum) for a subflow's packets; sender is None
+        (and every packet goes through _send_ip) unless IPv4 with a direct sender."""
+        src, dst = pack_address(addr.local_addr), pack_address(addr.remote_addr)
+        ifname = self._egress.get(src)
+        sender = self._senders.get(ifname) if ifname is not None else None
+        if len(src) != 4 or sender is None:
+            return (src, dst, None, 0)
+        return (src, dst, sender, _ipv4_constant_sum(src, dst, TCP))
+
     def _route_for(self, conn: TcpConnection) -> tuple | tuple[Callable[[bytes], None], int, bytes, bytes]:
         """(sender, constant header sum, src, dst) for an IPv4 connection whose interface
         has a direct sender, else () (then every packet goes through _send_ip)."""
@@ -609,9 +630,7 @@ class HostStack:
                             csum = base + total + ident
                             csum = (csum & 0xFFFF) + (csum >> 16)
                             csum = (csum & 0xFFFF) + (csum >> 16)
-                            sender(
-                                _pack_ipv4(0x45, 0, total, ident, 0x4000, 64, TCP, ~csum & 0xFFFF, src, dst) + data
-                            )
+                            sender(_pack_ipv4(0x45, 0, total, ident, 0x4000, 64, TCP, ~csum & 0xFFFF, src, dst) + data)
                     else:
                         local = conn._local_packed
                         remote = conn._remote_packed

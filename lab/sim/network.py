@@ -32,7 +32,8 @@ from lab.topology import InterfaceSpec, LinkSpec, TopologySpec
 from lab.trace import NULL_TRACER, Tracer
 from lab.wire.checksum import pack_address
 
-_TTL_PROTO_CSUM = struct.Struct("!BBH")  # IPv4 header bytes 8..11
+# IPv4 header bytes 0..11: "8s" packs the first 8 bytes of the packet given, then TTL, protocol, checksum
+_V4_HEAD_TTL_PROTO_CSUM = struct.Struct("!8sBBH")
 _heappush = heapq.heappush
 
 
@@ -142,7 +143,7 @@ class SimRouter(SimNode):
             # RFC 1624 incremental update: TTL sits in the high byte of word 4
             csum = ((packet[10] << 8) | packet[11]) + 0x0100
             csum = (csum & 0xFFFF) + (csum >> 16)
-            packet = b"".join((packet[:8], _TTL_PROTO_CSUM.pack(ttl - 1, packet[9], csum), memoryview(packet)[12:]))
+            packet = _V4_HEAD_TTL_PROTO_CSUM.pack(packet, ttl - 1, packet[9], csum) + packet[12:]
         else:
             packet = b"".join((packet[:7], bytes((ttl - 1,)), packet[8:]))
         for box in self.middleboxes:

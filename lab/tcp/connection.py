@@ -399,37 +399,24 @@ class TcpConnection:
         """Process one received TCP segment (header onwards, checksum verified here).
 
         Never raises for bad input: malformed segments are recorded and dropped.
+
+        Header prediction (Van Jacobson; RFC 9293 leaves the order of checks free)
+        comes first: an in-sequence pure ACK of new data, or in-sequence data that
+        acks nothing new, with only the timestamps option, no window change and
+        nothing unusual pending, is processed here without building objects.
+        Anything else takes the full path, :meth:`_receive_full`.
         """
-        if (
+        raw = segment
+        if not (
             self._plain  # no extension, no tracing
             and self._state is S.ESTABLISHED
             and self._ts_ok
-            and len(segment) >= 32
-            and segment[12] == 0x80
-            and segment[13] & _PREDICT_MASK == ACK
-            and segment.startswith(_TS_PREFIX, 20)
-            and self._predict(segment, now)
+            and len(raw) >= 32
+            and raw[12] == 0x80
+            and raw[13] & _PREDICT_MASK == ACK
+            and raw.startswith(_TS_PREFIX, 20)
         ):
-            return
-        try:
-            seg = decode_segment(segment, self._remote_packed, self._local_packed)
-        except DecodeError as exc:
-            if self._trace_on:
-                self._tracer.record(now, "tcp", "segment_dropped", {"conn": str(self.addr), "reason": str(exc)})
-            return
-        self._last_activity = now
-        self._keepalive_sent = 0
-        if self._trace_on:
-            self._trace_segment("segment_received", seg, now)
-        self._handle(seg, now)
-
-    def _predict(self, raw: bytes, now: float) -> bool:
-        """Header prediction (Van Jacobson; RFC 9293 leaves the order of checks free):
-        an in-sequence pure ACK of new data, or in-sequence data that acks nothing
-        new, with only the timestamps option, no window change and nothing
-        unusual pending, is processed here without building objects. Anything
-        else returns False and takes the full path.
-        """
+            return self._receive_full(raw, now)
         if (
             self._recovery is not None
             or self._sacked_bytes
@@ -437,32 +424,32 @@ class TcpConnection:
             or self._peer_fin_off is not None
             or not self._reading
         ):
-            return False
+            return self._receive_full(raw, now)
         n = len(raw)
         if n & 1:
-            return False  # odd length: the full path pads
+            return self._receive_full(raw, now)  # odd length: the full path pads
         total = self._address_sum + n + _from_bytes(raw, "big")
         if total.bit_length() > 3200:  # mod_ffff() inlined: fold at 16-bit multiples first
             total = (total >> 6016) + (total & _M6016)
             total = (total >> 3008) + (total & _M3008)
             total = (total >> 1504) + (total & _M1504)
         if not total or total % 0xFFFF:
-            return False  # bad checksum: the full path records the drop
+            return self._receive_full(raw, now)  # bad checksum: the full path records the drop
         _sport, _dport, seq, ack, _off, _flags, window, _c, _u, tsval, tsecr = _TS_HEADER.unpack_from(raw)
         ts_recent = self._ts_recent
         if ts_recent and ((tsval - ts_recent) & MASK) >= HALF:
-            return False  # PAWS on the full path
+            return self._receive_full(raw, now)  # PAWS on the full path
         rcv_nxt = self._rcv_nxt
         if ((seq - self._irs) & MASK) != (rcv_nxt & MASK) or window << self._snd_wscale != self._snd_wnd:
-            return False
+            return self._receive_full(raw, now)
         snd_una = self._snd_una
         diff = (ack - self._iss - snd_una) & MASK
         plen = n - 32
         if plen == 0:
             if diff == 0 or diff >= HALF or snd_una + diff > self._snd_max:
-                return False  # not an ACK of new data
+                return self._receive_full(raw, now)  # not an ACK of new data
         elif diff:
-            return False
+            return self._receive_full(raw, now)
         else:
             # _rcv_window() inlined (no extension here, so no extension window)
             free = self._rcv_buffer_bytes - len(self._rcv_buf) if self._rcv_buf else self._rcv_buffer_bytes
@@ -470,7 +457,7 @@ class TcpConnection:
                 free = 0
             right = self._rcv_right_edge - rcv_nxt
             if plen > (right if free < right else free):
-                return False
+                return self._receive_full(raw, now)
         ack_off = snd_una + diff
         self._last_activity = now
         self._keepalive_sent = 0
@@ -480,7 +467,7 @@ class TcpConnection:
         self._snd_wl2 = ack_off
         if plen == 0:
             self._on_new_ack(ack_off, tsecr, False, now)
-            return True
+            return
         self._rcv_nxt = rcv_nxt = rcv_nxt + plen
         self._bytes_received += plen
         self._events.append(DataReceived(data=raw[32:]))
@@ -493,7 +480,20 @@ class TcpConnection:
         elif not self._ack_pending:
             self._ack_pending = True
             self._delack_at = now + self.config.delayed_ack_s
-        return True
+
+    def _receive_full(self, segment: bytes, now: float) -> None:
+        """The full receive path: decode the segment into objects and process it."""
+        try:
+            seg = decode_segment(segment, self._remote_packed, self._local_packed)
+        except DecodeError as exc:
+            if self._trace_on:
+                self._tracer.record(now, "tcp", "segment_dropped", {"conn": str(self.addr), "reason": str(exc)})
+            return
+        self._last_activity = now
+        self._keepalive_sent = 0
+        if self._trace_on:
+            self._trace_segment("segment_received", seg, now)
+        self._handle(seg, now)
 
     def handle_timer(self, *, now: float) -> None:
         """Fire whatever timers are due at ``now``."""
@@ -684,9 +684,12 @@ class TcpConnection:
             ack = (self._irs + rcv_nxt) & MASK
             tsval = (int(now * 1000) + self._ts_offset) & MASK
             ports = self._ports
-            if self._ooo and self._sack_ok:
+            # SACK blocks only as far as they fit beside the payload in the peer's MSS
+            # (RFC 6691: options count against it; a full-size segment carries none)
+            nsack = min(3, (self._snd_mss - len(payload) - 4) // 8) if self._ooo and self._sack_ok else 0
+            if nsack > 0:
                 # timestamps plus up to three SACK blocks, most recent first (RFC 2018 4)
-                recent = sorted(self._ooo, key=_stamp, reverse=True)[:3]
+                recent = sorted(self._ooo, key=_stamp, reverse=True)[:nsack]
                 irs = self._irs
                 sack = bytearray(b"\x01\x01\x05")
                 sack.append(2 + 8 * len(recent))
@@ -743,7 +746,7 @@ class TcpConnection:
             self._delack_at = None
             self._last_ack_sent = self._rcv_nxt
             if self._ooo and self._sack_ok:
-                self._add_sack(opts)
+                self._add_sack(opts, payload_len=len(payload))
             if flags & SYN:
                 window = min(self._rcv_window(), 0xFFFF)
             else:
@@ -754,23 +757,42 @@ class TcpConnection:
         else:
             ack = 0
             window = min(self._rcv_window(), 0xFFFF) if flags & SYN else 0
-        seg = TcpSegment(
-            self.addr.local_port,
-            self.addr.remote_port,
-            (self._iss + seq_off) & MASK,
-            ack,
-            flags,
-            window,
-            tuple(opts),
-            payload,
-        )
         if self._trace_on:
+            seg = TcpSegment(
+                self.addr.local_port,
+                self.addr.remote_port,
+                (self._iss + seq_off) & MASK,
+                ack,
+                flags,
+                window,
+                tuple(opts),
+                payload,
+            )
             self._trace_segment("segment_sent", seg, now)
-        self._out.append(Outgoing(self.addr, encode_segment(seg, self._local_packed, self._remote_packed)))
+            data = encode_segment(seg, self._local_packed, self._remote_packed)
+        else:  # the same bytes without building the segment object
+            data = encode_raw(
+                self.addr.local_port,
+                self.addr.remote_port,
+                (self._iss + seq_off) & MASK,
+                ack,
+                flags,
+                window,
+                push_options(opts) if opts else b"",
+                payload,
+                self._local_packed,
+                self._remote_packed,
+                0,
+                0,
+                self._address_sum,
+            )
+        self._out.append(_new_outgoing(Outgoing, (self.addr, data)))
 
-    def _add_sack(self, opts: list[TcpOption]) -> None:
+    def _add_sack(self, opts: list[TcpOption], *, payload_len: int = 0) -> None:
         used = len(push_options(opts)) if opts else 0
         space = 40 - used
+        if payload_len:  # options and payload together within the peer's MSS (RFC 6691)
+            space = min(space, self._snd_mss + (12 if self._ts_ok else 0) - payload_len - used)
         # SACK needs 2 + 8n bytes, plus 2 NOPs to keep alignment
         nblocks = min(len(self._ooo), (space - 4) // 8, 4)
         if nblocks <= 0:

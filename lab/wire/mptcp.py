@@ -36,6 +36,7 @@ diagrams: length at 1, subtype at 2) unless ``base_offset`` moves them.
 from __future__ import annotations
 
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -604,7 +605,79 @@ def pull_dss(buf: Buffer) -> Dss:
     )
 
 
+def _dss_struct(flags: int, checksum: bool) -> struct.Struct:
+    """The layout of a DSS with these flags: subtype byte, flags byte, then the fields present."""
+    fmt = "!BB"
+    if flags & DSS_DATA_ACK:
+        fmt += "Q" if flags & DSS_DATA_ACK_64 else "I"
+    if flags & DSS_MAPPING:
+        fmt += ("Q" if flags & DSS_DATA_SEQ_64 else "I") + "IH" + ("H" if checksum else "")
+    return struct.Struct(fmt)
+
+
+# every well-formed DSS layout, by (low flag bits, checksum present) and by (low flag bits, length)
+_DSS_PUSH = {(f, c): _dss_struct(f, c) for f in range(16) for c in (False, True)}
+_DSS_PULL = {
+    (f, dss_length(f, checksum=c)): _DSS_PUSH[f, c]
+    for f in range(16)
+    for c in ((False, True) if f & DSS_MAPPING else (False,))
+}
+
+
+def _dss_from(fields: tuple[int, ...]) -> Dss:
+    """A Dss from the values of its _DSS_PULL layout (reserved bits zero), as pull_dss reads it."""
+    flags = fields[1]
+    i = 2
+    data_ack = data_seq = checksum = None
+    subflow_seq = data_level_length = 0
+    if flags & DSS_DATA_ACK:
+        data_ack = fields[2]
+        i = 3
+    if flags & DSS_MAPPING:
+        data_seq = fields[i]
+        subflow_seq = fields[i + 1]
+        data_level_length = fields[i + 2]
+        if len(fields) > i + 3:
+            checksum = fields[i + 3]
+    return Dss(
+        data_ack,
+        data_seq,
+        subflow_seq,
+        data_level_length,
+        checksum,
+        bool(flags & DSS_DATA_FIN),
+        bool(flags & DSS_DATA_ACK_64),
+        bool(flags & DSS_DATA_SEQ_64),
+        flags >> 5,
+    )
+
+
 def push_dss(opt: Dss) -> bytes:
+    data_ack = opt.data_ack
+    data_seq = opt.data_seq
+    checksum = opt.checksum
+    if not opt.reserved and (
+        data_seq is not None or not (opt.subflow_seq or opt.data_level_length or checksum is not None)
+    ):
+        # the common case in one struct.pack; the same bytes as the field-by-field path below
+        flags = (
+            (DSS_DATA_FIN if opt.data_fin else 0)
+            | (DSS_DATA_SEQ_64 if opt.data_seq_64 else 0)
+            | (DSS_MAPPING if data_seq is not None else 0)
+            | (DSS_DATA_ACK_64 if opt.data_ack_64 else 0)
+            | (DSS_DATA_ACK if data_ack is not None else 0)
+        )
+        fields = [DSS << 4, flags]
+        if data_ack is not None:
+            fields.append(data_ack)
+        if data_seq is not None:
+            fields += (data_seq, opt.subflow_seq, opt.data_level_length)
+            if checksum is not None:
+                fields.append(checksum)
+        try:
+            return _DSS_PUSH[flags & 0x0F, checksum is not None].pack(*fields)
+        except struct.error:
+            pass  # a field out of range: the path below names it
     out = Writer()
     reserved = bits(opt.reserved, 7, "reserved")
     flags = (
@@ -831,6 +904,10 @@ def pull_mptcp_option(
     ADD_ADDR E flag contradicts the length, or a v0 IPVer is not 4 or 6.
     """
     length = 2 + len(data)
+    if length > 3 and data[0] == DSS << 4:
+        layout = _DSS_PULL.get((data[1] & 0x0F, length))
+        if layout is not None:  # a well-formed DSS, reserved bits zero: one struct.unpack
+            return _dss_from(layout.unpack(data))
     buf = Buffer(data, base_offset=base_offset)
     if not data:
         raise DecodeError("MPTCP option has no subtype byte", field="subtype", offset=base_offset)

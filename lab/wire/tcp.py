@@ -174,12 +174,17 @@ def pull_options(data: bytes, base_offset: int = HEADER_LEN) -> tuple[TcpOption,
     Raises DecodeError naming ``options[i].length`` (or the option's field)
     and its offset when an option is malformed.
     """
-    if len(data) == 12 and data.startswith(_TS_FAST):
-        tsval, tsecr = _TS_STRUCT.unpack_from(data, 4)
-        return (_NOP, _NOP, Timestamps(tsval, tsecr))
-    out: list[TcpOption] = []
-    pos = 0
     end = len(data)
+    if end >= 12 and data.startswith(_TS_FAST):
+        # NOP, NOP, Timestamps first: what nearly every segment carries (RFC 7323 appendix A)
+        tsval, tsecr = _TS_STRUCT.unpack_from(data, 4)
+        if end == 12:
+            return (_NOP, _NOP, Timestamps(tsval, tsecr))
+        out: list[TcpOption] = [_NOP, _NOP, Timestamps(tsval, tsecr)]
+        pos = 12
+    else:
+        out = []
+        pos = 0
     while pos < end:
         kind = data[pos]
         if kind == KIND_EOL:
