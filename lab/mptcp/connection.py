@@ -1560,7 +1560,7 @@ class MptcpConnection:
                 )
             return
         # the window is relative to the Data ACK (RFC 8684 §3.3.4); the subflow has scaled it
-        self._peer_window = max(sf.conn.peer_window, seg.window, 1)
+        self._peer_window = max(seg.window << sf.conn.window_shift_peer if not seg.flags & 0x02 else seg.window, 1)
         if off > self._data_una:
             acked_data = min(off, self._sbuf_off + len(self._sbuf)) - self._sbuf_off
             if acked_data > 0:

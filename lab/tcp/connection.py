@@ -294,6 +294,11 @@ class TcpConnection:
         return max(0, self._sbuf_off + len(self._sbuf) - self._snd_nxt)
 
     @property
+    def window_shift_peer(self) -> int:
+        """The peer's window scale shift (RFC 7323): how its window field is scaled."""
+        return self._snd_wscale
+
+    @property
     def timestamps_enabled(self) -> bool:
         return self._ts_ok
 
