@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from lab.mptcp.workload import MptcpTransfer
 from lab.scenario import LinkEvent, Scenario, Transfer
 from lab.sim.middlebox import FlipPayloadBytes
 
 MIB = 1024 * 1024
+_PAIRED = {"path_manager": "paired"}  # one subflow per path
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
@@ -18,9 +20,9 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             name="two-paths",
-            description="Two disjoint paths (10 Mbit/s 5 ms, 5 Mbit/s 20 ms); plain TCP uses path A until MPTCP arrives.",
+            description="Multipath TCP over two disjoint paths (10 Mbit/s 5 ms, 5 Mbit/s 20 ms): a subflow on each, data on both.",
             topology="two-paths",
-            transfers=(Transfer(size_bytes=4 * MIB),),
+            transfers=(MptcpTransfer(size_bytes=4 * MIB, client=_PAIRED, server=_PAIRED),),
         ),
         Scenario(
             name="lossy-path",
