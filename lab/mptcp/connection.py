@@ -1184,6 +1184,8 @@ class MptcpConnection:
         fast = min(pool, key=lambda s: s.srtt if s.srtt is not None else 1e9)
         if fast is chosen or fast in candidates or fast.srtt is None or chosen.srtt is None or fast.stalled:
             return False
+        if chosen.srtt < 2 * fast.srtt:
+            return False  # paths of similar RTT (queueing noise): using both is what pays
         rounds = 1 + waiting / max(fast.cwnd, fast.conn.mss)
         return rounds * fast.srtt < chosen.srtt
 
