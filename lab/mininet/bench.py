@@ -396,7 +396,7 @@ MPTCP_BYTES = 16 * 1024 * 1024
 MPTCP_ROUNDS = 2
 # one subflow per path; no ECF slow-path check: against Linux it keeps nearly all data on
 # one path (measured: 64 MiB, 0 to 87 KB on the second one; 16 MiB without it: 8.0 / 8.6 MB)
-MPTCP_USER = {"path_manager": "paired", "slow_path_check": False}
+MPTCP_USER = {"path_manager": "paired"}
 
 
 def bench_mptcp_vs_kernel() -> dict[str, Any]:

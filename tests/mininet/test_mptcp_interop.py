@@ -30,7 +30,7 @@ H2 = ("10.0.2.2", "10.0.4.2")
 PATHS = {"delay_ms": (0.0, 0.0), "bw_mbps": (20.0, 20.0)}
 # our end: one subflow per path; without the ECF slow-path check, which against Linux keeps
 # nearly all data off the second path (see lab/mininet/bench.py, mininet-mptcp-vs-kernel)
-USER = {"path_manager": "paired", "slow_path_check": False}
+USER = {"path_manager": "paired"}
 CAPTURE = ["h1-eth0", "h1-eth1"]  # everything h1 sends and receives, on both paths
 
 
