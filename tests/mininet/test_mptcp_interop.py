@@ -28,8 +28,7 @@ H1 = ("10.0.1.1", "10.0.3.1")  # path A, path B
 H2 = ("10.0.2.2", "10.0.4.2")
 # each path a bottleneck below what either stack can do, so that both paths carry data
 PATHS = {"delay_ms": (0.0, 0.0), "bw_mbps": (20.0, 20.0)}
-# our end: one subflow per path; without the ECF slow-path check, which against Linux keeps
-# nearly all data off the second path (see lab/mininet/bench.py, mininet-mptcp-vs-kernel)
+# our end: one subflow per path, otherwise our defaults
 USER = {"path_manager": "paired"}
 CAPTURE = ["h1-eth0", "h1-eth1"]  # everything h1 sends and receives, on both paths
 
