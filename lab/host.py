@@ -163,6 +163,7 @@ class HostStack:
             int, tuple[Callable[[], StreamHandler], TcpConfig | None, Callable[[], TcpExtension | None] | None]
         ] = {}
         self._udp: dict[int, DatagramHandler] = {}
+        self.reserved_ports: set[int] = set()  # fixed client ports a workload will connect() from
         self._ident = 0
         self._header_sums: dict[tuple[bytes, bytes, int], int] = {}
         self._next_port = 40000 + self.rng.randrange(0, 20000)
@@ -238,6 +239,14 @@ class HostStack:
         self._listeners[port] = (handler_factory, config, extension_factory)
         if mptcp is not None:
             self._mptcp_listeners[port] = mptcp
+
+    def reserve_port(self, port: int) -> None:
+        """Announce that a connect() will use ``port`` as its local port: the port
+        allocator skips it and a real-network backend fences it off from the kernel.
+        Raises ConfigError for a port outside 1..65535."""
+        if not 0 < port < 65536:
+            raise ConfigError(f"port must be 1..65535, got {port}")
+        self.reserved_ports.add(port)
 
     def bind_udp(self, port: int, handler: DatagramHandler) -> None:
         if port in self._udp:
@@ -539,7 +548,11 @@ class HostStack:
         for _ in range(30000):
             port = self._next_port
             self._next_port = 40000 if port >= 60999 else port + 1
-            if port not in self._listeners and not any(c.addr.local_port == port for c, _ in self._conns.values()):
+            if (
+                port not in self._listeners
+                and port not in self.reserved_ports
+                and not any(c.addr.local_port == port for c, _ in self._conns.values())
+            ):
                 return port
         raise LocalProtocolError(f"{self.name}: no free port")
 

@@ -64,6 +64,13 @@ class Workload:
     def schedule(self, run: ScenarioRun) -> None:
         raise NotImplementedError
 
+    def check_merged(self, result: TransferResult) -> str | None:
+        """On a live backend, where each end reports its half of ``result`` from its
+        own process: why the merged result does not meet this workload's expectation
+        (a comparison across the ends), or None. Only the workload's own results are
+        passed (those named after it)."""
+        return None
+
 
 @dataclass(frozen=True, kw_only=True)
 class Transfer(Workload):

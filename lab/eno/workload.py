@@ -317,7 +317,13 @@ class EncryptedTransfer(Workload):
             src.connect(remote, self.port, _Sender(watch), extension=ext, local_port=self.local_port)
 
         if client_here:
+            if self.local_port is not None:
+                src.reserve_port(self.local_port)
             run.net.call_at(self.start_s, start)
+
+    def check_merged(self, result: TransferResult) -> str | None:
+        """Both ends' facts, merged by a live backend's controller, compared (:func:`verdict`)."""
+        return verdict(self.expect, result.extra)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -358,6 +364,10 @@ class SimultaneousOpenTransfer(Workload):
         data = run.payload(self.size_bytes)
         result = run.add_result(self.name, b"" if self.expect == "refused" else data)
         client_here, server_here = runs_here(run, self.src), runs_here(run, self.dst)
+        if client_here:
+            src.reserve_port(self.src_port)
+        if server_here:
+            dst.reserve_port(self.dst_port)
         watch = _Watch(result, self.expect, data, client_here=client_here, server_here=server_here)
 
         def start() -> None:
@@ -374,6 +384,10 @@ class SimultaneousOpenTransfer(Workload):
                 dst.connect(src_addr, self.src_port, _Sink(watch), local_port=self.dst_port, extension=server)
 
         run.net.call_at(self.start_s, start)
+
+    def check_merged(self, result: TransferResult) -> str | None:
+        """Both ends' facts, merged by a live backend's controller, compared (:func:`verdict`)."""
+        return verdict(self.expect, result.extra)
 
 
 class _ChainedSender(_Sender):

@@ -516,7 +516,7 @@ class Endpoint:
             workload.schedule(self.run)
         kernel_ports = sorted({p for k in self.kernel_stacks.values() for p in k.listen_ports})
         if self.stack_used:
-            self.ports = PortSet.of(tcp=list(self.stack._listeners), udp=list(self.stack._udp))
+            self.ports = PortSet.of(tcp=[*self.stack._listeners, *self.stack.reserved_ports], udp=list(self.stack._udp))
             for port in kernel_ports:
                 if self.ports.owns_tcp(port):
                     raise ConfigError(

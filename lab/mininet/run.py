@@ -412,6 +412,14 @@ def run_mininet_scenario(
         for r in results:
             if not r.complete:
                 r.error = r.error or "did not complete before the time limit"
+        by_name = {r.name: r for r in results}
+        for workload in scenario.transfers:
+            merged = by_name.get(workload.name)
+            if merged is not None and merged.error is None:
+                why = workload.check_merged(merged)
+                if why is not None:
+                    merged.error = why
+                    ctl.record_node(0.0, "net", "endpoint", "error", {"reason": f"{merged.name}: {why}"})
         errors = [f"{ep.host}: {ep.error}" for ep in endpoints.values() if ep.error]
         result = MininetRunResult(
             scenario=scenario.name,

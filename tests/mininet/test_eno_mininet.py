@@ -191,6 +191,29 @@ def test_eno_stripped_on_mininet_falls_back_or_refuses_as_in_the_simulator(
     assert problems["resets"] == 2, problems  # h1 resets the bare SYN-ACK, h2 the bare SYN
 
 
+@pytest.mark.mininet
+def test_eno_simultaneous_open_on_mininet_uses_its_fixed_ports_behind_the_fence(
+    tmp_path: Path,
+    clean_machine: None,  # noqa: F811
+) -> None:
+    """Both ends connect() from fixed ports (6001, 6002): the fence must keep the
+    kernel off those ports too, or it resets the crossing SYNs."""
+    scenario = SCENARIOS["eno-simultaneous-open"]
+    live = run_mininet_scenario(scenario, seed=SEED, out_dir=tmp_path)
+    assert live.ok, live.summary()
+    (transfer,) = live.transfers
+    assert transfer.bytes_received == transfer.bytes_expected and transfer.sha256_received == transfer.sha256_expected
+    extra = transfer.extra
+    assert extra["client_outcome"] == extra["server_outcome"] == "encrypted"
+    assert extra["client_session_id"] == extra["server_session_id"] and extra["client_session_id"]
+    assert live.endpoints["h1"]["fence"]["tcp"][0] == [6001, 6001]
+    assert live.endpoints["h2"]["fence"]["tcp"][0] == [6002, 6002]
+    pcap = tmp_path / "pcaps" / "r1-eth0.pcap"
+    syns = [s for s in tcp_segments(pcap) if s.syn and not s.ack]
+    assert {(s.sport, s.dport) for s in syns} >= {(6001, 6002), (6002, 6001)}
+    assert not [s for s in tcp_segments(pcap) if s.flags & 0x04], "a reset crossed r1"
+
+
 # --- without root: the cross-end check and the back-to-back workload in the simulator
 
 

@@ -465,3 +465,36 @@ def test_route_with_a_bad_address_is_rejected() -> None:
     t.router("r1")
     with pytest.raises(ConfigError, match="not an IP address"):
         t.route("r1", "10.0.0.300", "r1-eth0")
+
+
+# --- reserved client ports
+
+
+def test_a_reserved_port_is_never_allocated_and_a_bad_one_is_refused() -> None:
+    net = SimNetwork.build(single_path(), seed=1, tracer=MemoryTracer())
+    h1 = net.host("h1")
+    h1._next_port = 45000
+    h1.reserve_port(45000)
+    h1.reserve_port(45001)
+    assert h1._alloc_port() == 45002
+    with pytest.raises(ConfigError, match="1..65535"):
+        h1.reserve_port(70000)
+
+
+def test_check_merged_is_the_cross_end_verdict_of_eno_workloads() -> None:
+    from lab.eno.workload import EncryptedTransfer, SimultaneousOpenTransfer
+
+    agreed = {
+        "expect": "encrypted",
+        "client_outcome": "encrypted",
+        "server_outcome": "encrypted",
+        "corrupted_bytes_delivered": 0,
+        "client_session_id": "ab",
+        "server_session_id": "ab",
+    }
+    for workload in (EncryptedTransfer(), SimultaneousOpenTransfer()):
+        result = TransferResult(workload.name, 1, "00")
+        result.extra = dict(agreed)
+        assert workload.check_merged(result) is None
+        result.extra["server_session_id"] = "cd"
+        assert "session" in (workload.check_merged(result) or "")
