@@ -253,6 +253,7 @@ def _finish(watch: _Watch, host: HostStack, data: bytes | None, *, sha256: str |
                 "sha256_match": result.ok,
                 "conn": conn,
                 "outcome": watch.result.extra.get("server_outcome"),
+                "client_outcome": watch.result.extra.get("client_outcome"),
             },
         )
 

@@ -524,6 +524,7 @@ class IkeEndpoint:
             {
                 "attempt": attempt.number,
                 "event": "won",
+                "sa": sa.label,
                 "transport": attempt.transport,
                 "port": attempt.port,
                 "after_s": round(now - (self._started_at or 0.0), 6),

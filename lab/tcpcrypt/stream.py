@@ -720,7 +720,7 @@ class TcpcryptStream:
             self.bytes_received += len(data)
             self._events.append(DataReceived(data=data))
         if failure is not None:
-            self._abort(failure[0], failure[1], now)
+            self._abort(failure[0], failure[1], now, offset=self._recv_offset + pos)
             return
         if pos:
             del buf[:pos]
@@ -750,11 +750,15 @@ class TcpcryptStream:
         if self._boundaries is not None:
             self._boundaries.append(self._send_offset)
 
-    def _abort(self, reason: str, detail: str, now: float, *, event: bool = True) -> None:
+    def _abort(self, reason: str, detail: str, now: float, *, event: bool = True, offset: int | None = None) -> None:
+        """``offset``: the stream offset of the frame that failed, when a frame did."""
         if self._state is S.ABORTED:
             return
         self.abort_reason = reason
-        self._record(now, "error", {"reason": reason, "detail": detail, "state": self._state.value})
+        data: dict[str, Any] = {"reason": reason, "detail": detail, "state": self._state.value}
+        if offset is not None:
+            data["offset"] = offset
+        self._record(now, "error", data)
         self._set_state(Input.ABORT, now)
         self._rbuf.clear()
         self._pending.clear()

@@ -36,6 +36,10 @@ def test_sequential_fallback_waits_out_the_udp_timeout() -> None:
     (ev,) = pair.of("i", IkeSaEstablished)
     assert ev.transport == "tcp"
     assert pair.of("i", FallbackToTcp) == [FallbackToTcp(port=4500)]
+    (won,) = [
+        r for r in pair.tracer.select(layer="ike", name="state_updated", node="i") if r.data.get("event") == "won"
+    ]
+    assert won.data["sa"] == ev.spi_i.hex()
     established_at = next(
         r.t
         for r in pair.tracer.select(layer="ike", name="state_updated", node="i")

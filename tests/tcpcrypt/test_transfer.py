@@ -149,6 +149,9 @@ def test_tcpcrypt_tamper_aborts_and_delivers_nothing_corrupted() -> None:
     [error] = tracer.select(layer="tcpcrypt", name="error")
     assert error.node == "h2" and error.data["reason"] == "authentication_failed"
     assert error.t >= flip.t
+    # the failing frame's stream offset, as a field: past every byte delivered before it
+    offset = error.data["offset"]
+    assert isinstance(offset, int) and offset >= t.bytes_received and f"offset {offset} " in error.data["detail"]
     resets = [r for r in tracer.select(layer="tcp", name="state_updated") if r.data.get("reset")]
     assert {r.node for r in resets} == {"h1", "h2"}
 
