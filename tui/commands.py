@@ -69,9 +69,29 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return _run_app(lab_run, args, None)
 
 
+def _exit_with_parent() -> None:
+    """Ask the kernel to send us SIGTERM when the process that started us ends (Linux
+    PR_SET_PDEATHSIG): an app ``tcplab serve`` started must not outlive the server,
+    however the server ends. Elsewhere (no prctl) nothing happens."""
+    import ctypes
+    import os
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        parent = os.getppid()
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent ended before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _run_app(lab_run: Any, args: argparse.Namespace, out_dir: Path | None) -> int:
     from tui.app import LabApp
 
+    if getattr(args, "exit_with_parent", False):
+        _exit_with_parent()
     app = LabApp(lab_run)
     if getattr(args, "headless_check", False):
         return _headless_check(app)
@@ -115,7 +135,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         parts += ["tui", args.scenario, "--seed", str(args.seed), "--no-record"]
         if args.speed is not None:
             parts += ["--speed", str(args.speed)]
-    command = shlex.join(parts)
+    # exec: the app replaces the shell textual-serve starts it with, so the server is its parent
+    command = "exec " + shlex.join([*parts, "--exit-with-parent"])
     server = Server(command, host=args.host, port=args.port, title=f"tcplab {args.replay or args.scenario}")
     print(f"tcplab: serving on http://{args.host}:{args.port}/ (Ctrl+C stops)", file=sys.stderr)
     server.serve()
@@ -132,12 +153,14 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--out", metavar="DIR", help="bundle directory (default runs/SCENARIO-seedN-TIME-tui)")
     s.add_argument("--no-record", action="store_true", help="do not write a run bundle")
     s.add_argument("--headless-check", action="store_true", help=argparse.SUPPRESS)
+    s.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     s.set_defaults(fn=cmd_tui)
 
     s = sub.add_parser("replay", help="open a recorded run bundle in the TUI, with a time slider")
     s.add_argument("run_dir")
     s.add_argument("--speed", type=_speed, default=1.0, help="playback speed, or 'max'")
     s.add_argument("--headless-check", action="store_true", help=argparse.SUPPRESS)
+    s.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     s.set_defaults(fn=cmd_replay)
 
     s = sub.add_parser("serve", help="the TUI in a web browser (textual-serve), e.g. for a projector")

@@ -40,6 +40,22 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float = 30.0) -
     raise AssertionError("tcplab serve did not listen in time")
 
 
+def _group_members(pgid: int) -> set[int]:
+    """The live (non-zombie) processes in process group ``pgid``."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.add(int(entry.name))
+    return found
+
+
 def _bright_fraction(rows: list[bytes], width: int, channels: int) -> float:
     bright = sum(1 for r in rows for x in range(0, len(r), channels) if max(r[x : x + 3]) > 150)
     return bright / (width * len(rows))
@@ -74,18 +90,22 @@ def test_serve_renders_a_running_scenario_in_headless_chromium(tmp_path: Path) -
         _wait_for_port(port, proc)
         shot = tmp_path / "serve.png"
         data = asyncio.run(screenshot(f"http://127.0.0.1:{port}/", shot, wait_s=7.0))
+        app_pids = _group_members(proc.pid) - {proc.pid}
+        assert app_pids, "the page did not start an app process"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        proc.send_signal(signal.SIGKILL)  # the server alone, the hardest way: no chance to clean up
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        # the app process textual-serve started is in the same group; make sure it is gone
-        try:
+        deadline = time.monotonic() + 10.0
+        while _group_members(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = _group_members(proc.pid)
+        if left:  # never leave them behind, but fail: they should have ended with the server
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    assert not left, f"app processes outlived tcplab serve: {sorted(left)}"
     width, height, rows = png_pixels(data)
     channels = len(rows[0]) // width
     assert (width, height) == (1200, 800)
