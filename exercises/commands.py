@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -121,16 +120,11 @@ def _default_dir(name: str) -> Path:
 
 
 def cmd_check(args: Any) -> int:
-    from exercises.grading import grade
+    from exercises.grading import grade, mininet_refusal
 
     ex = _load(args.name)
-    if args.backend == "mininet" and ex.needs_scenario:
-        if os.geteuid() != 0:
-            return fail("--backend mininet needs root (Mininet creates network namespaces): run with sudo")
-        return fail(
-            "the Mininet backend does not run tcplab's own endpoints yet, which this exercise's scenario needs; "
-            "grade with --backend sim"
-        )
+    if args.backend == "mininet" and (why := mininet_refusal(ex)):
+        return fail(why)
     if args.time_limit is not None and not 0 < args.time_limit <= 3600:
         return fail(f"--time-limit must be in (0, 3600] seconds, got {args.time_limit}")
     directory = Path(args.dir) if args.dir else _default_dir(ex.name)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +47,7 @@ OUTPUT_LIMIT_BYTES = 64 << 20  # a file the submission writes (its printed outpu
 OUTPUT_TAIL_CHARS = 2000
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RUNS_CHECK = "solution.py runs"
+BACKENDS = ("sim", "mininet", "none")  # "none": the exercise runs no scenario
 
 
 class SubmissionError(Exception):
@@ -370,19 +372,136 @@ class SimReplay:
                 "timed_out": timed_out,
                 "end_s": net.now,
                 "seed": self.seed,
+                "backend": "sim",
             },
         )
+
+
+class MininetReplay:
+    """A scenario run on Mininet (root only) with the grader's fixed seed: our endpoints on real
+    packets, one endpoint process per host (:func:`lab.mininet.run.run_mininet_scenario`).
+
+    ``finish()`` returns the same :class:`TraceQuery` as :class:`SimReplay` (``extra`` also has
+    ``backend: "mininet"`` and the run's ``errors``); with ``pcap_dir`` the captures of every
+    interface land there as ``<interface>.pcap``, as in the simulator (Ethernet frames, not raw
+    IP: read them with ``ip_packets``). Timings are wall-clock seconds since the run's start:
+    checks on them need slack (see ``timing_slack_s``). A real network cannot stand still while
+    the grader asks the attendee's code something, so ``run_until`` raises ConfigError.
+    ``finish`` raises ConfigError (not root, Mininet missing, a scenario that does not fit) or
+    LabError (the network or an endpoint failed to start).
+    """
+
+    backend = "mininet"
+
+    def __init__(self, scenario: Any, *, seed: int, pcap_dir: Path | None = None) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.pcap_dir = pcap_dir
+
+    def run_until(self, t: float) -> None:
+        from lab.errors import ConfigError
+
+        raise ConfigError(
+            f"scenario {self.scenario.name}: a Mininet run cannot pause at {t:g} s for the grader "
+            "(real packets keep flowing); this step needs the simulator"
+        )
+
+    def finish(self) -> TraceQuery:
+        from lab.mininet.run import run_mininet_scenario
+        from lab.trace import read_jsonl
+
+        with tempfile.TemporaryDirectory(prefix="tcplab-grade-mininet-") as tmp:
+            out = Path(tmp)
+            result = run_mininet_scenario(self.scenario, seed=self.seed, out_dir=out, pcaps=self.pcap_dir is not None)
+            records = list(read_jsonl(out / "trace.jsonl"))
+            if self.pcap_dir is not None:
+                self.pcap_dir.mkdir(parents=True, exist_ok=True)
+                for pcap in (out / "pcaps").glob("*.pcap"):
+                    shutil.move(str(pcap), self.pcap_dir / pcap.name)
+        return TraceQuery(
+            records,
+            extra={
+                "results": {r.name: r.to_dict() for r in result.transfers},
+                "timed_out": result.timed_out,
+                "end_s": result.run_time_s,
+                "seed": self.seed,
+                "backend": "mininet",
+                "errors": list(result.errors),
+            },
+        )
+
+
+MININET_SLACK_S = 0.25  # what checks on wall-clock timings allow on Mininet on top of a simulator bound
+
+
+def timing_slack_s(q: TraceQuery) -> float:
+    """Seconds a timing check adds to its bound for this run: 0 in the simulator (virtual time,
+    exact), ``MININET_SLACK_S`` on Mininet (real processes: scheduling, Python's crypto, qdiscs)."""
+    return MININET_SLACK_S if q.extra.get("backend") == "mininet" else 0.0
+
+
+def slack_note(q: TraceQuery) -> str:
+    """What a timing check's detail says about its slack (empty in the simulator)."""
+    slack = timing_slack_s(q)
+    return f" (+{slack:g} s slack for real processes on Mininet)" if slack else ""
+
+
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_IPV6 = 0x86DD
+ETHERTYPE_VLAN = 0x8100
+
+
+def ip_packets(path: Path) -> list[bytes]:
+    """The IP packets in a pcap file, whatever its link type: raw IP (the simulator's captures),
+    Ethernet (Mininet's) or Linux cooked capture; other frames are skipped.
+    Raises DecodeError for a malformed file, OSError like ``open()``."""
+    from lab.pcap import read_pcap_linktype
+
+    linktype, frames = read_pcap_linktype(path)
+    out = []
+    for _t, frame in frames:
+        if linktype in (101, 12, 14):  # raw IP
+            out.append(frame)
+            continue
+        if linktype == 1:
+            offset, type_at = 14, 12
+            while len(frame) >= offset and int.from_bytes(frame[type_at : type_at + 2], "big") == ETHERTYPE_VLAN:
+                offset, type_at = offset + 4, type_at + 4
+        elif linktype == 113:
+            offset, type_at = 16, 14
+        elif linktype == 276:
+            offset, type_at = 20, 0
+        else:
+            continue
+        if len(frame) > offset and int.from_bytes(frame[type_at : type_at + 2], "big") in (
+            ETHERTYPE_IPV4,
+            ETHERTYPE_IPV6,
+        ):
+            out.append(frame[offset:])
+    return out
 
 
 # --- running attendee code ------------------------------------------------------------------
 
 
 class Submission:
-    """An attendee's directory: ``solution.py`` and whatever ``tcplab exercise start`` copied next to it."""
+    """An attendee's directory: ``solution.py`` and whatever ``tcplab exercise start`` copied next to it.
 
-    def __init__(self, directory: Path, *, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> None:
+    ``backend`` is where the grader's scenarios run (``sim`` or ``mininet``): graders build their
+    runs with :meth:`replay`, which picks :class:`SimReplay` or :class:`MininetReplay`.
+    """
+
+    def __init__(self, directory: Path, *, time_limit_s: float = DEFAULT_TIME_LIMIT_S, backend: str = "sim") -> None:
         self.directory = Path(directory)
         self.time_limit_s = time_limit_s
+        self.backend = backend
+
+    def replay(self, scenario: Any, *, seed: int, pcap_dir: Path | None = None) -> SimReplay | MininetReplay:
+        """The grader's run of ``scenario`` with ``seed`` on this submission's backend (nothing runs
+        until ``run_until``/``finish``; building a SimReplay raises ConfigError for a bad scenario)."""
+        if self.backend == "mininet":
+            return MininetReplay(scenario, seed=seed, pcap_dir=pcap_dir)
+        return SimReplay(scenario, seed=seed, pcap_dir=pcap_dir)
 
     @property
     def solution(self) -> Path:
@@ -594,6 +713,7 @@ class Exercise:
     prepare: Callable[[Path], None] | None = None
     time_limit_s: float = DEFAULT_TIME_LIMIT_S
     needs_scenario: bool = False
+    no_mininet: str = ""  # why --backend mininet is refused (empty: its runs go to Mininet when asked)
 
     @property
     def package_dir(self) -> Path:
@@ -608,9 +728,18 @@ def grade(
     attendee: str = "",
     time_limit_s: float | None = None,
 ) -> GradeReport:
-    """Grade the submission in ``directory``. Never raises for anything the submission does."""
+    """Grade the submission in ``directory``. Never raises for anything the submission does.
+
+    ``backend`` ``mininet`` runs the exercise's scenarios on Mininet (see ``mininet_refusal``
+    for when it cannot); raises ValueError for an unknown backend."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     start = time.perf_counter()
-    submission = Submission(Path(directory), time_limit_s=time_limit_s or exercise.time_limit_s)
+    submission = Submission(
+        Path(directory),
+        time_limit_s=time_limit_s or exercise.time_limit_s,
+        backend="mininet" if backend == "mininet" else "sim",
+    )
     results: list[CheckResult] = []
     error: str | None = None
     evidence: Any = None
@@ -652,6 +781,17 @@ def grade(
         error=error,
         wall_time_s=time.perf_counter() - start,
     )
+
+
+def mininet_refusal(exercise: Exercise) -> str | None:
+    """Why ``exercise`` cannot be graded with ``--backend mininet`` here (one line), or None."""
+    if not exercise.needs_scenario:
+        return None
+    if exercise.no_mininet:
+        return f"{exercise.name} cannot be graded on Mininet: {exercise.no_mininet}; grade it with --backend sim"
+    if os.geteuid() != 0:
+        return "--backend mininet needs root (Mininet creates network namespaces): run with sudo"
+    return None
 
 
 def _runs_feedback(exc: SubmissionError) -> str:
@@ -730,8 +870,13 @@ def main_for(exercise: Exercise, argv: list[str] | None = None) -> int:
     p.add_argument("dir", nargs="?", default=exercise.name)
     p.add_argument("--json", action="store_true")
     p.add_argument("--junit", metavar="FILE")
+    p.add_argument("--backend", choices=("sim", "mininet"), default="sim")
     args = p.parse_args(argv)
-    report = grade(exercise, Path(args.dir))
+    if args.backend == "mininet" and (why := mininet_refusal(exercise)):
+        print(f"error: {why}", file=sys.stderr)
+        return 2
+    backend = args.backend if exercise.needs_scenario else "none"
+    report = grade(exercise, Path(args.dir), backend=backend)
     print(report.to_json() if args.json else report.to_text())
     if args.junit:
         Path(args.junit).write_text(report.to_junit())
@@ -744,6 +889,7 @@ __all__ = [
     "CheckResult",
     "Exercise",
     "GradeReport",
+    "MininetReplay",
     "SimReplay",
     "Submission",
     "SubmissionError",
@@ -754,6 +900,10 @@ __all__ = [
     "evaluate",
     "exercise_names",
     "grade",
+    "ip_packets",
     "load_exercise",
     "main_for",
+    "mininet_refusal",
+    "slack_note",
+    "timing_slack_s",
 ]

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from exercises.eno_mandatory import scenario
-from exercises.grading import Answers, Check, Exercise, SimReplay, Submission, SubmissionError, TraceQuery, main_for
+from exercises.grading import Answers, Check, Exercise, SimReplay, Submission, SubmissionError, TraceQuery
+from exercises.grading import ip_packets, main_for
 from lab.apps import bulk_payload
 from lab.eno.extension import EnoConfig
 from lab.errors import LabError
-from lab.pcap import read_pcap
 from lab.wire.ip import decode_ip, ip_protocol
 from lab.wire.tcp import TCP_PROTOCOL, decode_segment
 
@@ -49,7 +49,7 @@ def plaintext_crossing(pcaps: list[Path], secret: bytes) -> tuple[int, int]:
     most = (0, 0)
     for path in pcaps:
         segments = total = 0
-        for _t, raw in read_pcap(path):
+        for raw in ip_packets(path):
             ip = decode_ip(raw)
             if ip_protocol(ip) != TCP_PROTOCOL:
                 continue
@@ -76,12 +76,13 @@ def collect(sub: Submission) -> Answers:
     config = client_config(calls[0])
     secret = bulk_payload(scenario.SECRET_BYTES, scenario.SEED * 1000003)  # the first result's bytes
     with tempfile.TemporaryDirectory(prefix="tcplab-eno-mandatory-") as tmp:
-        replay = SimReplay(scenario.stripped(config), seed=scenario.SEED, pcap_dir=Path(tmp))
+        replay = sub.replay(scenario.stripped(config), seed=scenario.SEED, pcap_dir=Path(tmp))
         stripped = replay.finish()
         crossed = plaintext_crossing([Path(tmp) / f"{name}.pcap" for name in scenario.ROUTER_INTERFACES], secret)
-    clean = SimReplay(scenario.clean(config), seed=scenario.SEED).finish()
+    clean = sub.replay(scenario.clean(config), seed=scenario.SEED).finish()
     if clean.extra["results"][scenario.TRANSFER]["sha256_expected"] != hashlib.sha256(secret).hexdigest():
         raise RuntimeError("the secret the grader looks for is not the one the run sends")
+    # the reason a refusal records is a fact of the protocol, not of the network: the simulator tells it
     reference = SimReplay(scenario.stripped(EnoConfig(policy="mandatory")), seed=scenario.SEED).finish()
     refused = reference.first(layer="eno", name="state_updated", node=scenario.CLIENT, to="refused")
     truth = {

@@ -73,6 +73,7 @@ def firewall_settings(value: Any) -> dict[str, Any]:
 
 def collect(sub: Submission) -> dict[str, Any]:
     got_answers, got_firewall = sub.call_many([("answers", []), ("firewall", [])])
+    # the questions are about the simulator's trace (its middlebox records which segment it rewrote)
     broken = SimReplay(sc.scenario(sc.FIREWALL), seed=sc.SEED).finish()
     errors = {}
     values: dict[str, Any] = {}
@@ -89,7 +90,7 @@ def collect(sub: Submission) -> dict[str, Any]:
         if isinstance(got_firewall, SubmissionError):
             raise got_firewall
         settings = firewall_settings(got_firewall)
-        fixed = SimReplay(sc.scenario(settings), seed=sc.SEED).finish()
+        fixed = sub.replay(sc.scenario(settings), seed=sc.SEED).finish()
         fixed.extra["firewall"] = settings
     except SubmissionError as exc:
         fixed = exc

@@ -1,1 +1,1 @@
-"""Exercise: MPTCP on heterogeneous paths must not lose to the best single path (RFC 6356 §2)."""
+"""Exercise: MPTCP on heterogeneous paths must beat the best single path (RFC 6356 §2)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
@@ -9,7 +10,10 @@ from exercises.grading import Check, Exercise, SimReplay, Submission, Submission
 from exercises.mptcp_hetero import scenario as sc
 from lab.errors import ConfigError
 
-TOLERANCE = 0.97  # RFC 6356 §2 goal 1 "at least as well as ... the best of the paths", within 3 %
+# RFC 6356 §2 goal 1: a multipath flow should perform at least as well as a single path flow on the
+# best of the paths; the reference beats it (about 1.03 in the simulator), so the check asks for more
+MIN_RATIO = 1.0  # goodput / best single path's, strictly above it in the simulator
+MININET_MIN_RATIO = 0.95  # on Mininet: both runs' goodput also depends on the endpoints' CPU on a shared machine
 MIN_PATH_B_SHARE = 0.03
 
 
@@ -30,11 +34,19 @@ def client_settings(sub: Submission) -> dict[str, Any]:
 
 def collect(sub: Submission) -> TraceQuery:
     settings = client_settings(sub)
-    q = SimReplay(sc.scenario(settings), seed=sc.SEED).finish()
-    base = SimReplay(sc.baseline(), seed=sc.SEED).finish()
+    q = sub.replay(sc.scenario(settings), seed=sc.SEED).finish()
     q.extra["client"] = settings
-    q.extra["baseline"] = base.extra["results"]["bulk"]
+    if sub.backend == "mininet":  # measured in the same network, right after the MPTCP run
+        q.extra["baseline"] = sub.replay(sc.baseline(), seed=sc.SEED).finish().extra["results"]["bulk"]
+    else:
+        q.extra["baseline"] = dict(sim_baseline())
     return q
+
+
+@functools.lru_cache(maxsize=1)
+def sim_baseline() -> dict[str, Any]:
+    """The plain-TCP run's result in the simulator: deterministic (fixed seed), so run once per process."""
+    return SimReplay(sc.baseline(), seed=sc.SEED).finish().extra["results"]["bulk"]
 
 
 def path_bytes(q: TraceQuery) -> dict[str, int]:
@@ -65,9 +77,16 @@ def vs_best_path(q: TraceQuery) -> tuple[bool, str]:
     if not best:
         return False, "the plain-TCP baseline did not complete"
     ratio = mine / best
-    return ratio >= TOLERANCE, (
-        f"MPTCP {mine:.2f} Mbit/s vs plain TCP on path A alone {best:.2f} Mbit/s ({ratio:.0%}); "
-        f"done at {res['completed_at']:.2f} s vs {base['completed_at']:.2f} s"
+    mininet = q.extra.get("backend") == "mininet"
+    ok = ratio >= MININET_MIN_RATIO if mininet else ratio > MIN_RATIO
+    note = (
+        f"; on Mininet {MININET_MIN_RATIO:.0%} of it is enough, since the Python endpoints' CPU adds noise there"
+        if mininet
+        else ""
+    )
+    return ok, (
+        f"MPTCP {mine:.2f} Mbit/s vs plain TCP on path A alone {best:.2f} Mbit/s ({ratio:.1%}); "
+        f"done at {res['completed_at']:.2f} s vs {base['completed_at']:.2f} s{note}"
     )
 
 
@@ -85,9 +104,9 @@ CHECKS = (
         "h2 must get every byte (SHA-256). A setting that stalls the connection shows in h1's mptcp records.",
     ),
     Check(
-        "goodput at least that of the best single path",
+        "goodput above the best single path",
         vs_best_path,
-        "MPTCP must do at least as well as plain TCP on path A alone (RFC 6356 §2, goal 1; 3 % slack). With a "
+        "MPTCP must beat plain TCP on path A alone, the best single path (RFC 6356 §2, goal 1). With a "
         "1 MiB receive buffer, data outstanding on the 400 ms path blocks the window while path A idles: compare "
         "the subflows' rate_bps in h1's mptcp metrics_updated records, and look at the settings made for this "
         "(RFC 8041, Raiciu et al. NSDI 2012). Change one setting at a time.",
@@ -102,7 +121,7 @@ CHECKS = (
 
 EXERCISE = Exercise(
     name="mptcp_hetero",
-    title="Do not lose to the best single path on heterogeneous paths",
+    title="Beat the best single path on heterogeneous paths",
     topic="mptcp",
     minutes=25,
     rfcs=("RFC 6356 §2", "RFC 8041", "RFC 8684 §3.3.6"),

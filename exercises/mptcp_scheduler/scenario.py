@@ -4,7 +4,9 @@
 each. h1 sends 4 MiB to h2 over MPTCP, one subflow per path (``paired``
 path manager); h1's scheduler is the ``MyScheduler`` class of your
 solution.py. No single path can carry more than its 20 Mbit/s: a goodput
-above ``SINGLE_PATH_MBPS`` needs both.
+above ``SINGLE_PATH_MBPS`` needs both. Graded on Mininet (``--backend
+mininet``), the paths are shaped to ``MININET_PATH_MBPS`` each: there the
+Python endpoints, tracing every segment, could not fill two 20 Mbit/s paths.
 
 The grader's own copy of this file is the one that runs; editing yours
 changes nothing.
@@ -19,6 +21,7 @@ from lab.scenario import Scenario
 SEED = 7
 SIZE_BYTES = 4 * 1024 * 1024
 SINGLE_PATH_MBPS = 20.0
+MININET_PATH_MBPS = 8.0  # per path on Mininet, where the endpoints' CPU must not be the bottleneck
 PATH_A = ("10.0.1.1", "10.0.2.2")  # h1 -> r1 -> h2
 PATH_B = ("10.0.3.1", "10.0.4.2")  # h1 -> r2 -> h2
 SCHEDULER_CLASS = "MyScheduler"
@@ -26,13 +29,14 @@ SCHEDULER_CLASS = "MyScheduler"
 _ONLY_YOURS = {"slow_path_check": False} if "slow_path_check" in MptcpConfig.__dataclass_fields__ else {}
 
 
-def scenario(scheduler: str) -> Scenario:
-    """The run with h1 using the registered scheduler ``scheduler``."""
+def scenario(scheduler: str, *, bw_mbps: float = SINGLE_PATH_MBPS) -> Scenario:
+    """The run with h1 using the registered scheduler ``scheduler``, each path shaped to ``bw_mbps``."""
     return Scenario(
         name="mptcp-scheduler",
-        description="h1 sends 4 MiB to h2 over two 20 Mbit/s paths (10 ms and 20 ms one-way) with your scheduler.",
+        description=f"h1 sends 4 MiB to h2 over two {bw_mbps:g} Mbit/s paths (10 ms and 20 ms one-way) "
+        "with your scheduler.",
         topology="two-paths",
-        topology_params={"delay_ms": (10.0, 20.0), "bw_mbps": (20.0, 20.0), "queue_packets": 100},
+        topology_params={"delay_ms": (10.0, 20.0), "bw_mbps": (bw_mbps, bw_mbps), "queue_packets": 100},
         transfers=(
             MptcpTransfer(
                 size_bytes=SIZE_BYTES,

@@ -81,10 +81,17 @@ def test_check_with_a_dir_and_bad_values(capsys: pytest.CaptureFixture[str], tmp
     assert code == 2 and "invalid choice" in err
 
 
-def test_mininet_backend_is_refused_clearly_for_simulated_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
+def test_mininet_backend_is_refused_clearly_where_it_cannot_grade(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "exercise", "check", "tcp_reset_attack", "--backend", "mininet")
-    assert code == 2
-    assert ("needs root" in err) if os.geteuid() else ("does not run tcplab's own endpoints yet" in err)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "tcp_reset_attack cannot be graded on Mininet" in err and "--backend sim" in err
+    code, _, err = run(
+        capsys, "exercise", "check", "mptcp_path_failure", "--backend", "mininet", "--dir", "/nonexistent"
+    )
+    if os.geteuid():
+        assert code == 2 and "needs root" in err and len(err.strip().splitlines()) == 1
+    else:  # root: it grades (here: nothing to grade) instead of refusing
+        assert code == 1 and "needs root" not in err
 
 
 def _report(directory: Path, attendee: str, exercise: str, checks: list[tuple[str, bool, int]]) -> None:
