@@ -171,6 +171,8 @@ class HostStack:
         self._mptcp_listeners: dict[int, MptcpConfig] = {}
         self._mptcp_tokens: dict[int, MptcpConnection] = {}
         self._mptcp_routes: dict[FourTuple, tuple] = {}
+        self._mptcp_join_ports: set[int] = set()  # ports announced in ADD_ADDR: MP_JOIN SYNs only
+        self._mptcp_versions: dict[str, int] = {}  # server address -> MPTCP version to offer it
 
     @property
     def now(self) -> float:
@@ -239,6 +241,11 @@ class HostStack:
         self._listeners[port] = (handler_factory, config, extension_factory)
         if mptcp is not None:
             self._mptcp_listeners[port] = mptcp
+            if mptcp.announce_port is not None and mptcp.announce_port != port:
+                # the port our ADD_ADDRs announce: it takes MP_JOINs only (RFC 8684 §3.4.1); reserved,
+                # so that no connect() takes it and a real-network backend fences it off from the kernel
+                self._mptcp_join_ports.add(mptcp.announce_port)
+                self.reserved_ports.add(mptcp.announce_port)
 
     def reserve_port(self, port: int) -> None:
         """Announce that a connect() will use ``port`` as its local port: the port
@@ -360,6 +367,15 @@ class HostStack:
             conn.receive_segment(seg, now=self.now)
             self._pump(conn)
             return
+        if listener is None and dport in self._mptcp_join_ports and flags & SYN and not flags & (ACK | RST):
+            from lab.mptcp.connection import syn_mptcp_option
+            from lab.wire.mptcp import MpJoinSyn
+
+            addr = FourTuple(unpack_address(dst), dport, unpack_address(src), sport)
+            opt = syn_mptcp_option(seg)
+            if isinstance(opt, MpJoinSyn):
+                self._accept_mptcp_join(addr, seg, opt, src, dst)
+                return
         self._reset_unknown(src, dst, seg)
 
     def _reset_unknown(self, src: bytes, dst: bytes, raw: bytes) -> None:
@@ -420,6 +436,7 @@ class HostStack:
             rng=random.Random(self.rng.getrandbits(64)),
             allocate_port=self._alloc_port,
             token_in_use=self._mptcp_tokens.__contains__,
+            version_cache=self._mptcp_versions,
         )
         self._mptcp_tokens[mp.local_token] = mp
         mp._host_owner = mp
@@ -434,24 +451,28 @@ class HostStack:
 
         opt = syn_mptcp_option(seg)
         if isinstance(opt, MpJoinSyn):
-            mp = self._mptcp_tokens.get(opt.token)
-            if mp is None or not mp.established or mp.fallback is not None or mp.terminated:
-                if self._trace_on:
-                    self.tracer.record(
-                        self.now,
-                        "mptcp",
-                        "segment_dropped",
-                        {"subflow": str(addr), "reason": f"MP_JOIN for unknown token {opt.token}", "token": opt.token},
-                    )
-                self._reset_unknown(src, dst, seg)  # RFC 8684 §3.2: an unknown token gets a RST
-                return
-            mp.accept_join(addr, seg, now=self.now)
-            self._pump(mp)
+            self._accept_mptcp_join(addr, seg, opt, src, dst)
             return
         mp = self._new_mptcp(cfg, "server", config)
         stream = Stream(self, mp, factory())
         mp._host_stream = stream
         mp.accept(addr, seg, now=self.now)
+        self._pump(mp)
+
+    def _accept_mptcp_join(self, addr: FourTuple, seg: bytes, opt, src: bytes, dst: bytes) -> None:
+        """A SYN with MP_JOIN (``opt``) reached an MPTCP listener or an announced port."""
+        mp = self._mptcp_tokens.get(opt.token)
+        if mp is None or not mp.established or mp.fallback is not None or mp.terminated:
+            if self._trace_on:
+                self.tracer.record(
+                    self.now,
+                    "mptcp",
+                    "segment_dropped",
+                    {"subflow": str(addr), "reason": f"MP_JOIN for unknown token {opt.token}", "token": opt.token},
+                )
+            self._reset_unknown(src, dst, seg)  # RFC 8684 §3.2: an unknown token gets a RST
+            return
+        mp.accept_join(addr, seg, now=self.now)
         self._pump(mp)
 
     def _pump_mptcp(self, mp: MptcpConnection) -> None:
@@ -522,6 +543,11 @@ class HostStack:
                     break
         finally:
             mp._host_pumping = False
+        if self._mptcp_tokens.get(mp.local_token) is not mp and not mp.terminated:
+            # a version change (RFC 8684 §3.1) gave the connection the other hash's token
+            for token in [t for t, m in self._mptcp_tokens.items() if m is mp]:
+                del self._mptcp_tokens[token]
+            self._mptcp_tokens[mp.local_token] = mp
         when = mp.get_timer()
         if when is not None:
             scheduled = mp._host_timer_at

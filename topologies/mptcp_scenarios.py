@@ -90,5 +90,13 @@ SCENARIOS: dict[str, Scenario] = {
             middleboxes=(("r2", lambda: FlipPayloadBytes(dst_port=5001, nth=200)),),
             transfers=(MptcpTransfer(size_bytes=8 * MIB, client={"checksum": True, "path_manager": "paired"}),),
         ),
+        Scenario(
+            name="mptcp-mpfail-fallback",
+            description="DSS checksums on one path, and r1 flips a payload byte once: MP_FAIL, the sender's infinite mapping over the data sent again, then plain TCP, byte-exact.",
+            topology="single-path",
+            topology_params={"delay_ms": 20.0, "bw_mbps": 20.0},
+            middleboxes=(("r1", lambda: FlipPayloadBytes(dst_port=5001, nth=300)),),
+            transfers=(MptcpTransfer(size_bytes=8 * MIB, client={"checksum": True}),),
+        ),
     )
 }

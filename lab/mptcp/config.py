@@ -24,6 +24,17 @@ class MptcpConfig:
     ``penalisation`` (Raiciu et al., NSDI 2012) and ``slow_path_check`` (ECF:
     keep data off a slow subflow when the fast one would deliver it sooner)
     are the mechanisms for heterogeneous paths.
+    ``announce_port`` is the port our ADD_ADDRs carry (RFC 8684 §3.4.1): the
+    peer opens its MP_JOINs to that port, on which a host listening with this
+    configuration also accepts joins; None announces addresses without a port
+    (joins then go to the port of the initial subflow).
+    ``versions`` are the MPTCP versions this end supports (empty: ``version``
+    only); ``version``, the highest of them, is what a client offers in its
+    SYN (RFC 8684 §3.1). A server answers a SYN with the offered version when
+    it supports it, with its own highest when the offer is higher; a client
+    continues with a lower version the SYN/ACK names when it supports it, and
+    a host remembers per server which version to offer next time (see
+    ``MptcpConnection``'s ``version_cache``).
     """
 
     version: int = 1
@@ -40,18 +51,37 @@ class MptcpConfig:
     opportunistic_retransmission: bool = True
     penalisation: bool = True
     slow_path_check: bool = True
+    announce_port: int | None = None
+    versions: tuple[int, ...] = ()
+
+    @property
+    def supported_versions(self) -> tuple[int, ...]:
+        """The versions this end speaks, highest first."""
+        return tuple(sorted(set(self.versions), reverse=True)) if self.versions else (self.version,)
 
     def __post_init__(self) -> None:
         from lab.mptcp import strategies
 
         if self.version not in (0, 1):
             raise ConfigError(f"MPTCP version must be 0 (RFC 6824) or 1 (RFC 8684), got {self.version!r}")
+        if not isinstance(self.versions, tuple) or any(isinstance(v, bool) or v not in (0, 1) for v in self.versions):
+            raise ConfigError(f"versions must be a tuple of MPTCP versions 0 and 1, got {self.versions!r}")
+        if self.versions and (len(set(self.versions)) != len(self.versions) or self.version != max(self.versions)):
+            raise ConfigError(
+                f"versions {self.versions!r}: no duplicates, and version ({self.version}) must be the highest of them"
+            )
         if not 1 <= self.max_subflows <= 64:
             raise ConfigError(f"max_subflows must be 1..64, got {self.max_subflows!r}")
         if not 4096 <= self.receive_buffer_bytes <= 1 << 30:
             raise ConfigError(f"receive_buffer_bytes must be 4096..2**30, got {self.receive_buffer_bytes!r}")
         if not 1 <= self.mapping_bytes <= MAX_MAPPING_BYTES:
             raise ConfigError(f"mapping_bytes must be 1..{MAX_MAPPING_BYTES}, got {self.mapping_bytes!r}")
+        if self.announce_port is not None and (
+            isinstance(self.announce_port, bool)
+            or not isinstance(self.announce_port, int)
+            or not 0 < self.announce_port < 65536
+        ):
+            raise ConfigError(f"announce_port must be a port 1..65535 or None, got {self.announce_port!r}")
         for kind, name, known in (
             ("scheduler", self.scheduler, strategies.SCHEDULERS),
             ("path_manager", self.path_manager, strategies.PATH_MANAGERS),

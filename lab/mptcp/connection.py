@@ -14,6 +14,13 @@ to the connection. The connection level holds the data-sequence space:
 * **receive side** — subflow bytes are placed by their mapping into one
   reassembly queue; in-order bytes go to the application and advance the Data
   ACK every outgoing segment carries.
+* **checksum failure** (RFC 8684 §3.7) — with DSS checksums, a mapping whose
+  checksum fails is never delivered. With other subflows its subflow is reset
+  (MP_FAIL, MP_TCPRST); on the only subflow the receiver sends MP_FAIL and
+  drops the subflow's bytes until the sender's infinite mapping, which starts
+  the data from the receiver's Data ACK on again after everything the subflow
+  already held: plain TCP from there, byte-exact. A peer that cannot follow
+  that (it keeps the altered bytes, or never sends them again) gets a reset.
 
 Time comes in as ``now``; keys and nonces come from the injected ``rng``.
 Everything the TUI and graders need goes to the tracer (layer ``mptcp``):
@@ -53,6 +60,10 @@ MOD64 = 1 << 64
 DSS_ACK_BYTES = 12  # DSS with a 64-bit Data ACK: on every segment
 DSS_MAPPING_EXTRA = 16  # + 64-bit DSN, subflow sequence number, length, checksum: on a mapping's first segment
 ADD_ADDR_RETRIES = 3
+MP_FAIL_WAIT_S = 5.0  # after our MP_FAIL: how long the peer's infinite mapping may take (at least)
+MP_FAIL_FALLBACK = "checksum failure: MP_FAIL then infinite mapping"
+MP_FAIL_CLOSED = "the peer closed the subflow before the infinite mapping our MP_FAIL asked for"
+MP_FAIL_NO_MAPPING = "the peer fell back to TCP without an infinite mapping: the discarded bytes never come again"
 _ROLE_SYN = SegmentRole.SYN
 _ROLE_SYNACK = SegmentRole.SYN_ACK
 _ROLE_ACK = SegmentRole.ACK
@@ -144,7 +155,13 @@ class Subflow:
         self.reset_reason: int | None = None
         self.doomed = False  # a reset is on its way
         self.prio_pending = False  # an MP_PRIO with our backup flag waits for an ACK
+        self.ack_owed = False  # a signal went alone on a pure ACK: the Data ACK follows on another
         self.fail_dsn: int | None = None  # the mapping whose DSS checksum failed (MP_FAIL on our RST)
+        # single subflow, RFC 8684 §3.7: MP_FAIL sent on ACKs, subflow bytes from the failed mapping on
+        # are discarded until the peer's infinite mapping says where the data stream resumes
+        self.fail_sub_off: int | None = None  # subflow offset of the failed mapping
+        self.discarded_to = 0  # subflow offset just past the bytes discarded since
+        self.plain_from: int | None = None  # ... and where the first segment without MPTCP options starts
         self.redundant_next = 0  # the redundant scheduler's cursor in the data stream
         self.close_reason = ""
         self.bytes_scheduled = 0
@@ -250,10 +267,15 @@ class MptcpConnection:
         rng: random.Random | None = None,
         allocate_port: Callable[[], int] | None = None,
         token_in_use: Callable[[int], bool] | None = None,
+        version_cache: dict[str, int] | None = None,
     ) -> None:
+        """``version_cache`` (shared by a host's connections) maps a server's address to the
+        MPTCP version a client offers it next (see ``MptcpConfig.versions``)."""
         self.config = config
         self.role = role
         self.version = config.version
+        self._token_in_use = token_in_use
+        self._version_cache = version_cache
         self.local_addresses = list(local_addresses)
         self.tcp_config = tcp_config or TcpConfig()
         self._tracer = tracer
@@ -328,6 +350,15 @@ class MptcpConnection:
         # data-level retransmission: data acknowledged by a subflow but not by a Data ACK
         self._data_rtx_at: float | None = None
         self._data_rtx_backoff = 0
+        # checksum failure on the only subflow (RFC 8684 §3.7): MP_FAIL, then an infinite mapping.
+        # Our subflow stream must still be our data stream for that: no other subflow was ever
+        # opened and no data went out twice (the peer reads our stream as plain TCP afterwards).
+        self._infinite_ok = True
+        self._mpfail_deadline: float | None = None  # MP_FAIL sent: the peer's infinite mapping is due
+        # MP_FAIL received: [subflow offset, DSN, Data ACK] of the infinite mapping we send
+        self._infinite_map: list[int] | None = None
+        self._fail_watch_off: int | None = None  # data offset the peer's Data ACK must not pass
+        self._fallback_skip = 0  # after fallback: subflow bytes before this offset are not data
 
     # --- the host's view ------------------------------------------------------------------
 
@@ -372,6 +403,9 @@ class MptcpConnection:
         if self.subflows or self.role != Role.CLIENT:
             raise LocalProtocolError("connect() is for a new client connection")
         self._initial_pair = (addr.local_addr, addr.remote_addr, addr.remote_port)
+        cached = None if self._version_cache is None else self._version_cache.get(addr.remote_addr)
+        if cached is not None and cached != self.version and cached in self.config.supported_versions:
+            self._set_version(cached, now, offered=cached, why=f"remembered for this server: v{cached}")
         sf = self._add_subflow(addr, initial=True, local_id=0, backup=False, now=now)
         sf.conn.connect(now=now)
         self._trace_keys(now)
@@ -454,7 +488,9 @@ class MptcpConnection:
             first_local = self.subflows[0].addr.local_addr
             same_family = (":" in address) == (":" in first_local)
             if address != first_local and same_family and not any(e[1] == address for e in self._announce):
-                self._announce.append([self._local_id_of(address), address, ADD_ADDR_RETRIES, now, False])
+                self._announce.append(
+                    [self._local_id_of(address), address, ADD_ADDR_RETRIES, now, False, self.config.announce_port]
+                )
                 self._resend_announcements(now)
         self._open_planned_subflows(now)
 
@@ -555,10 +591,18 @@ class MptcpConnection:
         for sf in self.subflows:
             if sf.conn.state is TcpState.CLOSE_WAIT and sf.state == SubflowState.ESTABLISHED and self.fallback is None:
                 # the peer closed this subflow (a subflow FIN is not a DATA_FIN): close our side too
+                if sf.fail_sub_off is not None:  # before the infinite mapping our MP_FAIL waits for
+                    self._trace(now, "error", {"token": self.local_token, "reason": MP_FAIL_CLOSED})
+                    self.abort(MP_FAIL_CLOSED, now=now)
+                    break
                 self._close_subflow(sf, now, "peer closed the subflow")
         out: list[Outgoing] = []
         for sf in self.subflows:
             segs = sf.conn.segments_to_send(now=now)
+            if sf.ack_owed:
+                sf.ack_owed = False
+                sf.conn.request_ack()
+                segs = [*segs, *sf.conn.segments_to_send(now=now)]
             if segs:
                 out.extend(segs)
         self._drain_subflow_events(now)
@@ -584,6 +628,8 @@ class MptcpConnection:
         for t in (self._fin_retx_at, self._data_rtx_at, min(e[3] for e in self._announce) if self._announce else None):
             if t is not None and (best is None or t < best):
                 best = t
+        if self._mpfail_deadline is not None and (best is None or self._mpfail_deadline < best):
+            best = self._mpfail_deadline
         return best
 
     def handle_timer(self, *, now: float) -> None:
@@ -595,6 +641,9 @@ class MptcpConnection:
                 self._resend_join_ack(sf, now)
         if self._data_rtx_at is not None and self._data_rtx_at <= now:
             self._on_data_rtx(now)
+        if self._mpfail_deadline is not None and self._mpfail_deadline <= now:
+            self._mpfail_deadline = None
+            self._abort_after_fail("no infinite mapping came after our MP_FAIL", now)
         if self._fin_retx_at is not None and self._fin_retx_at <= now and not self._fin_acked:
             self._fin_retx_at = None
             self._send_data_fin(now)
@@ -638,6 +687,8 @@ class MptcpConnection:
 
     def _add_subflow(self, addr: FourTuple, *, initial: bool, local_id: int, backup: bool, now: float) -> Subflow:
         sf = Subflow(self, addr, initial=initial, local_id=local_id, backup=backup)
+        if not initial:
+            self._infinite_ok = False  # our data may now take several subflows: no MP_FAIL fallback
         congestion = None
         if self._cc_cls is not None:
             congestion = self._cc_cls(
@@ -709,7 +760,8 @@ class MptcpConnection:
                 elif t is tcp_events.DataReceived:  # only after fallback: TCP delivers directly
                     self._deliver(e.data)
                 elif t is tcp_events.StreamEnded:
-                    if self.fallback is not None and sf.initial:
+                    # (a DATA_FIN seen before a fallback on MP_FAIL already ended the stream)
+                    if self.fallback is not None and sf.initial and not self._peer_fin_seen:
                         self._events.append(ev.StreamEnded())
                 elif t is tcp_events.ConnectionTerminated:
                     self._on_subflow_gone(sf, e.reason, e.reset, now)
@@ -740,8 +792,10 @@ class MptcpConnection:
             first_local = self.subflows[0].addr.local_addr
             for address in self.local_addresses:
                 if address != first_local and (":" in address) == (":" in first_local):
-                    # [address_id, address, tries left, next try at, due now]
-                    self._announce.append([self._local_id_of(address), address, ADD_ADDR_RETRIES, now, False])
+                    # [address_id, address, tries left, next try at, due now, port (None: none sent)]
+                    self._announce.append(
+                        [self._local_id_of(address), address, ADD_ADDR_RETRIES, now, False, self.config.announce_port]
+                    )
             if self._announce:
                 self._resend_announcements(now)
         self._open_planned_subflows(now)
@@ -797,9 +851,12 @@ class MptcpConnection:
 
     def _reinject_from(self, sf: Subflow, now: float, why: str) -> None:
         """Queue the data of ``sf``'s mappings that the peer has not Data-ACKed for other subflows."""
+        if self._mpfail_deadline is not None:
+            return  # the peer may read our subflow as plain TCP any moment: nothing goes out twice
         for length, data in zip(sf.map_len, sf.map_data, strict=True):
             end = data + length
             if end > self._data_una:
+                self._infinite_ok = False
                 start = max(data, self._data_una)
                 self._reinject.append((start, end - start))
                 self.bytes_reinjected += end - start
@@ -828,6 +885,9 @@ class MptcpConnection:
         self._data_rtx_at = None
         if self._data_una >= self._snd_nxt or self.fallback is not None or self.terminated:
             return
+        if self._mpfail_deadline is not None:
+            return  # see _reinject_from
+        self._infinite_ok = False
         head = min(self._snd_nxt - self._data_una, self.config.mapping_bytes)
         self._reinject.insert(0, (self._data_una, head))
         self.bytes_reinjected += head
@@ -872,6 +932,7 @@ class MptcpConnection:
         if self.terminated:
             return
         self.terminated = True
+        self._mpfail_deadline = None
         self._trace(now, "state_updated", {"token": self.local_token, "terminated": reason, "reset": reset})
         self._events.append(ev.ConnectionTerminated(reason=reason, reset=reset))
 
@@ -902,7 +963,9 @@ class MptcpConnection:
         self, sf: Subflow, role: SegmentRole, stream_offset: int, length: int, now: float
     ) -> list[TcpOption]:
         if self.fallback is not None:
-            return []
+            if self._infinite_map is None:
+                return []
+            return self._infinite_map_option(sf, role, stream_offset, length, now)
         opts: list[w.MptcpOption] = []
         v = self.version
         flags = w.MP_CAPABLE_HMAC_SHA256 | (w.MP_CAPABLE_CHECKSUM_REQUIRED if self.checksum else 0)
@@ -936,6 +999,8 @@ class MptcpConnection:
                         opts.append(self._dss_for(sf, role, stream_offset, length))
             elif self.remote_key is not None:
                 opts.append(self._dss_for(sf, role, stream_offset, length))
+                if role is _ROLE_ACK and sf.fail_sub_off is not None:
+                    opts.append(w.MpFail(data_seq=sf.fail_dsn))  # RFC 8684 §3.7: until the infinite mapping
         else:
             if role is _ROLE_SYN:
                 opts.append(
@@ -963,10 +1028,17 @@ class MptcpConnection:
             and (self._echo or self._announce or self._signals or sf.prio_pending)
         ):
             used = sum(2 + len(w.push_mptcp_option(o)) for o in opts)
-            room = 40 - used - (12 if sf.conn.timestamps_enabled else 0)
-            signal = self._address_signals(sf, now, room)
+            limit = 40 - (12 if sf.conn.timestamps_enabled else 0)
+            # a signal too long to share a pure ACK with its Data ACK (an ADD_ADDR with a port or an
+            # IPv6 address) goes out alone, as Linux sends it; the Data ACK follows on the next ACK
+            alone_ok = len(opts) == 1 and type(opts[0]) is w.Dss and opts[0].data_seq is None
+            signal = self._address_signals(sf, now, limit if alone_ok else limit - used)
             if signal is not None:
-                opts.append(signal)
+                if alone_ok and 2 + len(w.push_mptcp_option(signal)) > limit - used:
+                    opts = [signal]
+                    sf.ack_owed = True
+                else:
+                    opts.append(signal)
         if self._trace_on and opts:
             self._trace(
                 now,
@@ -1016,6 +1088,12 @@ class MptcpConnection:
         def fits(opt: w.MptcpOption) -> bool:
             return 2 + len(w.push_mptcp_option(opt)) <= room
 
+        limit = 40 - (12 if sf.conn.timestamps_enabled else 0)
+        while self._echo and 2 + len(w.push_mptcp_option(self._echo[0])) > limit:
+            dropped = self._echo.pop(0)  # can never fit next to the timestamps
+            self._trace(
+                now, "error", {"token": self.local_token, "reason": f"ADD_ADDR echo for {dropped.address} does not fit"}
+            )
         if self._echo and fits(self._echo[0]):
             return self._echo.pop(0)
         if sf.prio_pending and fits(w.MpPrio(backup=sf.backup)):
@@ -1025,13 +1103,18 @@ class MptcpConnection:
             return self._signals.pop(0)
         entry = next((e for e in self._announce if e[4]), None)
         if entry is not None and self.remote_key is not None:
-            address_id, address = entry[0], entry[1]
+            address_id, address, port = entry[0], entry[1], entry[5]
             opt: w.MptcpOption
             if self.version == 1:
-                mac = crypto.add_addr_hmac(self.local_key, self.remote_key, address_id, address, None)
-                opt = w.AddAddr(address_id=address_id, address=address, truncated_hmac=mac)
+                # RFC 8684 §3.4.1: the HMAC covers Address ID, address and port (zero when none is sent)
+                mac = crypto.add_addr_hmac(self.local_key, self.remote_key, address_id, address, port)
+                opt = w.AddAddr(address_id=address_id, address=address, port=port, truncated_hmac=mac)
             else:
-                opt = w.AddAddrV0(address_id=address_id, address=address)
+                opt = w.AddAddrV0(address_id=address_id, address=address, port=port)
+            if 2 + len(w.push_mptcp_option(opt)) > limit:
+                self._announce.remove(entry)
+                self._trace(now, "error", {"token": self.local_token, "reason": f"ADD_ADDR for {address} does not fit"})
+                return None
             if not fits(opt):
                 return None
             entry[2] -= 1
@@ -1282,7 +1365,14 @@ class MptcpConnection:
                 {"token": self.local_token, "subflow": str(sf.addr), "mptcp": [option_record(o) for o in opts]},
             )
         if self.fallback is not None:
+            if self._fail_watch_off is not None:
+                self._watch_after_mp_fail(opts, now)
             return
+        if not opts and sf.fail_sub_off is not None and role is _ROLE_DATA:
+            # after our MP_FAIL, data without any MPTCP option: once the subflow stream gets there
+            # with no infinite mapping seen, the peer went plain TCP without one (Linux 6.x does so)
+            if sf.plain_from is None or stream_offset < sf.plain_from:
+                sf.plain_from = stream_offset
         if sf.initial:
             self._initial_options(sf, role, seg, opts, now)
         else:
@@ -1312,9 +1402,20 @@ class MptcpConnection:
                     return
                 self._trace(now, "error", {"token": self.local_token, "reason": "MP_FASTCLOSE with a wrong key"})
             elif t is w.MpFail:
-                self._trace(now, "state_updated", {"token": self.local_token, "mp_fail": o.data_seq})
+                self._trace(
+                    now,
+                    "state_updated",
+                    {
+                        "token": self.local_token,
+                        "subflow": str(sf.addr),
+                        "mp_fail": o.data_seq,
+                        "direction": "received",
+                    },
+                )
+                if sf.fail_sub_off is not None:
+                    continue  # the peer echoes our own MP_FAIL (as Linux does); we wait for its infinite mapping
                 if len(self.subflows) == 1:
-                    self._fall_back("MP_FAIL from peer", now)
+                    self._on_mp_fail(sf, o.data_seq, now)
                     return
                 self._reset_subflow(sf, "MP_FAIL from peer", w.MPTCP_RST_MIDDLEBOX_INTERFERENCE, now)
             elif t is w.MpTcpRst:
@@ -1339,23 +1440,48 @@ class MptcpConnection:
             if not isinstance(mpc, w.MpCapableSyn):
                 self._fall_back("no MP_CAPABLE in the SYN", now)
                 return
-            if mpc.version < self.version:
-                if mpc.version == 0 and self.version == 1:
-                    self._fall_back("peer offers MPTCP v0 only", now)
-                    return
+            # RFC 8684 §3.1: the SYN offers the client's highest version; answer with it when we speak
+            # it, with our highest when the offer is higher; a lower offer we do not speak: plain TCP
+            supported = self.config.supported_versions
+            offered = mpc.version
+            if offered not in supported and offered < supported[0]:
+                self._fall_back(
+                    "peer offers MPTCP v0 only" if offered == 0 else f"peer offers MPTCP v{offered} only", now
+                )
+                return
+            chosen = offered if offered in supported else supported[0]
+            if chosen != offered or len(supported) > 1:
+                why = "we speak the offered version" if chosen == offered else "the offer is higher than we speak"
+                self._set_version(chosen, now, offered=offered, why=why)
             if self.version == 1 and not mpc.hmac_flag:
                 self._fall_back("MP_CAPABLE SYN without the H flag", now)
                 return
-            if self.version == 0:
+            if self.version == 0 and offered == 0:
                 if mpc.sender_key is None:
                     self._fall_back("v0 MP_CAPABLE SYN without a key", now)
                     return
                 self._set_remote_key(mpc.sender_key, now)
+            # answering a higher offer with v0: the client's key arrives in its v0 third ACK
             if mpc.checksum_required:
                 self.checksum = True
             return
         if role is _ROLE_SYNACK and self.role == Role.CLIENT:
+            supported = self.config.supported_versions
+            if isinstance(mpc, w.MpCapableSynAck) and mpc.version < self.version and mpc.version in supported:
+                # RFC 8684 §3.1: the server speaks a lower version that we speak too: continue with it
+                self._set_version(
+                    mpc.version, now, offered=self.version, why=f"the SYN/ACK answered with v{mpc.version}"
+                )
+                self._remember_version(mpc.version)
             if not isinstance(mpc, w.MpCapableSynAck) or mpc.version != self.version:
+                if mpc is None:
+                    lower = [v for v in supported if v < self.version]
+                    if lower:  # maybe a server of a lower version that could not read our SYN: a
+                        # new connection offers that version (this one is plain TCP now, §3.7)
+                        self._remember_version(lower[0])
+                        self._trace_version_fallback(now, lower[0])
+                    elif self.version != self.config.version:
+                        self._remember_version(None)  # the lower version did not work either
                 self._fall_back(
                     "no MP_CAPABLE in the SYN/ACK"
                     if mpc is None
@@ -1446,6 +1572,57 @@ class MptcpConnection:
             self._set_subflow_state(sf, SubflowState.ESTABLISHED, now, remote_id=sf.remote_id)
             self._events.append(ev.SubflowEstablished(addr=sf.addr, address_id=sf.local_id))
 
+    def _set_version(self, version: int, now: float, *, offered: int, why: str) -> None:
+        """Speak MPTCP ``version`` (RFC 8684 §3.1): token and IDSN follow the version's hash. Our key
+        has not been sent yet (a v1 SYN carries none; the server's goes in its SYN/ACK), so a
+        token collision with another connection of this host still redraws it."""
+        if version != self.version:
+            self.version = version
+            while True:
+                self.local_token = crypto.key_token(self.local_key, version=version)
+                if self._token_in_use is None or not self._token_in_use(self.local_token):
+                    break
+                self.local_key = self._rng.getrandbits(64)
+            self.local_idsn = crypto.key_idsn(self.local_key, version=version)
+        self._trace(
+            now,
+            "state_updated",
+            {
+                "token": self.local_token,
+                "version_negotiated": {
+                    "offered": offered,
+                    "chosen": version,
+                    "supported": list(self.config.supported_versions),
+                    "why": why,
+                },
+            },
+        )
+
+    def _trace_version_fallback(self, now: float, next_version: int) -> None:
+        self._trace(
+            now,
+            "state_updated",
+            {
+                "token": self.local_token,
+                "version_negotiated": {
+                    "offered": self.version,
+                    "chosen": None,
+                    "supported": list(self.config.supported_versions),
+                    "why": f"no MP_CAPABLE in the SYN/ACK: plain TCP now; the next connection offers v{next_version}",
+                },
+            },
+        )
+
+    def _remember_version(self, version: int | None) -> None:
+        """The version a client offers this server next time (None: its highest again)."""
+        if self._version_cache is None or self._initial_pair is None:
+            return
+        key = self._initial_pair[1]
+        if version is None or version == self.config.version:
+            self._version_cache.pop(key, None)
+        elif len(self._version_cache) < 4096 or key in self._version_cache:
+            self._version_cache[key] = version
+
     def _set_remote_key(self, key: int, now: float) -> None:
         self.remote_key = key
         self.remote_token = crypto.key_token(key, version=self.version)
@@ -1471,8 +1648,10 @@ class MptcpConnection:
 
     def _on_add_addr(self, sf: Subflow, opt, now: float) -> None:
         if isinstance(opt, w.AddAddr):
-            if opt.echo:
-                self._announce = [e for e in self._announce if e[0] != opt.address_id]
+            if opt.echo:  # the echo repeats Address ID, address and port (RFC 8684 §3.4.1)
+                self._announce = [
+                    e for e in self._announce if (e[0], e[1], e[5]) != (opt.address_id, opt.address, opt.port)
+                ]
                 return
             expected = crypto.add_addr_hmac(self.remote_key or 0, self.local_key, opt.address_id, opt.address, opt.port)
             if opt.truncated_hmac != expected:
@@ -1484,7 +1663,8 @@ class MptcpConnection:
                 return
             self._echo.append(w.AddAddr(address_id=opt.address_id, address=opt.address, port=opt.port))
             sf.conn.request_ack()
-        port = opt.port or self._initial_pair[2] if self._initial_pair else opt.port
+        # RFC 8684 §3.4.1: without a port, joins go to the port of the subflow the ADD_ADDR came on
+        port = opt.port if opt.port is not None else sf.addr.remote_port
         key = (opt.address, port)
         if key not in self._remote_ids and len(self.remote_addresses) < 16:
             self._remote_ids[key] = opt.address_id
@@ -1515,8 +1695,7 @@ class MptcpConnection:
             self._on_data_ack(sf, dss.data_ack, dss.data_ack_64, seg, now)
         if dss.data_seq is not None:
             if dss.data_level_length == 0:
-                self._trace(now, "state_updated", {"token": self.local_token, "infinite_mapping": True})
-                self._fall_back("infinite mapping from peer", now)
+                self._on_infinite_mapping(sf, dss, now)
                 return
             dsn = dss.data_seq
             if not dss.data_seq_64:
@@ -1608,9 +1787,16 @@ class MptcpConnection:
     def _on_subflow_data(self, sf: Subflow, data: bytes, stream_offset: int, now: float) -> None:
         if self.fallback is not None:
             if sf.initial:
+                if stream_offset < self._fallback_skip:  # bytes before the infinite mapping: not data
+                    data = data[self._fallback_skip - stream_offset :]
                 self._deliver(data)
             return
         if sf.doomed or self.terminated:
+            if sf.fail_sub_off is not None:
+                sf.discarded_to = stream_offset + len(data)
+                if sf.plain_from is not None and sf.discarded_to > sf.plain_from:
+                    sf.fail_sub_off = None
+                    self._abort_after_fail(MP_FAIL_NO_MAPPING, now)
             return
         sf.bytes_received += len(data)
         pos = 0
@@ -1646,7 +1832,7 @@ class MptcpConnection:
                     payload = bytes(rm[4])
                     dsn = (self.remote_idsn + 1 + rm[2]) % MOD64
                     if rm[3] is None or not crypto.dss_checksum_ok(dsn, rm[0] + 1, rm[5], payload, rm[3]):
-                        self._checksum_failed(sf, dsn, now)
+                        self._checksum_failed(sf, dsn, now, rm=rm, seen_to=stream_offset + n)
                         return
                     self._place(rm[2], payload, now)
                     sf.rmaps.remove(rm)
@@ -1654,9 +1840,13 @@ class MptcpConnection:
                 self._place(rm[2] + off - rm[0], piece, now)
             pos += take
 
-    def _checksum_failed(self, sf: Subflow, dsn: int, now: float) -> None:
-        """RFC 8684 §3.7: the bad mapping is discarded and the subflow reset with MP_FAIL naming it;
-        with no other subflow the connection ends that way too (nothing corrupted is delivered)."""
+    def _checksum_failed(self, sf: Subflow, dsn: int, now: float, *, rm: list, seen_to: int) -> None:
+        """RFC 8684 §3.7: the bad mapping is never delivered. With other subflows this one is reset
+        (RST with MP_FAIL and MP_TCPRST) and its data reinjected on the others. On the only subflow,
+        MP_FAIL naming the mapping rides on our ACKs and every subflow byte from the mapping on is
+        discarded until the peer's infinite mapping says where our data stream resumes; from there the
+        connection is plain TCP. When that cannot stay byte-exact the connection ends (MP_FASTCLOSE)
+        and the record says why."""
         self._trace(
             now,
             "error",
@@ -1666,9 +1856,184 @@ class MptcpConnection:
         if len(self.subflows) > 1:
             self._reset_subflow(sf, "DSS checksum failed", w.MPTCP_RST_MIDDLEBOX_INTERFERENCE, now, defer=True)
             return
-        # a single subflow: nothing corrupted is delivered; the connection ends (MP_FASTCLOSE)
-        sf.doomed = True
-        self._pending_abort = "DSS checksum failed on the only subflow"
+        sf.doomed = True  # from here on the subflow's bytes are discarded
+        why = None
+        if not self._infinite_ok:
+            why = "our data has used other subflows or gone out twice, so the peer could not read our subflow as plain TCP"
+        elif not sf.initial:
+            why = "only the initial subflow can fall back to TCP"
+        elif rm[2] != self._rcv_nxt:
+            why = (
+                "data before the failed mapping is missing"
+                if rm[2] > self._rcv_nxt
+                else "the failed mapping repeats delivered data"
+            )
+        if why is not None:
+            self._abort_after_fail(f"DSS checksum failed on the only subflow; no fallback: {why}", now)
+            return
+        sf.fail_sub_off = rm[0]
+        sf.discarded_to = seen_to
+        sf.rmaps.clear()
+        self._rcv_heap.clear()  # the peer sends everything from our Data ACK on again
+        self._rcv_heap_bytes = 0
+        self._mpfail_deadline = now + max(MP_FAIL_WAIT_S, 4 * sf.conn.rto)
+        self._trace(
+            now,
+            "state_updated",
+            {"token": self.local_token, "subflow": str(sf.addr), "mp_fail": dsn, "direction": "sent"},
+        )
+        sf.conn.request_ack()
+
+    def _on_infinite_mapping(self, sf: Subflow, dss: w.Dss, now: float) -> None:
+        """A DSS with Data-Level Length 0: from its subflow sequence number on, the subflow stream is
+        the data stream, starting at its DSN (RFC 8684 §3.7). After our MP_FAIL it must resume exactly
+        where our Data ACK stands, on subflow bytes we have not discarded yet."""
+        dsn = dss.data_seq
+        if not dss.data_seq_64:
+            dsn = self._expand32(dsn, (self.remote_idsn + 1 + self._rcv_nxt) % MOD64)
+        self._trace(
+            now,
+            "state_updated",
+            {
+                "token": self.local_token,
+                "subflow": str(sf.addr),
+                "infinite_mapping": "received",
+                "data_seq": dsn,
+                "subflow_seq": dss.subflow_seq,
+            },
+        )
+        if sf.fail_sub_off is None:
+            self._fall_back("infinite mapping from peer", now)
+            return
+        data_off = (dsn - self.remote_idsn - 1) % MOD64
+        if data_off >= MOD64 // 2:
+            data_off -= MOD64
+        sub_off = dss.subflow_seq - 1
+        self._mpfail_deadline = None
+        if data_off != self._rcv_nxt:
+            skipped = data_off - self._rcv_nxt
+            self._abort_after_fail(
+                f"the peer's infinite mapping resumes {skipped:+d} bytes from our Data ACK"
+                + (" (it skips the discarded bytes instead of sending them again)" if skipped > 0 else ""),
+                now,
+            )
+            return
+        if sub_off < sf.discarded_to:
+            self._abort_after_fail("the peer's infinite mapping starts on subflow bytes already discarded", now)
+            return
+        sf.fail_sub_off = None
+        sf.fail_dsn = None
+        sf.doomed = False
+        sf.rmaps.clear()
+        self._fallback_skip = sub_off
+        self._fall_back(MP_FAIL_FALLBACK, now)
+
+    def _on_mp_fail(self, sf: Subflow, dsn: int, now: float) -> None:
+        """The peer's DSS checksum failed on our only subflow (RFC 8684 §3.7): send an infinite mapping
+        and continue as plain TCP. The peer discarded everything from the failed mapping on, so the
+        data from its Data ACK on is sent again after what the subflow already holds, and the
+        infinite mapping (on the first of those bytes) says so."""
+        fail_off = (dsn - self.local_idsn - 1) % MOD64
+        if fail_off >= MOD64 // 2:
+            fail_off -= MOD64
+        why = None
+        if not sf.initial:
+            why = "it came on a subflow other than the initial one"
+        elif fail_off < self._data_una:
+            why = "it names data the peer has already acknowledged"
+        elif fail_off > self._snd_nxt:
+            why = "it names data never sent"
+        if why is not None:
+            self._abort_after_fail(f"cannot fall back after the peer's MP_FAIL: {why}", now)
+            return
+        restart = self._data_una
+        sub_off = sf.conn.stream_offset_queued
+        self._snd_nxt = restart  # _fall_back moves everything from here on to the subflow
+        self._reinject.clear()
+        self._data_rtx_at = None
+        self._fin_retx_at = None
+        # a mapping without end from sub_off on: the segment there leaves room for the infinite mapping
+        sf.map_sub.append(sub_off)
+        sf.map_len.append(1 << 62)
+        sf.map_data.append(restart)
+        sf.map_csum.append(None)
+        data_seq = (self.local_idsn + 1 + restart) % MOD64
+        self._infinite_map = [sub_off, data_seq, self._data_ack_value()]
+        self._fail_watch_off = restart
+        self._trace(
+            now,
+            "state_updated",
+            {
+                "token": self.local_token,
+                "subflow": str(sf.addr),
+                "infinite_mapping": "sent",
+                "data_seq": data_seq,
+                "subflow_seq": sub_off + 1,
+            },
+        )
+        self._fall_back(MP_FAIL_FALLBACK, now)
+
+    def _infinite_map_option(
+        self, sf: Subflow, role: SegmentRole, stream_offset: int, length: int, now: float
+    ) -> list[TcpOption]:
+        """After our fallback on MP_FAIL: the infinite mapping on the segment at its subflow offset
+        (and that segment's retransmissions) until the peer has acknowledged it; a DSS with the
+        Data ACK on the segments before it."""
+        sub_off, data_seq, data_ack = self._infinite_map
+        if sf.conn.stream_offset_acked > sub_off:
+            self._infinite_map = None
+            return []
+        if role is not _ROLE_DATA or not length or stream_offset > sub_off:
+            return []
+        if stream_offset < sub_off:
+            # bytes mapped before the MP_FAIL (the peer drops them): still MPTCP segments, so that
+            # only the infinite mapping ends the peer's wait
+            return [w.to_tcp_option(w.Dss(data_ack=data_ack, data_ack_64=True))]
+        opt = w.Dss(
+            data_ack=data_ack,
+            data_ack_64=True,
+            data_seq=data_seq,
+            data_seq_64=True,
+            subflow_seq=sub_off + 1,
+            data_level_length=0,
+            checksum=0 if self.checksum else None,  # RFC 8684 §3.3.1: zero in an infinite mapping
+        )
+        if self._trace_on:
+            self._trace(
+                now, "segment_sent", {"token": self.local_token, "subflow": str(sf.addr), "mptcp": [option_record(opt)]}
+            )
+        return [w.to_tcp_option(opt)]
+
+    def _watch_after_mp_fail(self, opts: list[w.MptcpOption], now: float) -> None:
+        """Until the peer falls back too (its segments carry no MPTCP option), its Data ACK must not
+        pass the data we send again: one that does shows the peer kept the failed mapping's bytes,
+        which a middlebox altered, so nothing we send can make its stream byte-exact."""
+        if not opts:
+            self._fail_watch_off = None
+            return
+        watch = self._fail_watch_off
+        for o in opts:
+            if type(o) is w.Dss and o.data_ack is not None:
+                value = o.data_ack
+                if not o.data_ack_64:
+                    value = self._expand32(value, (self.local_idsn + 1 + watch) % MOD64)
+                off = (value - self.local_idsn - 1) % MOD64
+                if watch < off < MOD64 // 2:
+                    self._fail_watch_off = None
+                    self._abort_after_fail(
+                        "the peer acknowledged data of the mapping it failed: it kept bytes a middlebox altered", now
+                    )
+                    return
+
+    def _abort_after_fail(self, reason: str, now: float) -> None:
+        """End the connection (MP_FASTCLOSE, or RST after fallback) with the next output: the
+        checksum failure cannot be recovered byte-exact."""
+        if self.terminated:
+            return
+        self._trace(now, "error", {"token": self.local_token, "reason": reason})
+        for s in self.subflows:
+            s.doomed = True
+        self._pending_abort = reason
 
     def _place(self, data_off: int, data: bytes, now: float) -> None:
         end = data_off + len(data)

@@ -191,6 +191,10 @@ class MptcpTransfer(Transfer):
     and ``server`` (:func:`end_facts`, plus ``peer_closed``, ``closed`` and
     ``reset``). ``wait_for_close`` ends the result only after the receiver's
     connection closed cleanly (DATA_FIN both ways), not at the end of the data.
+    ``kernel_announce_port`` (a kernel-mptcp server only) makes Linux announce
+    its other addresses with that port (``ip mptcp endpoint add ADDR dev IF
+    port P signal``, RFC 8684 §3.4.1), where the kernel then takes the joins.
+    ``ipv6`` connects to the server's IPv6 address instead of its IPv4 one.
 
     Raises ConfigError for settings that do not fit.
     """
@@ -198,6 +202,8 @@ class MptcpTransfer(Transfer):
     client: dict[str, Any] | None = field(default_factory=dict)
     server: dict[str, Any] | None = field(default_factory=dict)
     wait_for_close: bool = False
+    kernel_announce_port: int | None = None
+    ipv6: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -213,6 +219,14 @@ class MptcpTransfer(Transfer):
                 MptcpConfig(**side)
             except TypeError as exc:
                 raise ConfigError(f"transfer {self.name}: bad MPTCP setting: {exc}") from None
+        if self.kernel_announce_port is not None:
+            if self.dst_stack != "kernel-mptcp":
+                raise ConfigError(f"transfer {self.name}: kernel_announce_port needs a kernel-mptcp server")
+            port = self.kernel_announce_port
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536 or port == self.port:
+                raise ConfigError(
+                    f"transfer {self.name}: kernel_announce_port must be a port 1..65535 other than {self.port}"
+                )
 
     def _end(self, run: ScenarioRun, name: str, stack: str, side: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
         """The application API for one end and the keyword arguments its connect/listen take."""
@@ -235,7 +249,8 @@ class MptcpTransfer(Transfer):
             raise ConfigError(f"transfer {self.name}: {self.dst} has {len(dst_ifaces)} interfaces")
         data = run.payload(self.size_bytes)
         result = run.add_result(self.name, data)
-        remote = dst_ifaces[self.dst_interface].ipv4
+        iface = dst_ifaces[self.dst_interface]
+        remote = iface.ipv6 if self.ipv6 else iface.ipv4
         live = getattr(run.net, "is_local", None) is not None
         if runs_here(run, self.dst):
             dst, listen_kw = self._end(run, self.dst, self.dst_stack, self.server)
@@ -246,10 +261,30 @@ class MptcpTransfer(Transfer):
                 lambda: MptcpSink(result, end, wait_for_close=wait, call_at=run.net.call_at),
                 **listen_kw,
             )
+            if self.kernel_announce_port is not None:
+                announce_with_port([i for i in dst_ifaces if i is not iface], self.kernel_announce_port)
         if runs_here(run, self.src):
             src, connect_kw = self._end(run, self.src, self.src_stack, self.client)
             sender = MptcpSender(result, data, _End(result, "client", self.src_stack, live=live), run.net.call_at)
             run.net.call_at(self.start_s, lambda: sender.start(src, remote, self.port, **connect_kw))
+
+
+def announce_with_port(interfaces: list[Any], port: int, *, timeout_s: float = 10.0) -> None:
+    """In this (a live host's) network namespace: replace Linux's MPTCP endpoints by one
+    ``signal`` endpoint with ``port`` per interface (its IPv4 address). Raises ConfigError
+    when a command fails."""
+    import subprocess
+
+    commands = [["ip", "mptcp", "endpoint", "flush"]]
+    for iface in interfaces:
+        commands.append(["ip", "mptcp", "endpoint", "add", iface.ipv4, "dev", iface.name, "port", str(port), "signal"])
+    for argv in commands:
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ConfigError(f"MPTCP setup: {' '.join(argv)}: {exc}") from None
+        if proc.returncode != 0:
+            raise ConfigError(f"MPTCP setup: {' '.join(argv)} failed: {proc.stderr.strip()[-200:]}")
 
 
 class _ChainedSender(MptcpSender):
