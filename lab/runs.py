@@ -210,8 +210,8 @@ class SimRun(LabRun):
         for router in self._run.spec.routers():
             for box in self.net.router(router).middleboxes:
                 desc = box.describe()
-                key = f"{router}/{_policy_key(desc)}"
-                self._policies[key] = (PolicyInfo(key, router, _policy_label(desc), desc, True), box, lambda b=box: b)
+                key = f"{router}/{policy_key(desc)}"
+                self._policies[key] = (PolicyInfo(key, router, policy_label(desc), desc, True), box, lambda b=box: b)
             for suffix, label, factory in standard_policies(router):
                 key = f"{router}/{suffix}"
                 if key not in self._policies:
@@ -464,7 +464,7 @@ class SimRun(LabRun):
         self.net.close()
 
 
-def _policy_key(desc: dict[str, Any]) -> str:
+def policy_key(desc: dict[str, Any]) -> str:
     name = desc.get("policy", "middlebox")
     for key in ("kinds", "ports"):
         if key in desc:
@@ -473,7 +473,7 @@ def _policy_key(desc: dict[str, Any]) -> str:
     return str(name)
 
 
-def _policy_label(desc: dict[str, Any]) -> str:
+def policy_label(desc: dict[str, Any]) -> str:
     fields = ", ".join(f"{k}={v}" for k, v in desc.items() if k != "policy")
     return f"{desc.get('policy')} ({fields})" if fields else str(desc.get("policy"))
 

@@ -8,6 +8,7 @@ lab.cli.fail.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -35,22 +36,27 @@ def cmd_tui(args: argparse.Namespace) -> int:
     from lab.runs import SimRun
     from lab.scenario import get_scenario
 
-    if args.backend != "sim":
-        return fail(f"backend {args.backend!r} is not available in the TUI yet; use --backend sim")
+    if args.backend == "mininet" and os.geteuid() != 0:
+        return fail("the TUI on Mininet needs root (network namespaces, veth links): run it with sudo")
     scenario = get_scenario(args.scenario)
     if args.param:
         scenario = scenario.with_params(**_parse_params(args.param))
     out_dir = None
     if not args.no_record:
+        suffix = "-mininet-tui" if args.backend == "mininet" else "-tui"
         out_dir = (
             Path(args.out)
             if args.out
-            else Path("runs") / f"{args.scenario}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}-tui"
+            else Path("runs") / f"{args.scenario}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}{suffix}"
         )
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             return fail(f"cannot write the run bundle to {out_dir}: {exc.strerror or exc}")
+    if args.backend == "mininet":
+        from lab.mininet.liverun import MininetRun
+
+        return _run_app(MininetRun(scenario, seed=args.seed, out_dir=out_dir), args, out_dir)
     lab_run = SimRun(scenario, seed=args.seed, speed=args.speed, out_dir=out_dir)
     return _run_app(lab_run, args, out_dir)
 
@@ -95,7 +101,11 @@ def _run_app(lab_run: Any, args: argparse.Namespace, out_dir: Path | None) -> in
     app = LabApp(lab_run)
     if getattr(args, "headless_check", False):
         return _headless_check(app)
-    app.run()
+    try:
+        app.run()
+    finally:
+        if lab_run.backend == "mininet":
+            lab_run.close()  # also when the app did not unmount cleanly: the network must go
     if out_dir is not None:
         print(f"bundle: {out_dir}  (replay with: tcplab replay {out_dir})")
     return 0
@@ -144,7 +154,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    s = sub.add_parser("tui", help="the live lab in the terminal (simulator)")
+    s = sub.add_parser("tui", help="the live lab in the terminal (simulator, or Mininet as root)")
     s.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO)
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--backend", choices=("sim", "mininet"), default="sim")

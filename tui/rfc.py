@@ -134,3 +134,140 @@ def option_summary(opt: dict[str, Any]) -> str:
     if kind == "69":
         return "ENO"
     return kind
+
+
+# --- IKEv2, ESP and their TCP encapsulation (the Packets view's detail of ike/esp/iketcp records)
+
+IKE_HEADER = ("7296", "3.1")  # RFC 7296 §3.1 IKE Header
+EXCHANGE_TYPES = {34: "IKE_SA_INIT", 35: "IKE_AUTH", 36: "CREATE_CHILD_SA", 37: "INFORMATIONAL"}  # RFC 7296 §3.1
+EXCHANGE_NUMBERS = {name: number for number, name in EXCHANGE_TYPES.items()}
+ESP_SPI = ("4303", "2.1")
+ESP_SEQ = ("4303", "2.2")
+ESP_PAYLOAD = ("4303", "2.3")
+IKETCP_LENGTH = ("9329", "3")  # the 2-octet Length includes itself
+IKETCP_IKE = ("9329", "3.1")  # Length + Non-ESP Marker + IKE message
+IKETCP_ESP = ("9329", "3.2")  # Length + ESP packet
+IKETCP_PREFIX = ("9329", "4")  # "IKETCP" from the TCP originator
+UDP_ESP = ("3948", "2.1")  # UDP-encapsulated ESP
+UDP_NON_ESP_MARKER = ("3948", "2.2")  # IKE on UDP 4500 after a 4-octet Non-ESP Marker
+NAT_KEEPALIVE = ("3948", "2.3")
+ESP_DROP_REASONS = {  # why a receiver discards an ESP packet
+    "duplicate": ("4303", "3.4.3"),
+    "too_old": ("4303", "3.4.3"),
+    "integrity": ("4303", "3.4.4"),
+    "bad_padding": ("4303", "2.4"),
+    "unknown_spi": ("4303", "3.4.2"),
+    "wrong_spi": ("4303", "3.4.2"),
+}
+
+Line = tuple[str, str, "tuple[str, str] | None"]
+
+
+def _exchange_name(value: Any) -> str:
+    if isinstance(value, int):
+        return EXCHANGE_TYPES.get(value, str(value))
+    return str(value)
+
+
+def ike_transport(data: dict[str, Any]) -> Line:
+    """Where an IKE message travelled, with the document that defines that framing."""
+    transport, port = data.get("transport"), data.get("port")
+    if transport == "tcp":
+        return ("Transport", f"TCP port {port}: Length, Non-ESP Marker, IKE message", IKETCP_IKE)
+    if port == 4500:
+        return ("Transport", "UDP port 4500 after a Non-ESP Marker (0x00000000)", UDP_NON_ESP_MARKER)
+    return ("Transport", f"UDP port {port}", ("7296", "2"))
+
+
+def describe_ike(name: str, data: dict[str, Any]) -> list[Line]:
+    """The fields of an ``ike`` segment record, as RFC 7296 §3.1 names them."""
+    if data.get("kind") == "nat_keepalive":
+        return [("NAT-Keepalive", "one octet 0xFF on UDP port 4500", NAT_KEEPALIVE)]
+    if name == "segment_dropped":
+        lines: list[Line] = [("Discarded", str(data.get("reason")), None)]
+        if data.get("detail"):
+            lines.append(("Detail", str(data["detail"]), None))
+        return lines
+    exchange = _exchange_name(data.get("exchange"))
+    number = EXCHANGE_NUMBERS.get(exchange)
+    lines = [
+        ("IKE SA Initiator's SPI", str(data.get("sa")), IKE_HEADER),
+        ("Exchange Type", f"{exchange}" + (f" ({number})" if number else ""), IKE_HEADER),
+        ("Flags: R (Response)", "1" if data.get("response") else "0 (request)", IKE_HEADER),
+        ("Message ID", str(data.get("message_id")), IKE_HEADER),
+        ("Length (octets, header included)", str(data.get("length")), IKE_HEADER),
+        ike_transport(data),
+    ]
+    if data.get("retransmission"):
+        lines.append(("Retransmission", f"#{data['retransmission']}", ("7296", "2.1")))
+    if data.get("resent"):
+        lines.append(("Sent again", str(data["resent"]), ("7296", "2.1")))
+    if data.get("stateless"):
+        lines.append(("Stateless answer", str(data["stateless"]), ("7296", "2.6")))
+    return lines
+
+
+def describe_esp(name: str, data: dict[str, Any]) -> list[Line]:
+    """The fields of an ``esp`` segment record, as RFC 4303 §2 names them (no plaintext is ever recorded)."""
+    lines: list[Line] = [
+        ("Security Parameters Index (SPI)", str(data.get("spi")), ESP_SPI),
+        ("Sequence Number", str(data.get("seq")), ESP_SEQ),
+    ]
+    if name == "segment_dropped":
+        reason = str(data.get("reason"))
+        lines.append(("Discarded", reason, ESP_DROP_REASONS.get(reason)))
+        if data.get("detail"):
+            lines.append(("Detail", str(data["detail"]), None))
+        return lines
+    lines.append(("ESP packet length (octets)", str(data.get("length")), ("4303", "2")))
+    if data.get("inner_length") is not None:
+        lines.append(("Payload Data: the inner packet (octets)", str(data["inner_length"]), ESP_PAYLOAD))
+    transport = data.get("transport")
+    if transport == "tcp":
+        lines.append(("Transport", "TCP: Length, then the ESP packet", IKETCP_ESP))
+    elif transport == "udp":
+        lines.append(("Transport", "UDP port 4500, the ESP packet right after the UDP header", UDP_ESP))
+    return lines
+
+
+def describe_iketcp(name: str, data: dict[str, Any]) -> list[Line]:
+    """One frame of an RFC 9329 stream (``iketcp`` segment records)."""
+    kind = data.get("kind")
+    length = data.get("length")
+    if name == "segment_dropped":
+        lines: list[Line] = [("Discarded", str(data.get("reason")), IKETCP_LENGTH)]
+        for key in ("offset", "length"):
+            if data.get(key) is not None:
+                lines.append((key, str(data[key]), None))
+        return lines
+    if kind == "prefix":
+        return [("Stream Prefix", '"IKETCP" (0x494b45544350), sent once by the TCP originator', IKETCP_PREFIX)]
+    if kind == "ike":
+        lines = []
+        if name == "segment_sent" and isinstance(length, int):
+            lines.append(("Length (octets, itself included)", str(length + 2), IKETCP_LENGTH))
+            lines.append(("Non-ESP Marker", "0x00000000", IKETCP_IKE))
+            lines.append(("IKE message (octets)", str(length - 4), IKE_HEADER))
+        else:
+            lines.append(("Non-ESP Marker", "0x00000000", IKETCP_IKE))
+            lines.append(("IKE message (octets)", str(length), IKE_HEADER))
+        if data.get("exchange_type") is not None:
+            exchange = _exchange_name(data["exchange_type"])
+            lines.append(("Exchange Type", exchange, IKE_HEADER))
+            lines.append(("Message ID", str(data.get("message_id")), IKE_HEADER))
+            lines.append(("Flags: R (Response)", "1" if data.get("response") else "0", IKE_HEADER))
+        return lines
+    if kind == "esp":
+        lines = []
+        if name == "segment_sent" and isinstance(length, int):
+            lines.append(("Length (octets, itself included)", str(length + 2), IKETCP_LENGTH))
+        lines.append(("ESP packet (octets)", str(length), IKETCP_ESP))
+        spi = data.get("spi")
+        if spi is not None:
+            lines.append(
+                ("Security Parameters Index (SPI)", f"{spi:#010x}" if isinstance(spi, int) else str(spi), ESP_SPI)
+            )
+        if data.get("seq") is not None:
+            lines.append(("Sequence Number", str(data["seq"]), ESP_SEQ))
+        return lines
+    return [(str(k), str(v), None) for k, v in data.items()]

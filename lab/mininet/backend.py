@@ -329,7 +329,8 @@ class MininetBackend:
 
         if self._net is None or self._stopped:
             raise LabError("the Mininet network is not running")
-        installed = middlebox.install(self, router_name, box, len(self._middleboxes) + 1)
+        index = max((m.plan.index for m in self._middleboxes), default=0) + 1  # unique after removals
+        installed = middlebox.install(self, router_name, box, index)
         self._middleboxes.append(installed)
         plan = installed.plan
         self.tracer.record_node(
@@ -340,6 +341,28 @@ class MininetBackend:
             {"installed": plan.description, "backend": "mininet", "realised_by": plan.realised_by},
         )
         return {**plan.description, "realised_by": plan.realised_by}
+
+    def remove_middlebox(self, router_name: str, description: dict[str, Any]) -> list[str]:
+        """Remove the latest policy installed on ``router_name`` with this description (what
+        ``add_middlebox`` returned, or the policy's ``describe()``); records ``middlebox
+        state_updated {"removed": ...}``. Returns what could not be removed. Raises
+        ConfigError when no such policy is installed, LabError when not running."""
+        from lab.mininet import middlebox
+
+        if self._net is None or self._stopped:
+            raise LabError("the Mininet network is not running")
+        wanted = {k: v for k, v in description.items() if k != "realised_by"}
+        for installed in reversed(self._middleboxes):
+            if installed.plan.router == router_name and installed.plan.description == wanted:
+                break
+        else:
+            raise ConfigError(f"no middlebox {wanted} is installed on {router_name}")
+        self._middleboxes.remove(installed)
+        failed = middlebox.remove(self, installed)
+        self.tracer.record_node(
+            self.now(), router_name, "middlebox", "state_updated", {"removed": installed.plan.description}
+        )
+        return failed
 
     def _remove_middleboxes(self, notes: list[str]) -> None:
         from lab.mininet import middlebox

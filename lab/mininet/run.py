@@ -217,6 +217,7 @@ class RunView:
     def __init__(self, results: list[TransferResult], clock: Callable[[], float]) -> None:
         self.results = results
         self._clock = clock
+        self.t0: float | None = None  # the run's start, time.monotonic()
 
     @property
     def now(self) -> float:
@@ -301,12 +302,18 @@ def run_mininet_scenario(
     state_dir: str | os.PathLike[str] = STATE_DIR,
     python: str = sys.executable,
     on_records: Callable[[list[TraceRecord]], None] | None = None,
+    before_start: Callable[[MininetBackend], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> MininetRunResult:
     """Run ``scenario`` on Mininet; writes a bundle when ``out_dir`` is given
     (pcaps of ``pcap_interfaces``, default every interface, when ``pcaps``).
     ``on_records`` sees the endpoints' records as they arrive, in batches, on
     the threads that read the endpoints (a live view; the bundle's trace is
-    the merged, ordered one).
+    the merged, ordered one). ``before_start`` is called with the running
+    backend once the endpoints are ready, just before the start (to attach
+    observers); ``progress`` runs on the controller's thread, so controls it
+    applies never race the controller. Setting ``stop`` ends the run early
+    (results still open fail with ``stopped before completion``).
 
     Raises ConfigError (not root, Mininet missing, a scenario that does not
     fit, reported by an endpoint), MininetCommandError (building or
@@ -367,12 +374,15 @@ def run_mininet_scenario(
                         fences.append(fence)
                         fence.install()
                         ctl.record_node(0.0, ep.host, "endpoint", "state_updated", {"fence": ports.to_dict()})
+                if before_start is not None:
+                    before_start(backend)
                 t0 = time.monotonic()
                 for ep in endpoints.values():
                     ep.send({"cmd": "start", "t0": t0})
                 ctl.record_node(0.0, "net", "endpoint", "state_updated", {"state": "started", "hosts": list(endpoints)})
                 events = sorted(scenario.link_events, key=lambda ev: ev.at_s)
                 view = RunView(results, lambda: time.monotonic() - t0)
+                view.t0 = t0
                 while True:
                     now = time.monotonic() - t0
                     while events and events[0].at_s <= now:
@@ -389,6 +399,8 @@ def run_mininet_scenario(
                         break
                     if time.monotonic() - t0 >= limit:
                         timed_out = True
+                        break
+                    if stop is not None and stop.is_set():
                         break
                 done = [r.completed_at for r in results if r.completed_at is not None]
                 finished_at = max(done) if done and all(r.complete for r in results) else time.monotonic() - t0
@@ -409,9 +421,11 @@ def run_mininet_scenario(
             if ep.reader is not None:
                 ep.reader.join(timeout=STOP_TIMEOUT_S)
             ep.exit_status = ep.proc.returncode
+        stopped = stop is not None and stop.is_set() and not timed_out
         for r in results:
             if not r.complete:
-                r.error = r.error or "did not complete before the time limit"
+                why = "stopped before completion" if stopped else "did not complete before the time limit"
+                r.error = r.error or why
         by_name = {r.name: r for r in results}
         for workload in scenario.transfers:
             merged = by_name.get(workload.name)

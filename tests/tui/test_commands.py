@@ -29,7 +29,6 @@ def test_subcommands_are_registered(capsys: pytest.CaptureFixture[str]) -> None:
     ("argv", "message"),
     [
         (["tui", "no-such-scenario", "--no-record"], "unknown scenario 'no-such-scenario'"),
-        (["tui", "two-paths", "--backend", "mininet", "--no-record"], "not available in the TUI yet"),
         (["tui", "--speed", "0"], "speed must be a positive number or 'max'"),
         (["tui", "--speed", "fast"], "speed must be a positive number or 'max'"),
         (["replay", "/nonexistent/bundle"], "no run bundle at /nonexistent/bundle"),
@@ -45,6 +44,13 @@ def test_bad_input_gets_one_clear_line(argv: list[str], message: str, capsys: py
     assert status == 2
     assert message in err
     assert "Traceback" not in err
+
+
+def test_mininet_tui_refuses_without_root(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    assert main(["tui", "two-paths", "--backend", "mininet", "--no-record"]) == 2
+    err = capsys.readouterr().err
+    assert "the TUI on Mininet needs root" in err and len(err.strip().splitlines()) == 1
 
 
 def test_replay_of_a_directory_without_a_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

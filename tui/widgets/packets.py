@@ -14,7 +14,18 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Input, Static
 
 from lab.trace import TraceRecord
-from tui.rfc import FLAG_NAMES, MPTCP_BY_NAME, TCP_HEADER, cite_text, describe_option, option_summary
+from tui.rfc import (
+    EXCHANGE_TYPES,
+    FLAG_NAMES,
+    MPTCP_BY_NAME,
+    TCP_HEADER,
+    cite_text,
+    describe_esp,
+    describe_ike,
+    describe_iketcp,
+    describe_option,
+    option_summary,
+)
 from tui.widgets.base import TraceView, short_conn
 from tui.widgets.packet_list import RowList
 
@@ -53,8 +64,63 @@ def _packet(index: int, rec: TraceRecord) -> Packet:
         "opt": " ".join(option_summary(o) for o in opts if isinstance(o, dict)),
         "reason": str(data.get("reason", data.get("action", ""))),
     }
+    if rec.layer in LAYER_FIELDS:
+        fields.update(LAYER_FIELDS[rec.layer](data))
     hay = " ".join(f"{k}={v}" for k, v in fields.items()).lower()
     return Packet(index, rec, direction, fields, hay)
+
+
+def _ike_fields(data: dict[str, Any]) -> dict[str, str]:
+    if data.get("kind") == "nat_keepalive":
+        return {"conn": "NAT-Keepalive", "opt": "0xFF"}
+    where = f"{data.get('transport')}:{data.get('port')}" if data.get("port") else str(data.get("transport", ""))
+    extra = f" retx {data['retransmission']}" if data.get("retransmission") else ""
+    return {
+        "conn": f"IKE SA {data.get('sa', '?')}",
+        "flags": "R" if data.get("response") else "",
+        "seq": str(data.get("message_id", "")),
+        "len": str(data.get("length", "")),
+        "opt": f"{data.get('exchange', '')} {where}{extra}".strip(),
+    }
+
+
+def _esp_fields(data: dict[str, Any]) -> dict[str, str]:
+    inner = f" inner={data['inner_length']}" if data.get("inner_length") is not None else ""
+    return {
+        "conn": f"ESP SPI {data.get('spi', '?')}",
+        "seq": str(data.get("seq", "")),
+        "len": str(data.get("length", "")),
+        "opt": f"ESP {data.get('transport', '')}{inner}".strip(),
+    }
+
+
+def _iketcp_fields(data: dict[str, Any]) -> dict[str, str]:
+    kind = str(data.get("kind", ""))
+    if kind == "ike" and data.get("exchange_type") is not None:
+        what = f"IKE {EXCHANGE_TYPES.get(data['exchange_type'], data['exchange_type'])}"
+    elif kind == "esp" and isinstance(data.get("spi"), int):
+        what = f"ESP spi={data['spi']:#010x}"
+    else:
+        what = kind.upper() if kind in ("ike", "esp") else kind
+    return {
+        "conn": f"IKETCP {data.get('conn', '?')}",
+        "flags": "R" if data.get("response") else "",
+        "seq": str(data.get("seq", data.get("message_id", ""))),
+        "len": str(data.get("length", "")),
+        "opt": what,
+    }
+
+
+def _mptcp_fields(data: dict[str, Any]) -> dict[str, str]:
+    opts = data.get("mptcp") if isinstance(data.get("mptcp"), list) else []
+    subtypes = " ".join(str(o.get("subtype")) for o in opts if isinstance(o, dict))
+    return {
+        "conn": str(data.get("subflow", data.get("conn", ""))),
+        "opt": subtypes + (" (wire)" if data.get("source") == "wire" else ""),
+    }
+
+
+LAYER_FIELDS = {"ike": _ike_fields, "esp": _esp_fields, "iketcp": _iketcp_fields, "mptcp": _mptcp_fields}
 
 
 def parse_filter(text: str) -> list[tuple[str | None, str]]:
@@ -250,7 +316,33 @@ def detail_markup(pkt: Packet) -> Text:
                 line(f"Multipath TCP {sub}: {rest}", ("8684", MPTCP_BY_NAME.get(sub, "3")))
         if data.get("reason"):
             line(f"reason: {data['reason']}")
+    elif rec.layer in ("ike", "esp", "iketcp") or (rec.layer == "mptcp" and rec.name != "segment_dropped"):
+        for name, value, citation in LAYER_DETAIL[rec.layer](rec.name, data):
+            line(f"{name}: {value}", citation)
     else:
         for key, value in data.items():
             line(f"{key}: {value}")
     return out
+
+
+def _mptcp_detail(name: str, data: dict[str, Any]) -> list[tuple[str, str, tuple[str, str] | None]]:
+    lines: list[tuple[str, str, tuple[str, str] | None]] = [
+        ("Subflow", str(data.get("subflow", data.get("conn", ""))), None),
+        (
+            "Control Bits",
+            " ".join(FLAG_NAMES.get(c, c) for c in str(data.get("flags", "")) if c != ".") or "none",
+            TCP_HEADER,
+        ),
+        ("Segment length (data octets)", str(data.get("len", "")), ("9293", "3.4")),
+    ]
+    for opt in data.get("mptcp") or []:
+        if isinstance(opt, dict):
+            sub = str(opt.get("subtype", "?"))
+            rest = ", ".join(f"{k}={v}" for k, v in opt.items() if k != "subtype")
+            lines.append((f"Multipath TCP {sub}", rest, ("8684", MPTCP_BY_NAME.get(sub, "3"))))
+    if data.get("source") == "wire":
+        lines.append(("Observed", "on the wire of a kernel stack's host (no endpoint record)", None))
+    return lines
+
+
+LAYER_DETAIL = {"ike": describe_ike, "esp": describe_esp, "iketcp": describe_iketcp, "mptcp": _mptcp_detail}

@@ -55,6 +55,7 @@ class SubflowsView(Vertical, TraceView):
         self.fallbacks: dict[str, str] = {}  # token or conn -> reason
         self.reinjections = 0
         self.mappings = 0
+        self._idsn: dict[tuple[str, Any], tuple[int | None, int | None]] = {}  # (node, token) -> IDSNs
         self._history: dict[str, list[float]] = {}
         self._last_acked: dict[str, tuple[float, int]] = {}
         self._dirty: set[str] = set()
@@ -130,7 +131,8 @@ class SubflowsView(Vertical, TraceView):
                             r = data["reinjected"]
                             self.reinjections += 1
                             log_lines.append(
-                                f"{rec.t:9.4f} {rec.node} {label}: reinjected data_seq={r.get('data_seq')} "
+                                f"{rec.t:9.4f} {rec.node} {label}: reinjected "
+                                f"data_seq={self._dsn(rec.node, token, r.get('data_seq'), sent=True)} "
                                 f"len={r.get('len')} {r.get('from_subflow')} ⇒ {r.get('to_subflow') or 'any subflow'}"
                                 + (f" ({r['why']})" if r.get("why") else "")
                             )
@@ -144,6 +146,8 @@ class SubflowsView(Vertical, TraceView):
                         if isinstance(subflow, str):
                             row = self._row(rec.node, subflow)
                             row["mptcp"] = True
+                            if data.get("source") == "wire":
+                                row["source"] = "wire"
                             row["conn"] = label + (" FALLBACK" if label in self.fallbacks else "")
                             if "to" in data:
                                 row["state"] = str(data["to"])
@@ -155,6 +159,8 @@ class SubflowsView(Vertical, TraceView):
                     elif rec.name == "metrics_updated" and isinstance(subflow, str):
                         row = self._row(rec.node, subflow)
                         row["mptcp"] = True
+                        if data.get("source") == "wire":
+                            row["source"] = "wire"
                         row["conn"] = label + (" FALLBACK" if label in self.fallbacks else "")
                         if "state" in data:
                             row["state"] = str(data["state"])
@@ -175,6 +181,7 @@ class SubflowsView(Vertical, TraceView):
                             self._rate(rec, key, moved, row)
                         touched.add(key)
                     elif rec.name == "key_updated":
+                        self._idsn[(rec.node, token)] = (_hex(data.get("local_idsn")), _hex(data.get("remote_idsn")))
                         keys = ", ".join(f"{k}={v}" for k, v in data.items() if k != "token")
                         log_lines.append(f"{rec.t:9.4f} {rec.node} {label}: keys {keys}")
                 if rec.name in ("segment_sent", "segment_received") and isinstance(data.get("mptcp"), list):
@@ -184,9 +191,16 @@ class SubflowsView(Vertical, TraceView):
                         subtype = opt.get("subtype")
                         if subtype == "DSS" and opt.get("data_seq") is not None:
                             self.mappings += 1
+                            dsn = self._dsn(
+                                rec.node,
+                                data.get("token"),
+                                opt.get("data_seq"),
+                                sent=rec.name == "segment_sent",
+                                wide=bool(opt.get("data_seq_64", True)),
+                            )
                             log_lines.append(
                                 f"{rec.t:9.4f} {rec.node} {'→' if rec.name == 'segment_sent' else '←'} "
-                                f"{short_conn(str(data.get('subflow', data.get('conn', ''))))} DSS data_seq={opt.get('data_seq')} "
+                                f"{short_conn(str(data.get('subflow', data.get('conn', ''))))} DSS data_seq={dsn} "
                                 f"subflow_seq={opt.get('subflow_seq')} len={opt.get('data_level_length', opt.get('len'))}"
                             )
                         elif subtype in (
@@ -209,6 +223,17 @@ class SubflowsView(Vertical, TraceView):
         if log_lines:
             self.query_one(Log).write_lines(log_lines)
 
+    def _dsn(self, node: str, token: Any, data_seq: Any, *, sent: bool, wide: bool = True) -> str:
+        """``data_seq`` relative to the sender's IDSN (RFC 8684 §3.3.1: the first data byte is
+        IDSN+1), when the node's keys are known; else as recorded. A 32-bit DSN (no ``data_seq_64``)
+        is taken relative to the IDSN's low 32 bits."""
+        local, remote = self._idsn.get((node, token), (None, None))
+        base = local if sent else remote
+        if base is None or not isinstance(data_seq, int):
+            return str(data_seq)
+        modulus = 1 << (64 if wide else 32)
+        return f"IDSN+{(data_seq - base) % modulus}"
+
     def flush(self) -> None:
         """Draw the rows that changed since the last flush (the app calls this a few times a second)."""
         touched, self._dirty = self._dirty, set()
@@ -227,7 +252,7 @@ class SubflowsView(Vertical, TraceView):
         fallback = "FALLBACK" in row["conn"]
         return (
             Text(row["conn"], style="bold reverse" if fallback else ("bold" if row["mptcp"] else "dim")),
-            row["node"],
+            row["node"] + ("*" if row.get("source") == "wire" else ""),
             short_conn(row["subflow"]),
             row["id"],
             Text(row["state"], style="bold" if row["state"] in ("ESTABLISHED", "established") else ""),
@@ -254,6 +279,8 @@ class SubflowsView(Vertical, TraceView):
             summary.append("   fallback: " + "; ".join(f"{k}: {v}" for k, v in self.fallbacks.items()), style="bold")
         if self.reinjections:
             summary.append(f"   reinjections: {self.reinjections}")
+        if any(row.get("source") == "wire" for row in self.rows.values()):
+            summary.append("   * a kernel peer, as seen on the wire", style="italic")
         if summary.plain != getattr(self, "_summary_shown", None):
             self._summary_shown = summary.plain
             self.query_one("#subflow-summary", Static).update(summary)
@@ -275,3 +302,13 @@ class SubflowsView(Vertical, TraceView):
             "reinjections": self.reinjections,
             "mappings": self.mappings,
         }
+
+
+def _hex(value: Any) -> int | None:
+    """A 16-hex-digit IDSN from a ``key_updated`` record, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return int(value, 16)
+    except ValueError:
+        return None
