@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,6 +32,7 @@ from tui.widgets.topology import TopologyView
 TABS = ("topology", "subflows", "eno", "iketcp", "packets", "events")
 MAX_NOTES_PER_BATCH = 3
 FLUSH_S = 0.25  # how often tables catch up with what the records changed
+GC_FREEZE_S = 1.0  # see LabApp._settle_heap
 
 
 class LabApp(App[None]):
@@ -116,7 +118,26 @@ class LabApp(App[None]):
         self.refresh_status()
         self.set_interval(0.1, self.refresh_status)
         self.set_interval(FLUSH_S, self.flush_views)
+        self.set_interval(GC_FREEZE_S, self._settle_heap)
         self.follow_run()
+
+    def _settle_heap(self) -> None:
+        """Keep full garbage collections short while records stream in.
+
+        The app keeps what it is shown (records, rows), so the heap grows steadily
+        and CPython's full collections, each scanning all of it, grew to 30-130 ms
+        pauses: a key press that met one waited that long. Every ``GC_FREEZE_S``
+        the young generations are collected (cheap) and the survivors frozen out
+        of later scans (``gc.freeze``); once the run has finished they are
+        unfrozen, so a later full collection can still reclaim what became
+        cyclic garbage in the meantime.
+        """
+        if self.finished:
+            if gc.get_freeze_count():
+                gc.unfreeze()
+            return
+        gc.collect(1)
+        gc.freeze()
 
     def views(self) -> list[Any]:
         return list(self._views)

@@ -404,3 +404,22 @@ async def test_events_view_describes_records() -> None:
     assert log.describe(TraceRecord(1.0, "h1", "warp", "teleported", {})).startswith("unknown record type warp/")
     assert log.describe(TraceRecord(1.0, "h1", "warp", "teleported", {})) is None  # said once
     assert log.describe(TraceRecord(1.0, "h1", "kernel", "state_updated", {"event": "closed"})) == "kernel event=closed"
+
+
+async def test_the_heap_is_frozen_while_records_stream_and_thawed_once_the_run_ends() -> None:
+    import gc
+
+    import tui.app as app_module
+
+    run = SimRun(SMALL_TWO_PATHS, seed=1, speed=0.5)
+    app = LabApp(run)
+    old = app_module.GC_FREEZE_S
+    app_module.GC_FREEZE_S = 0.1
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await eventually(pilot, lambda: gc.get_freeze_count() > 0)  # while the run streams
+            await until_finished(app, pilot)
+            await eventually(pilot, lambda: gc.get_freeze_count() == 0)  # thawed once it ended
+    finally:
+        app_module.GC_FREEZE_S = old
+        gc.unfreeze()
