@@ -248,6 +248,9 @@ class MptcpSubflow(TcpExtension):
             opts.append(w.MpTcpRst(reason=sf.reset_reason))
         return [w.to_tcp_option(o) for o in opts]
 
+    def rst_received(self, segment, *, now):
+        self.subflow.mp._on_rst(self.subflow, segment, now)
+
 
 class MptcpConnection:
     """One MPTCP connection: subflows, data-sequence space, scheduler and path manager.
@@ -338,6 +341,7 @@ class MptcpConnection:
         self.bytes_reinjected = 0
         self._close_called = False
         self._metrics_at = 0.0
+        self._fastclosed_by_peer = False
         self._dead: list[Subflow] = []  # subflows gone since the last output (a RST may still wait)
         self._pending_resets: list[tuple[Subflow, str, int]] = []
         self._pending_abort: str | None = None
@@ -926,7 +930,13 @@ class MptcpConnection:
         self._trace(now, "error", {"token": self.local_token, "subflow": str(sf.addr), "reason": reason})
         sf.reset_reason = code
         sf.close_reason = reason
-        sf.conn.abort(reason, now=now)
+        conn = sf.conn
+        if conn.state is TcpState.SYN_SENT and conn._rcv_nxt:
+            # refusing the SYN/ACK being read (a join with a wrong HMAC): TCP's abort sends nothing
+            # before the handshake, but the peer holds a half-open subflow: RST + MP_TCPRST at
+            # SEQ = SEG.ACK (RFC 8684 §3.2, RFC 9293 §3.10.7.3)
+            conn._emit_rst(1, now)
+        conn.abort(reason, now=now)
 
     def _terminate(self, reason: str, now: float, *, reset: bool) -> None:
         if self.terminated:
@@ -1344,6 +1354,53 @@ class MptcpConnection:
         sf.conn.send_stream(chunk)
 
     # --- options in -----------------------------------------------------------------------------------------
+
+    def _on_rst(self, sf: Subflow, seg: TcpSegment, now: float) -> None:
+        """An acceptable RST ends ``sf``: what its MPTCP options say (RFC 8684 §3.6 MP_TCPRST's
+        reason becomes the subflow's close reason; §3.5 MP_FASTCLOSE with our key ends the
+        connection, its other subflows too)."""
+        opts: list[w.MptcpOption] = []
+        for o in seg.options:
+            if type(o) is UnknownOption and o.kind == w.MPTCP_KIND:
+                try:
+                    opts.append(w.from_tcp_option(o, version=self.version, syn=False, ack=True))
+                except DecodeError as exc:
+                    self._trace(
+                        now,
+                        "segment_dropped",
+                        {
+                            "token": self.local_token,
+                            "subflow": str(sf.addr),
+                            "reason": f"bad MPTCP option on a RST: {exc}",
+                        },
+                    )
+        if not opts:
+            return
+        if self._trace_on:
+            self._trace(
+                now,
+                "segment_received",
+                {
+                    "token": self.local_token,
+                    "subflow": str(sf.addr),
+                    "flags": "R",
+                    "mptcp": [option_record(o) for o in opts],
+                },
+            )
+        for o in opts:
+            t = type(o)
+            if t is w.MpTcpRst and sf.close_reason != "MP_FASTCLOSE from peer":
+                name = w.MPTCP_RST_REASONS.get(o.reason, f"reason {o.reason}")
+                sf.close_reason = f"MP_TCPRST from peer: {name}" + (" (transient)" if o.transient else "")
+            elif t is w.MpFastclose and o.receiver_key == self.local_key:
+                sf.close_reason = "MP_FASTCLOSE from peer"
+                if self._fastclosed_by_peer:
+                    continue  # its RST on another subflow came first
+                self._fastclosed_by_peer = True
+                self._trace(now, "state_updated", {"token": self.local_token, "fastclose": True})
+                for other in list(self.subflows):
+                    if other is not sf:
+                        other.conn.abort("MP_FASTCLOSE from peer", now=now)
 
     def _on_options(self, sf: Subflow, role: SegmentRole, seg: TcpSegment, stream_offset: int, now: float) -> None:
         opts: list[w.MptcpOption] = []

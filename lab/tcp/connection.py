@@ -1382,6 +1382,8 @@ class TcpConnection:
                     self._emit_raw_rst(seg, now)
                 return
             if flags & RST:
+                if self._ext is not None:
+                    self._ext.rst_received(seg, now=now)
                 self._transition(Input.RECV_RST, now)
                 self._terminate("connection refused", now, reset=True)
                 return
@@ -1474,6 +1476,8 @@ class TcpConnection:
         # RST (RFC 5961 3.2)
         if flags & RST:
             if seq_off == self._rcv_nxt:
+                if self._ext is not None:
+                    self._ext.rst_received(seg, now=now)
                 self._transition(Input.RECV_RST, now)
                 self._terminate("connection reset by peer", now, reset=True)
             else:

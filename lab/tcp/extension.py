@@ -56,6 +56,10 @@ class TcpExtension:
         """Options for a RST this connection sends (MPTCP: MP_TCPRST, MP_FASTCLOSE)."""
         return ()
 
+    def rst_received(self, segment: TcpSegment, *, now: float) -> None:
+        """Called for an acceptable RST (it ends the connection) before the connection
+        reports its end: the options it carries (MPTCP: MP_TCPRST's reason, MP_FASTCLOSE)."""
+
     def receive_window(self) -> int | None:
         """Bytes the extension can still take in, when it (not the TCP buffer) bounds the window."""
         return None

@@ -127,6 +127,15 @@ MPTCP_RST_ADMINISTRATIVELY_PROHIBITED = 0x03
 MPTCP_RST_TOO_MUCH_OUTSTANDING_DATA = 0x04
 MPTCP_RST_UNACCEPTABLE_PERFORMANCE = 0x05
 MPTCP_RST_MIDDLEBOX_INTERFERENCE = 0x06
+MPTCP_RST_REASONS = {  # RFC 8684 §3.6 (IANA "MPTCP MP_TCPRST Reason Codes")
+    MPTCP_RST_UNSPECIFIED: "unspecified error",
+    MPTCP_RST_MPTCP_ERROR: "MPTCP-specific error",
+    MPTCP_RST_LACK_OF_RESOURCES: "lack of resources",
+    MPTCP_RST_ADMINISTRATIVELY_PROHIBITED: "administratively prohibited",
+    MPTCP_RST_TOO_MUCH_OUTSTANDING_DATA: "too much outstanding data",
+    MPTCP_RST_UNACCEPTABLE_PERFORMANCE: "unacceptable performance",
+    MPTCP_RST_MIDDLEBOX_INTERFERENCE: "middlebox interference",
+}
 
 
 # --- the option forms ------------------------------------------------------------

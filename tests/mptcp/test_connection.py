@@ -355,3 +355,41 @@ def test_set_backup_sends_mp_prio_and_the_peer_records_it() -> None:
     sent = [o for r in pair.records("client", "segment_sent") for o in r.data["mptcp"]]
     assert {"subtype": "MP_PRIO", "backup": True, "address_id": None, "reserved": 0} in sent
     assert [sf.peer_backup for sf in pair.server.subflows if sf.addr == PATH_B.reversed()] == [True]
+
+
+def test_a_peers_mp_tcprst_reason_closes_the_subflow_with_that_reason() -> None:
+    pair = MptcpPair(NO_PM, NO_PM)
+    pair.handshake()
+
+    def forge(direction, addr, seg):
+        if direction == "s2c" and addr == PATH_B.reversed():
+            return rewrite_mptcp(
+                seg,
+                addr,
+                lambda o: replace(o, truncated_hmac=bytes(8)) if isinstance(o, w.MpJoinSynAck) else o,
+            )
+        return seg
+
+    pair.tamper = forge
+    pair.client.open_subflow(PATH_B, now=0.0)
+    pair.run(now=0.0, until=1.0)
+    # the client resets the join with MP_TCPRST; the server reads the reason off the RST
+    (closed,) = [e for e in pair.of("server", SubflowClosed) if e.addr == PATH_B.reversed()]
+    assert closed.reason == "MP_TCPRST from peer: MPTCP-specific error", closed.reason
+    received = [r.data for r in pair.records("server", "segment_received") if r.data.get("flags") == "R"]
+    assert received and any(o["subtype"] == "MP_TCPRST" for o in received[0]["mptcp"]), received
+
+
+def test_mp_fastclose_on_a_rst_ends_the_peers_connection_and_is_recorded() -> None:
+    pair = MptcpPair(NO_PM, NO_PM)
+    pair.handshake()
+    pair.client.open_subflow(PATH_B, now=0.0)
+    now = pair.run(now=0.0, until=1.0)
+    assert len(pair.server.subflows) == 2
+    pair.client.abort("the application gave up", now=now)
+    pair.run(now=now, until=now + 1.0)
+    assert [r.data for r in pair.records("server", "state_updated") if r.data.get("fastclose")]
+    (ended,) = pair.of("server", ConnectionTerminated)
+    assert ended.reset
+    reasons = {e.reason for e in pair.of("server", SubflowClosed)}
+    assert reasons == {"MP_FASTCLOSE from peer"}, reasons
