@@ -89,9 +89,22 @@ def test_serve_renders_a_running_scenario_in_headless_chromium(tmp_path: Path) -
     try:
         _wait_for_port(port, proc)
         shot = tmp_path / "serve.png"
-        data = asyncio.run(screenshot(f"http://127.0.0.1:{port}/", shot, wait_s=7.0))
-        app_pids = _group_members(proc.pid) - {proc.pid}
-        assert app_pids, "the page did not start an app process"
+        seen: set[int] = set()
+
+        async def page_and_watch() -> bytes:
+            async def watch() -> None:
+                while True:  # the app process lives while the page is open (it may end with it)
+                    seen.update(_group_members(proc.pid) - {proc.pid})
+                    await asyncio.sleep(0.2)
+
+            watcher = asyncio.create_task(watch())
+            try:
+                return await screenshot(f"http://127.0.0.1:{port}/", shot, wait_s=7.0)
+            finally:
+                watcher.cancel()
+
+        data = asyncio.run(page_and_watch())
+        assert seen, "the page did not start an app process"
     finally:
         proc.send_signal(signal.SIGKILL)  # the server alone, the hardest way: no chance to clean up
         try:
