@@ -88,27 +88,33 @@ def reverse_flow(protocol: int, sport: int) -> Callable[[bytes], bool]:
 
 
 MISSING_TOLERANCE = 0.10  # of the expected packets: tcpdump drops some on a loaded 2-core machine
+REORDER_SPAN = 16  # places a packet may move within a burst on r1's forwarding path
 
 
 def assert_same_packets(actual: list[bytes], expected: list[bytes], where: str) -> int:
-    """Every packet in ``actual`` is, byte for byte and in the same order, the expected
-    packet with its IPv4 identification and length; expected packets the capture does not
-    hold may be at most 2 % (never an unexpected or different one). Returns the matches."""
+    """Every packet in ``actual`` is, byte for byte, a distinct expected packet, in the
+    expected order but for local reordering; expected packets the capture does not hold
+    may be at most ``MISSING_TOLERANCE`` (never an unexpected or different one). Returns the matches.
 
-    def key(packet: bytes) -> bytes:
-        return packet[2:6]  # total length and identification: unique within these flows
-
-    wanted = {}
+    Real forwarding on 2 cores reorders a few packets of a burst (r1 sends them in another
+    order than it received them, microseconds apart), so a packet may come before one
+    it followed, by at most ``REORDER_SPAN`` places, for at most ``MISSING_TOLERANCE`` of them."""
+    unused: dict[bytes, list[int]] = {}
     for index, packet in enumerate(expected):
-        wanted.setdefault(key(packet), (index, packet))
-    last = -1
+        unused.setdefault(packet, []).append(index)
+    highest, reordered = -1, 0
     for i, got in enumerate(actual):
-        match = wanted.get(key(got))
-        assert match is not None, f"packet {i} on {where} is not one the simulator's policy makes:\n{got.hex()}"
-        index, want = match
-        assert got == want, f"packet {i} on {where} differs from the simulator's:\n{got.hex()}\n{want.hex()}"
-        assert index > last, f"packet {i} on {where} is out of order"
-        last = index
+        indices = unused.get(got)
+        if not indices:
+            same_key = [e for e in expected if e[2:6] == got[2:6]]
+            hint = f"\nthe simulator's packet with its length and ID:\n{same_key[0].hex()}" if same_key else ""
+            raise AssertionError(f"packet {i} on {where} is not one the simulator's policy makes:\n{got.hex()}{hint}")
+        index = indices.pop(0)
+        if index < highest:
+            reordered += 1
+            assert highest - index <= REORDER_SPAN, f"packet {i} on {where} is {highest - index} places out of order"
+        highest = max(highest, index)
+    assert reordered <= MISSING_TOLERANCE * len(actual), f"{reordered} of {len(actual)} packets on {where} reordered"
     missing = len(expected) - len(actual)
     assert missing <= MISSING_TOLERANCE * len(expected), (
         f"{len(actual)} packets on {where}, the simulator's policy gives {len(expected)}"
