@@ -134,12 +134,126 @@ def inject_mininet(
     backend.cmd(node, [sys.executable, "-c", code], timeout=timeout)
 
 
-def _send_with_scapy(raw: bytes, iface: str | None) -> None:
+class MininetInjector:
+    """A sender kept running inside Mininet node ``node`` (``python -m lab.inject --serve``), so that
+    packets sent during a run leave within milliseconds (Scapy is imported once, when it starts).
+
+    ``send`` writes one packet and waits for the sender's answer; ``close`` ends it (the backend
+    also stops it with the network). Raises ValueError for a packet that is not IP and
+    MininetCommandError when the sender failed or did not answer within ``timeout`` seconds.
+    """
+
+    def __init__(self, backend: Any, node: str, *, timeout: float = 20.0) -> None:
+        import subprocess
+
+        root = str(Path(__file__).resolve().parents[1])
+        code = f"import sys; sys.path.insert(0, {root!r}); from lab.inject import main; sys.exit(main(['--serve']))"
+        self.node = node
+        self.timeout = timeout
+        self._ready = False
+        self._proc = backend.popen(
+            node,
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
+
+    def _answer(self) -> str:
+        import select
+
+        from lab.mininet.topo import MininetCommandError
+
+        assert self._proc.stdout is not None
+        ready, _, _ = select.select([self._proc.stdout], [], [], self.timeout)
+        line = self._proc.stdout.readline() if ready else ""
+        if not line:
+            raise MininetCommandError(f"{self.node}: the packet sender did not answer (exit {self._proc.poll()})")
+        return line.strip()
+
+    def send(self, packet: Any, *, interface: str | None = None, next_hop: str | None = None) -> None:
+        """Send ``packet``; with ``interface`` and ``next_hop`` (an address on that link) it goes
+        to that neighbour's MAC address whatever the routes say, as the simulator sends a packet
+        injected on a named interface to the link's other end."""
+        from lab.mininet.topo import MininetCommandError
+
+        raw = packet_bytes(packet)
+        if not self._ready:
+            if (answer := self._answer()) != "ready":
+                raise MininetCommandError(f"{self.node}: the packet sender failed to start: {answer}")
+            self._ready = True
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(f"{raw.hex()} {interface or '-'} {next_hop or '-'}\n")
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError) as exc:
+            raise MininetCommandError(f"{self.node}: the packet sender is gone: {exc}") from None
+        if (answer := self._answer()) != "ok":
+            raise MininetCommandError(f"{self.node}: {answer}")
+
+    def close(self) -> None:
+        import contextlib
+        import subprocess
+
+        with contextlib.suppress(OSError, ValueError):
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        with contextlib.suppress(OSError, ValueError):
+            if self._proc.stdout is not None:
+                self._proc.stdout.close()
+
+
+def _serve() -> int:
+    """Send the packets given on stdin, one ``HEX IFACE NEXTHOP`` line each (``-``: the kernel's route);
+    answer ``ready`` once, then ``ok`` or ``error: ...`` per line."""
+    try:
+        import scapy.layers.inet  # noqa: F401 - imported up front, not on the first packet
+        import scapy.layers.inet6  # noqa: F401
+        import scapy.sendrecv  # noqa: F401
+    except ImportError:
+        print("error: Scapy is not installed (pip install scapy)", flush=True)
+        return 2
+    print("ready", flush=True)
+    for line in sys.stdin:
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            raw = packet_bytes(bytes.fromhex(parts[0]))
+            iface = parts[1] if len(parts) > 1 and parts[1] != "-" else None
+            next_hop = parts[2] if len(parts) > 2 and parts[2] != "-" else None
+            _send_with_scapy(raw, iface, next_hop)
+        except (ValueError, OSError) as exc:
+            print(f"error: {exc}", flush=True)
+            continue
+        print("ok", flush=True)
+    return 0
+
+
+def _send_with_scapy(raw: bytes, iface: str | None, next_hop: str | None = None) -> None:
+    """Raises OSError when it cannot be sent (no answer from ``next_hop``, a bad interface)."""
     from scapy.layers.inet import IP
     from scapy.layers.inet6 import IPv6
     from scapy.sendrecv import send
 
     pkt = IP(raw) if raw[0] >> 4 == 4 else IPv6(raw)
+    if iface is not None and next_hop is not None:
+        from scapy.layers.inet6 import getmacbyip6
+        from scapy.layers.l2 import Ether, getmacbyip
+        from scapy.sendrecv import sendp
+
+        mac = getmacbyip(next_hop) if raw[0] >> 4 == 4 else getmacbyip6(next_hop)
+        if mac is None:
+            raise OSError(f"no neighbour answered for {next_hop} on {iface}")
+        sendp(Ether(dst=mac) / pkt, iface=iface, verbose=False)
+        return
     kwargs: dict[str, Any] = {"verbose": False}
     if iface is not None:
         kwargs["iface"] = iface
@@ -149,9 +263,14 @@ def _send_with_scapy(raw: bytes, iface: str | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     """``python -m lab.inject HEX [--iface NAME]``: send one IP packet from this network namespace."""
     p = argparse.ArgumentParser(prog="python -m lab.inject", description="send one raw IP packet with Scapy")
-    p.add_argument("packet", help="the IP packet as hex")
+    p.add_argument("packet", nargs="?", help="the IP packet as hex")
     p.add_argument("--iface")
+    p.add_argument("--serve", action="store_true", help="send the packets read from stdin (HEX IFACE lines)")
     args = p.parse_args(argv)
+    if args.serve:
+        return _serve()
+    if args.packet is None:
+        p.error("give the packet as hex, or --serve")
     try:
         raw = packet_bytes(bytes.fromhex(args.packet))
     except ValueError as exc:

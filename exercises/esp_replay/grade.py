@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from exercises.esp_replay import scenario
-from exercises.grading import Check, Exercise, SimReplay, Submission, SubmissionError, TraceQuery, main_for
+from exercises.grading import Check, Exercise, RunContext, Submission, SubmissionError, TraceQuery, main_for
 from lab.errors import DecodeError
-from lab.inject import inject
+from lab.inject import packet_bytes
 from lab.wire.ip import decode_ip, ip_protocol
 from lab.wire.udp import UDP_PROTOCOL
 
@@ -19,27 +19,39 @@ WINDOW_PACKETS = 64  # h2's replay window (lab.esp.sa default, RFC 4303 §3.4.3)
 
 
 def collect(sub: Submission) -> TraceQuery:
-    with tempfile.TemporaryDirectory(prefix="tcplab-esp-replay-") as tmp:
-        replay = SimReplay(scenario.SCENARIO, seed=scenario.SEED, pcap_dir=Path(tmp))
-        replay.run_until(scenario.SNIFF_AT)
-        sniffed = scenario.sniff(replay.net)
-        forged = sub.call("replay", sniffed)
-        if not isinstance(forged, list) or len(forged) != EXPECTED_PACKETS:
+    forged: list[bytes] = []
+    scn = scenario.scenario_for(sub.backend)
+    sniff_at = scenario.sniff_at(sub.backend)
+
+    def attack(ctx: RunContext) -> None:
+        sniffed = ctx.captured(scenario.SNIFF_INTERFACE)
+        if ctx.backend == "mininet":  # the kernels' own IPv6 chatter (neighbour discovery, MLD): not the lab's
+            sniffed = [p for p in sniffed if p[0] >> 4 == 4]
+        got = sub.call("replay", sniffed)
+        if not isinstance(got, list) or len(got) != EXPECTED_PACKETS:
             raise SubmissionError(
-                "bad_result", f"replay() must return a list of {EXPECTED_PACKETS} packets, got {_describe(forged)}"
+                "bad_result", f"replay() must return a list of {EXPECTED_PACKETS} packets, got {_describe(got)}"
             )
-        injected = []
-        for i, packet in enumerate(forged):
-            at = scenario.SNIFF_AT + scenario.SPACING_S * (i + 1)
+        for i, packet in enumerate(got):
             if not isinstance(packet, bytes):
                 raise SubmissionError("bad_result", f"packet {i + 1} is a {type(packet).__name__}, not a packet")
             try:
-                inject(replay.net, scenario.ATTACKER, packet, at=at)
+                packet_bytes(packet)
             except ValueError as exc:
                 raise SubmissionError("bad_result", f"packet {i + 1}: {exc}") from None
-            injected.append({"at": at, **esp_fields(packet)})
+        # the simulator stands still while replay() runs; on Mininet the copies follow its return
+        start = max(ctx.now, sniff_at)
+        spacing = scenario.spacing_s(ctx.backend)
+        for i, packet in enumerate(got):
+            ctx.inject(scenario.ATTACKER, packet, at=start + spacing * (i + 1))
+            forged.append(packet)
+
+    with tempfile.TemporaryDirectory(prefix="tcplab-esp-replay-") as tmp:
+        replay = sub.replay(scn, seed=scenario.SEED, pcap_dir=Path(tmp))
+        replay.at(sniff_at, attack)
         q = replay.finish()
-    q.extra["injected"] = injected
+    sent = [i["at"] for i in q.extra["injected"] if i["node"] == scenario.ATTACKER]
+    q.extra["injected"] = [{"at": at, **esp_fields(packet)} for at, packet in zip(sent, forged, strict=False)]
     return q
 
 
@@ -75,6 +87,8 @@ def _receiver_ip(q: TraceQuery) -> str | None:
 def reaction(q: TraceQuery, index: int) -> tuple[str, str]:
     """How h2 took injected packet ``index``: (kind, what to say). Kinds: not_esp, elsewhere, not_seen,
     accepted, and the drop reasons of the esp layer (duplicate, too_old, integrity, wrong_spi, ...)."""
+    if index >= len(q.extra["injected"]):
+        return "not_seen", f"packet {index + 1} was never sent: the run had ended before its time"
     sent = q.extra["injected"][index]
     if "spi" not in sent:
         return "not_esp", f"packet {index + 1} is {sent['why']}"
@@ -82,7 +96,8 @@ def reaction(q: TraceQuery, index: int) -> tuple[str, str]:
     if sent["dst"] != receiver:
         return "elsewhere", f"packet {index + 1} went to {sent['dst']}, not to h2 ({receiver})"
     at, seq = sent["at"], sent["seq"]
-    window = {"after": at - 1e-9, "before": at + scenario.SPACING_S - 1e-9}
+    spacing = scenario.spacing_s(q.extra["backend"])
+    window = {"after": at - 1e-9, "before": at + spacing - 1e-9}
     dropped = q.first(layer="esp", name="segment_dropped", node=scenario.RECEIVER, seq=seq, **window)
     taken = q.select(layer="esp", name="segment_received", node=scenario.RECEIVER, seq=seq)
     if dropped is not None:
@@ -90,7 +105,7 @@ def reaction(q: TraceQuery, index: int) -> tuple[str, str]:
         return dropped.data[
             "reason"
         ], f"packet {index + 1} (sequence number {seq}) was dropped: {dropped.data['reason']}{edge}"
-    if len(taken) > 1 or any(at <= r.t < at + scenario.SPACING_S for r in taken):
+    if len(taken) > 1 or any(at <= r.t < at + spacing for r in taken):
         return "accepted", f"packet {index + 1} (sequence number {seq}) was accepted by h2's SA"
     return "not_seen", f"packet {index + 1} never reached h2's ESP SA"
 
@@ -191,10 +206,6 @@ EXERCISE = Exercise(
     checks=CHECKS,
     time_limit_s=30.0,
     needs_scenario=True,
-    no_mininet=(
-        "solution.py crafts its packets while the run stands still at a chosen instant, "
-        "which only the simulator's virtual clock allows"
-    ),
 )
 
 if __name__ == "__main__":

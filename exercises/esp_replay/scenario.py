@@ -11,11 +11,19 @@ directions) so far; the packets ``replay()`` returns are injected at r1
 (``lab.inject``: they leave r1 towards their destination, bypassing its
 routing of real traffic) one at a time, ``SPACING_S`` apart.
 
+On Mininet (``--backend mininet``) the run cannot stand still while
+``replay()`` runs: the path runs at ``MININET_BW_MBPS`` there, the capture
+is taken at ``MININET_SNIFF_AT`` (h1 has sent more than a window's worth by
+then) and the copies follow the return of ``replay()``,
+``MININET_SPACING_S`` apart, while h1's and then h2's streams still flow.
+
 The grader's own copy of this file is the one that runs; editing yours
 changes nothing.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from lab.ike.workload import IkeSession
 from lab.pcap import read_pcap
@@ -45,3 +53,29 @@ def sniff(net: object) -> list[bytes]:
     iface = net.interfaces[SNIFF_INTERFACE]
     iface.pcap.flush()
     return [packet for _t, packet in read_pcap(iface.pcap.path)]
+
+
+MININET_BW_MBPS = 0.4
+MININET_SNIFF_AT = 2.0
+MININET_SPACING_S = 0.3
+MININET_SCENARIO = replace(
+    SCENARIO,
+    description=f"An IKE/ESP tunnel from h1 to h2 over a {MININET_BW_MBPS:g} Mbit/s path; an attacker on r1 replays ESP.",
+    topology_params={**SCENARIO.topology_params, "bw_mbps": MININET_BW_MBPS},
+    time_limit_s=20.0,
+)
+
+
+def scenario_for(backend: str) -> Scenario:
+    """The run the grader uses on ``backend`` (``sim`` or ``mininet``)."""
+    return MININET_SCENARIO if backend == "mininet" else SCENARIO
+
+
+def sniff_at(backend: str) -> float:
+    """When ``replay()`` gets the capture on ``backend``."""
+    return MININET_SNIFF_AT if backend == "mininet" else SNIFF_AT
+
+
+def spacing_s(backend: str) -> float:
+    """Seconds between two copies on ``backend``."""
+    return MININET_SPACING_S if backend == "mininet" else SPACING_S

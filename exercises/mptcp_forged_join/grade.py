@@ -7,9 +7,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from exercises.grading import Check, Exercise, SimReplay, Submission, SubmissionError, TraceQuery, main_for
+from exercises.grading import Check, Exercise, RunContext, Submission, SubmissionError, TraceQuery, main_for
 from exercises.mptcp_forged_join import scenario as sc
-from lab.inject import inject, summary
+from lab.inject import packet_bytes, summary
 
 
 def _packets(value: Any, count: int, function: str) -> list[bytes]:
@@ -24,36 +24,82 @@ def _packets(value: Any, count: int, function: str) -> list[bytes]:
     return value
 
 
-def _inject_all(replay: SimReplay, packets: list[bytes], start: float, function: str) -> list[dict[str, Any]]:
-    out = []
+def _inject_all(ctx: RunContext, packets: list[bytes], start: float, function: str) -> None:
     for i, packet in enumerate(packets):
-        at = start + sc.SPACING_S * i
         try:
-            inject(replay.net, sc.ATTACKER, packet, at=at, interface=sc.ATTACK_INTERFACE)
+            packet_bytes(packet)
         except ValueError as exc:
             raise SubmissionError("bad_result", f"{function}(): packet {i + 1}: {exc}") from None
-        out.append({"at": at, **summary(packet)})
+    spacing = sc.spacing_s(ctx.backend)
+    for i, packet in enumerate(packets):
+        ctx.inject(sc.ATTACKER, packet, at=start + spacing * i, interface=sc.ATTACK_INTERFACE)
+
+
+def _captured(ctx: RunContext, interface: str) -> list[bytes]:
+    packets = ctx.captured(interface)
+    if ctx.backend == "mininet":  # the kernels' own IPv6 chatter (neighbour discovery, MLD): not the lab's
+        packets = [p for p in packets if p[0] >> 4 == 4]
+    return packets
+
+
+def _syn_acks(packets: list[bytes]) -> list[bytes]:
+    """The SYN/ACKs h2 sent to the spoofed address, first one per port (h2 retransmits them)."""
+    out, ports = [], set()
+    for packet in packets:
+        s = summary(packet)
+        if s.get("dst") == sc.SPOOFED and s.get("flags") == "SA" and s.get("dport") not in ports:
+            ports.add(s.get("dport"))
+            out.append(packet)
     return out
+
+
+class _Attack:
+    """The grader's two steps: attack() at SNIFF_AT, complete() once h2's SYN/ACKs are back."""
+
+    def __init__(self, sub: Submission, replay: Any) -> None:
+        self.sub = sub
+        self.replay = replay
+        self.sniffed: list[bytes] = []
+        self.synacks: list[bytes] = []
+
+    def attack(self, ctx: RunContext) -> None:
+        self.sniffed = _captured(ctx, sc.SNIFF_INTERFACE)[: sc.SNIFFED_PACKETS]
+        syns = _packets(self.sub.call("attack", self.sniffed), sc.SYNS, "attack")
+        # the simulator stands still while attack() runs; on Mininet the SYNs follow its return
+        start = max(ctx.now, sc.SNIFF_AT) + sc.spacing_s(ctx.backend)
+        _inject_all(ctx, syns, start, "attack")
+        if ctx.backend == "mininet":
+            complete_at = start + sc.spacing_s(ctx.backend) * (sc.SYNS - 1) + sc.MININET_ANSWER_S
+        else:
+            complete_at = sc.COMPLETE_AT
+        self.replay.at(complete_at, self.complete)
+
+    def complete(self, ctx: RunContext) -> None:
+        self.synacks = _syn_acks(_captured(ctx, sc.SYNACK_INTERFACE))
+        if self.synacks:
+            got = _packets(
+                self.sub.call("complete", self.synacks, self.sniffed), min(sc.ACKS, len(self.synacks)), "complete"
+            )
+            start = max(ctx.now, sc.COMPLETE_AT) + sc.spacing_s(ctx.backend)
+            _inject_all(ctx, got, start, "complete")
 
 
 def collect(sub: Submission) -> TraceQuery:
     with tempfile.TemporaryDirectory(prefix="tcplab-join-") as tmp:
-        replay = SimReplay(sc.SCENARIO, seed=sc.SEED, pcap_dir=Path(tmp))
-        replay.run_until(sc.SNIFF_AT)
-        sniffed = sc.sniff(replay.net)
-        syns = _packets(sub.call("attack", sniffed), sc.SYNS, "attack")
-        injected = _inject_all(replay, syns, sc.SNIFF_AT + sc.SPACING_S, "attack")
-        replay.run_until(sc.COMPLETE_AT)
-        synacks = sc.syn_acks(replay.net)
-        acks: list[dict[str, Any]] = []
-        if synacks:
-            got = _packets(sub.call("complete", synacks, sniffed), min(sc.ACKS, len(synacks)), "complete")
-            acks = _inject_all(replay, got, sc.COMPLETE_AT + sc.SPACING_S, "complete")
+        replay = sub.replay(sc.scenario_for(sub.backend), seed=sc.SEED, pcap_dir=Path(tmp))
+        steps = _Attack(sub, replay)
+        replay.at(sc.SNIFF_AT, steps.attack)
         q = replay.finish()
-    q.extra["syns"] = injected
-    q.extra["acks"] = acks
-    q.extra["synacks"] = len(synacks)
+    injected = [{k: v for k, v in i.items() if k not in ("node", "iface")} for i in q.extra["injected"]]
+    q.extra["syns"] = injected[: sc.SYNS]
+    q.extra["acks"] = injected[sc.SYNS :]
+    q.extra["synacks"] = len(steps.synacks)
     return q
+
+
+def _window(q: TraceQuery, at: float) -> dict[str, float]:
+    """From ``at`` to the time the next forged packet was due."""
+    return {"after": at, "before": at + sc.spacing_s(q.extra["backend"]) - 1e-9}
 
 
 def _subflow(port: int):
@@ -62,12 +108,14 @@ def _subflow(port: int):
 
 def syn_reaction(q: TraceQuery, index: int) -> tuple[str, str]:
     """How h2 took forged SYN ``index``: (kind, what the trace shows)."""
-    sent = q.extra["syns"][index]
     n = index + 1
+    if index >= len(q.extra["syns"]):
+        return "not_seen", f"SYN {n} was never sent: the run had ended before its time"
+    sent = q.extra["syns"][index]
     if sent.get("flags") != "S" or sent.get("dst") != sc.SERVER_B or sent.get("dport") != sc.PORT:
         return "not_syn", f"SYN {n} is not a SYN to {sc.SERVER_B} port {sc.PORT}"
     at, mine = sent["at"], _subflow(sent.get("sport"))
-    window = {"after": at, "before": at + sc.SPACING_S - 1e-9}
+    window = _window(q, at)
     dropped = q.first(layer="mptcp", name="segment_dropped", node=sc.SERVER, subflow=mine, **window)
     if dropped is not None:
         return "refused", f"SYN {n}: h2 refused it ({dropped.data.get('reason')})"
@@ -115,9 +163,8 @@ def wrong_token_refused(q: TraceQuery) -> tuple[bool, str]:
     if kind != "refused":
         return False, what
     at = q.extra["syns"][0]["at"]
-    rst = q.first(
-        layer="tcp", name="segment_sent", node=sc.SERVER, flags=lambda f: "R" in f, after=at, before=at + sc.SPACING_S
-    )
+    before = at + sc.spacing_s(q.extra["backend"])
+    rst = q.first(layer="tcp", name="segment_sent", node=sc.SERVER, flags=lambda f: "R" in f, after=at, before=before)
     return True, what + ("; h2 sent a RST" if rst else "")
 
 
@@ -194,10 +241,6 @@ EXERCISE = Exercise(
     checks=CHECKS,
     time_limit_s=30.0,
     needs_scenario=True,
-    no_mininet=(
-        "solution.py crafts its packet while the run stands still at a chosen instant, "
-        "which only the simulator's virtual clock allows"
-    ),
 )
 
 if __name__ == "__main__":

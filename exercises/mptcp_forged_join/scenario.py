@@ -12,11 +12,20 @@ r2 has no route to it and drops them, so nobody resets the half-open
 joins), as captured on h2's path-B link, and injects the ACKs it returns,
 ``SPACING_S`` apart.
 
+On Mininet (``--backend mininet``) the run cannot stand still: each step
+works on what the live captures hold when it comes, and its packets follow
+the return of ``attack()`` or ``complete()``, ``MININET_SPACING_S`` apart
+(``complete()`` comes ``MININET_ANSWER_S`` after the last SYN). Both paths
+run at ``MININET_BW_MBPS`` there, so that h1's transfer (about 8 s) is still
+under way when the last ACK arrives.
+
 The grader's own copy of this file is the one that runs; editing yours
 changes nothing.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from lab.mptcp.workload import MptcpTransfer
 from lab.pcap import read_pcap
@@ -29,6 +38,9 @@ SYNS = 3
 ACKS = 2
 COMPLETE_AT = SNIFF_AT + SPACING_S * SYNS + 0.15  # the SYN/ACKs are back (path B RTT 80 ms)
 SNIFFED_PACKETS = 12
+MININET_SPACING_S = 0.3
+MININET_ANSWER_S = 0.4  # path B's 80 ms RTT and h2's endpoint process, with room to spare
+MININET_BW_MBPS = 2.0
 ATTACKER = "h1"
 ATTACK_INTERFACE = "h1-eth1"  # path B
 SNIFF_INTERFACE = "h1-eth0"  # path A: the initial subflow
@@ -50,6 +62,23 @@ SCENARIO = Scenario(
     ),
     time_limit_s=30.0,
 )
+
+
+MININET_SCENARIO = replace(
+    SCENARIO,
+    description=f"h1 sends 2 MiB to h2 over MPTCP at {MININET_BW_MBPS:g} Mbit/s per path; forged MP_JOINs arrive at h2.",
+    topology_params={**SCENARIO.topology_params, "bw_mbps": (MININET_BW_MBPS, MININET_BW_MBPS)},
+)
+
+
+def scenario_for(backend: str) -> Scenario:
+    """The run the grader uses on ``backend`` (``sim`` or ``mininet``)."""
+    return MININET_SCENARIO if backend == "mininet" else SCENARIO
+
+
+def spacing_s(backend: str) -> float:
+    """Seconds between two forged packets on ``backend``."""
+    return MININET_SPACING_S if backend == "mininet" else SPACING_S
 
 
 def captured(net: object, interface: str) -> list[bytes]:

@@ -6,36 +6,43 @@ import sys
 import tempfile
 from pathlib import Path
 
-from exercises.grading import Check, Exercise, SimReplay, Submission, SubmissionError, TraceQuery, main_for
+from exercises.grading import Check, Exercise, RunContext, Submission, SubmissionError, TraceQuery, main_for
 from exercises.tcp_reset_attack import scenario
-from lab.inject import inject
+from lab.inject import packet_bytes
 
 EXPECTED_PACKETS = 3
 
 
 def collect(sub: Submission) -> TraceQuery:
     with tempfile.TemporaryDirectory(prefix="tcplab-reset-") as tmp:
-        replay = SimReplay(scenario.SCENARIO, seed=scenario.SEED, pcap_dir=Path(tmp))
-        replay.run_until(scenario.SNIFF_AT)
-        sniffed = scenario.sniff(replay.net)
-        forged = sub.call("attack", sniffed)
-        if not isinstance(forged, list) or len(forged) != EXPECTED_PACKETS:
-            raise SubmissionError(
-                "bad_result", f"attack() must return a list of {EXPECTED_PACKETS} packets, got {_describe(forged)}"
-            )
-        times = []
-        for i, packet in enumerate(forged):
-            at = scenario.SNIFF_AT + scenario.SPACING_S * (i + 1)
-            if not isinstance(packet, bytes):
-                raise SubmissionError("bad_result", f"packet {i + 1} is a {type(packet).__name__}, not a packet")
-            try:
-                inject(replay.net, scenario.ATTACKER, packet, at=at)
-            except ValueError as exc:
-                raise SubmissionError("bad_result", f"packet {i + 1}: {exc}") from None
-            times.append(at)
+        replay = sub.replay(scenario.scenario_for(sub.backend), seed=scenario.SEED, pcap_dir=Path(tmp))
+        replay.at(scenario.SNIFF_AT, lambda ctx: _attack(sub, ctx))
         q = replay.finish()
-    q.extra["injected_at"] = times
+    sent = q.select(layer="inject", name="segment_sent", node=scenario.ATTACKER)
+    q.extra["injected_at"] = [r.t for r in sent]
     return q
+
+
+def _attack(sub: Submission, ctx: RunContext) -> None:
+    """At SNIFF_AT: hand attack() the last packets seen on h2's link, inject what it returns."""
+    sniffed = ctx.captured(scenario.SNIFF_INTERFACE)[-scenario.SNIFFED_PACKETS :]
+    forged = sub.call("attack", sniffed)
+    if not isinstance(forged, list) or len(forged) != EXPECTED_PACKETS:
+        raise SubmissionError(
+            "bad_result", f"attack() must return a list of {EXPECTED_PACKETS} packets, got {_describe(forged)}"
+        )
+    for i, packet in enumerate(forged):
+        if not isinstance(packet, bytes):
+            raise SubmissionError("bad_result", f"packet {i + 1} is a {type(packet).__name__}, not a packet")
+        try:
+            packet_bytes(packet)
+        except ValueError as exc:
+            raise SubmissionError("bad_result", f"packet {i + 1}: {exc}") from None
+    # the simulator stands still while attack() runs; on Mininet the packets follow its return
+    start = max(ctx.now, scenario.SNIFF_AT)
+    spacing = scenario.spacing_s(ctx.backend)
+    for i, packet in enumerate(forged):
+        ctx.inject(scenario.ATTACKER, packet, at=start + spacing * (i + 1))
 
 
 def _describe(value: object) -> str:
@@ -51,12 +58,16 @@ def victim_conn(q: TraceQuery) -> str:
 
 def reaction(q: TraceQuery, index: int) -> str:
     """How h1 took forged packet ``index``: not_rst, not_seen, dropped, ignored, challenge_ack, reset."""
-    at = q.extra["injected_at"][index]
-    sent = q.first(layer="inject", name="segment_sent", node=scenario.ATTACKER, after=at - 1e-9, before=at + 1e-9)
-    if sent is None or "R" not in sent.data.get("flags", ""):
+    injected = q.extra["injected_at"]
+    if index >= len(injected):
+        return "not_sent"
+    sent = q.select(layer="inject", name="segment_sent", node=scenario.ATTACKER)[index]
+    if "R" not in sent.data.get("flags", ""):
         return "not_rst"
+    at = sent.t
+    until = injected[index + 1] if index + 1 < len(injected) else at + scenario.spacing_s(q.extra["backend"])
     conn = victim_conn(q)
-    window = {"after": at, "before": at + scenario.SPACING_S - 1e-9}
+    window = {"after": at, "before": until - 1e-9}
     if q.first(layer="tcp", name="segment_dropped", node=scenario.VICTIM, conn=conn, **window):
         return "dropped"
     got = q.first(
@@ -73,6 +84,7 @@ def reaction(q: TraceQuery, index: int) -> str:
 
 
 WHAT = {
+    "not_sent": "was never sent: the run had ended before its time",
     "not_rst": "was not a TCP segment with the RST flag",
     "not_seen": "never reached h1's connection (addresses, ports or direction wrong?)",
     "dropped": "was dropped by h1 as malformed (see its segment_dropped reason)",
@@ -98,7 +110,7 @@ def all_reached(q: TraceQuery) -> tuple[bool, str]:
     for i, r in enumerate(seen):
         if r == "not_seen" and "reset" in seen[:i]:
             continue  # the connection was already gone
-        if r in ("not_rst", "not_seen", "dropped"):
+        if r in ("not_sent", "not_rst", "not_seen", "dropped"):
             bad.append(f"packet {i + 1} {WHAT[r]}")
     if bad:
         return False, "; ".join(bad)
@@ -156,10 +168,6 @@ EXERCISE = Exercise(
     checks=CHECKS,
     time_limit_s=30.0,
     needs_scenario=True,
-    no_mininet=(
-        "solution.py crafts its packet while the run stands still at a chosen instant, "
-        "which only the simulator's virtual clock allows"
-    ),
 )
 
 if __name__ == "__main__":

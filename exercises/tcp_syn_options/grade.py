@@ -4,27 +4,31 @@ from __future__ import annotations
 
 import sys
 
-from exercises.grading import Check, Exercise, SimReplay, Submission, SubmissionError, TraceQuery, main_for
+from exercises.grading import Check, Exercise, RunContext, Submission, SubmissionError, TraceQuery, main_for
 from exercises.tcp_syn_options import scenario
 from lab.errors import DecodeError
-from lab.inject import inject
+from lab.scenario import build_scenario_topology
 from lab.trace import TraceRecord
 from lab.wire.eno import ENO_KIND, decode_syn_eno_option
 
 
 def collect(sub: Submission) -> TraceQuery:
-    replay = SimReplay(scenario.SCENARIO, seed=scenario.SEED)
-    spec = replay.run.spec
+    scn = scenario.scenario_for(sub.backend)
+    spec = build_scenario_topology(scn)
     h1 = spec.interfaces_of(scenario.ATTACKER)[0].ipv4
     h2 = spec.interfaces_of(scenario.SERVER)[0].ipv4
-    replay.run_until(scenario.INJECT_AT)
-    packet = sub.call("craft_syn", h1, h2)
-    if not isinstance(packet, bytes):
-        raise SubmissionError("bad_result", f"craft_syn() returned a {type(packet).__name__}, not a packet")
-    try:
-        inject(replay.net, scenario.ATTACKER, packet)
-    except ValueError as exc:
-        raise SubmissionError("bad_result", f"craft_syn(): {exc}") from None
+
+    def probe(ctx: RunContext) -> None:
+        packet = sub.call("craft_syn", h1, h2)
+        if not isinstance(packet, bytes):
+            raise SubmissionError("bad_result", f"craft_syn() returned a {type(packet).__name__}, not a packet")
+        try:
+            ctx.inject(scenario.ATTACKER, packet)
+        except ValueError as exc:
+            raise SubmissionError("bad_result", f"craft_syn(): {exc}") from None
+
+    replay = sub.replay(scn, seed=scenario.SEED)
+    replay.at(scenario.INJECT_AT, probe)
     return replay.finish()
 
 
@@ -141,8 +145,21 @@ def h1_resets(q: TraceQuery) -> tuple[bool, str]:
     conn = f"{inj['src']}:{inj['sport']}->{inj['dst']}:{inj['dport']}"
     rst = q.first(layer="tcp", name="segment_sent", node=scenario.ATTACKER, conn=conn, reason="no connection")
     if rst is None:
-        return False, "h1 sent no RST for that connection"
+        return False, "h1 sent no RST for that connection" + _kernel_note(q, inj["sport"])
     return True, f"h1 sent [{rst.data['flags']}] at t={rst.t:.6f}"
+
+
+def _kernel_note(q: TraceQuery, port: int) -> str:
+    """On Mininet, h1's user-space stack sees only the ports fenced off its kernel: say so when
+    the SYN's source port is not one of them (the kernel answered, untraced)."""
+    fence = q.first(layer="endpoint", name="state_updated", node=scenario.ATTACKER, fence=lambda f: True)
+    if fence is None:
+        return ""
+    ranges = fence.data["fence"].get("tcp", [])
+    if any(lo <= port <= hi for lo, hi in ranges):
+        return ""
+    owned = ", ".join(f"{lo}-{hi}" for lo, hi in ranges)
+    return f" (on Mininet h1's stack owns TCP ports {owned}; its kernel answered port {port}: pick one of those)"
 
 
 def transfer_intact(q: TraceQuery) -> tuple[bool, str]:
@@ -197,10 +214,6 @@ EXERCISE = Exercise(
     checks=CHECKS,
     time_limit_s=30.0,
     needs_scenario=True,
-    no_mininet=(
-        "solution.py crafts its packet while the run stands still at a chosen instant, "
-        "which only the simulator's virtual clock allows"
-    ),
 )
 
 if __name__ == "__main__":

@@ -82,9 +82,9 @@ def test_check_with_a_dir_and_bad_values(capsys: pytest.CaptureFixture[str], tmp
 
 
 def test_mininet_backend_is_refused_clearly_where_it_cannot_grade(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "exercise", "check", "tcp_reset_attack", "--backend", "mininet")
+    code, _, err = run(capsys, "exercise", "check", "tcpcrypt_tamper", "--backend", "mininet")
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "tcp_reset_attack cannot be graded on Mininet" in err and "--backend sim" in err
+    assert "tcpcrypt_tamper cannot be graded on Mininet" in err and "--backend sim" in err
     code, _, err = run(
         capsys, "exercise", "check", "mptcp_path_failure", "--backend", "mininet", "--dir", "/nonexistent"
     )

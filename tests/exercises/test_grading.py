@@ -204,3 +204,43 @@ def test_trace_query() -> None:
 def test_load_exercise_names_the_known_ones() -> None:
     with pytest.raises(KeyError, match="known: "):
         load_exercise("03_mptcp_scheduler")
+
+
+def test_a_capture_still_being_written_is_read_up_to_its_last_whole_record(tmp_path: Path) -> None:
+    from exercises.grading import ip_packets, live_ip_packets
+    from lab.pcap import PcapWriter
+
+    assert live_ip_packets(tmp_path / "absent.pcap") == []
+    path = tmp_path / "raw.pcap"
+    with PcapWriter(path) as w:
+        for i in range(3):
+            w.write(0.1 * i, bytes([0x45]) + bytes(19) + bytes([i]))
+    data = path.read_bytes()
+    assert live_ip_packets(path) == ip_packets(path) and len(live_ip_packets(path)) == 3
+    path.write_bytes(data[:-5])  # the last record half written
+    assert [p[-1] for p in live_ip_packets(path)] == [0, 1]
+    path.write_bytes(data[:10])  # not even the file header yet
+    assert live_ip_packets(path) == []
+    path.write_bytes(b"\x00" * 40)
+    from lab.errors import DecodeError
+
+    with pytest.raises(DecodeError):
+        live_ip_packets(path)
+
+
+def test_a_sim_action_runs_at_its_time_and_its_error_comes_out_of_finish(tmp_path: Path) -> None:
+    from exercises.grading import RunContext, SimReplay
+    from exercises.tcp_reset_attack import scenario
+
+    seen: list[float] = []
+
+    def act(ctx: RunContext) -> None:
+        seen.append(ctx.now)
+        assert ctx.backend == "sim" and ctx.captured("h2-eth0")
+        raise SubmissionError("bad_result", "from the action")
+
+    replay = SimReplay(scenario.SCENARIO, seed=scenario.SEED, pcap_dir=tmp_path)
+    replay.at(0.5, act)
+    with pytest.raises(SubmissionError, match="from the action"):
+        replay.finish()
+    assert seen == [0.5]

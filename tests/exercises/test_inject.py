@@ -153,3 +153,18 @@ def test_inject_inside_a_mininet_host_with_scapy(tmp_path: Path) -> None:
         assert got == {"data": "forged in h1", "src": h1, "sport": 4242}
         proc.wait(timeout=10)
     assert json.dumps(got)
+
+
+def test_the_serving_sender_answers_each_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lab.inject", "--serve"],
+        input="zz -\n45\n\n",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and lines[0] == "ready", proc.stdout + proc.stderr
+    assert len(lines) == 3 and all(line.startswith("error: ") for line in lines[1:])

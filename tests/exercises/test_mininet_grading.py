@@ -45,6 +45,22 @@ STARTER_FAILS: dict[str, dict[str, str]] = {
         "hotspot: over TCP 4500 within 1.0 s": "+0.25 s slack for real processes on Mininet",
         "port-443: IKE SA established over TCP": "port-443: the IKE SA never came up",
     },
+    # the packet-crafting exercises: the attendee's code runs while the network keeps going
+    # (replay.at), its packets leave the chosen host through lab.inject's sender
+    "tcp_reset_attack": {
+        "an in-window RST draws a challenge ACK": "packet 2 was received and silently ignored",
+        "a RST at exactly RCV.NXT resets the connection": "packet 3 was received and silently ignored",
+        "the transfer is cut short": "the transfer finished",
+    },
+    "mptcp_forged_join": {
+        "the right token draws an MP_JOIN SYN/ACK": "h2 refused it (MP_JOIN for unknown token",
+        "a forged HMAC is refused": "SYN 2 got no SYN/ACK, so there was no join to complete",
+    },
+    "tcp_syn_options": {"the SYN carries the options asked for": "MSS is 1460, want 536"},
+    "esp_replay": {
+        "an old packet is dropped as left of the window": "was dropped: duplicate (window right edge",
+        "a sequence number moved right of the window fails integrity": "was dropped: duplicate",
+    },
 }
 
 
@@ -84,11 +100,65 @@ def test_attendee_scheduler_raising_inside_the_endpoint_fails_cleanly(make_workd
     assert "RuntimeError: boom in pick" in runs.detail and "solution.py" in runs.detail, _graded(report)
 
 
-def test_mid_run_pause_is_refused_on_mininet(make_workdir) -> None:
+def test_only_the_question_exercises_are_refused_on_mininet() -> None:
+    from exercises.grading import exercise_names, load_exercise
+
+    refused = {n for n in exercise_names() if mininet_refusal(load_exercise(n))}
+    assert refused == {"tcp_trace_questions", "eno_session_id", "ike_race", "tcpcrypt_tamper"}
+
+
+def test_mid_run_pause_is_still_refused_on_mininet() -> None:
     from exercises.tcp_reset_attack import scenario
     from lab.errors import ConfigError
 
-    ex, _ = make_workdir("tcp_reset_attack")
-    assert "cannot be graded on Mininet" in (mininet_refusal(ex) or "")
     with pytest.raises(ConfigError, match="cannot pause"):
         MininetReplay(scenario.SCENARIO, seed=scenario.SEED, pcap_dir=Path("/nonexistent")).run_until(1.0)
+
+
+def test_a_bad_packet_list_stops_the_mininet_run_and_fails_cleanly(make_workdir) -> None:
+    ex, directory = make_workdir("tcp_reset_attack", reference=True)
+    path = directory / "solution.py"
+    path.write_text(path.read_text().replace("        rst(rcv_nxt),  # exact", "        b'not a packet',  # exact"))
+    report = grade(ex, directory, backend="mininet")
+    runs = report.checks[0]
+    assert not runs.passed and report.points == 0, _graded(report)
+    assert "packet 3: not an IPv4 or IPv6 packet" in runs.detail, _graded(report)
+    assert report.wall_time_s < 20, _graded(report)  # stopped at once, not at the end of the 7 s transfer
+
+
+def test_injected_packets_leave_the_chosen_interface_to_its_neighbour(tmp_path: Path) -> None:
+    """replay.at on Mininet: live capture, then a packet injected on a named interface reaches the
+    link's other end (the sim's semantics), recorded in the trace at its wall time."""
+    from exercises.grading import RunContext
+    from lab.inject import summary
+    from lab.scenario import Scenario, Transfer
+
+    scenario = Scenario(
+        name="inject-at",
+        description="a short transfer over two paths; a UDP packet injected on h1's path-B link",
+        topology="two-paths",
+        transfers=(Transfer(size_bytes=256 * 1024),),
+    )
+    seen: dict[str, object] = {}
+
+    def act(ctx: RunContext) -> None:
+        seen["captured"] = len(ctx.captured("h1-eth0"))
+        seen["at"] = ctx.inject("h1", udp_packet("10.0.3.99", "10.0.4.2"), interface="h1-eth1")
+
+    replay = MininetReplay(scenario, seed=1, pcap_dir=tmp_path)
+    replay.at(0.3, act)
+    q = replay.finish()
+    assert q.extra["results"]["bulk"]["sha256_match"]
+    assert seen["captured"] and seen["at"] >= 0.3
+    [sent] = q.select(layer="inject", name="segment_sent", node="h1")
+    assert sent.data["iface"] == "h1-eth1" and sent.t >= 0.3
+    from exercises.grading import ip_packets
+
+    arrived = [summary(p) for p in ip_packets(tmp_path / "r2-eth0.pcap")]
+    assert any(s["src"] == "10.0.3.99" and s.get("dport") == 9999 for s in arrived)
+
+
+def udp_packet(src: str, dst: str) -> bytes:
+    from scapy.layers.inet import IP, UDP
+
+    return bytes(IP(src=src, dst=dst) / UDP(sport=9999, dport=9999) / b"injected")
