@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.apps import BulkSender, BulkSink
+from lab.stack.apps import BulkSender, BulkSink
 from lab.errors import ConfigError, LabError
 from lab.scenario import Scenario, ScenarioRun, Transfer
-from lab.sim.middlebox import BlockUdpPorts, Middlebox, StripTcpOptions
+from lab.scenario.middlebox import BlockUdpPorts, Middlebox, StripTcpOptions
 from lab.trace import RECORD_NAMES, SCHEMA_VERSION, TraceRecord, Tracer, write_records
 
 LINK_METRICS_INTERVAL_S = 0.1

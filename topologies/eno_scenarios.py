@@ -1,16 +1,16 @@
 """ENO and tcpcrypt scenarios: the SCENARIOS registry (entry point tcplab.scenarios, name eno).
 
 Every scenario runs on the single-path topology (h1 ─ r1 ─ h2) with
-:class:`~lab.eno.workload.EncryptedTransfer` workloads that say what the
+:class:`~lab.scenario.eno.EncryptedTransfer` workloads that say what the
 negotiation must come to; the transfers' byte streams are SHA-256 checked.
 """
 
 from __future__ import annotations
 
 from lab.eno.extension import EnoConfig
-from lab.eno.workload import EncryptedTransfer, SimultaneousOpenTransfer
+from lab.scenario.eno import EncryptedTransfer, SimultaneousOpenTransfer
 from lab.scenario import Scenario
-from lab.sim.middlebox import FlipPayloadBytes, StripTcpOptions
+from lab.scenario.middlebox import FlipPayloadBytes, StripTcpOptions
 from lab.wire.eno import ENO_KIND, EXPERIMENTAL_KIND
 from lab.wire.tcpcrypt import (
     TCPCRYPT_ECDHE_CURVE448,

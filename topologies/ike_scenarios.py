@@ -1,15 +1,15 @@
 """IKE scenarios: the SCENARIOS registry (entry point tcplab.scenarios, name ike).
 
-Each runs one or two :class:`~lab.ike.workload.IkeSession` workloads (IKEv2
+Each runs one or two :class:`~lab.scenario.ike.IkeSession` workloads (IKEv2
 with PSK, a Child SA, a tunnelled inner stream each way, liveness check and
 Delete) across the single-path topology with a middlebox on r1.
 """
 
 from __future__ import annotations
 
-from lab.ike.workload import IkeSession
+from lab.scenario.ike import IkeSession
 from lab.scenario import Scenario
-from lab.sim.middlebox import BlockAllUdp, BlockTcpPorts, BlockUdpPorts, SourceNat
+from lab.scenario.middlebox import BlockAllUdp, BlockTcpPorts, BlockUdpPorts, SourceNat
 
 
 SCENARIOS: dict[str, Scenario] = {

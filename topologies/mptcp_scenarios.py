@@ -6,9 +6,9 @@ Links in ``two-paths`` are named ``h1-r1``, ``r1-h2`` (path A) and ``h1-r2``,
 
 from __future__ import annotations
 
-from lab.mptcp.workload import MptcpTransfer
+from lab.scenario.mptcp import MptcpTransfer
 from lab.scenario import LinkEvent, Scenario
-from lab.sim.middlebox import FlipPayloadBytes, StripTcpOptions
+from lab.scenario.middlebox import FlipPayloadBytes, StripTcpOptions
 from lab.wire.mptcp import MPTCP_KIND
 
 MIB = 1024 * 1024

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from lab.mptcp.workload import MptcpTransfer
+from lab.scenario.mptcp import MptcpTransfer
 from lab.scenario import LinkEvent, Scenario, Transfer
-from lab.sim.middlebox import FlipPayloadBytes
+from lab.scenario.middlebox import FlipPayloadBytes
 
 MIB = 1024 * 1024
 _PAIRED = {"path_manager": "paired"}  # one subflow per path

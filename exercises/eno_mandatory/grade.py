@@ -11,7 +11,7 @@ from typing import Any
 from exercises.eno_mandatory import scenario
 from exercises.grading import Answers, Check, Exercise, SimReplay, Submission, SubmissionError, TraceQuery
 from exercises.grading import ip_packets, main_for
-from lab.apps import bulk_payload
+from lab.stack.apps import bulk_payload
 from lab.eno.extension import EnoConfig
 from lab.errors import LabError
 from lab.wire.ip import decode_ip, ip_protocol

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from lab.ike.workload import IkeSession
+from lab.scenario.ike import IkeSession
 from lab.pcap import read_pcap
 from lab.scenario import Scenario
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.ike.workload import IkeSession
+from lab.scenario.ike import IkeSession
 from lab.scenario import Scenario
-from lab.sim.middlebox import BlockAllUdp, BlockTcpPorts
+from lab.scenario.middlebox import BlockAllUdp, BlockTcpPorts
 
 SEED = 9329
 INITIATOR = "h1"

@@ -3,7 +3,7 @@
 Built with the lab's own code from real messages: the IKE_SA_INIT and
 IKE_AUTH requests an initiator exchanged with libreswan 4.10
 (``libreswan_exchange.json``, message bytes as sent), framed by
-``lab.wire.iketcp.IketcpStream``; a NAT-keepalive frame; then ESP packets
+``lab.iketcp.IketcpStream``; a NAT-keepalive frame; then ESP packets
 sealed with AES-GCM by ``lab.esp.EspSa`` with the child SA's real KEYMAT.
 ``truth()`` decodes the stream again with ``IketcpStream`` on the responder's
 side, so what is asked is what the lab's decoder sees.
@@ -16,7 +16,7 @@ import random
 from pathlib import Path
 
 from lab.esp.sa import EspSa
-from lab.wire.iketcp import EspPacketReceived, IkeMessageReceived, IketcpStream, Role
+from lab.iketcp import EspPacketReceived, IkeMessageReceived, IketcpStream, Role
 from lab.wire.ip import Ipv4Packet, encode_ipv4
 from lab.wire.udp import UDP_PROTOCOL, UdpDatagram, encode_datagram
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from lab.mptcp.workload import MptcpTransfer
+from lab.scenario.mptcp import MptcpTransfer
 from lab.pcap import read_pcap
 from lab.scenario import Scenario
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.mptcp.workload import MptcpTransfer
+from lab.scenario.mptcp import MptcpTransfer
 from lab.scenario import Scenario, Transfer
 
 SEED = 3

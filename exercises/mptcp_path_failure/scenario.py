@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.mptcp.workload import MptcpTransfer
+from lab.scenario.mptcp import MptcpTransfer
 from lab.scenario import LinkEvent, Scenario
 
 SEED = 11

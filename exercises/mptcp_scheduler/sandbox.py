@@ -35,7 +35,7 @@ from exercises.grading import SimReplay, decode_value, encode_value
 from exercises.mptcp_scheduler import scenario as sc
 from lab.errors import ConfigError
 from lab.mptcp.config import MptcpConfig
-from lab.mptcp.workload import MptcpTransfer
+from lab.scenario.mptcp import MptcpTransfer
 from lab.scenario import Scenario, Transfer, runs_here
 
 REGISTERED_AS = "attendee"

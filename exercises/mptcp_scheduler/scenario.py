@@ -15,7 +15,7 @@ changes nothing.
 from __future__ import annotations
 
 from lab.mptcp.config import MptcpConfig
-from lab.mptcp.workload import MptcpTransfer
+from lab.scenario.mptcp import MptcpTransfer
 from lab.scenario import Scenario
 
 SEED = 7

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from lab.apps import EchoServer
+from lab.stack.apps import EchoServer
 from lab.scenario import Scenario, ScenarioRun, Transfer, Workload
 
 SEED = 2

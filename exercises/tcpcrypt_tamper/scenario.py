@@ -14,9 +14,9 @@ import re
 from typing import Any
 
 from exercises.grading import SimReplay, TraceQuery
-from lab.eno.workload import EncryptedTransfer
+from lab.scenario.eno import EncryptedTransfer
 from lab.scenario import Scenario
-from lab.sim.middlebox import FlipPayloadBytes
+from lab.scenario.middlebox import FlipPayloadBytes
 from topologies.eno_scenarios import SCENARIOS
 
 SEED = 8548

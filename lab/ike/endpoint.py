@@ -1,8 +1,8 @@
 """An IKEv2 endpoint with its transports: UDP 500/4500 and TCP (RFC 9329), with UDP-to-TCP fallback.
 
 The endpoint owns the IKE SAs (``lab.ike.sa``) of one host and carries their
-messages and ESP packets; it opens no socket. Its driver (``lab.ike.sim`` on
-the simulator, ``lab.ike.live`` on kernel sockets) performs the actions it
+messages and ESP packets; it opens no socket. Its driver (``lab.scenario.ike_driver`` on
+the simulator, ``lab.scenario.ike_live`` on kernel sockets) performs the actions it
 asks for and feeds back what happened::
 
     actions_to_send()  ->  UdpSend(local_port, remote, data)   TcpOpen(conn_id, remote)
@@ -48,7 +48,7 @@ from lab.ike.state import IkeSaState
 from lab.trace import NULL_TRACER, Tracer
 from lab.wire.buffer import Buffer
 from lab.wire.esp import NEXT_HEADER_IPV4
-from lab.wire.iketcp import (
+from lab.iketcp import (
     CLOSED_END_OF_STREAM,
     EspPacketReceived,
     IkeMessageReceived,

@@ -17,8 +17,8 @@ makes either side use a Linux MPTCP socket (``IPPROTO_MPTCP``, 262).
 
 :class:`KernelStack` is the same idea inside an endpoint process
 (:mod:`lab.mininet.endpoint`): the kernel's TCP or MPTCP behind the
-application API of :class:`lab.host.HostStack` (``listen``/``connect`` with a
-:class:`lab.host.StreamHandler`), so a scenario's workload runs unchanged on
+application API of :class:`lab.stack.host.HostStack` (``listen``/``connect`` with a
+:class:`lab.stack.host.StreamHandler`), so a scenario's workload runs unchanged on
 either stack (``Transfer(src_stack="kernel")``).
 """
 
@@ -41,8 +41,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from lab.errors import ConfigError, LocalProtocolError
-from lab.host import WRITE_LOW_WATER, StreamHandler
-from lab.net import FourTuple
+from lab.stack.host import WRITE_LOW_WATER, StreamHandler
+from lab.tcp.addresses import FourTuple
 from lab.trace import NULL_TRACER, Tracer
 
 CHUNK_BYTES = 1 << 16  # a multiple of 4, so chunked randbytes equal one randbytes call
@@ -273,7 +273,7 @@ def _plain(address: str) -> str:
 
 
 class KernelStream:
-    """A kernel socket as a :class:`lab.host.Stream`: ``send``, ``close``, ``abort``,
+    """A kernel socket as a :class:`lab.stack.host.Stream`: ``send``, ``close``, ``abort``,
     ``send_buffered``, ``host``, ``addr``; its handler gets the same callbacks."""
 
     def __init__(

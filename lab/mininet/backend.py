@@ -319,7 +319,7 @@ class MininetBackend:
     # --- middleboxes
 
     def add_middlebox(self, router_name: str, box: Any) -> dict[str, Any]:
-        """Realise a :class:`lab.sim.middlebox.Middlebox` (the objects ``SimNetwork.add_middlebox``
+        """Realise a :class:`lab.scenario.middlebox.Middlebox` (the objects ``SimNetwork.add_middlebox``
         takes) on router ``router_name`` (see :mod:`lab.mininet.middlebox`): nftables,
         iptables TCPOPTSTRIP, or the policy itself in an NFQUEUE forwarder. Records
         ``middlebox state_updated {"installed": ...}`` and returns what was installed;

@@ -2,7 +2,7 @@
 
 ``python -m lab.mininet.endpoint --config FILE`` runs inside a host (started
 by :mod:`lab.mininet.run` through ``MininetBackend.popen``). It runs the same
-:class:`lab.host.HostStack` as the simulator, on the host's real interfaces:
+:class:`lab.stack.host.HostStack` as the simulator, on the host's real interfaces:
 
 * Packets. Per interface, an AF_PACKET ``SOCK_DGRAM`` socket per IP version
   receives the IP packets (the kernel strips the Ethernet header, so what
@@ -75,9 +75,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from lab.apps import TransferResult
+from lab.stack.apps import TransferResult
 from lab.errors import ConfigError
-from lab.host import HostStack
+from lab.stack.host import HostStack
 from lab.mininet.apps import KernelStack, mptcp_counters, tcp_info
 from lab.mininet.fence import PortSet
 from lab.scenario import Scenario, ScenarioRun

@@ -12,7 +12,7 @@ tracks them. The user-space stack's own packets leave through AF_PACKET and
 never meet the host's netfilter hooks at all.
 
 The owned ports are the user-space listeners' ports and the range from which
-:class:`lab.host.HostStack` picks its client ports
+:class:`lab.stack.host.HostStack` picks its client ports
 (:data:`USER_EPHEMERAL_PORTS`); the kernel's own client ports are moved out of
 that range (``net.ipv4.ip_local_port_range``, restored on removal) so that a
 kernel application on the same host never collides with the fence.
@@ -32,7 +32,7 @@ from lab.errors import ConfigError
 
 TABLE = "tcplab_fence"
 FAMILY = "inet"
-USER_EPHEMERAL_PORTS = (40000, 60999)  # lab.host.HostStack._alloc_port
+USER_EPHEMERAL_PORTS = (40000, 60999)  # lab.stack.host.HostStack._alloc_port
 KERNEL_EPHEMERAL_PORTS = (32768, 39999)  # what the kernel of a fenced host picks from instead
 
 

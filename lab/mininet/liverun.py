@@ -8,7 +8,7 @@ background thread and hands the viewer, in batches:
   middleboxes, an endpoint that failed), forwarded from its thread;
 * for every host where a workload runs a kernel stack (``src_stack`` /
   ``dst_stack`` ``"kernel"`` or ``"kernel-mptcp"``), the ``mptcp`` records
-  that :mod:`lab.mininet.wire` makes from that host's interfaces (a small
+  that :mod:`lab.scenario.mptcp_observer` makes from that host's interfaces (a small
   process inside the host's namespace, started through the backend, so it
   is stopped by PID with everything else), marked ``"source": "wire"``.
   They are also merged into the bundle's ``trace.jsonl`` at the end, so a
@@ -264,7 +264,7 @@ class MininetRun(LabRun):
 
     def _start_observer(self, backend: Any, host: str, ports: set[int]) -> None:
         ifaces = [i for i in self.spec.interfaces.values() if i.node == host]
-        argv = [self.python, "-m", "lab.mininet.wire", "--node", host]
+        argv = [self.python, "-m", "lab.scenario.mptcp_observer", "--node", host]
         for iface in ifaces:
             argv += ["--interface", iface.name, "--address", iface.ipv4]
             if getattr(iface, "ipv6", None):

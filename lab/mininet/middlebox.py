@@ -1,25 +1,25 @@
 """The simulator's middlebox policies on a Mininet router, with the kernel's own tools.
 
 :meth:`lab.mininet.backend.MininetBackend.add_middlebox` takes the same
-:class:`lab.sim.middlebox.Middlebox` objects as ``SimNetwork.add_middlebox``
+:class:`lab.scenario.middlebox.Middlebox` objects as ``SimNetwork.add_middlebox``
 and realises them in the router's namespace, on forwarded packets only (as
 the simulator's routers apply them):
 
-* :class:`~lab.sim.middlebox.BlockUdpPorts`, :class:`~lab.sim.middlebox.BlockTcpPorts`:
+* :class:`~lab.scenario.middlebox.BlockUdpPorts`, :class:`~lab.scenario.middlebox.BlockTcpPorts`:
   an nftables ``inet`` table whose forward chain drops UDP (TCP) to (and, if
   asked, from) the ports.
-* :class:`~lab.sim.middlebox.StripTcpOptions`: iptables/ip6tables
+* :class:`~lab.scenario.middlebox.StripTcpOptions`: iptables/ip6tables
   ``TCPOPTSTRIP`` in the mangle table's FORWARD chain (it overwrites the
   options with NOPs and fixes the checksum, as the policy does); ``when="syn"``
   matches ``--tcp-flags SYN SYN`` (SYN and SYN/ACK), ``"after_handshake"`` its
   negation, as the policy decides.
-* :class:`~lab.sim.middlebox.SourceNat`: nftables ``snat`` of TCP and UDP
+* :class:`~lab.scenario.middlebox.SourceNat`: nftables ``snat`` of TCP and UDP
   from the ``inside`` interface to ``public_address`` (one of the router's
   other addresses), ports from ``port_base`` up, in a postrouting chain;
   conntrack maps the replies back. As the policy does, other protocols from
   inside and unmapped TCP/UDP to the public address are dropped. The kernel
   picks public ports in the range its own way (the policy counts up).
-* anything else, :class:`~lab.sim.middlebox.FlipPayloadBytes` included: the
+* anything else, :class:`~lab.scenario.middlebox.FlipPayloadBytes` included: the
   policy object itself, in a user-space NFQUEUE forwarder inside the router
   (``python -m lab.mininet.middlebox``). The kernel queues every forwarded
   packet (for FlipPayloadBytes only TCP, to its ``dst_port`` when it has
@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.errors import ConfigError
-from lab.sim.middlebox import BlockTcpPorts, BlockUdpPorts, FlipPayloadBytes, Middlebox, SourceNat, StripTcpOptions
+from lab.scenario.middlebox import BlockTcpPorts, BlockUdpPorts, FlipPayloadBytes, Middlebox, SourceNat, StripTcpOptions
 from lab.trace import Tracer
 
 FORWARDER_READY_TIMEOUT_S = 15.0

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from lab.apps import TransferResult
+from lab.stack.apps import TransferResult
 from lab.errors import ConfigError, LabError
 from lab.mininet.backend import STATE_DIR, MininetBackend, check_prerequisites
 from lab.mininet.fence import Fence, PortSet

@@ -3,5 +3,5 @@
 The option codec is ``lab.wire.mptcp``; ``lab.mptcp.crypto`` derives tokens,
 IDSNs, HMACs and the DSS checksum; ``lab.mptcp.connection`` is the sans-I/O
 endpoint, ``lab.mptcp.strategies`` its schedulers, path managers and coupled
-congestion control, ``lab.mptcp.workload`` the scenario workload.
+congestion control, ``lab.scenario.mptcp`` the scenario workload.
 """

@@ -47,7 +47,7 @@ from lab.mptcp.strategies import (
     SCHEDULERS,
     CoupledGroup,
 )
-from lab.net import FourTuple, Outgoing
+from lab.tcp.addresses import FourTuple, Outgoing
 from lab.tcp import TcpConfig, TcpConnection
 from lab.tcp import events as tcp_events
 from lab.tcp.extension import SegmentRole, TcpExtension

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab.net import FourTuple
+from lab.tcp.addresses import FourTuple
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from lab.tcp.congestion import NewReno
 
 if TYPE_CHECKING:
-    from lab.net import FourTuple
+    from lab.tcp.addresses import FourTuple
 
 
 class SubflowView(Protocol):

@@ -19,7 +19,7 @@ from bisect import bisect_left
 from collections import deque
 
 from lab.errors import DecodeError, LocalProtocolError
-from lab.net import FourTuple, Outgoing
+from lab.tcp.addresses import FourTuple, Outgoing
 from lab.tcp.config import TcpConfig
 from lab.tcp.congestion import CongestionControl, make_congestion_control
 from lab.tcp.events import (

@@ -19,7 +19,7 @@ from exercises.scapy_layers import (
 )
 from lab.eno.rules import EnoAgreed, negotiate
 from lab.wire.eno import TepSuboption, decode_syn_eno_option
-from lab.wire.iketcp import IketcpStream, Role
+from lab.iketcp import IketcpStream, Role
 from lab.wire.tcpcrypt import TCPCRYPT_ECDHE_CURVE25519, Init1, push_init1
 
 

@@ -45,7 +45,7 @@ from lab.ike.keys import (
 from lab.pcap import PcapWriter, read_pcap_linktype
 from lab.wire.checksum import pack_address
 from lab.wire.esp import NEXT_HEADER_IPV4
-from lab.wire.iketcp import (
+from lab.iketcp import (
     CLOSED_BAD_LENGTH,
     CLOSED_END_OF_STREAM,
     EspPacketReceived,

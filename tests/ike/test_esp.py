@@ -37,7 +37,7 @@ from lab.wire.esp import (
     push_esp_packet,
     push_esp_plaintext,
 )
-from lab.wire.iketcp import IketcpStream, Role
+from lab.iketcp import IketcpStream, Role
 from lab.wire.ip import Ipv4Packet, decode_ip
 
 H = bytes.fromhex

@@ -8,7 +8,7 @@ pluto runs with peers/espintcp_shim.c preloaded (compiled here into a tmp
 dir): this kernel has no espintcp ULP, and the shim does the RFC 8229
 length framing in user space. Without kernel ESP pluto cannot install a
 Child SA, so it runs childless (``--impair omit-v2-ike-auth-child``) and we
-send childless IKE_AUTH (RFC 6023). Our side is ``python -m lab.ike.live``:
+send childless IKE_AUTH (RFC 6023). Our side is ``python -m lab.scenario.ike_live``:
 the lab's IKE over the kernel's sockets.
 """
 
@@ -166,7 +166,7 @@ class Lab:
 
     def ours_cmd(self, *args: str, timeout: float = 40) -> list[dict]:
         proc = subprocess.run(
-            [*self.at(self.ours), sys.executable, "-m", "lab.ike.live", *args],
+            [*self.at(self.ours), sys.executable, "-m", "lab.scenario.ike_live", *args],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -324,7 +324,7 @@ def test_our_initiator_with_pluto_over_tcp_and_tshark_decrypts_our_ike_auth(lab:
 def test_our_responder_with_pluto_initiating_over_tcp(lab: Lab) -> None:
     lab.up()
     responder = subprocess.Popen(
-        [*lab.at(lab.ours), sys.executable, "-m", "lab.ike.live", "respond", "--local", OURS, "--psk", PSK,
+        [*lab.at(lab.ours), sys.executable, "-m", "lab.scenario.ike_live", "respond", "--local", OURS, "--psk", PSK,
          "--local-id", "west", "--remote-id", "east", "--timeout", "25", "--linger", "0.5"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.ike.bench import BENCHMARKS
+from lab.bench.ike import BENCHMARKS
 from lab.ike.keylog import key_tables
 from lab.ike.keylog import main as keylog_main
 from lab.ike.pcap import iketcp_to_udp

@@ -1,11 +1,11 @@
-"""lab.ike.bench.TunnelledBulk in the simulator: an inner TCP stream through ESP in UDP and in TCP."""
+"""lab.bench.ike.TunnelledBulk in the simulator: an inner TCP stream through ESP in UDP and in TCP."""
 
 from __future__ import annotations
 
 import pytest
 
 from lab.errors import ConfigError
-from lab.ike.bench import TunnelledBulk
+from lab.bench.ike import TunnelledBulk
 from lab.scenario import Scenario, run_scenario
 from lab.trace import MemoryTracer
 

@@ -19,8 +19,8 @@ import subprocess
 import sys
 import threading
 
-from lab.host import StreamHandler
-from lab.live import TunDevice, TunHost
+from lab.stack.host import StreamHandler
+from lab.stack.tun import TunDevice, TunHost
 from lab.mptcp.config import MptcpConfig
 from lab.tcp import TcpConfig
 from lab.trace import MemoryTracer

@@ -14,8 +14,8 @@ import subprocess
 import sys
 import threading
 
-from lab.host import StreamHandler
-from lab.live import TunDevice, TunHost
+from lab.stack.host import StreamHandler
+from lab.stack.tun import TunDevice, TunHost
 from lab.tcp import TcpConfig
 
 KERNEL_ADDR = "10.77.0.1"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.apps import TransferResult, bulk_payload
-from lab.eno.workload import verdict
+from lab.stack.apps import TransferResult, bulk_payload
+from lab.scenario.eno import verdict
 from lab.mininet.run import MininetRunResult, run_mininet_scenario
 from lab.pcap import read_pcap_linktype
 from lab.scenario import run_scenario
@@ -233,7 +233,7 @@ def test_verdict_compares_what_both_ends_reported() -> None:
 
 
 def test_alternating_transfers_in_the_simulator_encrypt_every_other_one() -> None:
-    from lab.eno.workload import AlternatingTransfers
+    from lab.scenario.eno import AlternatingTransfers
     from lab.errors import ConfigError
     from lab.scenario import Scenario
 

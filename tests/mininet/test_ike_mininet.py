@@ -12,7 +12,7 @@
   ESP in the real captures (``lab.ike.pcap`` turning RFC 9329 frames into
   UDP 4500 for it); the decrypted inner chunks put back together are the
   bytes the initiator sent.
-* A :class:`lab.ike.bench.TunnelledBulk` (the ``mininet-esp-tcp-vs-udp``
+* A :class:`lab.bench.ike.TunnelledBulk` (the ``mininet-esp-tcp-vs-udp``
   workload) on a lossy shaped path: an inner TCP stream through ESP in UDP
   and through ESP in TCP, byte-exact.
 
@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from lab.ike.bench import INNER_MSS, INNER_TCP_PORT, TunnelledBulk
+from lab.bench.ike import INNER_MSS, INNER_TCP_PORT, TunnelledBulk
 from lab.ike.keylog import key_tables
 from lab.ike.keylog import main as keylog_main
 from lab.ike.pcap import iketcp_to_udp

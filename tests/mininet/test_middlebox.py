@@ -24,7 +24,7 @@ from lab.mininet.apps import payload_sha256
 from lab.mininet.middlebox import forwarder_stats
 from lab.pcap import read_pcap_linktype
 from lab.scenario import Scenario, ScenarioRun, Transfer
-from lab.sim.middlebox import BlockTcpPorts, BlockUdpPorts, FlipPayloadBytes, Middlebox, SourceNat, StripTcpOptions
+from lab.scenario.middlebox import BlockTcpPorts, BlockUdpPorts, FlipPayloadBytes, Middlebox, SourceNat, StripTcpOptions
 from lab.topology import TopologySpec, build_topology
 from lab.trace import NULL_TRACER, MemoryTracer
 from tests.mininet.conftest import ROOT, kernel_transfer, read_json_line

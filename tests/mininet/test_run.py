@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from lab.apps import TransferResult
+from lab.stack.apps import TransferResult
 from lab.errors import ConfigError
 from lab.mininet.run import merge_result, run_mininet_scenario
 from lab.scenario import LinkEvent, Scenario, Transfer, Workload

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from lab.mptcp.config import MptcpConfig
 from lab.mptcp.connection import MptcpConnection, syn_mptcp_option
-from lab.net import FourTuple
+from lab.tcp.addresses import FourTuple
 from lab.tcp import TcpConfig
 from lab.trace import MemoryTracer
 from lab.wire.checksum import pack_address

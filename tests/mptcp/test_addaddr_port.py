@@ -21,8 +21,8 @@ from lab.errors import ConfigError
 from lab.mptcp import crypto
 from lab.mptcp.config import MptcpConfig
 from lab.mptcp.events import AddressAnnounced, SubflowEstablished
-from lab.mptcp.workload import MptcpTransfer
-from lab.net import FourTuple
+from lab.scenario.mptcp import MptcpTransfer
+from lab.tcp.addresses import FourTuple
 from lab.scenario import Scenario, run_scenario
 from lab.trace import MemoryTracer
 from lab.wire import mptcp as w
@@ -279,7 +279,7 @@ class _Clock:
 
 def test_the_announced_port_takes_mp_join_only() -> None:
     """A host listening with announce_port: a plain SYN (or a join for no connection) to that port gets a RST."""
-    from lab.host import HostStack, StreamHandler
+    from lab.stack.host import HostStack, StreamHandler
     from lab.wire.ip import Ipv4Packet, decode_ip, encode_ipv4
     from lab.wire.tcp import ACK, RST, SYN, TcpSegment, encode_segment
 

@@ -18,7 +18,7 @@ import pytest
 from lab.mptcp.config import MptcpConfig
 from lab.mptcp.connection import MP_FAIL_CLOSED, MP_FAIL_FALLBACK, MP_FAIL_NO_MAPPING
 from lab.mptcp.events import ConnectionTerminated, FallbackToTcp, StreamEnded, SubflowClosed
-from lab.net import FourTuple
+from lab.tcp.addresses import FourTuple
 from lab.wire import mptcp as w
 from lab.wire.checksum import pack_address
 from lab.wire.tcp import decode_segment, encode_segment

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from lab.mptcp.workload import MptcpTransfer
+from lab.scenario.mptcp import MptcpTransfer
 from lab.scenario import Scenario, get_scenario, run_scenario
 from lab.trace import MemoryTracer
 

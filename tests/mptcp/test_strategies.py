@@ -16,7 +16,7 @@ from lab.mptcp.strategies import (
     PerAddressPathManager,
     RoundRobinScheduler,
 )
-from lab.net import FourTuple
+from lab.tcp.addresses import FourTuple
 from lab.scenario import get_scenario, run_scenario
 
 MSS = 1448

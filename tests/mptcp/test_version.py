@@ -20,10 +20,10 @@ from lab.errors import ConfigError
 from lab.mptcp import crypto
 from lab.mptcp.config import MptcpConfig
 from lab.mptcp.events import FallbackToTcp, SubflowEstablished
-from lab.mptcp.workload import MptcpBackToBack, MptcpTransfer
-from lab.net import FourTuple
+from lab.scenario.mptcp import MptcpBackToBack, MptcpTransfer
+from lab.tcp.addresses import FourTuple
 from lab.scenario import Scenario, run_scenario
-from lab.sim.middlebox import Middlebox
+from lab.scenario.middlebox import Middlebox
 from lab.trace import MemoryTracer, Tracer
 from lab.wire import mptcp as w
 from lab.wire.checksum import transport_checksum

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from lab.aio import AsyncStream, LiveNetwork
+from lab.sim.aio import AsyncStream, LiveNetwork
 from lab.sim import SimNetwork
 from lab.topology import build_topology
 from topologies import TOPOLOGIES

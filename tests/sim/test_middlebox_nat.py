@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from lab.errors import ConfigError
-from lab.host import DatagramHandler, HostStack
+from lab.stack.host import DatagramHandler, HostStack
 from lab.scenario import Scenario, Transfer, run_scenario
-from lab.sim.middlebox import BlockAllUdp, BlockTcpPorts, SourceNat
+from lab.scenario.middlebox import BlockAllUdp, BlockTcpPorts, SourceNat
 from lab.sim.network import SimNetwork
 from lab.topology import build_topology
 from lab.trace import MemoryTracer

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from lab.apps import BulkSender, BulkSink, EchoClient, EchoServer, TransferResult, bulk_payload
+from lab.stack.apps import BulkSender, BulkSink, EchoClient, EchoServer, TransferResult, bulk_payload
 from lab.errors import ConfigError
-from lab.host import DatagramHandler, HostStack
+from lab.stack.host import DatagramHandler, HostStack
 from lab.sim import BlockUdpPorts, FlipPayloadBytes, SimNetwork, StripTcpOptions
 from lab.tcp import TcpConfig
 from lab.topology import TopologySpec, build_topology
@@ -482,7 +482,7 @@ def test_a_reserved_port_is_never_allocated_and_a_bad_one_is_refused() -> None:
 
 
 def test_check_merged_is_the_cross_end_verdict_of_eno_workloads() -> None:
-    from lab.eno.workload import EncryptedTransfer, SimultaneousOpenTransfer
+    from lab.scenario.eno import EncryptedTransfer, SimultaneousOpenTransfer
 
     agreed = {
         "expect": "encrypted",

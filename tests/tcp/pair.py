@@ -6,7 +6,7 @@ import hashlib
 import random
 from collections.abc import Callable
 
-from lab.net import FourTuple
+from lab.tcp.addresses import FourTuple
 from lab.tcp import TcpConfig, TcpConnection, TcpState
 from lab.tcp.events import ConnectionTerminated, DataReceived, TcpEvent
 from lab.tcp.extension import TcpExtension

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lab.apps import BulkSender, BulkSink, TransferResult, bulk_payload
+from lab.stack.apps import BulkSender, BulkSink, TransferResult, bulk_payload
 from lab.errors import LocalProtocolError
-from lab.host import StreamHandler
+from lab.stack.host import StreamHandler
 from lab.sim import SimNetwork
 from lab.tcp import TcpConfig, TcpState
 from lab.tcp.events import ConnectionEstablished, ConnectionTerminated

@@ -23,8 +23,8 @@ import tempfile
 from pathlib import Path
 
 from lab.eno.extension import EnoConfig, EnoExtension
-from lab.host import Stream, StreamHandler
-from lab.live import TunDevice, TunHost
+from lab.stack.host import Stream, StreamHandler
+from lab.stack.tun import TunDevice, TunHost
 from lab.tcpcrypt.stream import TcpcryptConfig
 from lab.wire.tcpcrypt import DRAFT02_AEAD_AES_128_GCM, DRAFT02_TEP_ECDHE_P256
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lab.eno.extension import EnoConfig, EnoState
-from lab.eno.workload import EncryptedTransfer
+from lab.scenario.eno import EncryptedTransfer
 from lab.scenario import Scenario, run_scenario
 from lab.tcpcrypt.keys import next_session_secret
 from lab.tcpcrypt.session_cache import CachedSession, SessionCache

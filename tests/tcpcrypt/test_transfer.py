@@ -9,7 +9,7 @@ import pytest
 
 from lab import registry
 from lab.eno.extension import EnoConfig
-from lab.eno.workload import EncryptedTransfer, SimultaneousOpenTransfer
+from lab.scenario.eno import EncryptedTransfer, SimultaneousOpenTransfer
 from lab.errors import ConfigError
 from lab.scenario import Scenario, run_scenario
 from lab.tcpcrypt.stream import TcpcryptConfig
@@ -196,7 +196,7 @@ def test_benchmarks_are_registered_and_meet_their_targets() -> None:
     assert first["passed"] and 0.9 <= first["extra_rtts"] <= 1.1  # Init1/Init2 cost one round trip
     for key in ("bench", "metric", "value", "unit", "target", "passed"):
         assert key in first
-    from lab.tcpcrypt.bench import bench_overhead, bench_stream_throughput
+    from lab.bench.tcpcrypt import bench_overhead, bench_stream_throughput
 
     overhead = bench_overhead(size_bytes=2 * 1024 * 1024)
     assert overhead["sha256_match"] and overhead["value"] >= 0.85

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab.mininet.liverun import MininetRun
-from lab.mptcp.workload import MptcpTransfer
+from lab.scenario.mptcp import MptcpTransfer
 from lab.runs import ReplayRun
 from lab.scenario import Scenario
 from tests.mininet.conftest import mininet_skip_reason

@@ -1,4 +1,4 @@
-"""The wire observer (lab.mininet.wire) on Linux's own captures, checked against tshark's MPTCP
+"""The wire observer (lab.scenario.mptcp_observer) on Linux's own captures, checked against tshark's MPTCP
 analysis: tokens from the MP_CAPABLE keys, subflows per connection, ADD_ADDR, DATA_FIN."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from lab.mininet.liverun import MininetRun, kernel_ends
-from lab.mininet.wire import ListTracer, WireObserver, observe_pcap, tcp_filter
-from lab.mptcp.workload import MptcpTransfer
+from lab.scenario.mptcp_observer import ListTracer, WireObserver, observe_pcap, tcp_filter
+from lab.scenario.mptcp import MptcpTransfer
 from lab.errors import ConfigError
 from lab.pcap import read_pcap_linktype
 from lab.runs import ControlUnavailable

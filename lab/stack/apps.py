@@ -11,7 +11,7 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 
-from lab.host import HostStack, Stream, StreamHandler
+from lab.stack.host import HostStack, Stream, StreamHandler
 
 CHUNK_BYTES = 256 * 1024
 

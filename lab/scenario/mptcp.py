@@ -6,13 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lab.apps import BulkSender, BulkSink, TransferResult
+from lab.stack.apps import BulkSender, BulkSink, TransferResult
 from lab.errors import ConfigError
 from lab.mptcp.config import MptcpConfig
 from lab.scenario import Transfer, Workload, runs_here
 
 if TYPE_CHECKING:
-    from lab.host import Stream
+    from lab.stack.host import Stream
     from lab.scenario import ScenarioRun
 
 KERNEL_MPTCP_SETTINGS = frozenset({"checksum"})  # what a kernel-mptcp end takes from client/server

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lab.apps import BulkSender, BulkSink, TransferResult
+from lab.stack.apps import BulkSender, BulkSink, TransferResult
 from lab.bench import Benchmark
 from lab.mininet.apps import payload_sha256
 from lab.scenario import Scenario, Transfer, Workload, stack_host
@@ -244,7 +244,7 @@ ESP_INNER_TCP = {"min_rto_s": 0.2}  # the inner TCP as a Linux client's (200 ms 
 
 def _esp_run(loss_pct: float) -> dict[str, Any]:
     """One Mininet run of the tunnelled bulk sessions in ESP_ORDER on the shaped path."""
-    from lab.ike.bench import TunnelledBulk
+    from lab.bench.ike import TunnelledBulk
     from lab.mininet.run import run_mininet_scenario
 
     scenario = Scenario(
@@ -345,7 +345,7 @@ def bench_tcpcrypt_overhead() -> dict[str, Any]:
 
     Raises ConfigError when the Mininet backend cannot run here (not root, ...).
     """
-    from lab.eno.workload import AlternatingTransfers, verdict
+    from lab.scenario.eno import AlternatingTransfers, verdict
     from lab.mininet.run import run_mininet_scenario
 
     scenario = Scenario(
@@ -410,7 +410,7 @@ def bench_mptcp_vs_kernel() -> dict[str, Any]:
     Raises ConfigError when the Mininet backend cannot run here (not root, ...).
     """
     from lab.mininet.run import run_mininet_scenario
-    from lab.mptcp.workload import MptcpBackToBack, MptcpTransfer
+    from lab.scenario.mptcp import MptcpBackToBack, MptcpTransfer
 
     transfers = []
     for round_ in range(MPTCP_ROUNDS):

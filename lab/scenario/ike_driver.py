@@ -1,4 +1,4 @@
-"""Run an :class:`~lab.ike.endpoint.IkeEndpoint` on a simulated host (``lab.host.HostStack``).
+"""Run an :class:`~lab.ike.endpoint.IkeEndpoint` on a simulated host (``lab.stack.host.HostStack``).
 
 The driver binds UDP 500 and 4500 (shared through a per-host multiplexer,
 so several endpoints can live on one host), listens on the responder's TCP
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lab.errors import ConfigError
-from lab.host import DatagramHandler, HostStack, Stream, StreamHandler
+from lab.stack.host import DatagramHandler, HostStack, Stream, StreamHandler
 from lab.ike.config import IKE_UDP_PORT, NAT_T_PORT
 from lab.ike.endpoint import IkeEndpoint, TcpClose, TcpOpen, TcpSend, UdpSend
 from lab.ike.events import IkeEvent

@@ -15,7 +15,7 @@ import struct
 import time
 from collections.abc import Callable
 
-from lab.host import HostStack
+from lab.stack.host import HostStack
 from lab.tcp import TcpConfig
 from lab.trace import NULL_TRACER, Tracer
 

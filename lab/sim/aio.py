@@ -21,7 +21,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from lab.errors import LocalProtocolError
-from lab.host import Stream, StreamHandler
+from lab.stack.host import Stream, StreamHandler
 from lab.sim.network import SimNetwork
 
 

@@ -1,4 +1,4 @@
-"""lab.wire.iketcp: RFC 9329 framing in any TCP chunking, and what closes the stream."""
+"""lab.iketcp: RFC 9329 framing in any TCP chunking, and what closes the stream."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from lab.errors import LocalProtocolError
 from lab.trace import RECORD_NAMES, MemoryTracer
-from lab.wire.iketcp import (
+from lab.iketcp import (
     CLOSED_BAD_LENGTH,
     CLOSED_BAD_PREFIX,
     CLOSED_END_OF_STREAM,
@@ -27,7 +27,7 @@ from lab.wire.iketcp import (
 )
 
 H = bytes.fromhex
-GOLD = json.loads((Path(__file__).parent / "captures" / "ikev2_psk_aesgcm256_dh19_vs_libreswan.json").read_text())
+GOLD = json.loads((Path(__file__).parent.parent / "ike" / "captures" / "ikev2_psk_aesgcm256_dh19_vs_libreswan.json").read_text())
 MSG1, MSG2 = H(GOLD["msg1"]), H(GOLD["msg2"])
 ESP = H("c0ffee01 00000001") + bytes(8 + 4 + 16)
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from lab.bench import Benchmark
-from lab.mptcp.workload import MptcpTransfer
+from lab.scenario.mptcp import MptcpTransfer
 from lab.scenario import Scenario, ScenarioRun, Transfer
 from lab.trace import NULL_TRACER
 

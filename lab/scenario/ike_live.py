@@ -3,9 +3,9 @@
 The IKE layer is the lab's; UDP and TCP below it are the kernel's. Used to
 meet third-party IKE daemons (libreswan's pluto) inside network namespaces::
 
-    python -m lab.ike.live initiate --local 10.88.1.1 --remote 10.88.2.1 --psk SECRET \\
+    python -m lab.scenario.ike_live initiate --local 10.88.1.1 --remote 10.88.2.1 --psk SECRET \\
         --local-id west --remote-id east --transport fallback --udp-timeout 1 --childless
-    python -m lab.ike.live respond --local 10.88.2.1 --psk SECRET --local-id east
+    python -m lab.scenario.ike_live respond --local 10.88.2.1 --psk SECRET --local-id east
 
 Each prints one JSON object per event (``{"event": "IkeSaEstablished", ...}``)
 and exits 0 once the IKE SA is established (the initiator after a liveness
@@ -265,7 +265,7 @@ async def run_live(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lab.ike.live", description="IKEv2 over kernel UDP/TCP sockets")
+    parser = argparse.ArgumentParser(prog="python -m lab.scenario.ike_live", description="IKEv2 over kernel UDP/TCP sockets")
     parser.add_argument("mode", choices=("initiate", "respond"))
     parser.add_argument("--local", required=True, help="local IPv4 address to bind")
     parser.add_argument("--remote", help="the responder's address (initiate)")

@@ -38,10 +38,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lab.apps import CHUNK_BYTES, TransferResult
+from lab.stack.apps import CHUNK_BYTES, TransferResult
 from lab.eno.extension import EnoConfig, EnoExtension, EnoState
 from lab.errors import ConfigError
-from lab.host import HostStack, Stream, StreamHandler
+from lab.stack.host import HostStack, Stream, StreamHandler
 from lab.scenario import Workload, runs_here
 from lab.tcp.state import TcpState
 

@@ -8,7 +8,7 @@ TCP after a short head start, so it should be done within four RTTs of the
 start. Each run also carries a tunnelled stream both ways, checked by SHA-256.
 
 :class:`TunnelledBulk` is the workload of ``mininet-esp-tcp-vs-udp`` (in
-:mod:`lab.mininet.bench`): IKE sessions back to back, each forced onto ESP in
+:mod:`lab.bench.mininet`): IKE sessions back to back, each forced onto ESP in
 UDP or ESP in TCP, each carrying an inner TCP bulk stream (our TCP between
 the tunnel addresses, its segments as inner packets in ESP), so the tunnel's
 goodput over either transport is measured with a real congestion-controlled
@@ -30,12 +30,12 @@ from lab.ike.config import IkeConfig
 from lab.ike.endpoint import IkeEndpoint
 from lab.ike.events import ChildSaEstablished, IkeEvent, IkeSaDeleted, IkeSaEstablished, PacketReceived
 from lab.ike.sa import IkeSa
-from lab.ike.sim import SimIkeDriver
+from lab.scenario.ike_driver import SimIkeDriver
 from lab.ike.tunnel import TUNNEL_INITIATOR, TUNNEL_RESPONDER
-from lab.ike.workload import RESPONDER_ID, IkeSession, shared_responder
-from lab.net import FourTuple
+from lab.scenario.ike import RESPONDER_ID, IkeSession, shared_responder
+from lab.tcp.addresses import FourTuple
 from lab.scenario import Scenario, ScenarioRun, Workload, runs_here
-from lab.sim.middlebox import BlockAllUdp
+from lab.scenario.middlebox import BlockAllUdp
 from lab.tcp import TcpConfig
 from lab.tcp.connection import TcpConnection
 from lab.tcp.events import ConnectionEstablished, ConnectionTerminated, DataReceived, StreamEnded, TcpEvent
@@ -44,7 +44,7 @@ from lab.wire.ip import Ipv4Packet, decode_ipv4, encode_ipv4
 from lab.wire.tcp import TCP_PROTOCOL
 
 if TYPE_CHECKING:
-    from lab.apps import TransferResult
+    from lab.stack.apps import TransferResult
 
 ONE_WAY_MS = 25.0
 RACING_TARGET_RTTS = 4.0

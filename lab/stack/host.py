@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from lab.errors import ConfigError, DecodeError, LocalProtocolError
-from lab.net import FourTuple
+from lab.tcp.addresses import FourTuple
 from lab.tcp import TcpConfig, TcpConnection
 from lab.tcp.events import ConnectionEstablished, ConnectionTerminated, DataReceived, StreamEnded
 from lab.tcp.extension import TcpExtension

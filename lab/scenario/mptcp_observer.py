@@ -30,7 +30,7 @@ waits for one, the timestamps); SYNs, FINs, RSTs and segments with other
 MPTCP options are decoded with :mod:`lab.wire.tcp` and :mod:`lab.wire.mptcp`.
 
 :class:`WireObserver` is a plain object fed IP packets; :func:`observe_pcap`
-runs it over a capture; ``python -m lab.mininet.wire`` runs it on live
+runs it over a capture; ``python -m lab.scenario.mptcp_observer`` runs it on live
 interfaces (AF_PACKET sockets; started inside the host's namespace by
 :class:`lab.mininet.liverun.MininetRun`) and prints the records as JSON
 Lines on stdout, ``t`` being ``time.monotonic()`` (the caller rebases it).
@@ -730,7 +730,7 @@ def observe_pcap(
     return tracer.records
 
 
-# --- live: python -m lab.mininet.wire
+# --- live: python -m lab.scenario.mptcp_observer
 
 
 class _StdoutTracer(Tracer):
@@ -782,7 +782,7 @@ def _attach(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.mininet.wire", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lab.scenario.mptcp_observer", description=__doc__.split("\n")[0])
     parser.add_argument("--node", required=True)
     parser.add_argument("--address", action="append", default=[], required=True)
     parser.add_argument("--interface", action="append", default=[], required=True)

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from lab import registry
-from lab.apps import BulkSender, BulkSink, TransferResult, bulk_payload
+from lab.stack.apps import BulkSender, BulkSink, TransferResult, bulk_payload
 from lab.errors import ConfigError
-from lab.sim.middlebox import Middlebox
+from lab.scenario.middlebox import Middlebox
 from lab.sim.network import SimNetwork
 from lab.tcp import TcpConfig
 from lab.topology import TopologySpec, build_topology

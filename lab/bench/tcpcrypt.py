@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from lab.bench import LINK_MBPS, MIB, ONE_WAY_MS, Benchmark, _transfer
-from lab.eno.workload import EncryptedTransfer
+from lab.scenario.eno import EncryptedTransfer
 from lab.scenario import Scenario, ScenarioRun, Transfer
 from lab.trace import NULL_TRACER
 
