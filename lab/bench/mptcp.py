@@ -36,7 +36,7 @@ def _run(scenario: Scenario, seed: int = 1) -> dict[str, Any]:
         "sim_s": round(result.completed_at or run.net.now, 3),
         "wall_s": round(wall, 3),
     }
-    mps = run.net.host(scenario.transfers[0].src).mptcp_connections()
+    mps = run.net.host(scenario.transfers[0].src).groups()
     if mps:
         mp = mps[0]
         out["subflows"] = {str(sf.addr): sf.bytes_scheduled for sf in mp.subflows}

@@ -365,7 +365,7 @@ class RemoteHost:
     def connections(self) -> list[Any]:
         return []
 
-    def mptcp_connections(self) -> list[Any]:
+    def groups(self) -> list[Any]:
         return []
 
 

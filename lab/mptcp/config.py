@@ -55,6 +55,13 @@ class MptcpConfig:
     versions: tuple[int, ...] = ()
 
     @property
+    def hook(self) -> type:
+        """The host stack's plug-in for MPTCP (``HostStack.connect(..., group=MptcpConfig())``)."""
+        from lab.mptcp.hook import MptcpHook
+
+        return MptcpHook
+
+    @property
     def supported_versions(self) -> tuple[int, ...]:
         """The versions this end speaks, highest first."""
         return tuple(sorted(set(self.versions), reverse=True)) if self.versions else (self.version,)

@@ -51,6 +51,7 @@ from lab.tcp.addresses import FourTuple, Outgoing
 from lab.tcp import TcpConfig, TcpConnection
 from lab.tcp import events as tcp_events
 from lab.tcp.extension import SegmentRole, TcpExtension
+from lab.tcp.group import ConnectionGroup
 from lab.tcp.state import TcpState
 from lab.trace import NULL_TRACER, Tracer
 from lab.wire import mptcp as w
@@ -252,7 +253,7 @@ class MptcpSubflow(TcpExtension):
         self.subflow.mp._on_rst(self.subflow, segment, now)
 
 
-class MptcpConnection:
+class MptcpConnection(ConnectionGroup):
     """One MPTCP connection: subflows, data-sequence space, scheduler and path manager.
 
     Commands raise LocalProtocolError when called in the wrong state; a
@@ -300,7 +301,7 @@ class MptcpConnection:
         self.established = False  # MP_CAPABLE handshake done (or fallen back)
         self.fully_established = False  # client: the server showed it has our keys
         self.terminated = False
-        self._events: deque[ev.MptcpEvent] = deque()
+        self._events: deque[ev.MptcpEvent | tcp_events.TcpEvent] = deque()
         self.subflows: list[Subflow] = []
         self._by_addr: dict[FourTuple, Subflow] = {}
         self._new_conns: list[TcpConnection] = []
@@ -618,7 +619,7 @@ class MptcpConnection:
             self._dead.clear()
         return out
 
-    def next_event(self) -> ev.MptcpEvent | None:
+    def next_event(self) -> ev.MptcpEvent | tcp_events.TcpEvent | None:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:

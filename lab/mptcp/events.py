@@ -6,35 +6,28 @@ from dataclasses import dataclass
 
 from lab.tcp.addresses import FourTuple
 
+# the connection's stream events are TCP's own (a host stack hands them to the application alike):
+# ConnectionEstablished when the initial subflow's handshake completed (as MPTCP, or fallen back),
+# DataReceived with the reassembled data stream, StreamEnded at the peer's DATA_FIN (or, after
+# fallback, its FIN), ConnectionTerminated (reset also for MP_FASTCLOSE)
+from lab.tcp.events import ConnectionEstablished, ConnectionTerminated, DataReceived, StreamEnded
+
+__all__ = [
+    "AddressAnnounced",
+    "ConnectionEstablished",
+    "ConnectionTerminated",
+    "DataReceived",
+    "FallbackToTcp",
+    "MptcpEvent",
+    "StreamEnded",
+    "SubflowClosed",
+    "SubflowEstablished",
+]
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MptcpEvent:
     """Base class of MPTCP events."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConnectionEstablished(MptcpEvent):
-    """The initial subflow's handshake completed (as MPTCP, or fallen back to TCP)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DataReceived(MptcpEvent):
-    """In-order bytes of the peer's data stream (reassembled across subflows)."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamEnded(MptcpEvent):
-    """The peer's DATA_FIN (or, after fallback, its FIN): no more data will arrive."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConnectionTerminated(MptcpEvent):
-    """The connection is gone. ``reset`` is true when it ended by RST or MP_FASTCLOSE."""
-
-    reason: str
-    reset: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

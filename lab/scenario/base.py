@@ -247,7 +247,7 @@ class ScenarioRun:
             host = self.net.host(name)
             for conn in host.connections():
                 host.tracer.record(self.net.now, "tcp", "metrics_updated", conn.metrics())
-            for mp in host.mptcp_connections():
+            for mp in host.groups():
                 mp.sample_rates(self.net.now)
                 for sample in mp.metrics():
                     host.tracer.record(self.net.now, "mptcp", "metrics_updated", sample)

@@ -231,7 +231,7 @@ class MptcpTransfer(Transfer):
     def _end(self, run: ScenarioRun, name: str, stack: str, side: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
         """The application API for one end and the keyword arguments its connect/listen take."""
         if stack == "user":
-            return run.net.host(name), {"mptcp": None if side is None else MptcpConfig(**side)}
+            return run.net.host(name), {"group": None if side is None else MptcpConfig(**side)}
         kernel_host = getattr(run.net, "kernel_host", None)
         if kernel_host is None:
             raise ConfigError(

@@ -12,23 +12,20 @@ from __future__ import annotations
 import random
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 from lab.errors import ConfigError, DecodeError, LocalProtocolError
 from lab.tcp.addresses import FourTuple
 from lab.tcp import TcpConfig, TcpConnection
 from lab.tcp.events import ConnectionEstablished, ConnectionTerminated, DataReceived, StreamEnded
 from lab.tcp.extension import TcpExtension
+from lab.tcp.group import ConnectionGroup, GroupConfig, GroupHook
 from lab.tcp.state import TcpState
 from lab.trace import NULL_TRACER, Tracer
 from lab.wire.checksum import ones_sum, pack_address, unpack_address
 from lab.wire.ip import IPV4_HEADER
 from lab.wire.tcp import ACK, RST, SYN, TcpSegment, decode_segment, encode_segment
 from lab.wire.udp import UDP_PROTOCOL, UdpDatagram, decode_datagram, encode_datagram
-
-if TYPE_CHECKING:
-    from lab.mptcp.config import MptcpConfig
-    from lab.mptcp.connection import MptcpConnection
 
 TCP = 6
 _from_bytes = int.from_bytes
@@ -81,12 +78,30 @@ class DatagramHandler:
     def datagram_received(self, host: HostStack, data: bytes, src: tuple[str, int], dst: tuple[str, int]) -> None: ...
 
 
+class _Entry:
+    """What the host keeps per connection it drives: a TcpConnection, or a ConnectionGroup
+    (``group`` is then the entry of the group the member belongs to)."""
+
+    __slots__ = ("conn", "stream", "key", "pumping", "timer_at", "route", "group", "hook")
+
+    def __init__(self, conn: Any, stream: Stream | None, key: bytes = b"") -> None:
+        self.conn = conn
+        self.stream = stream
+        self.key = key
+        self.pumping = False
+        self.timer_at: float | None = None  # the wake-up the host has scheduled
+        self.route: tuple | None = None  # the cached way out (see HostStack._route_for)
+        self.group: _Entry | None = None  # for a member connection: its group's entry
+        self.hook: GroupHook | None = None  # for a group: the hook that made it
+
+
 class Stream:
     """A connection as an application sees it."""
 
-    def __init__(self, host: HostStack, conn: TcpConnection, handler: StreamHandler) -> None:
+    def __init__(self, host: HostStack, entry: _Entry, handler: StreamHandler) -> None:
         self.host = host
-        self.conn = conn
+        self._entry = entry
+        self.conn = entry.conn
         self.handler = handler
         self.closed = False
         self.wants_writable = type(handler).writable is not StreamHandler.writable
@@ -99,19 +114,19 @@ class Stream:
         """Raises LocalProtocolError after close()."""
         self.conn.send(data)
         self.host._touched = True
-        self.host._pump(self.conn)
+        self.host._pump(self._entry)
 
     def close(self) -> None:
         if self.conn.state in (TcpState.CLOSED,):
             return
         self.conn.close(now=self.host.now)
         self.host._touched = True
-        self.host._pump(self.conn)
+        self.host._pump(self._entry)
 
     def abort(self, reason: str = "aborted by application") -> None:
         self.conn.abort(reason, now=self.host.now)
         self.host._touched = True
-        self.host._pump(self.conn)
+        self.host._pump(self._entry)
 
     def pause_reading(self) -> None:
         self.conn.pause_reading()
@@ -119,7 +134,7 @@ class Stream:
     def resume_reading(self) -> None:
         self.conn.resume_reading(now=self.host.now)
         self.host._touched = True
-        self.host._pump(self.conn)
+        self.host._pump(self._entry)
 
     @property
     def send_buffered(self) -> int:
@@ -127,7 +142,11 @@ class Stream:
 
 
 class HostStack:
-    """TCP/UDP for one host, driven by packets in and a scheduler."""
+    """TCP/UDP for one host, driven by packets in and a scheduler.
+
+    Protocols made of several TCP connections (Multipath TCP) plug in through
+    :mod:`lab.tcp.group`: ``connect``/``listen`` take their config as ``group=``.
+    """
 
     def __init__(
         self,
@@ -156,11 +175,17 @@ class HostStack:
             for a in addrs:
                 self._egress[pack_address(a)] = ifname
                 self.addresses.append(a)
-        self._conns: dict[bytes, tuple[TcpConnection, Stream]] = {}
+        self._conns: dict[bytes, _Entry] = {}
         # the same IPv4 entries keyed as packets carry them: src, dst, sport, dport
-        self._wire_conns: dict[bytes, tuple[TcpConnection, Stream]] = {}
+        self._wire_conns: dict[bytes, _Entry] = {}
         self._listeners: dict[
-            int, tuple[Callable[[], StreamHandler], TcpConfig | None, Callable[[], TcpExtension | None] | None]
+            int,
+            tuple[
+                Callable[[], StreamHandler],
+                TcpConfig | None,
+                Callable[[], TcpExtension | None] | None,
+                GroupConfig | None,
+            ],
         ] = {}
         self._udp: dict[int, DatagramHandler] = {}
         self.reserved_ports: set[int] = set()  # fixed client ports a workload will connect() from
@@ -168,11 +193,9 @@ class HostStack:
         self._header_sums: dict[tuple[bytes, bytes, int], int] = {}
         self._next_port = 40000 + self.rng.randrange(0, 20000)
         self._touched = False  # an application call since the pump last looked
-        self._mptcp_listeners: dict[int, MptcpConfig] = {}
-        self._mptcp_tokens: dict[int, MptcpConnection] = {}
-        self._mptcp_routes: dict[FourTuple, tuple] = {}
-        self._mptcp_join_ports: set[int] = set()  # ports announced in ADD_ADDR: MP_JOIN SYNs only
-        self._mptcp_versions: dict[str, int] = {}  # server address -> MPTCP version to offer it
+        self._hooks: dict[Any, GroupHook] = {}  # hook class -> this host's hook
+        self._groups: dict[int, _Entry] = {}  # id(group) -> its entry, while it lives
+        self._group_routes: dict[FourTuple, tuple] = {}
 
     @property
     def now(self) -> float:
@@ -181,7 +204,9 @@ class HostStack:
     def set_interface_sender(self, ifname: str, sender: Callable[[bytes], None]) -> None:
         """Let packets for ``ifname`` go straight to ``sender`` instead of ``transmit``."""
         self._senders[ifname] = sender
-        self._mptcp_routes.clear()  # cached ways out name their sender
+        self._group_routes.clear()  # cached ways out name their sender
+        for entry in self._conns.values():
+            entry.route = None
 
     # --- application API
 
@@ -195,9 +220,10 @@ class HostStack:
         local_port: int | None = None,
         config: TcpConfig | None = None,
         extension: TcpExtension | None = None,
-        mptcp: MptcpConfig | None = None,
+        group: GroupConfig | None = None,
     ) -> Stream:
-        """Open a connection (Multipath TCP with ``mptcp``). Raises ConfigError for an address this host does not own."""
+        """Open a connection (with ``group``, one of that protocol, e.g. ``MptcpConfig()``).
+        Raises ConfigError for an address this host does not own."""
         family_v6 = ":" in remote_addr
         if local_addr is None:
             local_addr = next((a for a in self.addresses if (":" in a) == family_v6), None)
@@ -208,19 +234,20 @@ class HostStack:
         if local_port is None:
             local_port = self._alloc_port()
         addr = FourTuple(local_addr, local_port, remote_addr, remote_port)
-        if mptcp is not None:
-            mp = self._new_mptcp(mptcp, "client", config)
-            stream = Stream(self, mp, handler)
-            mp._host_stream = stream
-            mp.connect(addr, now=self.now)
-            self._pump(mp)
+        if group is not None:
+            hook = self._hook(group)
+            conn = hook.open(group, tcp_config=config)
+            entry = self._group_entry(conn, hook)
+            stream = entry.stream = Stream(self, entry, handler)
+            conn.connect(addr, now=self.now)  # type: ignore[attr-defined]
+            self._pump(entry)
             return stream
         conn = self._new_conn(addr, config, extension)
-        stream = Stream(self, conn, handler)
-        conn._host_stream = stream
-        self._register(conn, stream)
+        entry = _Entry(conn, None, _key(addr))
+        stream = entry.stream = Stream(self, entry, handler)
+        self._register(entry)
         conn.connect(now=self.now)
-        self._pump(conn)
+        self._pump(entry)
         return stream
 
     def listen(
@@ -230,22 +257,17 @@ class HostStack:
         *,
         config: TcpConfig | None = None,
         extension_factory: Callable[[], TcpExtension | None] | None = None,
-        mptcp: MptcpConfig | None = None,
+        group: GroupConfig | None = None,
     ) -> None:
-        """Accept connections on ``port`` (any local address), as MPTCP with ``mptcp``
+        """Accept connections on ``port`` (any local address), as ``group``'s protocol when given
         (plain TCP for clients that do not offer it). Raises ConfigError if taken."""
         if not 0 < port < 65536:
             raise ConfigError(f"port must be 1..65535, got {port}")
         if port in self._listeners:
             raise ConfigError(f"{self.name}: port {port} already has a listener")
-        self._listeners[port] = (handler_factory, config, extension_factory)
-        if mptcp is not None:
-            self._mptcp_listeners[port] = mptcp
-            if mptcp.announce_port is not None and mptcp.announce_port != port:
-                # the port our ADD_ADDRs announce: it takes MP_JOINs only (RFC 8684 §3.4.1); reserved,
-                # so that no connect() takes it and a real-network backend fences it off from the kernel
-                self._mptcp_join_ports.add(mptcp.announce_port)
-                self.reserved_ports.add(mptcp.announce_port)
+        self._listeners[port] = (handler_factory, config, extension_factory, group)
+        if group is not None:
+            self._hook(group).listening(port, group)
 
     def reserve_port(self, port: int) -> None:
         """Announce that a connect() will use ``port`` as its local port: the port
@@ -254,6 +276,10 @@ class HostStack:
         if not 0 < port < 65536:
             raise ConfigError(f"port must be 1..65535, got {port}")
         self.reserved_ports.add(port)
+
+    def allocate_port(self) -> int:
+        """A free local port (40000..60999). Raises LocalProtocolError when none is left."""
+        return self._alloc_port()
 
     def bind_udp(self, port: int, handler: DatagramHandler) -> None:
         if port in self._udp:
@@ -266,20 +292,27 @@ class HostStack:
         self._send_ip(sp, dp, UDP_PROTOCOL, payload)
 
     def connections(self) -> list[TcpConnection]:
-        """Every TCP connection, MPTCP subflows included."""
-        return [c for c, _ in self._conns.values()]
+        """Every TCP connection, members of groups (MPTCP subflows) included."""
+        return [e.conn for e in self._conns.values()]
 
-    def mptcp_connections(self) -> list[MptcpConnection]:
-        return list(self._mptcp_tokens.values())
+    def groups(self) -> list[ConnectionGroup]:
+        """Every live connection group (MPTCP connection) of this host."""
+        return [g for hook in self._hooks.values() for g in hook.groups()]
+
+    def hook(self, cls: type[GroupHook]) -> GroupHook | None:
+        """This host's hook of class ``cls``, once a connect or listen has needed one."""
+        return self._hooks.get(cls)
 
     def interface_changed(self, ifname: str, up: bool) -> None:
-        """The carrier of ``ifname`` went down or came back: MPTCP path managers react
-        (close the subflows on its addresses and REMOVE_ADDR them, or announce and rejoin)."""
+        """The carrier of ``ifname`` went down or came back: groups react (MPTCP path managers
+        close the subflows on its addresses and REMOVE_ADDR them, or announce and rejoin)."""
         addresses = [a for a in self.addresses if self._egress.get(pack_address(a)) == ifname]
-        for mp in list(self._mptcp_tokens.values()):
+        for group in self.groups():
             for address in addresses:
-                mp.address_changed(address, up, now=self.now)
-            self._pump(mp)
+                group.address_changed(address, up, now=self.now)
+            entry = self._groups.get(id(group))
+            if entry is not None:
+                self._pump(entry)
 
     # --- packets in
 
@@ -293,9 +326,8 @@ class HostStack:
             if total == len(packet) and header and not header % 0xFFFF and dst in self._egress:
                 entry = self._wire_conns.get(packet[12:24])
                 if entry is not None:  # an established demultiplexing entry: straight in
-                    conn = entry[0]
-                    conn.receive_segment(packet[20:], now=self._scheduler.now)
-                    self._pump(conn)
+                    entry.conn.receive_segment(packet[20:], now=self._scheduler.now)
+                    self._pump(entry)
                     return
                 self._input_tcp(packet[12:16], dst, packet[20:])
                 return
@@ -344,39 +376,63 @@ class HostStack:
         key = dst + seg[2:4] + src + seg[0:2]
         entry = self._conns.get(key)
         if entry is not None:
-            conn = entry[0]
-            conn.receive_segment(seg, now=self._scheduler.now)
-            self._pump(conn)
+            entry.conn.receive_segment(seg, now=self._scheduler.now)
+            self._pump(entry)
             return
         dport = (seg[2] << 8) | seg[3]
         sport = (seg[0] << 8) | seg[1]
         listener = self._listeners.get(dport)
         flags = seg[13]
-        if listener is not None and flags & SYN and not flags & (ACK | RST):
-            factory, config, ext_factory = listener
-            addr = FourTuple(unpack_address(dst), dport, unpack_address(src), sport)
-            mptcp = self._mptcp_listeners.get(dport)
-            if mptcp is not None:
-                self._accept_mptcp(addr, seg, mptcp, factory, config, src, dst)
+        if flags & SYN and not flags & (ACK | RST):
+            if listener is not None:
+                factory, config, ext_factory, group = listener
+                addr = FourTuple(unpack_address(dst), dport, unpack_address(src), sport)
+                if group is not None:
+                    verdict = self._group_syn(self._hook(group), addr, seg, group, config, factory)
+                    if verdict is False:
+                        return
+                    if verdict is True:
+                        self._reset_unknown(src, dst, seg)
+                        return
+                conn = self._new_conn(addr, config, ext_factory() if ext_factory else None)
+                entry = _Entry(conn, None, _key(addr))
+                entry.stream = Stream(self, entry, factory())
+                self._register(entry)
+                conn.listen(now=self.now)
+                conn.receive_segment(seg, now=self.now)
+                self._pump(entry)
                 return
-            conn = self._new_conn(addr, config, ext_factory() if ext_factory else None)
-            stream = Stream(self, conn, factory())
-            conn._host_stream = stream
-            self._register(conn, stream)
-            conn.listen(now=self.now)
-            conn.receive_segment(seg, now=self.now)
-            self._pump(conn)
-            return
-        if listener is None and dport in self._mptcp_join_ports and flags & SYN and not flags & (ACK | RST):
-            from lab.mptcp.connection import syn_mptcp_option
-            from lab.wire.mptcp import MpJoinSyn
-
-            addr = FourTuple(unpack_address(dst), dport, unpack_address(src), sport)
-            opt = syn_mptcp_option(seg)
-            if isinstance(opt, MpJoinSyn):
-                self._accept_mptcp_join(addr, seg, opt, src, dst)
-                return
+            if self._hooks:  # a port a hook announced (MPTCP: MP_JOIN SYNs only)
+                addr = FourTuple(unpack_address(dst), dport, unpack_address(src), sport)
+                for hook in self._hooks.values():
+                    verdict = self._group_syn(hook, addr, seg, None, None, None)
+                    if verdict is False:
+                        return
+                    if verdict is True:
+                        break
         self._reset_unknown(src, dst, seg)
+
+    def _group_syn(
+        self,
+        hook: GroupHook,
+        addr: FourTuple,
+        seg: bytes,
+        group: GroupConfig | None,
+        config: TcpConfig | None,
+        factory: Callable[[], StreamHandler] | None,
+    ) -> bool | None:
+        """Offer a SYN to ``hook``: False when a group took it, True when the hook wants it
+        reset, None when the hook left it alone."""
+        taken = hook.syn_arrived(addr, seg, config=group, tcp_config=config, now=self.now)
+        if taken is None or taken is True or taken is False:
+            return taken
+        entry = self._groups.get(id(taken))
+        if entry is None:
+            entry = self._group_entry(taken, hook)
+            if factory is not None:
+                entry.stream = Stream(self, entry, factory())
+        self._pump(entry)
+        return False
 
     def _reset_unknown(self, src: bytes, dst: bytes, raw: bytes) -> None:
         """RFC 9293 3.10.7.1: a segment for no connection gets a RST (unless it is one)."""
@@ -422,85 +478,45 @@ class HostStack:
             self, dgram.payload, (unpack_address(src), dgram.src_port), (unpack_address(dst), dgram.dst_port)
         )
 
-    # --- Multipath TCP
+    # --- connection groups (lab.tcp.group)
 
-    def _new_mptcp(self, cfg: MptcpConfig, role: str, config: TcpConfig | None) -> MptcpConnection:
-        from lab.mptcp.connection import MptcpConnection
+    def _hook(self, group: GroupConfig) -> GroupHook:
+        cls = group.hook
+        hook = self._hooks.get(cls)
+        if hook is None:
+            hook = self._hooks[cls] = cls(self)
+        return hook
 
-        mp = MptcpConnection(
-            config=cfg,
-            role=role,
-            local_addresses=list(self.addresses),
-            tcp_config=config or self.tcp_config,
-            tracer=self.tracer,
-            rng=random.Random(self.rng.getrandbits(64)),
-            allocate_port=self._alloc_port,
-            token_in_use=self._mptcp_tokens.__contains__,
-            version_cache=self._mptcp_versions,
-        )
-        self._mptcp_tokens[mp.local_token] = mp
-        mp._host_owner = mp
-        mp._host_stream = None
-        mp._host_pumping = False
-        mp._host_timer_at = None
-        return mp
+    def _group_entry(self, group: ConnectionGroup, hook: GroupHook) -> _Entry:
+        entry = _Entry(group, None)
+        entry.group = entry
+        entry.hook = hook
+        self._groups[id(group)] = entry
+        return entry
 
-    def _accept_mptcp(self, addr, seg, cfg, factory, config, src, dst) -> None:
-        from lab.mptcp.connection import syn_mptcp_option
-        from lab.wire.mptcp import MpJoinSyn
-
-        opt = syn_mptcp_option(seg)
-        if isinstance(opt, MpJoinSyn):
-            self._accept_mptcp_join(addr, seg, opt, src, dst)
+    def _pump_group(self, entry: _Entry) -> None:
+        if entry.pumping:
             return
-        mp = self._new_mptcp(cfg, "server", config)
-        stream = Stream(self, mp, factory())
-        mp._host_stream = stream
-        mp.accept(addr, seg, now=self.now)
-        self._pump(mp)
-
-    def _accept_mptcp_join(self, addr: FourTuple, seg: bytes, opt, src: bytes, dst: bytes) -> None:
-        """A SYN with MP_JOIN (``opt``) reached an MPTCP listener or an announced port."""
-        mp = self._mptcp_tokens.get(opt.token)
-        if mp is None or not mp.established or mp.fallback is not None or mp.terminated:
-            if self._trace_on:
-                self.tracer.record(
-                    self.now,
-                    "mptcp",
-                    "segment_dropped",
-                    {"subflow": str(addr), "reason": f"MP_JOIN for unknown token {opt.token}", "token": opt.token},
-                )
-            self._reset_unknown(src, dst, seg)  # RFC 8684 §3.2: an unknown token gets a RST
-            return
-        mp.accept_join(addr, seg, now=self.now)
-        self._pump(mp)
-
-    def _pump_mptcp(self, mp: MptcpConnection) -> None:
-        if mp._host_pumping:
-            return
-        mp._host_pumping = True
-        stream: Stream | None = mp._host_stream
+        entry.pumping = True
+        group = entry.conn
+        stream: Stream | None = entry.stream
         now = self._scheduler.now
         writable_checked = False
         try:
             for _ in range(100000):
-                outs = mp.segments_to_send(now=now)
-                for conn in mp.take_new_subflows():
-                    conn._host_key = _key(conn.addr)
-                    conn._host_stream = None
-                    conn._host_pumping = False
-                    conn._host_owner = mp
-                    conn._host_route = None
-                    conn._host_timer_at = None
-                    self._register(conn, stream)
-                for conn in mp.take_closed_subflows():
-                    self._unregister(conn)
-                    self._mptcp_routes.pop(conn.addr, None)
-                routes = self._mptcp_routes
+                outs = group.segments_to_send(now=now)
+                for conn in group.take_new_subflows():
+                    member = _Entry(conn, stream, _key(conn.addr))
+                    member.group = entry
+                    self._register(member)
+                for conn in group.take_closed_subflows():
+                    self._unregister(conn.addr)
+                    self._group_routes.pop(conn.addr, None)
+                routes = self._group_routes
                 for out in outs:
                     route = routes.get(out.addr)
                     if route is None:
-                        route = routes[out.addr] = self._mptcp_route(out.addr)
+                        route = routes[out.addr] = self._group_route(out.addr)
                     src, dst, sender, base = route
                     if sender is None:
                         self._send_ip(src, dst, TCP, out.data)
@@ -514,59 +530,56 @@ class HostStack:
                     csum = (csum & 0xFFFF) + (csum >> 16)
                     sender(_pack_ipv4(0x45, 0, total, ident, 0x4000, 64, TCP, ~csum & 0xFFFF, src, dst) + data)
                 self._touched = False
-                while (e := mp.next_event()) is not None:
+                while (e := group.next_event()) is not None:
                     if stream is None:
                         continue
                     handler = stream.handler
-                    name = type(e).__name__
-                    if name == "DataReceived":
+                    t = type(e)
+                    if t is DataReceived:
                         handler.data_received(stream, e.data)
-                    elif name == "ConnectionEstablished":
+                    elif t is ConnectionEstablished:
                         handler.connection_made(stream)
-                    elif name == "StreamEnded":
+                    elif t is StreamEnded:
                         handler.eof_received(stream)
-                    elif name == "ConnectionTerminated":
+                    elif t is ConnectionTerminated:
                         stream.closed = True
-                        self._mptcp_tokens.pop(mp.local_token, None)
                         handler.connection_lost(stream, e.reason, e.reset)
                 if (
                     stream is not None
                     and stream.wants_writable
                     and not writable_checked
                     and not stream.closed
-                    and mp.writable
-                    and mp.send_buffered < WRITE_LOW_WATER
+                    and group.writable
+                    and group.send_buffered < WRITE_LOW_WATER
                 ):
                     writable_checked = True
                     stream.handler.writable(stream)
                 if not self._touched:
                     break
         finally:
-            mp._host_pumping = False
-        if self._mptcp_tokens.get(mp.local_token) is not mp and not mp.terminated:
-            # a version change (RFC 8684 §3.1) gave the connection the other hash's token
-            for token in [t for t, m in self._mptcp_tokens.items() if m is mp]:
-                del self._mptcp_tokens[token]
-            self._mptcp_tokens[mp.local_token] = mp
-        when = mp.get_timer()
+            entry.pumping = False
+        entry.hook.pumped(group)  # type: ignore[union-attr]
+        if group.terminated:
+            self._groups.pop(id(group), None)
+        when = group.get_timer()
         if when is not None:
-            scheduled = mp._host_timer_at
+            scheduled = entry.timer_at
             if scheduled is None or when < scheduled:
-                mp._host_timer_at = when
-                self._scheduler.call_at(when, lambda m=mp, w=when: self._fire(m, w))
+                entry.timer_at = when
+                self._scheduler.call_at(when, lambda e=entry, w=when: self._fire(e, w))
 
     # --- internals
 
-    def _register(self, conn: TcpConnection, stream: Stream) -> None:
-        entry = (conn, stream)
-        self._conns[conn._host_key] = entry
-        wire = _wire_key(conn.addr)
+    def _register(self, entry: _Entry) -> None:
+        addr = entry.conn.addr
+        self._conns[entry.key] = entry
+        wire = _wire_key(addr)
         if wire is not None:
             self._wire_conns[wire] = entry
 
-    def _unregister(self, conn: TcpConnection) -> None:
-        self._conns.pop(conn._host_key, None)
-        wire = _wire_key(conn.addr)
+    def _unregister(self, addr: FourTuple) -> None:
+        self._conns.pop(_key(addr), None)
+        wire = _wire_key(addr)
         if wire is not None:
             self._wire_conns.pop(wire, None)
 
@@ -577,27 +590,22 @@ class HostStack:
             if (
                 port not in self._listeners
                 and port not in self.reserved_ports
-                and not any(c.addr.local_port == port for c, _ in self._conns.values())
+                and not any(e.conn.addr.local_port == port for e in self._conns.values())
             ):
                 return port
         raise LocalProtocolError(f"{self.name}: no free port")
 
     def _new_conn(self, addr: FourTuple, config: TcpConfig | None, extension: TcpExtension | None) -> TcpConnection:
-        conn = TcpConnection(
+        return TcpConnection(
             addr=addr,
             config=config or self.tcp_config,
             tracer=self.tracer,
             rng=random.Random(self.rng.getrandbits(64)),
             extension=extension,
         )
-        conn._host_key = _key(addr)
-        conn._host_stream = None
-        conn._host_pumping = False
-        conn._host_owner = None
-        return conn
 
-    def _mptcp_route(self, addr: FourTuple) -> tuple:
-        """(src, dst, sender, constant header sum) for a subflow's packets; sender is None
+    def _group_route(self, addr: FourTuple) -> tuple:
+        """(src, dst, sender, constant header sum) for a member's packets; sender is None
         (and every packet goes through _send_ip) unless IPv4 with a direct sender."""
         src, dst = pack_address(addr.local_addr), pack_address(addr.remote_addr)
         ifname = self._egress.get(src)
@@ -636,16 +644,17 @@ class HostStack:
         else:
             self._transmit(ifname, packet)
 
-    def _pump(self, conn: TcpConnection) -> None:
+    def _pump(self, entry: _Entry) -> None:
         """Move segments out, events to the application, and re-arm the timer."""
-        owner = conn._host_owner
-        if owner is not None:  # an MPTCP connection or one of its subflows
-            self._pump_mptcp(owner)
+        group = entry.group
+        if group is not None:  # a connection group or one of its members
+            self._pump_group(group)
             return
-        if conn._host_pumping:
+        if entry.pumping:
             return  # an application callback inside this pump; the outer loop carries on
-        conn._host_pumping = True
-        stream: Stream | None = conn._host_stream
+        entry.pumping = True
+        conn = entry.conn
+        stream: Stream | None = entry.stream
         now = self._scheduler.now
         send_ip = self._send_ip
         writable_checked = False
@@ -654,9 +663,9 @@ class HostStack:
             for _ in range(100000):
                 outs = conn.segments_to_send(now=now)
                 if outs:
-                    route = conn._host_route
+                    route = entry.route
                     if route is None:
-                        route = conn._host_route = self._route_for(conn)
+                        route = entry.route = self._route_for(conn)
                     if route:  # IPv4 with a direct sender: build the header here
                         sender, base, src, dst = route
                         ident = self._ident
@@ -691,7 +700,7 @@ class HostStack:
                         handler.eof_received(stream)
                     elif t is ConnectionTerminated:
                         stream.closed = True
-                        self._unregister(conn)
+                        self._unregister(conn.addr)
                         handler.connection_lost(stream, ev.reason, ev.reset)
                 if (
                     wants_writable
@@ -705,22 +714,23 @@ class HostStack:
                 if not self._touched:
                     break  # the application did nothing that could produce output
         finally:
-            conn._host_pumping = False
+            entry.pumping = False
         when = conn.get_timer()
         if when is not None:
-            scheduled = conn._host_timer_at
+            scheduled = entry.timer_at
             if scheduled is None or when < scheduled:
-                conn._host_timer_at = when
-                self._scheduler.call_at(when, lambda c=conn, w=when: self._fire(c, w))
+                entry.timer_at = when
+                self._scheduler.call_at(when, lambda e=entry, w=when: self._fire(e, w))
 
-    def _fire(self, conn: TcpConnection, when: float) -> None:
-        if conn._host_timer_at != when:
+    def _fire(self, entry: _Entry, when: float) -> None:
+        if entry.timer_at != when:
             return  # superseded by an earlier timer
-        conn._host_timer_at = None
+        entry.timer_at = None
+        conn = entry.conn
         due = conn.get_timer()
         if due is not None and due <= self.now:
             conn.handle_timer(now=self.now)
-        self._pump(conn)
+        self._pump(entry)
 
 
 def _wire_key(addr: FourTuple) -> bytes | None:

@@ -137,11 +137,6 @@ class TcpConnection:
         self._keepalive_idle = config.keepalive_idle_s
         self._rcv_buffer_bytes = config.receive_buffer_bytes
         self._plain = extension is None and not self._trace_on  # nothing to tell about each segment
-        self._host_key = b""  # set by a HostStack for demultiplexing...
-        self._host_stream = None  # ...with the application's stream
-        self._host_pumping = False
-        self._host_timer_at: float | None = None  # the wake-up the host has scheduled
-        self._host_route: tuple | None = None  # the host's cached way out for this connection
 
         # send side (offsets from ISS)
         self._iss = self._rng.getrandbits(32)

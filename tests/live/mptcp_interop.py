@@ -164,7 +164,7 @@ async def main(args: argparse.Namespace) -> dict:
     await loop.run_in_executor(None, ready.wait, 10)
     done: asyncio.Future = loop.create_future()
     handler = Peer(payload, done)
-    stream = host.stack.connect(KERNEL[0], 5001, handler, mptcp=MptcpConfig(checksum=args.checksum))
+    stream = host.stack.connect(KERNEL[0], 5001, handler, group=MptcpConfig(checksum=args.checksum))
     mp = stream.conn
     try:
         reply = await asyncio.wait_for(done, args.timeout)
@@ -206,13 +206,13 @@ async def main(args: argparse.Namespace) -> dict:
         servers.append(Peer(None, server_done))
         return servers[-1]
 
-    host.stack.listen(6001, make, mptcp=MptcpConfig(checksum=args.checksum))
+    host.stack.listen(6001, make, group=MptcpConfig(checksum=args.checksum))
     out2: dict = {}
     kt = threading.Thread(target=kernel_client, args=(6001, up, out2), daemon=True)
     kt.start()
     got = await asyncio.wait_for(server_done, 120)
     await loop.run_in_executor(None, kt.join, 30)
-    mps = host.stack.mptcp_connections()
+    mps = host.stack.groups()
     await asyncio.sleep(0.5)
     result["server"] = {
         **out2,
@@ -237,7 +237,7 @@ async def main(args: argparse.Namespace) -> dict:
         await loop.run_in_executor(None, ready.wait, 10)
         done = loop.create_future()
         handler = Peer(payload, done)
-        stream = host.stack.connect(KERNEL[0], 5003, handler, mptcp=MptcpConfig(checksum=args.checksum))
+        stream = host.stack.connect(KERNEL[0], 5003, handler, group=MptcpConfig(checksum=args.checksum))
         reply = await asyncio.wait_for(done, 120)
         await loop.run_in_executor(None, t.join, 20)
         result["stripped"] = {

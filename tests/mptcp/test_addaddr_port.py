@@ -285,7 +285,7 @@ def test_the_announced_port_takes_mp_join_only() -> None:
 
     sent: list[bytes] = []
     host = HostStack("h2", interfaces={"eth0": ["10.0.2.2"]}, transmit=lambda _i, p: sent.append(p), scheduler=_Clock())
-    host.listen(5001, StreamHandler, mptcp=MptcpConfig(announce_port=PORT))
+    host.listen(5001, StreamHandler, group=MptcpConfig(announce_port=PORT))
     src, dst = pack_address("10.0.1.1"), pack_address("10.0.2.2")
 
     def syn(dport: int, options: tuple = ()) -> TcpSegment:
@@ -297,7 +297,7 @@ def test_the_announced_port_takes_mp_join_only() -> None:
     for options in ((), (join,)):
         reply = syn(PORT, options)
         assert reply.flags & RST and reply.flags & ACK and reply.src_port == PORT
-    assert not host.connections() and not host.mptcp_connections()
+    assert not host.connections() and not host.groups()
     # the listening port itself still takes a plain SYN (plain TCP for a client without MPTCP)
     reply = syn(5001)
     assert reply.flags & SYN and reply.flags & ACK

@@ -20,6 +20,7 @@ from lab.errors import ConfigError
 from lab.mptcp import crypto
 from lab.mptcp.config import MptcpConfig
 from lab.mptcp.events import FallbackToTcp, SubflowEstablished
+from lab.mptcp.hook import MptcpHook
 from lab.scenario.mptcp import MptcpBackToBack, MptcpTransfer
 from lab.tcp.addresses import FourTuple
 from lab.scenario import Scenario, run_scenario
@@ -308,4 +309,4 @@ def test_simulated_strict_v0_server_first_plain_tcp_then_v0_on_the_next_connecti
     assert keys and keys[-1]["version"] == 0
     joined = {r.data["subflow"] for r in recs if r.data.get("to") == "ESTABLISHED"}
     assert any(":5002" in s and "10.0.3.1" in s for s in joined), joined  # the v0 connection joined path B
-    assert result.network.host("h1")._mptcp_versions == {"10.0.2.2": 0}
+    assert result.network.host("h1").hook(MptcpHook).versions == {"10.0.2.2": 0}
