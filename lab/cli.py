@@ -46,7 +46,7 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from lab import registry
+    from lab.scenario import registry
 
     for name, sc in sorted(registry.scenarios().items()):
         print(f"{name:<18} [{sc.topology}] {sc.description}")
@@ -54,7 +54,7 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def cmd_topo(args: argparse.Namespace) -> int:
-    from lab import registry
+    from lab.scenario import registry
     from lab.topology import build_topology
 
     known = registry.topologies()
@@ -206,7 +206,7 @@ def _run_mininet(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from lab import registry
+    from lab.scenario import registry
     from lab.bench import get_benchmark
 
     if args.bench_cmd == "list":
@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # tui/ and exercises/ add their own subcommands (tui, replay, serve, exercise)
     # through the tcplab.commands entry points, so lab never imports them.
-    from lab import registry
+    from lab.scenario import registry
 
     for add_commands in registry.commands().values():
         add_commands(sub)

@@ -172,7 +172,7 @@ BENCHMARKS: dict[str, Benchmark] = {
 
 
 def get_benchmark(name: str) -> Benchmark:
-    from lab import registry
+    from lab.scenario import registry
 
     known = registry.benchmarks()
     if name not in known:

@@ -66,7 +66,7 @@ def bench_shaping() -> dict[str, Any]:
     from lab.mininet import MininetBackend
     from lab.mininet.linkemu import emulator_stats
 
-    from lab import registry
+    from lab.scenario import registry
 
     single_path = registry.topologies()["single-path"]
     shaped_spec = build_topology("single-path", single_path, delay_ms=SHAPING_ONE_WAY_MS, bw_mbps=SHAPING_RATE_MBPS)

@@ -276,6 +276,10 @@ class KernelStream:
     """A kernel socket as a :class:`lab.stack.host.Stream`: ``send``, ``close``, ``abort``,
     ``send_buffered``, ``host``, ``addr``; its handler gets the same callbacks."""
 
+    def kernel_facts(self) -> dict[str, Any]:
+        """What the kernel tells of this socket's Multipath TCP (see :func:`mptcp_info`); never raises."""
+        return mptcp_info(self.sock)
+
     def __init__(
         self, stack: KernelStack, sock: socket.socket, handler: StreamHandler, addr: FourTuple, *, connecting: bool
     ) -> None:

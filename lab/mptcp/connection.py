@@ -47,9 +47,9 @@ from lab.mptcp.strategies import (
     SCHEDULERS,
     CoupledGroup,
 )
-from lab.tcp.addresses import FourTuple, Outgoing
 from lab.tcp import TcpConfig, TcpConnection
 from lab.tcp import events as tcp_events
+from lab.tcp.addresses import FourTuple, Outgoing
 from lab.tcp.extension import SegmentRole, TcpExtension
 from lab.tcp.group import ConnectionGroup
 from lab.tcp.state import TcpState
@@ -259,6 +259,8 @@ class MptcpConnection(ConnectionGroup):
     Commands raise LocalProtocolError when called in the wrong state; a
     misbehaving peer never makes ``receive_segment`` raise.
     """
+
+    layer = "mptcp"
 
     def __init__(
         self,

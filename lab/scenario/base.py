@@ -7,21 +7,19 @@ and ``summary.json`` (per-transfer bytes, SHA-256 match and goodput).
 from __future__ import annotations
 
 import hashlib
-import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from lab import registry
-from lab.stack.apps import BulkSender, BulkSink, TransferResult, bulk_payload
 from lab.errors import ConfigError
+from lab.scenario import registry
+from lab.scenario.backend import Backend, get_backend
 from lab.scenario.middlebox import Middlebox
-from lab.sim.network import SimNetwork
+from lab.stack.apps import BulkSender, BulkSink, TransferResult, bulk_payload
 from lab.tcp import TcpConfig
 from lab.topology import TopologySpec, build_topology
-from lab.trace import FileTracer, MemoryTracer, Tracer
+from lab.trace import MemoryTracer, Tracer
 
 METRICS_INTERVAL_S = 0.1
 
@@ -149,7 +147,7 @@ class RunResult:
     wall_time_s: float
     transfers: list[TransferResult]
     out_dir: Path | None
-    network: SimNetwork
+    network: Any  # the in-process network the run stepped
     timed_out: bool
 
     @property
@@ -201,10 +199,17 @@ def build_scenario_topology(scenario: Scenario) -> TopologySpec:
 
 
 class ScenarioRun:
-    """A scenario set up in the simulator, ready to be stepped (headless or live)."""
+    """A scenario set up on an in-process network (the simulator's, from ``backend``), ready
+    to be stepped headless or live. Raises ConfigError for values that do not fit."""
 
     def __init__(
-        self, scenario: Scenario, *, seed: int = 1, tracer: Tracer | None = None, pcap_dir: Path | None = None
+        self,
+        scenario: Scenario,
+        *,
+        seed: int = 1,
+        tracer: Tracer | None = None,
+        pcap_dir: Path | None = None,
+        backend: str | Backend = "sim",
     ) -> None:
         self.scenario = scenario
         self.seed = seed
@@ -214,7 +219,8 @@ class ScenarioRun:
             tcp_config = TcpConfig(**scenario.tcp)
         except TypeError as exc:
             raise ConfigError(f"scenario {scenario.name}: bad TCP setting: {exc}") from None
-        self.net = SimNetwork.build(self.spec, seed=seed, tracer=self.tracer, tcp_config=tcp_config)
+        self.backend = get_backend(backend)
+        self.net = self.backend.build_network(self.spec, seed=seed, tracer=self.tracer, tcp_config=tcp_config)
         if pcap_dir is not None:
             pcap_dir.mkdir(parents=True, exist_ok=True)
             self.net.enable_pcaps(pcap_dir)
@@ -247,10 +253,10 @@ class ScenarioRun:
             host = self.net.host(name)
             for conn in host.connections():
                 host.tracer.record(self.net.now, "tcp", "metrics_updated", conn.metrics())
-            for mp in host.groups():
-                mp.sample_rates(self.net.now)
-                for sample in mp.metrics():
-                    host.tracer.record(self.net.now, "mptcp", "metrics_updated", sample)
+            for group in host.groups():
+                group.sample_rates(self.net.now)
+                for sample in group.metrics():
+                    host.tracer.record(self.net.now, group.layer, "metrics_updated", sample)
         if not self.done():
             self.net.call_at(self.net.now + METRICS_INTERVAL_S, self._sample_metrics)
 
@@ -270,58 +276,15 @@ def run_scenario(
     seed: int = 1,
     out_dir: Path | None = None,
     pcaps: bool = True,
-    progress: Callable[[ScenarioRun], None] | None = None,
-    step_s: float = 0.25,
-) -> RunResult:
-    """Run headless in virtual time; writes a bundle when ``out_dir`` is given.
+    progress: Callable[[Any], None] | None = None,
+    backend: str | Backend = "sim",
+) -> Any:
+    """Run headless on ``backend`` (the simulator by default); writes a bundle when ``out_dir``
+    is given. Returns the backend's outcome (``ok``, ``summary()``, ``transfers``).
 
-    Raises ConfigError for bad scenario values and OSError when ``out_dir`` is unusable.
+    Raises ConfigError for bad scenario values or a backend that cannot start here, and
+    OSError when ``out_dir`` is unusable.
     """
-    tracer: Tracer
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tracer = FileTracer(out_dir / "trace.jsonl")
-    else:
-        tracer = MemoryTracer()
-    try:
-        run = ScenarioRun(
-            scenario, seed=seed, tracer=tracer, pcap_dir=(out_dir / "pcaps") if (out_dir and pcaps) else None
-        )
-        wall0 = time.perf_counter()
-        net = run.net
-        timed_out = False
-        while not run.done():
-            if net.now >= scenario.time_limit_s:
-                timed_out = True
-                break
-            net.run(until=min(net.now + step_s, scenario.time_limit_s), stop=run.done)
-            if progress is not None:
-                progress(run)
-            if net.idle() and not run.done():
-                timed_out = True  # nothing left that could finish the transfers
-                break
-        finished = max((r.completed_at or 0.0) for r in run.results) if run.results else net.now
-        wall = time.perf_counter() - wall0
-        for r in run.results:
-            if not r.complete:
-                r.error = r.error or "did not complete before the time limit"
-        result = RunResult(
-            scenario.name, seed, finished if not timed_out else net.now, wall, run.results, out_dir, net, timed_out
-        )
-        if out_dir is not None:
-            (out_dir / "topology.json").write_text(
-                json.dumps(run.spec.to_dict() | {"diagram": run.spec.diagram}, indent=2)
-            )
-            summary = result.summary()
-            summary["files"] = {
-                "trace": "trace.jsonl",
-                "topology": "topology.json",
-                "pcaps": sorted(f"pcaps/{p.name}" for p in (out_dir / "pcaps").glob("*.pcap")) if pcaps else [],
-            }
-            (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        return result
-    finally:
-        if out_dir is not None:
-            tracer.close()  # type: ignore[union-attr]
-        if "run" in locals():
-            run.net.close()
+    chosen = get_backend(backend)
+    chosen.check_available(pcaps=pcaps and out_dir is not None)
+    return chosen.run(scenario, seed=seed, out_dir=out_dir, pcaps=pcaps, progress=progress)

@@ -51,11 +51,9 @@ def end_facts(stream: Any, stack: str) -> dict[str, Any]:
         }
     elif stack == "user":
         facts["mptcp"] = False
-    sock = getattr(stream, "sock", None)
-    if stack.startswith("kernel") and sock is not None:
-        from lab.mininet.apps import mptcp_info
-
-        facts |= mptcp_info(sock)
+    kernel_facts = getattr(stream, "kernel_facts", None)  # a live backend's kernel socket
+    if stack.startswith("kernel") and kernel_facts is not None:
+        facts |= kernel_facts()
     return facts
 
 

@@ -60,6 +60,7 @@ class ConnectionGroup(ABC):
 
     addr: FourTuple
     terminated: bool
+    layer = "group"  # the trace layer of its records (MPTCP: "mptcp")
 
     @property
     @abstractmethod

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import registry
+from lab.scenario import registry
 from lab.errors import ConfigError
 from lab.inject import inject, inject_mininet, packet_bytes
 from lab.sim.network import SimNetwork

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import registry
+from lab.scenario import registry
 from lab.eno.extension import EnoConfig
 from lab.scenario.eno import EncryptedTransfer, SimultaneousOpenTransfer
 from lab.errors import ConfigError

@@ -1,0 +1,109 @@
+"""The simulator as a :class:`~lab.scenario.backend.Backend` (registered as ``sim``).
+
+Headless runs step a :class:`~lab.scenario.ScenarioRun` in virtual time as
+fast as the machine allows; live runs are paced to the wall clock
+(:class:`lab.runs.SimRun`); graders replay a scenario and act at virtual times.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lab.scenario.backend import Backend
+from lab.scenario.base import RunResult, Scenario, ScenarioRun
+from lab.sim.network import SimNetwork
+from lab.trace import FileTracer, MemoryTracer, Tracer
+
+
+class SimBackend(Backend):
+    name = "sim"
+    description = "the embedded discrete-event simulator (virtual time, no root)"
+
+    def build_network(self, spec: Any, *, seed: int, tracer: Tracer, tcp_config: Any) -> SimNetwork:
+        return SimNetwork.build(spec, seed=seed, tracer=tracer, tcp_config=tcp_config)
+
+    def run(
+        self,
+        scenario: Scenario,
+        *,
+        seed: int = 1,
+        out_dir: Path | None = None,
+        pcaps: bool = True,
+        progress: Callable[[Any], None] | None = None,
+        step_s: float = 0.25,
+    ) -> RunResult:
+        """Run headless in virtual time; writes a bundle when ``out_dir`` is given.
+
+        Raises ConfigError for bad scenario values and OSError when ``out_dir`` is unusable.
+        """
+        tracer: Tracer
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            tracer = FileTracer(out_dir / "trace.jsonl")
+        else:
+            tracer = MemoryTracer()
+        try:
+            run = ScenarioRun(
+                scenario,
+                seed=seed,
+                tracer=tracer,
+                pcap_dir=(out_dir / "pcaps") if (out_dir and pcaps) else None,
+                backend=self,
+            )
+            wall0 = time.perf_counter()
+            net = run.net
+            timed_out = False
+            while not run.done():
+                if net.now >= scenario.time_limit_s:
+                    timed_out = True
+                    break
+                net.run(until=min(net.now + step_s, scenario.time_limit_s), stop=run.done)
+                if progress is not None:
+                    progress(run)
+                if net.idle() and not run.done():
+                    timed_out = True  # nothing left that could finish the transfers
+                    break
+            finished = max((r.completed_at or 0.0) for r in run.results) if run.results else net.now
+            wall = time.perf_counter() - wall0
+            for r in run.results:
+                if not r.complete:
+                    r.error = r.error or "did not complete before the time limit"
+            result = RunResult(
+                scenario.name, seed, finished if not timed_out else net.now, wall, run.results, out_dir, net, timed_out
+            )
+            if out_dir is not None:
+                (out_dir / "topology.json").write_text(
+                    json.dumps(run.spec.to_dict() | {"diagram": run.spec.diagram}, indent=2)
+                )
+                summary = result.summary()
+                summary["files"] = {
+                    "trace": "trace.jsonl",
+                    "topology": "topology.json",
+                    "pcaps": sorted(f"pcaps/{p.name}" for p in (out_dir / "pcaps").glob("*.pcap")) if pcaps else [],
+                }
+                (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            return result
+        finally:
+            if out_dir is not None:
+                tracer.close()  # type: ignore[union-attr]
+            if "run" in locals():
+                run.net.close()
+
+    def live_run(
+        self, scenario: Scenario, *, seed: int = 1, speed: float | None = 1.0, out_dir: Path | None = None
+    ) -> Any:
+        from lab.runs import SimRun
+
+        return SimRun(scenario, seed=seed, speed=speed, out_dir=out_dir)
+
+    def replay(self, scenario: Scenario, *, seed: int, pcap_dir: Path | None = None) -> Any:
+        from lab.sim.replay import SimReplay
+
+        return SimReplay(scenario, seed=seed, pcap_dir=pcap_dir)
+
+
+BACKENDS = {"sim": SimBackend()}
