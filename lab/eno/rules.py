@@ -13,14 +13,7 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lab.wire.eno import GlobalSuboption, SynEnoOption, TepSuboption
-
-
-class Role(enum.Enum):
-    """TCP-ENO's abstract roles (RFC 8547 §4.3): normally A = active opener, B = passive opener."""
-
-    A = "A"
-    B = "B"
+from lab.wire.eno import GlobalSuboption, Role, SynEnoOption, TepSuboption
 
 
 class FallbackReason(enum.Enum):

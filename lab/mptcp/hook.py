@@ -13,7 +13,8 @@ import random
 from typing import Any
 
 from lab.mptcp.config import MptcpConfig
-from lab.mptcp.connection import MptcpConnection, syn_mptcp_option
+from lab.mptcp.connection import MptcpConnection
+from lab.mptcp.options import syn_mptcp_option
 from lab.tcp.addresses import FourTuple
 from lab.tcp.config import TcpConfig
 from lab.tcp.group import ConnectionGroup, GroupHook, HostServices

@@ -55,7 +55,7 @@ from typing import Any
 
 from lab.errors import DecodeError
 from lab.mptcp import crypto
-from lab.mptcp.connection import option_record
+from lab.mptcp.options import option_record
 from lab.trace import Tracer, TraceRecord
 from lab.wire import mptcp as w
 from lab.wire.tcp import ACK, FIN, RST, SYN, UnknownOption, decode_segment, flags_text

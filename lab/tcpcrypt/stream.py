@@ -51,12 +51,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-from lab.eno.rules import Role
 from lab.errors import ConfigError, DecodeError, LocalProtocolError, RemoteProtocolError
 from lab.tcpcrypt import keys
 from lab.tcpcrypt.events import DataReceived, HandshakeCompleted, StreamAborted, StreamEnded, TcpcryptEvent
 from lab.trace import NULL_TRACER, Tracer
 from lab.wire.buffer import Buffer
+from lab.wire.eno import Role
 from lab.wire.tcpcrypt import (
     AEAD_AES_128_GCM,
     AEAD_AES_256_GCM,

@@ -37,12 +37,22 @@ the buffer's base offset.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from lab.errors import DecodeError
 from lab.wire.buffer import Buffer
 from lab.wire.tcp import TcpOption, UnknownOption
+
+
+class Role(enum.Enum):
+    """TCP-ENO's abstract roles (RFC 8547 §4.3): normally A = active opener, B = passive opener
+    (the b bit of the global suboption asks for B). TEPs such as tcpcrypt key on them."""
+
+    A = "A"
+    B = "B"
+
 
 ENO_KIND = 69  # RFC 8547 §11, Table 2
 EXPERIMENTAL_KIND = 253  # RFC 6994 shared experimental option

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from lab.mininet.run import MininetRunResult, run_mininet_scenario
-from lab.mptcp.connection import MP_FAIL_FALLBACK, MP_FAIL_NO_MAPPING
+from lab.mptcp.options import MP_FAIL_FALLBACK, MP_FAIL_NO_MAPPING
 from lab.scenario.mptcp import MptcpTransfer
 from lab.scenario import Scenario
 from lab.scenario.middlebox import FlipPayloadBytes

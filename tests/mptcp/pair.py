@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from lab.mptcp.config import MptcpConfig
-from lab.mptcp.connection import MptcpConnection, syn_mptcp_option
+from lab.mptcp.connection import MptcpConnection
+from lab.mptcp.options import syn_mptcp_option
 from lab.tcp.addresses import FourTuple
 from lab.tcp import TcpConfig
 from lab.trace import MemoryTracer
