@@ -33,8 +33,8 @@ def _speed(text: str) -> float | None:
 
 def cmd_tui(args: argparse.Namespace) -> int:
     from lab.cli import _parse_params, fail
-    from lab.runs import SimRun
     from lab.scenario import get_scenario
+    from lab.scenario.backend import get_backend
 
     if args.backend == "mininet" and os.geteuid() != 0:
         return fail("the TUI on Mininet needs root (network namespaces, veth links): run it with sudo")
@@ -53,11 +53,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             return fail(f"cannot write the run bundle to {out_dir}: {exc.strerror or exc}")
-    if args.backend == "mininet":
-        from lab.mininet.liverun import MininetRun
-
-        return _run_app(MininetRun(scenario, seed=args.seed, out_dir=out_dir), args, out_dir)
-    lab_run = SimRun(scenario, seed=args.seed, speed=args.speed, out_dir=out_dir)
+    lab_run = get_backend(args.backend).live_run(scenario, seed=args.seed, speed=args.speed, out_dir=out_dir)
     return _run_app(lab_run, args, out_dir)
 
 
