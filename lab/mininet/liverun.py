@@ -43,11 +43,10 @@ from typing import Any
 
 from lab.errors import ConfigError, LabError
 from lab.runs import ControlUnavailable, LabRun, PolicyInfo, RunStatus, policy_key, policy_label, standard_policies
-from lab.scenario import Scenario, build_scenario_topology
+from lab.scenario import Scenario, WireObserver, build_scenario_topology
 from lab.trace import TraceRecord
 
 ROOT = Path(__file__).resolve().parents[2]
-KERNEL_STACKS = ("kernel", "kernel-mptcp")
 OBSERVER_READY_TIMEOUT_S = 20.0
 CLOSE_TIMEOUT_S = 90.0
 SIM_ONLY = "a live Mininet run follows the wall clock: pause, step and speed are for simulated runs"
@@ -58,14 +57,20 @@ NO_NEW_TRANSFERS = (
 
 
 def kernel_ends(scenario: Scenario) -> dict[str, set[int]]:
-    """Hosts where a workload runs a kernel stack, with the ports of those workloads."""
+    """Hosts where a workload wants a wire observer (a kernel stack's end), with its ports."""
     out: dict[str, set[int]] = {}
-    for workload in scenario.transfers:
-        port = getattr(workload, "port", None)
-        for host_attr, stack_attr in (("src", "src_stack"), ("dst", "dst_stack")):
-            if getattr(workload, stack_attr, None) in KERNEL_STACKS and isinstance(port, int):
-                out.setdefault(str(getattr(workload, host_attr)), set()).add(port)
+    for observer in wire_observers(scenario):
+        out.setdefault(observer.host, set()).update(observer.ports)
     return out
+
+
+def wire_observers(scenario: Scenario) -> list[Any]:
+    """The wire observers the scenario's workloads ask for, one per (host, module), ports merged."""
+    merged: dict[tuple[str, str], set[int]] = {}
+    for workload in scenario.transfers:
+        for observer in workload.wire_observers():
+            merged.setdefault((observer.host, observer.module), set()).update(observer.ports)
+    return [WireObserver(module, host, frozenset(ports)) for (host, module), ports in sorted(merged.items())]
 
 
 class MininetRun(LabRun):
@@ -102,6 +107,7 @@ class MininetRun(LabRun):
         self.python = python
         self.spec = build_scenario_topology(scenario)
         self._topology = self.spec.to_dict() | {"diagram": self.spec.diagram}
+        self._wire_observers = wire_observers(scenario) if observe_kernel else []
         self.observed = kernel_ends(scenario) if observe_kernel else {}
         self._lock = threading.Lock()
         self._pending: list[TraceRecord] = []
@@ -244,9 +250,10 @@ class MininetRun(LabRun):
     def _before_start(self, backend: Any) -> None:
         self._backend = backend
         self._running = True
-        for host, ports in sorted(self.observed.items()):
+        for observer in self._wire_observers:
+            host = observer.host
             try:
-                self._start_observer(backend, host, ports)
+                self._start_observer(backend, observer)
             except (LabError, OSError) as exc:
                 self._emit(
                     [
@@ -262,9 +269,10 @@ class MininetRun(LabRun):
         self._t0_guess = time.monotonic()
         self._forward_controller()
 
-    def _start_observer(self, backend: Any, host: str, ports: set[int]) -> None:
+    def _start_observer(self, backend: Any, observer: Any) -> None:
+        host, ports = observer.host, observer.ports
         ifaces = [i for i in self.spec.interfaces.values() if i.node == host]
-        argv = [self.python, "-m", "lab.scenario.mptcp_observer", "--node", host]
+        argv = [self.python, "-m", observer.module, "--node", host]
         for iface in ifaces:
             argv += ["--interface", iface.name, "--address", iface.ipv4]
             if getattr(iface, "ipv6", None):

@@ -47,6 +47,21 @@ def runs_here(run: Any, host: str) -> bool:
     return True if is_local is None else bool(is_local(host))
 
 
+KERNEL_STACKS = ("kernel", "kernel-mptcp")
+WIRE_OBSERVER = "lab.scenario.mptcp_observer"  # follows a kernel MPTCP peer from its wire
+
+
+@dataclass(frozen=True)
+class WireObserver:
+    """A process a live backend runs in ``host``'s network namespace to follow a kernel stack
+    from its wire (``python -m MODULE --node HOST --interface I --address A ... --port P``),
+    printing trace records as JSON lines."""
+
+    module: str
+    host: str
+    ports: frozenset[int]
+
+
 class Workload:
     """What a scenario runs on its hosts: a plain TCP transfer, an MPTCP transfer, an IKE session...
 
@@ -61,6 +76,16 @@ class Workload:
 
     def schedule(self, run: ScenarioRun) -> None:
         raise NotImplementedError
+
+    def wire_observers(self) -> list[WireObserver]:
+        """What a live backend should run beside this workload's kernel ends (see
+        :class:`WireObserver`): the MPTCP observer on each host whose end is a kernel stack."""
+        port = getattr(self, "port", None)
+        out = []
+        for host_attr, stack_attr in (("src", "src_stack"), ("dst", "dst_stack")):
+            if getattr(self, stack_attr, None) in KERNEL_STACKS and isinstance(port, int):
+                out.append(WireObserver(WIRE_OBSERVER, str(getattr(self, host_attr)), frozenset({port})))
+        return out
 
     def check_merged(self, result: TransferResult) -> str | None:
         """On a live backend, where each end reports its half of ``result`` from its
