@@ -2,17 +2,8 @@
 
 from __future__ import annotations
 
-try:
-    from lab.errors import ConfigError
-    from lab.topology import TopologyBuilder
-except ModuleNotFoundError:  # `mn --custom topologies/single_path.py` runs this file with the repository off sys.path
-    import inspect
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(inspect.getfile(inspect.currentframe())).resolve().parents[1]))
-    from lab.errors import ConfigError
-    from lab.topology import TopologyBuilder
+from lab.errors import ConfigError
+from lab.topology import TopologyBuilder
 
 
 def single_path(
@@ -34,13 +25,3 @@ def single_path(
     h1, h2, r1 = t.host("h1"), t.host("h2"), t.router("r1")
     t.link(h1, r1, delay_ms=delay_ms / 2, bw_mbps=bw_mbps, loss_pct=per_link_loss, queue_packets=queue_packets)
     t.link(r1, h2, delay_ms=delay_ms / 2, bw_mbps=bw_mbps, loss_pct=per_link_loss, queue_packets=queue_packets)
-
-
-def _mininet_topo(**params: object) -> object:
-    from lab.mininet.topo import mininet_topo
-
-    return mininet_topo("single-path", single_path)(**params)
-
-
-# Mininet's custom-topology hook: mn --custom topologies/single_path.py --topo single-path
-topos = {"single-path": _mininet_topo}

@@ -2,17 +2,8 @@
 
 from __future__ import annotations
 
-try:
-    from lab.errors import ConfigError
-    from lab.topology import TopologyBuilder
-except ModuleNotFoundError:  # `mn --custom topologies/two_paths.py` runs this file with the repository off sys.path
-    import inspect
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(inspect.getfile(inspect.currentframe())).resolve().parents[1]))
-    from lab.errors import ConfigError
-    from lab.topology import TopologyBuilder
+from lab.errors import ConfigError
+from lab.topology import TopologyBuilder
 
 
 def two_paths(
@@ -35,13 +26,3 @@ def two_paths(
         r = t.router(name)
         t.link(h1, r, delay_ms=delay / 2, bw_mbps=bw, loss_pct=loss_pct, queue_packets=queue_packets)
         t.link(r, h2, delay_ms=delay / 2, bw_mbps=bw, loss_pct=loss_pct, queue_packets=queue_packets)
-
-
-def _mininet_topo(**params: object) -> object:
-    from lab.mininet.topo import mininet_topo
-
-    return mininet_topo("two-paths", two_paths)(**params)
-
-
-# Mininet's custom-topology hook: mn --custom topologies/two_paths.py --topo two-paths
-topos = {"two-paths": _mininet_topo}

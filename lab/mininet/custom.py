@@ -1,0 +1,22 @@
+"""Mininet's custom-topology hook for every topology the lab knows.
+
+    mn --custom lab/mininet/custom.py --topo two-paths,delay_ms=0:0
+
+builds the registered topology ``two-paths`` with those parameters (tuple
+values written ``a:b``), realised as the lab's Mininet backend realises it
+(see :func:`lab.mininet.topo.mininet_topo`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # `mn --custom` runs this file with the repository off sys.path
+    sys.path.insert(0, str(Path(inspect.getfile(inspect.currentframe())).resolve().parents[2]))  # type: ignore[arg-type]
+
+from lab.mininet.topo import mininet_topo  # noqa: E402
+from lab.scenario import registry  # noqa: E402
+
+topos = {name: mininet_topo(name, fn) for name, fn in registry.topologies().items()}
