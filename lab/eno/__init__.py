@@ -1,2 +1,3 @@
-"""TCP-ENO (RFC 8547): negotiation rules (``rules``), the TCP extension (``extension``), its events,
-and scenario workloads (``workload``); the option codec is in ``lab.wire.eno``."""
+"""TCP-ENO (RFC 8547): negotiation rules (``rules``), the TCP extension (``extension``) and its
+events; the option codec and the abstract roles are in ``lab.wire.eno``, the workloads in
+``lab.scenario.eno``."""

@@ -2,8 +2,9 @@
 
 ``keys`` (key derivation, AUTH, the SK payload), ``sa`` (one IKE SA's
 exchanges), ``endpoint`` (transports, UDP-to-TCP fallback, demultiplexing,
-ESP), ``sim`` / ``live`` (drivers on the simulator and on kernel sockets),
-``workload`` and ``tunnel`` (the scenarios' IKE session), ``keylog`` and
+ESP), ``tunnel`` (inner packets of the scenarios' tunnel), ``keylog`` and
 ``pcap`` (tshark decryption tables, RFC 9329 captures as UDP). Wire formats
-are in ``lab.wire.ikev2`` and ``lab.wire.iketcp``.
+are in ``lab.wire.ikev2`` and ``lab.wire.iketcp``, the TCP stream layer in
+``lab.iketcp``; drivers and workloads in ``lab.scenario`` (``ike_driver`` on
+a host stack, ``ike_live`` on kernel sockets, ``ike`` the workload).
 """
