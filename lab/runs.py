@@ -208,8 +208,8 @@ class SimRun(LabRun):
         self.net = self._run.net
         self._topology = self._run.spec.to_dict() | {"diagram": self._run.spec.diagram}
         if out_dir is not None:
-            (out_dir / "topology.json").write_text(json.dumps(self._topology, indent=2))
             bundle.begin(out_dir, {"scenario": scenario.name, "seed": seed, "backend": "sim", "recorded_by": "tui"})
+            (out_dir / "topology.json").write_text(json.dumps(self._topology, indent=2))
         self._paused = False
         self._step_budget = 0.0
         self._commands: deque[Callable[[], None]] = deque()
@@ -514,7 +514,7 @@ class ReplayRun(LabRun):
         self.name = str(self.summary.get("scenario") or self.bundle.name)
         notes: list[str] = []
         self.verdict: bundle.Verdict | None = None
-        if path.is_dir():  # a bare trace.jsonl has nothing to check it against
+        if (self.bundle / bundle.SUMMARY).exists():  # a trace without a summary has nothing to check it against
             self.verdict = bundle.verify(self.bundle)
             notes += [f"bundle not intact: {problem}" for problem in self.verdict.problems]
             if self.verdict.ok and self.verdict.interrupted:

@@ -304,10 +304,10 @@ def run_scenario(
     interrupted = False
     try:
         if out_dir is not None:
+            bundle.begin(out_dir, {"scenario": scenario.name, "seed": seed, "backend": "sim"})
             (out_dir / "topology.json").write_text(
                 json.dumps(run.spec.to_dict() | {"diagram": run.spec.diagram}, indent=2)
             )
-            bundle.begin(out_dir, {"scenario": scenario.name, "seed": seed, "backend": "sim"})
         wall0 = time.perf_counter()
         timed_out = False
         try:

@@ -339,8 +339,8 @@ def run_mininet_scenario(
     if out_dir is not None:
         created = not out_dir.exists()
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "topology.json").write_text(json.dumps(spec.to_dict() | {"diagram": spec.diagram}, indent=2))
         bundle.begin(out_dir, {"scenario": scenario.name, "seed": seed, "backend": "mininet"})
+        (out_dir / "topology.json").write_text(json.dumps(spec.to_dict() | {"diagram": spec.diagram}, indent=2))
     pcap_dir = out_dir / "pcaps" if (out_dir is not None and pcaps) else None
     interrupted = False
     ctl = ControllerTracer()
@@ -353,6 +353,7 @@ def run_mininet_scenario(
     finished_at: float | None = None
     links: list[dict[str, Any]] = []
     fence_drops: dict[str, dict[str, int]] = {}
+    cut_short: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="tcplab-mininet-") as tmp_name:
         tmp = Path(tmp_name)
         backend = MininetBackend(
@@ -411,6 +412,9 @@ def run_mininet_scenario(
                             timed_out = True
                             break
                         if stop is not None and stop.is_set():
+                            # what the stop cuts short: errors the endpoints report from here on
+                            # (a peer's MP_FASTCLOSE as it stops) are the stop's doing
+                            cut_short = {r.name for r in results if not r.complete and r.error is None}
                             break
                     done = [r.completed_at for r in results if r.completed_at is not None]
                     finished_at = max(done) if done and all(r.complete for r in results) else time.monotonic() - t0
@@ -442,7 +446,7 @@ def run_mininet_scenario(
             if not r.complete:
                 why = "stopped before completion" if stopped else "did not complete before the time limit"
                 why = "interrupted" if interrupted else why
-                r.error = r.error or why
+                r.error = why if stopped and r.name in cut_short else (r.error or why)
         by_name = {r.name: r for r in results}
         for workload in scenario.transfers:
             merged = by_name.get(workload.name)
