@@ -275,14 +275,15 @@ def diagram_of(fn: Any) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A number, or None (unset: an unshaped link)."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 def _fit_param(topology: str, key: str, value: Any, default: Any) -> Any:
     """A parameter in the form the topology function takes: one number for a per-path
     parameter (a tuple) means that number on every path. Raises ConfigError naming the
     expected form, with an example, when the value cannot fit."""
-    if isinstance(default, tuple) and default and all(_is_number(v) for v in default):
+    if isinstance(default, tuple) and default and all(_is_number(v) for v in default) and None not in default:
         n = len(default)
         example = f"-p {key}={'(' + ','.join(f'{v:g}' for v in default) + ')'}"
         if _is_number(value):
@@ -293,7 +294,7 @@ def _fit_param(topology: str, key: str, value: Any, default: Any) -> Any:
             f"topology {topology}: {key} takes one number for every path or {n} numbers, one per path, "
             f"e.g. -p {key}={default[0]:g} or {example}; got {value!r}"
         )
-    if _is_number(default) and not _is_number(value):
+    if _is_number(default) and default is not None and not _is_number(value):
         raise ConfigError(f"topology {topology}: {key} takes one number, e.g. -p {key}={default:g}; got {value!r}")
     return value
 
