@@ -239,8 +239,7 @@ def test_exit_removes_processes_interfaces_and_state(tmp_path: Path) -> None:
     spec = spec_of("single-path", delay_ms=0.0)
     with MininetBackend(spec, state_dir=tmp_path) as net:
         tracked = net.popen("h1", ["sleep", "600"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # setsid: outlives the hangup of h2's shell; PID 1 adopts it and nothing recorded it
-stray = int(net.host("h2").cmd("setsid sleep 601 </dev/null >/dev/null 2>&1 & echo $!").split()[-1])  # not tracked
+        stray = int(net.host("h2").cmd("sleep 601 >/dev/null 2>&1 & echo $!").split()[-1])  # not tracked
         pids = {tracked.pid: process_start_time(tracked.pid), stray: process_start_time(stray)}
         pids |= {pid: process_start_time(pid) for pid in net.node_pids.values()}
         assert all(start is not None for start in pids.values())
@@ -305,8 +304,8 @@ from topologies import TOPOLOGIES
 spec = build_topology("single-path", TOPOLOGIES["single-path"], delay_ms=0.0)
 net = MininetBackend(spec, state_dir=sys.argv[1]).__enter__()
 sleeper = net.popen("h1", ["sleep", "600"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-# setsid: outlives the hangup of h2's shell; PID 1 adopts it and nothing recorded it
-stray = int(net.host("h2").cmd("setsid sleep 601 </dev/null >/dev/null 2>&1 & echo $!").split()[-1])
+# nohup: outlives the hangup of h2's shell; PID 1 adopts it and nothing recorded it
+stray = int(net.host("h2").cmd("nohup sleep 601 </dev/null >/dev/null 2>&1 & echo $!").split()[-1])
 print(json.dumps({"sleeper": sleeper.pid, "stray": stray, "shells": list(net.node_pids.values())}), flush=True)
 time.sleep(600)
 """
