@@ -204,16 +204,21 @@ def _delete_root_interfaces(names: Iterable[str]) -> list[str]:
 
 @contextlib.contextmanager
 def _sigint_deferred() -> Iterator[None]:
-    """Ctrl-C during cleanup is held back until the cleanup is done, then raised."""
+    """Ctrl-C (and SIGTERM, which tcplab handles alike) during cleanup is held back until
+    the cleanup is done, then raised as KeyboardInterrupt."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: received.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if received:
             raise KeyboardInterrupt
 
