@@ -206,7 +206,9 @@ def add_exercise_commands(sub: Any) -> None:
     s.add_argument("--dir", metavar="DIR", help="the directory holding solution.py (default: ./NAME)")
     s.add_argument("--json", action="store_true", help="print the result as JSON (for 'exercise report')")
     s.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
-    s.add_argument("--backend", choices=("sim", "mininet"), default="sim", help="grade in the simulator, or on Mininet (root)")
+    s.add_argument(
+        "--backend", choices=("sim", "mininet"), default="sim", help="grade in the simulator, or on Mininet (root)"
+    )
     s.add_argument("--attendee", metavar="NAME", help="name recorded in the result (default: the login name)")
     s.add_argument("--time-limit", type=float, metavar="S", help="seconds solution.py may run (default per exercise)")
     s.set_defaults(fn=_run(cmd_check))

@@ -55,7 +55,9 @@ def prepare(out_dir: Path, *, force: bool = False) -> bool:
         if not is_bundle(out_dir):
             raise ConfigError(f"{out_dir} is not empty and holds no run bundle; choose another --out")
         if not force:
-            raise ConfigError(f"{out_dir} already holds a run bundle; add --force to replace it, or choose another --out")
+            raise ConfigError(
+                f"{out_dir} already holds a run bundle; add --force to replace it, or choose another --out"
+            )
         shutil.rmtree(out_dir)
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)

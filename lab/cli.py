@@ -298,8 +298,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return fail(f"no run bundle at {path} (a run bundle is the directory 'tcplab run' or 'tcplab tui' writes)")
     verdict = bundle.verify(path)
     if args.json:
-        print(json.dumps({"path": str(path), "ok": verdict.ok, "interrupted": verdict.interrupted,
-                          "problems": verdict.problems}))
+        print(
+            json.dumps(
+                {"path": str(path), "ok": verdict.ok, "interrupted": verdict.interrupted, "problems": verdict.problems}
+            )
+        )
     elif verdict.ok:
         note = " (the run was interrupted before it finished)" if verdict.interrupted else ""
         print(f"{path}: intact, {verdict.files} files match their SHA-256{note}")

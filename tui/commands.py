@@ -66,8 +66,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         lab_run = ReplayRun(path, speed=args.speed)
     except FileNotFoundError:
         return fail(
-            f"{path} has no trace.jsonl (a run bundle is made by '{command('run', 'SCENARIO')}' "
-            f"or '{command('tui')}')"
+            f"{path} has no trace.jsonl (a run bundle is made by '{command('run', 'SCENARIO')}' or '{command('tui')}')"
         )
     except (OSError, ValueError, TypeError, KeyError) as exc:  # a bundle too damaged to open
         return fail(f"{path}: not a readable run bundle ({type(exc).__name__}: {exc})")

@@ -373,7 +373,16 @@ def run_mininet_scenario(
                 try:
                     for host in spec.hosts():
                         endpoints[host] = _start_endpoint(
-                            backend, host, portable, spec, seed, trace, tmp, messages, python=python, on_records=on_records
+                            backend,
+                            host,
+                            portable,
+                            spec,
+                            seed,
+                            trace,
+                            tmp,
+                            messages,
+                            python=python,
+                            on_records=on_records,
                         )
                     _wait_ready(endpoints, messages, scenario.name)
                     results = _result_slots(endpoints)
@@ -390,7 +399,9 @@ def run_mininet_scenario(
                     t0 = time.monotonic()
                     for ep in endpoints.values():
                         ep.send({"cmd": "start", "t0": t0})
-                    ctl.record_node(0.0, "net", "endpoint", "state_updated", {"state": "started", "hosts": list(endpoints)})
+                    ctl.record_node(
+                        0.0, "net", "endpoint", "state_updated", {"state": "started", "hosts": list(endpoints)}
+                    )
                     events = sorted(scenario.link_events, key=lambda ev: ev.at_s)
                     view = RunView(results, lambda: time.monotonic() - t0)
                     view.t0 = t0

@@ -84,7 +84,9 @@ def test_verify_names_a_doctored_summary(copy: Path, capsys: pytest.CaptureFixtu
     summary["transfers"][0]["goodput_mbps"] = 99.0
     path.write_text(json.dumps(summary, indent=2))
     status, out = verify(copy, capsys)
-    assert status == 1 and out == [f"{copy}: summary.json: changed since the run finalised it (its SHA-256 does not match)"]
+    assert status == 1 and out == [
+        f"{copy}: summary.json: changed since the run finalised it (its SHA-256 does not match)"
+    ]
     summary["complete"] = False  # pretending the run never ended does not help either
     path.write_text(json.dumps(summary))
     status, out = verify(copy, capsys)
@@ -129,7 +131,7 @@ def test_a_bad_bundle_is_one_line_and_non_zero_never_a_traceback(copy: Path, dam
     damage(copy)
     for args in (["verify", str(copy)], ["replay", str(copy), "--headless-check"]):
         proc = subprocess.run(
-            [sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True, timeout=120, cwd=ROOT
+            [sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True, timeout=120, cwd=ROOT, check=False
         )
         assert proc.returncode == 1, (args, proc.stdout[-500:], proc.stderr[-2000:])
         assert "Traceback" not in proc.stderr
@@ -242,9 +244,7 @@ def test_out_refuses_an_existing_bundle_unless_forced(tmp_path: Path, capsys: py
     second = json.loads((out / "summary.json").read_text())
     assert second["scenario"] == "two-paths"
     # nothing of the old bundle is left beside the new one: every file is the new run's
-    assert sorted(p.name for p in (out / "pcaps").iterdir()) == sorted(
-        Path(p).name for p in second["files"]["pcaps"]
-    )
+    assert sorted(p.name for p in (out / "pcaps").iterdir()) == sorted(Path(p).name for p in second["files"]["pcaps"])
     capsys.readouterr()
     assert main(["verify", str(out)]) == 0
     other = tmp_path / "mine"

@@ -21,7 +21,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True, timeout=300, cwd=ROOT, **kwargs
+        [sys.executable, "-m", "lab.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=False,
+        **kwargs,
     )
 
 
@@ -39,8 +45,10 @@ def test_one_value_for_a_per_path_parameter(capsys: pytest.CaptureFixture[str]) 
     [
         (
             ["topo", "two-paths", "-p", "delay_ms=(1,2,3)"],
-            "topology two-paths: delay_ms takes one number for every path or 2 numbers, one per path, "
-            "e.g. -p delay_ms=5 or -p delay_ms=(5,20); got (1, 2, 3)",
+            (
+                "topology two-paths: delay_ms takes one number for every path or 2 numbers, one per path, "
+                "e.g. -p delay_ms=5 or -p delay_ms=(5,20); got (1, 2, 3)"
+            ),
         ),
         (
             ["run", "single-path", "-p", "delay_ms=(1,2)"],
@@ -73,7 +81,9 @@ def test_every_option_has_help_and_shows_its_default() -> None:
     for path, parser in _parsers(build_parser()):
         text = parser.format_help()
         for action in parser._actions:
-            if action.help == argparse.SUPPRESS or isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+            if action.help == argparse.SUPPRESS or isinstance(
+                action, (argparse._HelpAction, argparse._SubParsersAction)
+            ):
                 continue
             seen += 1
             name = action.option_strings[0] if action.option_strings else action.dest
@@ -105,6 +115,7 @@ def test_a_closed_pipe_is_silent() -> None:
         text=True,
         timeout=120,
         cwd=ROOT,
+        check=False,
     )
     assert shell.stderr == "" and len(shell.stdout.splitlines()) == 1
 
@@ -131,10 +142,16 @@ def test_the_printed_replay_hint_works_as_typed(tmp_path: Path) -> None:
     out = tmp_path / "bundle"
     proc = run_cli("run", "single-path", "--out", str(out), "--no-pcap", env=env)
     assert proc.returncode == 0, proc.stderr
-    (hint,) = re.findall(r"replay with: (.*)\)$", proc.stdout, re.M)
+    (hint,) = re.findall(r"replay with: (.*)\)$", proc.stdout, re.MULTILINE)
     assert hint.startswith("./start replay ")
     replay = subprocess.run(
-        ["bash", "-c", f"{hint} --headless-check"], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env
+        ["bash", "-c", f"{hint} --headless-check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=env,
+        check=False,
     )
     assert replay.returncode == 0, replay.stderr[-2000:]
     assert '"SubflowsView"' in replay.stdout
@@ -169,11 +186,11 @@ def test_bench_list_marks_root_only_benches_and_agrees_with_the_readme(capsys: p
     benches = registry.benchmarks()
     assert set(listed) == set(benches)
     readme = (ROOT / "README.md").read_text()
-    rows = dict(
-        (m.group(1), (m.group(2), m.group(3)))
-        for m in re.finditer(r"^\| `([a-z0-9-]+)` \| (.*?) \| (.*?) \|$", readme, re.M)
+    rows = {
+        m.group(1): (m.group(2), m.group(3))
+        for m in re.finditer(r"^\| `([a-z0-9-]+)` \| (.*?) \| (.*?) \|$", readme, re.MULTILINE)
         if m.group(1) in benches or m.group(1).startswith(("sim-", "mininet-", "tui-", "tcpcrypt-"))
-    )
+    }
     assert set(rows) == set(benches), "README's benchmark table and 'bench list' name different benches"
     for name, bench in benches.items():
         what, target = rows[name]
@@ -191,6 +208,10 @@ def test_run_tests_prints_the_summary_line_whatever_flags_are_added(tmp_path: Pa
             text=True,
             timeout=600,
             cwd=ROOT,
+            check=False,
         )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-        assert re.search(r"^(=+ )?\d+ passed(, \d+ deselected)? in ", proc.stdout, re.M), (extra, proc.stdout[-1000:])
+        assert re.search(r"^(=+ )?\d+ passed(, \d+ deselected)? in ", proc.stdout, re.MULTILINE), (
+            extra,
+            proc.stdout[-1000:],
+        )
