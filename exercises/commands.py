@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab.cli import Parser, fail
+from lab.cli import Parser, command, fail
 
 MARKER = ".tcplab-exercise"  # names the exercise a working directory belongs to
 
@@ -68,7 +68,7 @@ def cmd_show(args: Any) -> int:
     for c in ex.checks:
         print(f"  - {c.name} ({c.points})")
     print()
-    print(f"Start with: tcplab exercise start {ex.name}")
+    print(f"Start with: {command('exercise', 'start', ex.name)}")
     return 0
 
 
@@ -106,8 +106,8 @@ def cmd_start(args: Any) -> int:
     for path in written:
         print(f"  {path}")
     print(f"\nRead {directory / 'README.md'}, edit {directory / 'solution.py'}, then:")
-    dir_opt = "" if directory == Path(ex.name) else f" --dir {directory}"
-    print(f"  tcplab exercise check {ex.name}{dir_opt}")
+    dir_opt = () if directory == Path(ex.name) else ("--dir", str(directory))
+    print(f"  {command('exercise', 'check', ex.name, *dir_opt)}")
     return 0
 
 
@@ -188,31 +188,33 @@ def add_exercise_commands(sub: Any) -> None:
     esub = p.add_subparsers(dest="exercise_cmd", required=True, parser_class=Parser)
 
     s = esub.add_parser("list", help="list the exercises")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print the list as JSON")
     s.set_defaults(fn=_run(cmd_list))
 
     s = esub.add_parser("show", help="an exercise's task and checks")
-    s.add_argument("name")
+    s.add_argument("name", help="exercise name (see 'exercise list')")
     s.set_defaults(fn=_run(cmd_show))
 
     s = esub.add_parser("start", help="copy an exercise's starter into a working directory")
-    s.add_argument("name")
-    s.add_argument("--dir", metavar="DIR", help="working directory (default ./NAME)")
+    s.add_argument("name", help="exercise name (see 'exercise list')")
+    s.add_argument("--dir", metavar="DIR", help="working directory (default: ./NAME)")
     s.add_argument("--force", action="store_true", help="overwrite an existing solution.py")
     s.set_defaults(fn=_run(cmd_start))
 
     s = esub.add_parser("check", help="grade a working directory; exit status 0 only when every check passed")
-    s.add_argument("name")
-    s.add_argument("--dir", metavar="DIR", help="the directory holding solution.py (default ./NAME)")
+    s.add_argument("name", help="exercise name (see 'exercise list')")
+    s.add_argument("--dir", metavar="DIR", help="the directory holding solution.py (default: ./NAME)")
     s.add_argument("--json", action="store_true", help="print the result as JSON (for 'exercise report')")
     s.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
-    s.add_argument("--backend", choices=("sim", "mininet"), default="sim")
+    s.add_argument(
+        "--backend", choices=("sim", "mininet"), default="sim", help="grade in the simulator, or on Mininet (root)"
+    )
     s.add_argument("--attendee", metavar="NAME", help="name recorded in the result (default: the login name)")
     s.add_argument("--time-limit", type=float, metavar="S", help="seconds solution.py may run (default per exercise)")
     s.set_defaults(fn=_run(cmd_check))
 
     s = esub.add_parser("report", help="gather attendees' JSON results into one table")
-    s.add_argument("dir", metavar="DIR")
+    s.add_argument("dir", metavar="DIR", help="directory of attendees' 'exercise check --json' results")
     s.add_argument("--markdown", metavar="FILE", help="write the Markdown report here instead of printing it")
     s.add_argument("--csv", metavar="FILE", help="write the attendee table as CSV")
     s.add_argument("--checks-csv", metavar="FILE", help="write per-check pass rates as CSV")

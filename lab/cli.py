@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
+import shlex
+import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,9 +25,56 @@ from lab.errors import ConfigError, LabError
 EXIT_USAGE = 2
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds ``(default: X)`` to an option's help unless the help names it already or
+    there is none to show (a flag that is off, an option that is unset)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, [], argparse.SUPPRESS)
+            or not action.option_strings
+            or action.nargs == 0
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class Parser(argparse.ArgumentParser):
+    """One-line errors; every option's help shows its default."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one line, not the usage block
-        self.exit(EXIT_USAGE, f"tcplab: error: {message} (see 'tcplab --help')\n")
+        self.exit(EXIT_USAGE, f"tcplab: error: {message} (see '{command('--help')}')\n")
+
+
+def command(*args: str) -> str:
+    """A tcplab command line as the user can type it here: ``tcplab ...`` when tcplab
+    is on PATH, else ``./start ...`` (the checkout's start script, relative to the
+    current directory when that is inside the checkout)."""
+    words = shlex.join(args) if args else ""
+    if shutil.which("tcplab") is not None:
+        return f"tcplab {words}".rstrip()
+    start = Path(__file__).resolve().parents[1] / "start"
+    if start.is_file():
+        prefix = "./start" if start.parent == Path.cwd().resolve() else str(start)
+        return f"{shlex.quote(prefix)} {words}".rstrip()
+    return f"{shlex.quote(sys.executable)} -m lab.cli {words}".rstrip()
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("tcplab")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def fail(message: str) -> int:
@@ -88,54 +140,93 @@ def cmd_topo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_out_dir(scenario: str, seed: int) -> Path:
+def _default_out_dir(scenario: str, seed: int, suffix: str = "") -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{scenario}-seed{seed}-{stamp}"
+    return Path("runs") / f"{scenario}-seed{seed}-{stamp}{suffix}"
+
+
+def validate_scenario(scenario: Any) -> None:
+    """Raise ConfigError now for what would make the run fail before it starts (bad
+    topology parameters, TCP settings, link events), so no bundle is begun for it."""
+    from lab.scenario import build_scenario_topology
+    from lab.tcp import TcpConfig
+
+    spec = build_scenario_topology(scenario)
+    try:
+        TcpConfig(**scenario.tcp)
+    except TypeError as exc:
+        raise ConfigError(f"scenario {scenario.name}: bad TCP setting: {exc}") from None
+    for ev in scenario.link_events:
+        if ev.link not in spec.links:
+            raise ConfigError(f"scenario {scenario.name}: link event on unknown link {ev.link!r}")
+
+
+def prepare_bundle(out: str | None, scenario: str, seed: int, *, force: bool, suffix: str = "") -> tuple[Path, bool]:
+    """The bundle directory for a run (``--out`` or the default), ready to be written:
+    (path, created here). Raises ConfigError (an existing bundle without --force) or OSError."""
+    from lab import bundle
+
+    out_dir = Path(out) if out else _default_out_dir(scenario, seed, suffix)
+    try:
+        created = bundle.prepare(out_dir, force=force)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the run bundle to {out_dir}: {exc.strerror or exc}") from None
+    return out_dir, created
+
+
+def bundle_listing(out_dir: Path) -> dict[str, Any]:
+    """Where a bundle is and its files (for ``--json``)."""
+    from lab import bundle
+
+    return {"path": str(out_dir), "files": ["summary.json", *bundle.bundle_files(out_dir)]}
+
+
+def _interrupted(out_dir: Path) -> int:
+    print(f"tcplab: interrupted; the bundle so far: {out_dir}", file=sys.stderr)
+    print(f"  replay it with: {command('replay', str(out_dir))}", file=sys.stderr)
+    return 130
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from lab.scenario import get_scenario, run_scenario
 
-    if args.backend == "mininet":
-        return _run_mininet(args)
-    if args.backend != "sim":
-        return fail(f"backend {args.backend!r} is not available yet; use --backend sim")
     scenario = get_scenario(args.scenario)
     if args.param:
         scenario = scenario.with_params(**_parse_params(args.param))
-    out_dir = Path(args.out) if args.out else _default_out_dir(args.scenario, args.seed)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        return fail(f"cannot write the run bundle to {out_dir}: {exc.strerror or exc}")
+    if args.backend == "mininet":
+        return _run_mininet(args, scenario)
+    validate_scenario(scenario)
+    out_dir, _created = prepare_bundle(args.out, args.scenario, args.seed, force=args.force)
 
     quiet = args.quiet or not sys.stderr.isatty()
-    if quiet:
-        result = run_scenario(scenario, seed=args.seed, out_dir=out_dir, pcaps=not args.no_pcap)
-    else:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    try:
+        if quiet:
+            result = run_scenario(scenario, seed=args.seed, out_dir=out_dir, pcaps=not args.no_pcap)
+        else:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>5.1f}%"),
-            TextColumn("virtual {task.fields[vt]:.2f} s"),
-            TimeElapsedColumn(),
-            transient=True,
-        ) as bar:
-            task = bar.add_task(args.scenario, total=1.0, vt=0.0)
+            with Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>5.1f}%"),
+                TextColumn("virtual {task.fields[vt]:.2f} s"),
+                TimeElapsedColumn(),
+                transient=True,
+            ) as bar:
+                task = bar.add_task(args.scenario, total=1.0, vt=0.0)
 
-            def progress(run: Any) -> None:
-                expected = run.bytes_expected() or 1
-                bar.update(task, completed=run.bytes_received() / expected, vt=run.net.now)
+                def progress(run: Any) -> None:
+                    expected = run.bytes_expected() or 1
+                    bar.update(task, completed=run.bytes_received() / expected, vt=run.net.now)
 
-            result = run_scenario(scenario, seed=args.seed, out_dir=out_dir, pcaps=not args.no_pcap, progress=progress)
+                result = run_scenario(
+                    scenario, seed=args.seed, out_dir=out_dir, pcaps=not args.no_pcap, progress=progress
+                )
+    except KeyboardInterrupt:
+        return _interrupted(out_dir)
     summary = result.summary()
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary | {"bundle": bundle_listing(out_dir)}, indent=2))
     else:
         print(f"scenario {summary['scenario']} (seed {summary['seed']}): {'OK' if summary['ok'] else 'FAILED'}")
         for t in summary["transfers"]:
@@ -144,52 +235,45 @@ def cmd_run(args: argparse.Namespace) -> int:
             err = f"  ({t['error']})" if t["error"] else ""
             print(f"  {t['name']}: {t['bytes_received']}/{t['bytes_expected']} bytes, {match}, goodput {goodput}{err}")
         print(f"  virtual {summary['sim_time_s']:.3f} s in {summary['wall_time_s']:.2f} s wall")
-        print(f"  bundle: {out_dir}")
+        print(f"  bundle: {out_dir}  (replay with: {command('replay', str(out_dir))})")
     return 0 if summary["ok"] else 1
 
 
-def _run_mininet(args: argparse.Namespace) -> int:
+def _run_mininet(args: argparse.Namespace, scenario: Any) -> int:
     """``tcplab run --backend mininet``: the scenario on real packets (lab.mininet.run)."""
     from lab.mininet.backend import check_prerequisites
     from lab.mininet.run import run_mininet_scenario
-    from lab.scenario import get_scenario
 
-    scenario = get_scenario(args.scenario)
-    if args.param:
-        scenario = scenario.with_params(**_parse_params(args.param))
-    check_prerequisites(pcaps=not args.no_pcap)  # not root: one line, exit 2, nothing written
-    out_dir = Path(args.out) if args.out else _default_out_dir(args.scenario, args.seed)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        return fail(f"cannot write the run bundle to {out_dir}: {exc.strerror or exc}")
+    check_prerequisites(pcaps=not args.no_pcap)  # not root, no Mininet, no mnexec: one line, exit 2, nothing written
+    validate_scenario(scenario)
+    out_dir, _created = prepare_bundle(args.out, args.scenario, args.seed, force=args.force)
     quiet = args.quiet or not sys.stderr.isatty()
-    if quiet:
-        result = run_mininet_scenario(scenario, seed=args.seed, out_dir=out_dir, pcaps=not args.no_pcap)
-    else:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    try:
+        if quiet:
+            result = run_mininet_scenario(scenario, seed=args.seed, out_dir=out_dir, pcaps=not args.no_pcap)
+        else:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        with Progress(
-            TextColumn("[bold]{task.description} (mininet)"),
-            BarColumn(),
-            TextColumn("{task.percentage:>5.1f}%"),
-            TimeElapsedColumn(),
-            transient=True,
-        ) as bar:
-            task = bar.add_task(args.scenario, total=1.0)
+            with Progress(
+                TextColumn("[bold]{task.description} (mininet)"),
+                BarColumn(),
+                TextColumn("{task.percentage:>5.1f}%"),
+                TimeElapsedColumn(),
+                transient=True,
+            ) as bar:
+                task = bar.add_task(args.scenario, total=1.0)
 
-            def progress(run: Any) -> None:
-                bar.update(task, completed=run.bytes_received() / (run.bytes_expected() or 1))
+                def progress(run: Any) -> None:
+                    bar.update(task, completed=run.bytes_received() / (run.bytes_expected() or 1))
 
-            result = run_mininet_scenario(
-                scenario, seed=args.seed, out_dir=out_dir, pcaps=not args.no_pcap, progress=progress
-            )
+                result = run_mininet_scenario(
+                    scenario, seed=args.seed, out_dir=out_dir, pcaps=not args.no_pcap, progress=progress
+                )
+    except KeyboardInterrupt:
+        return _interrupted(out_dir)
     summary = result.summary()
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary | {"bundle": bundle_listing(out_dir)}, indent=2))
     else:
         verdict = "OK" if summary["ok"] else "FAILED"
         print(f"scenario {summary['scenario']} (seed {summary['seed']}, mininet): {verdict}")
@@ -201,8 +285,31 @@ def _run_mininet(args: argparse.Namespace) -> int:
         for error in summary["errors"]:
             print(f"  error: {error}")
         print(f"  {summary['run_time_s']:.3f} s of transfer in {summary['wall_time_s']:.2f} s wall")
-        print(f"  bundle: {out_dir}")
+        print(f"  bundle: {out_dir}  (replay with: {command('replay', str(out_dir))})")
     return 0 if summary["ok"] else 1
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """``tcplab verify RUN_DIR``: 0 for an intact, complete bundle; 1 naming each damaged file."""
+    from lab import bundle
+
+    path = Path(args.run_dir)
+    if not path.is_dir():
+        return fail(f"no run bundle at {path} (a run bundle is the directory 'tcplab run' or 'tcplab tui' writes)")
+    verdict = bundle.verify(path)
+    if args.json:
+        print(
+            json.dumps(
+                {"path": str(path), "ok": verdict.ok, "interrupted": verdict.interrupted, "problems": verdict.problems}
+            )
+        )
+    elif verdict.ok:
+        note = " (the run was interrupted before it finished)" if verdict.interrupted else ""
+        print(f"{path}: intact, {verdict.files} files match their SHA-256{note}")
+    else:
+        for problem in verdict.problems:
+            print(f"{path}: {problem}")
+    return 0 if verdict.ok else 1
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -211,7 +318,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.bench_cmd == "list":
         for name, b in sorted(registry.benchmarks().items()):
-            print(f"{name:<18} target {b.target:<10} {b.description}")
+            root = "(root) " if b.root else ""
+            print(f"{name:<27} target {b.target:<20} {root}{b.description}")
         return 0
     bench = get_benchmark(args.name)
     result = bench.run()
@@ -231,7 +339,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
     """Remove what a crashed Mininet run left behind (only its own, by PID and interface name)."""
     if os.geteuid() != 0:
         return fail(
-            "tcplab clean needs root (it removes network namespaces' processes and interfaces): run it with sudo"
+            "tcplab clean needs root (it removes network namespaces' processes and interfaces): "
+            f"run it with sudo: sudo {command('clean')}"
         )
     from lab.mininet.backend import clean
 
@@ -245,44 +354,62 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="tcplab", description="A hands-on lab for Multipath TCP, TCP-ENO/tcpcrypt and IKEv2 over TCP.")
+    p.add_argument("--version", action="version", version=f"tcplab {version()}")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
 
     s = sub.add_parser("scenarios", help="list scenarios")
     s.set_defaults(fn=cmd_scenarios)
 
     s = sub.add_parser("topo", help="show a topology's diagram, links and addresses")
-    s.add_argument("name")
+    s.add_argument("name", help="topology name (see 'scenarios' for the topology each scenario uses)")
     s.add_argument(
-        "--param", "-p", action="append", default=[], metavar="NAME=VALUE", help="topology parameter, e.g. delay_ms=5"
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="topology parameter, repeatable; per-path ones take one value for every path or a tuple, "
+        "e.g. delay_ms=5 or delay_ms=(5,20)",
     )
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print the topology as JSON")
     s.add_argument(
         "--backend", choices=("sim", "mininet"), default="sim", help="mininet: also show how each link is realised"
     )
     s.set_defaults(fn=cmd_topo)
 
     s = sub.add_parser("run", help="run a scenario headless and write a run bundle")
-    s.add_argument("scenario")
-    s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--out", metavar="DIR", help="bundle directory (default runs/SCENARIO-seedN-TIME)")
-    s.add_argument("--backend", choices=("sim", "mininet"), default="sim")
+    s.add_argument("scenario", help="scenario name (see 'scenarios')")
+    s.add_argument("--seed", type=int, default=1, help="random seed (same seed, same run in the simulator)")
+    s.add_argument("--out", metavar="DIR", help="bundle directory (default: runs/SCENARIO-seedN-TIME)")
+    s.add_argument("--force", action="store_true", help="replace a bundle already at --out")
+    s.add_argument("--backend", choices=("sim", "mininet"), default="sim", help="simulator, or Mininet (root)")
     s.add_argument(
-        "--param", "-p", action="append", default=[], metavar="NAME=VALUE", help="topology parameter override"
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="topology parameter override, repeatable (e.g. delay_ms=5)",
     )
     s.add_argument("--no-pcap", action="store_true", help="skip per-interface captures")
-    s.add_argument("--json", action="store_true", help="print summary.json")
+    s.add_argument("--json", action="store_true", help="print summary.json with the bundle's path and files")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_run)
 
-    s = sub.add_parser("clean", help="remove the leftovers of a crashed Mininet run")
+    s = sub.add_parser("verify", help="check a run bundle against its summary's SHA-256 digests")
+    s.add_argument("run_dir", metavar="RUN_DIR", help="the bundle directory")
+    s.add_argument("--json", action="store_true", help="print one JSON object: path, ok, interrupted, problems")
+    s.set_defaults(fn=cmd_verify)
+
+    s = sub.add_parser("clean", help="(root) remove the leftovers of a crashed Mininet run")
     s.set_defaults(fn=cmd_clean)
 
     s = sub.add_parser("bench", help="benchmarks")
     bsub = s.add_subparsers(dest="bench_cmd", required=True, parser_class=Parser)
-    b = bsub.add_parser("list", help="list benchmarks")
+    b = bsub.add_parser("list", help="list benchmarks ((root): needs root and Mininet)")
     b.set_defaults(fn=cmd_bench)
     b = bsub.add_parser("run", help="run one benchmark")
-    b.add_argument("name")
+    b.add_argument("name", help="benchmark name (see 'bench list')")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(fn=cmd_bench)
 
@@ -295,11 +422,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminate(signum: int, _frame: Any) -> None:
+    """SIGTERM is handled like Ctrl-C: runs stop and finalise their bundles."""
+    raise KeyboardInterrupt
+
+
+def _silence_stdout() -> None:
+    """stdout's reader went away (``tcplab scenarios | head -1``): say nothing more."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
-        return args.fn(args)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        status = args.fn(args)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        _silence_stdout()
+        return 1
     except (LabError, ValueError) as exc:
         return fail(str(exc))
     except OSError as exc:
@@ -307,9 +452,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tcplab: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ class PcapWriter:
     """Writes raw IP packets with nanosecond timestamps to a classic pcap file.
 
     ``snaplen`` caps the bytes kept per packet (the record still states the
-    original length). The file is buffered; ``close()`` (or leaving a ``with``
-    block) flushes it. Opening raises ``OSError`` like ``open()``; a
+    original length). The header is written at once; records are buffered, and
+    ``close()`` (or leaving a ``with`` block) flushes them. Opening raises ``OSError`` like ``open()``; a
     ``snaplen`` outside 1..2**32-1 raises ``ValueError``.
     """
 
@@ -51,6 +51,7 @@ class PcapWriter:
         self._file.write(
             _FILE_HEADER.pack(MAGIC_NANOSECONDS, VERSION_MAJOR, VERSION_MINOR, 0, 0, snaplen, LINKTYPE_RAW)
         )
+        self._file.flush()  # a file cut short (a killed run) still carries its header
 
     def write(self, now: float, packet: bytes) -> None:
         """Append ``packet`` (an IPv4 or IPv6 packet) captured at ``now`` seconds.

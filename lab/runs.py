@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.stack.apps import BulkSender, BulkSink
+from lab import bundle
 from lab.errors import ConfigError, LabError
 from lab.scenario import Scenario, ScenarioRun, Transfer
 from lab.scenario.middlebox import BlockUdpPorts, Middlebox, StripTcpOptions
-from lab.trace import RECORD_NAMES, SCHEMA_VERSION, TraceRecord, Tracer, write_records
+from lab.stack.apps import BulkSender, BulkSink
+from lab.trace import RECORD_NAMES, SCHEMA_VERSION, Tracer, TraceRecord, write_records
 
 LINK_METRICS_INTERVAL_S = 0.1
 DEFAULT_TRANSFER_BYTES = 1024 * 1024
@@ -192,13 +193,22 @@ class SimRun(LabRun):
         self.seed = seed
         self._speed = _check_speed(speed)
         self.out_dir = out_dir
+        created = False
         if out_dir is not None:
+            created = not out_dir.exists()
             out_dir.mkdir(parents=True, exist_ok=True)
         self._tracer = _BatchTracer(out_dir / "trace.jsonl" if out_dir is not None else None)
-        self._run = ScenarioRun(scenario, seed=seed, tracer=self._tracer)
+        try:
+            self._run = ScenarioRun(scenario, seed=seed, tracer=self._tracer)
+        except BaseException:  # a scenario that does not validate leaves no bundle
+            self._tracer.close()
+            if out_dir is not None:
+                bundle.discard(out_dir, created=created)
+            raise
         self.net = self._run.net
         self._topology = self._run.spec.to_dict() | {"diagram": self._run.spec.diagram}
         if out_dir is not None:
+            bundle.begin(out_dir, {"scenario": scenario.name, "seed": seed, "backend": "sim", "recorded_by": "tui"})
             (out_dir / "topology.json").write_text(json.dumps(self._topology, indent=2))
         self._paused = False
         self._step_budget = 0.0
@@ -332,11 +342,14 @@ class SimRun(LabRun):
                     },
                 )
 
-    def _write_summary(self) -> None:
-        """Write (or rewrite, when a new transfer ran on) summary.json; the trace file is flushed."""
+    def _write_summary(self, *, closing: bool = False) -> None:
+        """Finalise (or finalise again, when a new transfer ran on) summary.json with the
+        bundle's digests; the trace file is flushed first (closed when ``closing``)."""
         if self.out_dir is None or self._tracer.closed:
             return
         self._tracer.flush()
+        if closing:
+            self._tracer.close()
         summary = {
             "scenario": self.scenario.name,
             "seed": self.seed,
@@ -350,7 +363,7 @@ class SimRun(LabRun):
             "recorded_by": "tui",
             "files": {"trace": "trace.jsonl", "topology": "topology.json", "pcaps": []},
         }
-        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        bundle.finalise(self.out_dir, summary, interrupted=not self._finished)
 
     # --- controls
 
@@ -459,7 +472,7 @@ class SimRun(LabRun):
         """Stop; a recorded run still gets its summary (``finished`` false when cut short)."""
         self._closed = True
         self._tracer.drain()  # what the viewer has not fetched yet still goes to the file
-        self._write_summary()
+        self._write_summary(closing=True)
         self._tracer.close()
         self.net.close()
 
@@ -499,14 +512,22 @@ class ReplayRun(LabRun):
         self._speed = _check_speed(speed)
         self.summary: dict[str, Any] = _read_json(self.bundle / "summary.json") or {}
         self.name = str(self.summary.get("scenario") or self.bundle.name)
-        self._topology = _read_json(self.bundle / "topology.json") or {
-            "name": "?",
-            "nodes": [],
-            "links": [],
-            "interfaces": [],
-            "diagram": "",
-        }
-        self.records = load_records(trace)
+        notes: list[str] = []
+        self.verdict: bundle.Verdict | None = None
+        if (self.bundle / bundle.SUMMARY).exists():  # a trace without a summary has nothing to check it against
+            self.verdict = bundle.verify(self.bundle)
+            notes += [f"bundle not intact: {problem}" for problem in self.verdict.problems]
+            if self.verdict.ok and self.verdict.interrupted:
+                notes.append("bundle intact, but the run was interrupted before it finished")
+        topology = _read_json(self.bundle / "topology.json")
+        why = topology_problem(topology) if topology is not None else None
+        if why is not None:
+            notes.append(f"topology.json: {why}; the topology is not shown")
+        if topology is None or why is not None:
+            topology = {"name": "?", "nodes": [], "links": [], "interfaces": [], "diagram": ""}
+        self._topology = topology
+        self.records = [TraceRecord(0.0, "replay", "run", "error", {"reason": n, "fatal": False}) for n in notes]
+        self.records += load_records(trace)
         self.duration = max((r.t for r in self.records), default=0.0)
         self._pos = 0  # index of the next record to deliver
         self._now = 0.0
@@ -523,9 +544,16 @@ class ReplayRun(LabRun):
             paused=self._paused,
             speed=self._speed,
             finished=self._pos >= len(self.records),
-            text=f"replay {self._pos}/{len(self.records)} records",
+            text=self._banner() + f"replay {self._pos}/{len(self.records)} records",
             extra={"duration": self.duration},
         )
+
+    def _banner(self) -> str:
+        if self.verdict is None:
+            return ""
+        if not self.verdict.ok:
+            return f"BUNDLE NOT INTACT ({len(self.verdict.problems)} problems, see Events) — "
+        return "bundle verified, run interrupted — " if self.verdict.interrupted else "bundle verified — "
 
     async def trace_batches(self, interval: float = 0.05) -> AsyncIterator[list[TraceRecord]]:
         wall = time.monotonic()
@@ -577,6 +605,30 @@ class ReplayRun(LabRun):
 
     def close(self) -> None:
         self._closed = True
+
+
+def topology_problem(topology: dict[str, Any]) -> str | None:
+    """Why ``topology`` (a ``topology.json``) cannot be drawn, or None when it has the right shape."""
+    shape = {
+        "nodes": ("name", "kind"),
+        "links": ("name", "a", "b"),
+        "interfaces": ("name", "node", "ipv4"),
+    }
+    for key, fields in shape.items():
+        items = topology.get(key, [])
+        if not isinstance(items, list):
+            return f"{key} is not a list"
+        for item in items:
+            if not isinstance(item, dict) or not all(isinstance(item.get(f), str) for f in fields):
+                return f"an entry of {key} lacks {', '.join(fields)}"
+    for link in topology.get("links", []):
+        for key in ("bw_mbps", "delay_ms", "loss_pct", "queue_packets"):
+            value = link.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                return f"link {link['name']}: {key} is not a number"
+    if not isinstance(topology.get("diagram", ""), str):
+        return "diagram is not text"
+    return None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

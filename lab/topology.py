@@ -274,6 +274,31 @@ def diagram_of(fn: Any) -> str:
     return textwrap.dedent(paragraphs[1]).rstrip()
 
 
+def _is_number(value: Any) -> bool:
+    """A number, or None (unset: an unshaped link)."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _fit_param(topology: str, key: str, value: Any, default: Any) -> Any:
+    """A parameter in the form the topology function takes: one number for a per-path
+    parameter (a tuple) means that number on every path. Raises ConfigError naming the
+    expected form, with an example, when the value cannot fit."""
+    if isinstance(default, tuple) and default and all(_is_number(v) for v in default) and None not in default:
+        n = len(default)
+        example = f"-p {key}={'(' + ','.join(f'{v:g}' for v in default) + ')'}"
+        if _is_number(value):
+            return (value,) * n
+        if isinstance(value, (tuple, list)) and len(value) == n and all(_is_number(v) for v in value):
+            return tuple(value)
+        raise ConfigError(
+            f"topology {topology}: {key} takes one number for every path or {n} numbers, one per path, "
+            f"e.g. -p {key}={default[0]:g} or {example}; got {value!r}"
+        )
+    if _is_number(default) and default is not None and not _is_number(value):
+        raise ConfigError(f"topology {topology}: {key} takes one number, e.g. -p {key}={default:g}; got {value!r}")
+    return value
+
+
 def build_topology(name: str, fn: Any, **params: Any) -> TopologySpec:
     """Run topology function ``fn`` with ``params``. Raises ConfigError on unknown or bad parameters."""
     import inspect
@@ -285,6 +310,7 @@ def build_topology(name: str, fn: Any, **params: Any) -> TopologySpec:
         raise ConfigError(
             f"topology {name}: unknown parameter(s) {', '.join(sorted(unknown))}; accepted: {', '.join(accepted)}"
         )
+    params = {key: _fit_param(name, key, value, sig.parameters[key].default) for key, value in params.items()}
     builder = TopologyBuilder(name)
     try:
         fn(builder, **params)

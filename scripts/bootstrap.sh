@@ -63,3 +63,29 @@ ensure_venv() {
         echo "$project $extras" >"$stamp"
     fi
 }
+
+# What the Mininet backend needs from Debian (mnexec comes with the mininet package).
+MININET_DEBIAN_PACKAGES=(mininet iproute2 nftables iptables ethtool tcpdump net-tools procps)
+
+missing_debian_packages() {
+    local pkg
+    command -v dpkg-query >/dev/null 2>&1 || return 0
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || printf '%s ' "$pkg"
+    done
+}
+
+# As root with apt: install the Debian packages named that are missing (one line
+# says which). Not root: nothing (the caller says what is missing when it matters).
+ensure_debian_packages() {
+    local missing
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 0
+    missing=$(missing_debian_packages "$@")
+    [ -n "$missing" ] || return 0
+    echo "tcplab: installing Debian packages: $missing" >&2
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
+    export DEBIAN_FRONTEND=noninteractive
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null 2>&1 ||
+        { apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null; }
+}

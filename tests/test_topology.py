@@ -125,10 +125,23 @@ def test_build_topology_turns_bad_values_into_config_errors() -> None:
         build_topology("single-path", single_path, loss_pct=150)
     with pytest.raises(ConfigError, match="bw_mbps"):
         build_topology("single-path", single_path, bw_mbps=5000)
-    with pytest.raises(ConfigError, match="topology two-paths"):
-        build_topology("two-paths", two_paths, delay_ms=5.0)  # needs one value per path
-    with pytest.raises(ConfigError, match="two delay_ms"):
+    with pytest.raises(ConfigError, match=r"topology two-paths: delay_ms takes one number for every path or 2 "):
         build_topology("two-paths", two_paths, delay_ms=(1.0, 2.0, 3.0))
+    with pytest.raises(ConfigError, match=r"e\.g\. -p bw_mbps=10 or -p bw_mbps=\(10,5\); got 'fast'"):
+        build_topology("two-paths", two_paths, bw_mbps="fast")
+    with pytest.raises(ConfigError, match=r"loss_pct takes one number, e\.g\. -p loss_pct=0; got \(1, 2\)"):
+        build_topology("single-path", single_path, loss_pct=(1, 2))
+
+
+def test_one_value_for_a_per_path_parameter_means_every_path() -> None:
+    spec = build_topology("two-paths", two_paths, delay_ms=5.0, bw_mbps=8)
+    assert {name: (link.delay_ms, link.bw_mbps) for name, link in spec.links.items()} == {
+        "h1-r1": (2.5, 8),
+        "r1-h2": (2.5, 8),
+        "h1-r2": (2.5, 8),
+        "r2-h2": (2.5, 8),
+    }
+    assert spec.params["delay_ms"] == (5.0, 5.0)
 
 
 def test_single_path_addressing_and_loss_split() -> None:

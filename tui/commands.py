@@ -8,10 +8,9 @@ lab.cli.fail.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
+import signal
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,33 +31,26 @@ def _speed(text: str) -> float | None:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    from lab.cli import _parse_params, fail
+    from lab.cli import _parse_params, prepare_bundle, validate_scenario
     from lab.scenario import get_scenario
     from lab.scenario.backend import get_backend
 
-    if args.backend == "mininet" and os.geteuid() != 0:
-        return fail("the TUI on Mininet needs root (network namespaces, veth links): run it with sudo")
+    backend = get_backend(args.backend)
+    backend.check_available(pcaps=not args.no_record)  # not root, no Mininet...: one line before any screen
     scenario = get_scenario(args.scenario)
     if args.param:
         scenario = scenario.with_params(**_parse_params(args.param))
+    validate_scenario(scenario)
     out_dir = None
     if not args.no_record:
-        suffix = "-mininet-tui" if args.backend == "mininet" else "-tui"
-        out_dir = (
-            Path(args.out)
-            if args.out
-            else Path("runs") / f"{args.scenario}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}{suffix}"
-        )
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            return fail(f"cannot write the run bundle to {out_dir}: {exc.strerror or exc}")
-    lab_run = get_backend(args.backend).live_run(scenario, seed=args.seed, speed=args.speed, out_dir=out_dir)
+        suffix = f"-{backend.name}-tui" if backend.wall_clock else "-tui"
+        out_dir, _created = prepare_bundle(args.out, args.scenario, args.seed, force=args.force, suffix=suffix)
+    lab_run = backend.live_run(scenario, seed=args.seed, speed=args.speed, out_dir=out_dir)
     return _run_app(lab_run, args, out_dir)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from lab.cli import fail
+    from lab.cli import command, fail
     from lab.runs import ReplayRun
 
     path = Path(args.run_dir)
@@ -67,8 +59,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         lab_run = ReplayRun(path, speed=args.speed)
     except FileNotFoundError:
-        return fail(f"{path} has no trace.jsonl (a run bundle is made by 'tcplab run' or 'tcplab tui')")
-    return _run_app(lab_run, args, None)
+        return fail(
+            f"{path} has no trace.jsonl (a run bundle is made by '{command('run', 'SCENARIO')}' or '{command('tui')}')"
+        )
+    except (OSError, ValueError, TypeError, KeyError) as exc:  # a bundle too damaged to open
+        return fail(f"{path}: not a readable run bundle ({type(exc).__name__}: {exc})")
+    status = _run_app(lab_run, args, None)
+    verdict = getattr(lab_run, "verdict", None)
+    if status == 0 and verdict is not None and not verdict.ok:
+        print(
+            f"tcplab: {path} is not an intact bundle ({len(verdict.problems)} problems; "
+            f"see '{command('verify', str(path))}')",
+            file=sys.stderr,
+        )
+        return 1
+    return status
 
 
 def _exit_with_parent() -> None:
@@ -94,17 +99,26 @@ def _run_app(lab_run: Any, args: argparse.Namespace, out_dir: Path | None) -> in
 
     if getattr(args, "exit_with_parent", False):
         _exit_with_parent()
+    from lab.cli import command
+
     app = LabApp(lab_run)
     if getattr(args, "headless_check", False):
         return _headless_check(app)
+    terminated: list[int] = []
+
+    def on_sigterm(signum: int, _frame: Any) -> None:  # like quitting: the run is closed, its bundle finalised
+        terminated.append(signum)
+        app.exit(return_code=130)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         app.run()
     finally:
-        if lab_run.backend == "mininet":
-            lab_run.close()  # also when the app did not unmount cleanly: the network must go
+        signal.signal(signal.SIGTERM, previous)
+        lab_run.close()  # also when the app did not unmount cleanly: the network must go, the bundle be final
     if out_dir is not None:
-        print(f"bundle: {out_dir}  (replay with: tcplab replay {out_dir})")
-    return 0
+        print(f"bundle: {out_dir}  (replay with: {command('replay', str(out_dir))})")
+    return 130 if terminated else 0
 
 
 def _headless_check(app: Any) -> int:
@@ -151,31 +165,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     s = sub.add_parser("tui", help="the live lab in the terminal (simulator, or Mininet as root)")
-    s.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO)
-    s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--backend", choices=("sim", "mininet"), default="sim")
-    s.add_argument("--speed", type=_speed, default=1.0, help="virtual seconds per wall second, or 'max' (default 1)")
-    s.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE", help="topology parameter")
-    s.add_argument("--out", metavar="DIR", help="bundle directory (default runs/SCENARIO-seedN-TIME-tui)")
+    s.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO, help=f"scenario name (default: {DEFAULT_SCENARIO})")
+    s.add_argument("--seed", type=int, default=1, help="random seed")
+    s.add_argument("--backend", choices=("sim", "mininet"), default="sim", help="simulator, or Mininet (root)")
+    s.add_argument("--speed", type=_speed, default=1.0, help="virtual seconds per wall second, or 'max' (default: 1)")
+    s.add_argument(
+        "--param", "-p", action="append", default=[], metavar="NAME=VALUE", help="topology parameter, repeatable"
+    )
+    s.add_argument("--out", metavar="DIR", help="bundle directory (default: runs/SCENARIO-seedN-TIME-tui)")
+    s.add_argument("--force", action="store_true", help="replace a bundle already at --out")
     s.add_argument("--no-record", action="store_true", help="do not write a run bundle")
     s.add_argument("--headless-check", action="store_true", help=argparse.SUPPRESS)
     s.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     s.set_defaults(fn=cmd_tui)
 
     s = sub.add_parser("replay", help="open a recorded run bundle in the TUI, with a time slider")
-    s.add_argument("run_dir")
-    s.add_argument("--speed", type=_speed, default=1.0, help="playback speed, or 'max'")
+    s.add_argument("run_dir", metavar="RUN_DIR", help="the bundle directory (or a trace.jsonl)")
+    s.add_argument("--speed", type=_speed, default=1.0, help="playback speed, or 'max' (default: 1)")
     s.add_argument("--headless-check", action="store_true", help=argparse.SUPPRESS)
     s.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     s.set_defaults(fn=cmd_replay)
 
     s = sub.add_parser("serve", help="the TUI in a web browser (textual-serve), e.g. for a projector")
-    s.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO)
-    s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--speed", type=_speed, default=None)
+    s.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO, help=f"scenario name (default: {DEFAULT_SCENARIO})")
+    s.add_argument("--seed", type=int, default=1, help="random seed")
+    s.add_argument("--speed", type=_speed, default=None, help="virtual seconds per wall second, or 'max' (default: 1)")
     s.add_argument("--replay", metavar="RUN_DIR", help="serve a recorded run instead of a live one")
-    s.add_argument("--host", default="localhost")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--host", default="localhost", help="address to listen on")
+    s.add_argument("--port", type=int, default=8000, help="port to listen on")
     s.set_defaults(fn=cmd_serve)
 
 

@@ -29,6 +29,7 @@ class Benchmark:
     description: str
     target: str
     run: Callable[[], dict[str, Any]]
+    root: bool = False  # needs root (and Mininet)
 
 
 def _bulk_scenario(*, loss_pct: float = 0.0, size_bytes: int = 16 * MIB, congestion_control: str = "cubic") -> Scenario:

@@ -109,6 +109,68 @@ def _processes_in(netns: set[int]) -> list[int]:
     return found
 
 
+SO_NETNS_COOKIE = 71  # Linux 5.14: a network namespace's 64-bit cookie, never reused while the system runs
+CLONE_NEWNET = 0x40000000
+
+
+def netns_cookie(pid: int) -> int | None:
+    """The cookie of the network namespace process ``pid`` is in, or None (the process is
+    gone, or this kernel has no SO_NETNS_COOKIE). Inode numbers of namespaces are reused
+    once a namespace is freed; cookies are not, so a cookie recorded when a run started
+    names that run's namespace and no other. Read from a short-lived thread that enters
+    the namespace (setns affects only the calling thread)."""
+    import ctypes
+    import struct
+
+    found: list[int] = []
+
+    def probe() -> None:
+        try:
+            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                return
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                found.append(struct.unpack("=Q", sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0])
+        except OSError:
+            return
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=probe, name=f"netns-cookie-{pid}", daemon=True)
+    thread.start()
+    thread.join()
+    return found[0] if found else None
+
+
+def _namespace_members(netns: dict[int, int | None]) -> dict[int, list[int]]:
+    """For recorded namespaces ``{inode: cookie}``: the PIDs in each one that is still the
+    recorded namespace (same cookie; without a recorded cookie, same inode). Every process
+    counts, also those re-parented to PID 1 and those nobody recorded."""
+    by_inode: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            inode = _netns_inode(int(entry))
+            if inode in netns:
+                by_inode.setdefault(inode, []).append(int(entry))
+    out: dict[int, list[int]] = {}
+    for inode, pids in by_inode.items():
+        cookie = netns.get(inode)
+        if cookie is None:
+            out[inode] = pids
+            continue
+        for pid in pids:  # any member that is still there can tell the namespace's cookie
+            now = netns_cookie(pid)
+            if now is not None:
+                if now == cookie:
+                    out[inode] = pids
+                break
+    return out
+
+
 def _root_interfaces() -> set[str]:
     return {name for _index, name in socket.if_nameindex()}
 
@@ -142,16 +204,21 @@ def _delete_root_interfaces(names: Iterable[str]) -> list[str]:
 
 @contextlib.contextmanager
 def _sigint_deferred() -> Iterator[None]:
-    """Ctrl-C during cleanup is held back until the cleanup is done, then raised."""
+    """Ctrl-C (and SIGTERM, which tcplab handles alike) during cleanup is held back until
+    the cleanup is done, then raised as KeyboardInterrupt."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: received.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if received:
             raise KeyboardInterrupt
 
@@ -216,6 +283,7 @@ class MininetBackend:
         self.node_pids: dict[str, int] = {}
         self._node_starts: dict[str, int | None] = {}
         self._netns: dict[str, int] = {}
+        self._netns_cookies: dict[str, int] = {}
         self._processes: list[TrackedProcess] = []
         self._net: Any = None
         self._t0 = time.monotonic()
@@ -267,6 +335,7 @@ class MininetBackend:
         self._write_state()
         topo = spec_topo(self.spec, plans, disable_offloads=self.disable_offloads, timeout=self.command_timeout_s)
         self._net = Mininet(topo=topo, controller=None, link=Link, build=False, autoSetMacs=False)
+        self._watch_new_nodes()
         try:
             self._net.build()
         finally:
@@ -596,14 +665,37 @@ class MininetBackend:
         if self._net is None:
             return
         for node in self._net.hosts:
-            if node.pid is None:
-                continue
-            self.node_pids[node.name] = node.pid
-            self._node_starts[node.name] = process_start_time(node.pid)
-            ns = _netns_inode(node.pid)
-            if ns is not None:
-                self._netns[node.name] = ns
+            self._record_node(node, write=False)
         self._write_state()
+
+    def _record_node(self, node: Any, *, write: bool = True) -> None:
+        """Note a node's shell, namespace inode and cookie (for clean() after a crash)."""
+        if node.pid is None or self.node_pids.get(node.name) == node.pid:
+            return
+        self.node_pids[node.name] = node.pid
+        self._node_starts[node.name] = process_start_time(node.pid)
+        ns = _netns_inode(node.pid)
+        if ns is not None:
+            self._netns[node.name] = ns
+        cookie = netns_cookie(node.pid)
+        if cookie is not None:
+            self._netns_cookies[node.name] = cookie
+        if write:
+            self._write_state()
+
+    def _watch_new_nodes(self) -> None:
+        """Record each node's shell as soon as Mininet starts it, not once the whole network
+        is built: a run killed half-way through the build leaves nothing clean() cannot find."""
+        net = self._net
+        add_host = net.addHost
+
+        def recorded_add_host(*args: Any, **kwargs: Any) -> Any:
+            node = add_host(*args, **kwargs)
+            with contextlib.suppress(Exception):  # recording must never break the build
+                self._record_node(node)
+            return node
+
+        net.addHost = recorded_add_host
 
     def _write_state(self) -> None:
         state = {
@@ -612,7 +704,12 @@ class MininetBackend:
             "topology": self.spec.name,
             "interfaces": list(self.spec.interfaces),
             "nodes": {
-                name: {"pid": pid, "start": self._node_starts.get(name), "netns": self._netns.get(name)}
+                name: {
+                    "pid": pid,
+                    "start": self._node_starts.get(name),
+                    "netns": self._netns.get(name),
+                    "netns_cookie": self._netns_cookies.get(name),
+                }
                 for name, pid in self.node_pids.items()
             },
             "processes": [{"pid": p.pid, "start": p.start, "node": p.node, "argv": p.argv} for p in self._processes],
@@ -635,9 +732,10 @@ def clean(
 
     Reads the state files in ``state_dir``: the node shells and processes they
     list are killed by PID, only while the PID still has the recorded start
-    time; any other process inside those runs' namespaces is killed too, but
-    only while one of the recorded processes still holds the namespace (so it
-    cannot be someone else's namespace that reused the number). Their
+    time; every other process inside those runs' network namespaces is killed
+    too (found by walking ``/proc/*/ns/net``, so also processes re-parented to
+    PID 1 that nobody recorded), once the namespace's cookie shows it is still
+    the one the run made (an inode number alone may have been reused). Their
     interfaces, and those of ``spec`` if given, are deleted from the root
     namespace. Runs whose controller is alive are left alone. Returns what
     was done, one line each.
@@ -645,11 +743,17 @@ def clean(
     done: list[str] = []
     directory = Path(state_dir)
     names: set[str] = set(spec.interfaces) if spec is not None else set()
-    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+    paths = sorted(directory.glob("*.json")) if directory.is_dir() else []
+    # a run killed while writing its first state file leaves only the .tmp it was writing
+    paths += [p for p in sorted(directory.glob("*.tmp")) if not p.with_suffix(".json").exists()]
+    for path in paths:
         try:
             state = json.loads(path.read_text(encoding="utf-8"))
             controller = state["controller"]
         except (OSError, ValueError, KeyError, TypeError):
+            pid = path.name.split("-", 1)[0]
+            if path.suffix == ".tmp" and pid.isdigit() and process_start_time(int(pid)) is not None:
+                continue  # being written by a live run right now
             done.append(f"{path.name}: unreadable state file removed")
             path.unlink(missing_ok=True)
             continue
@@ -657,12 +761,25 @@ def clean(
             continue
         recorded = [(int(n["pid"]), n.get("start")) for n in state.get("nodes", {}).values()]
         recorded += [(int(p["pid"]), p.get("start")) for p in state.get("processes", [])]
-        netns = {int(n["netns"]) for n in state.get("nodes", {}).values() if n.get("netns")}
-        holders = [pid for pid, start in recorded if _alive(pid, start)]
-        held = {ns for ns in (_netns_inode(pid) for pid in holders) if ns in netns}
+        netns = {
+            int(n["netns"]): (int(n["netns_cookie"]) if n.get("netns_cookie") else None)
+            for n in state.get("nodes", {}).values()
+            if n.get("netns")
+        }
+        # without a recorded cookie (an older state file) a namespace counts as the run's only
+        # while one of its recorded processes still holds it: its inode may have been reused
+        holders = {_netns_inode(pid) for pid, start in recorded if _alive(pid, start)}
+        netns = {ns: cookie for ns, cookie in netns.items() if cookie is not None or ns in holders}
+        killed: set[int] = set()
         targets = {(pid, start) for pid, start in recorded}
-        targets |= {(pid, process_start_time(pid)) for pid in _processes_in(held)}
-        killed = _kill_pids(sorted(targets, key=lambda t: t[0]), timeout=timeout)
+        for _round in range(5):  # again while something in the namespaces started more
+            for pids in _namespace_members(netns).values():
+                targets |= {(pid, process_start_time(pid)) for pid in pids}
+            found = _kill_pids(sorted(targets, key=lambda t: t[0]), timeout=timeout)
+            killed |= set(found)
+            targets = set()
+            if not found:
+                break
         if killed:
             done.append(f"{path.name}: killed processes {sorted(killed)}")
         names |= set(state.get("interfaces", []))

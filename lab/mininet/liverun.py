@@ -41,6 +41,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from lab import bundle
 from lab.errors import ConfigError, LabError
 from lab.runs import ControlUnavailable, LabRun, PolicyInfo, RunStatus, policy_key, policy_label, standard_policies
 from lab.scenario import Scenario, WireObserver, build_scenario_topology
@@ -419,7 +420,10 @@ class MininetRun(LabRun):
                 for _t, line in heapq.merge(existing(), ours, key=lambda item: item[0]):
                     out.write(line)
             tmp.replace(trace)
-        except OSError as exc:
+            summary = json.loads((self.out_dir / "summary.json").read_text(encoding="utf-8"))
+            if summary.get("complete"):  # the trace changed: its digest too
+                bundle.finalise(self.out_dir, summary, interrupted=bool(summary.get("interrupted")))
+        except (OSError, ValueError) as exc:
             self._emit([TraceRecord(self.now(), "net", "run", "error", {"reason": f"bundle: {exc}", "fatal": False})])
 
     # --- controls

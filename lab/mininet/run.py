@@ -34,6 +34,7 @@ import json
 import os
 import pickle
 import queue
+import struct
 import subprocess
 import sys
 import tempfile
@@ -44,11 +45,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from lab.stack.apps import TransferResult
+from lab import bundle
 from lab.errors import ConfigError, LabError
 from lab.mininet.backend import STATE_DIR, MininetBackend, check_prerequisites
 from lab.mininet.fence import Fence, PortSet
 from lab.scenario import Scenario, build_scenario_topology
+from lab.stack.apps import TransferResult
 from lab.tcp import TcpConfig
 from lab.trace import SCHEMA_VERSION, Tracer, TraceRecord
 
@@ -57,6 +59,8 @@ READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 POLL_S = 0.05
 TRACE_PREFIX = b'{"v":' + str(SCHEMA_VERSION).encode()
+# what tcpdump writes first on an Ethernet interface: classic pcap, microseconds, snaplen 262144, LINKTYPE_ETHERNET
+EMPTY_ETHERNET_PCAP = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
 
 
 class ControllerTracer(Tracer):
@@ -331,9 +335,14 @@ def run_mininet_scenario(
         if ev.link not in spec.links:
             raise ConfigError(f"scenario {scenario.name}: link event on unknown link {ev.link!r}")
     limit = scenario.time_limit_s if time_limit_s is None else time_limit_s
+    created = False
     if out_dir is not None:
+        created = not out_dir.exists()
         out_dir.mkdir(parents=True, exist_ok=True)
+        bundle.begin(out_dir, {"scenario": scenario.name, "seed": seed, "backend": "mininet"})
+        (out_dir / "topology.json").write_text(json.dumps(spec.to_dict() | {"diagram": spec.diagram}, indent=2))
     pcap_dir = out_dir / "pcaps" if (out_dir is not None and pcaps) else None
+    interrupted = False
     ctl = ControllerTracer()
     endpoints: dict[str, EndpointProcess] = {}
     fences: list[Fence] = []
@@ -344,79 +353,101 @@ def run_mininet_scenario(
     finished_at: float | None = None
     links: list[dict[str, Any]] = []
     fence_drops: dict[str, dict[str, int]] = {}
+    cut_short: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="tcplab-mininet-") as tmp_name:
         tmp = Path(tmp_name)
         backend = MininetBackend(
             spec, tracer=ctl, pcap_dir=pcap_dir, pcap_interfaces=pcap_interfaces, state_dir=state_dir
         )
-        with backend:
-            for iface in spec.interfaces.values():  # the kernels verify our checksums
-                backend.cmd(iface.node, ["ethtool", "-K", iface.name, "rx", "off"], check=False)
-            for router, factory in scenario.middleboxes:
-                add = getattr(backend, "add_middlebox", None)
-                if add is None:
-                    raise ConfigError(f"scenario {scenario.name}: middleboxes are not available on Mininet yet")
-                add(router, factory())
-            messages: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
-            portable = replace(scenario, middleboxes=())
-            try:
-                for host in spec.hosts():
-                    endpoints[host] = _start_endpoint(
-                        backend, host, portable, spec, seed, trace, tmp, messages, python=python, on_records=on_records
+        try:
+            with backend:
+                for iface in spec.interfaces.values():  # the kernels verify our checksums
+                    backend.cmd(iface.node, ["ethtool", "-K", iface.name, "rx", "off"], check=False)
+                for router, factory in scenario.middleboxes:
+                    add = getattr(backend, "add_middlebox", None)
+                    if add is None:
+                        raise ConfigError(f"scenario {scenario.name}: middleboxes are not available on Mininet yet")
+                    add(router, factory())
+                messages: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+                portable = replace(scenario, middleboxes=())
+                try:
+                    for host in spec.hosts():
+                        endpoints[host] = _start_endpoint(
+                            backend,
+                            host,
+                            portable,
+                            spec,
+                            seed,
+                            trace,
+                            tmp,
+                            messages,
+                            python=python,
+                            on_records=on_records,
+                        )
+                    _wait_ready(endpoints, messages, scenario.name)
+                    results = _result_slots(endpoints)
+                    for ep in endpoints.values():
+                        assert ep.ready is not None
+                        if ep.ready.get("ports"):
+                            ports = PortSet.from_dict(ep.ready["ports"])
+                            fence = Fence(backend, ep.host, ports)
+                            fences.append(fence)
+                            fence.install()
+                            ctl.record_node(0.0, ep.host, "endpoint", "state_updated", {"fence": ports.to_dict()})
+                    if before_start is not None:
+                        before_start(backend)
+                    t0 = time.monotonic()
+                    for ep in endpoints.values():
+                        ep.send({"cmd": "start", "t0": t0})
+                    ctl.record_node(
+                        0.0, "net", "endpoint", "state_updated", {"state": "started", "hosts": list(endpoints)}
                     )
-                _wait_ready(endpoints, messages, scenario.name)
-                results = _result_slots(endpoints)
-                for ep in endpoints.values():
-                    assert ep.ready is not None
-                    if ep.ready.get("ports"):
-                        ports = PortSet.from_dict(ep.ready["ports"])
-                        fence = Fence(backend, ep.host, ports)
-                        fences.append(fence)
-                        fence.install()
-                        ctl.record_node(0.0, ep.host, "endpoint", "state_updated", {"fence": ports.to_dict()})
-                if before_start is not None:
-                    before_start(backend)
-                t0 = time.monotonic()
-                for ep in endpoints.values():
-                    ep.send({"cmd": "start", "t0": t0})
-                ctl.record_node(0.0, "net", "endpoint", "state_updated", {"state": "started", "hosts": list(endpoints)})
-                events = sorted(scenario.link_events, key=lambda ev: ev.at_s)
-                view = RunView(results, lambda: time.monotonic() - t0)
-                view.t0 = t0
-                while True:
-                    now = time.monotonic() - t0
-                    while events and events[0].at_s <= now:
-                        ev = events.pop(0)
-                        backend.set_link_up(ev.link, ev.up)
-                    _drain(endpoints, messages, ctl, results, timeout=POLL_S)
-                    if progress is not None:
-                        progress(view)
-                    if results and all(r.complete for r in results):
-                        break
-                    if not results and all(ep.eof or ep.error for ep in endpoints.values()):
-                        break
-                    if all(ep.eof for ep in endpoints.values()):
-                        break
-                    if time.monotonic() - t0 >= limit:
-                        timed_out = True
-                        break
-                    if stop is not None and stop.is_set():
-                        break
-                done = [r.completed_at for r in results if r.completed_at is not None]
-                finished_at = max(done) if done and all(r.complete for r in results) else time.monotonic() - t0
-                _stop_endpoints(endpoints, messages, ctl, results)
-                for fence in fences:
-                    with contextlib.suppress(LabError):
-                        fence_drops[fence.node] = fence.dropped()
-                links = _link_counters(backend)
-            finally:
-                for ep in endpoints.values():
-                    ep.send({"cmd": "stop"})
-                for fence in fences:
-                    with contextlib.suppress(LabError):
-                        fence.remove()
-                if fences:
-                    ctl.record_node(0.0, "net", "endpoint", "state_updated", {"fences": "removed"})
+                    events = sorted(scenario.link_events, key=lambda ev: ev.at_s)
+                    view = RunView(results, lambda: time.monotonic() - t0)
+                    view.t0 = t0
+                    while True:
+                        now = time.monotonic() - t0
+                        while events and events[0].at_s <= now:
+                            ev = events.pop(0)
+                            backend.set_link_up(ev.link, ev.up)
+                        _drain(endpoints, messages, ctl, results, timeout=POLL_S)
+                        if progress is not None:
+                            progress(view)
+                        if results and all(r.complete for r in results):
+                            break
+                        if not results and all(ep.eof or ep.error for ep in endpoints.values()):
+                            break
+                        if all(ep.eof for ep in endpoints.values()):
+                            break
+                        if time.monotonic() - t0 >= limit:
+                            timed_out = True
+                            break
+                        if stop is not None and stop.is_set():
+                            # what the stop cuts short: errors the endpoints report from here on
+                            # (a peer's MP_FASTCLOSE as it stops) are the stop's doing
+                            cut_short = {r.name for r in results if not r.complete and r.error is None}
+                            break
+                    done = [r.completed_at for r in results if r.completed_at is not None]
+                    finished_at = max(done) if done and all(r.complete for r in results) else time.monotonic() - t0
+                    _stop_endpoints(endpoints, messages, ctl, results)
+                    for fence in fences:
+                        with contextlib.suppress(LabError):
+                            fence_drops[fence.node] = fence.dropped()
+                    links = _link_counters(backend)
+                finally:
+                    for ep in endpoints.values():
+                        ep.send({"cmd": "stop"})
+                    for fence in fences:
+                        with contextlib.suppress(LabError):
+                            fence.remove()
+                    if fences:
+                        ctl.record_node(0.0, "net", "endpoint", "state_updated", {"fences": "removed"})
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the network is stopped; the bundle is still written
+            interrupted = True
+        except BaseException:
+            if out_dir is not None and t0 is None:
+                bundle.discard(out_dir, created=created)  # failed before the start: no bundle
+            raise
         for ep in endpoints.values():
             if ep.reader is not None:
                 ep.reader.join(timeout=STOP_TIMEOUT_S)
@@ -425,7 +456,8 @@ def run_mininet_scenario(
         for r in results:
             if not r.complete:
                 why = "stopped before completion" if stopped else "did not complete before the time limit"
-                r.error = r.error or why
+                why = "interrupted" if interrupted else why
+                r.error = why if stopped and r.name in cut_short else (r.error or why)
         by_name = {r.name: r for r in results}
         for workload in scenario.transfers:
             merged = by_name.get(workload.name)
@@ -458,7 +490,9 @@ def run_mininet_scenario(
                 info["fence_dropped"] = fence_drops[ep.host]
             result.endpoints[ep.host] = info
         if out_dir is not None:
-            _write_bundle(out_dir, spec, result, ctl, t0, endpoints, pcaps)
+            _write_bundle(out_dir, spec, result, ctl, t0, endpoints, pcaps, interrupted=interrupted)
+    if interrupted:
+        raise KeyboardInterrupt
     return result
 
 
@@ -633,13 +667,18 @@ def _write_bundle(
     t0: float | None,
     endpoints: dict[str, EndpointProcess],
     pcaps: bool,
+    *,
+    interrupted: bool = False,
 ) -> None:
     (out_dir / "topology.json").write_text(json.dumps(spec.to_dict() | {"diagram": spec.diagram}, indent=2))
     sources = [ctl.lines(t0), *(_spooled(ep.spool_path) for ep in endpoints.values())]
     _merge_trace(out_dir / "trace.jsonl", sources)
+    for pcap in (out_dir / "pcaps").glob("*.pcap"):
+        if pcap.stat().st_size == 0:  # tcpdump stopped before it wrote anything: an empty capture, not no file
+            pcap.write_bytes(EMPTY_ETHERNET_PCAP)
     result.files = {
         "trace": "trace.jsonl",
         "topology": "topology.json",
         "pcaps": sorted(f"pcaps/{p.name}" for p in (out_dir / "pcaps").glob("*.pcap")) if pcaps else [],
     }
-    (out_dir / "summary.json").write_text(json.dumps(result.summary(), indent=2))
+    bundle.finalise(out_dir, result.summary(), interrupted=interrupted)

@@ -36,12 +36,20 @@ class SimBackend(Backend):
         progress: Callable[[Any], None] | None = None,
         step_s: float = 0.25,
     ) -> RunResult:
-        """Run headless in virtual time; writes a bundle when ``out_dir`` is given.
+        """Run headless in virtual time; writes a bundle when ``out_dir`` is given
+        (see :mod:`lab.bundle`: begun before the first step, finalised with digests at
+        the end, also when interrupted by KeyboardInterrupt, which is raised again).
 
-        Raises ConfigError for bad scenario values and OSError when ``out_dir`` is unusable.
+        Raises ConfigError for bad scenario values (nothing is left in ``out_dir``
+        then, and a directory made here is removed) and OSError when ``out_dir`` is
+        unusable.
         """
+        from lab import bundle
+
         tracer: Tracer
+        created = False
         if out_dir is not None:
+            created = not out_dir.exists()
             out_dir.mkdir(parents=True, exist_ok=True)
             tracer = FileTracer(out_dir / "trace.jsonl")
         else:
@@ -54,44 +62,60 @@ class SimBackend(Backend):
                 pcap_dir=(out_dir / "pcaps") if (out_dir and pcaps) else None,
                 backend=self,
             )
-            wall0 = time.perf_counter()
-            net = run.net
-            timed_out = False
-            while not run.done():
-                if net.now >= scenario.time_limit_s:
-                    timed_out = True
-                    break
-                net.run(until=min(net.now + step_s, scenario.time_limit_s), stop=run.done)
-                if progress is not None:
-                    progress(run)
-                if net.idle() and not run.done():
-                    timed_out = True  # nothing left that could finish the transfers
-                    break
-            finished = max((r.completed_at or 0.0) for r in run.results) if run.results else net.now
-            wall = time.perf_counter() - wall0
-            for r in run.results:
-                if not r.complete:
-                    r.error = r.error or "did not complete before the time limit"
-            result = RunResult(
-                scenario.name, seed, finished if not timed_out else net.now, wall, run.results, out_dir, net, timed_out
-            )
+        except BaseException:
             if out_dir is not None:
+                tracer.close()  # type: ignore[union-attr]
+                bundle.discard(out_dir, created=created)
+            raise
+        net = run.net
+        interrupted = False
+        try:
+            if out_dir is not None:
+                bundle.begin(out_dir, {"scenario": scenario.name, "seed": seed, "backend": "sim"})
                 (out_dir / "topology.json").write_text(
                     json.dumps(run.spec.to_dict() | {"diagram": run.spec.diagram}, indent=2)
                 )
+            wall0 = time.perf_counter()
+            timed_out = False
+            try:
+                while not run.done():
+                    if net.now >= scenario.time_limit_s:
+                        timed_out = True
+                        break
+                    net.run(until=min(net.now + step_s, scenario.time_limit_s), stop=run.done)
+                    if progress is not None:
+                        progress(run)
+                    if net.idle() and not run.done():
+                        timed_out = True  # nothing left that could finish the transfers
+                        break
+            except KeyboardInterrupt:
+                interrupted = True
+            finished = max((r.completed_at or 0.0) for r in run.results) if run.results else net.now
+            if interrupted or timed_out:
+                finished = net.now
+            wall = time.perf_counter() - wall0
+            for r in run.results:
+                if not r.complete:
+                    why = "interrupted" if interrupted else "did not complete before the time limit"
+                    r.error = r.error or why
+            result = RunResult(scenario.name, seed, finished, wall, run.results, out_dir, net, timed_out or interrupted)
+            if out_dir is not None:
                 summary = result.summary()
                 summary["files"] = {
                     "trace": "trace.jsonl",
                     "topology": "topology.json",
                     "pcaps": sorted(f"pcaps/{p.name}" for p in (out_dir / "pcaps").glob("*.pcap")) if pcaps else [],
                 }
-                (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-            return result
+                tracer.close()  # type: ignore[union-attr]
+                net.close()
+                bundle.finalise(out_dir, summary, interrupted=interrupted)
         finally:
             if out_dir is not None:
                 tracer.close()  # type: ignore[union-attr]
-            if "run" in locals():
-                run.net.close()
+            net.close()
+        if interrupted:
+            raise KeyboardInterrupt
+        return result
 
     def live_run(
         self, scenario: Scenario, *, seed: int = 1, speed: float | None = 1.0, out_dir: Path | None = None

@@ -332,7 +332,11 @@ def test_our_responder_with_pluto_initiating_over_tcp(lab: Lab) -> None:
         cwd=REPO,
     )  # fmt: skip
     try:
-        time.sleep(1.5)  # our listener is up
+        deadline = time.monotonic() + 30.0  # until our responder listens on TCP 4500 (bounded; a busy machine is slow)
+        while not sh(*lab.at(lab.ours), "ss", "-Hltn", "sport = :4500", check=False).stdout.strip():
+            assert responder.poll() is None, f"our responder exited: {responder.stderr.read()[-2000:]}"
+            assert time.monotonic() < deadline, "our responder did not listen on TCP 4500 within 30 s"
+            time.sleep(0.02)
         whack = lab.whack_initiate()
         out, err = responder.communicate(timeout=40)
     finally:

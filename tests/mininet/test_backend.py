@@ -40,7 +40,7 @@ def root_interfaces() -> set[str]:
     return {name for _index, name in socket.if_nameindex()}
 
 
-def wait_dead(pid: int, start: int | None, *, timeout: float = 10.0) -> bool:
+def wait_dead(pid: int, start: int | None, *, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         now = process_start_time(pid)
@@ -304,7 +304,8 @@ from topologies import TOPOLOGIES
 spec = build_topology("single-path", TOPOLOGIES["single-path"], delay_ms=0.0)
 net = MininetBackend(spec, state_dir=sys.argv[1]).__enter__()
 sleeper = net.popen("h1", ["sleep", "600"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-stray = int(net.host("h2").cmd("sleep 601 >/dev/null 2>&1 & echo $!").split()[-1])
+# nohup: outlives the hangup of h2's shell; PID 1 adopts it and nothing recorded it
+stray = int(net.host("h2").cmd("nohup sleep 601 </dev/null >/dev/null 2>&1 & echo $!").split()[-1])
 print(json.dumps({"sleeper": sleeper.pid, "stray": stray, "shells": list(net.node_pids.values())}), flush=True)
 time.sleep(600)
 """

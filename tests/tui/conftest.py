@@ -37,7 +37,7 @@ async def eventually(pilot, predicate, *, limit_s: float = 10.0) -> None:
     while not predicate() and waited < limit_s:
         await pilot.pause(0.05)
         waited += 0.05
-    assert predicate(), "condition not reached in time"
+    assert predicate(), f"condition not reached in time; the app's problems: {pilot.app.problems[-3:]}"
 
 
 def sim_app(scenario: Scenario = SMALL_TWO_PATHS, **kw) -> LabApp:

@@ -50,7 +50,7 @@ def test_mininet_tui_refuses_without_root(monkeypatch: pytest.MonkeyPatch, capsy
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     assert main(["tui", "two-paths", "--backend", "mininet", "--no-record"]) == 2
     err = capsys.readouterr().err
-    assert "the TUI on Mininet needs root" in err and len(err.strip().splitlines()) == 1
+    assert "the Mininet backend needs root" in err and len(err.strip().splitlines()) == 1
 
 
 def test_replay_of_a_directory_without_a_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
