@@ -107,19 +107,17 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 def cmd_topo(args: argparse.Namespace) -> int:
     from lab.scenario import registry
+    from lab.scenario.backend import get_backend
     from lab.topology import build_topology
 
     known = registry.topologies()
     if args.name not in known:
         return fail(f"unknown topology {args.name!r}; known: {', '.join(sorted(known))}")
     spec = build_topology(args.name, known[args.name], **_parse_params(args.param))
-    realisation = None
-    if getattr(args, "backend", "sim") == "mininet":  # how Mininet would realise each link (nothing is built)
-        from lab.mininet.topo import plan_links
-
-        realisation = {name: {**p.realisation, "realised_by": p.methods} for name, p in plan_links(spec).items()}
+    backend = get_backend(getattr(args, "backend", "sim"))
+    realisation = backend.link_realisation(spec)  # how a real network would realise each link (nothing is built)
     if args.json:
-        extra = {} if realisation is None else {"mininet": realisation}
+        extra = {} if realisation is None else {backend.name: realisation}
         print(json.dumps(spec.to_dict() | {"diagram": spec.diagram} | extra, indent=2))
         return 0
     print(f"{args.name}\n")
@@ -134,7 +132,7 @@ def cmd_topo(args: argparse.Namespace) -> int:
     for iface in spec.interfaces.values():
         print(f"  {iface.name:<9} {iface.ipv4:<12} {iface.ipv6}")
     if realisation is not None:
-        print("\n  on Mininet:")
+        print(f"\n  on {backend.name}:")
         for name, r in realisation.items():
             print(f"  {name:<10} " + "; ".join(f"{k} {r[k]}" for k in ("bw", "delay", "loss", "queue")))
     return 0
@@ -164,7 +162,7 @@ def validate_scenario(scenario: Any) -> None:
 def prepare_bundle(out: str | None, scenario: str, seed: int, *, force: bool, suffix: str = "") -> tuple[Path, bool]:
     """The bundle directory for a run (``--out`` or the default), ready to be written:
     (path, created here). Raises ConfigError (an existing bundle without --force) or OSError."""
-    from lab import bundle
+    from lab.scenario import bundle
 
     out_dir = Path(out) if out else _default_out_dir(scenario, seed, suffix)
     try:
@@ -176,7 +174,7 @@ def prepare_bundle(out: str | None, scenario: str, seed: int, *, force: bool, su
 
 def bundle_listing(out_dir: Path) -> dict[str, Any]:
     """Where a bundle is and its files (for ``--json``)."""
-    from lab import bundle
+    from lab.scenario import bundle
 
     return {"path": str(out_dir), "files": ["summary.json", *bundle.bundle_files(out_dir)]}
 
@@ -188,28 +186,30 @@ def _interrupted(out_dir: Path) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from lab.scenario import get_scenario, run_scenario
+    from lab.runs import run_headless
+    from lab.scenario import get_scenario
+    from lab.scenario.backend import get_backend
 
+    backend = get_backend(args.backend)
     scenario = get_scenario(args.scenario)
     if args.param:
         scenario = scenario.with_params(**_parse_params(args.param))
-    if args.backend == "mininet":
-        return _run_mininet(args, scenario)
+    backend.check_available(pcaps=not args.no_pcap)  # not root, no Mininet...: one line, exit 2, nothing written
     validate_scenario(scenario)
     out_dir, _created = prepare_bundle(args.out, args.scenario, args.seed, force=args.force)
-
+    clock = "wall" if backend.wall_clock else "virtual"
     quiet = args.quiet or not sys.stderr.isatty()
     try:
         if quiet:
-            result = run_scenario(scenario, seed=args.seed, out_dir=out_dir, pcaps=not args.no_pcap)
+            result = run_headless(backend, scenario, seed=args.seed, out_dir=out_dir, pcaps=not args.no_pcap)
         else:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             with Progress(
-                TextColumn("[bold]{task.description}"),
+                TextColumn("[bold]{task.description}" + (f" ({backend.name})" if backend.wall_clock else "")),
                 BarColumn(),
                 TextColumn("{task.percentage:>5.1f}%"),
-                TextColumn("virtual {task.fields[vt]:.2f} s"),
+                TextColumn(clock + " {task.fields[vt]:.2f} s"),
                 TimeElapsedColumn(),
                 transient=True,
             ) as bar:
@@ -217,10 +217,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
                 def progress(run: Any) -> None:
                     expected = run.bytes_expected() or 1
-                    bar.update(task, completed=run.bytes_received() / expected, vt=run.net.now)
+                    bar.update(task, completed=run.bytes_received() / expected, vt=run.now)
 
-                result = run_scenario(
-                    scenario, seed=args.seed, out_dir=out_dir, pcaps=not args.no_pcap, progress=progress
+                result = run_headless(
+                    backend, scenario, seed=args.seed, out_dir=out_dir, pcaps=not args.no_pcap, progress=progress
                 )
     except KeyboardInterrupt:
         return _interrupted(out_dir)
@@ -228,70 +228,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary | {"bundle": bundle_listing(out_dir)}, indent=2))
     else:
-        print(f"scenario {summary['scenario']} (seed {summary['seed']}): {'OK' if summary['ok'] else 'FAILED'}")
-        for t in summary["transfers"]:
-            match = "SHA-256 match" if t["sha256_match"] else "SHA-256 MISMATCH"
-            goodput = "-" if t["goodput_mbps"] is None else f"{t['goodput_mbps']:.2f} Mbit/s"
-            err = f"  ({t['error']})" if t["error"] else ""
-            print(f"  {t['name']}: {t['bytes_received']}/{t['bytes_expected']} bytes, {match}, goodput {goodput}{err}")
-        print(f"  virtual {summary['sim_time_s']:.3f} s in {summary['wall_time_s']:.2f} s wall")
-        print(f"  bundle: {out_dir}  (replay with: {command('replay', str(out_dir))})")
-    return 0 if summary["ok"] else 1
-
-
-def _run_mininet(args: argparse.Namespace, scenario: Any) -> int:
-    """``tcplab run --backend mininet``: the scenario on real packets (lab.mininet.run)."""
-    from lab.mininet.backend import check_prerequisites
-    from lab.mininet.run import run_mininet_scenario
-
-    check_prerequisites(pcaps=not args.no_pcap)  # not root, no Mininet, no mnexec: one line, exit 2, nothing written
-    validate_scenario(scenario)
-    out_dir, _created = prepare_bundle(args.out, args.scenario, args.seed, force=args.force)
-    quiet = args.quiet or not sys.stderr.isatty()
-    try:
-        if quiet:
-            result = run_mininet_scenario(scenario, seed=args.seed, out_dir=out_dir, pcaps=not args.no_pcap)
-        else:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-            with Progress(
-                TextColumn("[bold]{task.description} (mininet)"),
-                BarColumn(),
-                TextColumn("{task.percentage:>5.1f}%"),
-                TimeElapsedColumn(),
-                transient=True,
-            ) as bar:
-                task = bar.add_task(args.scenario, total=1.0)
-
-                def progress(run: Any) -> None:
-                    bar.update(task, completed=run.bytes_received() / (run.bytes_expected() or 1))
-
-                result = run_mininet_scenario(
-                    scenario, seed=args.seed, out_dir=out_dir, pcaps=not args.no_pcap, progress=progress
-                )
-    except KeyboardInterrupt:
-        return _interrupted(out_dir)
-    summary = result.summary()
-    if args.json:
-        print(json.dumps(summary | {"bundle": bundle_listing(out_dir)}, indent=2))
-    else:
+        on = f", {backend.name}" if backend.wall_clock else ""
         verdict = "OK" if summary["ok"] else "FAILED"
-        print(f"scenario {summary['scenario']} (seed {summary['seed']}, mininet): {verdict}")
+        print(f"scenario {summary['scenario']} (seed {summary['seed']}{on}): {verdict}")
         for t in summary["transfers"]:
             match = "SHA-256 match" if t["sha256_match"] else "SHA-256 MISMATCH"
             goodput = "-" if t["goodput_mbps"] is None else f"{t['goodput_mbps']:.2f} Mbit/s"
             err = f"  ({t['error']})" if t["error"] else ""
             print(f"  {t['name']}: {t['bytes_received']}/{t['bytes_expected']} bytes, {match}, goodput {goodput}{err}")
-        for error in summary["errors"]:
+        for error in summary.get("errors", []):
             print(f"  error: {error}")
-        print(f"  {summary['run_time_s']:.3f} s of transfer in {summary['wall_time_s']:.2f} s wall")
+        if "sim_time_s" in summary:
+            print(f"  virtual {summary['sim_time_s']:.3f} s in {summary['wall_time_s']:.2f} s wall")
+        else:
+            print(f"  {summary['run_time_s']:.3f} s of transfer in {summary['wall_time_s']:.2f} s wall")
         print(f"  bundle: {out_dir}  (replay with: {command('replay', str(out_dir))})")
     return 0 if summary["ok"] else 1
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """``tcplab verify RUN_DIR``: 0 for an intact, complete bundle; 1 naming each damaged file."""
-    from lab import bundle
+    from lab.scenario import bundle
 
     path = Path(args.run_dir)
     if not path.is_dir():
@@ -313,8 +270,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from lab.scenario import registry
     from lab.bench import get_benchmark
+    from lab.scenario import registry
 
     if args.bench_cmd == "list":
         for name, b in sorted(registry.benchmarks().items()):
@@ -336,20 +293,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    """Remove what a crashed Mininet run left behind (only its own, by PID and interface name)."""
+    """Remove what crashed runs left behind, for every backend (Mininet: only its own, by PID and interface name)."""
     if os.geteuid() != 0:
         return fail(
             "tcplab clean needs root (it removes network namespaces' processes and interfaces): "
             f"run it with sudo: sudo {command('clean')}"
         )
-    from lab.mininet.backend import clean
+    from lab.scenario.backend import backend_names, get_backend
 
-    done = clean()
+    done = [line for name in backend_names() for line in get_backend(name).clean()]
     for line in done:
         print(line)
     if not done:
         print("nothing to clean")
     return 0
+
+
+def _backends() -> list[str]:
+    from lab.scenario.backend import backend_names
+
+    return backend_names()
+
+
+def backend_help() -> str:
+    """--backend's help: every backend with what it is (default: sim)."""
+    from lab.scenario.backend import backend_names, get_backend
+
+    return "; ".join(f"{name}: {get_backend(name).description}" for name in backend_names()) + " (default: sim)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -373,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--json", action="store_true", help="print the topology as JSON")
     s.add_argument(
-        "--backend", choices=("sim", "mininet"), default="sim", help="mininet: also show how each link is realised"
+        "--backend", choices=_backends(), default="sim", help="also show how that backend realises each link (default: sim)"
     )
     s.set_defaults(fn=cmd_topo)
 
@@ -382,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=1, help="random seed (same seed, same run in the simulator)")
     s.add_argument("--out", metavar="DIR", help="bundle directory (default: runs/SCENARIO-seedN-TIME)")
     s.add_argument("--force", action="store_true", help="replace a bundle already at --out")
-    s.add_argument("--backend", choices=("sim", "mininet"), default="sim", help="simulator, or Mininet (root)")
+    s.add_argument("--backend", choices=_backends(), default="sim", help=backend_help())
     s.add_argument(
         "--param",
         "-p",

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import bundle
+from lab.scenario import bundle
 from lab.errors import ConfigError, LabError
 from lab.scenario import Scenario, ScenarioRun, Transfer
 from lab.scenario.middlebox import BlockUdpPorts, Middlebox, StripTcpOptions
@@ -38,6 +38,23 @@ DEFAULT_TRANSFER_BYTES = 1024 * 1024
 STEP_S = 0.1  # what one "step" advances in virtual time
 SPEEDS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, None)  # None: as fast as possible
 MAX_BATCH_WALL_S = 0.03  # wall time one simulation slice may take before the viewer gets its records
+
+
+def run_headless(
+    backend: Any,
+    scenario: Scenario,
+    *,
+    seed: int = 1,
+    out_dir: Path | None = None,
+    pcaps: bool = True,
+    progress: Callable[[Any], None] | None = None,
+) -> Any:
+    """``scenario`` to the end on ``backend`` (a name or a Backend) with no viewer; the bundle
+    goes to ``out_dir``. Returns the backend's outcome (``ok``, ``summary()``). Raises
+    ConfigError (bad values, a backend that cannot start here) and OSError."""
+    from lab.scenario import run_scenario
+
+    return run_scenario(scenario, seed=seed, out_dir=out_dir, pcaps=pcaps, progress=progress, backend=backend)
 
 
 class ControlUnavailable(LabError):

@@ -164,10 +164,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
+    from lab.cli import backend_help
+    from lab.scenario.backend import backend_names
+
     s = sub.add_parser("tui", help="the live lab in the terminal (simulator, or Mininet as root)")
     s.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO, help=f"scenario name (default: {DEFAULT_SCENARIO})")
     s.add_argument("--seed", type=int, default=1, help="random seed")
-    s.add_argument("--backend", choices=("sim", "mininet"), default="sim", help="simulator, or Mininet (root)")
+    s.add_argument("--backend", choices=backend_names(), default="sim", help=backend_help())
     s.add_argument("--speed", type=_speed, default=1.0, help="virtual seconds per wall second, or 'max' (default: 1)")
     s.add_argument(
         "--param", "-p", action="append", default=[], metavar="NAME=VALUE", help="topology parameter, repeatable"

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lab.stack.apps import BulkSender, BulkSink, TransferResult
 from lab.bench import Benchmark
 from lab.mininet.apps import payload_sha256
 from lab.scenario import Scenario, Transfer, Workload, stack_host
+from lab.stack.apps import BulkSender, BulkSink, TransferResult
 from lab.topology import build_topology
 
 SHAPING_RATE_MBPS = 20.0
@@ -65,7 +65,6 @@ def bench_shaping() -> dict[str, Any]:
     """
     from lab.mininet import MininetBackend
     from lab.mininet.linkemu import emulator_stats
-
     from lab.scenario import registry
 
     single_path = registry.topologies()["single-path"]
@@ -184,7 +183,7 @@ def bench_user_vs_kernel() -> dict[str, Any]:
 
     Raises ConfigError when the Mininet backend cannot run here (not root, ...).
     """
-    from lab.mininet.run import run_mininet_scenario
+    from lab.scenario.backend import get_backend
 
     transfers = []
     for round_ in range(USER_VS_KERNEL_ROUNDS):
@@ -207,7 +206,7 @@ def bench_user_vs_kernel() -> dict[str, Any]:
         time_limit_s=300.0,
     )
     with tempfile.TemporaryDirectory() as state:
-        result = run_mininet_scenario(scenario, out_dir=None, pcaps=False, trace=False, state_dir=state)
+        result = get_backend("mininet").run(scenario, out_dir=None, pcaps=False, trace=False, state_dir=state)
     goodput = {t.name: t.goodput_mbps or 0.0 for t in result.transfers}
     user = statistics.mean(v for k, v in goodput.items() if k.startswith("user"))
     kernel = statistics.mean(v for k, v in goodput.items() if k.startswith("kernel"))
@@ -245,7 +244,7 @@ ESP_INNER_TCP = {"min_rto_s": 0.2}  # the inner TCP as a Linux client's (200 ms 
 def _esp_run(loss_pct: float) -> dict[str, Any]:
     """One Mininet run of the tunnelled bulk sessions in ESP_ORDER on the shaped path."""
     from lab.bench.ike import TunnelledBulk
-    from lab.mininet.run import run_mininet_scenario
+    from lab.scenario.backend import get_backend
 
     scenario = Scenario(
         name=f"bench-esp-loss-{loss_pct:g}",
@@ -258,7 +257,7 @@ def _esp_run(loss_pct: float) -> dict[str, Any]:
         time_limit_s=240.0,
     )
     with tempfile.TemporaryDirectory() as state:
-        result = run_mininet_scenario(scenario, out_dir=None, pcaps=False, trace=False, state_dir=state)
+        result = get_backend("mininet").run(scenario, out_dir=None, pcaps=False, trace=False, state_dir=state)
     by_transport: dict[str, list[float]] = {"udp": [], "tcp": []}
     duplicates = {"udp": 0, "tcp": 0}
     for t in result.transfers:
@@ -345,8 +344,8 @@ def bench_tcpcrypt_overhead() -> dict[str, Any]:
 
     Raises ConfigError when the Mininet backend cannot run here (not root, ...).
     """
+    from lab.scenario.backend import get_backend
     from lab.scenario.eno import AlternatingTransfers, verdict
-    from lab.mininet.run import run_mininet_scenario
 
     scenario = Scenario(
         name="bench-tcpcrypt-overhead",
@@ -357,7 +356,7 @@ def bench_tcpcrypt_overhead() -> dict[str, Any]:
         time_limit_s=300.0,
     )
     with tempfile.TemporaryDirectory() as state:
-        result = run_mininet_scenario(scenario, out_dir=None, pcaps=False, trace=False, state_dir=state)
+        result = get_backend("mininet").run(scenario, out_dir=None, pcaps=False, trace=False, state_dir=state)
     goodput = {t.name: t.goodput_mbps or 0.0 for t in result.transfers}
     plain = [v for k, v in goodput.items() if k.startswith("plain")]
     crypt = [v for k, v in goodput.items() if k.startswith("tcpcrypt")]
@@ -409,7 +408,7 @@ def bench_mptcp_vs_kernel() -> dict[str, Any]:
 
     Raises ConfigError when the Mininet backend cannot run here (not root, ...).
     """
-    from lab.mininet.run import run_mininet_scenario
+    from lab.scenario.backend import get_backend
     from lab.scenario.mptcp import MptcpBackToBack, MptcpTransfer
 
     transfers = []
@@ -439,7 +438,7 @@ def bench_mptcp_vs_kernel() -> dict[str, Any]:
         time_limit_s=300.0,
     )
     with tempfile.TemporaryDirectory() as state:
-        result = run_mininet_scenario(scenario, out_dir=None, pcaps=False, trace=False, state_dir=state)
+        result = get_backend("mininet").run(scenario, out_dir=None, pcaps=False, trace=False, state_dir=state)
     goodput = {t.name: t.goodput_mbps or 0.0 for t in result.transfers}
     ours = [v for k, v in goodput.items() if k.startswith("ours")]
     kernel = [v for k, v in goodput.items() if k.startswith("kernel")]

@@ -41,7 +41,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lab import bundle
+from lab.scenario import bundle
 from lab.errors import ConfigError, LabError
 from lab.runs import ControlUnavailable, LabRun, PolicyInfo, RunStatus, policy_key, policy_label, standard_policies
 from lab.scenario import Scenario, WireObserver, build_scenario_topology

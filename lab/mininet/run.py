@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from lab import bundle
+from lab.scenario import bundle
 from lab.errors import ConfigError, LabError
 from lab.mininet.backend import STATE_DIR, MininetBackend, check_prerequisites
 from lab.mininet.fence import Fence, PortSet

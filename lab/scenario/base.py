@@ -263,6 +263,11 @@ class ScenarioRun:
         if self.tracer.enabled:
             self.net.call_at(METRICS_INTERVAL_S, self._sample_metrics)
 
+    @property
+    def now(self) -> float:
+        """The network's clock (virtual seconds)."""
+        return self.net.now
+
     def payload(self, size_bytes: int) -> bytes:
         """Seeded pseudo-random bytes for the next result (same seed, same bytes)."""
         return bulk_payload(size_bytes, self.seed * 1000003 + len(self.results))

@@ -37,14 +37,14 @@ class SimBackend(Backend):
         step_s: float = 0.25,
     ) -> RunResult:
         """Run headless in virtual time; writes a bundle when ``out_dir`` is given
-        (see :mod:`lab.bundle`: begun before the first step, finalised with digests at
+        (see :mod:`lab.scenario.bundle`: begun before the first step, finalised with digests at
         the end, also when interrupted by KeyboardInterrupt, which is raised again).
 
         Raises ConfigError for bad scenario values (nothing is left in ``out_dir``
         then, and a directory made here is removed) and OSError when ``out_dir`` is
         unusable.
         """
-        from lab import bundle
+        from lab.scenario import bundle
 
         tracer: Tracer
         created = False

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.bundle import verify
+from lab.scenario.bundle import verify
 from lab.cli import main
 from lab.mininet.backend import STATE_DIR
 from lab.pcap import read_pcap_linktype

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import bundle
+from lab.scenario import bundle
 from lab.cli import main
 from lab.pcap import read_pcap
 from lab.runs import ReplayRun, SimRun
