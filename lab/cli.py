@@ -181,6 +181,15 @@ def bundle_listing(out_dir: Path) -> dict[str, Any]:
     return {"path": str(out_dir), "files": ["summary.json", *bundle.bundle_files(out_dir)]}
 
 
+def _final_summary(out_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """summary.json as the run finalised it (with its digests), else the run's own summary."""
+    try:
+        written = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return summary
+    return written if isinstance(written, dict) else summary
+
+
 def _interrupted(out_dir: Path) -> int:
     print(f"tcplab: interrupted; the bundle so far: {out_dir}", file=sys.stderr)
     print(f"  replay it with: {command('replay', str(out_dir))}", file=sys.stderr)
@@ -226,7 +235,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _interrupted(out_dir)
     summary = result.summary()
     if args.json:
-        print(json.dumps(summary | {"bundle": bundle_listing(out_dir)}, indent=2))
+        print(json.dumps(_final_summary(out_dir, summary) | {"bundle": bundle_listing(out_dir)}, indent=2))
     else:
         print(f"scenario {summary['scenario']} (seed {summary['seed']}): {'OK' if summary['ok'] else 'FAILED'}")
         for t in summary["transfers"]:
@@ -273,7 +282,7 @@ def _run_mininet(args: argparse.Namespace, scenario: Any) -> int:
         return _interrupted(out_dir)
     summary = result.summary()
     if args.json:
-        print(json.dumps(summary | {"bundle": bundle_listing(out_dir)}, indent=2))
+        print(json.dumps(_final_summary(out_dir, summary) | {"bundle": bundle_listing(out_dir)}, indent=2))
     else:
         verdict = "OK" if summary["ok"] else "FAILED"
         print(f"scenario {summary['scenario']} (seed {summary['seed']}, mininet): {verdict}")
