@@ -62,8 +62,11 @@ def command(*args: str) -> str:
         return f"tcplab {words}".rstrip()
     start = Path(__file__).resolve().parents[1] / "start"
     if start.is_file():
-        prefix = "./start" if start.parent == Path.cwd().resolve() else str(start)
-        return f"{shlex.quote(prefix)} {words}".rstrip()
+        if start.parent == Path.cwd().resolve():
+            return f"./start {words}".rstrip()
+        # the start script works in its own directory: paths that exist here must be absolute
+        words = shlex.join(str(Path(a).resolve()) if a and Path(a).exists() else a for a in args)
+        return f"{shlex.quote(str(start))} {words}".rstrip()
     return f"{shlex.quote(sys.executable)} -m lab.cli {words}".rstrip()
 
 
@@ -167,6 +170,10 @@ def prepare_bundle(out: str | None, scenario: str, seed: int, *, force: bool, su
     from lab import bundle
 
     out_dir = Path(out) if out else _default_out_dir(scenario, seed, suffix)
+    if not out:  # two runs started in the same second get two bundles
+        base, n = out_dir, 2
+        while out_dir.exists():
+            out_dir, n = base.with_name(f"{base.name}-{n}"), n + 1
     try:
         created = bundle.prepare(out_dir, force=force)
     except OSError as exc:
