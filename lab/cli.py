@@ -62,8 +62,11 @@ def command(*args: str) -> str:
         return f"tcplab {words}".rstrip()
     start = Path(__file__).resolve().parents[1] / "start"
     if start.is_file():
-        prefix = "./start" if start.parent == Path.cwd().resolve() else str(start)
-        return f"{shlex.quote(prefix)} {words}".rstrip()
+        if start.parent == Path.cwd().resolve():
+            return f"./start {words}".rstrip()
+        # the start script works in its own directory: paths that exist here must be absolute
+        words = shlex.join(str(Path(a).resolve()) if a and Path(a).exists() else a for a in args)
+        return f"{shlex.quote(str(start))} {words}".rstrip()
     return f"{shlex.quote(sys.executable)} -m lab.cli {words}".rstrip()
 
 
@@ -165,6 +168,10 @@ def prepare_bundle(out: str | None, scenario: str, seed: int, *, force: bool, su
     from lab.scenario import bundle
 
     out_dir = Path(out) if out else _default_out_dir(scenario, seed, suffix)
+    if not out:  # two runs started in the same second get two bundles
+        base, n = out_dir, 2
+        while out_dir.exists():
+            out_dir, n = base.with_name(f"{base.name}-{n}"), n + 1
     try:
         created = bundle.prepare(out_dir, force=force)
     except OSError as exc:
@@ -177,6 +184,15 @@ def bundle_listing(out_dir: Path) -> dict[str, Any]:
     from lab.scenario import bundle
 
     return {"path": str(out_dir), "files": ["summary.json", *bundle.bundle_files(out_dir)]}
+
+
+def _final_summary(out_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """summary.json as the run finalised it (with its digests), else the run's own summary."""
+    try:
+        written = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return summary
+    return written if isinstance(written, dict) else summary
 
 
 def _interrupted(out_dir: Path) -> int:
@@ -226,7 +242,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _interrupted(out_dir)
     summary = result.summary()
     if args.json:
-        print(json.dumps(summary | {"bundle": bundle_listing(out_dir)}, indent=2))
+        print(json.dumps(_final_summary(out_dir, summary) | {"bundle": bundle_listing(out_dir)}, indent=2))
     else:
         on = f", {backend.name}" if backend.wall_clock else ""
         verdict = "OK" if summary["ok"] else "FAILED"

@@ -203,7 +203,9 @@ def verify(path: Path) -> Verdict:
         problems.append(f"{SUMMARY}: has no file digests (written by an older tcplab, or edited)")
         return verdict
     for name in sorted(digests):
-        if name not in present:
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            problems.append(f"{SUMMARY}: names {name!r}, which is outside the bundle")
+        elif name not in present:
             problems.append(f"{name}: missing")
         elif file_sha256(path / name) != digests[name]:
             problems.append(f"{name}: changed (SHA-256 differs from the summary's)")

@@ -132,6 +132,8 @@ def test_hints_use_the_start_script_unless_tcplab_is_on_path(monkeypatch: pytest
     assert command("replay", "runs/a b") == "./start replay 'runs/a b'"
     monkeypatch.chdir(tmp_path)
     assert command("verify", "x") == f"{ROOT / 'start'} verify x"
+    (tmp_path / "runs" / "b").mkdir(parents=True)  # ./start runs in its own directory: paths made absolute
+    assert command("replay", "runs/b") == f"{ROOT / 'start'} replay {tmp_path / 'runs' / 'b'}"
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: "/usr/local/bin/tcplab")
     assert command("exercise", "check", "mptcp_token") == "tcplab exercise check mptcp_token"
 

@@ -89,10 +89,10 @@ def test_tcplab_run_single_path_on_mininet_writes_a_full_bundle(tmp_path: Path, 
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    printed = json.loads(proc.stdout)
-    summary = json.loads((out_dir / "summary.json").read_text())
-    assert {k: v for k, v in printed.items() if k != "bundle"} == summary
-    assert printed["bundle"]["path"] == str(out_dir)
+    summary = json.loads(proc.stdout)
+    listing = summary.pop("bundle")  # where the bundle went, and its files
+    assert summary == json.loads((out_dir / "summary.json").read_text())
+    assert listing["path"] == str(out_dir) and "trace.jsonl" in listing["files"]
     assert summary["backend"] == "mininet" and summary["ok"] is True and summary["errors"] == []
     (transfer,) = summary["transfers"]
     assert transfer["sha256_match"] is True and transfer["bytes_received"] == 4 * MIB

@@ -69,7 +69,7 @@ async def test_subflows_of_a_kernel_peer_seen_on_the_wire(tmp_path: Path) -> Non
             ours = _rows(view, node="h1", wire=False)
             return len(kernel) >= 2 and len(ours) >= 2 and all(r["bytes"] for r in kernel.values())
 
-        await eventually(pilot, both_sides_up, limit_s=30)
+        await eventually(pilot, both_sides_up, limit_s=60)
         first = {k: r["bytes"] for k, r in _rows(view, node="h2", wire=True).items()}
         await eventually(
             pilot,
@@ -108,7 +108,7 @@ async def test_link_and_middlebox_controls_on_mininet(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         topo = app.query_one(TopologyView)
         view = app.query_one(SubflowsView)
-        await eventually(pilot, lambda: len(_rows(view, node="h2", wire=True)) >= 2, limit_s=30)
+        await eventually(pilot, lambda: len(_rows(view, node="h2", wire=True)) >= 2, limit_s=60)
 
         def flags() -> list[str]:
             out = run._backend.cmd(node, ["ip", "-j", "link", "show", "dev", iface])
