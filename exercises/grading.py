@@ -45,6 +45,7 @@ DEFAULT_TIME_LIMIT_S = 20.0
 MEMORY_LIMIT_BYTES = 4 << 30
 OUTPUT_LIMIT_BYTES = 64 << 20  # a file the submission writes (its printed output too) stops there
 OUTPUT_TAIL_CHARS = 2000
+RESULT_LIMIT_BYTES = 16 << 20  # a result file larger than this is not read
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RUNS_CHECK = "solution.py runs"
 BACKENDS = ("sim", "mininet", "none")  # "none": the exercise runs no scenario
@@ -53,7 +54,7 @@ BACKENDS = ("sim", "mininet", "none")  # "none": the exercise runs no scenario
 class SubmissionError(Exception):
     """The attendee's code could not give an answer: syntax error, exception, time limit, bad return value.
 
-    ``kind`` is one of ``missing``, ``syntax``, ``import``, ``exception``,
+    ``kind`` is one of ``missing``, ``syntax``, ``import``, ``missing_package``, ``exception``,
     ``timeout``, ``crash``, ``bad_result``; ``detail`` carries the traceback
     or captured output to show.
     """
@@ -733,6 +734,27 @@ class Submission:
         self.directory = Path(directory)
         self.time_limit_s = time_limit_s
         self.backend = backend
+        self.protections: Any = None  # exercises.sandbox.Protections of the last run, once one ran
+        self.seed_salt: int | None = None  # set: runs use seeds the attendee never saw (see seed())
+
+    def seed(self, default: int) -> int:
+        """The seed a grader's run uses: ``default`` (the one the exercise's scenario.py shows),
+        or, when the instructor grades (``seed_salt`` set), another one derived from the salt."""
+        if self.seed_salt is None:
+            return default
+        import hashlib
+
+        digest = hashlib.sha256(f"{self.seed_salt}:{default}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") % (1 << 31) + 1
+
+    def _request(self, calls: Sequence[tuple[str, list[Any]]], limit: float) -> dict[str, Any]:
+        return {
+            "solution": SOLUTION_FILE,
+            "calls": encode_value(calls),
+            "cpu_limit_s": int(limit) + 2,
+            "memory_limit_bytes": MEMORY_LIMIT_BYTES,
+            "output_limit_bytes": OUTPUT_LIMIT_BYTES,
+        }
 
     def replay(self, scenario: Any, *, seed: int, pcap_dir: Path | None = None) -> SimReplay | MininetReplay:
         """The grader's run of ``scenario`` with ``seed`` on this submission's backend (nothing runs
@@ -774,47 +796,36 @@ class Submission:
         if not self.solution.is_file():
             raise SubmissionError("missing", f"no {SOLUTION_FILE} in {self.directory}")
         limit = self.time_limit_s if time_limit_s is None else time_limit_s
-        with tempfile.TemporaryDirectory(prefix="tcplab-grade-") as tmp:
-            request = Path(tmp) / "request.json"
-            result = Path(tmp) / "result.json"
-            request.write_text(
-                json.dumps(
-                    {
-                        "solution": str(self.solution.resolve()),
-                        "calls": encode_value(calls),
-                        "cpu_limit_s": int(limit) + 2,
-                        "memory_limit_bytes": MEMORY_LIMIT_BYTES,
-                        "output_limit_bytes": OUTPUT_LIMIT_BYTES,
-                    }
-                )
-            )
-            env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-            env["PYTHONPATH"] = str(PROJECT_ROOT)
-            env["PYTHONDONTWRITEBYTECODE"] = "1"
-            env["PYTHONHASHSEED"] = "0"
-            env["PYTHONUNBUFFERED"] = "1"  # what it printed before a time-out is still shown
-            cmd = [sys.executable, "-m", runner, str(request), str(result)]
-            output_path = Path(tmp) / "output.txt"  # a file, not a pipe: no stray process can hold it open
+        from exercises.sandbox import Sandbox, exit_description
+
+        try:
+            box = Sandbox(self.directory)
+        except (OSError, ValueError) as exc:
+            raise SubmissionError("crash", f"could not copy the submission: {exc}") from None
+        with box:
+            request = box.io / "request.json"
+            result = box.io / "result.json"
+            request.write_text(json.dumps(self._request(calls, limit)))
+            if box._ids is not None:
+                os.chown(request, *box._ids)
+            output_path = box.base / "output.txt"  # a file, not a pipe: no stray process can hold it open
             with open(output_path, "wb") as output:
                 try:
-                    proc = subprocess.Popen(
-                        cmd,
-                        cwd=self.directory,
-                        env=env,
-                        stdin=subprocess.DEVNULL,
+                    proc = box.start(
+                        [sys.executable, "-m", runner, "{io}/request.json", "{io}/result.json"],
+                        env=submission_env(),
                         stdout=output,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
                     )
                 except OSError as exc:
                     raise SubmissionError("crash", f"could not start Python for the submission: {exc}") from None
                 try:
                     finished = _wait_unreaped(proc, limit)
                 finally:
-                    # the leader is not reaped yet, so its process group ID cannot have been reused:
-                    # whatever the submission started is stopped with it
-                    _kill_group(proc)
-                    proc.wait()
+                    box.stop()  # the command, and whatever it started, setsid or not
+                self.protections = box.status()
+                setup = [p for p in self.protections.problems if p.startswith("sandbox setup failed")]
+                if setup:
+                    raise SubmissionError("grader", f"the grader could not set up its sandbox: {setup[0]}")
                 if not finished:
                     raise SubmissionError(
                         "timeout",
@@ -822,10 +833,15 @@ class Submission:
                         _tail(output_path),
                     )
             text = _tail(output_path)
-            if not result.is_file():
-                raise SubmissionError("crash", f"solution.py ended without a result ({_how(proc.returncode)})", text)
+            if not result.is_file() or result.is_symlink():
+                raise SubmissionError(
+                    "crash", f"solution.py ended without a result ({_how(exit_description(proc.returncode))})", text
+                )
             try:
-                payload = json.loads(result.read_text())
+                with open(result, "rb") as fh:
+                    payload = json.loads(fh.read(RESULT_LIMIT_BYTES + 1)[:RESULT_LIMIT_BYTES])
+                if not isinstance(payload, dict):
+                    raise ValueError("not a JSON object")
             except (OSError, ValueError) as exc:
                 raise SubmissionError("crash", f"unreadable result from solution.py: {exc}", text) from None
         if payload.get("error"):
@@ -843,6 +859,22 @@ class Submission:
         if len(out) != len(calls):
             raise SubmissionError("crash", "solution.py returned fewer results than asked for", text)
         return out
+
+
+def submission_env() -> dict[str, str]:
+    """The environment of a submission's Python: none of the grader's own variables."""
+    from exercises.sandbox import site_dirs
+
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": "{work}",
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *site_dirs()]),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+        "PYTHONUNBUFFERED": "1",  # what it printed before a time-out is still shown
+    }
 
 
 def _kill_group(proc: subprocess.Popen[Any]) -> None:
@@ -986,6 +1018,11 @@ def grade(
         evidence = exercise.collect(submission)
     except SubmissionError as exc:
         failure = exc
+    except ModuleNotFoundError as exc:
+        name = (exc.name or str(exc)).split(".")[0]
+        failure = SubmissionError(
+            "missing_package", f"the grader needs the Python package {name!r}, which is not installed"
+        )
     except Exception as exc:  # noqa: BLE001 - a grader bug must still produce a report
         failure = SubmissionError("grader", f"the grader failed: {type(exc).__name__}: {exc}", traceback.format_exc())
     if failure is not None:
@@ -1003,7 +1040,13 @@ def grade(
         for check in exercise.checks:
             results.append(
                 CheckResult(
-                    check.name, False, 0, check.points, feedback="not evaluated: solution.py did not run to the end"
+                    check.name,
+                    False,
+                    0,
+                    check.points,
+                    feedback=f"not evaluated: {failure.message}"
+                    if failure.kind == "missing_package"
+                    else "not evaluated: solution.py did not run to the end",
                 )
             )
     else:
@@ -1036,6 +1079,7 @@ def _runs_feedback(exc: SubmissionError) -> str:
     return {
         "missing": "Run 'tcplab exercise start NAME' first, or point --dir at the directory holding solution.py.",
         "syntax": "Python could not read solution.py: fix the syntax error shown below.",
+        "missing_package": "Install the lab with ./start (it brings what every exercise needs), then check again.",
         "import": "solution.py raised while it was being imported: see the traceback below.",
         "timeout": "solution.py ran out of time. Look for a loop that never ends.",
         "crash": "The Python process running solution.py died: see its output below.",
