@@ -113,6 +113,8 @@ class GradeReport:
     attendee: str = ""
     error: str | None = None
     wall_time_s: float = 0.0
+    sandbox: dict[str, Any] | None = None  # exercises.sandbox.Protections.to_dict() (None: no code ran)
+    seeds: str = "published"  # "published" (the scenario's own seeds) or "fresh" (the instructor's grade)
 
     @property
     def passed(self) -> bool:
@@ -137,6 +139,8 @@ class GradeReport:
             "max_points": self.max_points,
             "error": self.error,
             "wall_time_s": round(self.wall_time_s, 3),
+            "seeds": self.seeds,
+            "sandbox": self.sandbox,
             "checks": [c.to_dict() for c in self.checks],
         }
 
@@ -175,6 +179,8 @@ class GradeReport:
                 if c.detail:
                     lines.extend(f"         | {line}" for line in c.detail.splitlines())
         lines.append("all checks passed" if self.passed else "some checks failed: read the feedback above")
+        if self.sandbox and self.sandbox.get("off"):
+            lines.append("sandbox protections off here: " + "; ".join(self.sandbox["off"]))
         return "\n".join(lines)
 
 
@@ -758,7 +764,9 @@ class Submission:
 
     def replay(self, scenario: Any, *, seed: int, pcap_dir: Path | None = None) -> SimReplay | MininetReplay:
         """The grader's run of ``scenario`` with ``seed`` on this submission's backend (nothing runs
-        until ``run_until``/``finish``; building a SimReplay raises ConfigError for a bad scenario)."""
+        until ``run_until``/``finish``; building a SimReplay raises ConfigError for a bad scenario).
+        When the instructor grades, ``seed`` is replaced by one the attendee never saw (``seed``)."""
+        seed = self.seed(seed)
         if self.backend == "mininet":
             return MininetReplay(scenario, seed=seed, pcap_dir=pcap_dir)
         return SimReplay(scenario, seed=seed, pcap_dir=pcap_dir)
@@ -997,11 +1005,13 @@ def grade(
     backend: str = "sim",
     attendee: str = "",
     time_limit_s: float | None = None,
+    seed_salt: int | None = None,
 ) -> GradeReport:
     """Grade the submission in ``directory``. Never raises for anything the submission does.
 
     ``backend`` ``mininet`` runs the exercise's scenarios on Mininet (see ``mininet_refusal``
-    for when it cannot); raises ValueError for an unknown backend."""
+    for when it cannot); ``seed_salt`` makes the runs use seeds the attendee never saw
+    (``Submission.seed``); raises ValueError for an unknown backend."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     start = time.perf_counter()
@@ -1010,6 +1020,7 @@ def grade(
         time_limit_s=time_limit_s or exercise.time_limit_s,
         backend="mininet" if backend == "mininet" else "sim",
     )
+    submission.seed_salt = seed_salt
     results: list[CheckResult] = []
     error: str | None = None
     evidence: Any = None
@@ -1061,6 +1072,8 @@ def grade(
         attendee=attendee,
         error=error,
         wall_time_s=time.perf_counter() - start,
+        sandbox=submission.protections.to_dict() if submission.protections is not None else None,
+        seeds="published" if seed_salt is None else "fresh",
     )
 
 

@@ -74,7 +74,7 @@ def collect(sub: Submission) -> Answers:
     if isinstance(calls[0], SubmissionError):
         raise calls[0]
     config = client_config(calls[0])
-    secret = bulk_payload(scenario.SECRET_BYTES, scenario.SEED * 1000003)  # the first result's bytes
+    secret = bulk_payload(scenario.SECRET_BYTES, sub.seed(scenario.SEED) * 1000003)  # the first result's bytes
     with tempfile.TemporaryDirectory(prefix="tcplab-eno-mandatory-") as tmp:
         replay = sub.replay(scenario.stripped(config), seed=scenario.SEED, pcap_dir=Path(tmp))
         stripped = replay.finish()
