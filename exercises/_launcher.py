@@ -190,8 +190,7 @@ def main() -> int:
             fh.write(f"{gid} {gid} 1")
     if not namespaces:  # grade anyway: the command runs here, in the grader's namespaces
         os.chdir(cfg["work_dir"])
-        _report(status_fd, status)
-        return _exec(cfg)
+        return _without_namespaces(cfg, status, status_fd)
     pid = os.fork()
     if pid:
         os.write(status_fd, (json.dumps({"init_pid": pid}) + "\n").encode())
@@ -252,6 +251,60 @@ def _init(cfg: dict, status: dict, status_fd: int) -> int:
         if pid == child:
             break
     os._exit(os.WTERMSIG(wstatus) + 128 if os.WIFSIGNALED(wstatus) else os.WEXITSTATUS(wstatus))
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _without_namespaces(cfg: dict, status: dict, status_fd: int) -> int:
+    """No PID namespace: this process adopts every orphan the command leaves (a child subreaper),
+    and kills all its descendants when the command ends or the grader asks (SIGTERM)."""
+    try:
+        prctl(PR_SET_CHILD_SUBREAPER, 1)
+        prctl(PR_SET_DUMPABLE, 0)
+        status["descendants_killed"] = True
+    except OSError as exc:
+        status["problems"].append(f"no child subreaper: {exc}")
+    _report(status_fd, status)
+    child = os.fork()
+    if child == 0:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        prctl(PR_SET_NO_NEW_PRIVS, 1)
+        _exec(cfg)
+    stopping = []  # set once the command ended or the grader asked: from then on, kill whatever appears
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True) or _kill_children())
+    code = 111
+    while True:
+        try:
+            pid, wstatus = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        if pid == child:
+            code = os.WTERMSIG(wstatus) + 128 if os.WIFSIGNALED(wstatus) else os.WEXITSTATUS(wstatus)
+            stopping.append(True)
+        if stopping:
+            _kill_children()
+    return code
+
+
+def _kill_children() -> None:
+    """SIGKILL every process whose parent is this one (orphans come here: see the subreaper)."""
+    me = str(os.getpid()).encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if len(fields) > 1 and fields[1] == me:
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except OSError:
+                pass
 
 
 def _report(status_fd: int, status: dict) -> None:

@@ -47,6 +47,7 @@ class Protections:
     network_namespace: bool = False  # no network at all, 127.0.0.1 is its own
     filesystem: bool = False  # read-only system, only the working directory writable, no reference solutions
     unprivileged_user: bool = False  # as root: runs as nobody (not root: already the caller's own uid)
+    descendants_killed: bool = False  # without a PID namespace: orphans adopted and killed (child subreaper)
     as_root: bool = False
     problems: tuple[str, ...] = ()
 
@@ -60,6 +61,11 @@ class Protections:
     def off(self) -> list[str]:
         """The protections that did not hold, in words (empty: all of them held)."""
         out = [text for key, text in self.DESCRIPTIONS.items() if key != "unprivileged_user" and not getattr(self, key)]
+        if not self.pid_namespace and self.descendants_killed:
+            out[0] = (
+                "own PID namespace (the submission sees the grader's processes; what it starts is still killed "
+                "after the run unless it kills the sandbox's launcher first)"
+            )
         if self.as_root and not self.unprivileged_user:
             out.append(self.DESCRIPTIONS["unprivileged_user"])
         return out
@@ -70,6 +76,7 @@ class Protections:
             "network_namespace": self.network_namespace,
             "filesystem": self.filesystem,
             "unprivileged_user": self.unprivileged_user if self.as_root else True,
+            "descendants_killed": self.pid_namespace or self.descendants_killed,
             "as_root": self.as_root,
             "off": self.off(),
             "problems": list(self.problems),
@@ -229,6 +236,7 @@ class Sandbox:
             network_namespace=bool(merged.get("network_namespace")),
             filesystem=bool(merged.get("filesystem")),
             unprivileged_user=bool(merged.get("unprivileged_user")),
+            descendants_killed=bool(merged.get("descendants_killed")),
             as_root=os.geteuid() == 0,
             problems=problems,
         )
@@ -240,7 +248,17 @@ class Sandbox:
         proc = self._proc
         if proc is None:
             return
-        self.status(timeout_s=0.5 if proc.poll() is None else 5.0)
+        running = not _exited(proc.pid)
+        self.status(timeout_s=0.5 if running else 5.0)
+        if running:  # the launcher kills what the command started (its namespace, or its descendants)
+            try:
+                os.kill(proc.pid, signal.SIGTERM)
+            except OSError:
+                pass
+            deadline = time.monotonic() + 2.0
+            while not _exited(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.005)
+        # the launcher is not reaped yet, so its process group ID cannot have been reused
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -258,6 +276,15 @@ class Sandbox:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _exited(pid: int) -> bool:
+    """Whether child ``pid`` has exited, without reaping it."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None and info.si_pid != 0
 
 
 def _alive(pid: int) -> bool:
