@@ -44,6 +44,14 @@ class SchedulerProblem(Exception):
     """The solution's scheduler is not something the connection can use."""
 
 
+class RemoteFailure(SubmissionError):
+    """What went wrong in the sandbox; its text carries the attendee's traceback too (on Mininet
+    only the text of an exception raised inside h1's endpoint reaches the grader)."""
+
+    def __str__(self) -> str:
+        return "\n".join(p for p in (self.message, self.detail) if p)
+
+
 # --- inside the sandbox ---------------------------------------------------------------------
 
 
@@ -242,7 +250,7 @@ class RemoteScheduler:
         if "error" in reply:
             err = reply["error"] if isinstance(reply["error"], dict) else {}
             raise self._fail(
-                SubmissionError(
+                RemoteFailure(
                     str(err.get("kind", "exception")), str(err.get("message", "failed")), str(err.get("detail", ""))
                 )
             )
