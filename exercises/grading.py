@@ -550,6 +550,7 @@ class MininetContext(RunContext):
         self._t0: float | None = None
         self._injectors: dict[str, Any] = {}
         self._pending: list[tuple[float, int, str, bytes, str | None]] = []
+        self._macs: dict[str, str | None] = {}
 
     def attach(self, backend: Any) -> None:
         self._backend = backend
@@ -578,6 +579,7 @@ class MininetContext(RunContext):
         iface = interface or self._interface_of(node, raw)
         if node not in self._injectors:  # starts now, imports Scapy while the packet waits for its time
             self._injectors[node] = MininetInjector(self._backend, node)
+        self._peer_mac(iface)  # known before the packet is due: no neighbour to ask at that moment
         when = self.now if at is None or at < self.now else at
         self._pending.append((when, len(self._pending) + len(self.replay.injected), node, raw, iface))
         self._pending.sort(key=lambda item: item[:2])
@@ -606,6 +608,23 @@ class MininetContext(RunContext):
             raise ConfigError(f"{node} has several interfaces and none owns {info['src']}: name one")
         return owner or mine[0].name
 
+    def _peer_mac(self, iface: str) -> str | None:
+        """The MAC address of the interface at the other end of ``iface``'s link (None when the
+        network cannot say: then the sender asks the neighbour, with retries)."""
+        if iface in self._macs:
+            return self._macs[iface]
+        spec = self._backend.spec
+        mine = spec.interfaces[iface]
+        peer = next((i for i in spec.interfaces.values() if i.link == mine.link and i.name != iface), None)
+        mac = None
+        if peer is not None:
+            try:
+                mac = self._backend.host(peer.node).intf(peer.name).MAC() or None
+            except Exception:  # noqa: BLE001 - the sender resolves it itself then
+                mac = None
+        self._macs[iface] = mac
+        return mac
+
     def _send_due(self) -> None:
         from lab.inject import LAYER, summary
 
@@ -615,7 +634,9 @@ class MininetContext(RunContext):
             next_hop = spec.peer_ipv4 if raw[0] >> 4 == 4 else spec.peer_ipv6  # the link's other end, as in the sim
             t = self.now
             self._backend.tracer.record_node(t, node, LAYER, "segment_sent", {"iface": iface, **summary(raw)})
-            self._injectors[node].send(raw, interface=iface, next_hop=next_hop or None)
+            self._injectors[node].send(
+                raw, interface=iface, next_hop=next_hop or None, next_hop_mac=self._peer_mac(iface) if next_hop else None
+            )
             self.replay.injected.append({"node": node, "at": t, "iface": iface, **summary(raw)})
 
     def progress(self, view: Any) -> None:
@@ -641,6 +662,47 @@ class MininetContext(RunContext):
         for injector in self._injectors.values():
             injector.close()
         self._injectors.clear()
+
+
+CAPTURE_WAIT_S = 6.0  # how long past its time a Mininet action waits for the packets it needs
+CAPTURE_POLL_S = 0.05
+
+
+def captured_when(
+    replay: Any,
+    ctx: RunContext,
+    interface: str,
+    ready: Callable[[list[bytes]], bool],
+    again: Callable[[RunContext], None],
+    *,
+    since: float,
+    bound_s: float = CAPTURE_WAIT_S,
+) -> list[bytes] | None:
+    """The IP packets captured on ``interface`` (IPv4 only on Mininet: the kernels' own IPv6
+    chatter is not the lab's), once ``ready(packets)`` holds. In the simulator they are what
+    they are. On Mininet a loaded machine may not have sent (or tcpdump not written) them yet
+    at the action's time: then ``again`` is scheduled ``CAPTURE_POLL_S`` later and None
+    returned, until ``since + bound_s``, after which the packets are returned as they are."""
+    packets = ctx.captured(interface)
+    if ctx.backend != "mininet":
+        return packets
+    packets = [p for p in packets if p[0] >> 4 == 4]
+    if ready(packets) or ctx.now >= since + bound_s:
+        return packets
+    replay.at(ctx.now + CAPTURE_POLL_S, again)
+    return None
+
+
+def tcp_segment(packet: bytes) -> tuple[int, bytes, int] | None:
+    """(TCP flags, options, payload length) of an IPv4 TCP packet, or None for anything else."""
+    if len(packet) < 20 or packet[0] >> 4 != 4 or packet[9] != 6:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    tcp = packet[ihl:]
+    if len(tcp) < 20:
+        return None
+    offset = (tcp[12] >> 4) * 4
+    return tcp[13], tcp[20:offset], len(tcp) - offset
 
 
 MININET_SLACK_S = 0.25  # what checks on wall-clock timings allow on Mininet on top of a simulator bound
@@ -1192,6 +1254,7 @@ __all__ = [
     "Submission",
     "SubmissionError",
     "TraceQuery",
+    "captured_when",
     "compare_field",
     "decode_value",
     "encode_value",

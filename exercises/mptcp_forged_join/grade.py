@@ -7,7 +7,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from exercises.grading import Check, Exercise, RunContext, Submission, SubmissionError, TraceQuery, main_for
+from exercises.grading import (
+    Check,
+    Exercise,
+    RunContext,
+    Submission,
+    SubmissionError,
+    TraceQuery,
+    captured_when,
+    main_for,
+    tcp_segment,
+)
 from exercises.mptcp_forged_join import scenario as sc
 from lab.inject import packet_bytes, summary
 
@@ -42,6 +52,31 @@ def _captured(ctx: RunContext, interface: str) -> list[bytes]:
     return packets
 
 
+def _handshake_done(packets: list[bytes]) -> bool:
+    """The MP_CAPABLE third ACK (both keys: option length 20 or more) among the first
+    SNIFFED_PACKETS packets: what attack() reads the keys from."""
+    for packet in packets[: sc.SNIFFED_PACKETS]:
+        seg = tcp_segment(packet)
+        if seg is None or seg[0] & 0x12 != 0x10:  # an ACK, not a SYN
+            continue
+        opts = seg[1]
+        i = 0
+        while i + 1 < len(opts):
+            kind = opts[i]
+            if kind in (0, 1):
+                i += 1
+                if kind == 0:
+                    break
+                continue
+            length = opts[i + 1]
+            if length < 2:
+                break
+            if kind == 30 and length >= 20 and i + 2 < len(opts) and opts[i + 2] >> 4 == 0:
+                return True
+            i += length
+    return False
+
+
 def _syn_acks(packets: list[bytes]) -> list[bytes]:
     """The SYN/ACKs h2 sent to the spoofed address, first one per port (h2 retransmits them)."""
     out, ports = [], set()
@@ -63,7 +98,12 @@ class _Attack:
         self.synacks: list[bytes] = []
 
     def attack(self, ctx: RunContext) -> None:
-        self.sniffed = _captured(ctx, sc.SNIFF_INTERFACE)[: sc.SNIFFED_PACKETS]
+        packets = captured_when(
+            self.replay, ctx, sc.SNIFF_INTERFACE, _handshake_done, self.attack, since=sc.SNIFF_AT
+        )
+        if packets is None:  # on Mininet, a loaded machine: the handshake is not in the capture yet
+            return
+        self.sniffed = packets[: sc.SNIFFED_PACKETS]
         syns = _packets(self.sub.call("attack", self.sniffed), sc.SYNS, "attack")
         # the simulator stands still while attack() runs; on Mininet the SYNs follow its return
         start = max(ctx.now, sc.SNIFF_AT) + sc.spacing_s(ctx.backend)

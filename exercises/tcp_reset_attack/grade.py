@@ -6,26 +6,58 @@ import sys
 import tempfile
 from pathlib import Path
 
-from exercises.grading import Check, Exercise, RunContext, Submission, SubmissionError, TraceQuery, main_for
+from typing import Any
+
+from exercises.grading import (
+    Check,
+    Exercise,
+    RunContext,
+    Submission,
+    SubmissionError,
+    TraceQuery,
+    captured_when,
+    main_for,
+    tcp_segment,
+)
 from exercises.tcp_reset_attack import scenario
 from lab.inject import packet_bytes
 
 EXPECTED_PACKETS = 3
+MIN_DATA_SEGMENTS = 10  # seen on h2's link before attack() is called (on Mininet, see _attack)
 
 
 def collect(sub: Submission) -> TraceQuery:
     with tempfile.TemporaryDirectory(prefix="tcplab-reset-") as tmp:
         replay = sub.replay(scenario.scenario_for(sub.backend), seed=scenario.SEED, pcap_dir=Path(tmp))
-        replay.at(scenario.SNIFF_AT, lambda ctx: _attack(sub, ctx))
+        replay.at(scenario.SNIFF_AT, lambda ctx: _attack(sub, ctx, replay))
         q = replay.finish()
     sent = q.select(layer="inject", name="segment_sent", node=scenario.ATTACKER)
     q.extra["injected_at"] = [r.t for r in sent]
     return q
 
 
-def _attack(sub: Submission, ctx: RunContext) -> None:
-    """At SNIFF_AT: hand attack() the last packets seen on h2's link, inject what it returns."""
-    sniffed = ctx.captured(scenario.SNIFF_INTERFACE)[-scenario.SNIFFED_PACKETS :]
+def _transfer_flowing(packets: list[bytes]) -> bool:
+    """Data segments and their ACKs in the capture: what attack() needs to forge from."""
+    segments = [seg for p in packets if (seg := tcp_segment(p)) is not None]
+    data = sum(1 for _flags, _opts, length in segments if length > 0)
+    acks = sum(1 for flags, _opts, length in segments if length == 0 and flags & 0x10)
+    return data >= MIN_DATA_SEGMENTS and acks >= MIN_DATA_SEGMENTS
+
+
+def _attack(sub: Submission, ctx: RunContext, replay: Any) -> None:
+    """At SNIFF_AT: hand attack() the last packets seen on h2's link, inject what it returns.
+    On Mininet, once the transfer is seen flowing there (a loaded machine starts it late)."""
+    packets = captured_when(
+        replay,
+        ctx,
+        scenario.SNIFF_INTERFACE,
+        _transfer_flowing,
+        lambda again: _attack(sub, again, replay),
+        since=scenario.SNIFF_AT,
+    )
+    if packets is None:
+        return
+    sniffed = packets[-scenario.SNIFFED_PACKETS :]
     forged = sub.call("attack", sniffed)
     if not isinstance(forged, list) or len(forged) != EXPECTED_PACKETS:
         raise SubmissionError(
