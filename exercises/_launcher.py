@@ -241,6 +241,7 @@ def _init(cfg: dict, status: dict, status_fd: int) -> int:
     child = os.fork()
     if child == 0:
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        _limit_processes()
         _exec(cfg)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     while True:  # reap everything; the command's status is what counts
@@ -305,6 +306,18 @@ def _kill_children() -> None:
                 os.kill(int(entry), signal.SIGKILL)
             except OSError:
                 pass
+
+
+MAX_PROCESSES = 256  # per user (in a user namespace: the namespace's own count), against fork bombs
+
+
+def _limit_processes() -> None:
+    import resource
+
+    try:
+        resource.setrlimit(resource.RLIMIT_NPROC, (MAX_PROCESSES, MAX_PROCESSES))
+    except (ValueError, OSError):
+        pass
 
 
 def _report(status_fd: int, status: dict) -> None:
