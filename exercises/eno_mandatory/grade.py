@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sys
 import tempfile
@@ -61,6 +62,12 @@ def plaintext_crossing(pcaps: list[Path], secret: bytes) -> tuple[int, int]:
     return most
 
 
+@functools.cache
+def _reference_run() -> TraceQuery:
+    """The refusal with the reference setting: it does not depend on the submission, so once per process."""
+    return SimReplay(scenario.stripped(EnoConfig(policy="mandatory")), seed=scenario.SEED).finish()
+
+
 def collect(sub: Submission) -> Answers:
     calls = sub.call_many([("client_config", []), ("answers", [])])
     errors: dict[str, SubmissionError] = {}
@@ -83,7 +90,7 @@ def collect(sub: Submission) -> Answers:
     if clean.extra["results"][scenario.TRANSFER]["sha256_expected"] != hashlib.sha256(secret).hexdigest():
         raise RuntimeError("the secret the grader looks for is not the one the run sends")
     # the reason a refusal records is a fact of the protocol, not of the network: the simulator tells it
-    reference = SimReplay(scenario.stripped(EnoConfig(policy="mandatory")), seed=scenario.SEED).finish()
+    reference = _reference_run()
     refused = reference.first(layer="eno", name="state_updated", node=scenario.CLIENT, to="refused")
     truth = {
         "stripped": stripped,

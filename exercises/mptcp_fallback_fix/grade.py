@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
@@ -71,10 +72,16 @@ def firewall_settings(value: Any) -> dict[str, Any]:
     return settings
 
 
+@functools.cache
+def _broken_run() -> TraceQuery:
+    """The run with the site's firewall: it does not depend on the submission, so once per process."""
+    return SimReplay(sc.scenario(sc.FIREWALL), seed=sc.SEED).finish()
+
+
 def collect(sub: Submission) -> dict[str, Any]:
     got_answers, got_firewall = sub.call_many([("answers", []), ("firewall", [])])
     # the questions are about the simulator's trace (its middlebox records which segment it rewrote)
-    broken = SimReplay(sc.scenario(sc.FIREWALL), seed=sc.SEED).finish()
+    broken = _broken_run()
     errors = {}
     values: dict[str, Any] = {}
     if isinstance(got_answers, SubmissionError):
