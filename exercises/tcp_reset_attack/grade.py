@@ -23,6 +23,7 @@ from exercises.tcp_reset_attack import scenario
 from lab.inject import packet_bytes
 
 EXPECTED_PACKETS = 3
+MININET_REACTION_S = 2.0  # how late h1's endpoint may take a forged packet on Mininet (a loaded machine)
 MIN_DATA_SEGMENTS = 10  # seen on h2's link before attack() is called (on Mininet, see _attack)
 
 
@@ -100,11 +101,27 @@ def reaction(q: TraceQuery, index: int) -> str:
     until = injected[index + 1] if index + 1 < len(injected) else at + scenario.spacing_s(q.extra["backend"])
     conn = victim_conn(q)
     window = {"after": at, "before": until - 1e-9}
-    if q.first(layer="tcp", name="segment_dropped", node=scenario.VICTIM, conn=conn, **window):
-        return "dropped"
-    got = q.first(
-        layer="tcp", name="segment_received", node=scenario.VICTIM, conn=conn, flags=lambda f: "R" in f, **window
-    )
+    if q.extra["backend"] == "mininet":
+        # real processes: on a loaded machine a packet may reach h1's endpoint after the next one
+        # was sent, so it is found by its sequence number (each forged RST has its own), with a margin
+        window = {"after": at, "before": at + scenario.spacing_s("mininet") + MININET_REACTION_S}
+        got = q.first(
+            layer="tcp",
+            name="segment_received",
+            node=scenario.VICTIM,
+            conn=conn,
+            flags=lambda f: "R" in f,
+            seq=sent.data.get("seq"),
+            **window,
+        )
+        if got is None and q.first(layer="tcp", name="segment_dropped", node=scenario.VICTIM, conn=conn, **window):
+            return "dropped"
+    else:
+        if q.first(layer="tcp", name="segment_dropped", node=scenario.VICTIM, conn=conn, **window):
+            return "dropped"
+        got = q.first(
+            layer="tcp", name="segment_received", node=scenario.VICTIM, conn=conn, flags=lambda f: "R" in f, **window
+        )
     if got is None:
         return "not_seen"
     same_time = {"after": got.t - 1e-9, "before": got.t + 1e-9}
