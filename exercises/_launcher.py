@@ -90,8 +90,15 @@ def _locked_flags(path: str) -> int:
     """The flags of the mount holding ``path`` that a remount in a user namespace must keep."""
     st = os.statvfs(path).f_flag
     flags = 0
-    for st_bit, ms_bit in ((1, MS_RDONLY), (2, MS_NOSUID), (4, MS_NODEV), (8, MS_NOEXEC),
-                           (1024, MS_NOATIME), (2048, MS_NODIRATIME), (4096, MS_RELATIME)):
+    for st_bit, ms_bit in (
+        (1, MS_RDONLY),
+        (2, MS_NOSUID),
+        (4, MS_NODEV),
+        (8, MS_NOEXEC),
+        (1024, MS_NOATIME),
+        (2048, MS_NODIRATIME),
+        (4096, MS_RELATIME),
+    ):
         if st & st_bit:
             flags |= ms_bit
     return flags
@@ -169,8 +176,13 @@ def drop_user(cfg: dict) -> bool:
 def main() -> int:
     cfg = json.loads(sys.argv[1])
     status_fd = cfg["status_fd"]
-    status = {"pid_namespace": False, "network_namespace": False, "filesystem": False,
-              "unprivileged_user": False, "problems": []}
+    status = {
+        "pid_namespace": False,
+        "network_namespace": False,
+        "filesystem": False,
+        "unprivileged_user": False,
+        "problems": [],
+    }
     keep = set(cfg["pass_fds"])
     for fd in keep:
         os.set_inheritable(fd, True)

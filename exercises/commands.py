@@ -265,7 +265,9 @@ def add_exercise_commands(sub: Any) -> None:
 
     s = esub.add_parser("start", help="copy an exercise's starter into a working directory")
     s.add_argument("name")
-    s.add_argument("--dir", metavar="DIR", help="working directory (default ./workspace/NAME in the repository, else ./NAME)")
+    s.add_argument(
+        "--dir", metavar="DIR", help="working directory (default ./workspace/NAME in the repository, else ./NAME)"
+    )
     s.add_argument("--force", action="store_true", help="overwrite an existing solution.py")
     s.set_defaults(fn=_run(cmd_start))
 

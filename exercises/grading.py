@@ -635,7 +635,10 @@ class MininetContext(RunContext):
             t = self.now
             self._backend.tracer.record_node(t, node, LAYER, "segment_sent", {"iface": iface, **summary(raw)})
             self._injectors[node].send(
-                raw, interface=iface, next_hop=next_hop or None, next_hop_mac=self._peer_mac(iface) if next_hop else None
+                raw,
+                interface=iface,
+                next_hop=next_hop or None,
+                next_hop_mac=self._peer_mac(iface) if next_hop else None,
             )
             self.replay.injected.append({"node": node, "at": t, "iface": iface, **summary(raw)})
 
@@ -911,7 +914,7 @@ class Submission:
                 with open(result, "rb") as fh:
                     payload = json.loads(fh.read(RESULT_LIMIT_BYTES + 1)[:RESULT_LIMIT_BYTES])
                 if not isinstance(payload, dict):
-                    raise ValueError("not a JSON object")
+                    raise ValueError("not a JSON object")  # noqa: TRY004 - caught below with the JSON errors
             except (OSError, ValueError) as exc:
                 raise SubmissionError("crash", f"unreadable result from solution.py: {exc}", text) from None
         if payload.get("error"):
@@ -945,14 +948,6 @@ def submission_env() -> dict[str, str]:
         "PYTHONHASHSEED": "0",
         "PYTHONUNBUFFERED": "1",  # what it printed before a time-out is still shown
     }
-
-
-def _kill_group(proc: subprocess.Popen[Any]) -> None:
-    """Kill the submission's process group (it was started in its own session), by its PID."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _wait_unreaped(proc: subprocess.Popen[Any], timeout: float) -> bool:

@@ -123,7 +123,9 @@ def to_text(results: list[dict[str, Any]]) -> str:
         mark = "passed" if r["passed"] else ("error: " + r["error"] if r.get("error") else "")
         lines.append(f"{r['attendee']:<{width}}  {r['points']:>3}/{r['max_points']:<3} {mark}".rstrip())
     passed = sum(1 for r in results if r["passed"])
-    lines.append(f"{passed} of {len(results)} attendees passed {results[0]['exercise']} (seed salt {results[0]['seed_salt']})")
+    lines.append(
+        f"{passed} of {len(results)} attendees passed {results[0]['exercise']} (seed salt {results[0]['seed_salt']})"
+    )
     off = sorted({o for r in results for o in ((r.get("sandbox") or {}).get("off") or [])})
     if off:
         lines.append("sandbox protections off here: " + "; ".join(off))

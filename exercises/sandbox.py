@@ -29,7 +29,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 LAUNCHER = Path(__file__).resolve().with_name("_launcher.py")
 EXERCISES_DIR = Path(__file__).resolve().parent
@@ -51,7 +51,7 @@ class Protections:
     as_root: bool = False
     problems: tuple[str, ...] = ()
 
-    DESCRIPTIONS = {
+    DESCRIPTIONS: ClassVar[dict[str, str]] = {
         "pid_namespace": "own PID namespace (nothing survives the run, the grader's processes are invisible)",
         "network_namespace": "no network (own network namespace)",
         "filesystem": "read-only filesystem view with only the working directory writable, no reference solutions",
@@ -159,7 +159,7 @@ class Sandbox:
             for path in (self.work, self.io, *self.work.rglob("*")):
                 os.lchown(path, *ids)
 
-    def __enter__(self) -> Sandbox:
+    def __enter__(self) -> Sandbox:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:

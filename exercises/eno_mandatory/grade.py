@@ -10,8 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from exercises.eno_mandatory import scenario
-from exercises.grading import Answers, Check, Exercise, SimReplay, Submission, SubmissionError, TraceQuery
-from exercises.grading import ip_packets, main_for
+from exercises.grading import (
+    Answers,
+    Check,
+    Exercise,
+    SimReplay,
+    Submission,
+    SubmissionError,
+    TraceQuery,
+    ip_packets,
+    main_for,
+)
 from lab.apps import bulk_payload
 from lab.eno.extension import EnoConfig
 from lab.errors import LabError

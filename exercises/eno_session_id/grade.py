@@ -28,9 +28,7 @@ def collect(sub: Submission) -> Answers:
         raise SubmissionError("bad_result", f"answers() returned a {type(got).__name__}, not a dict")
     ids = {_hex(got.get(k)) for k in ("session_id_h1", "session_id_h2")} - {None, _hex(truth["session_id_h1"])}
     if ids:  # a wrong session ID: is it the one of a run without --seed?
-        truth["default_seed_session_id"] = scenario.truth(_replay(seed=scenario.DEFAULT_RUN_SEED))[
-            "session_id_h1"
-        ]
+        truth["default_seed_session_id"] = scenario.truth(_replay(seed=scenario.DEFAULT_RUN_SEED))["session_id_h1"]
     return Answers(got, truth=truth)
 
 

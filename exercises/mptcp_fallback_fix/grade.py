@@ -6,8 +6,17 @@ import functools
 import sys
 from typing import Any
 
-from exercises.grading import Answers, Check, Exercise, SimReplay, Submission, SubmissionError, main_for
-from exercises.grading import TraceQuery, compare_field
+from exercises.grading import (
+    Answers,
+    Check,
+    Exercise,
+    SimReplay,
+    Submission,
+    SubmissionError,
+    TraceQuery,
+    compare_field,
+    main_for,
+)
 from exercises.mptcp_fallback_fix import scenario as sc
 from lab.errors import ConfigError
 

@@ -92,9 +92,7 @@ class _Attack:
         self.complete_at = sc.COMPLETE_AT
 
     def attack(self, ctx: RunContext) -> None:
-        packets = captured_when(
-            self.replay, ctx, sc.SNIFF_INTERFACE, _handshake_done, self.attack, since=sc.SNIFF_AT
-        )
+        packets = captured_when(self.replay, ctx, sc.SNIFF_INTERFACE, _handshake_done, self.attack, since=sc.SNIFF_AT)
         if packets is None:  # on Mininet, a loaded machine: the handshake is not in the capture yet
             return
         self.sniffed = packets[: sc.SNIFFED_PACKETS]

@@ -26,7 +26,7 @@ def collect(sub: Submission) -> TraceQuery:
             q = SimReplay(sc.scenario(REGISTERED_AS), seed=sub.seed(sc.SEED)).finish()
         except SubmissionError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the run broke because of what the scheduler answered
+        except Exception:
             if remote.failure is not None:
                 raise remote.failure from None
             raise

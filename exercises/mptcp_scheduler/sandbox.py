@@ -244,9 +244,11 @@ class RemoteScheduler:
         try:
             reply = json.loads(line)
             if not isinstance(reply, dict):
-                raise ValueError("not an object")
+                raise ValueError("not an object")  # noqa: TRY004 - caught just below
         except ValueError:
-            raise self._fail(SubmissionError("crash", "the scheduler's process answered something unreadable")) from None
+            raise self._fail(
+                SubmissionError("crash", "the scheduler's process answered something unreadable")
+            ) from None
         if "error" in reply:
             err = reply["error"] if isinstance(reply["error"], dict) else {}
             raise self._fail(
@@ -262,7 +264,9 @@ class RemoteScheduler:
 
         proc = self.box._proc
         code = proc.wait(timeout=5) if proc is not None else 0
-        return SubmissionError("crash", f"the scheduler's process ended ({_how(exit_description(code))})", self.output())
+        return SubmissionError(
+            "crash", f"the scheduler's process ended ({_how(exit_description(code))})", self.output()
+        )
 
     def output(self) -> str:
         from exercises.grading import _tail
@@ -360,9 +364,7 @@ def mininet_scenario(directory: Path, *, time_limit_s: float = 60.0) -> Scenario
         fields = {f: getattr(t, f) for f in MptcpTransfer.__dataclass_fields__}
         fields["client"] = {**(fields["client"] or {}), "scheduler": REGISTERED_AS}
         transfers.append(
-            AttendeeSchedulerTransfer(
-                **fields, solution_dir=str(Path(directory).resolve()), time_limit_s=time_limit_s
-            )
+            AttendeeSchedulerTransfer(**fields, solution_dir=str(Path(directory).resolve()), time_limit_s=time_limit_s)
         )
     return replace(base, transfers=tuple(transfers))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
-
 from typing import Any
 
 from exercises.grading import (

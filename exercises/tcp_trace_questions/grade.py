@@ -11,7 +11,6 @@ from exercises.grading import Answers, Check, Exercise, Submission, SubmissionEr
 from exercises.tcp_trace_questions import scenario
 from lab.trace import write_records
 
-
 # the run does not depend on the submission: once per grading process (a grade of many attendees)
 _replay = functools.cache(scenario.replay)
 

@@ -52,7 +52,13 @@ def test_grade_command_text_json_junit_and_collect(capsys: pytest.CaptureFixture
     shutil.copyfile(ex.package_dir / "solution" / "solution.py", work / "ada" / "eno_tep" / "solution.py")
     subs = tmp_path / "handin"
     code, out, err = run(
-        capsys, "exercise", "collect", "eno_tep", str(subs), str(work / "ada" / "eno_tep"), str(work / "bob" / "eno_tep")
+        capsys,
+        "exercise",
+        "collect",
+        "eno_tep",
+        str(subs),
+        str(work / "ada" / "eno_tep"),
+        str(work / "bob" / "eno_tep"),
     )
     assert code == 0, err
     assert sorted(p.name for p in subs.iterdir()) == ["ada", "bob"]

@@ -1,7 +1,7 @@
 """Graders on Mininet (``--backend mininet``): our endpoints on real packets in Mininet hosts.
 
-For exercises spanning MPTCP (the attendee's scheduler inside h1's endpoint
-process, a firewall realised with iptables), ENO/tcpcrypt (plaintext looked
+For exercises spanning MPTCP (the attendee's scheduler asked from h1's endpoint
+process across the sandbox, a firewall realised with iptables), ENO/tcpcrypt (plaintext looked
 for in r1's real captures) and IKE (UDP blocked with nftables, wall-clock
 timing bounds): the reference solution gets full marks and the untouched
 starter fails with the intended feedback. Every test builds Mininet networks:

@@ -79,7 +79,12 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    outside = [tmp_path / NO_NEW_FILE, PROJECT_ROOT / NO_NEW_FILE, Path("/tmp") / NO_NEW_FILE, Path("/var/tmp") / NO_NEW_FILE]
+    outside = [
+        tmp_path / NO_NEW_FILE,
+        PROJECT_ROOT / NO_NEW_FILE,
+        Path("/tmp") / NO_NEW_FILE,
+        Path("/var/tmp") / NO_NEW_FILE,
+    ]
     yield {"port": listener.getsockname()[1], "accepted": accepted, "outside": outside, "tmp": tmp_path}
     stop.set()
     thread.join()
@@ -194,7 +199,9 @@ raise RuntimeError(f"stolen: {_hits} {os.environ.get('TCPLAB_TEST_SECRET')}")
 
 def _attack(name: str, world: dict[str, object], exercise: str = "eno_tep") -> str:
     outside = [str(p) for p in world["outside"]]  # type: ignore[union-attr]
-    head = f"import json\nOUTSIDE = {outside!r}\nPORT = {world['port']}\nROOT = {str(PROJECT_ROOT)!r}\nEX = {exercise!r}\n"
+    head = (
+        f"import json\nOUTSIDE = {outside!r}\nPORT = {world['port']}\nROOT = {str(PROJECT_ROOT)!r}\nEX = {exercise!r}\n"
+    )
     return head + ATTACKS[name]
 
 
@@ -213,9 +220,16 @@ def test_attacks_on_grade_earn_nothing_and_leave_nothing(
     assert mallory["sandbox"]["off"] == [], mallory["sandbox"]
 
 
-@pytest.mark.parametrize("attack", ["starts a setsid daemon", "writes outside its working directory",
-                                    "connects to the grader's 127.0.0.1", "reads the grader's memory and environment",
-                                    "runs a reference solution found on disk"])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "starts a setsid daemon",
+        "writes outside its working directory",
+        "connects to the grader's 127.0.0.1",
+        "reads the grader's memory and environment",
+        "runs a reference solution found on disk",
+    ],
+)
 def test_attacks_on_check_earn_nothing_and_leave_nothing(
     attack: str, world: dict[str, object], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -256,7 +270,7 @@ def test_forging_simulate_or_the_trace_in_mptcp_scheduler_earns_nothing(
     world: dict[str, object], capsys: pytest.CaptureFixture[str]
 ) -> None:
     subs = handins(world["tmp"], "mptcp_scheduler", FORGE_SCHEDULER)  # type: ignore[arg-type]
-    code, out, _ = run(capsys, "exercise", "grade", "mptcp_scheduler", str(subs), "--json", "--jobs", "2")
+    _, out, _ = run(capsys, "exercise", "grade", "mptcp_scheduler", str(subs), "--json", "--jobs", "2")
     results = {r["attendee"]: r for r in json.loads(out)}
     assert results["ada"]["points"] == 5, json.dumps(results["ada"], indent=1)
     mallory = {c["name"]: c for c in results["mallory"]["checks"]}
@@ -270,7 +284,7 @@ def test_reference_solution_is_hidden_from_the_scheduler_sandbox(
 ) -> None:
     attack = _attack("runs a reference solution found on disk", world, "mptcp_scheduler")
     subs = handins(world["tmp"], "mptcp_scheduler", attack)  # type: ignore[arg-type]
-    code, out, _ = run(capsys, "exercise", "grade", "mptcp_scheduler", str(subs), "--json", "--jobs", "2")
+    _, out, _ = run(capsys, "exercise", "grade", "mptcp_scheduler", str(subs), "--json", "--jobs", "2")
     results = {r["attendee"]: r for r in json.loads(out)}
     assert results["mallory"]["points"] < 5, json.dumps(results["mallory"], indent=1)
 
@@ -284,11 +298,15 @@ def _python_for_nobody() -> list[str] | None:
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         return None
     site = [p for p in sys.path if p.endswith("site-packages")]
-    env = ["env", "HOME=/tmp", "TCPLAB_GRADING_KEY=/tmp/tcplab-nobody-test.key",
-           f"PYTHONPATH={os.pathsep.join([str(PROJECT_ROOT), *site])}"]
+    env = [
+        "env",
+        "HOME=/tmp",
+        "TCPLAB_GRADING_KEY=/tmp/tcplab-nobody-test.key",
+        f"PYTHONPATH={os.pathsep.join([str(PROJECT_ROOT), *site])}",
+    ]
     base = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *env]
     for python in (sys.executable, f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"):
-        probe = subprocess.run([*base, python, "-c", "import lab, exercises.grading"], capture_output=True)
+        probe = subprocess.run([*base, python, "-c", "import lab, exercises.grading"], capture_output=True, check=False)
         if probe.returncode == 0:
             return [*base, python]
     return None
@@ -313,10 +331,21 @@ def test_grading_as_a_normal_user(refuse_namespaces: bool, world: dict[str, obje
     try:
         grade = [*command, "-m", "lab.cli", "exercise", "grade", "eno_tep", str(subs), "--json", "--jobs", "1"]
         if refuse_namespaces:  # a user namespace where no further one may be made: the kernel refuses
-            grade = [*command[:-1], "unshare", "--user", "--map-user=65534", "--map-group=65534", "--keep-caps",
-                     "sh", "-c", 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$@"', "sh", command[-1],
-                     *grade[len(command):]]
-        proc = subprocess.run(grade, capture_output=True, text=True, timeout=300)
+            grade = [
+                *command[:-1],
+                "unshare",
+                "--user",
+                "--map-user=65534",
+                "--map-group=65534",
+                "--keep-caps",
+                "sh",
+                "-c",
+                'echo 0 > /proc/sys/user/max_user_namespaces && exec "$@"',
+                "sh",
+                command[-1],
+                *grade[len(command) :],
+            ]
+        proc = subprocess.run(grade, capture_output=True, text=True, timeout=300, check=False)
         results = {r["attendee"]: r for r in json.loads(proc.stdout)}
         assert results["ada"]["passed"], proc.stdout + proc.stderr
         assert not results["mallory"]["passed"]
