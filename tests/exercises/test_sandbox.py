@@ -365,3 +365,20 @@ def test_grading_as_a_normal_user(refuse_namespaces: bool, world: dict[str, obje
             assert sandbox["off"] == [] and sandbox["pid_namespace"] and sandbox["filesystem"], sandbox
     finally:
         shutil.rmtree(subs.parent, ignore_errors=True)
+
+
+def test_scheduler_across_the_sandbox_as_a_normal_user() -> None:
+    """The scheduler's pipe crosses a user namespace too: the reference gets full marks, the starter not."""
+    command = _python_for_nobody()
+    if command is None:
+        pytest.skip("needs root (to become nobody with setpriv) and a Python nobody can run")
+    subs = _nobody_handins("mptcp_scheduler", "")
+    try:
+        grade = [*command, "-m", "lab.cli", "exercise", "grade", "mptcp_scheduler", str(subs), "--json", "--jobs", "2"]
+        proc = subprocess.run(grade, capture_output=True, text=True, timeout=300, check=False)
+        results = {r["attendee"]: r for r in json.loads(proc.stdout)}
+        assert results["ada"]["points"] == 5, proc.stdout + proc.stderr
+        assert results["mallory"]["points"] == 1, proc.stdout
+        assert results["ada"]["sandbox"]["off"] == [] and not results["ada"]["sandbox"]["as_root"]
+    finally:
+        shutil.rmtree(subs.parent, ignore_errors=True)
