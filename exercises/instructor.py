@@ -85,6 +85,40 @@ def attendee_dirs(submissions: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def _tokens(source: str) -> list[str]:
+    """The code's tokens without comments, docstrings' layout or blank lines (what a copy keeps)."""
+    import io
+    import tokenize
+
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENCODING}
+    try:
+        return [t.string for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type not in skip]
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return source.split()
+
+
+def similarity(original: Path, submission: Path) -> float | None:
+    """How much of the submission's solution.py is ``original``'s code (0..1, token sequence
+    match), or None when either is missing (an installed package has no reference solution)."""
+    import difflib
+
+    mine = submission / "solution.py"
+    if not original.is_file() or not mine.is_file() or mine.stat().st_size > 1 << 20:
+        return None
+    a = _tokens(original.read_text(encoding="utf-8", errors="replace"))
+    b = _tokens(mine.read_text(encoding="utf-8", errors="replace"))
+    return round(difflib.SequenceMatcher(None, a, b, autojunk=False).ratio(), 3)
+
+
+SIMILAR = 0.98  # a hand-in this close to the reference solution (and closer than to the starter) is flagged
+
+
+def copied_reference(result: dict[str, Any]) -> bool:
+    """Whether the hand-in looks like a copy of the reference solution (a hint for a look, not a verdict)."""
+    ref, starter = result.get("reference_similarity"), result.get("starter_similarity")
+    return ref is not None and ref >= SIMILAR and (starter is None or ref > starter)
+
+
 def _grade_one(args: tuple[str, str, str, int, str]) -> dict[str, Any]:
     from exercises.grading import grade, load_exercise
 
@@ -93,6 +127,8 @@ def _grade_one(args: tuple[str, str, str, int, str]) -> dict[str, Any]:
     report = grade(ex, Path(directory), backend=backend, attendee=attendee, seed_salt=salt)
     result = report.to_dict()
     result["seed_salt"] = salt
+    result["reference_similarity"] = similarity(ex.package_dir / "solution" / "solution.py", Path(directory))
+    result["starter_similarity"] = similarity(ex.package_dir / "starter.py", Path(directory))
     return result
 
 
@@ -121,6 +157,8 @@ def to_text(results: list[dict[str, Any]]) -> str:
     lines = []
     for r in results:
         mark = "passed" if r["passed"] else ("error: " + r["error"] if r.get("error") else "")
+        if copied_reference(r):
+            mark += f" (solution.py is {r['reference_similarity']:.0%} the reference solution's code: have a look)"
         lines.append(f"{r['attendee']:<{width}}  {r['points']:>3}/{r['max_points']:<3} {mark}".rstrip())
     passed = sum(1 for r in results if r["passed"])
     lines.append(

@@ -39,6 +39,7 @@ def test_grade_with_fresh_seeds_full_marks_for_the_reference_none_for_the_starte
     assert ada["passed"] and ada["points"] == ada["max_points"], f"salt {salt}: " + json.dumps(ada, indent=1)
     assert not bob["passed"] and bob["checks"][0]["passed"], f"salt {salt}: " + json.dumps(bob, indent=1)
     assert ada["seeds"] == "fresh" and ada["seed_salt"] == salt
+    assert instructor.copied_reference(ada) and not instructor.copied_reference(bob)  # a copy is flagged
     key = instructor.signing_key()
     assert all(instructor.verify(r, key) for r in results.values())
     assert not instructor.verify({**bob, "points": bob["max_points"]}, key)
@@ -69,6 +70,7 @@ def test_grade_command_text_json_junit_and_collect(capsys: pytest.CaptureFixture
     assert code == 1
     lines = out.splitlines()
     assert lines[0].startswith("ada") and "passed" in lines[0] and lines[1].startswith("bob")
+    assert "100% the reference solution's code" in lines[0] and "reference" not in lines[1]
     assert "1 of 2 attendees passed eno_tep (seed salt 5)" in out
     suites = ET.parse(junit).getroot().findall("testsuite")
     assert [s.get("name") for s in suites] == ["eno_tep.ada", "eno_tep.bob"]
