@@ -192,7 +192,7 @@ class Sandbox:
         }
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", str(LAUNCHER), json.dumps(cfg)],
+                [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(cfg)],
                 cwd=self.base,
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                 stdin=stdin,
