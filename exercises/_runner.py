@@ -48,49 +48,54 @@ def _limit_resources(cpu_s: int | None, memory_bytes: int | None, file_bytes: in
             pass  # a lower hard limit is already in place
 
 
-def main(request_path: str, result_path: str) -> int:
-    request = json.loads(Path(request_path).read_text())
-    result = Path(result_path)
-    _limit_resources(request.get("cpu_limit_s"), request.get("memory_limit_bytes"), request.get("output_limit_bytes"))
-    solution = request["solution"]
+def load(solution: str) -> dict[str, Any]:
+    """Import ``solution`` (an absolute path) as module ``solution``: ``{"module": module}``, or
+    ``{"error": {"kind", "message", "detail"}}`` saying why it cannot be imported."""
     sys.path.insert(0, str(Path(solution).parent))
     try:
         source = Path(solution).read_text(encoding="utf-8")
         code = compile(source, solution, "exec")
     except SyntaxError as exc:
         detail = "".join(traceback.format_exception_only(type(exc), exc)).rstrip()
-        _write(
-            result,
-            {
-                "error": {
-                    "kind": "syntax",
-                    "message": f"syntax error in solution.py line {exc.lineno}",
-                    "detail": detail,
-                }
-            },
-        )
-        return 0
+        message = f"syntax error in solution.py line {exc.lineno}"
+        return {"error": {"kind": "syntax", "message": message, "detail": detail}}
     except (OSError, UnicodeDecodeError) as exc:
-        _write(result, {"error": {"kind": "missing", "message": f"cannot read solution.py: {exc}", "detail": ""}})
-        return 0
+        return {"error": {"kind": "missing", "message": f"cannot read solution.py: {exc}", "detail": ""}}
     spec = importlib.util.spec_from_loader("solution", loader=None, origin=solution)
     module = importlib.util.module_from_spec(spec)
     module.__file__ = solution
     sys.modules["solution"] = module
     try:
         exec(code, module.__dict__)  # noqa: S102 - running the attendee's module is this process's job
+    except ModuleNotFoundError as exc:
+        return {"error": {"kind": "missing_package", "message": missing_module_message(exc), "detail": ""}}
     except BaseException as exc:  # noqa: BLE001 - anything at import time is the attendee's error
-        _write(
-            result,
-            {
-                "error": {
-                    "kind": "import",
-                    "message": f"solution.py raised {type(exc).__name__} while being imported",
-                    "detail": _short_traceback(exc, solution),
-                }
-            },
-        )
+        return {
+            "error": {
+                "kind": "import",
+                "message": f"solution.py raised {type(exc).__name__} while being imported",
+                "detail": _short_traceback(exc, solution),
+            }
+        }
+    return {"module": module}
+
+
+def missing_module_message(exc: ModuleNotFoundError) -> str:
+    """One line naming the package a failed import needs."""
+    name = (exc.name or str(exc)).split(".")[0]
+    return f"solution.py needs the Python package {name!r}, which is not installed"
+
+
+def main(request_path: str, result_path: str) -> int:
+    request = json.loads(Path(request_path).read_text())
+    result = Path(result_path)
+    _limit_resources(request.get("cpu_limit_s"), request.get("memory_limit_bytes"), request.get("output_limit_bytes"))
+    solution = str(Path(request["solution"]).resolve())
+    loaded = load(solution)
+    if "error" in loaded:
+        _write(result, loaded)
         return 0
+    module = loaded["module"]
     results: list[dict[str, Any]] = []
     for function, args in request["calls"]:
         fn = getattr(module, function, None)
@@ -101,6 +106,10 @@ def main(request_path: str, result_path: str) -> int:
             continue
         try:
             value = fn(*decode_value(args))
+        except ModuleNotFoundError as exc:
+            message = missing_module_message(exc)
+            results.append({"error": {"kind": "missing_package", "message": message, "detail": ""}})
+            continue
         except BaseException as exc:  # noqa: BLE001
             results.append(
                 {

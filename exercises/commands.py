@@ -8,15 +8,20 @@ lab.cli.fail.
 
     list [--json]                          the exercises, their topic and time
     show NAME                              the task (README) and the checks
-    start NAME [--dir DIR] [--force]       copy the starter into a working directory
+    start NAME [--dir DIR] [--force]       copy the starter into a working directory (./workspace/NAME
+                                           inside the repository, which ignores it; else ./NAME)
     check NAME [--dir DIR] [--json] [--junit FILE] [--backend sim|mininet] [--attendee NAME]
-    report DIR [--csv FILE] [--checks-csv FILE] [--markdown FILE]
+    collect NAME DEST DIR...               copy attendees' working directories into DEST/ATTENDEE/
+    grade NAME SUBMISSIONS_DIR [--json] [--junit FILE] [--backend sim|mininet] [--jobs N] [--seed-salt N]
+                                           the instructor's grade: every attendee, fresh seeds, signed
+    report DIR [--csv FILE] [--checks-csv FILE] [--markdown FILE]   tables from signed grade results
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -95,9 +100,22 @@ def start_exercise(ex: Any, directory: Path, *, force: bool = False) -> list[Pat
     return written
 
 
+def workspace_root() -> Path:
+    """Where ``start`` puts working copies: $TCPLAB_WORKSPACE; inside the repository its ignored
+    ``workspace/`` folder; elsewhere the current directory."""
+    from exercises.grading import PROJECT_ROOT
+
+    if os.environ.get("TCPLAB_WORKSPACE"):
+        return Path(os.environ["TCPLAB_WORKSPACE"])
+    here = Path.cwd().resolve()
+    if here == PROJECT_ROOT or PROJECT_ROOT in here.parents:
+        return PROJECT_ROOT / "workspace"
+    return Path.cwd()
+
+
 def cmd_start(args: Any) -> int:
     ex = _load(args.name)
-    directory = Path(args.dir) if args.dir else Path(ex.name)
+    directory = Path(args.dir) if args.dir else workspace_root() / ex.name
     try:
         written = start_exercise(ex, directory, force=args.force)
     except FileExistsError as exc:
@@ -105,8 +123,9 @@ def cmd_start(args: Any) -> int:
     print(f"{ex.name}: {ex.title}")
     for path in written:
         print(f"  {path}")
-    print(f"\nRead {directory / 'README.md'}, edit {directory / 'solution.py'}, then:")
-    dir_opt = () if directory == Path(ex.name) else ("--dir", str(directory))
+    print(f"\nYour working copy is {directory.resolve()}")
+    print(f"Read {directory / 'README.md'}, edit {directory / 'solution.py'}, then:")
+    dir_opt = () if directory.resolve() == _default_dir(ex.name).resolve() else ("--dir", str(directory))
     print(f"  {command('exercise', 'check', ex.name, *dir_opt)}")
     return 0
 
@@ -116,7 +135,9 @@ def _default_dir(name: str) -> Path:
     marker = here / MARKER
     if not (here / name / "solution.py").exists() and marker.exists() and marker.read_text().strip() == name:
         return here
-    return here / name
+    if (here / name / "solution.py").exists():
+        return here / name
+    return workspace_root() / name
 
 
 def cmd_check(args: Any) -> int:
@@ -130,6 +151,7 @@ def cmd_check(args: Any) -> int:
     directory = Path(args.dir) if args.dir else _default_dir(ex.name)
     attendee = args.attendee if args.attendee is not None else _user()
     backend = args.backend if ex.needs_scenario else "none"
+    _note_ignored_backend(ex, args.backend)
     report = grade(ex, directory, backend=backend, attendee=attendee, time_limit_s=args.time_limit)
     print(report.to_json() if args.json else report.to_text())
     if args.junit:
@@ -138,6 +160,52 @@ def cmd_check(args: Any) -> int:
         except OSError as exc:
             return fail(f"cannot write {args.junit}: {exc.strerror or exc}")
     return 0 if report.passed else 1
+
+
+def _note_ignored_backend(ex: Any, backend: str) -> None:
+    if backend == "mininet" and not ex.needs_scenario:
+        print(f"note: --backend mininet ignored: {ex.name} runs no scenario", file=sys.stderr)
+
+
+def cmd_collect(args: Any) -> int:
+    from exercises import instructor
+
+    ex = _load(args.name)
+    try:
+        copied = instructor.collect(ex.name, [Path(d) for d in args.dirs], Path(args.dest))
+    except (FileNotFoundError, ValueError) as exc:
+        return fail(str(exc))
+    except OSError as exc:
+        return fail(f"cannot copy: {exc.strerror or exc}")
+    for path in copied:
+        print(f"  {path}")
+    print(f"{len(copied)} hand-ins in {args.dest}; grade them with: tcplab exercise grade {ex.name} {args.dest}")
+    return 0
+
+
+def cmd_grade(args: Any) -> int:
+    from exercises import instructor
+    from exercises.grading import mininet_refusal
+
+    ex = _load(args.name)
+    if args.backend == "mininet" and (why := mininet_refusal(ex)):
+        return fail(why)
+    _note_ignored_backend(ex, args.backend)
+    backend = args.backend if ex.needs_scenario else "none"
+    jobs = args.jobs if args.jobs is not None else (1 if backend == "mininet" else os.cpu_count() or 1)
+    if jobs < 1 or (backend == "mininet" and jobs != 1):
+        return fail("--jobs must be at least 1 (and 1 with --backend mininet: one network at a time)")
+    try:
+        results = instructor.grade_all(ex.name, Path(args.submissions), backend=backend, salt=args.seed_salt, jobs=jobs)
+    except FileNotFoundError as exc:
+        return fail(str(exc))
+    print(json.dumps(results, indent=2) if args.json else instructor.to_text(results))
+    if args.junit:
+        try:
+            Path(args.junit).write_text(instructor.to_junit(results), encoding="utf-8")
+        except OSError as exc:
+            return fail(f"cannot write {args.junit}: {exc.strerror or exc}")
+    return 0 if results and all(r["passed"] for r in results) else 1
 
 
 def _user() -> str:
@@ -184,7 +252,7 @@ def _run(handler: Callable[[Any], int]) -> Callable[[Any], int]:
 
 
 def add_exercise_commands(sub: Any) -> None:
-    p = sub.add_parser("exercise", help="workshop exercises: list, show, start, check, report")
+    p = sub.add_parser("exercise", help="workshop exercises: list, show, start, check, collect, grade, report")
     esub = p.add_subparsers(dest="exercise_cmd", required=True, parser_class=Parser)
 
     s = esub.add_parser("list", help="list the exercises")
@@ -197,13 +265,15 @@ def add_exercise_commands(sub: Any) -> None:
 
     s = esub.add_parser("start", help="copy an exercise's starter into a working directory")
     s.add_argument("name", help="exercise name (see 'exercise list')")
-    s.add_argument("--dir", metavar="DIR", help="working directory (default: ./NAME)")
+    s.add_argument(
+        "--dir", metavar="DIR", help="working directory (default: ./workspace/NAME in the repository, else ./NAME)"
+    )
     s.add_argument("--force", action="store_true", help="overwrite an existing solution.py")
     s.set_defaults(fn=_run(cmd_start))
 
     s = esub.add_parser("check", help="grade a working directory; exit status 0 only when every check passed")
     s.add_argument("name", help="exercise name (see 'exercise list')")
-    s.add_argument("--dir", metavar="DIR", help="the directory holding solution.py (default: ./NAME)")
+    s.add_argument("--dir", metavar="DIR", help="the directory holding solution.py (default: where start put it)")
     s.add_argument("--json", action="store_true", help="print the result as JSON (for 'exercise report')")
     s.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
     s.add_argument(
@@ -213,8 +283,24 @@ def add_exercise_commands(sub: Any) -> None:
     s.add_argument("--time-limit", type=float, metavar="S", help="seconds solution.py may run (default per exercise)")
     s.set_defaults(fn=_run(cmd_check))
 
-    s = esub.add_parser("report", help="gather attendees' JSON results into one table")
-    s.add_argument("dir", metavar="DIR", help="directory of attendees' 'exercise check --json' results")
+    s = esub.add_parser("collect", help="copy attendees' working directories into a hand-in folder")
+    s.add_argument("name")
+    s.add_argument("dest", metavar="DEST", help="the hand-in folder (DEST/ATTENDEE/ per attendee)")
+    s.add_argument("dirs", nargs="+", metavar="DIR", help="working directories (named after the attendee)")
+    s.set_defaults(fn=_run(cmd_collect))
+
+    s = esub.add_parser("grade", help="the instructor's grade: re-grade every attendee's hand-in in the sandbox")
+    s.add_argument("name")
+    s.add_argument("submissions", metavar="SUBMISSIONS_DIR", help="one subdirectory per attendee")
+    s.add_argument("--json", action="store_true", help="print the signed results as JSON (for 'exercise report')")
+    s.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
+    s.add_argument("--backend", choices=("sim", "mininet"), default="sim")
+    s.add_argument("--jobs", type=int, metavar="N", help="attendees graded at once (default: one per CPU)")
+    s.add_argument("--seed-salt", type=int, metavar="N", help="reuse a grade's seeds (default: fresh ones)")
+    s.set_defaults(fn=_run(cmd_grade))
+
+    s = esub.add_parser("report", help="gather signed 'exercise grade --json' results into one table")
+    s.add_argument("dir", metavar="DIR", help="directory of signed 'exercise grade --json' results")
     s.add_argument("--markdown", metavar="FILE", help="write the Markdown report here instead of printing it")
     s.add_argument("--csv", metavar="FILE", help="write the attendee table as CSV")
     s.add_argument("--checks-csv", metavar="FILE", help="write per-check pass rates as CSV")

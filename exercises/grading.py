@@ -45,6 +45,7 @@ DEFAULT_TIME_LIMIT_S = 20.0
 MEMORY_LIMIT_BYTES = 4 << 30
 OUTPUT_LIMIT_BYTES = 64 << 20  # a file the submission writes (its printed output too) stops there
 OUTPUT_TAIL_CHARS = 2000
+RESULT_LIMIT_BYTES = 16 << 20  # a result file larger than this is not read
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RUNS_CHECK = "solution.py runs"
 BACKENDS = ("sim", "mininet", "none")  # "none": the exercise runs no scenario
@@ -53,7 +54,7 @@ BACKENDS = ("sim", "mininet", "none")  # "none": the exercise runs no scenario
 class SubmissionError(Exception):
     """The attendee's code could not give an answer: syntax error, exception, time limit, bad return value.
 
-    ``kind`` is one of ``missing``, ``syntax``, ``import``, ``exception``,
+    ``kind`` is one of ``missing``, ``syntax``, ``import``, ``missing_package``, ``exception``,
     ``timeout``, ``crash``, ``bad_result``; ``detail`` carries the traceback
     or captured output to show.
     """
@@ -112,6 +113,8 @@ class GradeReport:
     attendee: str = ""
     error: str | None = None
     wall_time_s: float = 0.0
+    sandbox: dict[str, Any] | None = None  # exercises.sandbox.Protections.to_dict() (None: no code ran)
+    seeds: str = "published"  # "published" (the scenario's own seeds) or "fresh" (the instructor's grade)
 
     @property
     def passed(self) -> bool:
@@ -136,6 +139,8 @@ class GradeReport:
             "max_points": self.max_points,
             "error": self.error,
             "wall_time_s": round(self.wall_time_s, 3),
+            "seeds": self.seeds,
+            "sandbox": self.sandbox,
             "checks": [c.to_dict() for c in self.checks],
         }
 
@@ -174,6 +179,8 @@ class GradeReport:
                 if c.detail:
                     lines.extend(f"         | {line}" for line in c.detail.splitlines())
         lines.append("all checks passed" if self.passed else "some checks failed: read the feedback above")
+        if self.sandbox and self.sandbox.get("off"):
+            lines.append("sandbox protections off here: " + "; ".join(self.sandbox["off"]))
         return "\n".join(lines)
 
 
@@ -543,6 +550,7 @@ class MininetContext(RunContext):
         self._t0: float | None = None
         self._injectors: dict[str, Any] = {}
         self._pending: list[tuple[float, int, str, bytes, str | None]] = []
+        self._macs: dict[str, str | None] = {}
 
     def attach(self, backend: Any) -> None:
         self._backend = backend
@@ -571,6 +579,7 @@ class MininetContext(RunContext):
         iface = interface or self._interface_of(node, raw)
         if node not in self._injectors:  # starts now, imports Scapy while the packet waits for its time
             self._injectors[node] = MininetInjector(self._backend, node)
+        self._peer_mac(iface)  # known before the packet is due: no neighbour to ask at that moment
         when = self.now if at is None or at < self.now else at
         self._pending.append((when, len(self._pending) + len(self.replay.injected), node, raw, iface))
         self._pending.sort(key=lambda item: item[:2])
@@ -599,6 +608,23 @@ class MininetContext(RunContext):
             raise ConfigError(f"{node} has several interfaces and none owns {info['src']}: name one")
         return owner or mine[0].name
 
+    def _peer_mac(self, iface: str) -> str | None:
+        """The MAC address of the interface at the other end of ``iface``'s link (None when the
+        network cannot say: then the sender asks the neighbour, with retries)."""
+        if iface in self._macs:
+            return self._macs[iface]
+        spec = self._backend.spec
+        mine = spec.interfaces[iface]
+        peer = next((i for i in spec.interfaces.values() if i.link == mine.link and i.name != iface), None)
+        mac = None
+        if peer is not None:
+            try:
+                mac = self._backend.host(peer.node).intf(peer.name).MAC() or None
+            except Exception:  # noqa: BLE001 - the sender resolves it itself then
+                mac = None
+        self._macs[iface] = mac
+        return mac
+
     def _send_due(self) -> None:
         from lab.inject import LAYER, summary
 
@@ -608,7 +634,12 @@ class MininetContext(RunContext):
             next_hop = spec.peer_ipv4 if raw[0] >> 4 == 4 else spec.peer_ipv6  # the link's other end, as in the sim
             t = self.now
             self._backend.tracer.record_node(t, node, LAYER, "segment_sent", {"iface": iface, **summary(raw)})
-            self._injectors[node].send(raw, interface=iface, next_hop=next_hop or None)
+            self._injectors[node].send(
+                raw,
+                interface=iface,
+                next_hop=next_hop or None,
+                next_hop_mac=self._peer_mac(iface) if next_hop else None,
+            )
             self.replay.injected.append({"node": node, "at": t, "iface": iface, **summary(raw)})
 
     def progress(self, view: Any) -> None:
@@ -634,6 +665,47 @@ class MininetContext(RunContext):
         for injector in self._injectors.values():
             injector.close()
         self._injectors.clear()
+
+
+CAPTURE_WAIT_S = 6.0  # how long past its time a Mininet action waits for the packets it needs
+CAPTURE_POLL_S = 0.05
+
+
+def captured_when(
+    replay: Any,
+    ctx: RunContext,
+    interface: str,
+    ready: Callable[[list[bytes]], bool],
+    again: Callable[[RunContext], None],
+    *,
+    since: float,
+    bound_s: float = CAPTURE_WAIT_S,
+) -> list[bytes] | None:
+    """The IP packets captured on ``interface`` (IPv4 only on Mininet: the kernels' own IPv6
+    chatter is not the lab's), once ``ready(packets)`` holds. In the simulator they are what
+    they are. On Mininet a loaded machine may not have sent (or tcpdump not written) them yet
+    at the action's time: then ``again`` is scheduled ``CAPTURE_POLL_S`` later and None
+    returned, until ``since + bound_s``, after which the packets are returned as they are."""
+    packets = ctx.captured(interface)
+    if ctx.backend != "mininet":
+        return packets
+    packets = [p for p in packets if p[0] >> 4 == 4]
+    if ready(packets) or ctx.now >= since + bound_s:
+        return packets
+    replay.at(ctx.now + CAPTURE_POLL_S, again)
+    return None
+
+
+def tcp_segment(packet: bytes) -> tuple[int, bytes, int] | None:
+    """(TCP flags, options, payload length) of an IPv4 TCP packet, or None for anything else."""
+    if len(packet) < 20 or packet[0] >> 4 != 4 or packet[9] != 6:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    tcp = packet[ihl:]
+    if len(tcp) < 20:
+        return None
+    offset = (tcp[12] >> 4) * 4
+    return tcp[13], tcp[20:offset], len(tcp) - offset
 
 
 MININET_SLACK_S = 0.25  # what checks on wall-clock timings allow on Mininet on top of a simulator bound
@@ -733,10 +805,33 @@ class Submission:
         self.directory = Path(directory)
         self.time_limit_s = time_limit_s
         self.backend = backend
+        self.protections: Any = None  # exercises.sandbox.Protections of the last run, once one ran
+        self.seed_salt: int | None = None  # set: runs use seeds the attendee never saw (see seed())
+
+    def seed(self, default: int) -> int:
+        """The seed a grader's run uses: ``default`` (the one the exercise's scenario.py shows),
+        or, when the instructor grades (``seed_salt`` set), another one derived from the salt."""
+        if self.seed_salt is None:
+            return default
+        import hashlib
+
+        digest = hashlib.sha256(f"{self.seed_salt}:{default}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") % (1 << 31) + 1
+
+    def _request(self, calls: Sequence[tuple[str, list[Any]]], limit: float) -> dict[str, Any]:
+        return {
+            "solution": SOLUTION_FILE,
+            "calls": encode_value(calls),
+            "cpu_limit_s": int(limit) + 2,
+            "memory_limit_bytes": MEMORY_LIMIT_BYTES,
+            "output_limit_bytes": OUTPUT_LIMIT_BYTES,
+        }
 
     def replay(self, scenario: Any, *, seed: int, pcap_dir: Path | None = None) -> SimReplay | MininetReplay:
         """The grader's run of ``scenario`` with ``seed`` on this submission's backend (nothing runs
-        until ``run_until``/``finish``; building a SimReplay raises ConfigError for a bad scenario)."""
+        until ``run_until``/``finish``; building a SimReplay raises ConfigError for a bad scenario).
+        When the instructor grades, ``seed`` is replaced by one the attendee never saw (``seed``)."""
+        seed = self.seed(seed)
         if self.backend == "mininet":
             return MininetReplay(scenario, seed=seed, pcap_dir=pcap_dir)
         return SimReplay(scenario, seed=seed, pcap_dir=pcap_dir)
@@ -774,47 +869,36 @@ class Submission:
         if not self.solution.is_file():
             raise SubmissionError("missing", f"no {SOLUTION_FILE} in {self.directory}")
         limit = self.time_limit_s if time_limit_s is None else time_limit_s
-        with tempfile.TemporaryDirectory(prefix="tcplab-grade-") as tmp:
-            request = Path(tmp) / "request.json"
-            result = Path(tmp) / "result.json"
-            request.write_text(
-                json.dumps(
-                    {
-                        "solution": str(self.solution.resolve()),
-                        "calls": encode_value(calls),
-                        "cpu_limit_s": int(limit) + 2,
-                        "memory_limit_bytes": MEMORY_LIMIT_BYTES,
-                        "output_limit_bytes": OUTPUT_LIMIT_BYTES,
-                    }
-                )
-            )
-            env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-            env["PYTHONPATH"] = str(PROJECT_ROOT)
-            env["PYTHONDONTWRITEBYTECODE"] = "1"
-            env["PYTHONHASHSEED"] = "0"
-            env["PYTHONUNBUFFERED"] = "1"  # what it printed before a time-out is still shown
-            cmd = [sys.executable, "-m", runner, str(request), str(result)]
-            output_path = Path(tmp) / "output.txt"  # a file, not a pipe: no stray process can hold it open
+        from exercises.sandbox import Sandbox, exit_description
+
+        try:
+            box = Sandbox(self.directory)
+        except (OSError, ValueError) as exc:
+            raise SubmissionError("crash", f"could not copy the submission: {exc}") from None
+        with box:
+            request = box.io / "request.json"
+            result = box.io / "result.json"
+            request.write_text(json.dumps(self._request(calls, limit)))
+            if box._ids is not None:
+                os.chown(request, *box._ids)
+            output_path = box.base / "output.txt"  # a file, not a pipe: no stray process can hold it open
             with open(output_path, "wb") as output:
                 try:
-                    proc = subprocess.Popen(
-                        cmd,
-                        cwd=self.directory,
-                        env=env,
-                        stdin=subprocess.DEVNULL,
+                    proc = box.start(
+                        [sys.executable, "-m", runner, "{io}/request.json", "{io}/result.json"],
+                        env=submission_env(),
                         stdout=output,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
                     )
                 except OSError as exc:
                     raise SubmissionError("crash", f"could not start Python for the submission: {exc}") from None
                 try:
                     finished = _wait_unreaped(proc, limit)
                 finally:
-                    # the leader is not reaped yet, so its process group ID cannot have been reused:
-                    # whatever the submission started is stopped with it
-                    _kill_group(proc)
-                    proc.wait()
+                    box.stop()  # the command, and whatever it started, setsid or not
+                self.protections = box.status()
+                setup = [p for p in self.protections.problems if p.startswith("sandbox setup failed")]
+                if setup:
+                    raise SubmissionError("grader", f"the grader could not set up its sandbox: {setup[0]}")
                 if not finished:
                     raise SubmissionError(
                         "timeout",
@@ -822,10 +906,15 @@ class Submission:
                         _tail(output_path),
                     )
             text = _tail(output_path)
-            if not result.is_file():
-                raise SubmissionError("crash", f"solution.py ended without a result ({_how(proc.returncode)})", text)
+            if not result.is_file() or result.is_symlink():
+                raise SubmissionError(
+                    "crash", f"solution.py ended without a result ({_how(exit_description(proc.returncode))})", text
+                )
             try:
-                payload = json.loads(result.read_text())
+                with open(result, "rb") as fh:
+                    payload = json.loads(fh.read(RESULT_LIMIT_BYTES + 1)[:RESULT_LIMIT_BYTES])
+                if not isinstance(payload, dict):
+                    raise ValueError("not a JSON object")  # noqa: TRY004 - caught below with the JSON errors
             except (OSError, ValueError) as exc:
                 raise SubmissionError("crash", f"unreadable result from solution.py: {exc}", text) from None
         if payload.get("error"):
@@ -845,12 +934,20 @@ class Submission:
         return out
 
 
-def _kill_group(proc: subprocess.Popen[Any]) -> None:
-    """Kill the submission's process group (it was started in its own session), by its PID."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+def submission_env() -> dict[str, str]:
+    """The environment of a submission's Python: none of the grader's own variables."""
+    from exercises.sandbox import site_dirs
+
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": "{work}",
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *site_dirs()]),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+        "PYTHONUNBUFFERED": "1",  # what it printed before a time-out is still shown
+    }
 
 
 def _wait_unreaped(proc: subprocess.Popen[Any], timeout: float) -> bool:
@@ -965,11 +1062,13 @@ def grade(
     backend: str = "sim",
     attendee: str = "",
     time_limit_s: float | None = None,
+    seed_salt: int | None = None,
 ) -> GradeReport:
     """Grade the submission in ``directory``. Never raises for anything the submission does.
 
     ``backend`` ``mininet`` runs the exercise's scenarios on Mininet (see ``mininet_refusal``
-    for when it cannot); raises ValueError for an unknown backend."""
+    for when it cannot); ``seed_salt`` makes the runs use seeds the attendee never saw
+    (``Submission.seed``); raises ValueError for an unknown backend."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     start = time.perf_counter()
@@ -978,6 +1077,7 @@ def grade(
         time_limit_s=time_limit_s or exercise.time_limit_s,
         backend="mininet" if backend == "mininet" else "sim",
     )
+    submission.seed_salt = seed_salt
     results: list[CheckResult] = []
     error: str | None = None
     evidence: Any = None
@@ -986,6 +1086,11 @@ def grade(
         evidence = exercise.collect(submission)
     except SubmissionError as exc:
         failure = exc
+    except ModuleNotFoundError as exc:
+        name = (exc.name or str(exc)).split(".")[0]
+        failure = SubmissionError(
+            "missing_package", f"the grader needs the Python package {name!r}, which is not installed"
+        )
     except Exception as exc:  # noqa: BLE001 - a grader bug must still produce a report
         failure = SubmissionError("grader", f"the grader failed: {type(exc).__name__}: {exc}", traceback.format_exc())
     if failure is not None:
@@ -1003,7 +1108,13 @@ def grade(
         for check in exercise.checks:
             results.append(
                 CheckResult(
-                    check.name, False, 0, check.points, feedback="not evaluated: solution.py did not run to the end"
+                    check.name,
+                    False,
+                    0,
+                    check.points,
+                    feedback=f"not evaluated: {failure.message}"
+                    if failure.kind == "missing_package"
+                    else "not evaluated: solution.py did not run to the end",
                 )
             )
     else:
@@ -1018,6 +1129,8 @@ def grade(
         attendee=attendee,
         error=error,
         wall_time_s=time.perf_counter() - start,
+        sandbox=submission.protections.to_dict() if submission.protections is not None else None,
+        seeds="published" if seed_salt is None else "fresh",
     )
 
 
@@ -1036,6 +1149,7 @@ def _runs_feedback(exc: SubmissionError) -> str:
     return {
         "missing": "Run 'tcplab exercise start NAME' first, or point --dir at the directory holding solution.py.",
         "syntax": "Python could not read solution.py: fix the syntax error shown below.",
+        "missing_package": "Install the lab with ./start (it brings what every exercise needs), then check again.",
         "import": "solution.py raised while it was being imported: see the traceback below.",
         "timeout": "solution.py ran out of time. Look for a loop that never ends.",
         "crash": "The Python process running solution.py died: see its output below.",
@@ -1135,6 +1249,7 @@ __all__ = [
     "Submission",
     "SubmissionError",
     "TraceQuery",
+    "captured_when",
     "compare_field",
     "decode_value",
     "encode_value",

@@ -1,10 +1,11 @@
-"""Instructor report: many attendees' ``tcplab exercise check --json`` results in one table.
+"""Instructor report: the results of ``tcplab exercise grade --json`` in one table.
 
-``gather(directory)`` reads every ``*.json`` below ``directory`` that is a
-grade report (has ``exercise`` and ``checks``); when one attendee has several
-reports for the same exercise the most recent file counts. The attendee is
-the report's ``attendee`` field, else the file's parent directory name when
-the file sits in a per-attendee folder, else the file name's stem.
+``gather(directory)`` reads every ``*.json`` below ``directory`` (a list of
+results, as ``grade --json`` prints, or one result) and keeps only results
+signed with the instructor's key (:mod:`exercises.instructor`): a result an
+attendee made with ``exercise check --json``, or any result edited after
+``grade`` signed it, is refused and listed in ``skipped``. When one attendee
+has several results for the same exercise the most recent file counts.
 """
 
 from __future__ import annotations
@@ -52,40 +53,56 @@ def _attendee(report: dict[str, Any], path: Path, root: Path) -> str:
     return path.stem
 
 
-def gather(directory: Path) -> Gathered:
-    """Raises FileNotFoundError when ``directory`` does not exist or is not a directory."""
+def gather(directory: Path, *, key: bytes | None | bool = True) -> Gathered:
+    """Raises FileNotFoundError when ``directory`` does not exist or is not a directory.
+    ``key``: the signing key (default: the instructor's, ``instructor.signing_key()``)."""
+    from exercises.instructor import signing_key, verify
+
     root = Path(directory)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a directory")
+    if key is True:
+        key = signing_key()
     out = Gathered()
     for path in sorted(root.rglob("*.json")):
         try:
-            report = json.loads(path.read_text(encoding="utf-8"))
+            loaded = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             out.skipped.append(f"{path}: not JSON ({exc})")
             continue
-        if not isinstance(report, dict) or "exercise" not in report or not isinstance(report.get("checks"), list):
-            out.skipped.append(f"{path}: not a grade report")
-            continue
-        try:
-            result = Result(
-                attendee=_attendee(report, path, root),
-                exercise=str(report["exercise"]),
-                points=int(report.get("points", 0)),
-                max_points=int(report.get("max_points", 0)),
-                passed=bool(report.get("passed", False)),
-                checks=[c for c in report["checks"] if isinstance(c, dict) and "name" in c],
-                path=path,
-                mtime=path.stat().st_mtime,
-            )
-        except (TypeError, ValueError) as exc:
-            out.skipped.append(f"{path}: malformed grade report ({exc})")
-            continue
-        key = (result.attendee, result.exercise)
-        old = out.results.get(key)
-        if old is None or result.mtime >= old.mtime:
-            out.results[key] = result
+        for index, report in enumerate(loaded if isinstance(loaded, list) else [loaded]):
+            where = f"{path}[{index}]" if isinstance(loaded, list) else str(path)
+            if not isinstance(report, dict) or "exercise" not in report or not isinstance(report.get("checks"), list):
+                out.skipped.append(f"{where}: not a grade report")
+                continue
+            if not verify(report, key or None):
+                out.skipped.append(
+                    f"{where}: not signed by this instructor's 'tcplab exercise grade' (or edited since): refused"
+                )
+                continue
+            _add(out, report, path, root)
     return out
+
+
+def _add(out: Gathered, report: dict[str, Any], path: Path, root: Path) -> None:
+    try:
+        result = Result(
+            attendee=_attendee(report, path, root),
+            exercise=str(report["exercise"]),
+            points=int(report.get("points", 0)),
+            max_points=int(report.get("max_points", 0)),
+            passed=bool(report.get("passed", False)),
+            checks=[c for c in report["checks"] if isinstance(c, dict) and "name" in c],
+            path=path,
+            mtime=path.stat().st_mtime,
+        )
+    except (TypeError, ValueError) as exc:
+        out.skipped.append(f"{path}: malformed grade report ({exc})")
+        return
+    key = (result.attendee, result.exercise)
+    old = out.results.get(key)
+    if old is None or result.mtime >= old.mtime:
+        out.results[key] = result
 
 
 def check_rates(g: Gathered) -> list[tuple[str, str, int, int]]:

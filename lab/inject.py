@@ -173,10 +173,13 @@ class MininetInjector:
             raise MininetCommandError(f"{self.node}: the packet sender did not answer (exit {self._proc.poll()})")
         return line.strip()
 
-    def send(self, packet: Any, *, interface: str | None = None, next_hop: str | None = None) -> None:
+    def send(
+        self, packet: Any, *, interface: str | None = None, next_hop: str | None = None, next_hop_mac: str | None = None
+    ) -> None:
         """Send ``packet``; with ``interface`` and ``next_hop`` (an address on that link) it goes
         to that neighbour's MAC address whatever the routes say, as the simulator sends a packet
-        injected on a named interface to the link's other end."""
+        injected on a named interface to the link's other end. ``next_hop_mac``, when the caller
+        knows it, spares asking the neighbour (an ARP or ND exchange, slow on a loaded machine)."""
         from lab.mininet.topo import MininetCommandError
 
         raw = packet_bytes(packet)
@@ -186,7 +189,7 @@ class MininetInjector:
             self._ready = True
         assert self._proc.stdin is not None
         try:
-            self._proc.stdin.write(f"{raw.hex()} {interface or '-'} {next_hop or '-'}\n")
+            self._proc.stdin.write(f"{raw.hex()} {interface or '-'} {next_hop or '-'} {next_hop_mac or '-'}\n")
             self._proc.stdin.flush()
         except (BrokenPipeError, OSError, ValueError) as exc:
             raise MininetCommandError(f"{self.node}: the packet sender is gone: {exc}") from None
@@ -211,8 +214,8 @@ class MininetInjector:
 
 
 def _serve() -> int:
-    """Send the packets given on stdin, one ``HEX IFACE NEXTHOP`` line each (``-``: the kernel's route);
-    answer ``ready`` once, then ``ok`` or ``error: ...`` per line."""
+    """Send the packets given on stdin, one ``HEX IFACE NEXTHOP [MAC]`` line each (``-``: the kernel's
+    route; MAC: the next hop's, when known); answer ``ready`` once, then ``ok`` or ``error: ...`` per line."""
     try:
         import scapy.layers.inet  # noqa: F401 - imported up front, not on the first packet
         import scapy.layers.inet6  # noqa: F401
@@ -229,7 +232,8 @@ def _serve() -> int:
             raw = packet_bytes(bytes.fromhex(parts[0]))
             iface = parts[1] if len(parts) > 1 and parts[1] != "-" else None
             next_hop = parts[2] if len(parts) > 2 and parts[2] != "-" else None
-            _send_with_scapy(raw, iface, next_hop)
+            mac = parts[3] if len(parts) > 3 and parts[3] != "-" else None
+            _send_with_scapy(raw, iface, next_hop, mac)
         except (ValueError, OSError) as exc:
             print(f"error: {exc}", flush=True)
             continue
@@ -237,7 +241,28 @@ def _serve() -> int:
     return 0
 
 
-def _send_with_scapy(raw: bytes, iface: str | None, next_hop: str | None = None) -> None:
+NEIGHBOUR_ATTEMPTS = 5  # ARP/ND requests before giving up on a next hop (each waits NEIGHBOUR_WAIT_S)
+NEIGHBOUR_WAIT_S = 1.0
+_neighbours: dict[tuple[str, str], str] = {}
+
+
+def _neighbour_mac(iface: str, next_hop: str, ipv4: bool) -> str:
+    """The MAC address of ``next_hop`` on ``iface``, asked at most NEIGHBOUR_ATTEMPTS times (a
+    loaded machine answers late) and remembered. Raises OSError when nobody answered."""
+    if (iface, next_hop) in _neighbours:
+        return _neighbours[(iface, next_hop)]
+    from scapy.layers.inet6 import getmacbyip6
+    from scapy.layers.l2 import getmacbyip
+
+    for _ in range(NEIGHBOUR_ATTEMPTS):
+        mac = getmacbyip(next_hop) if ipv4 else getmacbyip6(next_hop)
+        if mac is not None and mac != "ff:ff:ff:ff:ff:ff":
+            _neighbours[(iface, next_hop)] = mac
+            return mac
+    raise OSError(f"no neighbour answered for {next_hop} on {iface} ({NEIGHBOUR_ATTEMPTS} requests)")
+
+
+def _send_with_scapy(raw: bytes, iface: str | None, next_hop: str | None = None, mac: str | None = None) -> None:
     """Raises OSError when it cannot be sent (no answer from ``next_hop``, a bad interface)."""
     from scapy.layers.inet import IP
     from scapy.layers.inet6 import IPv6
@@ -245,13 +270,10 @@ def _send_with_scapy(raw: bytes, iface: str | None, next_hop: str | None = None)
 
     pkt = IP(raw) if raw[0] >> 4 == 4 else IPv6(raw)
     if iface is not None and next_hop is not None:
-        from scapy.layers.inet6 import getmacbyip6
-        from scapy.layers.l2 import Ether, getmacbyip
+        from scapy.layers.l2 import Ether
         from scapy.sendrecv import sendp
 
-        mac = getmacbyip(next_hop) if raw[0] >> 4 == 4 else getmacbyip6(next_hop)
-        if mac is None:
-            raise OSError(f"no neighbour answered for {next_hop} on {iface}")
+        mac = mac or _neighbour_mac(iface, next_hop, raw[0] >> 4 == 4)
         sendp(Ether(dst=mac) / pkt, iface=iface, verbose=False)
         return
     kwargs: dict[str, Any] = {"verbose": False}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sys
 import tempfile
@@ -9,8 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from exercises.eno_mandatory import scenario
-from exercises.grading import Answers, Check, Exercise, SimReplay, Submission, SubmissionError, TraceQuery
-from exercises.grading import ip_packets, main_for
+from exercises.grading import (
+    Answers,
+    Check,
+    Exercise,
+    SimReplay,
+    Submission,
+    SubmissionError,
+    TraceQuery,
+    ip_packets,
+    main_for,
+)
 from lab.stack.apps import bulk_payload
 from lab.eno.extension import EnoConfig
 from lab.errors import LabError
@@ -61,6 +71,12 @@ def plaintext_crossing(pcaps: list[Path], secret: bytes) -> tuple[int, int]:
     return most
 
 
+@functools.cache
+def _reference_run() -> TraceQuery:
+    """The refusal with the reference setting: it does not depend on the submission, so once per process."""
+    return SimReplay(scenario.stripped(EnoConfig(policy="mandatory")), seed=scenario.SEED).finish()
+
+
 def collect(sub: Submission) -> Answers:
     calls = sub.call_many([("client_config", []), ("answers", [])])
     errors: dict[str, SubmissionError] = {}
@@ -74,7 +90,7 @@ def collect(sub: Submission) -> Answers:
     if isinstance(calls[0], SubmissionError):
         raise calls[0]
     config = client_config(calls[0])
-    secret = bulk_payload(scenario.SECRET_BYTES, scenario.SEED * 1000003)  # the first result's bytes
+    secret = bulk_payload(scenario.SECRET_BYTES, sub.seed(scenario.SEED) * 1000003)  # the first result's bytes
     with tempfile.TemporaryDirectory(prefix="tcplab-eno-mandatory-") as tmp:
         replay = sub.replay(scenario.stripped(config), seed=scenario.SEED, pcap_dir=Path(tmp))
         stripped = replay.finish()
@@ -83,7 +99,7 @@ def collect(sub: Submission) -> Answers:
     if clean.extra["results"][scenario.TRANSFER]["sha256_expected"] != hashlib.sha256(secret).hexdigest():
         raise RuntimeError("the secret the grader looks for is not the one the run sends")
     # the reason a refusal records is a fact of the protocol, not of the network: the simulator tells it
-    reference = SimReplay(scenario.stripped(EnoConfig(policy="mandatory")), seed=scenario.SEED).finish()
+    reference = _reference_run()
     refused = reference.first(layer="eno", name="state_updated", node=scenario.CLIENT, to="refused")
     truth = {
         "stripped": stripped,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Callable
@@ -15,17 +16,19 @@ from lab.trace import write_records
 SESSION_ID_BYTES = 33  # the TEP byte and 32 bytes of CPRF output (RFC 8548 §3.4)
 
 
+# the run does not depend on the submission: once per grading process (a grade of many attendees)
+_replay = functools.cache(scenario.replay)
+
+
 def collect(sub: Submission) -> Answers:
-    q = scenario.replay()  # the grader's seed, never the working copy's
+    q = _replay()  # the grader's seed, never the working copy's
     truth = scenario.truth(q)
     got = sub.call("answers")
     if not isinstance(got, dict):
         raise SubmissionError("bad_result", f"answers() returned a {type(got).__name__}, not a dict")
     ids = {_hex(got.get(k)) for k in ("session_id_h1", "session_id_h2")} - {None, _hex(truth["session_id_h1"])}
     if ids:  # a wrong session ID: is it the one of a run without --seed?
-        truth["default_seed_session_id"] = scenario.truth(scenario.replay(seed=scenario.DEFAULT_RUN_SEED))[
-            "session_id_h1"
-        ]
+        truth["default_seed_session_id"] = scenario.truth(_replay(seed=scenario.DEFAULT_RUN_SEED))["session_id_h1"]
     return Answers(got, truth=truth)
 
 

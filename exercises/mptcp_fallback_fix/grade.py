@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
-from exercises.grading import Answers, Check, Exercise, SimReplay, Submission, SubmissionError, main_for
-from exercises.grading import TraceQuery, compare_field
+from exercises.grading import (
+    Answers,
+    Check,
+    Exercise,
+    SimReplay,
+    Submission,
+    SubmissionError,
+    TraceQuery,
+    compare_field,
+    main_for,
+)
 from exercises.mptcp_fallback_fix import scenario as sc
 from lab.errors import ConfigError
 
@@ -71,10 +81,16 @@ def firewall_settings(value: Any) -> dict[str, Any]:
     return settings
 
 
+@functools.cache
+def _broken_run() -> TraceQuery:
+    """The run with the site's firewall: it does not depend on the submission, so once per process."""
+    return SimReplay(sc.scenario(sc.FIREWALL), seed=sc.SEED).finish()
+
+
 def collect(sub: Submission) -> dict[str, Any]:
     got_answers, got_firewall = sub.call_many([("answers", []), ("firewall", [])])
     # the questions are about the simulator's trace (its middlebox records which segment it rewrote)
-    broken = SimReplay(sc.scenario(sc.FIREWALL), seed=sc.SEED).finish()
+    broken = _broken_run()
     errors = {}
     values: dict[str, Any] = {}
     if isinstance(got_answers, SubmissionError):

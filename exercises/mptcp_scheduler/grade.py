@@ -4,43 +4,55 @@ from __future__ import annotations
 
 import sys
 
-from exercises.grading import Check, Exercise, Submission, SubmissionError, TraceQuery, main_for
+from exercises.grading import Check, Exercise, SimReplay, Submission, SubmissionError, TraceQuery, main_for
 from exercises.mptcp_scheduler import scenario as sc
-from lab.trace import TraceRecord
+from exercises.mptcp_scheduler.sandbox import REGISTERED_AS, mininet_scenario, open_remote, proxy_class
 
 MIN_SHARE = 0.2  # each path carries at least this share of the data bytes h1 sent
 
 
 def collect(sub: Submission) -> TraceQuery:
-    """The scenario runs in the submission's process (the scheduler is the attendee's code); on
-    Mininet, in h1's endpoint process, after the sandbox has checked the class."""
+    """The grader runs the scenario in its own process; h1's connection asks the attendee's
+    ``MyScheduler``, running in the sandbox, for each decision (one call per decision over a pipe:
+    see ``sandbox``). Nothing the submission returns besides those decisions is read."""
     if sub.backend == "mininet":
         return collect_mininet(sub)
-    outcome = sub.call_many([("simulate", [])], runner="exercises.mptcp_scheduler.sandbox")[0]
-    if isinstance(outcome, SubmissionError):
-        raise outcome
+    from lab.mptcp.strategies import register_scheduler
+
+    remote = open_remote(sub, time_limit_s=sub.time_limit_s)
     try:
-        records = [
-            TraceRecord(float(t), str(n), str(layer), str(name), dict(d)) for t, n, layer, name, d in outcome["records"]
-        ]
-        extra = dict(outcome["extra"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SubmissionError("crash", f"the run returned no usable trace: {exc}") from None
-    return TraceQuery(records, extra=extra)
+        register_scheduler(REGISTERED_AS, proxy_class(remote))
+        try:
+            q = SimReplay(sc.scenario(REGISTERED_AS), seed=sub.seed(sc.SEED)).finish()
+        except SubmissionError:
+            raise
+        except Exception:
+            if remote.failure is not None:
+                raise remote.failure from None
+            raise
+        if remote.failure is not None:  # raised inside the run and swallowed there
+            raise remote.failure
+        q.extra["scheduler_calls"] = remote.calls
+        return q
+    finally:
+        sub.protections = remote.protections
+        remote.close()
 
 
 def collect_mininet(sub: Submission) -> TraceQuery:
-    """The grader's scenario on Mininet with ``MyScheduler`` loaded into h1's endpoint process.
-    Raises SubmissionError when the class is unusable or the run with it fails to start."""
+    """The grader's scenario on Mininet; h1's endpoint process starts the sandbox and asks the
+    attendee's ``MyScheduler`` there for each decision. Raises SubmissionError when the class is
+    unusable or the run with it fails."""
     from exercises.grading import MininetReplay
-    from exercises.mptcp_scheduler.sandbox import mininet_scenario
     from lab.errors import LabError
 
-    checked = sub.call_many([("check_scheduler", [])], runner="exercises.mptcp_scheduler.sandbox")[0]
-    if isinstance(checked, SubmissionError):
-        raise checked
+    remote = open_remote(sub, time_limit_s=sub.time_limit_s)  # fails early, with the sandbox's report
+    sub.protections = remote.protections
+    remote.close()
     try:
-        q = MininetReplay(mininet_scenario(sub.solution), seed=sc.SEED).finish()
+        q = MininetReplay(
+            mininet_scenario(sub.directory, time_limit_s=sub.time_limit_s), seed=sub.seed(sc.SEED)
+        ).finish()
     except LabError as exc:
         raise SubmissionError("exception", f"the Mininet run with your scheduler failed: {exc}") from None
     failed = [r for r in q.select(layer="endpoint", name="error") if r.node == "h1"]

@@ -5,27 +5,59 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from exercises.grading import Check, Exercise, RunContext, Submission, SubmissionError, TraceQuery, main_for
+from exercises.grading import (
+    Check,
+    Exercise,
+    RunContext,
+    Submission,
+    SubmissionError,
+    TraceQuery,
+    captured_when,
+    main_for,
+    tcp_segment,
+)
 from exercises.tcp_reset_attack import scenario
 from lab.inject import packet_bytes
 
 EXPECTED_PACKETS = 3
+MININET_REACTION_S = 2.0  # how late h1's endpoint may take a forged packet on Mininet (a loaded machine)
+MIN_DATA_SEGMENTS = 10  # seen on h2's link before attack() is called (on Mininet, see _attack)
 
 
 def collect(sub: Submission) -> TraceQuery:
     with tempfile.TemporaryDirectory(prefix="tcplab-reset-") as tmp:
         replay = sub.replay(scenario.scenario_for(sub.backend), seed=scenario.SEED, pcap_dir=Path(tmp))
-        replay.at(scenario.SNIFF_AT, lambda ctx: _attack(sub, ctx))
+        replay.at(scenario.SNIFF_AT, lambda ctx: _attack(sub, ctx, replay))
         q = replay.finish()
     sent = q.select(layer="inject", name="segment_sent", node=scenario.ATTACKER)
     q.extra["injected_at"] = [r.t for r in sent]
     return q
 
 
-def _attack(sub: Submission, ctx: RunContext) -> None:
-    """At SNIFF_AT: hand attack() the last packets seen on h2's link, inject what it returns."""
-    sniffed = ctx.captured(scenario.SNIFF_INTERFACE)[-scenario.SNIFFED_PACKETS :]
+def _transfer_flowing(packets: list[bytes]) -> bool:
+    """Data segments and their ACKs in the capture: what attack() needs to forge from."""
+    segments = [seg for p in packets if (seg := tcp_segment(p)) is not None]
+    data = sum(1 for _flags, _opts, length in segments if length > 0)
+    acks = sum(1 for flags, _opts, length in segments if length == 0 and flags & 0x10)
+    return data >= MIN_DATA_SEGMENTS and acks >= MIN_DATA_SEGMENTS
+
+
+def _attack(sub: Submission, ctx: RunContext, replay: Any) -> None:
+    """At SNIFF_AT: hand attack() the last packets seen on h2's link, inject what it returns.
+    On Mininet, once the transfer is seen flowing there (a loaded machine starts it late)."""
+    packets = captured_when(
+        replay,
+        ctx,
+        scenario.SNIFF_INTERFACE,
+        _transfer_flowing,
+        lambda again: _attack(sub, again, replay),
+        since=scenario.SNIFF_AT,
+    )
+    if packets is None:
+        return
+    sniffed = packets[-scenario.SNIFFED_PACKETS :]
     forged = sub.call("attack", sniffed)
     if not isinstance(forged, list) or len(forged) != EXPECTED_PACKETS:
         raise SubmissionError(
@@ -68,11 +100,27 @@ def reaction(q: TraceQuery, index: int) -> str:
     until = injected[index + 1] if index + 1 < len(injected) else at + scenario.spacing_s(q.extra["backend"])
     conn = victim_conn(q)
     window = {"after": at, "before": until - 1e-9}
-    if q.first(layer="tcp", name="segment_dropped", node=scenario.VICTIM, conn=conn, **window):
-        return "dropped"
-    got = q.first(
-        layer="tcp", name="segment_received", node=scenario.VICTIM, conn=conn, flags=lambda f: "R" in f, **window
-    )
+    if q.extra["backend"] == "mininet":
+        # real processes: on a loaded machine a packet may reach h1's endpoint after the next one
+        # was sent, so it is found by its sequence number (each forged RST has its own), with a margin
+        window = {"after": at, "before": at + scenario.spacing_s("mininet") + MININET_REACTION_S}
+        got = q.first(
+            layer="tcp",
+            name="segment_received",
+            node=scenario.VICTIM,
+            conn=conn,
+            flags=lambda f: "R" in f,
+            seq=sent.data.get("seq"),
+            **window,
+        )
+        if got is None and q.first(layer="tcp", name="segment_dropped", node=scenario.VICTIM, conn=conn, **window):
+            return "dropped"
+    else:
+        if q.first(layer="tcp", name="segment_dropped", node=scenario.VICTIM, conn=conn, **window):
+            return "dropped"
+        got = q.first(
+            layer="tcp", name="segment_received", node=scenario.VICTIM, conn=conn, flags=lambda f: "R" in f, **window
+        )
     if got is None:
         return "not_seen"
     same_time = {"after": got.t - 1e-9, "before": got.t + 1e-9}

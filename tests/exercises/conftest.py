@@ -27,3 +27,11 @@ def make_workdir(tmp_path: Path):
         return workdir(name, tmp_path, reference=reference)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def grading_key(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test signs with its own instructor key (never the user's ~/.config/tcplab/grading.key)."""
+    path = tmp_path_factory.mktemp("key") / "grading.key"
+    monkeypatch.setenv("TCPLAB_GRADING_KEY", str(path))
+    return path

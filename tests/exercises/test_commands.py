@@ -52,6 +52,7 @@ def test_start_then_check_in_the_working_directory(
     code, out, _ = run(capsys, "exercise", "start", "iketcp_decode")
     assert code == 0
     work = tmp_path / "iketcp_decode"
+    assert f"Your working copy is {work.resolve()}" in out
     assert {"README.md", "solution.py", "scenario.py", "stream.txt", "stream.bin"} <= {p.name for p in work.iterdir()}
     # starting again would overwrite the attendee's work: refused
     code, _, err = run(capsys, "exercise", "start", "iketcp_decode")
@@ -104,7 +105,9 @@ def _report(directory: Path, attendee: str, exercise: str, checks: list[tuple[st
         "max_points": sum(pts for _, _, pts in checks),
         "checks": [{"name": n, "passed": p, "points": pts if p else 0, "max_points": pts} for n, p, pts in checks],
     }
-    (directory / f"{attendee}-{exercise}.json").write_text(json.dumps(data))
+    from exercises.instructor import sign, signing_key
+
+    (directory / f"{attendee}-{exercise}.json").write_text(json.dumps(sign(data, signing_key(create=True))))
 
 
 def test_report_gathers_a_table_with_pass_rates(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -114,6 +117,11 @@ def test_report_gathers_a_table_with_pass_rates(capsys: pytest.CaptureFixture[st
     _report(results, "bob", "mptcp_token", [("t", False, 2)])
     (results / "notes.json").write_text('{"not": "a report"}')
     (results / "broken.json").write_text("{")
+    forged = json.loads((results / "bob-mptcp_token.json").read_text())
+    forged["points"] = 999
+    (results / "forged.json").write_text(json.dumps(forged))
+    unsigned = {k: v for k, v in forged.items() if k != "signature"}
+    (results / "unsigned.json").write_text(json.dumps(unsigned))
     md, table, checks = tmp_path / "r.md", tmp_path / "r.csv", tmp_path / "c.csv"
     code, out, err = run(
         capsys,
@@ -129,6 +137,7 @@ def test_report_gathers_a_table_with_pass_rates(capsys: pytest.CaptureFixture[st
     )
     assert code == 0 and not out
     assert "skipped" in err and "notes.json" in err and "broken.json" in err
+    assert "forged.json: not signed" in err and "unsigned.json: not signed" in err
     text = md.read_text()
     assert "| ada | 3/3 ✓ | - | 3/3 | 1 |" in text
     assert "| bob | 1/3 | 0/2 | 1/5 | 0 |" in text
@@ -147,22 +156,75 @@ def test_report_gathers_a_table_with_pass_rates(capsys: pytest.CaptureFixture[st
     assert {"exercise": "eno_tep", "check": "b", "passed": "1", "graded": "2", "pass_rate": "0.500"} in rates
 
 
-def test_report_of_real_check_output(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """`check --json` output, saved per attendee folder, is what `report` reads."""
+def test_report_of_real_grade_output(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """`grade --json` output is what `report` reads; `check --json` output and edited results are refused."""
     from tests.exercises.conftest import workdir
 
+    subs = tmp_path / "subs"
     for attendee, reference in (("ada", True), ("bob", False)):
-        _ex, directory = workdir("eno_tep", tmp_path / attendee, reference=reference)
-        code, out, _ = run(capsys, "exercise", "check", "eno_tep", "--dir", str(directory), "--json", "--attendee", "")
-        (tmp_path / "results" / attendee).mkdir(parents=True, exist_ok=True)
-        (tmp_path / "results" / attendee / "eno_tep.json").write_text(out)
-    g = rep.gather(tmp_path / "results")
-    assert g.attendees == ["ada", "bob"]  # from the folder names
+        _ex, directory = workdir("eno_tep", tmp_path / "work" / attendee, reference=reference)
+        shutil.copytree(directory, subs / attendee)
+    code, out, _ = run(capsys, "exercise", "grade", "eno_tep", str(subs), "--json", "--jobs", "1")
+    assert code == 1  # bob fails
+    graded = json.loads(out)
+    assert [(r["attendee"], r["passed"], r["seeds"]) for r in graded] == [
+        ("ada", True, "fresh"),
+        ("bob", False, "fresh"),
+    ]
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "eno_tep.json").write_text(out)
+    code, out, _ = run(capsys, "exercise", "check", "eno_tep", "--dir", str(subs / "bob"), "--json")
+    mine = json.loads(out)
+    mine.update(points=mine["max_points"], passed=True)
+    (results / "bob-check.json").write_text(json.dumps(mine))
+    edited = json.loads((results / "eno_tep.json").read_text())
+    edited[1]["points"] = 10
+    (results / "edited.json").write_text(json.dumps(edited))
+    g = rep.gather(results)
+    assert g.attendees == ["ada", "bob"]
     assert g.results[("ada", "eno_tep")].passed and not g.results[("bob", "eno_tep")].passed
-    code, out, _ = run(capsys, "exercise", "report", str(tmp_path / "results"))
+    assert g.results[("bob", "eno_tep")].path.name == "eno_tep.json"
+    assert any("bob-check.json: not signed" in s for s in g.skipped)
+    assert any("edited.json[1]: not signed" in s for s in g.skipped)
+    code, out, _ = run(capsys, "exercise", "report", str(results))
     assert code == 0 and "| eno_tep | host B's order decides | 1/2 | 50 % |" in out
 
 
 def test_report_of_a_missing_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = run(capsys, "exercise", "report", str(tmp_path / "nope"))
     assert code == 2 and "is not a directory" in err
+
+
+def test_start_inside_the_repository_uses_the_ignored_workspace(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from exercises.grading import PROJECT_ROOT
+
+    monkeypatch.chdir(PROJECT_ROOT / "lab")
+    monkeypatch.setattr("exercises.grading.PROJECT_ROOT", PROJECT_ROOT)
+    target = PROJECT_ROOT / "workspace" / "eno_tep"
+    if target.exists():
+        pytest.skip(f"{target} holds someone's work")
+    try:
+        code, out, _ = run(capsys, "exercise", "start", "eno_tep")
+        assert code == 0 and f"Your working copy is {target}" in out
+        ignored = subprocess.run(
+            ["git", "check-ignore", "-q", str(target / "solution.py")], cwd=PROJECT_ROOT, check=False
+        )
+        assert ignored.returncode == 0, "the workspace is not ignored by git"
+        code, out, _ = run(capsys, "exercise", "check", "eno_tep")  # finds it again
+        assert code == 1 and "[FAIL]" in out
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def test_mininet_backend_on_an_exercise_without_a_scenario_is_said_to_be_ignored(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _, _, err = run(
+        capsys, "exercise", "check", "iketcp_decode", "--backend", "mininet", "--dir", str(tmp_path / "none")
+    )
+    assert "--backend mininet ignored: iketcp_decode runs no scenario" in err

@@ -1,7 +1,7 @@
 """Graders on Mininet (``--backend mininet``): our endpoints on real packets in Mininet hosts.
 
-For exercises spanning MPTCP (the attendee's scheduler inside h1's endpoint
-process, a firewall realised with iptables), ENO/tcpcrypt (plaintext looked
+For exercises spanning MPTCP (the attendee's scheduler asked from h1's endpoint
+process across the sandbox, a firewall realised with iptables), ENO/tcpcrypt (plaintext looked
 for in r1's real captures) and IKE (UDP blocked with nftables, wall-clock
 timing bounds): the reference solution gets full marks and the untouched
 starter fails with the intended feedback. Every test builds Mininet networks:
@@ -162,3 +162,25 @@ def udp_packet(src: str, dst: str) -> bytes:
     from scapy.layers.inet import IP, UDP
 
     return bytes(IP(src=src, dst=dst) / UDP(sport=9999, dport=9999) / b"injected")
+
+
+@pytest.fixture
+def two_busy_loops():
+    """Two CPU-bound processes beside the grader (an attendee's loaded laptop); killed by PID after."""
+    import subprocess
+    import sys
+
+    loops = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(2)]
+    yield
+    for proc in loops:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("name", ["tcp_reset_attack", "mptcp_forged_join", "esp_replay", "tcp_syn_options"])
+def test_packet_crafting_references_get_full_marks_under_load(name: str, tmp_path: Path, two_busy_loops) -> None:
+    """The injections wait for what the attendee's code needs in the capture (bounded), go to the link
+    peer's MAC without asking, and the checks' windows hold with two busy loops on the machine."""
+    ex, reference = workdir(name, tmp_path / "reference", reference=True)
+    report = grade(ex, reference, backend="mininet")
+    assert report.passed and report.points == report.max_points, _graded(report)

@@ -1,5 +1,6 @@
 """A wheel of the project carries what the exercises and the TUI read at run time, not only modules:
-READMEs, captures, JSON exchanges, starters and reference solutions, and the TUI's stylesheet."""
+READMEs, captures, JSON exchanges and starters, and the TUI's stylesheet; never the reference
+solutions (they stay in the source tree, where the graders' tests find them)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ def test_wheel_holds_exercise_data_and_tui_stylesheet(tmp_path: Path) -> None:
     expected = set().union(*(_source_files(tree) for tree in DATA_TREES))
     assert "tui/lab.tcss" in expected and "exercises/mptcp_token/capture.pcap" in expected
     assert "exercises/iketcp_decode/libreswan_exchange.json" in expected
-    assert "exercises/mptcp_scheduler/solution/solution.py" in expected
-    missing = sorted(expected - names)
+    solutions = {n for n in expected if "/solution/" in n}
+    assert "exercises/mptcp_scheduler/solution/solution.py" in solutions
+    missing = sorted(expected - solutions - names)
     assert not missing, f"not in the wheel: {missing}"
+    shipped = sorted(n for n in names if "/solution/" in n)
+    assert not shipped, f"reference solutions in the wheel: {shipped}"
