@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -38,6 +36,8 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from lab.pcap import ip_packets, live_ip_packets
+from lab.scenario.backend import RunContext
 from lab.trace import TraceRecord
 
 SOLUTION_FILE = "solution.py"
@@ -337,334 +337,58 @@ def _equal(got: Any, want: Any, tolerance: float) -> bool:
     return got == want
 
 
-class SimReplay:
-    """A scenario replayed in the simulator with the grader's fixed seed, records kept in memory.
+class Replay:
+    """A grader's run of a scenario on a backend (``lab.scenario.backend.Backend.replay``) with a
+    fixed seed; :meth:`finish` returns the :class:`TraceQuery` the checks read.
 
-    ``run_until(t)`` advances virtual time (to pause and ask the attendee's
-    code something mid-run; ``at(t, fn)`` does the same on either backend), ``finish()`` runs to the end of the transfers or
-    the scenario's time limit and returns the :class:`TraceQuery`. Raises
-    ConfigError for a scenario that does not fit its topology.
+    ``run_until(t)`` advances to ``t`` (the simulator stands still there; a real network cannot
+    and raises ConfigError), ``at(t, fn)`` calls ``fn(ctx)`` (a :class:`RunContext`) at run time
+    ``t`` on either backend. Building it raises ConfigError for a scenario that does not fit.
     """
 
+    backend_name = "sim"
+
     def __init__(self, scenario: Any, *, seed: int, pcap_dir: Path | None = None) -> None:
-        from lab.scenario import ScenarioRun
-        from lab.trace import MemoryTracer
+        from lab.scenario.backend import get_backend
 
         self.scenario = scenario
         self.seed = seed
-        self.tracer = MemoryTracer()
-        self.run = ScenarioRun(scenario, seed=seed, tracer=self.tracer, pcap_dir=pcap_dir)
-        self.net = self.run.net
-        self.injected: list[dict[str, Any]] = []
-        self._actions: list[tuple[float, int, Callable[[RunContext], None]]] = []
+        self._replay = get_backend(self.backend_name).replay(scenario, seed=seed, pcap_dir=pcap_dir)
+        self.backend = self._replay.backend
 
-    def run_until(self, t: float) -> None:
-        self.net.run(until=t)
+    def __getattr__(self, name: str) -> Any:  # the backend's own view (net, injected...)
+        return getattr(self.__dict__["_replay"], name)
 
     def at(self, t: float, fn: Callable[[RunContext], None]) -> None:
-        """Call ``fn(ctx)`` at virtual time ``t`` (the run stands still while it runs; it may
-        call ``at`` again). ``finish`` runs the actions; what ``fn`` raises comes out of it."""
-        self._actions.append((t, len(self._actions), fn))
-
-    def _run_actions(self) -> None:
-        ctx = SimContext(self)
-        while self._actions:
-            self._actions.sort(key=lambda item: item[:2])
-            t, _seq, fn = self._actions.pop(0)
-            self.run_until(t)
-            fn(ctx)
-
-    def finish(self) -> TraceQuery:
-        self._run_actions()
-        net, run = self.net, self.run
-        limit = self.scenario.time_limit_s
-        timed_out = False
-        while not run.done():
-            if net.now >= limit:
-                timed_out = True
-                break
-            net.run(until=min(net.now + 0.25, limit), stop=run.done)
-            if net.idle() and not run.done():
-                timed_out = True
-                break
-        net.close()
-        return TraceQuery(
-            self.tracer.records,
-            extra={
-                "results": {r.name: r.to_dict() for r in run.results},
-                "timed_out": timed_out,
-                "end_s": net.now,
-                "seed": self.seed,
-                "backend": "sim",
-                "injected": list(self.injected),
-            },
-        )
-
-
-class RunContext:
-    """What a grader's action (``replay.at(t, fn)``) works with, on either backend.
-
-    ``now`` is the run's time (virtual in the simulator, wall seconds since the start on
-    Mininet), ``captured(interface)`` the IP packets captured so far on that interface (both
-    directions; the replay needs a ``pcap_dir``), and ``inject(node, packet, at=...)`` sends a
-    packet out of ``node`` at time ``at`` (default: now) as :mod:`lab.inject` does and returns
-    that time. ``inject`` raises ValueError for a packet that is not IP and ConfigError for an
-    unknown node or interface; ``captured`` raises ConfigError when nothing is captured there.
-    """
-
-    backend = ""
-
-    @property
-    def now(self) -> float:
-        raise NotImplementedError
-
-    def captured(self, interface: str) -> list[bytes]:
-        raise NotImplementedError
-
-    def inject(self, node: str, packet: Any, *, at: float | None = None, interface: str | None = None) -> float:
-        raise NotImplementedError
-
-
-class SimContext(RunContext):
-    backend = "sim"
-
-    def __init__(self, replay: SimReplay) -> None:
-        self.replay = replay
-
-    @property
-    def now(self) -> float:
-        return self.replay.net.now
-
-    def captured(self, interface: str) -> list[bytes]:
-        from lab.errors import ConfigError
-        from lab.pcap import read_pcap
-
-        iface = self.replay.net.interfaces.get(interface)
-        if iface is None or iface.pcap is None:
-            raise ConfigError(f"no capture of interface {interface!r} (give the replay a pcap_dir)")
-        iface.pcap.flush()
-        return [packet for _t, packet in read_pcap(iface.pcap.path)]
-
-    def inject(self, node: str, packet: Any, *, at: float | None = None, interface: str | None = None) -> float:
-        from lab.inject import inject, packet_bytes, summary
-
-        when = self.now if at is None or at < self.now else at
-        raw = packet_bytes(packet)
-        iface = inject(self.replay.net, node, raw, at=at, interface=interface)
-        self.replay.injected.append({"node": node, "at": when, "iface": iface, **summary(raw)})
-        return when
-
-
-class MininetReplay:
-    """A scenario run on Mininet (root only) with the grader's fixed seed: our endpoints on real
-    packets, one endpoint process per host (:func:`lab.mininet.run.run_mininet_scenario`).
-
-    ``finish()`` returns the same :class:`TraceQuery` as :class:`SimReplay` (``extra`` also has
-    ``backend: "mininet"`` and the run's ``errors``); with ``pcap_dir`` the captures of every
-    interface land there as ``<interface>.pcap``, as in the simulator (Ethernet frames, not raw
-    IP: read them with ``ip_packets``). Timings are wall-clock seconds since the run's start:
-    checks on them need slack (see ``timing_slack_s``). A real network cannot stand still while
-    the grader asks the attendee's code something, so ``run_until`` raises ConfigError; ``at``
-    acts at a wall time while the network keeps going (see :class:`RunContext`).
-    ``finish`` raises ConfigError (not root, Mininet missing, a scenario that does not fit) or
-    LabError (the network or an endpoint failed to start).
-    """
-
-    backend = "mininet"
-
-    def __init__(self, scenario: Any, *, seed: int, pcap_dir: Path | None = None) -> None:
-        self.scenario = scenario
-        self.seed = seed
-        self.pcap_dir = pcap_dir
-        self.injected: list[dict[str, Any]] = []
-        self._actions: list[tuple[float, int, Callable[[RunContext], None]]] = []
-
-    def at(self, t: float, fn: Callable[[RunContext], None]) -> None:
-        """Call ``fn(ctx)`` once the run's wall clock reaches ``t`` s, on the controller's thread
-        (the network keeps running meanwhile: the packets ``fn`` injects go out at their own
-        times, checked every poll). What ``fn`` raises stops the run and comes out of ``finish``."""
-        self._actions.append((t, len(self._actions), fn))
+        self._replay.at(t, fn)
 
     def run_until(self, t: float) -> None:
-        from lab.errors import ConfigError
-
-        raise ConfigError(
-            f"scenario {self.scenario.name}: a Mininet run cannot pause at {t:g} s for the grader "
-            "(real packets keep flowing); this step needs the simulator"
-        )
+        self._replay.run_until(t)
 
     def finish(self) -> TraceQuery:
-        from lab.mininet.run import run_mininet_scenario
-        from lab.trace import read_jsonl
-
-        with tempfile.TemporaryDirectory(prefix="tcplab-grade-mininet-") as tmp:
-            out = Path(tmp)
-            ctx = MininetContext(self, out / "pcaps")
-            try:
-                result = run_mininet_scenario(
-                    self.scenario,
-                    seed=self.seed,
-                    out_dir=out,
-                    pcaps=self.pcap_dir is not None or bool(self._actions),
-                    progress=ctx.progress if self._actions else None,
-                    before_start=ctx.attach,
-                    stop=ctx.stop,
-                )
-            finally:
-                ctx.close()
-            if ctx.failure is not None:
-                raise ctx.failure
-            records = list(read_jsonl(out / "trace.jsonl"))
-            if self.pcap_dir is not None:
-                self.pcap_dir.mkdir(parents=True, exist_ok=True)
-                for pcap in (out / "pcaps").glob("*.pcap"):
-                    shutil.move(str(pcap), self.pcap_dir / pcap.name)
-        return TraceQuery(
-            records,
-            extra={
-                "results": {r.name: r.to_dict() for r in result.transfers},
-                "timed_out": result.timed_out,
-                "end_s": result.run_time_s,
-                "seed": self.seed,
-                "backend": "mininet",
-                "errors": list(result.errors),
-                "injected": list(self.injected),
-            },
-        )
+        result = self._replay.finish()
+        return TraceQuery(result.records, extra=result.extra)
 
 
-class MininetContext(RunContext):
-    """The :class:`RunContext` of a Mininet run: live captures (tcpdump -U) and packet senders
-    kept running inside the hosts (:class:`lab.inject.MininetInjector`)."""
+class SimReplay(Replay):
+    """The scenario in the simulator: virtual time, exact timings."""
 
-    backend = "mininet"
+    backend_name = "sim"
 
-    def __init__(self, replay: MininetReplay, pcap_dir: Path) -> None:
-        import threading
 
-        self.replay = replay
-        self.pcap_dir = pcap_dir
-        self.stop = threading.Event()
-        self.failure: BaseException | None = None
-        self._backend: Any = None
-        self._t0: float | None = None
-        self._injectors: dict[str, Any] = {}
-        self._pending: list[tuple[float, int, str, bytes, str | None]] = []
-        self._macs: dict[str, str | None] = {}
+class MininetReplay(Replay):
+    """The scenario on Mininet (root only): our endpoints on real packets, wall-clock timings
+    (checks on them need slack, see ``timing_slack_s``)."""
 
-    def attach(self, backend: Any) -> None:
-        self._backend = backend
+    backend_name = "mininet"
 
-    @property
-    def now(self) -> float:
-        return 0.0 if self._t0 is None else time.monotonic() - self._t0
 
-    def captured(self, interface: str) -> list[bytes]:
-        from lab.errors import ConfigError
-
-        if self._backend is not None and interface not in self._backend.spec.interfaces:
-            raise ConfigError(f"no interface {interface!r} in this topology")
-        return live_ip_packets(self.pcap_dir / f"{interface}.pcap")
-
-    def inject(self, node: str, packet: Any, *, at: float | None = None, interface: str | None = None) -> float:
-        from lab.errors import ConfigError
-        from lab.inject import MininetInjector, packet_bytes
-
-        raw = packet_bytes(packet)
-        spec = self._backend.spec
-        if node not in spec.nodes:
-            raise ConfigError(f"no node named {node!r}; nodes: {', '.join(spec.nodes)}")
-        if interface is not None and getattr(spec.interfaces.get(interface), "node", None) != node:
-            raise ConfigError(f"{node} has no interface {interface!r}")
-        iface = interface or self._interface_of(node, raw)
-        if node not in self._injectors:  # starts now, imports Scapy while the packet waits for its time
-            self._injectors[node] = MininetInjector(self._backend, node)
-        self._peer_mac(iface)  # known before the packet is due: no neighbour to ask at that moment
-        when = self.now if at is None or at < self.now else at
-        self._pending.append((when, len(self._pending) + len(self.replay.injected), node, raw, iface))
-        self._pending.sort(key=lambda item: item[:2])
-        return when
-
-    def _interface_of(self, node: str, raw: bytes) -> str:
-        """The interface the simulator would send ``raw`` from (see :func:`lab.inject.inject`):
-        a router's route for the destination, a host's interface owning the source address
-        (else its only one). Raises ConfigError when there is none."""
-        from lab.errors import ConfigError
-        from lab.inject import summary
-
-        spec = self._backend.spec
-        info = summary(raw)
-        if spec.nodes[node].kind == "router":
-            routes = [r for r in spec.routes if r.node == node and r.dst == info["dst"]]
-            route = next((r for r in routes if r.src == info["src"]), None) or next(
-                (r for r in routes if r.src is None), None
-            )
-            if route is None:
-                raise ConfigError(f"router {node} has no route to {info['dst']}")
-            return route.interface
-        mine = [i for i in spec.interfaces.values() if i.node == node]
-        owner = next((i.name for i in mine if info["src"] in (i.ipv4, i.ipv6)), None)
-        if owner is None and len(mine) != 1:
-            raise ConfigError(f"{node} has several interfaces and none owns {info['src']}: name one")
-        return owner or mine[0].name
-
-    def _peer_mac(self, iface: str) -> str | None:
-        """The MAC address of the interface at the other end of ``iface``'s link (None when the
-        network cannot say: then the sender asks the neighbour, with retries)."""
-        if iface in self._macs:
-            return self._macs[iface]
-        spec = self._backend.spec
-        mine = spec.interfaces[iface]
-        peer = next((i for i in spec.interfaces.values() if i.link == mine.link and i.name != iface), None)
-        mac = None
-        if peer is not None:
-            try:
-                mac = self._backend.host(peer.node).intf(peer.name).MAC() or None
-            except Exception:  # noqa: BLE001 - the sender resolves it itself then
-                mac = None
-        self._macs[iface] = mac
-        return mac
-
-    def _send_due(self) -> None:
-        from lab.inject import LAYER, summary
-
-        while self._pending and self._pending[0][0] <= self.now:
-            _when, _seq, node, raw, iface = self._pending.pop(0)
-            spec = self._backend.spec.interfaces[iface]
-            next_hop = spec.peer_ipv4 if raw[0] >> 4 == 4 else spec.peer_ipv6  # the link's other end, as in the sim
-            t = self.now
-            self._backend.tracer.record_node(t, node, LAYER, "segment_sent", {"iface": iface, **summary(raw)})
-            self._injectors[node].send(
-                raw,
-                interface=iface,
-                next_hop=next_hop or None,
-                next_hop_mac=self._peer_mac(iface) if next_hop else None,
-            )
-            self.replay.injected.append({"node": node, "at": t, "iface": iface, **summary(raw)})
-
-    def progress(self, view: Any) -> None:
-        """The run's progress callback: due actions, then due packets; a failure stops the run."""
-        if self.failure is not None:
-            return
-        if self._t0 is None:
-            self._t0 = view.t0
-        actions = self.replay._actions
-        try:
-            while actions:
-                actions.sort(key=lambda item: item[:2])
-                if actions[0][0] > self.now:
-                    break
-                _t, _seq, fn = actions.pop(0)
-                fn(self)
-            self._send_due()
-        except Exception as exc:  # noqa: BLE001 - re-raised by finish once the network is down
-            self.failure = exc
-            self.stop.set()
-
-    def close(self) -> None:
-        for injector in self._injectors.values():
-            injector.close()
-        self._injectors.clear()
+def replay_on(backend: str, scenario: Any, *, seed: int, pcap_dir: Path | None = None) -> Replay:
+    """A Replay of ``scenario`` on the backend called ``backend``."""
+    cls = next((c for c in Replay.__subclasses__() if c.backend_name == backend), None)
+    if cls is None:
+        cls = type(f"{backend.title()}Replay", (Replay,), {"backend_name": backend})
+    return cls(scenario, seed=seed, pcap_dir=pcap_dir)
 
 
 CAPTURE_WAIT_S = 6.0  # how long past its time a Mininet action waits for the packets it needs
@@ -687,7 +411,7 @@ def captured_when(
     at the action's time: then ``again`` is scheduled ``CAPTURE_POLL_S`` later and None
     returned, until ``since + bound_s``, after which the packets are returned as they are."""
     packets = ctx.captured(interface)
-    if ctx.backend != "mininet":
+    if not ctx.wall_clock:
         return packets
     packets = [p for p in packets if p[0] >> 4 == 4]
     if ready(packets) or ctx.now >= since + bound_s:
@@ -721,74 +445,6 @@ def slack_note(q: TraceQuery) -> str:
     """What a timing check's detail says about its slack (empty in the simulator)."""
     slack = timing_slack_s(q)
     return f" (+{slack:g} s slack for real processes on Mininet)" if slack else ""
-
-
-ETHERTYPE_IPV4 = 0x0800
-ETHERTYPE_IPV6 = 0x86DD
-ETHERTYPE_VLAN = 0x8100
-
-
-def ip_packets(path: Path) -> list[bytes]:
-    """The IP packets in a pcap file, whatever its link type: raw IP (the simulator's captures),
-    Ethernet (Mininet's) or Linux cooked capture; other frames are skipped.
-    Raises DecodeError for a malformed file, OSError like ``open()``."""
-    from lab.pcap import read_pcap_linktype
-
-    linktype, frames = read_pcap_linktype(path)
-    return [ip for _t, frame in frames if (ip := _frame_ip(linktype, frame)) is not None]
-
-
-def _frame_ip(linktype: int, frame: bytes) -> bytes | None:
-    """The IP packet inside a captured frame of ``linktype``, or None for other frames."""
-    if linktype in (101, 12, 14):  # raw IP
-        return frame
-    if linktype == 1:
-        offset, type_at = 14, 12
-        while len(frame) >= offset and int.from_bytes(frame[type_at : type_at + 2], "big") == ETHERTYPE_VLAN:
-            offset, type_at = offset + 4, type_at + 4
-    elif linktype == 113:
-        offset, type_at = 16, 14
-    elif linktype == 276:
-        offset, type_at = 20, 0
-    else:
-        return None
-    if len(frame) > offset and int.from_bytes(frame[type_at : type_at + 2], "big") in (ETHERTYPE_IPV4, ETHERTYPE_IPV6):
-        return frame[offset:]
-    return None
-
-
-def live_ip_packets(path: Path) -> list[bytes]:
-    """The IP packets of a pcap file still being written (tcpdump -U during a Mininet run):
-    like ``ip_packets``, but a missing or empty file gives [] and a record cut short at the end
-    is left for the next read. Raises DecodeError for a file that is not a classic pcap."""
-    import struct
-
-    from lab.errors import DecodeError
-
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        return []
-    if len(data) < 24:
-        return []
-    if data[:4] in (bytes.fromhex("d4c3b2a1"), bytes.fromhex("4d3cb2a1")):
-        order = "<"
-    elif data[:4] in (bytes.fromhex("a1b2c3d4"), bytes.fromhex("a1b23c4d")):
-        order = ">"
-    else:
-        raise DecodeError(f"magic number {data[:4].hex()} is not a classic pcap file's", field="magic", offset=0)
-    linktype = struct.unpack_from(order + "I", data, 20)[0]
-    out = []
-    pos = 24
-    while pos + 16 <= len(data):
-        incl_len = struct.unpack_from(order + "I", data, pos + 8)[0]
-        if pos + 16 + incl_len > len(data):
-            break
-        ip = _frame_ip(linktype, data[pos + 16 : pos + 16 + incl_len])
-        if ip is not None:
-            out.append(ip)
-        pos += 16 + incl_len
-    return out
 
 
 # --- running attendee code ------------------------------------------------------------------
@@ -827,14 +483,11 @@ class Submission:
             "output_limit_bytes": OUTPUT_LIMIT_BYTES,
         }
 
-    def replay(self, scenario: Any, *, seed: int, pcap_dir: Path | None = None) -> SimReplay | MininetReplay:
+    def replay(self, scenario: Any, *, seed: int, pcap_dir: Path | None = None) -> Replay:
         """The grader's run of ``scenario`` with ``seed`` on this submission's backend (nothing runs
         until ``run_until``/``finish``; building a SimReplay raises ConfigError for a bad scenario).
         When the instructor grades, ``seed`` is replaced by one the attendee never saw (``seed``)."""
-        seed = self.seed(seed)
-        if self.backend == "mininet":
-            return MininetReplay(scenario, seed=seed, pcap_dir=pcap_dir)
-        return SimReplay(scenario, seed=seed, pcap_dir=pcap_dir)
+        return replay_on(self.backend, scenario, seed=self.seed(seed), pcap_dir=pcap_dir)
 
     @property
     def solution(self) -> Path:
@@ -1241,10 +894,9 @@ __all__ = [
     "CheckResult",
     "Exercise",
     "GradeReport",
-    "MininetContext",
     "MininetReplay",
+    "Replay",
     "RunContext",
-    "SimContext",
     "SimReplay",
     "Submission",
     "SubmissionError",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import struct
+from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self
 
@@ -141,3 +142,65 @@ def read_pcap_linktype(path: str | os.PathLike[str]) -> tuple[int, list[tuple[fl
         out.append((sec + frac / divisor, data[pos : pos + incl_len]))
         pos += incl_len
     return linktype, out
+
+
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_IPV6 = 0x86DD
+ETHERTYPE_VLAN = 0x8100
+
+
+def ip_packets(path: Path) -> list[bytes]:
+    """The IP packets in a pcap file, whatever its link type: raw IP (the simulator's captures),
+    Ethernet (Mininet's) or Linux cooked capture; other frames are skipped.
+    Raises DecodeError for a malformed file, OSError like ``open()``."""
+    linktype, frames = read_pcap_linktype(path)
+    return [ip for _t, frame in frames if (ip := frame_ip(linktype, frame)) is not None]
+
+
+def frame_ip(linktype: int, frame: bytes) -> bytes | None:
+    """The IP packet inside a captured frame of ``linktype``, or None for other frames."""
+    if linktype in (101, 12, 14):  # raw IP
+        return frame
+    if linktype == 1:
+        offset, type_at = 14, 12
+        while len(frame) >= offset and int.from_bytes(frame[type_at : type_at + 2], "big") == ETHERTYPE_VLAN:
+            offset, type_at = offset + 4, type_at + 4
+    elif linktype == 113:
+        offset, type_at = 16, 14
+    elif linktype == 276:
+        offset, type_at = 20, 0
+    else:
+        return None
+    if len(frame) > offset and int.from_bytes(frame[type_at : type_at + 2], "big") in (ETHERTYPE_IPV4, ETHERTYPE_IPV6):
+        return frame[offset:]
+    return None
+
+
+def live_ip_packets(path: Path) -> list[bytes]:
+    """The IP packets of a pcap file still being written (tcpdump -U during a Mininet run):
+    like ``ip_packets``, but a missing or empty file gives [] and a record cut short at the end
+    is left for the next read. Raises DecodeError for a file that is not a classic pcap."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return []
+    if len(data) < 24:
+        return []
+    if data[:4] in (bytes.fromhex("d4c3b2a1"), bytes.fromhex("4d3cb2a1")):
+        order = "<"
+    elif data[:4] in (bytes.fromhex("a1b2c3d4"), bytes.fromhex("a1b23c4d")):
+        order = ">"
+    else:
+        raise DecodeError(f"magic number {data[:4].hex()} is not a classic pcap file's", field="magic", offset=0)
+    linktype = struct.unpack_from(order + "I", data, 20)[0]
+    out = []
+    pos = 24
+    while pos + 16 <= len(data):
+        incl_len = struct.unpack_from(order + "I", data, pos + 8)[0]
+        if pos + 16 + incl_len > len(data):
+            break
+        ip = frame_ip(linktype, data[pos + 16 : pos + 16 + incl_len])
+        if ip is not None:
+            out.append(ip)
+        pos += 16 + incl_len
+    return out

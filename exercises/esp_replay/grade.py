@@ -19,7 +19,7 @@ from exercises.grading import (
     main_for,
 )
 from lab.errors import DecodeError
-from lab.inject import packet_bytes
+from lab.scenario.inject import packet_bytes
 from lab.wire.ip import decode_ip, ip_protocol
 from lab.wire.udp import UDP_PROTOCOL
 

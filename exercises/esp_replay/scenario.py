@@ -8,7 +8,7 @@ then h2 answers with 128 KiB of its own, SHA-256 checked. At ``SNIFF_AT``
 the grader pauses the simulation and hands the attendee's ``replay()``
 everything captured on ``SNIFF_INTERFACE`` (r1's side of the h2 link, both
 directions) so far; the packets ``replay()`` returns are injected at r1
-(``lab.inject``: they leave r1 towards their destination, bypassing its
+(``lab.scenario.inject``: they leave r1 towards their destination, bypassing its
 routing of real traffic) one at a time, ``SPACING_S`` apart.
 
 On Mininet (``--backend mininet``) the run cannot stand still while

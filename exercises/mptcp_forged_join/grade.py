@@ -19,7 +19,7 @@ from exercises.grading import (
     tcp_segment,
 )
 from exercises.mptcp_forged_join import scenario as sc
-from lab.inject import packet_bytes, summary
+from lab.scenario.inject import packet_bytes, summary
 
 
 def _packets(value: Any, count: int, function: str) -> list[bytes]:

@@ -95,7 +95,7 @@ def sniff(net: object, count: int = SNIFFED_PACKETS) -> list[bytes]:
 
 def syn_acks(net: object) -> list[bytes]:
     """The SYN/ACKs h2 sent to the spoofed address, as captured on h2's path-B link."""
-    from lab.inject import summary
+    from lab.scenario.inject import summary
 
     out = []
     for packet in captured(net, SYNACK_INTERFACE):

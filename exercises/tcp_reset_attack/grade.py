@@ -19,7 +19,7 @@ from exercises.grading import (
     tcp_segment,
 )
 from exercises.tcp_reset_attack import scenario
-from lab.inject import packet_bytes
+from lab.scenario.inject import packet_bytes
 
 EXPECTED_PACKETS = 3
 MININET_REACTION_S = 2.0  # how late h1's endpoint may take a forged packet on Mininet (a loaded machine)

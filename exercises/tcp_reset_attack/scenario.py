@@ -3,7 +3,7 @@
 ``single-path`` at 5 Mbit/s, 20 ms one-way, no loss; h1 sends 2 MiB to h2
 (about 3.5 s). At ``SNIFF_AT`` the grader pauses the simulation and hands the
 attendee's ``attack()`` the last packets captured on h2's interface; the
-packets ``attack()`` returns are injected at h2 (``lab.inject``: they leave
+packets ``attack()`` returns are injected at h2 (``lab.scenario.inject``: they leave
 h2-eth0 towards h1, bypassing h2's stack) one at a time, ``SPACING_S`` apart.
 
 On Mininet (``--backend mininet``) the run cannot stand still: ``attack()``

@@ -1,7 +1,7 @@
 """The run for tcp_syn_options: h2 runs an echo service on port 7; at 0.5 s h1 starts sending it 1 MiB.
 
 ``single-path`` (20 Mbit/s, 20 ms one-way). At ``INJECT_AT`` the packet the
-attendee's ``craft_syn()`` returns is injected at h1 (``lab.inject``: it
+attendee's ``craft_syn()`` returns is injected at h1 (``lab.scenario.inject``: it
 leaves h1-eth0 without h1's stack knowing), so h2 answers a SYN that h1's
 stack never sent. The options asked for are ``WANT_*`` (in any order, plus
 SACK-permitted, without window scaling or timestamps).

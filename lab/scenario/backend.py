@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lab.errors import ConfigError
+from lab.trace import TraceRecord
 
 if TYPE_CHECKING:
     from lab.scenario.base import Scenario
@@ -42,14 +44,52 @@ class RunOutcome(Protocol):
         ...
 
 
+@dataclass
+class ReplayResult:
+    """What a finished replay recorded, and what graders want to know of it (``extra``:
+    results per transfer, timed_out, end_s, seed, backend, injected packets...)."""
+
+    records: list[TraceRecord]
+    extra: dict[str, Any]
+
+
+class RunContext:
+    """What a grader's action (``replay.at(t, fn)``) works with, on either backend.
+
+    ``now`` is the run's time (virtual in the simulator, wall seconds since the start on
+    Mininet), ``captured(interface)`` the IP packets captured so far on that interface (both
+    directions; the replay needs a ``pcap_dir``), and ``inject(node, packet, at=...)`` sends a
+    packet out of ``node`` at time ``at`` (default: now) as :mod:`lab.scenario.inject` describes and returns
+    that time. ``inject`` raises ValueError for a packet that is not IP and ConfigError for an
+    unknown node or interface; ``captured`` raises ConfigError when nothing is captured there.
+    """
+
+    backend = ""
+    wall_clock = False  # a real network: time goes on while an action runs, captures lag behind
+
+    @property
+    def now(self) -> float:
+        raise NotImplementedError
+
+    def captured(self, interface: str) -> list[bytes]:
+        raise NotImplementedError
+
+    def inject(self, node: str, packet: Any, *, at: float | None = None, interface: str | None = None) -> float:
+        raise NotImplementedError
+
+
 class Replay(Protocol):
-    """A grader's run of a scenario with a fixed seed (see exercises/grading.py)."""
+    """A grader's run of a scenario with a fixed seed: ``at(t, fn)`` calls ``fn(ctx)`` (a
+    :class:`RunContext`) at run time ``t``; ``run_until(t)`` stands the run still at ``t``
+    (where the backend can); ``finish()`` runs to the end and returns a ReplayResult."""
 
     backend: str
 
-    def at(self, t: float, fn: Callable[[Any], None]) -> None: ...
+    def at(self, t: float, fn: Callable[[RunContext], None]) -> None: ...
 
-    def finish(self) -> Any: ...
+    def run_until(self, t: float) -> None: ...
+
+    def finish(self) -> ReplayResult: ...
 
 
 class Backend(ABC):

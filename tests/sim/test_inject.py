@@ -1,4 +1,4 @@
-"""lab.inject: a hand-made packet leaves a node's interface, in the simulator and inside a Mininet host."""
+"""lab.sim.inject and lab.mininet.inject: a hand-made packet leaves a node's interface, in the simulator and inside a Mininet host."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import pytest
 
 from lab.scenario import registry
 from lab.errors import ConfigError
-from lab.inject import inject, inject_mininet, packet_bytes
+from lab.mininet.inject import inject_mininet
+from lab.scenario.inject import packet_bytes
+from lab.sim.inject import inject
 from lab.sim.network import SimNetwork
 from lab.topology import build_topology
 from lab.trace import MemoryTracer
@@ -112,14 +114,14 @@ def test_a_host_with_two_interfaces_needs_the_source_or_a_name() -> None:
 
 def test_the_command_line_sender_refuses_bad_hex() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "lab.inject", "zz"],
+        [sys.executable, "-m", "lab.mininet.inject", "zz"],
         capture_output=True,
         text=True,
         check=False,
         timeout=60,
         cwd=Path(__file__).resolve().parents[2],
     )
-    assert proc.returncode == 2 and "lab.inject:" in proc.stderr
+    assert proc.returncode == 2 and "lab.mininet.inject:" in proc.stderr
 
 
 RECEIVER = """
@@ -133,13 +135,12 @@ print(json.dumps({"data": data.decode(), "src": src[0], "sport": src[1]}), flush
 
 
 @pytest.mark.mininet
-def test_inject_inside_a_mininet_host_with_scapy(tmp_path: Path) -> None:
+def test_inject_inside_a_mininet_host(tmp_path: Path) -> None:
     from tests.mininet.conftest import mininet_skip_reason, read_json_line
 
     reason = mininet_skip_reason()
     if reason is not None:
         pytest.skip(reason)
-    pytest.importorskip("scapy")
     from lab.mininet.backend import MininetBackend
 
     spec = build_topology("single-path", registry.topologies()["single-path"], delay_ms=0.0)
@@ -157,7 +158,7 @@ def test_inject_inside_a_mininet_host_with_scapy(tmp_path: Path) -> None:
 
 def test_the_serving_sender_answers_each_line() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "lab.inject", "--serve"],
+        [sys.executable, "-m", "lab.mininet.inject", "--serve"],
         input="zz -\n45\n\n",
         capture_output=True,
         text=True,
