@@ -354,7 +354,7 @@ class Replay:
         self.scenario = scenario
         self.seed = seed
         self._replay = get_backend(self.backend_name).replay(scenario, seed=seed, pcap_dir=pcap_dir)
-        self.backend = self._replay.backend
+        self.backend = self.backend_name
 
     def __getattr__(self, name: str) -> Any:  # the backend's own view (net, injected...)
         return getattr(self.__dict__["_replay"], name)

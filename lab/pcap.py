@@ -157,23 +157,42 @@ def ip_packets(path: Path) -> list[bytes]:
     return [ip for _t, frame in frames if (ip := frame_ip(linktype, frame)) is not None]
 
 
-def frame_ip(linktype: int, frame: bytes) -> bytes | None:
-    """The IP packet inside a captured frame of ``linktype``, or None for other frames."""
-    if linktype in (101, 12, 14):  # raw IP
-        return frame
-    if linktype == 1:
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_LINUX_SLL2 = 276
+PACKET_OUTGOING = 4  # the cooked header's packet type for what the host sent
+
+
+def frame_ip_direction(linktype: int, frame: bytes) -> tuple[bytes, bool | None] | None:
+    """The IP packet inside a captured frame of ``linktype`` and whether the host sent it (None
+    where the link type does not say: raw IP, Ethernet), or None for frames that carry no IP."""
+    if linktype in (LINKTYPE_RAW, 12, 14):  # raw IP
+        return frame, None
+    outgoing = None
+    if linktype == LINKTYPE_ETHERNET:
         offset, type_at = 14, 12
         while len(frame) >= offset and int.from_bytes(frame[type_at : type_at + 2], "big") == ETHERTYPE_VLAN:
             offset, type_at = offset + 4, type_at + 4
-    elif linktype == 113:
+    elif linktype == LINKTYPE_LINUX_SLL:
         offset, type_at = 16, 14
-    elif linktype == 276:
+        if len(frame) >= 2:
+            outgoing = int.from_bytes(frame[0:2], "big") == PACKET_OUTGOING
+    elif linktype == LINKTYPE_LINUX_SLL2:
         offset, type_at = 20, 0
+        if len(frame) > 10:
+            outgoing = frame[10] == PACKET_OUTGOING
     else:
         return None
     if len(frame) > offset and int.from_bytes(frame[type_at : type_at + 2], "big") in (ETHERTYPE_IPV4, ETHERTYPE_IPV6):
-        return frame[offset:]
+        return frame[offset:], outgoing
     return None
+
+
+def frame_ip(linktype: int, frame: bytes) -> bytes | None:
+    """The IP packet inside a captured frame of ``linktype``, or None for other frames."""
+    found = frame_ip_direction(linktype, frame)
+    return None if found is None else found[0]
 
 
 def live_ip_packets(path: Path) -> list[bytes]:

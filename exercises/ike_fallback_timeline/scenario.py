@@ -14,15 +14,13 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.pcap import read_pcap_linktype
+from lab.pcap import LINKTYPE_ETHERNET, frame_ip, read_pcap_linktype
 from lab.wire.ikev2 import IKE_SA_INIT
 from lab.wire.ip import decode_ip, ip_protocol
 from lab.wire.tcp import TCP_PROTOCOL, decode_segment, flags_text
 from lab.wire.udp import UDP_PROTOCOL, decode_datagram
 
 CAPTURE = Path(__file__).with_name("capture.pcap")
-LINKTYPE_ETHERNET = 1
-ETHERTYPE_IPV4 = 0x0800
 IKE_PORTS = (500, 4500)
 
 
@@ -47,9 +45,10 @@ def packets(path: Path = CAPTURE) -> list[Packet]:
     t0 = records[0][0] if records else 0.0
     out = []
     for number, (when, frame) in enumerate(records, 1):
-        if int.from_bytes(frame[12:14], "big") != ETHERTYPE_IPV4:
+        raw = frame_ip(linktype, frame)
+        if raw is None or raw[0] >> 4 != 4:
             continue
-        ip = decode_ip(frame[14:])
+        ip = decode_ip(raw)
         proto = ip_protocol(ip)
         t = round(when - t0, 6)
         if proto == UDP_PROTOCOL:

@@ -9,18 +9,15 @@ Everything here is read from the capture with tcplab's own codecs
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.pcap import read_pcap_linktype
+from lab.pcap import LINKTYPE_LINUX_SLL2, LINKTYPE_RAW, frame_ip, read_pcap_linktype
 from lab.wire.ip import decode_ip, ip_protocol
 from lab.wire.mptcp import MPTCP_KIND, Dss, MpCapableAck, MpCapableSynAck, MpJoinSyn, MptcpOption, from_tcp_option
 from lab.wire.tcp import ACK, SYN, TCP_PROTOCOL, UnknownOption, decode_segment, flags_text
 
 CAPTURE = Path(__file__).with_name("capture.pcap")
-LINKTYPE_LINUX_SLL2 = 276  # 20-byte header, EtherType first
-LINKTYPE_RAW = 101
 
 
 @dataclass(frozen=True)
@@ -40,12 +37,11 @@ def frames(path: Path = CAPTURE) -> list[Frame]:
     out = []
     t0 = records[0][0] if records else 0.0
     for number, (when, raw) in enumerate(records, 1):
-        if linktype == LINKTYPE_LINUX_SLL2:
-            if struct.unpack_from("!H", raw, 0)[0] not in (0x0800, 0x86DD):
-                continue
-            raw = raw[20:]
-        elif linktype != LINKTYPE_RAW:
+        if linktype not in (LINKTYPE_LINUX_SLL2, LINKTYPE_RAW):
             raise ValueError(f"link type {linktype} is not read here")
+        raw = frame_ip(linktype, raw)
+        if raw is None:
+            continue
         ip = decode_ip(raw)
         if ip_protocol(ip) != TCP_PROTOCOL:
             continue

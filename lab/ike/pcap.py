@@ -22,15 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.errors import DecodeError, LabError
-from lab.pcap import PcapWriter, read_pcap_linktype
+from lab.pcap import PcapWriter, frame_ip, read_pcap_linktype
 from lab.wire.checksum import pack_address
-from lab.wire.ip import Ipv4Packet, Ipv6Packet, decode_ip, encode_ip, ip_protocol
 from lab.wire.iketcp import STREAM_PREFIX
+from lab.wire.ip import Ipv4Packet, Ipv6Packet, decode_ip, encode_ip, ip_protocol
 from lab.wire.tcp import SYN, TCP_PROTOCOL, decode_segment
 from lab.wire.udp import UDP_PROTOCOL, UdpDatagram, encode_datagram
-
-LINKTYPE_ETHERNET = 1
-ETHERTYPES_IP = (0x0800, 0x86DD)
 
 Endpoint = tuple[str, int]
 
@@ -57,14 +54,7 @@ class Conversion:
 
 def _ip_packets(path: Path) -> list[tuple[float, bytes]]:
     linktype, records = read_pcap_linktype(path)
-    out = []
-    for time, raw in records:
-        if linktype == LINKTYPE_ETHERNET:
-            if len(raw) < 14 or int.from_bytes(raw[12:14], "big") not in ETHERTYPES_IP:
-                continue
-            raw = raw[14:]
-        out.append((time, raw))
-    return out
+    return [(time, ip) for time, raw in records if (ip := frame_ip(linktype, raw)) is not None]
 
 
 def _udp_packet(src: Endpoint, dst: Endpoint, payload: bytes) -> bytes:

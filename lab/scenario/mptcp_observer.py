@@ -56,6 +56,13 @@ from typing import Any
 from lab.errors import DecodeError
 from lab.mptcp import crypto
 from lab.mptcp.options import option_record
+from lab.pcap import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_RAW,
+    frame_ip_direction,
+)
 from lab.trace import Tracer, TraceRecord
 from lab.wire import mptcp as w
 from lab.wire.tcp import ACK, FIN, RST, SYN, UnknownOption, decode_segment, flags_text
@@ -673,28 +680,11 @@ class ListTracer(Tracer):
 
 # --- captures
 
-LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW = 101
-LINKTYPE_LINUX_SLL = 113
-LINKTYPE_LINUX_SLL2 = 276
-
-
 def _ip_of(linktype: int, frame: bytes) -> tuple[bytes, bool | None] | None:
     """The IP packet of a captured frame, and whether it was outgoing when the capture says."""
-    if linktype == LINKTYPE_RAW:
-        return frame, None
-    if linktype == LINKTYPE_ETHERNET:
-        at, ethertype = 14, struct.unpack_from("!H", frame, 12)[0]
-        if ethertype == 0x8100:
-            at, ethertype = 18, struct.unpack_from("!H", frame, 16)[0]
-        return (frame[at:], None) if ethertype in (ETH_P_IP, ETH_P_IPV6) else None
-    if linktype == LINKTYPE_LINUX_SLL:
-        pkttype, proto = struct.unpack_from("!H", frame, 0)[0], struct.unpack_from("!H", frame, 14)[0]
-        return (frame[16:], pkttype == PACKET_OUTGOING) if proto in (ETH_P_IP, ETH_P_IPV6) else None
-    if linktype == LINKTYPE_LINUX_SLL2:
-        proto, pkttype = struct.unpack_from("!H", frame, 0)[0], frame[10]
-        return (frame[20:], pkttype == PACKET_OUTGOING) if proto in (ETH_P_IP, ETH_P_IPV6) else None
-    raise DecodeError(f"link type {linktype} is not one the observer reads", field="linktype", offset=20)
+    if linktype not in (LINKTYPE_RAW, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2):
+        raise DecodeError(f"link type {linktype} is not one the observer reads", field="linktype", offset=20)
+    return frame_ip_direction(linktype, frame)
 
 
 def observe_pcap(

@@ -25,6 +25,8 @@ class SimReplay:
     ConfigError for a scenario that does not fit its topology.
     """
 
+    backend = "sim"
+
     def __init__(self, scenario: Any, *, seed: int, pcap_dir: Path | None = None) -> None:
         self.scenario = scenario
         self.seed = seed
