@@ -12,6 +12,7 @@ import struct
 import subprocess
 import tempfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -19,8 +20,18 @@ def chromium_binary() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-async def screenshot(url: str, out: Path, *, wait_s: float = 6.0, width: int = 1200, height: int = 800) -> bytes:
-    """Open ``url`` in headless Chromium, wait ``wait_s`` seconds of wall time, write a PNG to ``out``.
+async def screenshot(
+    url: str,
+    out: Path,
+    *,
+    wait_s: float = 6.0,
+    width: int = 1200,
+    height: int = 800,
+    ready: Callable[[bytes], bool] | None = None,
+) -> bytes:
+    """Open ``url`` in headless Chromium and write a PNG of it to ``out``: after ``wait_s``
+    seconds of wall time, or with ``ready``, as soon as a screenshot satisfies it (taken
+    every half second; the last one after at most ``wait_s`` seconds).
 
     Raises RuntimeError when Chromium does not start or the page cannot be captured.
     """
@@ -71,9 +82,14 @@ async def screenshot(url: str, out: Path, *, wait_s: float = 6.0, width: int = 1
                     "Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False
                 )
                 await call("Page.navigate", url=url)
-                await asyncio.sleep(wait_s)
-                shot = await call("Page.captureScreenshot", format="png")
-        data = base64.b64decode(shot["data"])
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + wait_s
+                while True:
+                    await asyncio.sleep(0.5 if ready is not None else wait_s)
+                    shot = await call("Page.captureScreenshot", format="png")
+                    data = base64.b64decode(shot["data"])
+                    if ready is None or ready(data) or loop.time() >= deadline:
+                        break
         out.write_bytes(data)
         return data
     finally:

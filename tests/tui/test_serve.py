@@ -61,6 +61,13 @@ def _bright_fraction(rows: list[bytes], width: int, channels: int) -> float:
     return bright / (width * len(rows))
 
 
+def _app_drawn(data: bytes) -> bool:
+    """The screenshot shows the app, not the splash page: text all over, the status line at the top."""
+    width, _height, rows = png_pixels(data)
+    channels = len(rows[0]) // width
+    return _bright_fraction(rows, width, channels) > 0.005 and _bright_fraction(rows[:40], width, channels) > 0.01
+
+
 def test_serve_renders_a_running_scenario_in_headless_chromium(tmp_path: Path) -> None:
     if chromium_binary() is None:
         pytest.skip("no chromium (./run-tests installs Debian's chromium as root)")
@@ -99,7 +106,8 @@ def test_serve_renders_a_running_scenario_in_headless_chromium(tmp_path: Path) -
 
             watcher = asyncio.create_task(watch())
             try:
-                return await screenshot(f"http://127.0.0.1:{port}/", shot, wait_s=7.0)
+                # until the app has drawn (bounded: a busy machine takes longer than an idle one)
+                return await screenshot(f"http://127.0.0.1:{port}/", shot, wait_s=60.0, ready=_app_drawn)
             finally:
                 watcher.cancel()
 
