@@ -17,6 +17,7 @@ from typing import Any
 from lab import registry
 from lab.apps import BulkSender, BulkSink, TransferResult, bulk_payload
 from lab.errors import ConfigError
+from lab.moments import MomentSpec
 from lab.sim.middlebox import Middlebox
 from lab.sim.network import SimNetwork
 from lab.tcp import TcpConfig
@@ -136,6 +137,9 @@ class Scenario:
     link_events: tuple[LinkEvent, ...] = ()
     tcp: dict[str, Any] = field(default_factory=dict)
     time_limit_s: float = 600.0
+    # what the lesson hinges on (lab/moments.py) and the TUI view that opens first
+    moments: tuple[MomentSpec, ...] = ()
+    main_view: str = "topology"
 
     def with_params(self, **topology_params: Any) -> Scenario:
         return replace(self, topology_params={**self.topology_params, **topology_params})
