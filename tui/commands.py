@@ -57,7 +57,9 @@ def cmd_tui(args: argparse.Namespace) -> int:
         from lab.mininet.liverun import MininetRun
 
         return _run_app(MininetRun(scenario, seed=args.seed, out_dir=out_dir), args, out_dir)
-    lab_run = SimRun(scenario, seed=args.seed, speed=args.speed, out_dir=out_dir)
+    lab_run = SimRun(
+        scenario, seed=args.seed, speed=args.speed, out_dir=out_dir, pause_at_moments=not args.no_auto_pause
+    )
     return _run_app(lab_run, args, out_dir)
 
 
@@ -145,6 +147,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         parts += ["tui", args.scenario, "--seed", str(args.seed), "--no-record"]
         if args.speed is not None:
             parts += ["--speed", str(args.speed)]
+        if args.no_auto_pause:
+            parts += ["--no-auto-pause"]
     # exec: the app replaces the shell textual-serve starts it with, so the server is its parent
     command = "exec " + shlex.join([*parts, "--exit-with-parent"])
     server = Server(command, host=args.host, port=args.port, title=f"tcplab {args.replay or args.scenario}")
@@ -162,6 +166,11 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE", help="topology parameter")
     s.add_argument("--out", metavar="DIR", help="bundle directory (default runs/SCENARIO-seedN-TIME-tui)")
     s.add_argument("--no-record", action="store_true", help="do not write a run bundle")
+    s.add_argument(
+        "--no-auto-pause",
+        action="store_true",
+        help="do not pause at the scenario's key moments (for demos that should run through)",
+    )
     s.add_argument("--headless-check", action="store_true", help=argparse.SUPPRESS)
     s.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     s.set_defaults(fn=cmd_tui)
@@ -178,6 +187,7 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--speed", type=_speed, default=None)
     s.add_argument("--replay", metavar="RUN_DIR", help="serve a recorded run instead of a live one")
+    s.add_argument("--no-auto-pause", action="store_true", help="do not pause at the scenario's key moments")
     s.add_argument("--host", default="localhost")
     s.add_argument("--port", type=int, default=8000)
     s.set_defaults(fn=cmd_serve)
