@@ -40,8 +40,8 @@ class MomentBar(Widget):
         m = self.moment
         if m is None:
             if self.total:
-                how = "the lab pauses at each, space resumes" if self.pausing else "n/N jumps between them"
-                return Text(f" {MARK} watching for the key moments of this scenario ({how})", style="dim")
+                how = "the lab pauses at each; space resumes" if self.pausing else "n/N: from one to the next"
+                return Text(f" {MARK} key moments to come ({how})", style="dim")
             return Text(" no key moments declared for this run", style="dim")
         head = f" {MARK} {self.index + 1}/{self.count}  {m.t:.3f} s  "
         tail = f"  [{m.rfc}]"
