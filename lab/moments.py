@@ -110,7 +110,7 @@ class MomentDetector:
                     continue  # a record without the documented shape is no moment
                 if fields is None:
                     continue
-                instance = fields.get(spec.once_per) if spec.once_per else None
+                instance = ({"node": rec.node} | fields).get(spec.once_per) if spec.once_per else None
                 if instance in self._seen[i]:
                     continue
                 self._seen[i].add(instance)
@@ -231,14 +231,17 @@ def middlebox_stripped(kind: int) -> Match:
 
 
 def eno_outcome(state: str) -> Match:
-    """ENO reaches ``state`` ("fallback", "refused", "aborted") at some end."""
+    """ENO reaches ``state`` ("fallback", "refused", "aborted") at some end; a mandatory end's
+    reset for want of ENO counts as "refused" even where no state change is recorded."""
 
     def match(rec: TraceRecord, scratch: dict[str, Any]) -> dict[str, Any] | None:
-        if _is(rec, "eno", "state_updated") and rec.data.get("to") == state:
+        d = rec.data
+        refusal = state == "refused" and _is(rec, "eno", "error") and "mandatory" in str(d.get("action", ""))
+        if (_is(rec, "eno", "state_updated") and d.get("to") == state) or refusal:
             return {
-                "conn": rec.data.get("conn", "?"),
-                "detail": rec.data.get("detail") or rec.data.get("reason") or "",
-                "policy": rec.data.get("policy", ""),
+                "conn": d.get("conn", "?"),
+                "detail": d.get("detail") or d.get("reason") or "",
+                "policy": d.get("policy", ""),
             }
         return None
 

@@ -66,6 +66,7 @@ ENO_REFUSED = MomentSpec(
     rfc="RFC 8547 §4.5",
     view="eno",
     match=eno_outcome("refused"),
+    once_per="node",  # a mandatory server and a mandatory client each refuse
 )
 AEAD_FAILED = MomentSpec(
     key="aead-failure",

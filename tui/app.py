@@ -89,7 +89,8 @@ class LabApp(App[None]):
         self.batches_applied = 0
         self.records_applied = 0
         self.finished = False
-        self.problems: list[str] = []
+        self.problems: list[str] = []  # what the scenario did not expect
+        self.expected: list[str] = []  # errors its key moments are made of (an AEAD failure in tcpcrypt-tamper)
         self.auto_pause = bool(getattr(lab_run, "pause_at_moments", False))
         self.moment_detector = MomentDetector(lab_run.moment_specs())
         self.moments: list[Moment] = []  # found in the records shown so far, in order
@@ -199,23 +200,30 @@ class LabApp(App[None]):
                 view.apply(records)
             except Exception as exc:  # a view that trips on odd data must not end the session
                 self._problem(f"{type(view).__name__} could not draw a record: {type(exc).__name__}: {exc}")
+        new = self.moment_detector.feed(records)
+        if new:
+            self.moments.extend(new)
         notes = 0
         for rec in records:
             if rec.name == "error":
                 reason = str(rec.data.get("reason", rec.data))
+                if self._part_of_a_moment(rec):
+                    self.expected.append(reason)  # the scenario's lesson, not a problem
+                    continue
                 self.problems.append(reason)
                 if notes < MAX_NOTES_PER_BATCH:
                     notes += 1
                     self.notify(reason, title=f"{rec.layer} problem", severity="error", timeout=8)
-        new = self.moment_detector.feed(records)
-        if new:
-            self.moments.extend(new)
-            if not self._seeking:
-                self._moments_happened(new)
+        if new and not self._seeking:
+            self._moments_happened(new)
         self.batches_applied += 1
         self.records_applied += len(records)
 
     # --- key moments
+
+    def _part_of_a_moment(self, rec: TraceRecord) -> bool:
+        """An error record at the node and instant of a declared moment is what the scenario shows."""
+        return any(m.node == rec.node and abs(m.t - rec.t) < 1e-9 for m in reversed(self.moments[-8:]))
 
     def _moments_happened(self, new: list[Moment]) -> None:
         """Show the latest moment; when the run pauses at moments, also its view."""
@@ -321,6 +329,7 @@ class LabApp(App[None]):
             status=status,
             problems=len(self.problems),
             notice=notice[:2] if notice else None,
+            expected=len(self.expected),
         )
         for slider in self._sliders:
             slider.position = status.now
@@ -431,6 +440,7 @@ class LabApp(App[None]):
         records = self.lab_run.seek(t)
         self._generation += 1
         self.problems = []
+        self.expected = []
         for view in self.views():
             view.reset()
         self.moment_detector.reset()

@@ -20,7 +20,7 @@ EXPECTED = {
     "path-failure": ["link-down", "rto-reinjection", "link-up", "delivered"],
     "two-paths": ["subflow-joined", "reinjection", "delivered"],
     "eno-basic": ["tep-agreed", "session-ids-equal", "delivered"],
-    "eno-stripped": ["eno-stripped", "eno-fallback", "eno-refused"],
+    "eno-stripped": ["eno-stripped", "eno-fallback", "eno-refused", "eno-refused"],
     "tcpcrypt-tamper": ["tep-agreed", "aead-failure", "reset"],
     "mptcp-mpfail-fallback": ["mp-fail", "fallback", "delivered"],
 }

@@ -41,7 +41,10 @@ async def test_without_auto_pause_the_run_goes_through_and_still_marks_every_mom
     app = LabApp(SimRun(get_scenario("eno-stripped"), seed=1, speed=None))
     async with app.run_test(size=(120, 40)) as pilot:
         await until_finished(app, pilot)
-        assert [m.key for m in app.moments] == ["eno-stripped", "eno-fallback", "eno-refused"]
+        assert [m.key for m in app.moments] == ["eno-stripped", "eno-fallback", "eno-refused", "eno-refused"]
+        # the refusals are the lesson, not problems; the status line never calls them so
+        assert app.problems == [] and app.expected == ["no_eno_option", "no_eno_option"]
+        assert "problems" not in str(app.query_one("#status").render())
         assert app.query_one("#tabs").active == "eno"  # the scenario's main view
         assert app.query_one(MomentTimeline).marks == [m.t for m in app.moments]
 

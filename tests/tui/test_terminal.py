@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # scenario -> words of its first moment's caption (on its first line, so no wrap splits them)
 FIRST_MOMENT = {
     "hotspot": "no answer over UDP 500",
-    "iketcp-race": 'starts with the 6 bytes',
+    "iketcp-race": "starts with the 6 bytes",
     "path-failure": "link r1-h2 goes down",
     "two-paths": "opens a second subflow",
     "eno-basic": "both ends agree on",

@@ -17,7 +17,14 @@ class StatusBar(Static):
     """Scenario, backend, virtual time, speed, paused, transfers, problems."""
 
     def show(
-        self, *, name: str, backend: str, status: Any, problems: int, notice: tuple[str, str] | None = None
+        self,
+        *,
+        name: str,
+        backend: str,
+        status: Any,
+        problems: int,
+        notice: tuple[str, str] | None = None,
+        expected: int = 0,
     ) -> None:
         speed = "max" if status.speed is None else f"×{status.speed:g}"
         actual = (status.extra or {}).get("actual_speed")
@@ -37,6 +44,8 @@ class StatusBar(Static):
             text.append(mark + message, style="bold reverse" if severity in ("error", "warning") else "bold")
         else:
             text.append(status.text)
+        if expected:
+            text.append(f"  as expected: {expected} (tab 6)", style="bold")
         if problems:
             text.append(f"  problems: {problems} (tab 6)", style="bold reverse")
         if text.plain == getattr(self, "_shown", None):
