@@ -398,7 +398,11 @@ class SimRun(LabRun):
         for name, link in self.net.links.items():
             for d in link.directions:
                 key = (name, d.src_iface.name)
-                figures = (d.sent_packets, d.sent_bytes, d.dropped)
+                # bytes that have left the queue by now (sent_bytes counts them as they are queued):
+                # a rate from these never exceeds the link's
+                queued = max(0.0, d.busy_until - now) * d.bytes_per_s if d.bytes_per_s else 0.0
+                departed = max(0, d.sent_bytes - int(queued + 0.999))
+                figures = (d.sent_packets, d.sent_bytes, d.dropped, departed)
                 if self._link_bytes.get(key) == figures:
                     continue
                 self._link_bytes[key] = figures
@@ -413,6 +417,7 @@ class SimRun(LabRun):
                         "packets": figures[0],
                         "bytes": figures[1],
                         "dropped": figures[2],
+                        "bytes_departed": figures[3],
                     },
                 )
 

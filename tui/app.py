@@ -309,6 +309,11 @@ class LabApp(App[None]):
         if message.reader != self._reader:
             return  # an earlier reader; a newer one is at work
         self.flush_views()
+        if self.lab_run.status().finished:
+            for view in self._views:
+                ended = getattr(view, "run_ended", None)
+                if ended is not None:
+                    ended()
         self.finished = True
         self.refresh_status()
 

@@ -31,7 +31,7 @@ FIRST_MOMENT = {
 
 def _capture(session: str) -> str:
     return subprocess.run(
-        ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=False
+        ["tmux", "-L", session, "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=False
     ).stdout
 
 
@@ -43,7 +43,7 @@ def test_first_moment_on_screen_with_no_key_pressed(name: str, size: tuple[int, 
     command = f"{sys.executable} -m lab.cli tui {name} --no-record"
     env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(ROOT)}
     subprocess.run(
-        ["tmux", "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height), "-c", str(ROOT), command],
+        ["tmux", "-L", session, "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height), "-c", str(ROOT), command],
         check=True,
         env=env,
     )
@@ -63,4 +63,5 @@ def test_first_moment_on_screen_with_no_key_pressed(name: str, size: tuple[int, 
         assert "? Help" in footer and "q Quit" in footer, screen
         assert len(lines) <= height and all(len(line) <= width for line in lines)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], check=False, capture_output=True)
+        # a server of its own (-L): no other tmux user on the machine can end it, and it ends here
+        subprocess.run(["tmux", "-L", session, "kill-server"], check=False, capture_output=True)
