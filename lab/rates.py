@@ -43,6 +43,11 @@ class WindowRate:
         while len(samples) > 2 and samples[1][0] <= t - self.window_s:
             samples.popleft()
 
+    @property
+    def total(self) -> int:
+        """The counter's latest value (0 before any sample)."""
+        return self._samples[-1][1] if self._samples else 0
+
     def rate(self, now: float) -> float | None:
         """The rate as of ``now`` (at least the latest sample's time); None before two samples."""
         samples = self._samples

@@ -46,8 +46,9 @@ async def test_topology_view_shows_links_rates_and_the_checked_transfer() -> Non
         links = app.query_one("#links", DataTable)
         assert links.row_count == 4
         assert all(view.link_up.values())
-        assert view.rates[("h1-r1", "ab")] > 0  # path A carried the transfer
-        assert ("h1-r2", "ab") not in view.rates  # path B idle: plain TCP uses one path
+        assert view.bytes_carried("h1-r1", "ab") > 256 * 1024  # path A carried the transfer
+        assert view.bytes_carried("h1-r2", "ab") == 0  # path B idle: plain TCP uses one path
+        assert view.rates[("h1-r1", "ab")] == 0.0  # the run is over: nothing flows any more
         assert str(links.get_cell("h1-r1", "state")) == "up"
         transfers = str(app.query_one("#transfers", Static).render())
         assert "SHA-256 match" in transfers

@@ -6,7 +6,6 @@ from typing import Any
 
 from lab.trace import TraceRecord
 
-
 BAD_RECORD = (TypeError, ValueError, KeyError, AttributeError, IndexError, ZeroDivisionError)
 
 

@@ -240,7 +240,15 @@ class IketcpView(Vertical, TraceView):
         for i, column in enumerate(self._columns_shown):
             for static in self.query(f"#ike-col-{i}"):
                 body = static.parent
-                width = max(20, (body.size.width if body is not None else 0) - 2 or 40)
+                if body is None or body.size.width <= 0:
+                    # not laid out yet (or on a hidden tab): try again after a refresh or two,
+                    # then leave it to on_resize, which comes when the view is shown
+                    self._fill_retries = getattr(self, "_fill_retries", 0) + 1
+                    if self._fill_retries <= 3:
+                        self.call_after_refresh(self._fill_columns)
+                    return
+                self._fill_retries = 0
+                width = max(20, body.size.width - 2)
                 text = Text()
                 for line, style in self.timelines[column]:
                     parts = textwrap.wrap(line, width=width, subsequent_indent=INDENT, drop_whitespace=False)

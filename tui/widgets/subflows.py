@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Log, Static
 from lab.rates import WindowRate
 from lab.trace import TraceRecord
 from tui.widgets.base import BAD_RECORD, TraceView, fmt_bytes, fmt_rate, short_conn, spark
+from tui.widgets.follow_log import FollowLog
 
 COLUMNS = (
     ("conn", "Connection", 14),
@@ -41,7 +42,7 @@ NARROW_COLUMNS = (
     ("bytes", "Bytes", 9),
     ("rate", "Rate", 10),
 )
-STATE_SHORT = {"ESTABLISHED": "ESTAB", "PRE_ESTABLISHED": "PRE-EST", "SYN-RECEIVED": "SYN-RCV", "FIN-WAIT-1": "FIN-W1"}
+STATE_SHORT = {"ESTABLISHED": "ESTAB", "PRE_ESTABLISHED": "PRE-EST", "SYN-RECEIVED": "SYN-RCV", "FIN-WAIT-1": "FIN-W1", "FIN-WAIT-2": "FIN-W2", "LAST-ACK": "LASTACK"}
 
 
 def narrow_subflow(subflow: str) -> str:
@@ -91,7 +92,7 @@ class SubflowsView(Vertical, TraceView):
         yield Static("No connections yet.", id="subflow-summary")
         yield SubflowTable(id="subflow-table", cursor_type="row")
         yield Static("[b]Data-sequence mapping, reinjections, fallback[/b]", classes="section")
-        yield Log(id="subflow-log", max_lines=1000)
+        yield FollowLog(id="subflow-log", max_lines=1000)
 
     def on_mount(self) -> None:
         self.narrow = False
@@ -284,10 +285,6 @@ class SubflowsView(Vertical, TraceView):
                 touched.add(key)
         if touched and self.is_mounted:
             self._show(touched)
-        if self.is_mounted:
-            log = self.query_one(Log)
-            if log.auto_scroll and log.max_scroll_y and log.scroll_y < log.max_scroll_y:
-                log.scroll_end(animate=False)  # a log written while its tab was hidden follows its tail again
 
     def _rate(self, rec: TraceRecord, key: str, total: int, row: dict[str, Any]) -> None:
         meter = self._meters.get(key)
@@ -295,8 +292,9 @@ class SubflowsView(Vertical, TraceView):
             meter = self._meters[key] = WindowRate()
         meter.add(rec.t, total)
         row["rate"] = self._current_rate(key)
-        if row["rate"] is not None:
-            self._history.setdefault(key, []).append(row["rate"])
+        sample = meter.rate(rec.t)  # as of this record: the trend does not depend on how records were batched
+        if sample is not None:
+            self._history.setdefault(key, []).append(sample)
             del self._history[key][:-64]
 
     def _current_rate(self, key: str) -> float | None:
@@ -335,7 +333,7 @@ class SubflowsView(Vertical, TraceView):
     def _show(self, keys: set[str]) -> None:
         table = self.query_one(SubflowTable)
         columns = self._columns()
-        for key in sorted(keys):
+        for key in [k for k in self.rows if k in keys]:  # in the order the records named them
             full = dict(zip((c for c, _, _ in COLUMNS), self._cells(key), strict=True))
             if self.narrow:
                 row = self.rows[key]

@@ -10,9 +10,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Static
 
+from lab.rates import WindowRate
 from lab.trace import TraceRecord
 from tui.messages import ControlRequested
-from lab.rates import WindowRate
 from tui.widgets.base import BAD_RECORD, TraceView, fmt_bytes, fmt_rate
 
 
@@ -227,6 +227,11 @@ class TopologyView(VerticalScroll, TraceView):
                 text.append(f"received {fmt_bytes(received.get('bytes'))}  ")
                 text.append("SHA-256 match ✓" if ok else "SHA-256 MISMATCH ✗", style="bold" if ok else "bold reverse")
         self.query_one("#transfers", Static).update(text)
+
+    def bytes_carried(self, link: str, direction: str) -> int:
+        """Bytes that have left over ``link`` in ``direction`` ("ab" or "ba") so far."""
+        meter = self._meters.get((link, direction))
+        return meter.total if meter is not None else 0
 
     def run_ended(self) -> None:
         """The record stream ended: every rate is zero from now on."""
