@@ -28,6 +28,7 @@ from typing import Any
 
 from lab.apps import BulkSender, BulkSink
 from lab.errors import ConfigError, LabError
+from lab.link_metrics import LinkMetricsSampler
 from lab.moments import Moment, MomentDetector, MomentSpec, detect_moments
 from lab.scenario import Scenario, ScenarioRun, Transfer
 from lab.sim.middlebox import BlockUdpPorts, Middlebox, StripTcpOptions
@@ -270,7 +271,7 @@ class SimRun(LabRun):
                     self._policies[key] = (PolicyInfo(key, router, label, desc, False), None, factory)
         self._user_transfers: list[tuple[str, Any, Any]] = []  # (name, stream, result)
         self._next_port = 6001
-        self._link_bytes: dict[tuple[str, str], tuple[int, int, int]] = {}
+        self._link_sampler = LinkMetricsSampler(self.net, self._tracer)
         self._sampling = True
         self.net.call_at(LINK_METRICS_INTERVAL_S, self._sample_links)
         self._wall_start = time.perf_counter()
@@ -394,32 +395,7 @@ class SimRun(LabRun):
             self.net.call_at(self.net.now + LINK_METRICS_INTERVAL_S, self._sample_links)
 
     def _flush_link_metrics(self) -> None:
-        now = self.net.now
-        for name, link in self.net.links.items():
-            for d in link.directions:
-                key = (name, d.src_iface.name)
-                # bytes that have left the queue by now (sent_bytes counts them as they are queued):
-                # a rate from these never exceeds the link's
-                queued = max(0.0, d.busy_until - now) * d.bytes_per_s if d.bytes_per_s else 0.0
-                departed = max(0, d.sent_bytes - int(queued + 0.999))
-                figures = (d.sent_packets, d.sent_bytes, d.dropped, departed)
-                if self._link_bytes.get(key) == figures:
-                    continue
-                self._link_bytes[key] = figures
-                self._tracer.record_node(
-                    now,
-                    "net",
-                    "link",
-                    "metrics_updated",
-                    {
-                        "link": name,
-                        "from": d.src_iface.name,
-                        "packets": figures[0],
-                        "bytes": figures[1],
-                        "dropped": figures[2],
-                        "bytes_departed": figures[3],
-                    },
-                )
+        self._link_sampler.flush()
 
     def _write_summary(self) -> None:
         """Write (or rewrite, when a new transfer ran on) summary.json; the trace file is flushed."""

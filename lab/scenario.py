@@ -17,6 +17,7 @@ from typing import Any
 from lab import registry
 from lab.apps import BulkSender, BulkSink, TransferResult, bulk_payload
 from lab.errors import ConfigError
+from lab.link_metrics import LINK_METRICS_INTERVAL_S, LinkMetricsSampler
 from lab.moments import MomentSpec
 from lab.sim.middlebox import Middlebox
 from lab.sim.network import SimNetwork
@@ -294,6 +295,15 @@ def run_scenario(
         wall0 = time.perf_counter()
         net = run.net
         timed_out = False
+        if tracer.enabled:  # link counters too, so that the bundle replays with link rates
+            sampler = LinkMetricsSampler(net, tracer)
+
+            def sample_links() -> None:
+                sampler.flush()
+                if not run.done():
+                    net.call_at(net.now + LINK_METRICS_INTERVAL_S, sample_links)
+
+            net.call_at(LINK_METRICS_INTERVAL_S, sample_links)
         while not run.done():
             if net.now >= scenario.time_limit_s:
                 timed_out = True
@@ -304,6 +314,8 @@ def run_scenario(
             if net.idle() and not run.done():
                 timed_out = True  # nothing left that could finish the transfers
                 break
+        if tracer.enabled:
+            sampler.flush()  # the totals at the end
         finished = max((r.completed_at or 0.0) for r in run.results) if run.results else net.now
         wall = time.perf_counter() - wall0
         for r in run.results:

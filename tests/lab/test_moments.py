@@ -109,3 +109,16 @@ def test_a_run_that_pauses_at_moments_stops_right_after_each(name: str) -> None:
     assert [round(t, 4) for t, _ in stops] == [round(m.t, 4) for m in run.moments if m not in ending]
     for moment_t, paused_at in stops:
         assert moment_t <= paused_at <= moment_t + 2 * MOMENT_STEP_S + 1e-9
+
+
+def test_a_headless_bundle_replays_with_link_rates_and_its_moments(tmp_path: Path) -> None:
+    from lab.scenario import run_scenario
+
+    result = run_scenario(get_scenario("two-paths"), seed=1, out_dir=tmp_path / "b", pcaps=False)
+    assert result.ok
+    replay = ReplayRun(tmp_path / "b")
+    links = [r for r in replay.records if r.layer == "link" and r.name == "metrics_updated"]
+    assert links and all("bytes_departed" in r.data for r in links)
+    assert {r.data["link"] for r in links} >= {"h1-r1", "r1-h2", "h1-r2", "r2-h2"}
+    assert [m.key for m in replay.known_moments()] == EXPECTED["two-paths"]
+    assert replay.incomplete is None
