@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.scenario import bundle
 from lab.errors import ConfigError, LabError
-from lab.scenario import Scenario, ScenarioRun, Transfer
+from lab.scenario import Scenario, ScenarioRun, Transfer, bundle
+from lab.scenario.link_metrics import LinkMetricsSampler
 from lab.scenario.middlebox import BlockUdpPorts, Middlebox, StripTcpOptions
+from lab.scenario.moments import Moment, MomentDetector, MomentSpec, detect_moments
 from lab.stack.apps import BulkSender, BulkSink
 from lab.trace import RECORD_NAMES, SCHEMA_VERSION, Tracer, TraceRecord, write_records
 
@@ -37,6 +38,7 @@ LINK_METRICS_INTERVAL_S = 0.1
 DEFAULT_TRANSFER_BYTES = 1024 * 1024
 STEP_S = 0.1  # what one "step" advances in virtual time
 SPEEDS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, None)  # None: as fast as possible
+MOMENT_STEP_S = 0.002  # virtual time between two looks for a key moment (how far a pause may overshoot)
 MAX_BATCH_WALL_S = 0.03  # wall time one simulation slice may take before the viewer gets its records
 
 
@@ -100,6 +102,32 @@ class LabRun:
     def status(self) -> RunStatus:
         raise NotImplementedError
 
+    def scenario_declared(self) -> Scenario | None:
+        """The scenario this run follows, when it is a known one (replays look it up by name)."""
+        scenario = getattr(self, "scenario", None)
+        if isinstance(scenario, Scenario):
+            return scenario
+        from lab.scenario import registry
+
+        try:
+            return registry.scenarios().get(self.name)
+        except Exception:  # a broken registry entry must not stop a replay
+            return None
+
+    def moment_specs(self) -> tuple[MomentSpec, ...]:
+        """The key moments the scenario declares (lab/moments.py); none for an unknown one."""
+        scenario = self.scenario_declared()
+        return tuple(scenario.moments) if scenario is not None else ()
+
+    def main_view(self) -> str:
+        """The view the scenario's lesson is best seen in."""
+        scenario = self.scenario_declared()
+        return scenario.main_view if scenario is not None else "topology"
+
+    def known_moments(self) -> list[Moment]:
+        """Moments known ahead of playback (a replay knows all of them); live runs know none."""
+        return []
+
     # controls; each raises ControlUnavailable unless named in ``controls``
     def set_link_up(self, link: str, up: bool) -> None:
         raise ControlUnavailable(f"a {self.backend} run cannot change links")
@@ -153,14 +181,26 @@ def faster(speed: float | None, direction: int) -> float | None:
 class _BatchTracer(Tracer):
     """Collects records for the next batch; optionally mirrors them to a JSON Lines file."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, detector: MomentDetector | None = None) -> None:
         self.pending: list[TraceRecord] = []
         self._fh = open(path, "w", encoding="utf-8", buffering=1 << 20) if path is not None else None
+        self.detector = detector
+        self._scanned = 0  # pending records the detector has seen
+
+    def scan(self) -> list[Moment]:
+        """Feed the records recorded since the last scan to the detector; the moments they complete."""
+        if self.detector is None or self._scanned >= len(self.pending):
+            return []
+        new = self.detector.feed(self.pending[self._scanned :])
+        self._scanned = len(self.pending)
+        return new
 
     def record_node(self, now: float, node: str, layer: str, name: str, data: dict[str, Any]) -> None:
         self.pending.append(TraceRecord(now, node, layer, name, data))
 
     def drain(self) -> list[TraceRecord]:
+        self.scan()
+        self._scanned = 0
         out, self.pending = self.pending, []
         if self._fh is not None and out and not self._fh.closed:
             write_records(self._fh, out)
@@ -195,15 +235,24 @@ class SimRun(LabRun):
     possible. With ``out_dir`` the run is recorded as a bundle
     (``trace.jsonl``, ``topology.json``, ``summary.json``) that
     :class:`ReplayRun` reads. Controls queue up and take effect between two
-    simulation slices, so they never race the simulator. Raises ConfigError
-    for a bad scenario or speed, OSError for an unusable ``out_dir``.
+    simulation slices, so they never race the simulator. With
+    ``pause_at_moments`` the run pauses right after each key moment the
+    scenario declares (``moments`` lists those found so far). Raises
+    ConfigError for a bad scenario or speed, OSError for an unusable
+    ``out_dir``.
     """
 
     backend = "sim"
     controls = frozenset({"links", "middleboxes", "transfer", "pause", "step", "speed"})
 
     def __init__(
-        self, scenario: Scenario, *, seed: int = 1, speed: float | None = 1.0, out_dir: Path | None = None
+        self,
+        scenario: Scenario,
+        *,
+        seed: int = 1,
+        speed: float | None = 1.0,
+        out_dir: Path | None = None,
+        pause_at_moments: bool = False,
     ) -> None:
         self.scenario = scenario
         self.name = scenario.name
@@ -211,10 +260,12 @@ class SimRun(LabRun):
         self._speed = _check_speed(speed)
         self.out_dir = out_dir
         created = False
+        self.pause_at_moments = pause_at_moments
+        self._detector = MomentDetector(tuple(scenario.moments))
         if out_dir is not None:
             created = not out_dir.exists()
             out_dir.mkdir(parents=True, exist_ok=True)
-        self._tracer = _BatchTracer(out_dir / "trace.jsonl" if out_dir is not None else None)
+        self._tracer = _BatchTracer(out_dir / "trace.jsonl" if out_dir is not None else None, self._detector)
         try:
             self._run = ScenarioRun(scenario, seed=seed, tracer=self._tracer)
         except BaseException:  # a scenario that does not validate leaves no bundle
@@ -246,10 +297,23 @@ class SimRun(LabRun):
                     self._policies[key] = (PolicyInfo(key, router, label, desc, False), None, factory)
         self._user_transfers: list[tuple[str, Any, Any]] = []  # (name, stream, result)
         self._next_port = 6001
-        self._link_bytes: dict[tuple[str, str], tuple[int, int, int]] = {}
+        self._link_sampler = LinkMetricsSampler(self.net, self._tracer)
         self._sampling = True
         self.net.call_at(LINK_METRICS_INTERVAL_S, self._sample_links)
         self._wall_start = time.perf_counter()
+        self._pace: deque[tuple[float, float]] = deque(maxlen=64)  # (wall, virtual) while running
+
+    @property
+    def moments(self) -> list[Moment]:
+        """The key moments found so far, in order."""
+        return list(self._detector.moments)
+
+    def actual_speed(self) -> float | None:
+        """Virtual seconds per wall second over the last ~2 s of running (None before there is a figure)."""
+        pace = [p for p in self._pace if p[0] >= time.monotonic() - 2.0]
+        if len(pace) < 2 or pace[-1][0] - pace[0][0] < 0.3:
+            return None
+        return (pace[-1][1] - pace[0][1]) / (pace[-1][0] - pace[0][0])
 
     # --- LabRun
 
@@ -264,7 +328,11 @@ class SimRun(LabRun):
             speed=self._speed,
             finished=self._finished,
             text=f"transfers {done}/{len(self._run.results)}" + (f" — {self._error}" if self._error else ""),
-            extra={"bytes_received": self._run.bytes_received(), "bytes_expected": self._run.bytes_expected()},
+            extra={
+                "bytes_received": self._run.bytes_received(),
+                "bytes_expected": self._run.bytes_expected(),
+                "actual_speed": None if self._paused or self._finished else self.actual_speed(),
+            },
         )
 
     def results(self) -> list[Any]:
@@ -285,6 +353,10 @@ class SimRun(LabRun):
                 target = self.net.now + max(elapsed, 0.0) * self._speed
             if target is not None or self._commands:
                 await asyncio.to_thread(self._advance, target)
+            if self._paused or self._finished:
+                self._pace.clear()
+            else:
+                self._pace.append((time.monotonic(), self.net.now))
             records = self._tracer.drain()
             if records:
                 yield records
@@ -304,9 +376,13 @@ class SimRun(LabRun):
             limit = self.scenario.time_limit_s
             deadline = time.perf_counter() + MAX_BATCH_WALL_S
             end = min(target, limit)
+            stop = self._stop_at_moment if self.pause_at_moments else run.done
             while net.now < end and time.perf_counter() < deadline:
-                net.run(until=min(end, net.now + 0.01 if self._speed is None else end), stop=run.done)
+                step = MOMENT_STEP_S if self.pause_at_moments else (0.01 if self._speed is None else None)
+                net.run(until=min(end, net.now + step) if step else end, stop=stop)
                 if run.done() or net.idle():
+                    break
+                if self.pause_at_moments and (self._paused or self._stop_at_moment()):
                     break
             if (run.done() and not self._user_transfers_running()) or net.now >= limit or net.idle():
                 self._finished = True
@@ -327,6 +403,14 @@ class SimRun(LabRun):
                 },
             )
 
+    def _stop_at_moment(self) -> bool:
+        """``net.run``'s stop test with pause_at_moments: a new key moment pauses the run."""
+        if self._tracer.scan():
+            self._paused = True
+            self._step_budget = 0.0
+            return True
+        return self._run.done()
+
     def _user_transfers_running(self) -> bool:
         return any(not result.complete for _, _, result in self._user_transfers)
 
@@ -337,27 +421,7 @@ class SimRun(LabRun):
             self.net.call_at(self.net.now + LINK_METRICS_INTERVAL_S, self._sample_links)
 
     def _flush_link_metrics(self) -> None:
-        now = self.net.now
-        for name, link in self.net.links.items():
-            for d in link.directions:
-                key = (name, d.src_iface.name)
-                figures = (d.sent_packets, d.sent_bytes, d.dropped)
-                if self._link_bytes.get(key) == figures:
-                    continue
-                self._link_bytes[key] = figures
-                self._tracer.record_node(
-                    now,
-                    "net",
-                    "link",
-                    "metrics_updated",
-                    {
-                        "link": name,
-                        "from": d.src_iface.name,
-                        "packets": figures[0],
-                        "bytes": figures[1],
-                        "dropped": figures[2],
-                    },
-                )
+        self._link_sampler.flush()
 
     def _write_summary(self, *, closing: bool = False) -> None:
         """Finalise (or finalise again, when a new transfer ran on) summary.json with the
@@ -546,6 +610,8 @@ class ReplayRun(LabRun):
         self.records = [TraceRecord(0.0, "replay", "run", "error", {"reason": n, "fatal": False}) for n in notes]
         self.records += load_records(trace)
         self.duration = max((r.t for r in self.records), default=0.0)
+        self.incomplete = incomplete_reason(self.records, self.summary)
+        self._moments = detect_moments(self.moment_specs(), self.records)
         self._pos = 0  # index of the next record to deliver
         self._now = 0.0
         self._paused = False
@@ -554,6 +620,9 @@ class ReplayRun(LabRun):
 
     def topology(self) -> dict[str, Any]:
         return self._topology
+
+    def known_moments(self) -> list[Moment]:
+        return list(self._moments)
 
     def status(self) -> RunStatus:
         return RunStatus(
@@ -706,6 +775,20 @@ def load_records(path: Path) -> list[TraceRecord]:
             continue
         out.append(rec)
     return out
+
+
+def incomplete_reason(records: list[TraceRecord], summary: dict[str, Any]) -> str | None:
+    """Why a bundle does not hold a whole run (a cut-off trace, no summary, a run stopped early), or None."""
+    for rec in records:
+        if rec.layer == "run" and rec.name == "error" and "truncated" in str(rec.data.get("reason", "")):
+            return "the trace ends in the middle of a record: the run was cut off"
+    if not summary:
+        return "no summary.json: the run did not finish writing its bundle"
+    if summary.get("finished") is False:
+        return "the run was stopped before its scenario finished"
+    if summary.get("timed_out"):
+        return "the run hit its time limit"
+    return None
 
 
 def bundle_digest(records: list[TraceRecord]) -> str:

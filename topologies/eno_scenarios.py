@@ -8,9 +8,19 @@ negotiation must come to; the transfers' byte streams are SHA-256 checked.
 from __future__ import annotations
 
 from lab.eno.extension import EnoConfig
-from lab.scenario.eno import EncryptedTransfer, SimultaneousOpenTransfer
 from lab.scenario import Scenario
+from lab.scenario.eno import EncryptedTransfer, SimultaneousOpenTransfer
 from lab.scenario.middlebox import FlipPayloadBytes, StripTcpOptions
+from lab.scenario.moments import (
+    MomentSpec,
+    aead_failure,
+    eno_outcome,
+    middlebox_stripped,
+    reset_sent,
+    session_ids_equal,
+    tep_agreed,
+    transfer_received,
+)
 from lab.wire.eno import ENO_KIND, EXPERIMENTAL_KIND
 from lab.wire.tcpcrypt import (
     TCPCRYPT_ECDHE_CURVE448,
@@ -22,6 +32,63 @@ from lab.wire.tcpcrypt import (
 MIB = 1024 * 1024
 
 MANDATORY = EnoConfig(policy="mandatory")
+TEP_AGREED = MomentSpec(
+    key="tep-agreed",
+    caption="{node} reads the SYN-ACK: both ends agree on {tep}, so tcpcrypt encrypts this connection",
+    rfc="RFC 8547 §4.4",
+    view="eno",
+    match=tep_agreed(),
+)
+SESSION_IDS_EQUAL = MomentSpec(
+    key="session-ids-equal",
+    caption="{nodes} hold the same session ID {sid}: nobody in between holds the keys",
+    rfc="RFC 8548 §3.4",
+    view="eno",
+    match=session_ids_equal(),
+)
+ENO_STRIPPED = MomentSpec(
+    key="eno-stripped",
+    caption="{node} removes the ENO option (kind {kind}) from a SYN on its way through",
+    rfc="RFC 8547 §4.5",
+    view="eno",
+    match=middlebox_stripped(ENO_KIND),
+)
+ENO_FALLBACK = MomentSpec(
+    key="eno-fallback",
+    caption="{node}: {detail}; an opportunistic end goes on as plain, unencrypted TCP",
+    rfc="RFC 8547 §4.5",
+    view="eno",
+    match=eno_outcome("fallback"),
+)
+ENO_REFUSED = MomentSpec(
+    key="eno-refused",
+    caption="{node}: {detail}; a mandatory end refuses and resets: nothing crosses in the clear",
+    rfc="RFC 8547 §4.5",
+    view="eno",
+    match=eno_outcome("refused"),
+    once_per="node",  # a mandatory server and a mandatory client each refuse
+)
+AEAD_FAILED = MomentSpec(
+    key="aead-failure",
+    caption="a frame fails AEAD authentication at {node} (stream offset {offset}): it was changed on the way",
+    rfc="RFC 8548 §3.6",
+    view="eno",
+    match=aead_failure(),
+)
+TAMPER_RESET = MomentSpec(
+    key="reset",
+    caption="{node} resets the connection ({why}): not one tampered byte reaches the application",
+    rfc="RFC 8548 §3.6",
+    view="eno",
+    match=reset_sent(reason_contains="tcpcrypt"),
+)
+ENO_DELIVERED = MomentSpec(
+    key="delivered",
+    caption="{transfer}: all {size} delivered, {check}",
+    rfc="RFC 8548 §3.6",
+    view="eno",
+    match=transfer_received(),
+)
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
@@ -34,6 +101,8 @@ SCENARIOS: dict[str, Scenario] = {
             ),
             topology="single-path",
             transfers=(EncryptedTransfer(name="encrypted", size_bytes=2 * MIB),),
+            moments=(TEP_AGREED, SESSION_IDS_EQUAL, ENO_DELIVERED),
+            main_view="eno",
         ),
         Scenario(
             name="eno-mismatch",
@@ -60,6 +129,8 @@ SCENARIOS: dict[str, Scenario] = {
                     expect="fallback",
                 ),
             ),
+            moments=(TEP_AGREED, ENO_FALLBACK, SESSION_IDS_EQUAL),
+            main_view="eno",
         ),
         Scenario(
             name="eno-stripped",
@@ -79,6 +150,8 @@ SCENARIOS: dict[str, Scenario] = {
                     name="mandatory-server", port=5003, size_bytes=64 * 1024, server=MANDATORY, expect="refused"
                 ),
             ),
+            moments=(ENO_STRIPPED, ENO_FALLBACK, ENO_REFUSED),
+            main_view="eno",
         ),
         Scenario(
             name="tcpcrypt-tamper",
@@ -90,6 +163,8 @@ SCENARIOS: dict[str, Scenario] = {
             topology="single-path",
             middleboxes=(("r1", lambda: FlipPayloadBytes(dst_port=5001, nth=20, offset=700)),),
             transfers=(EncryptedTransfer(name="tampered", size_bytes=1 * MIB, expect="aborted"),),
+            moments=(TEP_AGREED, AEAD_FAILED, TAMPER_RESET),
+            main_view="eno",
         ),
         Scenario(
             name="eno-simultaneous-open",
@@ -106,6 +181,8 @@ SCENARIOS: dict[str, Scenario] = {
                     server=EnoConfig(teps=(TCPCRYPT_ECDHE_CURVE25519, TCPCRYPT_ECDHE_P256), passive_role=True),
                 ),
             ),
+            moments=(SESSION_IDS_EQUAL, ENO_DELIVERED),
+            main_view="eno",
         ),
     )
 }

@@ -7,10 +7,36 @@ Delete) across the single-path topology with a middlebox on r1.
 
 from __future__ import annotations
 
-from lab.scenario.ike import IkeSession
 from lab.scenario import Scenario
+from lab.scenario.ike import IkeSession
 from lab.scenario.middlebox import BlockAllUdp, BlockTcpPorts, BlockUdpPorts, SourceNat
+from lab.scenario.moments import MomentSpec, ike_attempt, iketcp_prefix
 
+UDP_TIMEOUT = MomentSpec(
+    key="udp-timeout",
+    caption="{session}: no answer over UDP {port} for {after}, so IKE gives UDP up and tries TCP 4500",
+    rfc="RFC 9329 §5.1",
+    view="iketcp",
+    match=ike_attempt("timeout", transport="udp"),
+    once_per="session",
+)
+IKETCP_PREFIX = MomentSpec(
+    key="iketcp-prefix",
+    caption='{session}: the new TCP connection starts with the 6 bytes "IKETCP", then framed IKE messages',
+    rfc="RFC 9329 §4",
+    view="iketcp",
+    match=iketcp_prefix(),
+    once_per="session",
+)
+IKE_SA_WON = MomentSpec(
+    key="ike-sa-won",
+    caption="{session}: IKE_SA_INIT answered over {transport} {port}, {after} after the start: this transport wins",
+    rfc="RFC 9329 §5.1",
+    view="iketcp",
+    match=ike_attempt("won"),
+    once_per="session",
+)
+FALLBACK_MOMENTS = (UDP_TIMEOUT, IKETCP_PREFIX, IKE_SA_WON)
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
@@ -22,6 +48,8 @@ SCENARIOS: dict[str, Scenario] = {
             middleboxes=(("r1", BlockAllUdp),),
             transfers=(IkeSession(name="ike"),),
             time_limit_s=60.0,
+            moments=FALLBACK_MOMENTS,
+            main_view="iketcp",
         ),
         Scenario(
             name="hotspot-500",
@@ -30,6 +58,8 @@ SCENARIOS: dict[str, Scenario] = {
             middleboxes=(("r1", lambda: BlockUdpPorts([500])),),
             transfers=(IkeSession(name="ike", initiator_config={"udp_ports": (500, 4500)}),),
             time_limit_s=60.0,
+            moments=(IKE_SA_WON,),
+            main_view="iketcp",
         ),
         Scenario(
             name="nat",
@@ -38,6 +68,8 @@ SCENARIOS: dict[str, Scenario] = {
             middleboxes=(("r1", lambda: SourceNat(inside="r1-eth0", public_address="10.0.2.1")),),
             transfers=(IkeSession(name="ike", rekey=True, initiator_config={"nat_keepalive_s": 0.1}),),
             time_limit_s=60.0,
+            moments=(IKE_SA_WON,),
+            main_view="iketcp",
         ),
         Scenario(
             name="port-443",
@@ -48,6 +80,8 @@ SCENARIOS: dict[str, Scenario] = {
                 IkeSession(name="ike", initiator_config={"tcp_ports": (4500, 443), "tcp_connect_timeout_s": 1.0}),
             ),
             time_limit_s=60.0,
+            moments=FALLBACK_MOMENTS,
+            main_view="iketcp",
         ),
         Scenario(
             name="iketcp-race",
@@ -59,6 +93,8 @@ SCENARIOS: dict[str, Scenario] = {
                 IkeSession(name="racing", initiator_config={"fallback": "racing"}),
             ),
             time_limit_s=60.0,
+            moments=FALLBACK_MOMENTS,
+            main_view="iketcp",
         ),
     )
 }

@@ -6,14 +6,88 @@ Links in ``two-paths`` are named ``h1-r1``, ``r1-h2`` (path A) and ``h1-r2``,
 
 from __future__ import annotations
 
-from lab.scenario.mptcp import MptcpTransfer
 from lab.scenario import LinkEvent, Scenario
 from lab.scenario.middlebox import FlipPayloadBytes, StripTcpOptions
+from lab.scenario.moments import (
+    MomentSpec,
+    link_down,
+    link_up,
+    mp_fail,
+    mptcp_fallback,
+    reinjection,
+    reset_sent,
+    subflow_joined,
+    transfer_received,
+)
+from lab.scenario.mptcp import MptcpTransfer
 from lab.wire.mptcp import MPTCP_KIND
 
 MIB = 1024 * 1024
 H1_PATH_B = "10.0.3.1"
 PAIRED = {"path_manager": "paired"}  # one subflow per path: h1 A <-> h2 A, h1 B <-> h2 B
+JOINED = MomentSpec(
+    key="subflow-joined",
+    caption="{node} opens a second subflow with MP_JOIN ({subflow}): data can now use both paths",
+    rfc="RFC 8684 §3.2",
+    view="subflows",
+    match=subflow_joined(),
+)
+LINK_DOWN = MomentSpec(
+    key="link-down",
+    caption="link {link} goes down: subflows over it stop getting ACKs and their retransmission timers run",
+    rfc="RFC 8684 §3.3.6",
+    view="subflows",
+    match=link_down(),
+)
+LINK_UP = MomentSpec(
+    key="link-up",
+    caption="link {link} is back up: the path can carry a subflow again",
+    rfc="RFC 8684 §3.4",
+    view="subflows",
+    match=link_up(),
+)
+RTO_REINJECTION = MomentSpec(
+    key="rto-reinjection",
+    caption="retransmission timeout on {from}: {node} sends that data again on another subflow ({since_down})",
+    rfc="RFC 8684 §3.3.6",
+    view="subflows",
+    match=reinjection("retransmission timeout"),
+)
+FIRST_REINJECTION = MomentSpec(
+    key="reinjection",
+    caption="{node} sends again, on {to}, data that {from} already carried ({why})",
+    rfc="RFC 8684 §3.3.6",
+    view="subflows",
+    match=reinjection(),
+)
+MP_FAIL = MomentSpec(
+    key="mp-fail",
+    caption="a DSS checksum fails at {node}: it answers with MP_FAIL for the damaged data",
+    rfc="RFC 8684 §3.7",
+    view="subflows",
+    match=mp_fail(),
+)
+FALLBACK = MomentSpec(
+    key="fallback",
+    caption="{node} falls back to plain TCP ({why})",
+    rfc="RFC 8684 §3.7",
+    view="subflows",
+    match=mptcp_fallback(),
+)
+SUBFLOW_RESET = MomentSpec(
+    key="subflow-reset",
+    caption="{node} resets subflow {conn} ({why}); the connection goes on over the others",
+    rfc="RFC 8684 §3.6",
+    view="subflows",
+    match=reset_sent(),
+)
+DELIVERED = MomentSpec(
+    key="delivered",
+    caption="{transfer}: all {size} delivered, {check}",
+    rfc="RFC 8684 §3.3",
+    view="subflows",
+    match=transfer_received(),
+)
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
@@ -24,6 +98,8 @@ SCENARIOS: dict[str, Scenario] = {
             topology="two-paths",
             topology_params={"delay_ms": (10.0, 40.0), "bw_mbps": (20.0, 20.0), "queue_packets": 200},
             transfers=(MptcpTransfer(size_bytes=16 * MIB, client=PAIRED, server=PAIRED),),
+            moments=(JOINED, FIRST_REINJECTION, DELIVERED),
+            main_view="subflows",
         ),
         Scenario(
             name="path-failure",
@@ -32,6 +108,8 @@ SCENARIOS: dict[str, Scenario] = {
             topology_params={"delay_ms": (10.0, 40.0), "bw_mbps": (20.0, 20.0), "queue_packets": 200},
             link_events=(LinkEvent(at_s=1.5, link="r1-h2", up=False), LinkEvent(at_s=4.0, link="r1-h2", up=True)),
             transfers=(MptcpTransfer(size_bytes=16 * MIB),),
+            moments=(LINK_DOWN, RTO_REINJECTION, LINK_UP, DELIVERED),
+            main_view="subflows",
         ),
         Scenario(
             name="option-stripper",
@@ -39,6 +117,8 @@ SCENARIOS: dict[str, Scenario] = {
             topology="two-paths",
             middleboxes=(("r1", lambda: StripTcpOptions([MPTCP_KIND], when="syn")),),
             transfers=(MptcpTransfer(size_bytes=4 * MIB),),
+            moments=(FALLBACK, DELIVERED),
+            main_view="subflows",
         ),
         Scenario(
             name="option-stripper-late",
@@ -46,6 +126,8 @@ SCENARIOS: dict[str, Scenario] = {
             topology="two-paths",
             middleboxes=(("r1", lambda: StripTcpOptions([MPTCP_KIND], when="after_handshake")),),
             transfers=(MptcpTransfer(size_bytes=4 * MIB, client={"path_manager": "none"}),),
+            moments=(FALLBACK, DELIVERED),
+            main_view="subflows",
         ),
         Scenario(
             name="backup-path",
@@ -55,6 +137,8 @@ SCENARIOS: dict[str, Scenario] = {
             transfers=(
                 MptcpTransfer(size_bytes=8 * MIB, client={"backup_addresses": (H1_PATH_B,), "path_manager": "paired"}),
             ),
+            moments=(JOINED, DELIVERED),
+            main_view="subflows",
         ),
         Scenario(
             name="handover",
@@ -68,6 +152,8 @@ SCENARIOS: dict[str, Scenario] = {
                     client={"backup_addresses": (H1_PATH_B,), "scheduler": "backup_aware"},
                 ),
             ),
+            moments=(LINK_DOWN, FIRST_REINJECTION, DELIVERED),
+            main_view="subflows",
         ),
         Scenario(
             name="hetero-paths",
@@ -81,6 +167,8 @@ SCENARIOS: dict[str, Scenario] = {
                     server={"path_manager": "paired", "receive_buffer_bytes": 1 * MIB},
                 ),
             ),
+            moments=(JOINED, FIRST_REINJECTION, DELIVERED),
+            main_view="subflows",
         ),
         Scenario(
             name="mptcp-checksum-tamper",
@@ -89,6 +177,8 @@ SCENARIOS: dict[str, Scenario] = {
             topology_params={"delay_ms": (10.0, 40.0), "bw_mbps": (20.0, 20.0), "queue_packets": 200},
             middleboxes=(("r2", lambda: FlipPayloadBytes(dst_port=5001, nth=200)),),
             transfers=(MptcpTransfer(size_bytes=8 * MIB, client={"checksum": True, "path_manager": "paired"}),),
+            moments=(SUBFLOW_RESET, FIRST_REINJECTION, DELIVERED),
+            main_view="subflows",
         ),
         Scenario(
             name="mptcp-mpfail-fallback",
@@ -97,6 +187,8 @@ SCENARIOS: dict[str, Scenario] = {
             topology_params={"delay_ms": 20.0, "bw_mbps": 20.0},
             middleboxes=(("r1", lambda: FlipPayloadBytes(dst_port=5001, nth=300)),),
             transfers=(MptcpTransfer(size_bytes=8 * MIB, client={"checksum": True}),),
+            moments=(MP_FAIL, FALLBACK, DELIVERED),
+            main_view="subflows",
         ),
     )
 }

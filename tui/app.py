@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -11,11 +12,12 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 from textual.worker import Worker
 
 from lab.errors import LabError
 from lab.runs import STEP_S, LabRun, faster
+from lab.scenario.moments import Moment, MomentDetector
 from lab.trace import TraceRecord
 from tui.messages import ControlRequested, RunFinished, TraceBatch
 from tui.screens.help import HelpScreen
@@ -24,6 +26,7 @@ from tui.widgets.base import TraceView
 from tui.widgets.eno import EnoView
 from tui.widgets.events import EventLog
 from tui.widgets.iketcp import IketcpView
+from tui.widgets.moments import MomentBar, MomentTimeline
 from tui.widgets.packets import PacketsView
 from tui.widgets.status import StatusBar, TimeSlider
 from tui.widgets.subflows import SubflowsView
@@ -41,6 +44,8 @@ class LabApp(App[None]):
     CSS_PATH = "lab.tcss"
     TITLE = "tcplab"
     BINDINGS = [
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("q", "quit", "Quit"),
         Binding("1", "show_tab('topology')", "Topology", show=False),
         Binding("2", "show_tab('subflows')", "Subflows", show=False),
         Binding("3", "show_tab('eno')", "ENO", show=False),
@@ -48,21 +53,22 @@ class LabApp(App[None]):
         Binding("5", "show_tab('packets')", "Packets", show=False),
         Binding("6", "show_tab('events')", "Events", show=False),
         Binding("space", "toggle_pause", "Pause"),
-        Binding("s", "step", "Step"),
-        Binding("plus,equals_sign", "faster", "Faster"),
-        Binding("minus", "slower", "Slower"),
-        Binding("l", "pick_link", "Link"),
-        Binding("m", "pick_policy", "Middlebox"),
+        Binding("n", "next_moment", "Moment"),
+        Binding("N,p", "previous_moment", "Prev", show=False),
+        Binding("s", "step", "Step", show=False),
+        Binding("plus,equals_sign", "faster", "Faster", show=False),
+        Binding("minus", "slower", "Slower", show=False),
         Binding("t", "start_transfer", "Transfer"),
+        Binding("l", "pick_link", "Link"),
+        Binding("m", "pick_policy", "Policy"),
         Binding("x", "stop_transfer", "Stop", show=False),
         Binding("left_square_bracket", "seek_by(-1)", "−1 s", show=False),
         Binding("right_square_bracket", "seek_by(1)", "+1 s", show=False),
-        Binding("question_mark,f1", "help", "Help"),
-        Binding("q", "quit", "Quit"),
     ]
     HELP_KEYS = [
         ("1 … 6", "switch view: Topology, Subflows, ENO, IKETCP, Packets, Events"),
-        ("space", "pause / resume"),
+        ("space", "pause / resume (the live lab pauses at each key moment; --no-auto-pause turns that off)"),
+        ("n / N (or p)", "next / previous key moment: its view and caption (a replay jumps there)"),
         ("s", f"step {STEP_S:g} s of virtual time (pauses)"),
         ("+ / -", "faster / slower (up to as fast as possible)"),
         ("l", "take a link down or bring it up (also Enter on the Links table)"),
@@ -83,16 +89,29 @@ class LabApp(App[None]):
         self.batches_applied = 0
         self.records_applied = 0
         self.finished = False
-        self.problems: list[str] = []
+        self.problems: list[str] = []  # what the scenario did not expect
+        self.expected: list[str] = []  # errors its key moments are made of (an AEAD failure in tcpcrypt-tamper)
+        self.auto_pause = bool(getattr(lab_run, "pause_at_moments", False))
+        self.moment_detector = MomentDetector(lab_run.moment_specs())
+        self.moments: list[Moment] = []  # found in the records shown so far, in order
+        self.moment_index: int | None = None  # the one on screen
+        self.notices: list[str] = []  # every notice shown on the status line, oldest first
+        self._notice: tuple[str, str, float] | None = None  # (text, severity, shown until)
+        self._seeking = False
 
     # --- layout
 
     def compose(self) -> ComposeResult:
         with Vertical(id="top"):
             yield StatusBar(id="status")
+            yield MomentBar(len(self.moment_detector.specs), pausing=self.auto_pause, id="moment")
             if "seek" in self.lab_run.controls:
-                yield TimeSlider(getattr(self.lab_run, "duration", 0.0), id="slider")
-        with TabbedContent(id="tabs", initial="topology"):
+                marks = [m.t for m in self.lab_run.known_moments()]
+                yield TimeSlider(getattr(self.lab_run, "duration", 0.0), marks, id="slider")
+            else:
+                yield MomentTimeline(id="moment-timeline")
+        initial = self.lab_run.main_view()
+        with TabbedContent(id="tabs", initial=initial if initial in TABS else "topology"):
             with TabPane("1 Topology", id="topology"):
                 yield TopologyView(self.lab_run.topology(), id="topology-view")
             with TabPane("2 Subflows", id="subflows"):
@@ -114,6 +133,13 @@ class LabApp(App[None]):
         self._sliders = list(self.screen.query(TimeSlider))
         self._tabs = self.screen.query_one(TabbedContent)
         self.topology_view = self.screen.query_one(TopologyView)
+        self._moment_bar = self.screen.query_one(MomentBar)
+        self._timelines = list(self.screen.query(MomentTimeline))
+        initial = self.lab_run.main_view()
+        if initial in TABS:
+            self.call_after_refresh(self.action_show_tab, initial)  # the scenario's main view first
+        for tabs in self.screen.query(Tabs):
+            tabs.can_focus = False  # arrows never switch views (1-6 do); they belong to the slider and tables
         self.title = f"tcplab — {self.lab_run.name}"
         self.refresh_status()
         self.set_interval(0.1, self.refresh_status)
@@ -174,16 +200,98 @@ class LabApp(App[None]):
                 view.apply(records)
             except Exception as exc:  # a view that trips on odd data must not end the session
                 self._problem(f"{type(view).__name__} could not draw a record: {type(exc).__name__}: {exc}")
+        new = self.moment_detector.feed(records)
+        if new:
+            self.moments.extend(new)
         notes = 0
         for rec in records:
             if rec.name == "error":
                 reason = str(rec.data.get("reason", rec.data))
+                if self._part_of_a_moment(rec):
+                    self.expected.append(reason)  # the scenario's lesson, not a problem
+                    continue
                 self.problems.append(reason)
                 if notes < MAX_NOTES_PER_BATCH:
                     notes += 1
                     self.notify(reason, title=f"{rec.layer} problem", severity="error", timeout=8)
+        if new and not self._seeking:
+            self._moments_happened(new)
         self.batches_applied += 1
         self.records_applied += len(records)
+
+    # --- key moments
+
+    def _part_of_a_moment(self, rec: TraceRecord) -> bool:
+        """An error record at the node and instant of a declared moment is what the scenario shows."""
+        return any(m.node == rec.node and abs(m.t - rec.t) < 1e-9 for m in reversed(self.moments[-8:]))
+
+    def _moments_happened(self, new: list[Moment]) -> None:
+        """Show the latest moment; when the run pauses at moments, also its view."""
+        self.moment_index = len(self.moments) - 1
+        if self.auto_pause:
+            self.action_show_tab(new[-1].view)
+        self._show_moment()
+
+    def _show_moment(self) -> None:
+        if not self._moment_bar.is_attached:
+            return
+        index = self.moment_index
+        moment = self.moments[index] if index is not None and index < len(self.moments) else None
+        try:
+            paused = self.lab_run.status().paused
+        except Exception:
+            paused = False
+        paused_here = bool(moment is not None and paused and self.auto_pause and index == len(self.moments) - 1)
+        self._moment_bar.show(moment, index or 0, len(self.moments), paused_here=paused_here)
+
+    def _jump_to_moment(self, index: int) -> None:
+        known = self.lab_run.known_moments() or self.moments
+        if not known:
+            self.notify("no key moment yet", timeout=2)
+            return
+        index %= len(known)
+        moment = known[index]
+        if "seek" in self.lab_run.controls:
+            self.seek(moment.t + 1e-9)
+            self.lab_run.pause(True)
+            self.moment_index = next(
+                (
+                    i
+                    for i, m in enumerate(self.moments)
+                    if (m.t, m.key, m.caption) == (moment.t, moment.key, moment.caption)
+                ),
+                len(self.moments) - 1 if self.moments else None,
+            )
+        else:
+            self.moment_index = index
+        self.action_show_tab(moment.view)
+        self._show_moment()
+        self.refresh_status()
+
+    def action_next_moment(self) -> None:
+        current = self.moment_index
+        self._jump_to_moment(0 if current is None else current + 1)
+
+    def action_previous_moment(self) -> None:
+        current = self.moment_index
+        self._jump_to_moment(-1 if current is None else current - 1)
+
+    # --- notices: one status line, never a toast over the content
+
+    def notify(  # type: ignore[override]
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: str = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        text = f"{title}: {message}" if title else str(message)
+        self.notices.append(text)
+        del self.notices[:-200]
+        self._notice = (text, severity, time.monotonic() + (timeout or 5.0))
+        self.refresh_status()
 
     def flush_views(self) -> None:
         for view in self._views:
@@ -201,6 +309,11 @@ class LabApp(App[None]):
         if message.reader != self._reader:
             return  # an earlier reader; a newer one is at work
         self.flush_views()
+        if self.lab_run.status().finished:
+            for view in self._views:
+                ended = getattr(view, "run_ended", None)
+                if ended is not None:
+                    ended()
         self.finished = True
         self.refresh_status()
 
@@ -210,13 +323,31 @@ class LabApp(App[None]):
         except Exception as exc:  # keep the UI alive whatever the run does
             self._problem(f"status: {exc}")
             return
-        if not self._status_bar.is_attached:
+        if not getattr(self, "_status_bar", None) or not self._status_bar.is_attached:
             return
+        notice = self._notice
+        if notice is not None and time.monotonic() > notice[2]:
+            notice = self._notice = None
         self._status_bar.show(
-            name=self.lab_run.name, backend=self.lab_run.backend, status=status, problems=len(self.problems)
+            name=self.lab_run.name,
+            backend=self.lab_run.backend,
+            status=status,
+            problems=len(self.problems),
+            notice=notice[:2] if notice else None,
+            expected=len(self.expected),
         )
         for slider in self._sliders:
             slider.position = status.now
+        marks = [m.t for m in self.moments]
+        for timeline in self._timelines:
+            timeline.update_marks(marks, status.now, self.moment_index)
+        if self._moment_bar.paused_here != (
+            status.paused
+            and self.auto_pause
+            and self.moment_index is not None
+            and self.moment_index == len(self.moments) - 1
+        ):
+            self._show_moment()
 
     # --- controls
 
@@ -314,9 +445,18 @@ class LabApp(App[None]):
         records = self.lab_run.seek(t)
         self._generation += 1
         self.problems = []
+        self.expected = []
         for view in self.views():
             view.reset()
-        self.apply_records(records)
+        self.moment_detector.reset()
+        self.moments = []
+        self._seeking = True
+        try:
+            self.apply_records(records)
+        finally:
+            self._seeking = False
+        self.moment_index = len(self.moments) - 1 if self.moments else None
+        self._show_moment()
         self.flush_views()
         self.follow_run()
         self.refresh_status()

@@ -45,7 +45,9 @@ def cmd_tui(args: argparse.Namespace) -> int:
     if not args.no_record:
         suffix = f"-{backend.name}-tui" if backend.wall_clock else "-tui"
         out_dir, _created = prepare_bundle(args.out, args.scenario, args.seed, force=args.force, suffix=suffix)
-    lab_run = backend.live_run(scenario, seed=args.seed, speed=args.speed, out_dir=out_dir)
+    lab_run = backend.live_run(
+        scenario, seed=args.seed, speed=args.speed, out_dir=out_dir, pause_at_moments=not args.no_auto_pause
+    )
     return _run_app(lab_run, args, out_dir)
 
 
@@ -155,12 +157,77 @@ def cmd_serve(args: argparse.Namespace) -> int:
         parts += ["tui", args.scenario, "--seed", str(args.seed), "--no-record"]
         if args.speed is not None:
             parts += ["--speed", str(args.speed)]
+        if args.no_auto_pause:
+            parts += ["--no-auto-pause"]
+    if not 6 <= args.font_size <= 64:
+        return fail(f"font size must be 6..64 pixels, got {args.font_size}")
     # exec: the app replaces the shell textual-serve starts it with, so the server is its parent
     command = "exec " + shlex.join([*parts, "--exit-with-parent"])
-    server = Server(command, host=args.host, port=args.port, title=f"tcplab {args.replay or args.scenario}")
-    print(f"tcplab: serving on http://{args.host}:{args.port}/ (Ctrl+C stops)", file=sys.stderr)
-    server.serve()
+    import tempfile
+
+    templates = Path(tempfile.mkdtemp(prefix="tcplab-serve-"))
+    try:
+        write_page_template(templates, font_size=args.font_size)
+    except (OSError, ValueError) as exc:
+        return fail(f"cannot prepare the page template: {exc}")
+    server = Server(
+        command,
+        host=args.host,
+        port=args.port,
+        title=f"tcplab {args.replay or args.scenario}",
+        templates_path=templates,  # absolute: replaces textual-serve's own
+    )
+    print(
+        f"tcplab: serving on http://{args.host}:{args.port}/ (font {args.font_size} px; "
+        f"?fontsize=N in the address overrides it; Ctrl+C stops)",
+        file=sys.stderr,
+    )
+    try:
+        server.serve()
+    finally:
+        for f in templates.iterdir():
+            f.unlink()
+        templates.rmdir()
     return 0
+
+
+GOOGLE_FONT_LINK = """    <link
+      rel="stylesheet"
+      href="https://fonts.googleapis.com/css?family=Roboto%20Mono"
+    />"""
+LOCAL_FONT_FACE = """    <style>
+      @font-face {
+        font-family: "Roboto Mono";
+        src: url("{{ config.static.url }}fonts/RobotoMono-VariableFont_wght.ttf") format("truetype");
+        font-style: normal;
+      }
+      @font-face {
+        font-family: "Roboto Mono";
+        src: url("{{ config.static.url }}fonts/RobotoMono-Italic-VariableFont_wght.ttf") format("truetype");
+        font-style: italic;
+      }
+    </style>"""
+
+
+def write_page_template(directory: Path, *, font_size: int) -> Path:
+    """textual-serve's page, changed so that no request leaves the machine (the font comes from
+    the server's own static files, not a web font service) and the terminal's font size is
+    ``font_size`` unless the address asks for another (``?fontsize=N``). Raises OSError, or
+    ValueError when the installed textual-serve's page no longer has the parts changed here."""
+    import textual_serve
+
+    page = (Path(textual_serve.__file__).parent / "templates" / "app_index.html").read_text(encoding="utf-8")
+    if GOOGLE_FONT_LINK not in page or 'data-font-size="{{ font_size }}"' not in page:
+        raise ValueError("textual-serve's page template has changed; update tui/commands.py")
+    page = page.replace(GOOGLE_FONT_LINK, LOCAL_FONT_FACE)
+    # the server passes 16 when the address names no size: then ours applies
+    page = page.replace(
+        'data-font-size="{{ font_size }}"',
+        'data-font-size="{{ font_size if font_size != 16 else ' + str(font_size) + ' }}"',
+    )
+    out = directory / "app_index.html"
+    out.write_text(page, encoding="utf-8")
+    return out
 
 
 def add_commands(sub: Any) -> None:
@@ -178,6 +245,11 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--out", metavar="DIR", help="bundle directory (default: runs/SCENARIO-seedN-TIME-tui)")
     s.add_argument("--force", action="store_true", help="replace a bundle already at --out")
     s.add_argument("--no-record", action="store_true", help="do not write a run bundle")
+    s.add_argument(
+        "--no-auto-pause",
+        action="store_true",
+        help="do not pause at the scenario's key moments (for demos that should run through)",
+    )
     s.add_argument("--headless-check", action="store_true", help=argparse.SUPPRESS)
     s.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     s.set_defaults(fn=cmd_tui)
@@ -194,6 +266,14 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--seed", type=int, default=1, help="random seed")
     s.add_argument("--speed", type=_speed, default=None, help="virtual seconds per wall second, or 'max' (default: 1)")
     s.add_argument("--replay", metavar="RUN_DIR", help="serve a recorded run instead of a live one")
+    s.add_argument("--no-auto-pause", action="store_true", help="do not pause at the scenario's key moments")
+    s.add_argument(
+        "--font-size",
+        type=int,
+        default=16,
+        metavar="PX",
+        help="terminal font size in the page, e.g. 24-28 for a projector (?fontsize=N in the address overrides it)",
+    )
     s.add_argument("--host", default="localhost", help="address to listen on")
     s.add_argument("--port", type=int, default=8000, help="port to listen on")
     s.set_defaults(fn=cmd_serve)

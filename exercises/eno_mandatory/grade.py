@@ -21,9 +21,9 @@ from exercises.grading import (
     ip_packets,
     main_for,
 )
-from lab.stack.apps import bulk_payload
 from lab.eno.extension import EnoConfig
 from lab.errors import LabError
+from lab.stack.apps import bulk_payload
 from lab.wire.ip import decode_ip, ip_protocol
 from lab.wire.tcp import TCP_PROTOCOL, decode_segment
 

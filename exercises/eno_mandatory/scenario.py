@@ -13,8 +13,8 @@ still encrypt when nothing is in the way.
 from __future__ import annotations
 
 from lab.eno.extension import EnoConfig
-from lab.scenario.eno import EncryptedTransfer
 from lab.scenario import Scenario
+from lab.scenario.eno import EncryptedTransfer
 from lab.scenario.middlebox import StripTcpOptions
 from lab.wire.eno import ENO_KIND, EXPERIMENTAL_KIND
 

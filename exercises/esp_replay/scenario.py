@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from lab.scenario.ike import IkeSession
 from lab.pcap import read_pcap
 from lab.scenario import Scenario
+from lab.scenario.ike import IkeSession
 
 SEED = 4303
 SNIFF_AT = 0.5

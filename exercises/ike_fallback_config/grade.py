@@ -5,8 +5,16 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from exercises.grading import Check, Exercise, Submission, SubmissionError, TraceQuery, main_for, slack_note
-from exercises.grading import timing_slack_s
+from exercises.grading import (
+    Check,
+    Exercise,
+    Submission,
+    SubmissionError,
+    TraceQuery,
+    main_for,
+    slack_note,
+    timing_slack_s,
+)
 from exercises.ike_fallback_config import scenario
 from lab.errors import LabError
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.scenario.ike import IkeSession
 from lab.scenario import Scenario
+from lab.scenario.ike import IkeSession
 from lab.scenario.middlebox import BlockAllUdp, BlockTcpPorts
 
 SEED = 9329

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.scenario.mptcp import MptcpTransfer
 from lab.scenario import Scenario
 from lab.scenario.middlebox import StripTcpOptions
+from lab.scenario.mptcp import MptcpTransfer
 
 SEED = 5
 SIZE_BYTES = 2 * 1024 * 1024

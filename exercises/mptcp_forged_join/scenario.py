@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from lab.scenario.mptcp import MptcpTransfer
 from lab.pcap import read_pcap
 from lab.scenario import Scenario
+from lab.scenario.mptcp import MptcpTransfer
 
 SEED = 4
 SNIFF_AT = 0.3

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.scenario.mptcp import MptcpTransfer
 from lab.scenario import Scenario, Transfer
+from lab.scenario.mptcp import MptcpTransfer
 
 SEED = 3
 SIZE_BYTES = 32 * 1024 * 1024  # long enough for path B's 400 ms RTT to pay off

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.scenario.mptcp import MptcpTransfer
 from lab.scenario import LinkEvent, Scenario
+from lab.scenario.mptcp import MptcpTransfer
 
 SEED = 11
 SIZE_BYTES = 4 * 1024 * 1024

@@ -33,8 +33,8 @@ from exercises.grading import SOLUTION_FILE, Submission, SubmissionError, submis
 from exercises.mptcp_scheduler import scenario as sc
 from lab.errors import ConfigError
 from lab.mptcp.config import MptcpConfig
-from lab.scenario.mptcp import MptcpTransfer
 from lab.scenario import Scenario, Transfer, runs_here
+from lab.scenario.mptcp import MptcpTransfer
 
 REGISTERED_AS = "attendee"
 LINE_LIMIT_BYTES = 1 << 16

@@ -15,8 +15,8 @@ changes nothing.
 from __future__ import annotations
 
 from lab.mptcp.config import MptcpConfig
-from lab.scenario.mptcp import MptcpTransfer
 from lab.scenario import Scenario
+from lab.scenario.mptcp import MptcpTransfer
 
 SEED = 7
 SIZE_BYTES = 4 * 1024 * 1024

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from lab.stack.apps import EchoServer
 from lab.scenario import Scenario, ScenarioRun, Transfer, Workload
+from lab.stack.apps import EchoServer
 
 SEED = 2
 INJECT_AT = 0.1

@@ -14,8 +14,8 @@ import re
 from typing import Any
 
 from exercises.grading import SimReplay, TraceQuery
-from lab.scenario.eno import EncryptedTransfer
 from lab.scenario import Scenario
+from lab.scenario.eno import EncryptedTransfer
 from lab.scenario.middlebox import FlipPayloadBytes
 from topologies.eno_scenarios import SCENARIOS
 

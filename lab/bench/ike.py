@@ -30,13 +30,13 @@ from lab.ike.config import IkeConfig
 from lab.ike.endpoint import IkeEndpoint
 from lab.ike.events import ChildSaEstablished, IkeEvent, IkeSaDeleted, IkeSaEstablished, PacketReceived
 from lab.ike.sa import IkeSa
-from lab.scenario.ike_driver import SimIkeDriver
 from lab.ike.tunnel import TUNNEL_INITIATOR, TUNNEL_RESPONDER
-from lab.scenario.ike import RESPONDER_ID, IkeSession, shared_responder
-from lab.tcp.addresses import FourTuple
 from lab.scenario import Scenario, ScenarioRun, Workload, runs_here
+from lab.scenario.ike import RESPONDER_ID, IkeSession, shared_responder
+from lab.scenario.ike_driver import SimIkeDriver
 from lab.scenario.middlebox import BlockAllUdp
 from lab.tcp import TcpConfig
+from lab.tcp.addresses import FourTuple
 from lab.tcp.connection import TcpConnection
 from lab.tcp.events import ConnectionEstablished, ConnectionTerminated, DataReceived, StreamEnded, TcpEvent
 from lab.trace import NULL_TRACER

@@ -15,8 +15,8 @@ from dataclasses import replace
 from typing import Any
 
 from lab.bench import Benchmark
-from lab.scenario.mptcp import MptcpTransfer
 from lab.scenario import Scenario, ScenarioRun, Transfer
+from lab.scenario.mptcp import MptcpTransfer
 from lab.trace import NULL_TRACER
 
 MIB = 1024 * 1024

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from lab.bench import LINK_MBPS, MIB, ONE_WAY_MS, Benchmark, _transfer
-from lab.scenario.eno import EncryptedTransfer
 from lab.scenario import Scenario, ScenarioRun, Transfer
+from lab.scenario.eno import EncryptedTransfer
 from lab.trace import NULL_TRACER
 
 

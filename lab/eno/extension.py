@@ -61,9 +61,9 @@ from lab.wire.tcp import TcpOption, TcpSegment
 from lab.wire.tcpcrypt import (
     AEAD_TAG_LEN,
     FRAME_HEADER_LEN,
-    TEPS,
     TCPCRYPT_ECDHE_CURVE25519,
     TCPCRYPT_ECDHE_P256,
+    TEPS,
     draft02_transcript,
 )
 

@@ -45,9 +45,6 @@ from lab.ike.config import IKE_UDP_PORT, NAT_T_PORT, IkeConfig
 from lab.ike.events import FallbackToTcp, IkeEvent, IkeSaDeleted, IkeSaEstablished, PacketReceived
 from lab.ike.sa import ZERO_SPI, Address, IkeSa
 from lab.ike.state import IkeSaState
-from lab.trace import NULL_TRACER, Tracer
-from lab.wire.buffer import Buffer
-from lab.wire.esp import NEXT_HEADER_IPV4
 from lab.iketcp import (
     CLOSED_END_OF_STREAM,
     EspPacketReceived,
@@ -56,6 +53,9 @@ from lab.iketcp import (
     Role,
     StreamClosed,
 )
+from lab.trace import NULL_TRACER, Tracer
+from lab.wire.buffer import Buffer
+from lab.wire.esp import NEXT_HEADER_IPV4
 from lab.wire.ikev2 import (
     COOKIE,
     IKE_SA_INIT,

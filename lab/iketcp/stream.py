@@ -40,7 +40,6 @@ from lab.wire.buffer import Buffer
 from lab.wire.iketcp import (
     ESP_MIN_LEN,
     LENGTH_FIELD_LEN,
-    MAX_MESSAGE_LEN,
     STREAM_PREFIX,
     encode_frame,
 )

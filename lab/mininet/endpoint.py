@@ -75,12 +75,12 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from lab.stack.apps import TransferResult
 from lab.errors import ConfigError
-from lab.stack.host import HostStack
 from lab.mininet.apps import KernelStack, mptcp_counters, tcp_info
 from lab.mininet.fence import PortSet
 from lab.scenario import Scenario, ScenarioRun
+from lab.stack.apps import TransferResult
+from lab.stack.host import HostStack
 from lab.tcp import TcpConfig
 from lab.topology import TopologySpec
 from lab.trace import NULL_TRACER, Tracer, TraceRecord

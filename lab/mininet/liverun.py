@@ -41,10 +41,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lab.scenario import bundle
 from lab.errors import ConfigError, LabError
 from lab.runs import ControlUnavailable, LabRun, PolicyInfo, RunStatus, policy_key, policy_label, standard_policies
-from lab.scenario import Scenario, WireObserver, build_scenario_topology
+from lab.scenario import Scenario, WireObserver, build_scenario_topology, bundle
 from lab.trace import TraceRecord
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -48,8 +48,16 @@ class MininetLabBackend(Backend):
         return run_mininet_scenario(scenario, seed=seed, out_dir=out_dir, pcaps=pcaps, progress=progress, **options)
 
     def live_run(
-        self, scenario: Scenario, *, seed: int = 1, speed: float | None = 1.0, out_dir: Path | None = None
+        self,
+        scenario: Scenario,
+        *,
+        seed: int = 1,
+        speed: float | None = 1.0,
+        out_dir: Path | None = None,
+        pause_at_moments: bool = True,
     ) -> Any:
+        """A real network cannot pause: ``speed`` and ``pause_at_moments`` do not apply (the TUI
+        still marks the moments as they happen)."""
         from lab.mininet.liverun import MininetRun
 
         self.check_available()

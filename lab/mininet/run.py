@@ -45,11 +45,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from lab.scenario import bundle
 from lab.errors import ConfigError, LabError
 from lab.mininet.backend import STATE_DIR, MininetBackend, check_prerequisites
 from lab.mininet.fence import Fence, PortSet
-from lab.scenario import Scenario, build_scenario_topology
+from lab.scenario import Scenario, build_scenario_topology, bundle
 from lab.stack.apps import TransferResult
 from lab.tcp import TcpConfig
 from lab.trace import SCHEMA_VERSION, Tracer, TraceRecord

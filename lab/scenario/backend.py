@@ -119,8 +119,17 @@ class Backend(ABC):
         ``bytes_received()``, ``bytes_expected()`` and ``now``."""
 
     @abstractmethod
-    def live_run(self, scenario: Scenario, *, seed: int = 1, speed: float | None = 1.0, out_dir: Path | None = None) -> Any:
-        """A run the TUI follows (a :class:`lab.runs.LabRun`), recording to ``out_dir`` when given."""
+    def live_run(
+        self,
+        scenario: Scenario,
+        *,
+        seed: int = 1,
+        speed: float | None = 1.0,
+        out_dir: Path | None = None,
+        pause_at_moments: bool = True,
+    ) -> Any:
+        """A run the TUI follows (a :class:`lab.runs.LabRun`), recording to ``out_dir`` when given,
+        standing still at each of the scenario's key moments when it can and ``pause_at_moments``."""
 
     @abstractmethod
     def replay(self, scenario: Scenario, *, seed: int, pcap_dir: Path | None = None) -> Replay:

@@ -16,6 +16,7 @@ from lab.errors import ConfigError
 from lab.scenario import registry
 from lab.scenario.backend import Backend, get_backend
 from lab.scenario.middlebox import Middlebox
+from lab.scenario.moments import MomentSpec
 from lab.stack.apps import BulkSender, BulkSink, TransferResult, bulk_payload
 from lab.tcp import TcpConfig
 from lab.topology import TopologySpec, build_topology
@@ -159,6 +160,9 @@ class Scenario:
     link_events: tuple[LinkEvent, ...] = ()
     tcp: dict[str, Any] = field(default_factory=dict)
     time_limit_s: float = 600.0
+    # what the lesson hinges on (lab/moments.py) and the TUI view that opens first
+    moments: tuple[MomentSpec, ...] = ()
+    main_view: str = "topology"
 
     def with_params(self, **topology_params: Any) -> Scenario:
         return replace(self, topology_params={**self.topology_params, **topology_params})

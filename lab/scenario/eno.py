@@ -38,11 +38,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lab.stack.apps import CHUNK_BYTES, TransferResult
 from lab.eno.extension import EnoConfig, EnoExtension, EnoState
 from lab.errors import ConfigError
-from lab.stack.host import HostStack, Stream, StreamHandler
 from lab.scenario import Workload, runs_here
+from lab.stack.apps import CHUNK_BYTES, TransferResult
+from lab.stack.host import HostStack, Stream, StreamHandler
 from lab.tcp.state import TcpState
 
 if TYPE_CHECKING:

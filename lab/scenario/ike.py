@@ -18,17 +18,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lab.errors import ConfigError, LabError
-from lab.stack.host import HostStack
 from lab.ike.config import IkeConfig
 from lab.ike.endpoint import IkeEndpoint
 from lab.ike.events import ChildSaEstablished, IkeEvent, IkeSaDeleted, IkeSaEstablished, LivenessChecked, PacketReceived
-from lab.scenario.ike_driver import SimIkeDriver
 from lab.ike.tunnel import TUNNEL_INITIATOR, TUNNEL_RESPONDER, TunnelReceiver, inner_packets
 from lab.scenario import Workload, runs_here
+from lab.scenario.ike_driver import SimIkeDriver
+from lab.stack.host import HostStack
 
 if TYPE_CHECKING:
-    from lab.stack.apps import TransferResult
     from lab.scenario import ScenarioRun
+    from lab.stack.apps import TransferResult
 
 RESPONDER_ID = b"responder.lab"
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lab.errors import ConfigError
-from lab.stack.host import DatagramHandler, HostStack, Stream, StreamHandler
 from lab.ike.config import IKE_UDP_PORT, NAT_T_PORT
 from lab.ike.endpoint import IkeEndpoint, TcpClose, TcpOpen, TcpSend, UdpSend
 from lab.ike.events import IkeEvent
+from lab.stack.host import DatagramHandler, HostStack, Stream, StreamHandler
 
 _MUX_ATTR = "_ike_udp_mux"
 

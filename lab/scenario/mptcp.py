@@ -6,14 +6,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lab.stack.apps import BulkSender, BulkSink, TransferResult
 from lab.errors import ConfigError
 from lab.mptcp.config import MptcpConfig
 from lab.scenario import Transfer, Workload, runs_here
+from lab.stack.apps import BulkSender, BulkSink, TransferResult
 
 if TYPE_CHECKING:
-    from lab.stack.host import Stream
     from lab.scenario import ScenarioRun
+    from lab.stack.host import Stream
 
 KERNEL_MPTCP_SETTINGS = frozenset({"checksum"})  # what a kernel-mptcp end takes from client/server
 CLOSE_GRACE_S = 0.25  # with wait_for_close: how long the receiver lingers after the close

@@ -21,8 +21,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from lab.errors import LocalProtocolError
-from lab.stack.host import Stream, StreamHandler
 from lab.sim.network import SimNetwork
+from lab.stack.host import Stream, StreamHandler
 
 
 class AsyncStream(StreamHandler):

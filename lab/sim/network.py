@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lab.errors import ConfigError
-from lab.stack.host import HostStack
 from lab.scenario.middlebox import Middlebox
+from lab.stack.host import HostStack
 from lab.tcp import TcpConfig
 from lab.topology import InterfaceSpec, LinkSpec, TopologySpec
 from lab.trace import NULL_TRACER, Tracer

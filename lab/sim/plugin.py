@@ -15,6 +15,7 @@ from typing import Any
 
 from lab.scenario.backend import Backend
 from lab.scenario.base import RunResult, Scenario, ScenarioRun
+from lab.scenario.link_metrics import LINK_METRICS_INTERVAL_S, LinkMetricsSampler
 from lab.sim.network import SimNetwork
 from lab.trace import FileTracer, MemoryTracer, Tracer
 
@@ -69,6 +70,15 @@ class SimBackend(Backend):
             raise
         net = run.net
         interrupted = False
+        sampler = LinkMetricsSampler(net, tracer) if tracer.enabled else None
+        if sampler is not None:  # link counters too, so that the bundle replays with link rates
+
+            def sample_links() -> None:
+                sampler.flush()
+                if not run.done():
+                    net.call_at(net.now + LINK_METRICS_INTERVAL_S, sample_links)
+
+            net.call_at(LINK_METRICS_INTERVAL_S, sample_links)
         try:
             if out_dir is not None:
                 bundle.begin(out_dir, {"scenario": scenario.name, "seed": seed, "backend": "sim"})
@@ -90,6 +100,8 @@ class SimBackend(Backend):
                         break
             except KeyboardInterrupt:
                 interrupted = True
+            if sampler is not None:
+                sampler.flush()  # the totals at the end
             finished = max((r.completed_at or 0.0) for r in run.results) if run.results else net.now
             if interrupted or timed_out:
                 finished = net.now

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from lab.errors import ConfigError, DecodeError, LocalProtocolError
-from lab.tcp.addresses import FourTuple
 from lab.tcp import TcpConfig, TcpConnection
+from lab.tcp.addresses import FourTuple
 from lab.tcp.events import ConnectionEstablished, ConnectionTerminated, DataReceived, StreamEnded
 from lab.tcp.extension import TcpExtension
 from lab.tcp.group import ConnectionGroup, GroupConfig, GroupHook

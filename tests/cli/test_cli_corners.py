@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.scenario import registry
 from lab.cli import build_parser, command, main
+from lab.scenario import registry
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -47,8 +47,8 @@ def test_tcplab_run_experimental_encoding_is_seen_as_exid_0x454e(tmp_path: Path)
     if shutil.which("tshark") is None:
         pytest.skip("tshark not installed")
     from lab.eno.extension import EnoConfig
-    from lab.scenario.eno import EncryptedTransfer
     from lab.scenario import Scenario, run_scenario
+    from lab.scenario.eno import EncryptedTransfer
 
     scenario = Scenario(
         name="eno-experimental",

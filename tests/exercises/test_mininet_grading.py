@@ -130,8 +130,8 @@ def test_injected_packets_leave_the_chosen_interface_to_its_neighbour(tmp_path: 
     """replay.at on Mininet: live capture, then a packet injected on a named interface reaches the
     link's other end (the sim's semantics), recorded in the trace at its wall time."""
     from exercises.grading import RunContext
-    from lab.scenario.inject import summary
     from lab.scenario import Scenario, Transfer
+    from lab.scenario.inject import summary
 
     scenario = Scenario(
         name="inject-at",

@@ -18,8 +18,8 @@ from exercises.scapy_layers import (
     iketcp_ike,
 )
 from lab.eno.rules import EnoAgreed, negotiate
-from lab.wire.eno import TepSuboption, decode_syn_eno_option
 from lab.iketcp import IketcpStream, Role
+from lab.wire.eno import TepSuboption, decode_syn_eno_option
 from lab.wire.tcpcrypt import TCPCRYPT_ECDHE_CURVE25519, Init1, push_init1
 
 

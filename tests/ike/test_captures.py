@@ -42,9 +42,6 @@ from lab.ike.keys import (
     tshark_esp_record,
     tshark_ikev2_record,
 )
-from lab.pcap import PcapWriter, read_pcap_linktype
-from lab.wire.checksum import pack_address
-from lab.wire.esp import NEXT_HEADER_IPV4
 from lab.iketcp import (
     CLOSED_BAD_LENGTH,
     CLOSED_END_OF_STREAM,
@@ -54,6 +51,9 @@ from lab.iketcp import (
     Role,
     StreamClosed,
 )
+from lab.pcap import PcapWriter, read_pcap_linktype
+from lab.wire.checksum import pack_address
+from lab.wire.esp import NEXT_HEADER_IPV4
 from lab.wire.ikev2 import (
     ENCR_AES_GCM_16,
     IKE_AUTH,

@@ -23,6 +23,7 @@ from lab.esp.sa import (
     aes_gcm_open,
     aes_gcm_seal,
 )
+from lab.iketcp import IketcpStream, Role
 from lab.trace import RECORD_NAMES, MemoryTracer
 from lab.wire.buffer import Buffer
 from lab.wire.esp import (
@@ -37,7 +38,6 @@ from lab.wire.esp import (
     push_esp_packet,
     push_esp_plaintext,
 )
-from lab.iketcp import IketcpStream, Role
 from lab.wire.ip import Ipv4Packet, decode_ip
 
 H = bytes.fromhex

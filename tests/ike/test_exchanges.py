@@ -304,8 +304,9 @@ def test_replayed_and_forged_esp_is_dropped_and_leaks_nothing() -> None:
 
 @given(st.sampled_from(list(IkeSaState)), st.sampled_from(list(Input)))
 def test_every_state_input_pair_is_in_the_table_or_refused(state: IkeSaState, inp: Input) -> None:
-    from lab.ike.sa import IkeSa
     import random
+
+    from lab.ike.sa import IkeSa
 
     ci, _ = configs()
     sa = IkeSa(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.errors import ConfigError
 from lab.bench.ike import TunnelledBulk
+from lab.errors import ConfigError
 from lab.scenario import Scenario, run_scenario
 from lab.trace import MemoryTracer
 

@@ -11,7 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lab.errors import LocalProtocolError
-from lab.trace import RECORD_NAMES, MemoryTracer
 from lab.iketcp import (
     CLOSED_BAD_LENGTH,
     CLOSED_BAD_PREFIX,
@@ -25,6 +24,7 @@ from lab.iketcp import (
     StreamClosed,
     StreamState,
 )
+from lab.trace import RECORD_NAMES, MemoryTracer
 
 H = bytes.fromhex
 GOLD = json.loads((Path(__file__).parent.parent / "ike" / "captures" / "ikev2_psk_aesgcm256_dh19_vs_libreswan.json").read_text())

@@ -19,9 +19,9 @@ import subprocess
 import sys
 import threading
 
+from lab.mptcp.config import MptcpConfig
 from lab.stack.host import StreamHandler
 from lab.stack.tun import TunDevice, TunHost
-from lab.mptcp.config import MptcpConfig
 from lab.tcp import TcpConfig
 from lab.trace import MemoryTracer
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from lab.stack.apps import TransferResult, bulk_payload
-from lab.scenario.eno import verdict
 from lab.mininet.run import MininetRunResult, run_mininet_scenario
 from lab.pcap import read_pcap_linktype
 from lab.scenario import run_scenario
+from lab.scenario.eno import verdict
+from lab.stack.apps import TransferResult, bulk_payload
 from lab.trace import read_jsonl
 from tests.mininet.test_endpoint import clean_machine, tshark_problems  # noqa: F401 - a fixture
 from topologies.eno_scenarios import SCENARIOS
@@ -233,9 +233,9 @@ def test_verdict_compares_what_both_ends_reported() -> None:
 
 
 def test_alternating_transfers_in_the_simulator_encrypt_every_other_one() -> None:
-    from lab.scenario.eno import AlternatingTransfers
     from lab.errors import ConfigError
     from lab.scenario import Scenario
+    from lab.scenario.eno import AlternatingTransfers
 
     scenario = Scenario(
         name="alternating",

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from lab.scenario.bundle import verify
 from lab.cli import main
 from lab.mininet.backend import STATE_DIR
 from lab.pcap import read_pcap_linktype
 from lab.runs import ReplayRun
+from lab.scenario.bundle import verify
 from tests.mininet.conftest import ROOT
 
 pytestmark = pytest.mark.mininet

@@ -16,8 +16,8 @@ import pytest
 
 from lab.errors import ConfigError
 from lab.mininet.run import run_mininet_scenario
-from lab.scenario.mptcp import MptcpTransfer
 from lab.scenario import Scenario
+from lab.scenario.mptcp import MptcpTransfer
 from lab.trace import TraceRecord, read_jsonl
 from tests.mininet.test_endpoint import clean_machine  # noqa: F401 - a fixture
 

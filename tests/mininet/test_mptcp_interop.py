@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from lab.mininet.run import MininetRunResult, run_mininet_scenario
 from lab.errors import ConfigError
-from lab.scenario.mptcp import MptcpBackToBack, MptcpTransfer
+from lab.mininet.run import MininetRunResult, run_mininet_scenario
 from lab.scenario import Scenario, run_scenario
 from lab.scenario.middlebox import StripTcpOptions
+from lab.scenario.mptcp import MptcpBackToBack, MptcpTransfer
 from lab.trace import TraceRecord, read_jsonl
 from lab.wire.mptcp import MPTCP_KIND
 from tests.mininet.test_endpoint import UNSHAPED, clean_machine  # noqa: F401 - a fixture

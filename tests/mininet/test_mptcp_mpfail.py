@@ -29,9 +29,9 @@ import pytest
 
 from lab.mininet.run import MininetRunResult, run_mininet_scenario
 from lab.mptcp.options import MP_FAIL_FALLBACK, MP_FAIL_NO_MAPPING
-from lab.scenario.mptcp import MptcpTransfer
 from lab.scenario import Scenario
 from lab.scenario.middlebox import FlipPayloadBytes
+from lab.scenario.mptcp import MptcpTransfer
 from lab.trace import TraceRecord, read_jsonl
 from tests.mininet.test_endpoint import clean_machine  # noqa: F401 - a fixture
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from lab.stack.apps import TransferResult
 from lab.errors import ConfigError
 from lab.mininet.run import merge_result, run_mininet_scenario
 from lab.scenario import LinkEvent, Scenario, Transfer, Workload
+from lab.stack.apps import TransferResult
 from lab.trace import TraceRecord, read_jsonl
 from tests.mininet.conftest import ROOT
 from tests.mininet.test_endpoint import UNSHAPED, clean_machine  # noqa: F401 - a fixture

@@ -14,8 +14,8 @@ from dataclasses import replace
 from lab.mptcp.config import MptcpConfig
 from lab.mptcp.connection import MptcpConnection
 from lab.mptcp.options import syn_mptcp_option
-from lab.tcp.addresses import FourTuple
 from lab.tcp import TcpConfig
+from lab.tcp.addresses import FourTuple
 from lab.trace import MemoryTracer
 from lab.wire.checksum import pack_address
 from lab.wire.mptcp import MPTCP_KIND, MpJoinSyn, from_tcp_option, to_tcp_option

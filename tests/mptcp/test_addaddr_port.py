@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import shutil
-import subprocess
 import struct
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,9 +21,9 @@ from lab.errors import ConfigError
 from lab.mptcp import crypto
 from lab.mptcp.config import MptcpConfig
 from lab.mptcp.events import AddressAnnounced, SubflowEstablished
+from lab.scenario import Scenario, run_scenario
 from lab.scenario.mptcp import MptcpTransfer
 from lab.tcp.addresses import FourTuple
-from lab.scenario import Scenario, run_scenario
 from lab.trace import MemoryTracer
 from lab.wire import mptcp as w
 from lab.wire.checksum import pack_address

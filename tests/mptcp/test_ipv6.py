@@ -12,10 +12,10 @@ import ipaddress
 from lab.mptcp import crypto
 from lab.mptcp.config import MptcpConfig
 from lab.mptcp.events import AddressAnnounced, SubflowEstablished
-from lab.scenario.mptcp import MptcpTransfer
-from lab.tcp.addresses import FourTuple
 from lab.scenario import Scenario, run_scenario
 from lab.scenario.middlebox import Middlebox
+from lab.scenario.mptcp import MptcpTransfer
+from lab.tcp.addresses import FourTuple
 from lab.trace import MemoryTracer, Tracer
 from lab.wire import mptcp as w
 from lab.wire.tcp import UnknownOption, decode_segment

@@ -16,8 +16,8 @@ from dataclasses import replace
 import pytest
 
 from lab.mptcp.config import MptcpConfig
-from lab.mptcp.options import MP_FAIL_CLOSED, MP_FAIL_FALLBACK, MP_FAIL_NO_MAPPING
 from lab.mptcp.events import ConnectionTerminated, FallbackToTcp, StreamEnded, SubflowClosed
+from lab.mptcp.options import MP_FAIL_CLOSED, MP_FAIL_FALLBACK, MP_FAIL_NO_MAPPING
 from lab.tcp.addresses import FourTuple
 from lab.wire import mptcp as w
 from lab.wire.checksum import pack_address

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from lab.scenario.mptcp import MptcpTransfer
 from lab.scenario import Scenario, get_scenario, run_scenario
+from lab.scenario.mptcp import MptcpTransfer
 from lab.trace import MemoryTracer
 
 MIB = 1024 * 1024

@@ -16,8 +16,8 @@ from lab.mptcp.strategies import (
     PerAddressPathManager,
     RoundRobinScheduler,
 )
-from lab.tcp.addresses import FourTuple
 from lab.scenario import get_scenario, run_scenario
+from lab.tcp.addresses import FourTuple
 
 MSS = 1448
 

@@ -21,10 +21,10 @@ from lab.mptcp import crypto
 from lab.mptcp.config import MptcpConfig
 from lab.mptcp.events import FallbackToTcp, SubflowEstablished
 from lab.mptcp.hook import MptcpHook
-from lab.scenario.mptcp import MptcpBackToBack, MptcpTransfer
-from lab.tcp.addresses import FourTuple
 from lab.scenario import Scenario, run_scenario
 from lab.scenario.middlebox import Middlebox
+from lab.scenario.mptcp import MptcpBackToBack, MptcpTransfer
+from lab.tcp.addresses import FourTuple
 from lab.trace import MemoryTracer, Tracer
 from lab.wire import mptcp as w
 from lab.wire.checksum import transport_checksum

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.scenario import bundle
 from lab.cli import main
 from lab.pcap import read_pcap
 from lab.runs import ReplayRun, SimRun
-from lab.scenario import get_scenario
+from lab.scenario import bundle, get_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 

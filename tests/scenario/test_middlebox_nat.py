@@ -5,17 +5,16 @@ from __future__ import annotations
 import pytest
 
 from lab.errors import ConfigError
-from lab.stack.host import DatagramHandler, HostStack
 from lab.scenario import Scenario, Transfer, run_scenario
 from lab.scenario.middlebox import BlockAllUdp, BlockTcpPorts, SourceNat
 from lab.sim.network import SimNetwork
+from lab.stack.host import DatagramHandler, HostStack
 from lab.topology import build_topology
 from lab.trace import MemoryTracer
 from lab.wire.checksum import pack_address, transport_checksum_ok
 from lab.wire.ip import Ipv4Packet, decode_ipv4, encode_ipv4
 from lab.wire.udp import UDP_PROTOCOL, UdpDatagram, decode_datagram, encode_datagram
 from topologies.single_path import single_path
-
 
 PUBLIC = "10.0.2.1"
 

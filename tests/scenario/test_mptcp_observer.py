@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from lab.mininet.liverun import MininetRun, kernel_ends
-from lab.scenario.mptcp_observer import ListTracer, WireObserver, observe_pcap, tcp_filter
-from lab.scenario.mptcp import MptcpTransfer
 from lab.errors import ConfigError
+from lab.mininet.liverun import MininetRun, kernel_ends
 from lab.pcap import read_pcap_linktype
 from lab.runs import ControlUnavailable
 from lab.scenario import Scenario
+from lab.scenario.mptcp import MptcpTransfer
+from lab.scenario.mptcp_observer import ListTracer, WireObserver, observe_pcap, tcp_filter
 from lab.trace import TraceRecord
 
 CAPTURES = Path("/work/shared/spec/captures")

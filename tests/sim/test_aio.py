@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from lab.sim.aio import AsyncStream, LiveNetwork
 from lab.sim import SimNetwork
+from lab.sim.aio import AsyncStream, LiveNetwork
 from lab.topology import build_topology
 from topologies import TOPOLOGIES
 

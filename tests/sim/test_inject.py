@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.scenario import registry
 from lab.errors import ConfigError
 from lab.mininet.inject import inject_mininet
+from lab.scenario import registry
 from lab.scenario.inject import packet_bytes
 from lab.sim.inject import inject
 from lab.sim.network import SimNetwork

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from lab.stack.apps import BulkSender, BulkSink, EchoClient, EchoServer, TransferResult, bulk_payload
 from lab.errors import ConfigError
-from lab.stack.host import DatagramHandler, HostStack
 from lab.sim import BlockUdpPorts, FlipPayloadBytes, SimNetwork, StripTcpOptions
+from lab.stack.apps import BulkSender, BulkSink, EchoClient, EchoServer, TransferResult, bulk_payload
+from lab.stack.host import DatagramHandler, HostStack
 from lab.tcp import TcpConfig
 from lab.topology import TopologySpec, build_topology
 from lab.trace import MemoryTracer, TraceRecord

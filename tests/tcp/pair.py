@@ -6,8 +6,8 @@ import hashlib
 import random
 from collections.abc import Callable
 
-from lab.tcp.addresses import FourTuple
 from lab.tcp import TcpConfig, TcpConnection, TcpState
+from lab.tcp.addresses import FourTuple
 from lab.tcp.events import ConnectionTerminated, DataReceived, TcpEvent
 from lab.tcp.extension import TcpExtension
 from lab.trace import NULL_TRACER, MemoryTracer, TraceRecord

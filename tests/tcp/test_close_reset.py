@@ -357,8 +357,8 @@ def test_abort_during_zero_window_probing_resets_peer() -> None:
 
 def test_abort_during_zero_window_probing_in_the_simulator() -> None:
     """The same through HostStack: the receiving application learns of the reset."""
-    from lab.stack.host import StreamHandler
     from lab.sim import SimNetwork
+    from lab.stack.host import StreamHandler
     from lab.topology import build_topology
     from topologies import TOPOLOGIES
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from lab.stack.apps import BulkSender, BulkSink, TransferResult, bulk_payload
 from lab.errors import LocalProtocolError
-from lab.stack.host import StreamHandler
 from lab.sim import SimNetwork
+from lab.stack.apps import BulkSender, BulkSink, TransferResult, bulk_payload
+from lab.stack.host import StreamHandler
 from lab.tcp import TcpConfig, TcpState
 from lab.tcp.events import ConnectionEstablished, ConnectionTerminated
 from lab.topology import build_topology

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from lab.eno.extension import EnoConfig, EnoState
-from lab.scenario.eno import EncryptedTransfer
 from lab.scenario import Scenario, run_scenario
+from lab.scenario.eno import EncryptedTransfer
 from lab.tcpcrypt.keys import next_session_secret
 from lab.tcpcrypt.session_cache import CachedSession, SessionCache
 from lab.wire.eno import eno_options, from_tcp_option

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.scenario import registry
 from lab.eno.extension import EnoConfig
-from lab.scenario.eno import EncryptedTransfer, SimultaneousOpenTransfer
 from lab.errors import ConfigError
-from lab.scenario import Scenario, run_scenario
+from lab.scenario import Scenario, registry, run_scenario
+from lab.scenario.eno import EncryptedTransfer, SimultaneousOpenTransfer
 from lab.tcpcrypt.stream import TcpcryptConfig
 from lab.trace import MemoryTracer, read_jsonl
 

@@ -18,7 +18,9 @@ from tui.app import LabApp
 
 TWO_PATHS: Scenario = SCENARIOS["two-paths"]
 SINGLE_PATH: Scenario = SCENARIOS["single-path"]
-SMALL_TWO_PATHS: Scenario = replace(TWO_PATHS, name="two-paths-small", transfers=(Transfer(size_bytes=256 * 1024),))
+SMALL_TWO_PATHS: Scenario = replace(
+    TWO_PATHS, name="two-paths-small", transfers=(Transfer(size_bytes=256 * 1024),), main_view="topology"
+)
 
 
 async def until_finished(app: LabApp, pilot, *, limit_s: float = 60.0) -> None:

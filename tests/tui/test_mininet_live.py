@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from lab.mininet.liverun import MininetRun
-from lab.scenario.mptcp import MptcpTransfer
 from lab.runs import ReplayRun
 from lab.scenario import Scenario
+from lab.scenario.mptcp import MptcpTransfer
 from tests.mininet.conftest import mininet_skip_reason
 from tui.app import LabApp
 from tui.widgets.subflows import SubflowsView, SubflowTable

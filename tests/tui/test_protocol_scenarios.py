@@ -60,7 +60,7 @@ async def test_iketcp_race_shows_sequential_and_racing_side_by_side() -> None:
         assert any("tcp:4500" in line for line in columns["h1 racing"])
         assert view.udp_blocked > 0
         assert view.esp  # ESP counters per transport
-        titles = [str(s.render()).split("\n", 1)[0] for s in app.query(".ike-column Static")]
+        titles = [str(s.render()) for s in app.query(".ike-col-head")]
         assert titles[:2] == ["h1 sequential", "h1 racing"]
 
 

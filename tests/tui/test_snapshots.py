@@ -71,3 +71,25 @@ def test_events_screen(snap_compare) -> None:
 
 def test_help_screen(snap_compare) -> None:
     assert snap_compare(sim_app(), terminal_size=(100, 30), run_before=_settled("question_mark"))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+@pytest.mark.parametrize("name", ["hotspot", "path-failure", "eno-stripped"])
+def test_key_moment_screen(snap_compare, name: str, size: tuple[int, int]) -> None:
+    """The live lab as it pauses at the scenario's first key moment, no key pressed."""
+    from lab.runs import SimRun
+    from lab.scenario import get_scenario
+    from tui.app import LabApp
+
+    async def run_before(pilot) -> None:
+        app = pilot.app
+        for _ in range(1200):
+            await pilot.pause(0.05)
+            if app.moments and app.lab_run.status().paused:
+                break
+        await pilot.pause(0.5)
+        app.flush_views()
+        await pilot.pause(0.2)
+
+    app = LabApp(SimRun(get_scenario(name), seed=1, speed=None, pause_at_moments=True))
+    assert snap_compare(app, terminal_size=size, run_before=run_before)

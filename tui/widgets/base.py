@@ -6,7 +6,6 @@ from typing import Any
 
 from lab.trace import TraceRecord
 
-
 BAD_RECORD = (TypeError, ValueError, KeyError, AttributeError, IndexError, ZeroDivisionError)
 
 
@@ -69,12 +68,12 @@ def fmt_bytes(n: int | float | None) -> str:
 SPARK = "▁▂▃▄▅▆▇█"
 
 
-def spark(values: list[float], width: int = 12) -> str:
-    """A text sparkline of the last ``width`` values."""
+def spark(values: list[float], width: int = 12, *, top: float | None = None) -> str:
+    """A text sparkline of the last ``width`` values, scaled to ``top`` (default: their own maximum)."""
     vals = values[-width:]
     if not vals:
         return ""
-    top = max(vals) or 1.0
+    top = top or max(vals) or 1.0
     return "".join(SPARK[min(len(SPARK) - 1, int(v / top * (len(SPARK) - 1) + 0.5))] for v in vals)
 
 

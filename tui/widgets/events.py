@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual.widgets import Log
-
 from lab.trace import RECORD_NAMES, TraceRecord
 from tui.widgets.base import BAD_RECORD, TraceView
+from tui.widgets.follow_log import FollowLog
 from tui.widgets.records import summarize
 
 
-class EventLog(Log, TraceView):
+class EventLog(FollowLog, TraceView):
     def __init__(self, **kw: Any) -> None:
         super().__init__(max_lines=5000, **kw)
         self.lines_written = 0

@@ -4,9 +4,11 @@ transport. Two sessions (sequential and racing) appear side by side."""
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
@@ -18,6 +20,9 @@ from tui.widgets.records import RecordTable
 IKE_LAYERS = frozenset({"ike", "esp", "iketcp"})
 MAX_COLUMNS = 3
 MAX_LINES = 200
+NARROW_COLUMNS = 100  # below this width the session timelines stack instead of standing side by side
+SHORT_ROWS = 30  # below this height the record table gives way to the timelines
+INDENT = " " * 8  # wrapped timeline lines hang under the text, past the time
 
 
 class IketcpView(Vertical, TraceView):
@@ -178,29 +183,54 @@ class IketcpView(Vertical, TraceView):
 
     # --- drawing
 
+    def on_resize(self, event: events.Resize) -> None:
+        narrow = event.size.width < NARROW_COLUMNS
+        changed = narrow != self.has_class("-narrow")
+        self.set_class(narrow, "-narrow")
+        self.set_class(event.size.height < SHORT_ROWS, "-short")
+        if changed and self.timelines:
+            self._redraw()
+        elif self._columns_shown:
+            self.call_after_refresh(self._fill_columns)
+
     def _redraw(self) -> None:
         summary = Text()
-        summary.append(f"UDP datagrams blocked: {self.udp_blocked}", style="bold reverse" if self.udp_blocked else "")
+        summary.append(f"UDP blocked: {self.udp_blocked}", style="bold reverse" if self.udp_blocked else "")
         if self.blocked:
             summary.append(" (" + ", ".join(f"{k}: {v}" for k, v in sorted(self.blocked.items())) + ")")
-        summary.append(f"   TCP connections to 4500: {len(self.tcp_4500)}")
-        if self.sa_states:
-            summary.append("\nSA states: " + "  ".join(f"{k}: {v}" for k, v in sorted(self.sa_states.items())))
+        summary.append(f" · TCP to 4500: {len(self.tcp_4500)}")
+        if self.frames:
+            nodes = sorted({n for n, _ in self.frames})
+            summary.append(
+                " · IKETCP frames "
+                + "; ".join(
+                    f"{n}: " + ", ".join(f"{k} {v}" for (m, k), v in sorted(self.frames.items()) if m == n)
+                    for n in nodes
+                )
+            )
         for (node, transport), c in sorted(self.esp.items()):
             summary.append(
                 f"\nESP over {transport} at {node}: sent {c.get('packets_sent')} pkts / {c.get('bytes_sent')} B, "
                 f"received {c.get('packets_received')} / {c.get('bytes_received')} B, dropped {c.get('packets_dropped')}"
             )
-        if self.frames:
-            summary.append(
-                "\nIKETCP frames sent: " + "  ".join(f"{n} {k}: {v}" for (n, k), v in sorted(self.frames.items()))
-            )
+        if self.sa_states:
+            summary.append("\nSA states: " + "  ".join(f"{k}: {v}" for k, v in sorted(self.sa_states.items())))
         self.query_one("#ike-summary", Static).update(summary)
-        columns = [c for c in self.timelines if self.timelines[c]][:MAX_COLUMNS]
+        columns = [c for c in self.timelines if self.timelines[c]]
+        if self.has_class("-narrow"):
+            columns = [c for c in columns if " " in c] or columns  # the initiators' sessions first
+        columns = columns[:MAX_COLUMNS]
         box = self.query_one("#ike-columns", Horizontal)
         if columns != self._columns_shown:
             box.remove_children()
-            box.mount_all(VerticalScroll(Static(id=f"ike-col-{i}"), classes="ike-column") for i in range(len(columns)))
+            box.mount_all(
+                Vertical(
+                    Static(column, classes="ike-col-head"),
+                    VerticalScroll(Static(id=f"ike-col-{i}"), classes="ike-col-body"),
+                    classes="ike-column",
+                )
+                for i, column in enumerate(columns)
+            )
             self._columns_shown = columns
             self.call_after_refresh(self._fill_columns)
         else:
@@ -208,12 +238,25 @@ class IketcpView(Vertical, TraceView):
 
     def _fill_columns(self) -> None:
         for i, column in enumerate(self._columns_shown):
-            text = Text()
-            text.append(column + "\n", style="bold underline")
-            for line, style in self.timelines[column]:
-                text.append(line + "\n", style=style)
             for static in self.query(f"#ike-col-{i}"):
+                body = static.parent
+                if body is None or body.size.width <= 0:
+                    # not laid out yet (or on a hidden tab): try again after a refresh or two,
+                    # then leave it to on_resize, which comes when the view is shown
+                    self._fill_retries = getattr(self, "_fill_retries", 0) + 1
+                    if self._fill_retries <= 3:
+                        self.call_after_refresh(self._fill_columns)
+                    return
+                self._fill_retries = 0
+                width = max(20, body.size.width - 2)
+                text = Text()
+                for line, style in self.timelines[column]:
+                    parts = textwrap.wrap(line, width=width, subsequent_indent=INDENT, drop_whitespace=False)
+                    for part in parts or [line]:
+                        text.append(part.rstrip() + "\n", style=style)
                 static.update(text)
+                if body is not None:
+                    body.call_after_refresh(body.scroll_end, animate=False)
 
     def reset(self) -> None:
         self.reset_state()

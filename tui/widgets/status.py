@@ -16,17 +16,36 @@ from textual.widgets import Static
 class StatusBar(Static):
     """Scenario, backend, virtual time, speed, paused, transfers, problems."""
 
-    def show(self, *, name: str, backend: str, status: Any, problems: int) -> None:
+    def show(
+        self,
+        *,
+        name: str,
+        backend: str,
+        status: Any,
+        problems: int,
+        notice: tuple[str, str] | None = None,
+        expected: int = 0,
+    ) -> None:
         speed = "max" if status.speed is None else f"×{status.speed:g}"
+        actual = (status.extra or {}).get("actual_speed")
+        if isinstance(actual, (int, float)) and (status.speed is None or actual < 0.9 * status.speed):
+            speed += f" (runs at ×{actual:.2g})"  # the simulator cannot keep up: say what it really does
         text = Text()
         text.append(f" {name} ", style="bold reverse")
-        text.append(f" {backend}  t={status.now:8.3f} s  speed {speed}  ")
+        text.append(f" {backend} t={status.now:.3f} s {speed} ")
         if status.paused:
             text.append(" PAUSED ", style="bold reverse")
-            text.append("  ")
+            text.append(" ")
         if status.finished:
-            text.append("finished  ", style="bold")
-        text.append(status.text)
+            text.append("finished ", style="bold")
+        if notice is not None:
+            message, severity = notice
+            mark = {"error": "✗ ", "warning": "! "}.get(severity, "· ")
+            text.append(mark + message, style="bold reverse" if severity in ("error", "warning") else "bold")
+        else:
+            text.append(status.text)
+        if expected:
+            text.append(f"  as expected: {expected} (tab 6)", style="bold")
         if problems:
             text.append(f"  problems: {problems} (tab 6)", style="bold reverse")
         if text.plain == getattr(self, "_shown", None):
@@ -53,23 +72,31 @@ class TimeSlider(Widget, can_focus=True):
             super().__init__()
             self.t = t
 
-    def __init__(self, duration: float, **kw: Any) -> None:
+    def __init__(self, duration: float, marks: list[float] | None = None, **kw: Any) -> None:
         super().__init__(**kw)
         self.duration = max(duration, 1e-9)
+        self.marks = list(marks or [])  # key moments, drawn as ◆
+
+    def _label(self) -> str:
+        return f" {self.position:7.3f} / {self.duration:.3f} s "
 
     def render(self) -> Text:
-        label = f" {self.position:7.3f} / {self.duration:.3f} s "
+        label = self._label()
         width = max(10, self.size.width - len(label) - 2)
-        filled = int(width * min(1.0, self.position / self.duration))
+        filled = min(width - 1, int(width * min(1.0, self.position / self.duration)))
+        cells = ["━"] * filled + ["●"] + ["─"] * max(0, width - filled - 1)
+        styles = ["bold"] * filled + ["bold"] + ["dim"] * max(0, width - filled - 1)
+        for t in self.marks:
+            x = min(width - 1, int(width * min(1.0, t / self.duration)))
+            cells[x], styles[x] = "◆", "bold reverse" if x == filled else "bold"
         text = Text("▕")
-        text.append("━" * filled, style="bold")
-        text.append("●" if filled < width else "")
-        text.append("─" * max(0, width - filled - 1), style="dim")
+        for c, st in zip(cells, styles):
+            text.append(c, style=st)
         text.append("▏" + label)
         return text
 
     def on_click(self, event: events.Click) -> None:
-        width = max(10, self.size.width - 22)
+        width = max(10, self.size.width - len(self._label()) - 2)
         fraction = max(0.0, min(1.0, (event.x - 1) / width))
         self.post_message(self.Seek(fraction * self.duration))
 

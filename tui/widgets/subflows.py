@@ -10,8 +10,10 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Log, Static
 
+from lab.scenario.rates import WindowRate
 from lab.trace import TraceRecord
 from tui.widgets.base import BAD_RECORD, TraceView, fmt_bytes, fmt_rate, short_conn, spark
+from tui.widgets.follow_log import FollowLog
 
 COLUMNS = (
     ("conn", "Connection", 14),
@@ -27,6 +29,30 @@ COLUMNS = (
     ("trend", "Trend", 12),
 )
 
+# below NARROW_WIDTH columns the table keeps what the lesson needs (RTT, cwnd, bytes, rate) and
+# gives up the backup flag, the address ID and the trend, shortening the rest
+NARROW_WIDTH = 110
+NARROW_COLUMNS = (
+    ("conn", "Conn", 8),
+    ("node", "Nd", 2),
+    ("subflow", "Subflow", 16),
+    ("state", "State", 7),
+    ("rtt", "RTT ms", 6),
+    ("cwnd", "cwnd", 7),
+    ("bytes", "Bytes", 9),
+    ("rate", "Rate", 10),
+)
+STATE_SHORT = {"ESTABLISHED": "ESTAB", "PRE_ESTABLISHED": "PRE-EST", "SYN-RECEIVED": "SYN-RCV", "FIN-WAIT-1": "FIN-W1", "FIN-WAIT-2": "FIN-W2", "LAST-ACK": "LASTACK"}
+
+
+def narrow_subflow(subflow: str) -> str:
+    """``10.0.3.1:43354->10.0.4.2:5001`` as ``:43354→10.0.4.2`` (the local port names the subflow)."""
+    local, _, remote = subflow.partition("->")
+    port = local.rsplit(":", 1)[-1]
+    return f":{port}→{remote.rsplit(':', 1)[0]}" if remote else subflow[:16]
+
+
+CLOSED_STATES = frozenset({"CLOSED", "TIME-WAIT", "TIME_WAIT", "CLOSING", "LAST-ACK", "RESET"})
 
 MPTCP_EVENTS = (
     "address_added",
@@ -57,19 +83,37 @@ class SubflowsView(Vertical, TraceView):
         self.mappings = 0
         self._idsn: dict[tuple[str, Any], tuple[int | None, int | None]] = {}  # (node, token) -> IDSNs
         self._history: dict[str, list[float]] = {}
-        self._last_acked: dict[str, tuple[float, int]] = {}
+        self._meters: dict[str, WindowRate] = {}  # row -> bytes moved over the last second
+        self._clock = 0.0  # the latest record's time: rates decay as it moves on without new bytes
+        self._ended = False  # the run is over: nothing flows any more
         self._dirty: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield Static("No connections yet.", id="subflow-summary")
         yield SubflowTable(id="subflow-table", cursor_type="row")
         yield Static("[b]Data-sequence mapping, reinjections, fallback[/b]", classes="section")
-        yield Log(id="subflow-log", max_lines=1000)
+        yield FollowLog(id="subflow-log", max_lines=1000)
 
     def on_mount(self) -> None:
+        self.narrow = False
+        self._set_columns()
+
+    def _columns(self) -> tuple[tuple[str, str, int], ...]:
+        return NARROW_COLUMNS if self.narrow else COLUMNS
+
+    def _set_columns(self) -> None:
         table = self.query_one(SubflowTable)
-        for key, label, width in COLUMNS:
+        table.clear(columns=True)
+        for key, label, width in self._columns():
             table.add_column(label, key=key, width=width)
+        if self.rows:
+            self._show(set(self.rows))
+
+    def on_resize(self, event: Any) -> None:
+        narrow = event.size.width < NARROW_WIDTH
+        if narrow != getattr(self, "narrow", False):
+            self.narrow = narrow
+            self._set_columns()
 
     def _row(self, node: str, subflow: str) -> dict[str, Any]:
         key = f"{node} {subflow}"
@@ -94,6 +138,8 @@ class SubflowsView(Vertical, TraceView):
     def apply(self, records: list[TraceRecord]) -> None:
         touched: set[str] = set()
         log_lines: list[str] = []
+        if records:
+            self._clock = max(self._clock, records[-1].t)
         for rec in records:
             try:
                 layer, data = rec.layer, rec.data
@@ -173,12 +219,7 @@ class SubflowsView(Vertical, TraceView):
                         moved = int(data.get("bytes_acked") or 0) + int(data.get("bytes_received") or 0)
                         row["bytes"] = moved
                         key = f"{rec.node} {subflow}"
-                        if data.get("rate_bps"):  # the sender's acknowledged rate
-                            row["rate"] = float(data["rate_bps"])
-                            self._history.setdefault(key, []).append(row["rate"])
-                            self._last_acked[key] = (rec.t, moved)
-                        else:  # a receiving subflow: its rate from the bytes that arrived
-                            self._rate(rec, key, moved, row)
+                        self._rate(rec, key, moved, row)  # one window for senders and receivers alike
                         touched.add(key)
                     elif rec.name == "key_updated":
                         self._idsn[(rec.node, token)] = (_hex(data.get("local_idsn")), _hex(data.get("remote_idsn")))
@@ -237,15 +278,36 @@ class SubflowsView(Vertical, TraceView):
     def flush(self) -> None:
         """Draw the rows that changed since the last flush (the app calls this a few times a second)."""
         touched, self._dirty = self._dirty, set()
+        for key, row in self.rows.items():  # rates move with the clock, even without a new sample
+            rate = self._current_rate(key)
+            if rate != row["rate"]:
+                row["rate"] = rate
+                touched.add(key)
         if touched and self.is_mounted:
             self._show(touched)
 
     def _rate(self, rec: TraceRecord, key: str, total: int, row: dict[str, Any]) -> None:
-        last = self._last_acked.get(key)
-        if last is not None and rec.t > last[0]:
-            row["rate"] = (total - last[1]) * 8 / (rec.t - last[0])
-            self._history.setdefault(key, []).append(row["rate"])
-        self._last_acked[key] = (rec.t, total)
+        meter = self._meters.get(key)
+        if meter is None:
+            meter = self._meters[key] = WindowRate()
+        meter.add(rec.t, total)
+        row["rate"] = self._current_rate(key)
+        sample = meter.rate(rec.t)  # as of this record: the trend does not depend on how records were batched
+        if sample is not None:
+            self._history.setdefault(key, []).append(sample)
+            del self._history[key][:-64]
+
+    def _current_rate(self, key: str) -> float | None:
+        """The row's rate as of the clock: 0 on a closed subflow, decaying once no bytes move."""
+        row = self.rows.get(key)
+        if self._ended or (row is not None and str(row.get("state", "")).upper() in CLOSED_STATES):
+            return 0.0
+        meter = self._meters.get(key)
+        return None if meter is None else meter.rate(self._clock)
+
+    def rates(self) -> dict[str, float | None]:
+        """Every row's rate in bit/s as shown (tests hold these against the links' rates)."""
+        return {key: self._current_rate(key) for key in self.rows}
 
     def _cells(self, key: str) -> tuple:
         row = self.rows[key]
@@ -261,15 +323,27 @@ class SubflowsView(Vertical, TraceView):
             "–" if row["cwnd"] is None else str(row["cwnd"]),
             fmt_bytes(row["bytes"]),
             fmt_rate(row["rate"]),
-            spark(self._history.get(key, [])),
+            spark(self._history.get(key, []), top=self._spark_top()),
         )
+
+    def _spark_top(self) -> float:
+        """One scale for every row's trend, so shares can be compared."""
+        return max((max(h[-12:]) for h in self._history.values() if h), default=0.0) or 1.0
 
     def _show(self, keys: set[str]) -> None:
         table = self.query_one(SubflowTable)
-        for key in sorted(keys):
-            cells = self._cells(key)
+        columns = self._columns()
+        for key in [k for k in self.rows if k in keys]:  # in the order the records named them
+            full = dict(zip((c for c, _, _ in COLUMNS), self._cells(key), strict=True))
+            if self.narrow:
+                row = self.rows[key]
+                conn = row["conn"].removeprefix("token ")
+                full["conn"] = Text(conn.replace(" FALLBACK", " FB"), style=full["conn"].style)
+                full["subflow"] = narrow_subflow(row["subflow"])
+                full["state"] = Text(STATE_SHORT.get(row["state"], row["state"]), style=full["state"].style)
+            cells = [full[c] for c, _, _ in columns]
             if key in table.rows:
-                for (col, _, _), value in zip(COLUMNS, cells, strict=True):
+                for (col, _, _), value in zip(columns, cells, strict=True):
                     table.update_cell(key, col, value)
             else:
                 table.add_row(*cells, key=key)
@@ -285,6 +359,11 @@ class SubflowsView(Vertical, TraceView):
             self._summary_shown = summary.plain
             self.query_one("#subflow-summary", Static).update(summary)
         self.set_class(bool(self.fallbacks), "-fallback")
+
+    def run_ended(self) -> None:
+        """The record stream ended: every rate is zero from now on."""
+        self._ended = True
+        self.flush()
 
     def reset(self) -> None:
         self.reset_state()

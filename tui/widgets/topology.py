@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Static
 
+from lab.scenario.rates import WindowRate
 from lab.trace import TraceRecord
 from tui.messages import ControlRequested
 from tui.widgets.base import BAD_RECORD, TraceView, fmt_bytes, fmt_rate
@@ -55,7 +56,9 @@ class TopologyView(VerticalScroll, TraceView):
     def reset_state(self) -> None:
         self.link_up: dict[str, bool] = {name: True for name in self._links}
         self.rates: dict[tuple[str, str], float] = {}  # (link, "ab"|"ba") -> bit/s
-        self._last: dict[tuple[str, str], tuple[float, int]] = {}
+        self._meters: dict[tuple[str, str], WindowRate] = {}  # bytes sent each way, over the last second
+        self._clock = 0.0  # the latest record's time
+        self._ended = False  # the run is over: nothing flows any more
         self.drops: dict[str, int] = {name: 0 for name in self._links}
         self.policies: dict[str, dict[str, Any]] = {}  # key -> {router, label, on}
         self.transfers: dict[str, dict[str, Any]] = {}
@@ -124,6 +127,8 @@ class TopologyView(VerticalScroll, TraceView):
         changed_links: set[str] = set()
         transfers_changed = False
         state_changed = False
+        if records:
+            self._clock = max(self._clock, records[-1].t)
         for rec in records:
             try:
                 layer = rec.layer
@@ -142,11 +147,11 @@ class TopologyView(VerticalScroll, TraceView):
                         node = self._iface_node.get(data.get("from", ""), "")
                         direction = "ab" if node == self._links[link]["a"] else "ba"
                         key = (link, direction)
-                        nbytes = int(data.get("bytes", 0))
-                        last = self._last.get(key)
-                        if last is not None and rec.t > last[0]:
-                            self.rates[key] = (nbytes - last[1]) * 8 / (rec.t - last[0])
-                        self._last[key] = (rec.t, nbytes)
+                        nbytes = int(data.get("bytes_departed", data.get("bytes", 0)))
+                        meter = self._meters.get(key)
+                        if meter is None:
+                            meter = self._meters[key] = WindowRate()
+                        meter.add(rec.t, nbytes)
                         changed_links.add(link)
                     elif rec.name == "segment_dropped":
                         self.drops[link] += 1
@@ -178,6 +183,12 @@ class TopologyView(VerticalScroll, TraceView):
     def flush(self) -> None:
         """Draw the link rows that changed since the last flush (the app calls this a few times a second)."""
         changed_links, self._dirty_links = self._dirty_links, set()
+        for key, meter in self._meters.items():  # windowed, so they decay once a link falls idle
+            idle = self._ended or not self.link_up.get(key[0], True)
+            rate = 0.0 if idle else meter.rate(self._clock)
+            if rate != self.rates.get(key):
+                self.rates[key] = rate  # type: ignore[assignment]
+                changed_links.add(key[0])
         if changed_links and self.is_mounted:
             table = self.query_one("#links", DataTable)
             for link in changed_links:
@@ -216,6 +227,17 @@ class TopologyView(VerticalScroll, TraceView):
                 text.append(f"received {fmt_bytes(received.get('bytes'))}  ")
                 text.append("SHA-256 match ✓" if ok else "SHA-256 MISMATCH ✗", style="bold" if ok else "bold reverse")
         self.query_one("#transfers", Static).update(text)
+
+    def bytes_carried(self, link: str, direction: str) -> int:
+        """Bytes that have left over ``link`` in ``direction`` ("ab" or "ba") so far."""
+        meter = self._meters.get((link, direction))
+        return meter.total if meter is not None else 0
+
+    def run_ended(self) -> None:
+        """The record stream ended: every rate is zero from now on."""
+        self._ended = True
+        self._dirty_links |= set(self._links)
+        self.flush()
 
     def reset(self) -> None:
         self.reset_state()

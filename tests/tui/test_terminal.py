@@ -1,0 +1,68 @@
+"""The real app in a real terminal (tmux): with no key pressed, each key scenario stops at its
+first key moment with the caption on screen, and the footer keeps Help and Quit, at 80×24 and 160×48."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux to drive a real terminal")
+
+ROOT = Path(__file__).resolve().parents[2]
+# scenario -> words of its first moment's caption (on its first line, so no wrap splits them)
+FIRST_MOMENT = {
+    "hotspot": "no answer over UDP 500",
+    "iketcp-race": "starts with the 6 bytes",
+    "path-failure": "link r1-h2 goes down",
+    "two-paths": "opens a second subflow",
+    "eno-basic": "both ends agree on",
+    "eno-stripped": "removes the ENO option",
+    "tcpcrypt-tamper": "both ends agree on",
+    "mptcp-mpfail-fallback": "a DSS checksum fails at h2",
+}
+
+
+def _capture(session: str) -> str:
+    return subprocess.run(
+        ["tmux", "-L", session, "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=False
+    ).stdout
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+@pytest.mark.parametrize("name", sorted(FIRST_MOMENT))
+def test_first_moment_on_screen_with_no_key_pressed(name: str, size: tuple[int, int]) -> None:
+    width, height = size
+    session = f"tcplab-test-{uuid.uuid4().hex[:8]}"
+    command = f"{sys.executable} -m lab.cli tui {name} --no-record"
+    env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(ROOT)}
+    subprocess.run(
+        ["tmux", "-L", session, "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height), "-c", str(ROOT), command],
+        check=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = _capture(session)
+            last = screen.rstrip("\n").rsplit("\n", 1)[-1]
+            if FIRST_MOMENT[name] in screen and "PAUSED" in screen and "q Quit" in last:
+                break  # a whole frame: the terminal may be caught between two partial updates
+            time.sleep(0.2)
+        lines = screen.rstrip("\n").split("\n")
+        assert FIRST_MOMENT[name] in screen, screen
+        assert "PAUSED" in lines[0], screen  # paused at the moment, no key pressed
+        assert "[RFC " in screen, screen  # the caption cites its section
+        footer = lines[-1]
+        assert "? Help" in footer and "q Quit" in footer, screen
+        assert len(lines) <= height and all(len(line) <= width for line in lines)
+    finally:
+        # a server of its own (-L): no other tmux user on the machine can end it, and it ends here
+        subprocess.run(["tmux", "-L", session, "kill-server"], check=False, capture_output=True)
