@@ -982,7 +982,7 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
         if not usable:
             return
         active = [s for s in usable if not (s.backup or s.peer_backup)]
-        if getattr(self._scheduler, "avoid_stalled", False):
+        if getattr(self._scheduler, "avoid_stalled", True):
             active = [s for s in active if not s.stalled]
             pool = active or [s for s in usable if not s.stalled] or usable
         else:
