@@ -1517,7 +1517,7 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
             },
         )
         if sf.fail_sub_off is None:
-            self._fall_back("infinite mapping from peer", now)
+            self._unsolicited_infinite_mapping(sf, dss, dsn, now)
             return
         data_off = (dsn - self.remote_idsn - 1) % MOD64
         if data_off >= MOD64 // 2:
@@ -1541,6 +1541,38 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
         sf.rmaps.clear()
         self._fallback_skip = sub_off
         self._fall_back(MP_FAIL_FALLBACK, now)
+
+    def _unsolicited_infinite_mapping(self, sf: Subflow, dss: w.Dss, dsn: int, now: float) -> None:
+        """An infinite mapping we did not ask for with MP_FAIL (RFC 8684 §3.7). It is only valid on
+        the one subflow a connection ever had: with other subflows (open, or opened before) the
+        subflow stream is not the data stream, so this subflow is reset (MP_TCPRST middlebox
+        interference) and its data comes again on the others, or, on the last one, the connection
+        ends. With DSS checksums, an infinite mapping that no MP_FAIL of ours asked for is a mapping
+        that does not check: MP_FAIL, and the peer's own infinite mapping from our Data ACK on.
+        Without checksums, on the only subflow, the peer's word is all there is: fall back."""
+        why = None
+        if len(self.subflows) > 1:
+            why = "infinite mapping while several subflows are open"
+        elif not sf.initial or not self._infinite_ok:
+            why = "infinite mapping on a connection that has used other subflows"
+        if why is not None:
+            self._trace(now, "error", {"token": self.local_token, "subflow": str(sf.addr), "reason": why})
+            if len(self.subflows) > 1:
+                self._reset_subflow(sf, why, w.MPTCP_RST_MIDDLEBOX_INTERFERENCE, now, defer=True)
+            else:
+                self._abort_after_fail(why, now)
+            return
+        if self.checksum:
+            self._trace(
+                now,
+                "error",
+                {"token": self.local_token, "subflow": str(sf.addr), "reason": "infinite mapping without our MP_FAIL"},
+            )
+            sub_off = dss.subflow_seq - 1  # its bytes, when they come, are discarded like the rest
+            rm = [sub_off, 0, self._rcv_nxt, None, None, 0]
+            self._checksum_failed(sf, (self.remote_idsn + 1 + self._rcv_nxt) % MOD64, now, rm=rm, seen_to=sub_off)
+            return
+        self._fall_back("infinite mapping from peer", now)
 
     def _on_mp_fail(self, sf: Subflow, dsn: int, now: float) -> None:
         """The peer's DSS checksum failed on our only subflow (RFC 8684 §3.7): send an infinite mapping

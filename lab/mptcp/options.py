@@ -467,6 +467,24 @@ class OptionBuilder:
             # with no infinite mapping seen, the peer went plain TCP without one (Linux 6.x does so)
             if sf.plain_from is None or stream_offset < sf.plain_from:
                 sf.plain_from = stream_offset
+        if (
+            not opts
+            and not syn
+            and sf.initial
+            and sf.got_dss
+            and sf.fail_sub_off is None
+            and len(self.subflows) == 1
+            and sf.state == SubflowState.ESTABLISHED
+        ):
+            # the peer spoke MPTCP on this subflow and now sends segments without any MPTCP option:
+            # it fell back (an infinite mapping we may never have seen, RFC 8684 §3.7), or a box
+            # strips the options. Our subflow stream is our data stream only while no data went
+            # out twice and no other subflow was used: then plain TCP, else the connection ends.
+            if self._infinite_ok:
+                self._fall_back("the peer's segments carry no MPTCP option any more", now)
+            else:
+                self._abort_after_fail("the peer's segments carry no MPTCP option any more", now)
+            return
         if sf.initial:
             self._initial_options(sf, role, seg, opts, now)
         else:

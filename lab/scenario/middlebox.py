@@ -401,3 +401,73 @@ class BlockAllUdp(Middlebox):
 
     def describe(self) -> dict:
         return {"policy": self.name, "ports": "all"}
+
+
+class ForgeInfiniteMapping(Middlebox):
+    """Rewrite the Data-Level Length of one DSS mapping to 0 (an infinite mapping, RFC 8684
+    §3.7), fixing the TCP checksum: an on-path attacker's (or a broken box's) forged fallback.
+
+    Picks the ``nth`` segment (1-based) towards ``dst_port`` whose MPTCP DSS carries a mapping
+    with data; only an endpoint that checks when an infinite mapping may come can notice.
+    """
+
+    name = "forge_infinite_mapping"
+
+    def __init__(self, *, dst_port: int | None = None, nth: int = 1) -> None:
+        if nth < 1:
+            raise ConfigError(f"nth must be at least 1, got {nth}")
+        self.dst_port = dst_port
+        self.nth = nth
+        self._seen = 0
+        self.forged = 0
+
+    @staticmethod
+    def _dss_length_at(opts: bytes) -> int | None:
+        """Offset in ``opts`` of the Data-Level Length of a DSS with a mapping, else None."""
+        pos = 0
+        while pos < len(opts):
+            kind = opts[pos]
+            if kind == 0:
+                return None
+            if kind == 1:
+                pos += 1
+                continue
+            if pos + 1 >= len(opts) or opts[pos + 1] < 2 or pos + opts[pos + 1] > len(opts):
+                return None
+            length = opts[pos + 1]
+            if kind == 30 and length >= 4 and opts[pos + 2] >> 4 == 0x2:  # MPTCP DSS (RFC 8684 §3.3)
+                flags = opts[pos + 3]
+                if flags & 0x04:  # M: a mapping follows
+                    at = pos + 4
+                    if flags & 0x01:  # A: Data ACK, 8 bytes when a is set
+                        at += 8 if flags & 0x02 else 4
+                    at += (8 if flags & 0x08 else 4) + 4  # DSN (m: 8 bytes), subflow sequence number
+                    if at + 2 <= pos + length and int.from_bytes(opts[at : at + 2], "big") > 0:
+                        return at
+            pos += length
+        return None
+
+    def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
+        tcp = _tcp(packet)
+        if tcp is None or self.forged:
+            return packet
+        hl, src, dst = tcp
+        doff = (packet[hl + 12] >> 4) * 4
+        if doff <= 20 or hl + doff > len(packet) or len(packet) - hl - doff <= 0:
+            return packet
+        if self.dst_port is not None and int.from_bytes(packet[hl + 2 : hl + 4], "big") != self.dst_port:
+            return packet
+        at = self._dss_length_at(packet[hl + 20 : hl + doff])
+        if at is None:
+            return packet
+        self._seen += 1
+        if self._seen != self.nth:
+            return packet
+        seg = bytearray(packet[hl:])
+        seg[20 + at : 22 + at] = b"\x00\x00"
+        self.forged += 1
+        self._record(tracer, now, "segment_sent", {"action": "rewritten", "infinite_mapping": True, "ingress": ingress})
+        return _with_tcp_checksum(packet, hl, seg, src, dst)
+
+    def describe(self) -> dict:
+        return {"policy": self.name, "dst_port": self.dst_port, "nth": self.nth}
