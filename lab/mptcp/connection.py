@@ -374,6 +374,9 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
         """A SYN with MP_JOIN carrying this connection's token reached a listener of this host."""
         if not self.established or self.fallback is not None or self.terminated:
             return  # not ready for joins: the host answers with a RST
+        if len(self.subflows) >= self.config.max_subflows:
+            self._trace(now, "segment_dropped", {"token": self.local_token, "subflow": str(addr), "reason": "max_subflows"})
+            return
         sf = self._add_subflow(
             addr, initial=False, local_id=self._local_id_of(addr.local_addr), backup=self._is_backup(addr), now=now
         )

@@ -473,6 +473,8 @@ class OptionBuilder:
             and sf.initial
             and sf.got_dss
             and sf.fail_sub_off is None
+            and not sf.doomed
+            and self._pending_abort is None
             and len(self.subflows) == 1
             and sf.state == SubflowState.ESTABLISHED
         ):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import struct
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from lab.errors import ConfigError, DecodeError, LocalProtocolError
@@ -20,6 +21,7 @@ from lab.tcp import TcpConfig, TcpConnection
 from lab.tcp.events import ConnectionEstablished, ConnectionTerminated, DataReceived, StreamEnded
 from lab.tcp.extension import TcpExtension
 from lab.tcp.group import ConnectionGroup, GroupConfig, GroupHook
+from lab.tcp.segments import _option_record
 from lab.tcp.state import TcpState
 from lab.trace import NULL_TRACER, Tracer
 from lab.wire.checksum import ones_sum, pack_address, unpack_address
@@ -391,8 +393,8 @@ class HostStack:
                     verdict = self._group_syn(self._hook(group), addr, seg, group, config, factory)
                     if verdict is False:
                         return
-                    if verdict is True:
-                        self._reset_unknown(src, dst, seg)
+                    if verdict is True or isinstance(verdict, tuple):
+                        self._reset_unknown(src, dst, seg, options=() if verdict is True else verdict)
                         return
                 conn = self._new_conn(addr, config, ext_factory() if ext_factory else None)
                 entry = _Entry(conn, None, _key(addr))
@@ -410,6 +412,9 @@ class HostStack:
                         return
                     if verdict is True:
                         break
+                    if isinstance(verdict, tuple):
+                        self._reset_unknown(src, dst, seg, options=verdict)
+                        return
         self._reset_unknown(src, dst, seg)
 
     def _group_syn(
@@ -422,9 +427,9 @@ class HostStack:
         factory: Callable[[], StreamHandler] | None,
     ) -> bool | None:
         """Offer a SYN to ``hook``: False when a group took it, True when the hook wants it
-        reset, None when the hook left it alone."""
+        reset (a tuple: reset with these TCP options), None when the hook left it alone."""
         taken = hook.syn_arrived(addr, seg, config=group, tcp_config=config, now=self.now)
-        if taken is None or taken is True or taken is False:
+        if taken is None or taken is True or taken is False or isinstance(taken, tuple):
             return taken
         entry = self._groups.get(id(taken))
         if entry is None:
@@ -434,8 +439,9 @@ class HostStack:
         self._pump(entry)
         return False
 
-    def _reset_unknown(self, src: bytes, dst: bytes, raw: bytes) -> None:
-        """RFC 9293 3.10.7.1: a segment for no connection gets a RST (unless it is one)."""
+    def _reset_unknown(self, src: bytes, dst: bytes, raw: bytes, *, options: tuple = ()) -> None:
+        """RFC 9293 3.10.7.1: a segment for no connection gets a RST (unless it is one);
+        ``options`` ride on it (MPTCP: MP_TCPRST saying why a join was refused)."""
         try:
             seg = decode_segment(raw, src, dst)
         except DecodeError as exc:
@@ -447,6 +453,8 @@ class HostStack:
             rst = TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
         else:
             rst = TcpSegment(seg.dst_port, seg.src_port, 0, (seg.seq + seg.seg_len) & 0xFFFFFFFF, RST | ACK, 0)
+        if options:
+            rst = replace(rst, options=tuple(options))
         if self._trace_on:
             self.tracer.record(
                 self.now,
@@ -459,7 +467,8 @@ class HostStack:
                     "ack": rst.ack,
                     "len": 0,
                     "win": 0,
-                    "reason": "no connection",
+                    "reason": "no connection" if not options else "refused",
+                    **({"options": [_option_record(o) for o in options]} if options else {}),
                 },
             )
         self._send_ip(dst, src, TCP, encode_segment(rst, dst, src))
