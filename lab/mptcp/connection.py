@@ -468,6 +468,8 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
                 self._close_subflow(sf, now, "connection closed")
             return
         self._fin_off = self._sbuf_off + len(self._sbuf)
+        for sf in self.subflows:
+            sf.conn.push_tail = True  # the data's short tail goes out now, not after an RTT (Nagle)
 
     def abort(self, reason: str = "aborted", *, now: float) -> None:
         """MP_FASTCLOSE (RFC 8684 §3.5): RST with MP_FASTCLOSE on every subflow."""
@@ -945,6 +947,10 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
         if sf is None:
             return
         sf.conn.request_ack()
+        if not self._fin_tries and sf.conn.unsent_bytes:
+            # the data segments about to go would take the ACK we asked for, and a DATA_FIN rides
+            # on a segment without a mapping: a pure ACK follows them at once (not after a timeout)
+            sf.ack_owed = True
         if self._fin_tries:  # a retransmission: on every usable subflow, one of them may be dead
             for other in self.subflows:
                 if other.usable:
@@ -1138,6 +1144,8 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
             crypto.dss_checksum((self.local_idsn + 1 + data_off) % MOD64, sub + 1, n, chunk) if self.checksum else None
         )
         sf.bytes_scheduled += n
+        if self._fin_queued:
+            sf.conn.push_tail = True
         sf.conn.send_stream(chunk)
 
     # --- options in -----------------------------------------------------------------------------------------
