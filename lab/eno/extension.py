@@ -65,6 +65,8 @@ from lab.wire.tcpcrypt import (
     TCPCRYPT_ECDHE_CURVE25519,
     TCPCRYPT_ECDHE_P256,
     draft02_transcript,
+    INIT1_MAGIC,
+    INIT2_MAGIC,
 )
 
 if TYPE_CHECKING:
@@ -233,6 +235,10 @@ class EnoExtension(TcpExtension):
         self._tep: TcpcryptStream | None = None
         self._pending = bytearray()  # application bytes written before ENO decided
         self._early_rx = bytearray()  # stream bytes that arrived before ENO decided
+        # after a fallback, the peer's first bytes are held until they show they are not a TEP
+        # handshake (a split decision, RFC 8547 §4.7: the peer thinks ENO succeeded)
+        self._vetting = False
+        self._vet = bytearray()
         self._send_ack_option = False  # host A: repeat the non-SYN ENO option until B's first non-SYN segment
         self._heard_non_syn = False
         self._close_requested = False
@@ -410,13 +416,18 @@ class EnoExtension(TcpExtension):
             self._tep.receive_data(data, now=now)
             self._pump(now)
         elif self._state is EnoState.FALLBACK:
-            self.conn.deliver(data)
+            if self._vetting:
+                self._vet_received(data, now)
+            else:
+                self.conn.deliver(data)
         elif self._state not in _FAILED:
             self._early_rx += data
 
     def stream_ended(self, *, now: float) -> bool:
         if self._tep is None:
-            return self._state is EnoState.FALLBACK
+            if self._vetting:
+                self._vet_received(b"", now)  # fewer than 4 bytes came: they are the application's
+            return self._state is EnoState.FALLBACK and self.conn.state is not TcpState.CLOSED
         self._tep.receive_data(b"", now=now)
         self._pump(now)
         return not self._tep.aborted
@@ -714,17 +725,38 @@ class EnoExtension(TcpExtension):
             return
         self._set_state(Input.FAILED_OPPORTUNISTIC, now, reason=reason, detail=detail, policy="opportunistic")
         self._events.append(FallbackToTcp(reason=reason, detail=detail))
-        self.owns_stream = False  # the connection carries the application's bytes itself from now on
+        # the connection carries the application's bytes itself from now on, once the peer's first
+        # bytes have shown they are no TEP handshake (see _vet_received)
+        self._vetting = True
         if self._pending:
             data = bytes(self._pending)
             self._pending.clear()
             self.conn.send_stream(data)
+        if self._close_requested:
+            self._close_conn(now)
         if self._early_rx:
             data = bytes(self._early_rx)
             self._early_rx.clear()
-            self.conn.deliver(data)
-        if self._close_requested:
-            self._close_conn(now)
+            self._vet_received(data, now)
+
+    def _vet_received(self, data: bytes, now: float) -> None:
+        """After a fallback: a host that disabled ENO must not pass TEP data up (RFC 8547 §4.7). When
+        the peer's stream begins with a tcpcrypt INIT1/INIT2, the peer went on with the TEP (ENO was
+        stripped or mangled on the way): both ends cannot agree, so the connection is reset."""
+        self._vet += data
+        if len(self._vet) < 4 and data:
+            return
+        self._vetting = False
+        self.owns_stream = False
+        held, self._vet = bytes(self._vet), bytearray()
+        if len(held) >= 4 and int.from_bytes(held[:4], "big") in (INIT1_MAGIC, INIT2_MAGIC):
+            detail = "the peer sent a tcpcrypt handshake on a connection that fell back to TCP: ENO split decision"
+            self._record(now, "error", {"reason": "split_decision", "detail": detail, "action": "reset"})
+            self._events.append(EncryptionAborted(reason="split_decision", detail=detail))
+            self.conn.abort("ENO split decision: TEP handshake after fallback", now=now)
+            return
+        if held:
+            self.conn.deliver(held)
 
     # --- moving bytes -----------------------------------------------------------------------------
 

@@ -471,3 +471,68 @@ class ForgeInfiniteMapping(Middlebox):
 
     def describe(self) -> dict:
         return {"policy": self.name, "dst_port": self.dst_port, "nth": self.nth}
+
+
+class MangleTcpOptions(Middlebox):
+    """Overwrite random bytes inside TCP options of the given kinds (length bytes kept, so the
+    option list still parses), fixing the checksum: a broken box that rewrites what it does not
+    understand. ``when`` as for :class:`StripTcpOptions`; each matching option is hit with
+    ``probability`` (``rng_seed`` fixed), one to three of its data bytes replaced."""
+
+    name = "mangle_tcp_options"
+
+    def __init__(self, kinds: Iterable[int], *, when: str = "syn", probability: float = 1.0, rng_seed: int = 0) -> None:
+        import random
+
+        self.kinds = frozenset(int(k) for k in kinds)
+        for k in self.kinds:
+            if not 2 <= k <= 255:
+                raise ConfigError(f"TCP option kind must be 2..255, got {k}")
+        if when not in STRIP_WHEN:
+            raise ConfigError(f"when must be one of {', '.join(STRIP_WHEN)}, got {when!r}")
+        if not 0 <= probability <= 1:
+            raise ConfigError(f"probability must be in [0, 1], got {probability}")
+        self.when = when
+        self.probability = probability
+        self._rng = random.Random(rng_seed)
+        self.mangled = 0
+
+    def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
+        tcp = _tcp(packet)
+        if tcp is None:
+            return packet
+        hl, src, dst = tcp
+        flags = packet[hl + 13]
+        if (self.when == "syn" and not flags & SYN) or (self.when == "after_handshake" and flags & SYN):
+            return packet
+        doff = (packet[hl + 12] >> 4) * 4
+        if doff <= 20 or hl + doff > len(packet):
+            return packet
+        opts = bytearray(packet[hl + 20 : hl + doff])
+        changed = []
+        pos = 0
+        while pos < len(opts):
+            kind = opts[pos]
+            if kind == 0:
+                break
+            if kind == 1:
+                pos += 1
+                continue
+            if pos + 1 >= len(opts) or opts[pos + 1] < 2 or pos + opts[pos + 1] > len(opts):
+                break
+            length = opts[pos + 1]
+            if kind in self.kinds and length > 2 and self._rng.random() < self.probability:
+                for _ in range(self._rng.randint(1, 3)):
+                    opts[pos + 2 + self._rng.randrange(length - 2)] = self._rng.randrange(256)
+                changed.append(kind)
+            pos += length
+        if not changed:
+            return packet
+        seg = bytearray(packet[hl:])
+        seg[20:doff] = opts
+        self.mangled += 1
+        self._record(tracer, now, "segment_sent", {"action": "rewritten", "mangled_kinds": changed, "ingress": ingress})
+        return _with_tcp_checksum(packet, hl, seg, src, dst)
+
+    def describe(self) -> dict:
+        return {"policy": self.name, "kinds": sorted(self.kinds), "when": self.when, "probability": self.probability}
