@@ -95,6 +95,10 @@ class EnoConfig:
     69 (either is accepted). The tcpcrypt ``draft02`` profile implies it.
     ``session_cache`` (one object shared by a host's connections) turns on
     session resumption: a later connection to the same peer skips Init1/Init2.
+    ``syn_timeouts_before_fallback``: an opportunistic active opener whose SYNs
+    with ENO time out this many times sends its next SYNs without ENO and goes
+    on as plain TCP (a firewall may drop SYNs with an unknown option; Linux does
+    the same for MPTCP SYNs); None never. A mandatory end never retries without.
 
     Raises ConfigError for an unknown policy or a TEP this lab cannot run.
     """
@@ -107,8 +111,12 @@ class EnoConfig:
     experimental_encoding: bool = False
     tcpcrypt: TcpcryptConfig = field(default_factory=TcpcryptConfig)
     session_cache: SessionCache | None = field(default=None, compare=False)  # resumption (RFC 8548 §3.5)
+    syn_timeouts_before_fallback: int | None = 2
 
     def __post_init__(self) -> None:
+        n = self.syn_timeouts_before_fallback
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64):
+            raise ConfigError(f"syn_timeouts_before_fallback must be 1..64 or None, got {n!r}")
         try:
             object.__setattr__(self, "policy", EnoPolicy(self.policy))
         except ValueError:
@@ -324,6 +332,18 @@ class EnoExtension(TcpExtension):
 
     def options_to_send(self, role: SegmentRole, *, stream_offset: int, length: int, now: float) -> list[TcpOption]:
         if role is SegmentRole.SYN:
+            if self._state is EnoState.FALLBACK:
+                return []  # retrying without ENO (see EnoConfig.syn_timeouts_before_fallback)
+            limit = self.config.syn_timeouts_before_fallback
+            timeouts = self.conn._syn_retries
+            if limit is not None and timeouts >= limit and not self.config.mandatory and self._state is EnoState.SYN_SENT:
+                self._fail(
+                    FallbackReason.SYN_TIMEOUTS.value,
+                    f"{timeouts} SYNs with ENO went unanswered: the next ones go without ENO",
+                    now,
+                    segment=None,
+                )
+                return []
             if self._local is None:
                 self._local = self._our_syn_option()
                 self._local_raw = push_syn_eno_option(self._local)

@@ -536,3 +536,50 @@ class MangleTcpOptions(Middlebox):
 
     def describe(self) -> dict:
         return {"policy": self.name, "kinds": sorted(self.kinds), "when": self.when, "probability": self.probability}
+
+
+class DropTcpOption(Middlebox):
+    """Drop TCP segments that carry an option of the given kinds, as a firewall rule
+    ``iptables -p tcp --tcp-option 69 -j DROP`` does (``when`` as for :class:`StripTcpOptions`)."""
+
+    name = "drop_tcp_option"
+
+    def __init__(self, kinds: Iterable[int], *, when: str = "all") -> None:
+        self.kinds = frozenset(int(k) for k in kinds)
+        for k in self.kinds:
+            if not 2 <= k <= 255:
+                raise ConfigError(f"TCP option kind must be 2..255, got {k}")
+        if when not in STRIP_WHEN:
+            raise ConfigError(f"when must be one of {', '.join(STRIP_WHEN)}, got {when!r}")
+        self.when = when
+        self.dropped = 0
+
+    def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
+        tcp = _tcp(packet)
+        if tcp is None:
+            return packet
+        hl = tcp[0]
+        flags = packet[hl + 13]
+        if (self.when == "syn" and not flags & SYN) or (self.when == "after_handshake" and flags & SYN):
+            return packet
+        doff = (packet[hl + 12] >> 4) * 4
+        opts = packet[hl + 20 : hl + doff]
+        pos = 0
+        while pos < len(opts):
+            kind = opts[pos]
+            if kind == 0:
+                break
+            if kind == 1:
+                pos += 1
+                continue
+            if pos + 1 >= len(opts) or opts[pos + 1] < 2:
+                break
+            if kind in self.kinds:
+                self.dropped += 1
+                self._record(tracer, now, "segment_dropped", {"reason": f"TCP option {kind}", "ingress": ingress})
+                return None
+            pos += opts[pos + 1]
+        return packet
+
+    def describe(self) -> dict:
+        return {"policy": self.name, "kinds": sorted(self.kinds), "when": self.when}
