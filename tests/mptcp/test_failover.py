@@ -49,3 +49,38 @@ def test_default_scheduler_fails_over_to_the_backup_within_two_seconds(marked_by
     ]
     assert on_backup and min(on_backup) > LINK_DOWN_S  # idle while path A worked
     assert min(on_backup) - LINK_DOWN_S < 2.0, min(on_backup)
+
+
+def test_default_scheduler_fails_over_to_a_backup_the_receiver_marked_with_mp_prio() -> None:
+    """The receiver marks path B's subflow a backup with MP_PRIO (RFC 8684 §3.3.8) after the join."""
+    import hashlib
+
+    from lab.mptcp.config import MptcpConfig
+    from lab.sim.network import SimNetwork
+    from lab.stack.apps import BulkSender, BulkSink, TransferResult, bulk_payload
+    from lab.topology import build_topology
+    from lab.trace import MemoryTracer
+    from topologies import TOPOLOGIES
+
+    spec = build_topology(
+        "two-paths", TOPOLOGIES["two-paths"], delay_ms=(10.0, 40.0), bw_mbps=(20.0, 20.0), queue_packets=200
+    )
+    tracer = MemoryTracer()
+    net = SimNetwork.build(spec, seed=1, tracer=tracer)
+    data = bulk_payload(4 * MIB, 3)
+    result = TransferResult("bulk", len(data), hashlib.sha256(data).hexdigest())
+    net.host("h2").listen(5001, lambda: BulkSink(result), group=MptcpConfig(path_manager="paired"))
+    BulkSender(result, data).start(net.host("h1"), "10.0.2.2", 5001, group=MptcpConfig(path_manager="paired"))
+    net.call_at(0.5, lambda: net.host("h2").groups()[0].set_backup(PATH_B_SERVER, True, now=net.now))
+    net.set_link_up("r1-h2", False, at=LINK_DOWN_S)
+    net.run(until=60.0, stop=lambda: result.complete)
+    assert result.ok, result.to_dict()
+    recs = tracer.records
+    prio = [r for r in recs if r.node == "h1" and r.layer == "mptcp" and r.data.get("peer_backup") is True]
+    assert prio and prio[0].t < LINK_DOWN_S
+    on_backup = [
+        r.t for r in recs if r.node == "h1" and r.layer == "tcp" and r.name == "segment_sent"
+        and r.data["conn"].startswith(PATH_B_CLIENT) and r.data["len"] > 0 and r.t > prio[0].t
+    ]
+    assert on_backup and min(on_backup) > LINK_DOWN_S  # idle as a backup while path A worked
+    assert min(on_backup) - LINK_DOWN_S < 2.0, on_backup[:1]
