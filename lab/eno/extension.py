@@ -65,6 +65,8 @@ from lab.wire.tcpcrypt import (
     TCPCRYPT_ECDHE_P256,
     TEPS,
     draft02_transcript,
+    INIT1_MAGIC,
+    INIT2_MAGIC,
 )
 
 if TYPE_CHECKING:
@@ -93,6 +95,10 @@ class EnoConfig:
     69 (either is accepted). The tcpcrypt ``draft02`` profile implies it.
     ``session_cache`` (one object shared by a host's connections) turns on
     session resumption: a later connection to the same peer skips Init1/Init2.
+    ``syn_timeouts_before_fallback``: an opportunistic active opener whose SYNs
+    with ENO time out this many times sends its next SYNs without ENO and goes
+    on as plain TCP (a firewall may drop SYNs with an unknown option; Linux does
+    the same for MPTCP SYNs); None never. A mandatory end never retries without.
 
     Raises ConfigError for an unknown policy or a TEP this lab cannot run.
     """
@@ -105,8 +111,12 @@ class EnoConfig:
     experimental_encoding: bool = False
     tcpcrypt: TcpcryptConfig = field(default_factory=TcpcryptConfig)
     session_cache: SessionCache | None = field(default=None, compare=False)  # resumption (RFC 8548 §3.5)
+    syn_timeouts_before_fallback: int | None = 2
 
     def __post_init__(self) -> None:
+        n = self.syn_timeouts_before_fallback
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64):
+            raise ConfigError(f"syn_timeouts_before_fallback must be 1..64 or None, got {n!r}")
         try:
             object.__setattr__(self, "policy", EnoPolicy(self.policy))
         except ValueError:
@@ -233,6 +243,10 @@ class EnoExtension(TcpExtension):
         self._tep: TcpcryptStream | None = None
         self._pending = bytearray()  # application bytes written before ENO decided
         self._early_rx = bytearray()  # stream bytes that arrived before ENO decided
+        # after a fallback, the peer's first bytes are held until they show they are not a TEP
+        # handshake (a split decision, RFC 8547 §4.7: the peer thinks ENO succeeded)
+        self._vetting = False
+        self._vet = bytearray()
         self._send_ack_option = False  # host A: repeat the non-SYN ENO option until B's first non-SYN segment
         self._heard_non_syn = False
         self._close_requested = False
@@ -318,6 +332,18 @@ class EnoExtension(TcpExtension):
 
     def options_to_send(self, role: SegmentRole, *, stream_offset: int, length: int, now: float) -> list[TcpOption]:
         if role is SegmentRole.SYN:
+            if self._state is EnoState.FALLBACK:
+                return []  # retrying without ENO (see EnoConfig.syn_timeouts_before_fallback)
+            limit = self.config.syn_timeouts_before_fallback
+            timeouts = self.conn._syn_retries
+            if limit is not None and timeouts >= limit and not self.config.mandatory and self._state is EnoState.SYN_SENT:
+                self._fail(
+                    FallbackReason.SYN_TIMEOUTS.value,
+                    f"{timeouts} SYNs with ENO went unanswered: the next ones go without ENO",
+                    now,
+                    segment=None,
+                )
+                return []
             if self._local is None:
                 self._local = self._our_syn_option()
                 self._local_raw = push_syn_eno_option(self._local)
@@ -410,13 +436,18 @@ class EnoExtension(TcpExtension):
             self._tep.receive_data(data, now=now)
             self._pump(now)
         elif self._state is EnoState.FALLBACK:
-            self.conn.deliver(data)
+            if self._vetting:
+                self._vet_received(data, now)
+            else:
+                self.conn.deliver(data)
         elif self._state not in _FAILED:
             self._early_rx += data
 
     def stream_ended(self, *, now: float) -> bool:
         if self._tep is None:
-            return self._state is EnoState.FALLBACK
+            if self._vetting:
+                self._vet_received(b"", now)  # fewer than 4 bytes came: they are the application's
+            return self._state is EnoState.FALLBACK and self.conn.state is not TcpState.CLOSED
         self._tep.receive_data(b"", now=now)
         self._pump(now)
         return not self._tep.aborted
@@ -714,17 +745,38 @@ class EnoExtension(TcpExtension):
             return
         self._set_state(Input.FAILED_OPPORTUNISTIC, now, reason=reason, detail=detail, policy="opportunistic")
         self._events.append(FallbackToTcp(reason=reason, detail=detail))
-        self.owns_stream = False  # the connection carries the application's bytes itself from now on
+        # the connection carries the application's bytes itself from now on, once the peer's first
+        # bytes have shown they are no TEP handshake (see _vet_received)
+        self._vetting = True
         if self._pending:
             data = bytes(self._pending)
             self._pending.clear()
             self.conn.send_stream(data)
+        if self._close_requested:
+            self._close_conn(now)
         if self._early_rx:
             data = bytes(self._early_rx)
             self._early_rx.clear()
-            self.conn.deliver(data)
-        if self._close_requested:
-            self._close_conn(now)
+            self._vet_received(data, now)
+
+    def _vet_received(self, data: bytes, now: float) -> None:
+        """After a fallback: a host that disabled ENO must not pass TEP data up (RFC 8547 §4.7). When
+        the peer's stream begins with a tcpcrypt INIT1/INIT2, the peer went on with the TEP (ENO was
+        stripped or mangled on the way): both ends cannot agree, so the connection is reset."""
+        self._vet += data
+        if len(self._vet) < 4 and data:
+            return
+        self._vetting = False
+        self.owns_stream = False
+        held, self._vet = bytes(self._vet), bytearray()
+        if len(held) >= 4 and int.from_bytes(held[:4], "big") in (INIT1_MAGIC, INIT2_MAGIC):
+            detail = "the peer sent a tcpcrypt handshake on a connection that fell back to TCP: ENO split decision"
+            self._record(now, "error", {"reason": "split_decision", "detail": detail, "action": "reset"})
+            self._events.append(EncryptionAborted(reason="split_decision", detail=detail))
+            self.conn.abort("ENO split decision: TEP handshake after fallback", now=now)
+            return
+        if held:
+            self.conn.deliver(held)
 
     # --- moving bytes -----------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ class FallbackReason(enum.Enum):
     NOT_APPLICATION_AWARE = "not_application_aware"  # mandatory application-aware mode, peer a = 0 (§4.2)
     NO_COMMON_TEP = "no_common_tep"  # no valid TEP identifier (§4.5), includes vacuous options (§4.6)
     NO_NON_SYN_ENO = "no_non_syn_eno"  # host A's first non-SYN segment had no ENO option (§4.6)
+    SYN_TIMEOUTS = "syn_timeouts"  # our SYNs with ENO went unanswered: retried without (opportunistic only)
 
 
 # A TEP's own say on validity (RFC 8547 §4.5 items 2 and 3): given the TEP

@@ -374,6 +374,9 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
         """A SYN with MP_JOIN carrying this connection's token reached a listener of this host."""
         if not self.established or self.fallback is not None or self.terminated:
             return  # not ready for joins: the host answers with a RST
+        if len(self.subflows) >= self.config.max_subflows:
+            self._trace(now, "segment_dropped", {"token": self.local_token, "subflow": str(addr), "reason": "max_subflows"})
+            return
         sf = self._add_subflow(
             addr, initial=False, local_id=self._local_id_of(addr.local_addr), backup=self._is_backup(addr), now=now
         )
@@ -465,6 +468,8 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
                 self._close_subflow(sf, now, "connection closed")
             return
         self._fin_off = self._sbuf_off + len(self._sbuf)
+        for sf in self.subflows:
+            sf.conn.push_tail = True  # the data's short tail goes out now, not after an RTT (Nagle)
 
     def abort(self, reason: str = "aborted", *, now: float) -> None:
         """MP_FASTCLOSE (RFC 8684 §3.5): RST with MP_FASTCLOSE on every subflow."""
@@ -942,6 +947,10 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
         if sf is None:
             return
         sf.conn.request_ack()
+        if not self._fin_tries and sf.conn.unsent_bytes:
+            # the data segments about to go would take the ACK we asked for, and a DATA_FIN rides
+            # on a segment without a mapping: a pure ACK follows them at once (not after a timeout)
+            sf.ack_owed = True
         if self._fin_tries:  # a retransmission: on every usable subflow, one of them may be dead
             for other in self.subflows:
                 if other.usable:
@@ -982,7 +991,7 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
         if not usable:
             return
         active = [s for s in usable if not (s.backup or s.peer_backup)]
-        if getattr(self._scheduler, "avoid_stalled", False):
+        if getattr(self._scheduler, "avoid_stalled", True):
             active = [s for s in active if not s.stalled]
             pool = active or [s for s in usable if not s.stalled] or usable
         else:
@@ -1135,6 +1144,8 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
             crypto.dss_checksum((self.local_idsn + 1 + data_off) % MOD64, sub + 1, n, chunk) if self.checksum else None
         )
         sf.bytes_scheduled += n
+        if self._fin_queued:
+            sf.conn.push_tail = True
         sf.conn.send_stream(chunk)
 
     # --- options in -----------------------------------------------------------------------------------------
@@ -1517,7 +1528,7 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
             },
         )
         if sf.fail_sub_off is None:
-            self._fall_back("infinite mapping from peer", now)
+            self._unsolicited_infinite_mapping(sf, dss, dsn, now)
             return
         data_off = (dsn - self.remote_idsn - 1) % MOD64
         if data_off >= MOD64 // 2:
@@ -1541,6 +1552,38 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
         sf.rmaps.clear()
         self._fallback_skip = sub_off
         self._fall_back(MP_FAIL_FALLBACK, now)
+
+    def _unsolicited_infinite_mapping(self, sf: Subflow, dss: w.Dss, dsn: int, now: float) -> None:
+        """An infinite mapping we did not ask for with MP_FAIL (RFC 8684 §3.7). It is only valid on
+        the one subflow a connection ever had: with other subflows (open, or opened before) the
+        subflow stream is not the data stream, so this subflow is reset (MP_TCPRST middlebox
+        interference) and its data comes again on the others, or, on the last one, the connection
+        ends. With DSS checksums, an infinite mapping that no MP_FAIL of ours asked for is a mapping
+        that does not check: MP_FAIL, and the peer's own infinite mapping from our Data ACK on.
+        Without checksums, on the only subflow, the peer's word is all there is: fall back."""
+        why = None
+        if len(self.subflows) > 1:
+            why = "infinite mapping while several subflows are open"
+        elif not sf.initial or not self._infinite_ok:
+            why = "infinite mapping on a connection that has used other subflows"
+        if why is not None:
+            self._trace(now, "error", {"token": self.local_token, "subflow": str(sf.addr), "reason": why})
+            if len(self.subflows) > 1:
+                self._reset_subflow(sf, why, w.MPTCP_RST_MIDDLEBOX_INTERFERENCE, now, defer=True)
+            else:
+                self._abort_after_fail(why, now)
+            return
+        if self.checksum:
+            self._trace(
+                now,
+                "error",
+                {"token": self.local_token, "subflow": str(sf.addr), "reason": "infinite mapping without our MP_FAIL"},
+            )
+            sub_off = dss.subflow_seq - 1  # its bytes, when they come, are discarded like the rest
+            rm = [sub_off, 0, self._rcv_nxt, None, None, 0]
+            self._checksum_failed(sf, (self.remote_idsn + 1 + self._rcv_nxt) % MOD64, now, rm=rm, seen_to=sub_off)
+            return
+        self._fall_back("infinite mapping from peer", now)
 
     def _on_mp_fail(self, sf: Subflow, dsn: int, now: float) -> None:
         """The peer's DSS checksum failed on our only subflow (RFC 8684 §3.7): send an infinite mapping

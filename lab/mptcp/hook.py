@@ -18,7 +18,7 @@ from lab.mptcp.options import syn_mptcp_option
 from lab.tcp.addresses import FourTuple
 from lab.tcp.config import TcpConfig
 from lab.tcp.group import ConnectionGroup, GroupHook, HostServices
-from lab.wire.mptcp import MpJoinSyn
+from lab.wire.mptcp import MPTCP_RST_ADMINISTRATIVELY_PROHIBITED, MpJoinSyn, MpTcpRst, to_tcp_option
 
 
 class MptcpHook(GroupHook):
@@ -64,7 +64,7 @@ class MptcpHook(GroupHook):
         config: Any,
         tcp_config: TcpConfig | None,
         now: float,
-    ) -> ConnectionGroup | bool | None:
+    ) -> ConnectionGroup | bool | tuple | None:
         if config is None and addr.local_port not in self._join_ports:
             return None
         opt = syn_mptcp_option(segment)
@@ -76,8 +76,27 @@ class MptcpHook(GroupHook):
         mp.accept(addr, segment, now=now)
         return mp
 
-    def _join(self, addr: FourTuple, segment: bytes, opt: MpJoinSyn, *, now: float) -> MptcpConnection | bool:
+    def _join(self, addr: FourTuple, segment: bytes, opt: MpJoinSyn, *, now: float) -> MptcpConnection | bool | tuple:
         mp = self._tokens.get(opt.token)
+        if mp is not None and mp.established and len(mp.subflows) >= mp.config.max_subflows:
+            # RFC 8684 §3.2: a host may refuse a join; §3.6: RST with MP_TCPRST, reason
+            # "administratively prohibited" (the subflow is against this host's policy, its
+            # max_subflows; Linux sends the same). No subflow state is made for it.
+            tracer = self.host.tracer
+            if tracer.enabled:
+                tracer.record(
+                    now,
+                    "mptcp",
+                    "segment_dropped",
+                    {
+                        "token": mp.local_token,
+                        "subflow": str(addr),
+                        "reason": f"MP_JOIN refused: {len(mp.subflows)} subflows, max_subflows {mp.config.max_subflows}",
+                    },
+                )
+            if mp.version == 1:
+                return (to_tcp_option(MpTcpRst(reason=MPTCP_RST_ADMINISTRATIVELY_PROHIBITED)),)
+            return True
         if mp is None or not mp.established or mp.fallback is not None or mp.terminated:
             tracer = self.host.tracer
             if tracer.enabled:

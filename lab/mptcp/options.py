@@ -119,7 +119,14 @@ class OptionBuilder:
                     opts.append(w.MpCapableSyn(version=0, flags=flags, sender_key=self.local_key))
             elif role is _ROLE_SYNACK:
                 opts.append(w.MpCapableSynAck(sender_key=self.local_key, version=v, flags=flags))
-            elif self.role == Role.CLIENT and not self.fully_established and self.remote_key is not None:
+            elif (
+                self.role == Role.CLIENT
+                and not self.fully_established
+                and self.remote_key is not None
+                and not (role is _ROLE_ACK and v == 1 and self._data_fin_due() and sf.conn.stream_offset_sent > 0)
+            ):
+                # (a DATA_FIN due after our data, which carried our keys in MP_CAPABLE, goes out in a DSS
+                # on the next ACK instead of one more MP_CAPABLE echo: a short flow ends one RTT sooner)
                 if role is _ROLE_ACK or v == 0:
                     opts.append(w.MpCapableAck(self.local_key, self.remote_key, version=v, flags=flags))
                     if v == 0 and role is _ROLE_DATA:
@@ -142,6 +149,8 @@ class OptionBuilder:
             elif self.remote_key is not None:
                 opts.append(self._dss_for(sf, role, stream_offset, length))
                 if role is _ROLE_ACK and sf.fail_sub_off is not None:
+                    if opts[-1].data_fin:  # no room for both: the DATA_FIN is sent again later
+                        opts[-1] = w.Dss(data_ack=opts[-1].data_ack, data_ack_64=True)
                     opts.append(w.MpFail(data_seq=sf.fail_dsn))  # RFC 8684 §3.7: until the infinite mapping
         else:
             if role is _ROLE_SYN:
@@ -188,6 +197,9 @@ class OptionBuilder:
                 {"token": self.local_token, "subflow": str(sf.addr), "mptcp": [option_record(o) for o in opts]},
             )
         return [w.to_tcp_option(o) for o in opts]
+
+    def _data_fin_due(self) -> bool:
+        return self._fin_off is not None and not self._fin_acked and self._snd_nxt >= self._fin_off
 
     def _data_ack_value(self) -> int:
         off = self._rcv_nxt + (1 if self._peer_fin_seen else 0)
@@ -348,6 +360,14 @@ class OptionBuilder:
                 if any(type(o) is w.Dss for o in opts) and self.remote_key is not None:
                     self.established = True  # v0: keys seen in the SYN; a DSS shows the peer is MPTCP
                     return
+                if role is _ROLE_ACK and any(type(o) is w.Dss for o in opts):
+                    # a v1 client's DATA_FIN overtook its MP_CAPABLE (lost): wait for those to come again
+                    self._trace(
+                        now,
+                        "segment_dropped",
+                        {"token": self.local_token, "subflow": str(sf.addr), "reason": "DSS before the client's keys"},
+                    )
+                    return
                 self._fall_back("the client's keys never arrived (third ACK without MP_CAPABLE)", now)
                 return
         if self.role == Role.SERVER and isinstance(mpc, w.MpCapableAckData) and seg.payload and not sf.got_dss:
@@ -467,6 +487,26 @@ class OptionBuilder:
             # with no infinite mapping seen, the peer went plain TCP without one (Linux 6.x does so)
             if sf.plain_from is None or stream_offset < sf.plain_from:
                 sf.plain_from = stream_offset
+        if (
+            not opts
+            and not syn
+            and sf.initial
+            and sf.got_dss
+            and sf.fail_sub_off is None
+            and not sf.doomed
+            and self._pending_abort is None
+            and len(self.subflows) == 1
+            and sf.state == SubflowState.ESTABLISHED
+        ):
+            # the peer spoke MPTCP on this subflow and now sends segments without any MPTCP option:
+            # it fell back (an infinite mapping we may never have seen, RFC 8684 §3.7), or a box
+            # strips the options. Our subflow stream is our data stream only while no data went
+            # out twice and no other subflow was used: then plain TCP, else the connection ends.
+            if self._infinite_ok:
+                self._fall_back("the peer's segments carry no MPTCP option any more", now)
+            else:
+                self._abort_after_fail("the peer's segments carry no MPTCP option any more", now)
+            return
         if sf.initial:
             self._initial_options(sf, role, seg, opts, now)
         else:
@@ -520,6 +560,7 @@ class OptionBuilder:
             and sf.state == SubflowState.ESTABLISHED
             and not sf.got_dss
             and self.fallback is None
+            and sf.fail_sub_off is None  # after our MP_FAIL, plain data waits for the infinite mapping
         ):
             if sf.initial and not any(type(o) in (w.Dss, w.MpCapableAckData) for o in opts):
                 # RFC 8684 §3.7: data without a mapping on the initial subflow before any DSS: plain TCP

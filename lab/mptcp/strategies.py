@@ -39,10 +39,18 @@ class SubflowView(Protocol):
 
 
 class Scheduler(ABC):
-    """Picks the subflow for the next chunk among those with room (backups already filtered)."""
+    """Picks the subflow for the next chunk among those with room (backups already filtered).
+
+    The connection hands a scheduler only the subflows it may use, as Linux does: the
+    non-backup subflows that are not stalled (an RTO fired and nothing was acknowledged
+    since: the path may be dead); when there is none, the backups that are not stalled;
+    only when every subflow is stalled, all of them. ``avoid_stalled = False`` keeps
+    stalled non-backup subflows among the candidates (and backups idle while one lives).
+    """
 
     name = "abstract"
     redundant = False  # True: every chunk goes out on every candidate
+    avoid_stalled = True  # a subflow whose RTO fired is not used while another is usable
 
     @abstractmethod
     def pick(self, candidates: Sequence[SubflowView]) -> SubflowView | None:
@@ -84,8 +92,9 @@ class RedundantScheduler(Scheduler):
 
 
 class BackupAwareScheduler(MinRttScheduler):
-    """min-RTT that, like the others, leaves backups idle while an active subflow lives,
-    and also keeps off a subflow whose RTO has fired (it looks dead) while another is usable."""
+    """min-RTT that leaves backups idle while an active subflow lives and keeps off a subflow
+    whose RTO has fired (it looks dead) while another is usable: what every scheduler does by
+    default now (``Scheduler.avoid_stalled``); the name stays for configurations that use it."""
 
     name = "backup_aware"
     avoid_stalled = True

@@ -401,3 +401,185 @@ class BlockAllUdp(Middlebox):
 
     def describe(self) -> dict:
         return {"policy": self.name, "ports": "all"}
+
+
+class ForgeInfiniteMapping(Middlebox):
+    """Rewrite the Data-Level Length of one DSS mapping to 0 (an infinite mapping, RFC 8684
+    §3.7), fixing the TCP checksum: an on-path attacker's (or a broken box's) forged fallback.
+
+    Picks the ``nth`` segment (1-based) towards ``dst_port`` whose MPTCP DSS carries a mapping
+    with data; only an endpoint that checks when an infinite mapping may come can notice.
+    """
+
+    name = "forge_infinite_mapping"
+
+    def __init__(self, *, dst_port: int | None = None, nth: int = 1) -> None:
+        if nth < 1:
+            raise ConfigError(f"nth must be at least 1, got {nth}")
+        self.dst_port = dst_port
+        self.nth = nth
+        self._seen = 0
+        self.forged = 0
+
+    @staticmethod
+    def _dss_length_at(opts: bytes) -> int | None:
+        """Offset in ``opts`` of the Data-Level Length of a DSS with a mapping, else None."""
+        pos = 0
+        while pos < len(opts):
+            kind = opts[pos]
+            if kind == 0:
+                return None
+            if kind == 1:
+                pos += 1
+                continue
+            if pos + 1 >= len(opts) or opts[pos + 1] < 2 or pos + opts[pos + 1] > len(opts):
+                return None
+            length = opts[pos + 1]
+            if kind == 30 and length >= 4 and opts[pos + 2] >> 4 == 0x2:  # MPTCP DSS (RFC 8684 §3.3)
+                flags = opts[pos + 3]
+                if flags & 0x04:  # M: a mapping follows
+                    at = pos + 4
+                    if flags & 0x01:  # A: Data ACK, 8 bytes when a is set
+                        at += 8 if flags & 0x02 else 4
+                    at += (8 if flags & 0x08 else 4) + 4  # DSN (m: 8 bytes), subflow sequence number
+                    if at + 2 <= pos + length and int.from_bytes(opts[at : at + 2], "big") > 0:
+                        return at
+            pos += length
+        return None
+
+    def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
+        tcp = _tcp(packet)
+        if tcp is None or self.forged:
+            return packet
+        hl, src, dst = tcp
+        doff = (packet[hl + 12] >> 4) * 4
+        if doff <= 20 or hl + doff > len(packet) or len(packet) - hl - doff <= 0:
+            return packet
+        if self.dst_port is not None and int.from_bytes(packet[hl + 2 : hl + 4], "big") != self.dst_port:
+            return packet
+        at = self._dss_length_at(packet[hl + 20 : hl + doff])
+        if at is None:
+            return packet
+        self._seen += 1
+        if self._seen != self.nth:
+            return packet
+        seg = bytearray(packet[hl:])
+        seg[20 + at : 22 + at] = b"\x00\x00"
+        self.forged += 1
+        self._record(tracer, now, "segment_sent", {"action": "rewritten", "infinite_mapping": True, "ingress": ingress})
+        return _with_tcp_checksum(packet, hl, seg, src, dst)
+
+    def describe(self) -> dict:
+        return {"policy": self.name, "dst_port": self.dst_port, "nth": self.nth}
+
+
+class MangleTcpOptions(Middlebox):
+    """Overwrite random bytes inside TCP options of the given kinds (length bytes kept, so the
+    option list still parses), fixing the checksum: a broken box that rewrites what it does not
+    understand. ``when`` as for :class:`StripTcpOptions`; each matching option is hit with
+    ``probability`` (``rng_seed`` fixed), one to three of its data bytes replaced."""
+
+    name = "mangle_tcp_options"
+
+    def __init__(self, kinds: Iterable[int], *, when: str = "syn", probability: float = 1.0, rng_seed: int = 0) -> None:
+        import random
+
+        self.kinds = frozenset(int(k) for k in kinds)
+        for k in self.kinds:
+            if not 2 <= k <= 255:
+                raise ConfigError(f"TCP option kind must be 2..255, got {k}")
+        if when not in STRIP_WHEN:
+            raise ConfigError(f"when must be one of {', '.join(STRIP_WHEN)}, got {when!r}")
+        if not 0 <= probability <= 1:
+            raise ConfigError(f"probability must be in [0, 1], got {probability}")
+        self.when = when
+        self.probability = probability
+        self._rng = random.Random(rng_seed)
+        self.mangled = 0
+
+    def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
+        tcp = _tcp(packet)
+        if tcp is None:
+            return packet
+        hl, src, dst = tcp
+        flags = packet[hl + 13]
+        if (self.when == "syn" and not flags & SYN) or (self.when == "after_handshake" and flags & SYN):
+            return packet
+        doff = (packet[hl + 12] >> 4) * 4
+        if doff <= 20 or hl + doff > len(packet):
+            return packet
+        opts = bytearray(packet[hl + 20 : hl + doff])
+        changed = []
+        pos = 0
+        while pos < len(opts):
+            kind = opts[pos]
+            if kind == 0:
+                break
+            if kind == 1:
+                pos += 1
+                continue
+            if pos + 1 >= len(opts) or opts[pos + 1] < 2 or pos + opts[pos + 1] > len(opts):
+                break
+            length = opts[pos + 1]
+            if kind in self.kinds and length > 2 and self._rng.random() < self.probability:
+                for _ in range(self._rng.randint(1, 3)):
+                    opts[pos + 2 + self._rng.randrange(length - 2)] = self._rng.randrange(256)
+                changed.append(kind)
+            pos += length
+        if not changed:
+            return packet
+        seg = bytearray(packet[hl:])
+        seg[20:doff] = opts
+        self.mangled += 1
+        self._record(tracer, now, "segment_sent", {"action": "rewritten", "mangled_kinds": changed, "ingress": ingress})
+        return _with_tcp_checksum(packet, hl, seg, src, dst)
+
+    def describe(self) -> dict:
+        return {"policy": self.name, "kinds": sorted(self.kinds), "when": self.when, "probability": self.probability}
+
+
+class DropTcpOption(Middlebox):
+    """Drop TCP segments that carry an option of the given kinds, as a firewall rule
+    ``iptables -p tcp --tcp-option 69 -j DROP`` does (``when`` as for :class:`StripTcpOptions`)."""
+
+    name = "drop_tcp_option"
+
+    def __init__(self, kinds: Iterable[int], *, when: str = "all") -> None:
+        self.kinds = frozenset(int(k) for k in kinds)
+        for k in self.kinds:
+            if not 2 <= k <= 255:
+                raise ConfigError(f"TCP option kind must be 2..255, got {k}")
+        if when not in STRIP_WHEN:
+            raise ConfigError(f"when must be one of {', '.join(STRIP_WHEN)}, got {when!r}")
+        self.when = when
+        self.dropped = 0
+
+    def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
+        tcp = _tcp(packet)
+        if tcp is None:
+            return packet
+        hl = tcp[0]
+        flags = packet[hl + 13]
+        if (self.when == "syn" and not flags & SYN) or (self.when == "after_handshake" and flags & SYN):
+            return packet
+        doff = (packet[hl + 12] >> 4) * 4
+        opts = packet[hl + 20 : hl + doff]
+        pos = 0
+        while pos < len(opts):
+            kind = opts[pos]
+            if kind == 0:
+                break
+            if kind == 1:
+                pos += 1
+                continue
+            if pos + 1 >= len(opts) or opts[pos + 1] < 2:
+                break
+            if kind in self.kinds:
+                self.dropped += 1
+                self._record(tracer, now, "segment_dropped", {"reason": f"TCP option {kind}", "ingress": ingress})
+                return None
+            pos += opts[pos + 1]
+        return packet
+
+    def describe(self) -> dict:
+        return {"policy": self.name, "kinds": sorted(self.kinds), "when": self.when}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import struct
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from lab.errors import ConfigError, DecodeError, LocalProtocolError
@@ -20,11 +21,13 @@ from lab.tcp.addresses import FourTuple
 from lab.tcp.events import ConnectionEstablished, ConnectionTerminated, DataReceived, StreamEnded
 from lab.tcp.extension import TcpExtension
 from lab.tcp.group import ConnectionGroup, GroupConfig, GroupHook
+from lab.tcp.segments import _option_record
+from lab.stack.syn_backlog import DEFAULT_BACKLOG, SynCookies
 from lab.tcp.state import TcpState
 from lab.trace import NULL_TRACER, Tracer
 from lab.wire.checksum import ones_sum, pack_address, unpack_address
 from lab.wire.ip import IPV4_HEADER
-from lab.wire.tcp import ACK, RST, SYN, TcpSegment, decode_segment, encode_segment
+from lab.wire.tcp import ACK, RST, SYN, MaxSegmentSize, TcpSegment, decode_segment, encode_segment
 from lab.wire.udp import UDP_PROTOCOL, UdpDatagram, decode_datagram, encode_datagram
 
 TCP = 6
@@ -196,6 +199,9 @@ class HostStack:
         self._hooks: dict[Any, GroupHook] = {}  # hook class -> this host's hook
         self._groups: dict[int, _Entry] = {}  # id(group) -> its entry, while it lives
         self._group_routes: dict[FourTuple, tuple] = {}
+        self._backlog: dict[int, int] = {}  # listening port -> most half-open connections it keeps
+        self._half_open: dict[int, list[_Entry]] = {}  # listening port -> connections it made, maybe half-open
+        self._cookies: SynCookies | None = None  # made when a backlog first fills
 
     @property
     def now(self) -> float:
@@ -258,11 +264,18 @@ class HostStack:
         config: TcpConfig | None = None,
         extension_factory: Callable[[], TcpExtension | None] | None = None,
         group: GroupConfig | None = None,
+        backlog: int = DEFAULT_BACKLOG,
     ) -> None:
         """Accept connections on ``port`` (any local address), as ``group``'s protocol when given
-        (plain TCP for clients that do not offer it). Raises ConfigError if taken."""
+        (plain TCP for clients that do not offer it). At most ``backlog`` plain TCP connections
+        are half-open at once; beyond, SYNs get SYN cookies, or are dropped when an extension
+        needs state from the SYN (see :mod:`lab.stack.syn_backlog`). Raises ConfigError if the
+        port is taken or ``backlog`` is not 1..65535."""
         if not 0 < port < 65536:
             raise ConfigError(f"port must be 1..65535, got {port}")
+        if isinstance(backlog, bool) or not isinstance(backlog, int) or not 0 < backlog < 65536:
+            raise ConfigError(f"backlog must be 1..65535, got {backlog!r}")
+        self._backlog[port] = backlog
         if port in self._listeners:
             raise ConfigError(f"{self.name}: port {port} already has a listener")
         self._listeners[port] = (handler_factory, config, extension_factory, group)
@@ -391,13 +404,20 @@ class HostStack:
                     verdict = self._group_syn(self._hook(group), addr, seg, group, config, factory)
                     if verdict is False:
                         return
-                    if verdict is True:
-                        self._reset_unknown(src, dst, seg)
+                    if verdict is True or isinstance(verdict, tuple):
+                        self._reset_unknown(src, dst, seg, options=() if verdict is True else verdict)
                         return
+                if self._backlog_full(dport):
+                    if ext_factory is None and group is None:
+                        self._send_cookie(src, dst, seg, config)
+                    else:
+                        self._drop(f"SYN to port {dport}: backlog of {self._backlog[dport]} half-open connections full")
+                    return
                 conn = self._new_conn(addr, config, ext_factory() if ext_factory else None)
                 entry = _Entry(conn, None, _key(addr))
                 entry.stream = Stream(self, entry, factory())
                 self._register(entry)
+                self._half_open.setdefault(dport, []).append(entry)
                 conn.listen(now=self.now)
                 conn.receive_segment(seg, now=self.now)
                 self._pump(entry)
@@ -410,7 +430,97 @@ class HostStack:
                         return
                     if verdict is True:
                         break
+                    if isinstance(verdict, tuple):
+                        self._reset_unknown(src, dst, seg, options=verdict)
+                        return
+        elif (
+            flags & ACK
+            and not flags & (SYN | RST)
+            and self._cookies is not None
+            and listener is not None
+            and listener[2] is None
+            and listener[3] is None
+            and self._accept_cookie(src, dst, seg, listener)
+        ):
+            return
         self._reset_unknown(src, dst, seg)
+
+    def _backlog_full(self, port: int) -> bool:
+        """Whether ``port``'s listener already holds its backlog of half-open connections."""
+        made = self._half_open.get(port)
+        limit = self._backlog.get(port, DEFAULT_BACKLOG)
+        if made is None or len(made) < limit:
+            return False
+        made[:] = [e for e in made if e.conn.state in (TcpState.LISTEN, TcpState.SYN_RECEIVED)]
+        return len(made) >= limit
+
+    def _send_cookie(self, src: bytes, dst: bytes, raw: bytes, config: TcpConfig | None) -> None:
+        """Answer a SYN beyond the backlog with a SYN cookie and keep nothing (lab.stack.syn_backlog)."""
+        try:
+            syn = decode_segment(raw, src, dst)
+        except DecodeError as exc:
+            self._drop(f"bad TCP segment: {exc}")
+            return
+        if self._cookies is None:
+            self._cookies = SynCookies(self.rng.randbytes(16))
+        peer_mss = next((o.value for o in syn.options if type(o) is MaxSegmentSize), 536)
+        four = dst + src + raw[2:4] + raw[0:2]
+        isn, mss = self._cookies.make(four, syn.seq, min(peer_mss, (config or self.tcp_config).mss), now=self.now)
+        reply = TcpSegment(
+            syn.dst_port, syn.src_port, isn, (syn.seq + 1) & 0xFFFFFFFF, SYN | ACK, 65535, (MaxSegmentSize(mss),)
+        )
+        if self._trace_on:
+            self.tracer.record(
+                self.now,
+                "tcp",
+                "segment_sent",
+                {
+                    "conn": str(FourTuple(unpack_address(dst), syn.dst_port, unpack_address(src), syn.src_port)),
+                    "flags": "SA",
+                    "seq": isn,
+                    "ack": reply.ack,
+                    "len": 0,
+                    "win": 65535,
+                    "options": [{"kind": "MSS", "value": mss}],
+                    "reason": "SYN cookie: backlog full",
+                },
+            )
+        self._send_ip(dst, src, TCP, encode_segment(reply, dst, src))
+
+    def _accept_cookie(self, src: bytes, dst: bytes, raw: bytes, listener: tuple) -> bool:
+        """An ACK for no connection that returns a valid SYN cookie makes the connection."""
+        assert self._cookies is not None
+        seq = int.from_bytes(raw[4:8], "big")
+        ack = int.from_bytes(raw[8:12], "big")
+        four = dst + src + raw[2:4] + raw[0:2]
+        mss = self._cookies.check(four, (seq - 1) & 0xFFFFFFFF, (ack - 1) & 0xFFFFFFFF, now=self.now)
+        if mss is None:
+            return False
+        factory, config, _ext, _group = listener
+        sport, dport = int.from_bytes(raw[0:2], "big"), int.from_bytes(raw[2:4], "big")
+        addr = FourTuple(unpack_address(dst), dport, unpack_address(src), sport)
+        conn = self._new_conn(addr, config, None)
+        conn._iss = (ack - 1) & 0xFFFFFFFF
+        entry = _Entry(conn, None, _key(addr))
+        entry.stream = Stream(self, entry, factory())
+        self._register(entry)
+        conn.listen(now=self.now)
+        # the SYN the cookie stands for (its MSS; nothing else fits in a cookie), and our SYN/ACK
+        # to it, which went out already: replayed without a trace, then the ACK as it came
+        window = int.from_bytes(raw[14:16], "big")
+        syn = TcpSegment(sport, dport, (seq - 1) & 0xFFFFFFFF, 0, SYN, window, (MaxSegmentSize(mss),))
+        tracer, trace_on = conn._tracer, conn._trace_on
+        conn._tracer, conn._trace_on = NULL_TRACER, False
+        conn.receive_segment(encode_segment(syn, src, dst), now=self.now)
+        conn.segments_to_send(now=self.now)
+        conn._tracer, conn._trace_on = tracer, trace_on
+        if self._trace_on:
+            self.tracer.record(
+                self.now, "tcp", "state_updated", {"conn": str(addr), "syn_cookie": "accepted", "mss": mss}
+            )
+        conn.receive_segment(raw, now=self.now)
+        self._pump(entry)
+        return True
 
     def _group_syn(
         self,
@@ -422,9 +532,9 @@ class HostStack:
         factory: Callable[[], StreamHandler] | None,
     ) -> bool | None:
         """Offer a SYN to ``hook``: False when a group took it, True when the hook wants it
-        reset, None when the hook left it alone."""
+        reset (a tuple: reset with these TCP options), None when the hook left it alone."""
         taken = hook.syn_arrived(addr, seg, config=group, tcp_config=config, now=self.now)
-        if taken is None or taken is True or taken is False:
+        if taken is None or taken is True or taken is False or isinstance(taken, tuple):
             return taken
         entry = self._groups.get(id(taken))
         if entry is None:
@@ -434,8 +544,9 @@ class HostStack:
         self._pump(entry)
         return False
 
-    def _reset_unknown(self, src: bytes, dst: bytes, raw: bytes) -> None:
-        """RFC 9293 3.10.7.1: a segment for no connection gets a RST (unless it is one)."""
+    def _reset_unknown(self, src: bytes, dst: bytes, raw: bytes, *, options: tuple = ()) -> None:
+        """RFC 9293 3.10.7.1: a segment for no connection gets a RST (unless it is one);
+        ``options`` ride on it (MPTCP: MP_TCPRST saying why a join was refused)."""
         try:
             seg = decode_segment(raw, src, dst)
         except DecodeError as exc:
@@ -447,6 +558,8 @@ class HostStack:
             rst = TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
         else:
             rst = TcpSegment(seg.dst_port, seg.src_port, 0, (seg.seq + seg.seg_len) & 0xFFFFFFFF, RST | ACK, 0)
+        if options:
+            rst = replace(rst, options=tuple(options))
         if self._trace_on:
             self.tracer.record(
                 self.now,
@@ -459,7 +572,8 @@ class HostStack:
                     "ack": rst.ack,
                     "len": 0,
                     "win": 0,
-                    "reason": "no connection",
+                    "reason": "no connection" if not options else "refused",
+                    **({"options": [_option_record(o) for o in options]} if options else {}),
                 },
             )
         self._send_ip(dst, src, TCP, encode_segment(rst, dst, src))

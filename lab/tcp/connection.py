@@ -161,6 +161,9 @@ class TcpConnection(SegmentBuilder, LossRecovery):
         self._peer_fin_off: int | None = None
         self._fin_delivered = False
         self._ack_pending = False
+        # the stream's owner closed it at a higher layer (MPTCP's DATA_FIN): no more data follows,
+        # so Nagle holds back no short last segment, as it holds none before our own FIN
+        self.push_tail = False
         self._unacked_segments = 0
         self._quickack = 0  # segments still to ACK at once (quick-ACK mode after a hole)
         self._bytes_received = 0

@@ -148,11 +148,12 @@ class GroupHook(ABC):
         config: GroupConfig | None,
         tcp_config: TcpConfig | None,
         now: float,
-    ) -> ConnectionGroup | bool | None:
+    ) -> ConnectionGroup | bool | tuple | None:
         """A SYN (no ACK) for ``addr``'s local port, which has a listener with ``config`` or
         (``config`` None) no listener at all. Returns the group that took it (new or
         existing: the stack pumps it, and registers the stream for a new one), True when
-        the hook refused it (the stack answers with a RST), None when it is not the
+        the hook refused it (the stack answers with a RST), a tuple of TCP options when it
+        refused it with a reason (the stack's RST carries them), None when it is not the
         protocol's business (plain TCP as usual; without a listener, a RST)."""
 
     def groups(self) -> list[ConnectionGroup]:

@@ -158,7 +158,8 @@ class LossRecovery:
                     "conn": str(self.addr),
                     "timeout": kind,
                     "rto_ms": round(self._rto * 1000, 1),
-                    "backoff": self._backoff,
+                    # a SYN's timeouts back off the handshake's RTO, counted apart from the data's
+                    "backoff": self._syn_retries if kind == "syn" else self._backoff,
                 },
             )
 

@@ -368,7 +368,7 @@ class SegmentBuilder:
                             self._arm_persist(now)  # the override timeout; also covers a lost window update
                         break
                     size = wnd_room
-                if cfg.nagle and fin_off is None and size < seg_max and size == avail and self._snd_max > self._snd_una:
+                if cfg.nagle and fin_off is None and not self.push_tail and size < seg_max and size == avail and self._snd_max > self._snd_una:
                     break  # Nagle: wait for outstanding data to be acknowledged
             elif cwnd_room <= 0 and pipe > 0:
                 break

@@ -299,22 +299,21 @@ def test_stripped_from_acks_mandatory_server_resets() -> None:
     assert pair.data(pair.server) == b""
 
 
-def test_stripped_from_acks_opportunistic_server_sees_init1_client_aborts() -> None:
-    # B falls back and its application gets A's Init1 as plain bytes; when B answers in the clear,
-    # A finds no INIT2_MAGIC and resets (it must not fall back once ENO agreed, RFC 8548 §3.3).
+def test_stripped_from_acks_opportunistic_server_resets_on_init1_and_delivers_nothing() -> None:
+    # B falls back (A's non-SYN ENO never came) while A, which saw B's agreement, sends its Init1.
+    # A host that disabled ENO must not pass TEP data up (RFC 8547 §4.7): B resets the connection
+    # instead of handing Init1 to its application; A never counts itself encrypted.
     pair = EnoPair(fault=strip_eno(syn=False, non_syn=True))
     pair.server.listen(now=0.0)
     pair.client.connect(now=0.0)
     pair.client.send(b"secret")
-    pair.run(until=0.2)
-    assert pair.server_ext.state is EnoState.FALLBACK
-    assert pair.data(pair.server).startswith(bytes.fromhex("15101a0e"))
-    pair.server.send(b"hello in the clear")
     pair.run(until=1.0)
-    assert pair.client_ext.state is EnoState.ABORTED
-    [aborted] = pair.eno("client", EncryptionAborted)
-    assert aborted.reason == "bad_init"
-    assert b"secret" not in pair.data(pair.server)
+    assert pair.server_ext.state is EnoState.FALLBACK
+    assert pair.data(pair.server) == b""
+    [aborted] = pair.eno("server", EncryptionAborted)
+    assert aborted.reason == "split_decision"
+    assert pair.terminated(pair.server)[0].reset
+    assert pair.client_ext.state is not EnoState.ENCRYPTED
     assert pair.terminated(pair.client)[0].reset
 
 

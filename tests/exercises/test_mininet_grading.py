@@ -46,7 +46,7 @@ STARTER_FAILS: dict[str, dict[str, str]] = {
         "port-443: IKE SA established over TCP": "port-443: the IKE SA never came up",
     },
     # the packet-crafting exercises: the attendee's code runs while the network keeps going
-    # (replay.at), its packets leave the chosen host through lab.inject's sender
+    # (replay.at), its packets leave the chosen host through lab.mininet.inject's sender
     "tcp_reset_attack": {
         "an in-window RST draws a challenge ACK": "packet 2 was received and silently ignored",
         "a RST at exactly RCV.NXT resets the connection": "packet 3 was received and silently ignored",
