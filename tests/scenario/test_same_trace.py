@@ -18,18 +18,18 @@ SEED = 3
 # sha256 prefixes of trace.jsonl and each pcap of `tcplab run SCENARIO --seed 3`
 DIGESTS = {
     "two-paths": {
-        "trace": "67d2f80784c21421",
+        "trace": "0d350964d3717382",
         "pcaps/h1-eth0.pcap": "da88a36597472287",
         "pcaps/h1-eth1.pcap": "53c3056fb6418f07",
         "pcaps/h2-eth0.pcap": "8573759ddcb3e63d",
         "pcaps/h2-eth1.pcap": "e492b235e6661b7d",
         "pcaps/r1-eth0.pcap": "8809df6f81a3e855",
-        "pcaps/r1-eth1.pcap": "02349a0cebc5d450",
+        "pcaps/r1-eth1.pcap": "173489fbe50807f4",
         "pcaps/r2-eth0.pcap": "b7c41d58d41f90ab",
         "pcaps/r2-eth1.pcap": "c481ef9ec4b6a836",
     },
     "path-failure": {
-        "trace": "04fe364cd610d1f9",
+        "trace": "603a9253c89d92b3",
         "pcaps/h1-eth0.pcap": "fc167bb2c143e1f0",
         "pcaps/h1-eth1.pcap": "664cf558a250eaba",
         "pcaps/h2-eth0.pcap": "8d117aa1039433c0",
@@ -40,21 +40,21 @@ DIGESTS = {
         "pcaps/r2-eth1.pcap": "f49a25d64dc6c6cb",
     },
     "mptcp-mpfail-fallback": {
-        "trace": "ed7bca2b5a409518",
-        "pcaps/h1-eth0.pcap": "3d119af3f36a9045",
+        "trace": "4f4528145a5ae711",
+        "pcaps/h1-eth0.pcap": "ce9433198eb08e96",
         "pcaps/h2-eth0.pcap": "fe73c3acea46c377",
         "pcaps/r1-eth0.pcap": "9c9301abe7ee6c31",
-        "pcaps/r1-eth1.pcap": "62e91ddf0f8c9231",
+        "pcaps/r1-eth1.pcap": "f1b0ddf9a652c25e",
     },
     "eno-basic": {
-        "trace": "8ac6f57e1ca00874",
+        "trace": "33c1ffe2809bca6d",
         "pcaps/h1-eth0.pcap": "e96bb2d21f3b3ec0",
         "pcaps/h2-eth0.pcap": "d706696371d29234",
         "pcaps/r1-eth0.pcap": "2e8dabf68be9088a",
         "pcaps/r1-eth1.pcap": "4fe844daab9ae66b",
     },
     "hotspot": {
-        "trace": "04e099650ab7605d",
+        "trace": "0bf3ba76cce8b2c8",
         "pcaps/h1-eth0.pcap": "1d1d7557e1a0cecd",
         "pcaps/h2-eth0.pcap": "c19259ae1fe29c72",
         "pcaps/r1-eth0.pcap": "8e37905a99ba64e3",
