@@ -135,7 +135,7 @@ def cmd_topo(args: argparse.Namespace) -> int:
     for iface in spec.interfaces.values():
         print(f"  {iface.name:<9} {iface.ipv4:<12} {iface.ipv6}")
     if realisation is not None:
-        print(f"\n  on {backend.name}:")
+        print(f"\n  on {backend.title}:")
         for name, r in realisation.items():
             print(f"  {name:<10} " + "; ".join(f"{k} {r[k]}" for k in ("bw", "delay", "loss", "queue")))
     return 0

@@ -18,6 +18,7 @@ from lab.scenario.base import Scenario
 
 class MininetLabBackend(Backend):
     name = "mininet"
+    title = "Mininet"
     description = "Mininet: network namespaces and veth links, real packets (root)"
     wall_clock = True
     needs_root = True

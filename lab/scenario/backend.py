@@ -97,6 +97,7 @@ class Backend(ABC):
     (timing checks allow slack there); ``needs_root`` ones refuse without root."""
 
     name: str = "?"
+    title: str = "?"  # the name people read ("Mininet")
     description: str = ""
     wall_clock: bool = False
     needs_root: bool = False

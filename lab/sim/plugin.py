@@ -22,6 +22,7 @@ from lab.trace import FileTracer, MemoryTracer, Tracer
 
 class SimBackend(Backend):
     name = "sim"
+    title = "the simulator"
     description = "the embedded discrete-event simulator (virtual time, no root)"
 
     def build_network(self, spec: Any, *, seed: int, tracer: Tracer, tcp_config: Any) -> SimNetwork:

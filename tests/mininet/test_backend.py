@@ -361,12 +361,12 @@ def test_missing_prerequisites_are_one_line_naming_the_fix(monkeypatch: pytest.M
 
 
 @pytest.mark.skipif(shutil.which("mn") is None, reason="the mn command is not installed: apt install mininet")
-def test_topology_modules_work_as_mn_custom_topologies(tmp_path: Path) -> None:
+def test_registered_topologies_work_as_mn_custom_topologies(tmp_path: Path) -> None:
     script = tmp_path / "pre.cli"
     script.write_text("h1 ip -4 -br addr\nr2 sysctl net.ipv4.ip_forward\n", encoding="utf-8")
     # its own PID namespace: if mn fails it runs Mininet's cleanup, which kills by name pattern
     mn = ["unshare", "--pid", "--fork", "--mount-proc", "mn", "--controller", "none"]
-    custom = ["--custom", "topologies/two_paths.py"]
+    custom = ["--custom", "lab/mininet/custom.py"]
     proc = subprocess.run(
         [*mn, *custom, "--topo", "two-paths,delay_ms=0:0", "--pre", str(script), "--test", "none"],
         capture_output=True,
