@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from lab.bench import Benchmark
-from lab.runs import LabRun, RunStatus, SimRun
+from lab.runs import LabRun, RunStatus
+from lab.scenario.backend import get_backend
 from lab.trace import TraceRecord
 
 TARGET_RECORDS_PER_S = 5000
@@ -69,7 +70,7 @@ class OfferedRecords(LabRun):
 def _trace() -> tuple[list[TraceRecord], dict[str, Any]]:
     from topologies.scenarios import SCENARIOS
 
-    run = SimRun(SCENARIOS["two-paths"], seed=1, speed=None)
+    run = get_backend("sim").live_run(SCENARIOS["two-paths"], seed=1, speed=None, pause_at_moments=False)
     records = run.run_to_end()
     return records, run.topology()
 

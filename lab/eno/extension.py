@@ -61,12 +61,12 @@ from lab.wire.tcp import TcpOption, TcpSegment
 from lab.wire.tcpcrypt import (
     AEAD_TAG_LEN,
     FRAME_HEADER_LEN,
+    INIT1_MAGIC,
+    INIT2_MAGIC,
     TCPCRYPT_ECDHE_CURVE25519,
     TCPCRYPT_ECDHE_P256,
     TEPS,
     draft02_transcript,
-    INIT1_MAGIC,
-    INIT2_MAGIC,
 )
 
 if TYPE_CHECKING:

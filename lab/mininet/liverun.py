@@ -42,8 +42,16 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import ConfigError, LabError
-from lab.runs import ControlUnavailable, LabRun, PolicyInfo, RunStatus, policy_key, policy_label, standard_policies
 from lab.scenario import Scenario, WireObserver, build_scenario_topology, bundle
+from lab.scenario.live import (
+    ControlUnavailable,
+    LabRun,
+    PolicyInfo,
+    RunStatus,
+    policy_key,
+    policy_label,
+    standard_policies,
+)
 from lab.trace import TraceRecord
 
 ROOT = Path(__file__).resolve().parents[2]

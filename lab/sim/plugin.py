@@ -133,7 +133,7 @@ class SimBackend(Backend):
     def live_run(
         self, scenario: Scenario, *, seed: int = 1, speed: float | None = 1.0, out_dir: Path | None = None
     ) -> Any:
-        from lab.runs import SimRun
+        from lab.sim.liverun import SimRun
 
         return SimRun(scenario, seed=seed, speed=speed, out_dir=out_dir)
 

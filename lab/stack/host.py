@@ -16,13 +16,13 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from lab.errors import ConfigError, DecodeError, LocalProtocolError
+from lab.stack.syn_backlog import DEFAULT_BACKLOG, SynCookies
 from lab.tcp import TcpConfig, TcpConnection
 from lab.tcp.addresses import FourTuple
 from lab.tcp.events import ConnectionEstablished, ConnectionTerminated, DataReceived, StreamEnded
 from lab.tcp.extension import TcpExtension
 from lab.tcp.group import ConnectionGroup, GroupConfig, GroupHook
 from lab.tcp.segments import _option_record
-from lab.stack.syn_backlog import DEFAULT_BACKLOG, SynCookies
 from lab.tcp.state import TcpState
 from lab.trace import NULL_TRACER, Tracer
 from lab.wire.checksum import ones_sum, pack_address, unpack_address

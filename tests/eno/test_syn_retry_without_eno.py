@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.errors import ConfigError
 from lab.eno.extension import EnoConfig
+from lab.errors import ConfigError
 from lab.scenario import Scenario, run_scenario
 from lab.scenario.eno import EncryptedTransfer
 from lab.scenario.middlebox import DropTcpOption

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.runs import MOMENT_STEP_S, ReplayRun, SimRun
+from lab.runs import ReplayRun
 from lab.scenario import get_scenario
 from lab.scenario.moments import MomentDetector, MomentSpec, detect_moments, link_down, session_ids_equal
+from lab.sim.liverun import MOMENT_STEP_S, SimRun
 from lab.trace import TraceRecord
 
 # scenario -> the moments its lesson hinges on, in the order they happen (seed 1)

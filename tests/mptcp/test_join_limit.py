@@ -7,10 +7,10 @@ from __future__ import annotations
 import hashlib
 
 from lab.mptcp.config import MptcpConfig
+from lab.sim.inject import inject
 from lab.sim.network import SimNetwork
 from lab.stack.apps import BulkSender, BulkSink, TransferResult, bulk_payload
 from lab.topology import build_topology
-from lab.sim.inject import inject
 from lab.trace import MemoryTracer
 from lab.wire import mptcp as w
 from lab.wire.checksum import pack_address

@@ -14,8 +14,9 @@ import pytest
 
 from lab.cli import main
 from lab.pcap import read_pcap
-from lab.runs import ReplayRun, SimRun
+from lab.runs import ReplayRun
 from lab.scenario import bundle, get_scenario
+from lab.sim.liverun import SimRun
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.runs import ReplayRun, SimRun
+from lab.runs import ReplayRun
 from lab.scenario import Scenario, Transfer
+from lab.sim.liverun import SimRun
 from lab.trace import TraceRecord
 from lab.wire.eno import GlobalSuboption, SynEnoOption, TepSuboption, push_syn_eno_option
 from topologies.scenarios import SCENARIOS

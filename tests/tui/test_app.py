@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input, Log, Static, TabbedContent
 
-from lab.runs import ReplayRun, SimRun
+from lab.runs import ReplayRun
+from lab.sim.liverun import SimRun
 from lab.trace import TraceRecord
 from tui.app import LabApp
 from tui.screens.help import HelpScreen

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab.cli import main
-from lab.runs import SimRun
+from lab.sim.liverun import SimRun
 
 from .conftest import SMALL_TWO_PATHS
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.runs import ReplayRun, SimRun
+from lab.runs import ReplayRun
 from lab.scenario import get_scenario
+from lab.sim.liverun import SimRun
 from tui.app import LabApp
 from tui.widgets.moments import MomentBar, MomentTimeline
 from tui.widgets.status import TimeSlider

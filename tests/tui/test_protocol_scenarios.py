@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Static
 
-from lab.runs import SimRun
 from lab.scenario import get_scenario
+from lab.sim.liverun import SimRun
 from tui.app import LabApp
 from tui.widgets.iketcp import IketcpView
 from tui.widgets.subflows import SubflowsView

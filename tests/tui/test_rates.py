@@ -7,9 +7,9 @@ from collections import defaultdict
 
 import pytest
 
-from lab.runs import SimRun
 from lab.scenario import get_scenario
 from lab.scenario.rates import RATE_WINDOW_S, rate_error_bps
+from lab.sim.liverun import SimRun
 from tui.app import LabApp
 from tui.widgets.subflows import SubflowsView
 from tui.widgets.topology import TopologyView

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.runs import ReplayRun, SimRun
+from lab.runs import ReplayRun
+from lab.sim.liverun import SimRun
 from lab.trace import TraceRecord
 from tui.app import LabApp
 from tui.widgets.events import EventLog

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from lab.errors import ConfigError
-from lab.runs import STEP_S, ControlUnavailable, ReplayRun, SimRun, bundle_digest, faster, load_records
+from lab.runs import STEP_S, ControlUnavailable, ReplayRun, bundle_digest, faster, load_records
+from lab.sim.liverun import SimRun
 from lab.trace import TraceRecord, read_jsonl
 
 from .conftest import SINGLE_PATH, SMALL_TWO_PATHS, write_trace

@@ -77,8 +77,8 @@ def test_help_screen(snap_compare) -> None:
 @pytest.mark.parametrize("name", ["hotspot", "path-failure", "eno-stripped"])
 def test_key_moment_screen(snap_compare, name: str, size: tuple[int, int]) -> None:
     """The live lab as it pauses at the scenario's first key moment, no key pressed."""
-    from lab.runs import SimRun
     from lab.scenario import get_scenario
+    from lab.sim.liverun import SimRun
     from tui.app import LabApp
 
     async def run_before(pilot) -> None:
