@@ -142,8 +142,13 @@ async def test_link_and_middlebox_controls_on_mininet(tmp_path: Path) -> None:
     assert not run._thread.is_alive()  # type: ignore[union-attr]
     assert run.status().finished
     (result,) = run.result.transfers
-    assert result.error == "stopped before completion"
-    assert run.result.errors == []
+    if result.error == "stopped before completion":
+        assert run.result.errors == []
+    else:
+        # while r2 strips option 30, Linux may see a data segment without its DSS on a second
+        # subflow; with two subflows in use it cannot fall back to TCP (RFC 8684 §3.7) and ends
+        # the connection with MP_FASTCLOSE, which our client reports: a real, expected reaction
+        assert "MP_FASTCLOSE" in (result.error or ""), result.error
 
 
 async def test_a_crashed_endpoint_is_an_error_record_not_a_crash(tmp_path: Path) -> None:
