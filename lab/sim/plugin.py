@@ -131,11 +131,17 @@ class SimBackend(Backend):
         return result
 
     def live_run(
-        self, scenario: Scenario, *, seed: int = 1, speed: float | None = 1.0, out_dir: Path | None = None
+        self,
+        scenario: Scenario,
+        *,
+        seed: int = 1,
+        speed: float | None = 1.0,
+        out_dir: Path | None = None,
+        pause_at_moments: bool = True,
     ) -> Any:
         from lab.sim.liverun import SimRun
 
-        return SimRun(scenario, seed=seed, speed=speed, out_dir=out_dir)
+        return SimRun(scenario, seed=seed, speed=speed, out_dir=out_dir, pause_at_moments=pause_at_moments)
 
     def replay(self, scenario: Scenario, *, seed: int, pcap_dir: Path | None = None) -> Any:
         from lab.sim.replay import SimReplay
