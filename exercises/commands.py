@@ -284,17 +284,19 @@ def add_exercise_commands(sub: Any) -> None:
     s.set_defaults(fn=_run(cmd_check))
 
     s = esub.add_parser("collect", help="copy attendees' working directories into a hand-in folder")
-    s.add_argument("name")
+    s.add_argument("name", help="exercise name (see 'exercise list')")
     s.add_argument("dest", metavar="DEST", help="the hand-in folder (DEST/ATTENDEE/ per attendee)")
     s.add_argument("dirs", nargs="+", metavar="DIR", help="working directories (named after the attendee)")
     s.set_defaults(fn=_run(cmd_collect))
 
     s = esub.add_parser("grade", help="the instructor's grade: re-grade every attendee's hand-in in the sandbox")
-    s.add_argument("name")
+    s.add_argument("name", help="exercise name (see 'exercise list')")
     s.add_argument("submissions", metavar="SUBMISSIONS_DIR", help="one subdirectory per attendee")
     s.add_argument("--json", action="store_true", help="print the signed results as JSON (for 'exercise report')")
     s.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
-    s.add_argument("--backend", choices=("sim", "mininet"), default="sim")
+    s.add_argument(
+        "--backend", choices=("sim", "mininet"), default="sim", help="grade in the simulator, or on Mininet (root)"
+    )
     s.add_argument("--jobs", type=int, metavar="N", help="attendees graded at once (default: one per CPU)")
     s.add_argument("--seed-salt", type=int, metavar="N", help="reuse a grade's seeds (default: fresh ones)")
     s.set_defaults(fn=_run(cmd_grade))

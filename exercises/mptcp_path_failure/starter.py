@@ -15,7 +15,6 @@ PATH_B = "10.0.3.1"
 
 CLIENT = {
     "path_manager": "paired",  # one subflow per path
-    "backup_addresses": (PATH_B,),  # path B's subflow is a backup (MP_JOIN B flag)
     "scheduler": "min_rtt",
 }
 

@@ -29,6 +29,7 @@ The controller (this module, in the root namespace):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import json
 import os
@@ -510,7 +511,9 @@ def _start_endpoint(
 ) -> EndpointProcess:
     config_path = tmp / f"{host}.pickle"
     try:
-        payload = pickle.dumps({"host": host, "scenario": scenario, "spec": spec, "seed": seed, "trace": trace})
+        # the hosts run the workloads; the moments (predicates over records) are the viewer's business
+        shipped = dataclasses.replace(scenario, moments=()) if getattr(scenario, "moments", ()) else scenario
+        payload = pickle.dumps({"host": host, "scenario": shipped, "spec": spec, "seed": seed, "trace": trace})
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise ConfigError(
             f"scenario {scenario.name}: its workloads cannot be sent to the Mininet hosts ({exc}); "
