@@ -31,7 +31,7 @@ pytestmark = [
 STARTER_FAILS: dict[str, dict[str, str]] = {
     "mptcp_scheduler": {
         "both paths carry a fair share of the data": "of the data, path B",
-        "goodput above the best single path": "one path carries at most 8 Mbit/s (on Mininet",
+        "goodput above the best single path": "one path carries at most 4 Mbit/s (on Mininet",
     },
     "mptcp_fallback_fix": {
         "the middlebox": "middlebox: no answer yet",
@@ -177,10 +177,13 @@ def two_busy_loops():
         proc.wait()
 
 
-@pytest.mark.parametrize("name", ["tcp_reset_attack", "mptcp_forged_join", "esp_replay", "tcp_syn_options"])
-def test_packet_crafting_references_get_full_marks_under_load(name: str, tmp_path: Path, two_busy_loops) -> None:
-    """The injections wait for what the attendee's code needs in the capture (bounded), go to the link
-    peer's MAC without asking, and the checks' windows hold with two busy loops on the machine."""
+@pytest.mark.parametrize(
+    "name", ["tcp_reset_attack", "mptcp_forged_join", "esp_replay", "tcp_syn_options", "mptcp_scheduler"]
+)
+def test_references_get_full_marks_under_load(name: str, tmp_path: Path, two_busy_loops) -> None:
+    """With two busy loops on the machine: the injections wait for what the attendee's code needs in the
+    capture (bounded), go to the link peer's MAC without asking, and the checks' windows hold; the
+    scheduler exercise's paths are slow enough that the endpoints' CPU is not what limits the goodput."""
     ex, reference = workdir(name, tmp_path / "reference", reference=True)
     report = grade(ex, reference, backend="mininet")
     assert report.passed and report.points == report.max_points, _graded(report)
