@@ -36,6 +36,9 @@ EXERCISES_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = EXERCISES_DIR.parent
 CODE_DIRS = ("lab", "exercises", "topologies")  # what submissions import (the project's code, read-only)
 WORKDIR_LIMIT_BYTES = 64 << 20  # a submission directory bigger than this is refused
+# as root, the sandbox's directories live on a tmpfs of this size: a submission that writes file after
+# file (each under the file-size limit) fills it, not the grader's disk
+DISK_LIMIT_BYTES = 2 * WORKDIR_LIMIT_BYTES + (32 << 20)
 UNPRIVILEGED_USER = "nobody"
 
 
@@ -48,6 +51,7 @@ class Protections:
     filesystem: bool = False  # read-only system, only the working directory writable, no reference solutions
     unprivileged_user: bool = False  # as root: runs as nobody (not root: already the caller's own uid)
     descendants_killed: bool = False  # without a PID namespace: orphans adopted and killed (child subreaper)
+    disk_limit: bool = False  # what it writes lives on a size-limited tmpfs (as root), not the grader's disk
     as_root: bool = False
     problems: tuple[str, ...] = ()
 
@@ -56,6 +60,7 @@ class Protections:
         "network_namespace": "no network (own network namespace)",
         "filesystem": "read-only filesystem view with only the working directory writable, no reference solutions",
         "unprivileged_user": "runs as an unprivileged user",
+        "disk_limit": f"writes limited to {DISK_LIMIT_BYTES >> 20} MiB in all (a tmpfs of that size, as root)",
     }
 
     def off(self) -> list[str]:
@@ -77,6 +82,7 @@ class Protections:
             "filesystem": self.filesystem,
             "unprivileged_user": self.unprivileged_user if self.as_root else True,
             "descendants_killed": self.pid_namespace or self.descendants_killed,
+            "disk_limit": self.disk_limit,
             "as_root": self.as_root,
             "off": self.off(),
             "problems": list(self.problems),
@@ -140,12 +146,14 @@ class Sandbox:
     _proc: subprocess.Popen[bytes] | None = field(init=False, default=None)
     _status_fd: int | None = field(init=False, default=None)
     _init_pid: int | None = field(init=False, default=None)
+    _disk_limited: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         source = Path(self.source)
         if source.is_dir() and _dir_size(source) > WORKDIR_LIMIT_BYTES:
             raise ValueError(f"{source} holds more than {WORKDIR_LIMIT_BYTES >> 20} MiB")
         self.base = Path(tempfile.mkdtemp(prefix="tcplab-sandbox-"))
+        self._disk_limited = _mount_tmpfs(self.base, DISK_LIMIT_BYTES)
         self.work, self.io = self.base / "work", self.base / "io"
         if source.is_dir():
             shutil.copytree(source, self.work, symlinks=True)
@@ -237,6 +245,7 @@ class Sandbox:
             filesystem=bool(merged.get("filesystem")),
             unprivileged_user=bool(merged.get("unprivileged_user")),
             descendants_killed=bool(merged.get("descendants_killed")),
+            disk_limit=self._disk_limited,
             as_root=os.geteuid() == 0,
             problems=problems,
         )
@@ -275,7 +284,22 @@ class Sandbox:
 
     def close(self) -> None:
         self.stop()
+        if self._disk_limited:  # the tmpfs goes with everything on it
+            subprocess.run(["umount", "--lazy", str(self.base)], capture_output=True, check=False)
+            self._disk_limited = False
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _mount_tmpfs(path: Path, size_bytes: int) -> bool:
+    """As root: a private tmpfs of ``size_bytes`` on ``path``; True when mounted."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0700,nosuid,nodev", "tcplab-sandbox", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
 
 
 def _exited(pid: int) -> bool:

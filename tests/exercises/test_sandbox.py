@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from exercises.grading import PROJECT_ROOT, load_exercise
+from exercises.sandbox import DISK_LIMIT_BYTES, Protections, Sandbox
 from lab.cli import main
 
 CANARY = "tcplab-canary-7f3a9c"  # in the grader's environment: must never reach a result
@@ -145,6 +146,16 @@ for _p in ("/io/result.json", "result.json", "../io/result.json"):
     except OSError:
         pass
 os._exit(0)
+""",
+    "fills the disk": """
+import os
+_chunk = b"x" * (1 << 20)
+for _i in range(1 << 14):  # 16 GiB, a file at a time, each under any per-file limit
+    try:
+        with open(f"fill-{_i}", "wb") as _fh:
+            _fh.write(_chunk)
+    except OSError:
+        break
 """,
     "starts a setsid daemon": f"""
 import os
@@ -362,7 +373,9 @@ def test_grading_as_a_normal_user(refuse_namespaces: bool, world: dict[str, obje
                 if Path(p).exists():
                     Path(p).unlink()
         else:
-            assert sandbox["off"] == [] and sandbox["pid_namespace"] and sandbox["filesystem"], sandbox
+            # all but the disk limit, which needs root to mount its tmpfs
+            assert sandbox["off"] == [Protections.DESCRIPTIONS["disk_limit"]], sandbox
+            assert sandbox["pid_namespace"] and sandbox["filesystem"], sandbox
     finally:
         shutil.rmtree(subs.parent, ignore_errors=True)
 
@@ -379,6 +392,38 @@ def test_scheduler_across_the_sandbox_as_a_normal_user() -> None:
         results = {r["attendee"]: r for r in json.loads(proc.stdout)}
         assert results["ada"]["points"] == 5, proc.stdout + proc.stderr
         assert results["mallory"]["points"] == 1, proc.stdout
-        assert results["ada"]["sandbox"]["off"] == [] and not results["ada"]["sandbox"]["as_root"]
+        assert results["ada"]["sandbox"]["off"] == [Protections.DESCRIPTIONS["disk_limit"]]
+        assert not results["ada"]["sandbox"]["as_root"]
     finally:
         shutil.rmtree(subs.parent, ignore_errors=True)
+
+
+FILL = """
+import errno, os
+chunk = b"x" * (1 << 20)
+total = 0
+for i in range(1 << 14):
+    try:
+        with open(f"fill-{i}", "wb") as fh:
+            fh.write(chunk)
+        total += len(chunk)
+    except OSError as exc:
+        print(total, errno.errorcode.get(exc.errno, exc.errno))
+        break
+else:
+    print(total, "none")
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the disk limit is a tmpfs the grader mounts, which needs root")
+def test_a_submission_cannot_fill_the_graders_disk(tmp_path: Path) -> None:
+    """File after file, each small: what it writes fills the sandbox's own tmpfs and stops there."""
+    (tmp_path / "solution.py").write_text("")
+    with Sandbox(tmp_path) as box:
+        proc = box.start([sys.executable, "-I", "-S", "-c", FILL], env={}, stdout=subprocess.PIPE)
+        out, _ = proc.communicate(timeout=120)
+        assert box.status().disk_limit and box.status().filesystem, box.status()
+        base = box.base
+    total, why = out.decode().split()
+    assert why == "ENOSPC" and 0 < int(total) <= DISK_LIMIT_BYTES, out
+    assert not base.exists()  # unmounted and removed
