@@ -9,6 +9,14 @@ return, exception or Ctrl-C, stops what it started: its processes by PID
 by PID, while those namespaces are certainly still ours), then the Mininet
 network; it then checks that nothing is left.
 
+Networks are built one at a time per machine: while it is built, a network's
+veth pairs are made in the root namespace under the spec's names (``h1-eth0``)
+before they move into their nodes, where two runs would collide. A run holds
+``/run/tcplab/mininet.lock`` (an ``flock``, released when its process ends,
+however it ends) from the build until its links are configured; a second run
+waits for it, bounded, recording that it waits and for which PID. Once built,
+any number of networks run side by side.
+
 A run writes a small state file (``/run/tcplab/mininet/*.json``: the PIDs and
 start times of its node shells and processes, its interfaces and namespaces)
 so that :func:`clean` can remove the leftovers of a run that was killed. We do
@@ -20,6 +28,7 @@ pattern (``pkill -f mininet:``, ``killall ping ...``) and deletes every
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -44,6 +53,78 @@ from lab.trace import NULL_TRACER, Tracer
 STATE_DIR = Path("/run/tcplab/mininet")
 STATE_VERSION = 1
 CAPTURE_START_TIMEOUT_S = 15.0
+NETWORK_LOCK = Path("/run/tcplab/mininet.lock")  # whatever the state directory: the names are the machine's
+NETWORK_LOCK_WAIT_S = 120.0  # how long a run waits for another one's build
+
+
+class NetworkLock:
+    """The machine's one-build-at-a-time lock (see the module docstring). Re-entrant within a
+    process (threads of one process may build side by side: Mininet names them apart)."""
+
+    _mutex = threading.Lock()
+    _held: dict[str, tuple[int, int]] = {}  # lock path -> (fd, count)
+
+    def __init__(self, path: Path = NETWORK_LOCK, wait_s: float = NETWORK_LOCK_WAIT_S) -> None:
+        self.path = str(path)
+        self.wait_s = wait_s
+        self._mine = False
+
+    def acquire(self, on_wait: Any = None) -> None:
+        """Take the lock, waiting at most ``wait_s``; ``on_wait(pid)`` once if another run holds it.
+        Raises MininetCommandError when the wait runs out, ConfigError when the lock cannot be made."""
+        with self._mutex:
+            if self.path in self._held:
+                fd, count = self._held[self.path]
+                self._held[self.path] = (fd, count + 1)
+                self._mine = True
+                return
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise ConfigError(f"cannot make the Mininet network lock {self.path}: {exc.strerror or exc}") from None
+        deadline = time.monotonic() + self.wait_s
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = self._holder(fd)
+                if not told and on_wait is not None:
+                    on_wait(holder)
+                    told = True
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise MininetCommandError(
+                        f"another Mininet run (pid {holder or '?'}) has been building its network for over"
+                        f" {self.wait_s:.0f} s; wait for it, or stop it (tcplab clean)"
+                    ) from None
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        with self._mutex:
+            self._held[self.path] = (fd, 1)
+        self._mine = True
+
+    def release(self) -> None:
+        if not self._mine:
+            return
+        self._mine = False
+        with self._mutex:
+            fd, count = self._held[self.path]
+            if count > 1:
+                self._held[self.path] = (fd, count - 1)
+                return
+            del self._held[self.path]
+        os.close(fd)  # closing the only descriptor releases the flock
+
+    @staticmethod
+    def _holder(fd: int) -> int | None:
+        try:
+            return int(os.pread(fd, 32, 0).decode().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
 
 
 def check_prerequisites(*, pcaps: bool = False, offloads: bool = True) -> None:
@@ -290,6 +371,7 @@ class MininetBackend:
         self._state_path = self.state_dir / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
         self._started = False
         self._stopped = False
+        self._lock = NetworkLock()
 
     # --- lifecycle
 
@@ -334,13 +416,17 @@ class MininetBackend:
 
         self._write_state()
         topo = spec_topo(self.spec, plans, disable_offloads=self.disable_offloads, timeout=self.command_timeout_s)
-        self._net = Mininet(topo=topo, controller=None, link=Link, build=False, autoSetMacs=False)
-        self._watch_new_nodes()
+        self._lock.acquire(on_wait=self._record_waiting)
         try:
-            self._net.build()
+            self._net = Mininet(topo=topo, controller=None, link=Link, build=False, autoSetMacs=False)
+            self._watch_new_nodes()
+            try:
+                self._net.build()
+            finally:
+                self._record_nodes()  # also after a failed build: the shells that exist must be stopped
+            self._net.start()
         finally:
-            self._record_nodes()  # also after a failed build: the shells that exist must be stopped
-        self._net.start()
+            self._lock.release()
         from lab.mininet.linkemu import start_emulators
 
         self.link_emulators = start_emulators(self, plans)
@@ -384,6 +470,15 @@ class MininetBackend:
                     data["notes"] = notes
                 self.tracer.record_node(self.now(), "net", "mininet", "state_updated", data)
         return self.leftovers
+
+    def _record_waiting(self, holder: int | None) -> None:
+        self.tracer.record_node(
+            self.now(),
+            "net",
+            "mininet",
+            "state_updated",
+            {"state": "waiting", "why": "another Mininet run is building its network", "holder_pid": holder},
+        )
 
     # --- middleboxes
 
