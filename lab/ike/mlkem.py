@@ -78,7 +78,11 @@ def ml_kem_method(method_id: int) -> MlKemMethod:
     """Raises ValueError for an ID that is not an ML-KEM method this module implements."""
     if method_id not in SUPPORTED_ML_KEM:
         known = ML_KEM_METHODS.get(method_id)
-        what = f"{known.name} (ID {method_id}) is not provided by the cryptography package" if known else f"ID {method_id} is not ML-KEM"
+        what = (
+            f"{known.name} (ID {method_id}) is not provided by the cryptography package"
+            if known
+            else f"ID {method_id} is not ML-KEM"
+        )
         raise ValueError(what)
     return ML_KEM_METHODS[method_id]
 
@@ -134,5 +138,7 @@ def ml_kem_decapsulate(method_id: int, seed: bytes, ciphertext: bytes) -> bytes:
     method = ml_kem_method(method_id)
     key = _private_key(method_id, seed)
     if len(ciphertext) != method.ciphertext_len:
-        raise RemoteProtocolError(f"{method.name} ciphertext of {len(ciphertext)} octets, expected {method.ciphertext_len}")
+        raise RemoteProtocolError(
+            f"{method.name} ciphertext of {len(ciphertext)} octets, expected {method.ciphertext_len}"
+        )
     return key.decapsulate(ciphertext)

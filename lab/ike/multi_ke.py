@@ -58,6 +58,7 @@ import random
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 
+from lab.errors import RemoteProtocolError
 from lab.ike.keys import (
     KEY_PAD,
     ChildSaKeys,
@@ -78,7 +79,6 @@ from lab.ike.mlkem import (
     ml_kem_encapsulate,
     ml_kem_encapsulation_key,
 )
-from lab.errors import RemoteProtocolError
 from lab.wire.ikev2 import (
     TRANSFORM_DH,
     EncryptedPayload,
@@ -215,7 +215,9 @@ def initiator_shared_secret(method: int, private: bytes, responder_data: bytes) 
 # --- the key update after each additional exchange (RFC 9370 §2.2.2) ---------------------------------------
 
 
-def skeyseed_after_additional_exchange(prf_id: int, *, sk_d: bytes, shared_secret: bytes, ni: bytes, nr: bytes) -> bytes:
+def skeyseed_after_additional_exchange(
+    prf_id: int, *, sk_d: bytes, shared_secret: bytes, ni: bytes, nr: bytes
+) -> bytes:
     """``SKEYSEED(n) = prf(SK_d(n-1), SK(n) | Ni | Nr)``."""
     return prf(prf_id, sk_d, shared_secret + ni + nr)
 
@@ -327,7 +329,10 @@ def signed_octets_with_int_auth(
     *, prf_id: int, real_message: bytes, peer_nonce: bytes, sk_p: bytes, id_body: bytes, int_auth: bytes
 ) -> bytes:
     """RFC 7296's signed octets (lab.ike.keys.signed_octets) followed by IntAuth; ``sk_p`` is the last SK_pi/SK_pr."""
-    return signed_octets(prf_id=prf_id, real_message=real_message, peer_nonce=peer_nonce, sk_p=sk_p, id_body=id_body) + int_auth
+    return (
+        signed_octets(prf_id=prf_id, real_message=real_message, peer_nonce=peer_nonce, sk_p=sk_p, id_body=id_body)
+        + int_auth
+    )
 
 
 def psk_auth_with_int_auth(

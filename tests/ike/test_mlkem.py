@@ -47,7 +47,9 @@ def test_round_trip_gives_both_sides_the_same_32_octet_secret(method: int) -> No
 def test_the_encapsulation_key_follows_the_seed(method: int) -> None:
     seed = generate_ml_kem_seed(random.Random(1))
     assert ml_kem_encapsulation_key(method, seed) == ml_kem_encapsulation_key(method, bytes(seed))
-    assert ml_kem_encapsulation_key(method, seed) != ml_kem_encapsulation_key(method, generate_ml_kem_seed(random.Random(2)))
+    assert ml_kem_encapsulation_key(method, seed) != ml_kem_encapsulation_key(
+        method, generate_ml_kem_seed(random.Random(2))
+    )
 
 
 def test_encapsulation_key_matches_fips203_structure() -> None:

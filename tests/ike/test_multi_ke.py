@@ -70,7 +70,12 @@ def _reference_update(sk_d: bytes, secret: bytes, total: int) -> tuple[bytes, by
 
 def _initial_keys() -> object:
     return derive_ike_sa_keys(
-        prf_id=PRF_HMAC_SHA2_256, shared_secret=b"\x42" * 32, ni=NI, nr=NR, spi_i=SPI_I, spi_r=SPI_R,
+        prf_id=PRF_HMAC_SHA2_256,
+        shared_secret=b"\x42" * 32,
+        ni=NI,
+        nr=NR,
+        spi_i=SPI_I,
+        spi_r=SPI_R,
         encr_key_len=ENCR_LEN,
     )
 
@@ -79,16 +84,33 @@ def test_key_update_matches_the_rfc_formula_written_out() -> None:
     keys0 = _initial_keys()
     sk1, sk2 = b"\x01" * 32, b"\x02" * 32
     keys1 = update_ike_sa_keys(
-        keys0, prf_id=PRF_HMAC_SHA2_256, shared_secret=sk1, ni=NI, nr=NR, spi_i=SPI_I, spi_r=SPI_R, encr_key_len=ENCR_LEN
+        keys0,
+        prf_id=PRF_HMAC_SHA2_256,
+        shared_secret=sk1,
+        ni=NI,
+        nr=NR,
+        spi_i=SPI_I,
+        spi_r=SPI_R,
+        encr_key_len=ENCR_LEN,
     )
     seed1, stream1 = _reference_update(keys0.sk_d, sk1, 32 + 36 + 36 + 32 + 32)
     assert keys1.skeyseed == seed1
     assert keys1.sk_d + keys1.sk_ai + keys1.sk_ar + keys1.sk_ei + keys1.sk_er + keys1.sk_pi + keys1.sk_pr == stream1
     assert (keys1.sk_d, keys1.sk_ei, keys1.sk_er, keys1.sk_pr) == (
-        stream1[:32], stream1[32:68], stream1[68:104], stream1[136:168]
+        stream1[:32],
+        stream1[32:68],
+        stream1[68:104],
+        stream1[136:168],
     )
     keys2 = update_ike_sa_keys(
-        keys1, prf_id=PRF_HMAC_SHA2_256, shared_secret=sk2, ni=NI, nr=NR, spi_i=SPI_I, spi_r=SPI_R, encr_key_len=ENCR_LEN
+        keys1,
+        prf_id=PRF_HMAC_SHA2_256,
+        shared_secret=sk2,
+        ni=NI,
+        nr=NR,
+        spi_i=SPI_I,
+        spi_r=SPI_R,
+        encr_key_len=ENCR_LEN,
     )
     seed2, stream2 = _reference_update(stream1[:32], sk2, 168)  # chained through SK_d(1)
     assert (keys2.skeyseed, keys2.sk_d, keys2.sk_pr) == (seed2, stream2[:32], stream2[136:])
@@ -97,8 +119,14 @@ def test_key_update_matches_the_rfc_formula_written_out() -> None:
 def test_key_update_known_answer() -> None:
     # Fixed inputs; the value was computed once with _reference_update and pins the function's output.
     keys1 = update_ike_sa_keys(
-        _initial_keys(), prf_id=PRF_HMAC_SHA2_256, shared_secret=b"\x01" * 32, ni=NI, nr=NR, spi_i=SPI_I,
-        spi_r=SPI_R, encr_key_len=ENCR_LEN,
+        _initial_keys(),
+        prf_id=PRF_HMAC_SHA2_256,
+        shared_secret=b"\x01" * 32,
+        ni=NI,
+        nr=NR,
+        spi_i=SPI_I,
+        spi_r=SPI_R,
+        encr_key_len=ENCR_LEN,
     )
     assert hashlib.sha256(keys1.skeyseed + keys1.sk_d + keys1.sk_ei + keys1.sk_pr).hexdigest() == EXPECTED_KAT
 
@@ -129,7 +157,13 @@ def test_hybrid_exchange_leaves_both_sides_with_the_same_keys(ke: int, addke: in
     secret_i = initiator_shared_secret(addke, seed, ciphertext)
     new = {
         side: update_ike_sa_keys(
-            keys[side], prf_id=PRF_HMAC_SHA2_256, shared_secret=s, ni=NI, nr=NR, spi_i=SPI_I, spi_r=SPI_R,
+            keys[side],
+            prf_id=PRF_HMAC_SHA2_256,
+            shared_secret=s,
+            ni=NI,
+            nr=NR,
+            spi_i=SPI_I,
+            spi_r=SPI_R,
             encr_key_len=ENCR_LEN,
         )
         for side, s in (("i", secret_i), ("r", secret_r))
@@ -183,8 +217,11 @@ def _proposal() -> Proposal:
     return Proposal(
         1,
         PROTO_IKE,
-        (Transform(TRANSFORM_ENCR, ENCR_AES_GCM_16), Transform(TRANSFORM_PRF, PRF_HMAC_SHA2_256),
-         Transform(TRANSFORM_DH, DH_CURVE25519)),
+        (
+            Transform(TRANSFORM_ENCR, ENCR_AES_GCM_16),
+            Transform(TRANSFORM_PRF, PRF_HMAC_SHA2_256),
+            Transform(TRANSFORM_DH, DH_CURVE25519),
+        ),
     )
 
 
@@ -208,7 +245,11 @@ def test_addke_transforms_in_proposals_round_trip_and_select() -> None:
 
 def test_child_sa_keymat_with_several_secrets() -> None:
     keys = derive_child_sa_keys_multi(
-        prf_id=PRF_HMAC_SHA2_256, sk_d=b"d" * 32, ni=NI, nr=NR, shared_secrets=[b"a" * 32, b"b" * 32],
+        prf_id=PRF_HMAC_SHA2_256,
+        sk_d=b"d" * 32,
+        ni=NI,
+        nr=NR,
+        shared_secrets=[b"a" * 32, b"b" * 32],
         encr_key_len=36,
     )
     t1 = _hmac(b"d" * 32, b"a" * 32 + b"b" * 32 + NI + NR + b"\x01")
