@@ -52,7 +52,7 @@ CERT_BODY = bytes(random.Random(3).randbytes(2500))  # stands in for a certifica
 
 def _auth_message(mid: int = 1) -> tuple[IkeMessage, tuple]:
     message = IkeMessage(SPI_I, SPI_R, IKE_AUTH, mid, initiator=True)
-    inner = (IdiPayload(2, b"initiator.lab"), UnknownPayload(37, b"\x04" + CERT_BODY), AuthPayload(14, b"\x99" * 300))
+    inner = (IdiPayload(2, b"initiator.lab"), UnknownPayload(48, b"\x04" + CERT_BODY), AuthPayload(14, b"\x99" * 300))
     return message, inner
 
 
@@ -123,7 +123,7 @@ def test_round_trip_across_mtus(path_mtu: int, ipv6: bool, port: int) -> None:
 @given(size=st.integers(min_value=0, max_value=5000), limit=st.integers(min_value=62, max_value=1500))
 def test_any_message_any_limit_round_trips(size: int, limit: int) -> None:
     message = IkeMessage(SPI_I, SPI_R, IKE_AUTH, 2, initiator=True)
-    inner = (UnknownPayload(37, bytes(size)),) if size else ()
+    inner = (UnknownPayload(48, bytes(size)),) if size else ()
     fragments = fragment_message(message, inner, sk_e=SK_EI, next_iv=_ivs(), max_message_len=limit)
     assert all(len(f) <= limit for f in fragments)
     reassembler = FragmentReassembler(ReassemblyLimits(max_fragments=0xFFFF))
@@ -211,7 +211,7 @@ def test_limits_on_count_size_and_time() -> None:
 
 def test_bad_chain_after_reassembly_is_refused() -> None:
     message = IkeMessage(SPI_I, SPI_R, IKE_AUTH, 1, initiator=True)
-    frags = fragment_message(message, [UnknownPayload(37, bytes(900))], sk_e=SK_EI, next_iv=_ivs(), max_message_len=548)
+    frags = fragment_message(message, [UnknownPayload(48, bytes(900))], sk_e=SK_EI, next_iv=_ivs(), max_message_len=548)
     # replace the last fragment by one whose plaintext is garbage: the joined chain no longer parses
     junk = EncryptedFragmentPayload(0, len(frags), len(frags), b"")
     header = decode_fragment_message(frags[-1]).header
@@ -238,7 +238,7 @@ def test_flood_keeps_memory_bounded() -> None:
         message = IkeMessage(SPI_I, SPI_R, IKE_AUTH, mid, initiator=True)
         frags = fragment_message(
             message,
-            [UnknownPayload(37, rng.randbytes(rng.randrange(1, 12000)))],
+            [UnknownPayload(48, rng.randbytes(rng.randrange(1, 12000)))],
             sk_e=SK_EI,
             next_iv=ivs,
             max_message_len=1200,
