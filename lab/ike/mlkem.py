@@ -30,8 +30,9 @@ Reproducibility: the decapsulation key is derived from a 64-octet seed
 ``d | z`` (FIPS 203 Algorithm 16, ``from_seed_bytes``) drawn from the run's
 ``random.Random``, so the initiator's KEi is the same for the same seed.
 Encapsulation cannot be seeded in ``cryptography`` (``encapsulate()`` takes
-no randomness), so the responder's ciphertext and the shared secret differ
-from run to run; sizes, timings and the protocol flow do not.
+no randomness); given an ``rng``, ``ml_kem_encapsulate`` draws the 32-octet
+m from it and runs FIPS 203's Encaps_internal in lab.ike.mlkem_encaps
+instead, so a seeded run repeats its ciphertext and shared secret too.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric import mlkem
 
 from lab.errors import RemoteProtocolError
+from lab.ike.mlkem_encaps import encapsulate_with
 
 KE_ML_KEM_512 = 35  # draft-ietf-ipsecme-ikev2-mlkem-08 §2.1 Table 1 / §4 (IANA)
 KE_ML_KEM_768 = 36
@@ -107,10 +109,13 @@ def ml_kem_encapsulation_key(method_id: int, seed: bytes) -> bytes:
     return _private_key(method_id, seed).public_key().public_bytes_raw()
 
 
-def ml_kem_encapsulate(method_id: int, encapsulation_key: bytes) -> tuple[bytes, bytes]:
+def ml_kem_encapsulate(
+    method_id: int, encapsulation_key: bytes, rng: random.Random | None = None
+) -> tuple[bytes, bytes]:
     """The responder's side: (ciphertext for KEr, 32-octet shared secret).
 
-    Raises RemoteProtocolError when the initiator's key fails FIPS 203 §7.2's
+    With ``rng`` the randomness m comes from it (reproducible, plain Python);
+    without, ``cryptography`` draws it from the OS. Raises RemoteProtocolError when the initiator's key fails FIPS 203 §7.2's
     checks (wrong length, a coefficient not below q): the responder answers
     INVALID_SYNTAX (draft §2.2). ValueError for an unsupported method.
     """
@@ -123,6 +128,8 @@ def ml_kem_encapsulate(method_id: int, encapsulation_key: bytes) -> tuple[bytes,
         public = _PUBLIC[method_id].from_public_bytes(encapsulation_key)
     except ValueError as exc:
         raise RemoteProtocolError(f"{method.name} encapsulation key rejected (FIPS 203 §7.2 modulus check)") from exc
+    if rng is not None:
+        return encapsulate_with(method_id, encapsulation_key, rng.randbytes(32))
     shared_secret, ciphertext = public.encapsulate()
     return ciphertext, shared_secret
 

@@ -94,7 +94,6 @@ IKE_INTERMEDIATE = 43  # Exchange Type, RFC 9242 §3.2 / IANA
 IKE_FOLLOWUP_KE = 44  # RFC 9370 §2.2.4
 INTERMEDIATE_EXCHANGE_SUPPORTED = 16438  # status Notify, RFC 9242 §3.1
 ADDITIONAL_KEY_EXCHANGE = 16441  # status Notify carrying the link to the next IKE_FOLLOWUP_KE, RFC 9370 §2.2.4
-STATE_NOT_FOUND = 47  # error Notify, RFC 9370 §2.2.4
 
 TRANSFORM_ADDKE1 = 6  # "Additional Key Exchange 1", RFC 9370 §2.2.1 / IANA Transform Type Values
 TRANSFORM_ADDKE7 = 12
@@ -193,11 +192,13 @@ def initiator_key_exchange(method: int, rng: random.Random) -> tuple[bytes, byte
 def responder_key_exchange(method: int, initiator_data: bytes, rng: random.Random) -> tuple[bytes, bytes]:
     """(KEr data, shared secret): our DH public value and g^ir, or the ML-KEM ciphertext and its secret.
 
+    Both draw their randomness from ``rng``, so a seeded run repeats them.
+
     Raises RemoteProtocolError when the initiator's data is unusable (answer
     INVALID_SYNTAX / fail the exchange), ValueError for an unsupported method.
     """
     if is_ml_kem(method):
-        return ml_kem_encapsulate(method, initiator_data)
+        return ml_kem_encapsulate(method, initiator_data, rng)
     private = generate_dh_private_key(method, rng)
     return dh_public_value(method, private), dh_shared_secret(method, private, initiator_data)
 
