@@ -126,3 +126,21 @@ def test_encaps_internal_known_answer() -> None:
         encapsulate_with(KE_ML_KEM_768, ek, bytes(31))
     with pytest.raises(ValueError):
         encapsulate_with(KE_ML_KEM_512, bytes(800), bytes(32))
+
+
+def test_published_ml_kem_768_vector() -> None:
+    # The ML-KEM-768 self-test vector of libcrux, also used by the SymCrypt/symcrust ML-KEM examples:
+    # KeyGen from d | z, Encaps_internal with m, then SHA3-256 of ek and c and the shared secret K.
+    seed = bytes.fromhex(
+        "7c9935a0b07694aa0c6d10e4db6b1add2fd81a25ccb148032dcd739936737f2d"
+        "8626ed79d451140800e03b59b956f8210e556067407d13dc90fa9e8b872bfb8f"
+    )
+    m = bytes.fromhex("147c03f7a5bebba406c8fae1874d7f13c80efe79a3a9a874cc09fe76f6997615")
+    ek = ml_kem_encapsulation_key(KE_ML_KEM_768, seed)
+    assert hashlib.sha3_256(ek).hexdigest() == "f57262661358cde8d3ebf990e5fd1d5b896c992ccfaadb5256b68bbf5943b132"
+    ciphertext, secret = encapsulate_with(KE_ML_KEM_768, ek, m)
+    assert (
+        hashlib.sha3_256(ciphertext).hexdigest() == "6e777e2cf8054659136a971d9e70252f301226930c19c470ee0688163a63c15b"
+    )
+    assert secret.hex() == "e7184a0975ee3470878d2d159ec83129c8aec253d4ee17b4810311d198cd0368"
+    assert ml_kem_decapsulate(KE_ML_KEM_768, seed, ciphertext) == secret
