@@ -96,6 +96,24 @@ def max_ike_message_len(*, path_mtu: int, ipv6: bool = False, port: int = IKE_PO
     return path_mtu - overhead
 
 
+def choose_udp_sending(
+    message_len: int, *, max_message_len: int, encrypted: bool, fragmentation_negotiated: bool
+) -> str:
+    """How a message of ``message_len`` octets can go over UDP on this path: a policy helper.
+
+    ``"whole"`` when it fits one datagram; ``"fragments"`` when it does not
+    but it is encrypted (not IKE_SA_INIT) and both peers sent
+    IKEV2_FRAGMENTATION_SUPPORTED; otherwise ``"ip-fragments"``: the datagram
+    would need IP fragmentation, which many middleboxes drop, so a careful
+    initiator goes to TCP (RFC 9329) instead.
+    """
+    if message_len <= max_message_len:
+        return "whole"
+    if encrypted and fragmentation_negotiated:
+        return "fragments"
+    return "ip-fragments"
+
+
 def fragment_overhead(icv_len: int = 16) -> int:
     """Octets of each fragment message that are not plaintext: header, SKF fields, IV, Pad Length, ICV."""
     return IKE_HEADER_LEN + SKF_FIXED_LEN + GCM_IV_LEN + 1 + icv_len

@@ -20,6 +20,7 @@ from lab.ike.fragmentation import (
     FragmentRefused,
     MessageReassembled,
     ReassemblyLimits,
+    choose_udp_sending,
     decrypt_fragment,
     fragment_message,
     fragment_overhead,
@@ -266,3 +267,32 @@ def test_a_whole_message_is_not_a_fragment() -> None:
     assert decode_ike_message(whole)
     with pytest.raises(DecodeError):
         decrypt_fragment(whole, sk_e=SK_EI)
+
+
+def test_choose_udp_sending() -> None:
+    limit = max_ike_message_len(path_mtu=1280, ipv6=True)
+    assert choose_udp_sending(1200, max_message_len=limit, encrypted=True, fragmentation_negotiated=False) == "whole"
+    assert choose_udp_sending(3000, max_message_len=limit, encrypted=True, fragmentation_negotiated=True) == "fragments"
+    assert (
+        choose_udp_sending(3000, max_message_len=limit, encrypted=True, fragmentation_negotiated=False)
+        == "ip-fragments"
+    )
+    # IKE_SA_INIT with an ML-KEM-1024 key cannot be fragmented by IKE
+    assert (
+        choose_udp_sending(1900, max_message_len=limit, encrypted=False, fragmentation_negotiated=True)
+        == "ip-fragments"
+    )
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    first=st.integers(0, 255),
+    total=st.integers(1, 0xFFFF),
+    data=st.binary(max_size=64),
+    number_seed=st.integers(0, 0xFFFF),
+)
+def test_skf_codec_round_trips(first: int, total: int, data: bytes, number_seed: int) -> None:
+    number = number_seed % total + 1
+    payload = EncryptedFragmentPayload(first, number, total, data)
+    header = decode_fragment_message(encode_fragment_message(decode_fragment_message(_fragments()[0]).header, payload))
+    assert header.fragment == payload

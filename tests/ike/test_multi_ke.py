@@ -9,6 +9,7 @@ import random
 import pytest
 
 from lab.errors import RemoteProtocolError
+from lab.ike.fragmentation import FragmentReassembler, MessageReassembled, fragment_message, max_ike_message_len
 from lab.ike.keys import decrypt_message, derive_ike_sa_keys, encr_key_len, encrypt_message, psk_auth
 from lab.ike.mlkem import KE_ML_KEM_768, KE_ML_KEM_1024
 from lab.ike.multi_ke import (
@@ -254,3 +255,36 @@ def test_child_sa_keymat_with_several_secrets() -> None:
     )
     t1 = _hmac(b"d" * 32, b"a" * 32 + b"b" * 32 + NI + NR + b"\x01")
     assert keys.encr_i2r == t1 + _hmac(b"d" * 32, t1 + b"a" * 32 + b"b" * 32 + NI + NR + b"\x02")[:4]
+
+
+def test_fragmented_intermediate_exchange_authenticates_as_the_whole_message() -> None:
+    """ECDH P-256 + ML-KEM-1024 over a 576-octet IPv4 path: KEi(1) in RFC 7383 fragments, IntAuth as if whole."""
+    rng_i, rng_r = random.Random(3), random.Random(4)
+    private, kei = initiator_key_exchange(DH_ECP_256, rng_i)
+    ker, g_ir = responder_key_exchange(DH_ECP_256, kei, rng_r)
+    assert initiator_shared_secret(DH_ECP_256, private, ker) == g_ir
+    keys0 = derive_ike_sa_keys(
+        prf_id=PRF_HMAC_SHA2_256, shared_secret=g_ir, ni=NI, nr=NR, spi_i=SPI_I, spi_r=SPI_R, encr_key_len=ENCR_LEN
+    )
+    seed, ek = initiator_key_exchange(KE_ML_KEM_1024, rng_i)
+    request = IkeMessage(SPI_I, SPI_R, IKE_INTERMEDIATE, 1, initiator=True)
+    inner = (KePayload(KE_ML_KEM_1024, ek),)
+    counter = iter(range(1, 100))
+    fragments = fragment_message(
+        request,
+        inner,
+        sk_e=keys0.sk_ei,
+        next_iv=lambda: next(counter).to_bytes(8, "big"),
+        max_message_len=max_ike_message_len(path_mtu=576, port=4500),
+    )
+    assert len(fragments) == 4 and all(len(f) <= 544 for f in fragments)
+    reassembler = FragmentReassembler()
+    *_, done = [reassembler.add(f, sk_e=keys0.sk_ei, now=0.0) for f in fragments]
+    assert isinstance(done, MessageReassembled) and done.inner == inner
+    sender_view = int_auth_step(PRF_HMAC_SHA2_256, sk_p=keys0.sk_pi, previous=None, message=request, inner=inner)
+    receiver_view = int_auth_step(
+        PRF_HMAC_SHA2_256, sk_p=keys0.sk_pi, previous=None, message=done.message, inner=done.inner
+    )
+    assert receiver_view == sender_view
+    ciphertext, secret_r = responder_key_exchange(KE_ML_KEM_1024, done.inner[0].key_data, rng_r)
+    assert initiator_shared_secret(KE_ML_KEM_1024, seed, ciphertext) == secret_r
