@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from lab.errors import RemoteProtocolError
+from lab.wire.ikev2 import ID_DER_ASN1_DN, ID_FQDN
 from lab.wire.ikev2_cert import CERT_X509_SIGNATURE, CertPayload, CertreqPayload, ca_hash
 
 KEY_TYPES = ("rsa-2048", "rsa-3072", "ecdsa-p256", "ecdsa-p384")
@@ -413,3 +414,17 @@ def subject_alt_dns_names(certificate: x509.Certificate) -> list[str]:
     except x509.ExtensionNotFound:
         return []
     return san.get_values_for_type(x509.DNSName)
+
+
+def identity_matches(certificate: x509.Certificate, id_type: int, id_data: bytes) -> bool:
+    """Whether the peer's IDi/IDr names the holder of ``certificate`` (RFC 4945 §3.1, as far as the lab uses it).
+
+    ID_FQDN must equal a dNSName of the subjectAltName (case-insensitive),
+    ID_DER_ASN1_DN the DER subject; other ID types never match.
+    """
+    if id_type == ID_FQDN:
+        name = id_data.decode("ascii", "replace").lower()
+        return any(name == dns.lower() for dns in subject_alt_dns_names(certificate))
+    if id_type == ID_DER_ASN1_DN:
+        return id_data == certificate.subject.public_bytes()
+    return False

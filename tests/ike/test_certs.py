@@ -20,6 +20,7 @@ from lab.ike.certs import (
     certreq_payload,
     chain_payloads,
     generate_rsa_key,
+    identity_matches,
     issue_certificate,
     make_lab_pki,
     subject_alt_dns_names,
@@ -241,3 +242,11 @@ def test_cert_and_certreq_payloads_on_the_wire() -> None:
 def test_a_cert_payload_that_is_not_a_certificate_is_refused() -> None:
     with pytest.raises(CertificateError, match="not a DER"):
         certificates_from_payloads([CertPayload(4, b"\x30\x03\x02\x01\x01")])
+
+
+def test_identity_matches_the_certificate() -> None:
+    ee = pki("ecdsa-p256").end_entities["responder.lab"]
+    assert identity_matches(ee.certificate, 2, b"Responder.lab")  # ID_FQDN
+    assert not identity_matches(ee.certificate, 2, b"initiator.lab")
+    assert identity_matches(ee.certificate, 9, ee.certificate.subject.public_bytes())  # ID_DER_ASN1_DN
+    assert not identity_matches(ee.certificate, 1, bytes(4))  # ID_IPV4_ADDR
