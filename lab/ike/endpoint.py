@@ -292,6 +292,12 @@ class IkeEndpoint:
     def sas(self) -> list[IkeSa]:
         return self._all_sas()
 
+    def retiring_sas(self) -> list[IkeSa]:
+        """IKE SAs replaced by a rekey whose Delete has not completed yet (initiator and responder)."""
+        if self.initiator:
+            return [sa for sa in self._retiring if not sa.closed]
+        return [sa for sa in self._sas.values() if sa.successor is not None and not sa.closed]
+
     # --- output ---------------------------------------------------------------------------------------------------
 
     def actions_to_send(self) -> list[Action]:

@@ -33,6 +33,9 @@ from lab.ike.endpoint import IkeEndpoint, TcpClose, TcpOpen, TcpSend, UdpSend
 from lab.ike.events import IkeEvent, IkeSaDeleted, IkeSaEstablished, IkeSaRekeyed, LivenessChecked
 from lab.ike.keylog import key_tables
 from lab.trace import MemoryTracer
+from lab.wire.ikev2 import ENCR_AES_CBC, ENCR_AES_GCM_16
+
+ENCR_BY_NAME = {"aes-gcm-16": ENCR_AES_GCM_16, "aes-cbc": ENCR_AES_CBC}
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -216,6 +219,7 @@ async def run_live(args: argparse.Namespace) -> int:
         dh_groups=tuple(args.dh_group),
         retransmit_s=args.retransmit,
         offer_all=args.offer_all,
+        encrs=tuple(ENCR_BY_NAME[name] for name in args.encr),
     )
     endpoint = IkeEndpoint(
         config=config,
@@ -236,6 +240,24 @@ async def run_live(args: argparse.Namespace) -> int:
         except LabError as exc:
             print(json.dumps({"event": "error", "detail": str(exc)}), flush=True)
 
+    def after_rekey() -> None:
+        """Once the old IKE SA's Delete is through (either end sends it), go on on the new SA."""
+        if done.done():
+            return
+        if driver.endpoint.retiring_sas():
+            loop.call_later(0.05, after_rekey)
+            return
+        print(json.dumps({"event": "old_sa_deleted", "after_s": round(driver.now, 3)}), flush=True)
+        try:
+            if not initiator or args.keep:
+                done.set_result(0)
+            else:
+                driver.endpoint.check_liveness(now=driver.now)
+                driver.pump()
+        except LabError as exc:
+            print(json.dumps({"event": "error", "detail": str(exc)}), flush=True)
+            done.set_result(1)
+
     def on_event(event: IkeEvent) -> None:
         nonlocal rekeys_wanted
         print(json.dumps(_event_json(event)), flush=True)
@@ -254,10 +276,7 @@ async def run_live(args: argparse.Namespace) -> int:
             elif isinstance(event, IkeSaRekeyed):
                 rekeys_wanted = max(rekeys_wanted - 1, 0)
                 if rekeys_wanted == 0:
-                    if not initiator or args.keep:
-                        done.set_result(0)
-                    else:
-                        driver.endpoint.check_liveness(now=driver.now)
+                    after_rekey()
             elif isinstance(event, LivenessChecked):
                 driver.endpoint.close(now=driver.now)
             elif isinstance(event, IkeSaDeleted):
@@ -307,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--childless", action="store_true", help="no Child SA in IKE_AUTH (RFC 6023)")
     parser.add_argument("--keep", action="store_true", help="initiator: exit once established, without Delete")
     parser.add_argument("--offer-all", action="store_true", help="offer every supported cipher, PRF and integrity")
+    parser.add_argument(
+        "--encr", choices=tuple(ENCR_BY_NAME), action="append", default=None, help="ciphers, in order (IKE and ESP)"
+    )
     parser.add_argument("--rekey-after", type=float, help="rekey the IKE SA this many seconds after it is up")
     parser.add_argument(
         "--until-rekeyed", type=int, default=0, help="carry on until the IKE SA was rekeyed this many times"
@@ -324,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.tcp_port = args.tcp_port or [4500]
     args.dh_group = args.dh_group or [19, 31, 14, 20, 21]
+    args.encr = args.encr or list(ENCR_BY_NAME)
     if args.mode == "initiate" and not args.remote:
         parser.error("initiate needs --remote")
     try:
