@@ -724,9 +724,9 @@ class IkeSa:
         return bytes((ID_FQDN, 0, 0, 0)) + identity
 
     def _esp_proposals(self, spi: int, *, pfs_group: int = 0) -> tuple[Proposal, ...]:
-        return offered_proposals(
-            self.config, PROTO_ESP, spi=spi.to_bytes(4, "big"), dh_groups=(pfs_group,) if pfs_group else ()
-        )
+        """With PFS the KE's group leads, our other groups follow (the responder may ask for one)."""
+        groups = (pfs_group, *(g for g in self.config.dh_groups if g != pfs_group)) if pfs_group else ()
+        return offered_proposals(self.config, PROTO_ESP, spi=spi.to_bytes(4, "big"), dh_groups=groups)
 
     def _new_spi(self) -> int:
         while True:
@@ -1173,8 +1173,8 @@ class IkeSa:
         if nonce is None or ke is None or not MIN_NONCE_LEN <= len(nonce.nonce) <= MAX_NONCE_LEN:
             self._respond(message, (NotifyPayload(INVALID_SYNTAX),), now)
             return
-        if self._ike_rekey_outstanding or self._ike_rekey_retry_at is not None:
-            # both ends rekey at once (§2.8.2): refuse this one, ours is under way or comes soon
+        if self._ike_rekey_outstanding:
+            # both ends rekey at once (§2.8.2): refuse this one while ours is under way; both retry later
             self._record(
                 now,
                 "state_updated",
@@ -1201,6 +1201,7 @@ class IkeSa:
         except RemoteProtocolError:
             self._respond(message, (NotifyPayload(INVALID_SYNTAX),), now)
             return
+        self._ike_rekey_retry_at = None  # the peer's rekey does what our retry would have done
         nr = self._rng.randbytes(NONCE_LEN)
         new_spi_r = self._rng.randbytes(8)
         self._respond(

@@ -36,9 +36,9 @@ from tests.ike.test_interop_libreswan import (
     WHACK,
     Lab,
     initiator_args,
+    pytestmark,  # noqa: F401  (root only, kernel mark)
     sh,
 )
-from tests.ike.test_interop_libreswan import pytestmark  # noqa: F401  (root only, kernel mark)
 
 
 @pytest.fixture(name="lab")
