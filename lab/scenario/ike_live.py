@@ -267,8 +267,8 @@ async def run_live(args: argparse.Namespace) -> int:
             if isinstance(event, IkeSaEstablished):
                 if args.rekey_after is not None:
                     loop.call_later(args.rekey_after, rekey_now)
-                if rekeys_wanted:
-                    return  # wait for the rekeys (ours or the peer's)
+                if rekeys_wanted or args.wait_deleted:
+                    return  # wait for the rekeys (ours or the peer's), or for the SA to go away
                 if not initiator or args.keep:
                     done.set_result(0)
                 else:
@@ -280,7 +280,7 @@ async def run_live(args: argparse.Namespace) -> int:
             elif isinstance(event, LivenessChecked):
                 driver.endpoint.close(now=driver.now)
             elif isinstance(event, IkeSaDeleted):
-                done.set_result(0 if event.reason == "closed" and initiator else 1)
+                done.set_result(0 if (event.reason == "closed" and initiator) or args.wait_deleted else 1)
         except LabError as exc:
             print(json.dumps({"event": "error", "detail": str(exc)}), flush=True)
             done.set_result(1)
@@ -325,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dh-group", type=int, action="append", default=None)
     parser.add_argument("--childless", action="store_true", help="no Child SA in IKE_AUTH (RFC 6023)")
     parser.add_argument("--keep", action="store_true", help="initiator: exit once established, without Delete")
+    parser.add_argument(
+        "--wait-deleted", action="store_true", help="stay up until the IKE SA is gone, whatever the reason (exit 0)"
+    )
     parser.add_argument("--offer-all", action="store_true", help="offer every supported cipher, PRF and integrity")
     parser.add_argument(
         "--encr", choices=tuple(ENCR_BY_NAME), action="append", default=None, help="ciphers, in order (IKE and ESP)"

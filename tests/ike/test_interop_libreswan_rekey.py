@@ -254,3 +254,44 @@ def test_pluto_defaults_establish_with_our_responder(lab: Lab, tmp_path: Path, t
         "PRF_HMAC_SHA2_512",
         14,
     )
+
+
+def test_refused_tcp_reconnect_ends_our_ike_sa_at_once(lab: Lab, tmp_path: Path) -> None:
+    """pluto dies (SIGKILL: no Delete); our reconnect meets a closed port, and the SA ends at once, saying why."""
+    lab.up()
+    trace = tmp_path / "trace.jsonl"
+    proc = subprocess.Popen(
+        [*lab.at(lab.ours), sys.executable, "-m", "lab.scenario.ike_live",
+         *initiator_args("--transport", "tcp", "--wait-deleted", "--trace", str(trace))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )  # fmt: skip
+    killed_at = deleted_at = None
+    events = []
+    try:
+        for line in proc.stdout:
+            if not line.startswith("{"):
+                continue
+            event = json.loads(line)
+            events.append(event)
+            if event["event"] == "IkeSaEstablished":
+                assert lab.pluto is not None
+                lab.pluto.kill()
+                lab.pluto.wait(timeout=10)
+                killed_at = time.monotonic()
+            elif event["event"] == "IkeSaDeleted":
+                deleted_at = time.monotonic()
+        proc.wait(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+    assert proc.returncode == 0, (events, proc.stderr.read()[-2000:])
+    assert killed_at is not None and deleted_at is not None, events
+    assert deleted_at - killed_at < 2.0  # not the 31.5 s response timeout
+    (deleted,) = [e for e in events if e["event"] == "IkeSaDeleted"]
+    assert deleted["error"] and "refused" in deleted["reason"], deleted
+    records = [r.data for r in read_jsonl(trace) if r.layer == "iketcp" and r.data.get("event") == "peer_gone"]
+    assert records and "refused" in records[0]["reason"]
