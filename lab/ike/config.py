@@ -41,16 +41,16 @@ class IkeConfig:
     """One side's settings. Times are seconds of the driver's clock.
 
     * ``dh_groups``: preference order; the initiator's first KE uses the first.
+      Supported: 19 (P-256), 31 (Curve25519), 14 (MODP-2048), 20 (P-384), 21 (P-521).
     * ``encr_key_bits``: AES key sizes offered/accepted, for IKE and ESP.
     * ``encrs``/``prfs``/``integs``: the algorithms offered (in this order)
       and accepted, for IKE and ESP. AES-GCM-16 goes in a proposal without
       integrity; AES-CBC in one with the HMAC-SHA2 ``integs`` (RFC 4868).
-      An initiator offers only AES-GCM with PRF_HMAC_SHA2_256 unless
-      ``offer_all`` is set; a responder accepts everything listed.
+      An initiator offers the first of each list (by default AES-GCM-16
+      with PRF_HMAC_SHA2_256) unless ``offer_all`` is set; a responder
+      accepts everything listed, taking the peer's order.
     * ``pfs``: Child SA rekeys carry a KE payload (RFC 7296 §1.3.1) in the
       IKE SA's DH group; a responder accepts rekeys with and without one.
-    * ``ike_rekey_s``/``child_rekey_s``: rekey the IKE SA (§2.18) or the
-      Child SA this long after it was made (None: only when asked).
     * ``transport``/``fallback``/``udp_ports``/``tcp_ports``: the initiator's
       attempts. Sequential: each UDP port in turn (``udp_timeout_s`` each),
       then each TCP port. Racing: the first UDP port at once, the first TCP
@@ -77,8 +77,6 @@ class IkeConfig:
     integs: tuple[int, ...] = SUPPORTED_INTEGS
     offer_all: bool = False
     pfs: bool = True
-    ike_rekey_s: float | None = None
-    child_rekey_s: float | None = None
     transport: str = "fallback"
     fallback: str = "sequential"
     udp_ports: tuple[int, ...] = (IKE_UDP_PORT,)
@@ -116,10 +114,6 @@ class IkeConfig:
             values = getattr(self, name)
             if not values or any(v not in supported for v in values):
                 raise ConfigError(f"{name} must be drawn from {supported}, got {values}")
-        for name in ("ike_rekey_s", "child_rekey_s"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ConfigError(f"{name} must be positive or None, got {value!r}")
         if not self.encr_key_bits or any(b not in (128, 256) for b in self.encr_key_bits):
             raise ConfigError(f"encr_key_bits must be 128 and/or 256, got {self.encr_key_bits}")
         if self.transport not in TRANSPORT_MODES:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from lab.errors import DecodeError, RemoteProtocolError
+from lab.errors import ConfigError, DecodeError, RemoteProtocolError
 from lab.esp.sa import DROP_INTEGRITY, EspDropped, EspSa, aes_cbc_decrypt, aes_cbc_encrypt, hmac_icv
 from lab.ike.config import IkeConfig
 from lab.ike.events import ChildSaEstablished, IkeSaEstablished, IkeSaRekeyed, PacketReceived
@@ -305,6 +305,14 @@ def test_before_this_change_the_defaults_were_refused() -> None:
     assert (
         choose_proposal(IkeConfig(), offer, PROTO_IKE, ke_group=14, dh=DH_REQUIRED, spi_len=0).encr_id == ENCR_AES_CBC
     )
+
+
+@pytest.mark.parametrize(
+    "bad", [{"encrs": (3,)}, {"encrs": ()}, {"prfs": (2,)}, {"integs": (0,)}, {"dh_groups": (22,)}]
+)
+def test_config_refuses_unsupported_algorithms(bad: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        IkeConfig(**bad)
 
 
 def test_initiator_offers_one_proposal_per_cipher_with_offer_all() -> None:
