@@ -336,10 +336,11 @@ class IkeSa:
         """Delete the IKE SA (INFORMATIONAL with Delete, §1.4.1); before it is up, just drop it."""
         if self.state in TERMINAL or self.state is IkeSaState.DELETING:
             return
-        if self.state is not IkeSaState.ESTABLISHED:
+        if self.state not in (IkeSaState.ESTABLISHED, IkeSaState.REKEYED):
             self._set_state(Input.CLOSE, now)
             self._finish("closed before established", now, error=False)
             return
+        self._rekeyed_until = None
         self._outstanding = None
         self._queue.clear()
         self._set_state(Input.CLOSE, now)

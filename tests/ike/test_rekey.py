@@ -180,3 +180,15 @@ def test_reconnect_that_times_out_is_tried_again_then_the_sa_fails() -> None:
     assert events.count("reconnecting") == 2 and "reconnect_exhausted" in events
     (gone,) = pair.of("i", IkeSaDeleted)
     assert gone.reason == "TCP connection lost"
+
+
+def test_closing_right_after_a_rekey_deletes_old_and_new_sa() -> None:
+    pair = established()
+    pair.i.rekey_ike(now=pair.now)
+    pair.flush()
+    pair.run(pair.now + 0.015)  # the rekey answered, the old SA's Delete still on its way
+    assert pair.r.retiring_sas()
+    pair.r.close(now=pair.now)
+    pair.run(pair.now + 2)
+    assert not [sa for sa in pair.i.sas() + pair.r.sas() if not sa.closed]
+    assert [e.reason for e in pair.of("r", IkeSaDeleted)] == ["closed"]
