@@ -1,4 +1,4 @@
-"""An ESP security association with AES-GCM (RFC 4303 + RFC 4106), sans I/O.
+"""An ESP security association with AES-GCM (RFC 4303 + RFC 4106) or AES-CBC with HMAC-SHA2 (RFC 3602 + RFC 4868), sans I/O.
 
 ::
 
@@ -6,6 +6,16 @@
     nonce        = salt | IV                  (12 bytes, RFC 4106 §4)
     AAD          = SPI | Sequence Number      (8 bytes, RFC 4106 §5, no ESN)
     ciphertext   = GCM(payload | padding | Pad Length | Next Header), ICV = the GCM tag
+
+With AES-CBC (RFC 3602) the SA has two keys, the AES key and the HMAC key::
+
+    SPI | Sequence Number | IV (16) | CBC(payload | padding | Pad Length | Next Header) | ICV
+    ICV = HMAC-SHA-256/384/512(integrity key, SPI | Seq | IV | ciphertext), truncated to 16/24/32 bytes
+
+the plaintext is padded to the 16-byte block, the ICV is checked before
+decryption, and the IV is E_K(sequence number), the "encrypt a nonce"
+method of NIST SP 800-38A appendix C: unpredictable without the key, and
+drawn without a random source.
 
 The sender's counter starts at 0, so the first packet carries sequence
 number 1, and the SA refuses to send once 2**32 - 1 has been used (RFC 4303
@@ -23,6 +33,7 @@ are not supported.
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -33,6 +44,8 @@ from lab.errors import DecodeError, LocalProtocolError, RemoteProtocolError
 from lab.trace import NULL_TRACER, Tracer
 from lab.wire.buffer import Buffer
 from lab.wire.esp import (
+    CBC_BLOCK_LEN,
+    CBC_IV_LEN,
     GCM_ICV_LENS,
     GCM_IV_LEN,
     GCM_SALT_LEN,
@@ -45,11 +58,27 @@ from lab.wire.esp import (
     push_esp_packet,
     push_esp_plaintext,
 )
+from lab.wire.ikev2 import (
+    AUTH_HMAC_SHA1_96,
+    AUTH_HMAC_SHA2_256_128,
+    AUTH_HMAC_SHA2_384_192,
+    AUTH_HMAC_SHA2_512_256,
+    ENCR_AES_CBC,
+    ENCR_AES_GCM_16,
+    INTEG_NONE,
+)
 
 AES_KEY_LENS = (16, 24, 32)  # RFC 4106 §8.1 (128, 192, 256 bits; 192 is NOT RECOMMENDED, RFC 5282 §7.3)
 DEFAULT_REPLAY_WINDOW_PACKETS = 64  # "a window size of 64 is preferred and SHOULD be employed as the default"
 MIN_REPLAY_WINDOW_PACKETS = 32  # "A minimum window size of 32 packets MUST be supported" (RFC 4303 §3.4.3)
 MAX_SEQ = 0xFFFF_FFFF  # 32-bit sequence numbers must not cycle (RFC 4303 §2.2)
+# integrity transform ID -> (hash, key bytes, ICV bytes): RFC 4868 §2.1.1, §2.6; RFC 2404 for SHA-1
+HMAC_INTEGRITY: dict[int, tuple[str, int, int]] = {
+    AUTH_HMAC_SHA1_96: ("sha1", 20, 12),
+    AUTH_HMAC_SHA2_256_128: ("sha256", 32, 16),
+    AUTH_HMAC_SHA2_384_192: ("sha384", 48, 24),
+    AUTH_HMAC_SHA2_512_256: ("sha512", 64, 32),
+}
 
 # why a packet was dropped (EspDropped.reason, the trace record's "reason")
 DROP_MALFORMED = "malformed"
@@ -113,6 +142,50 @@ def _nonce(key: bytes, salt: bytes, iv: bytes, icv_len: int) -> bytes:
     return salt + iv
 
 
+# --- AES-CBC and truncated HMAC (RFC 3602, RFC 4868) as ESP and IKEv2 use them ---------------------------
+
+
+def hmac_icv(integ_id: int, key: bytes, data: bytes) -> bytes:
+    """The truncated HMAC an integrity transform puts on the wire; raises ValueError for an unknown transform."""
+    try:
+        hash_name, _key_len, icv_len = HMAC_INTEGRITY[integ_id]
+    except KeyError:
+        raise ValueError(f"integrity transform {integ_id} is not supported") from None
+    return hmac.new(key, data, hash_name).digest()[:icv_len]
+
+
+def integ_icv_len(integ_id: int) -> int:
+    """ICV bytes of an integrity transform (0 for none); raises ValueError for an unknown one."""
+    if integ_id == INTEG_NONE:
+        return 0
+    try:
+        return HMAC_INTEGRITY[integ_id][2]
+    except KeyError:
+        raise ValueError(f"integrity transform {integ_id} is not supported") from None
+
+
+def aes_cbc_encrypt(key: bytes, iv: bytes, plaintext: bytes) -> bytes:
+    """AES-CBC without padding of its own: raises ValueError unless ``plaintext`` fills whole blocks."""
+    if len(iv) != CBC_IV_LEN or len(plaintext) % CBC_BLOCK_LEN:
+        raise ValueError(f"AES-CBC needs a 16-byte IV and whole blocks, got {len(iv)} and {len(plaintext)} bytes")
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    return encryptor.update(plaintext) + encryptor.finalize()
+
+
+def aes_cbc_decrypt(key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
+    """The inverse of ``aes_cbc_encrypt``; raises ValueError for a partial block or a bad IV length."""
+    if len(iv) != CBC_IV_LEN or len(ciphertext) % CBC_BLOCK_LEN:
+        raise ValueError(f"AES-CBC needs a 16-byte IV and whole blocks, got {len(iv)} and {len(ciphertext)} bytes")
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+    return decryptor.update(ciphertext) + decryptor.finalize()
+
+
+def cbc_iv(key: bytes, counter: int) -> bytes:
+    """``E_K(counter)``: an IV nobody without the key can predict (NIST SP 800-38A, appendix C)."""
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    return encryptor.update(counter.to_bytes(CBC_BLOCK_LEN, "big")) + encryptor.finalize()
+
+
 def split_keymat(keymat: bytes) -> tuple[bytes, bytes]:
     """(AES key, salt) from 20, 28 or 36 bytes of KEYMAT (RFC 4106 §8.1); raises ValueError otherwise."""
     if len(keymat) - GCM_SALT_LEN not in AES_KEY_LENS:
@@ -169,9 +242,11 @@ class ReplayWindow:
 
 
 class EspSa:
-    """One ESP SA with AES-GCM: ``encrypt`` for the sending side, ``decrypt`` for the receiving side.
+    """One ESP SA: ``encrypt`` for the sending side, ``decrypt`` for the receiving side.
 
-    ``keymat`` is the KEYMAT slice for this SA (key then salt). A
+    ``keymat`` is the KEYMAT slice for this SA's cipher: AES-GCM key then
+    salt, or the AES-CBC key (``encr_id=ENCR_AES_CBC``, with ``integ_id``
+    and ``integ_key`` for the HMAC). A
     ``replay_window_packets`` of 0 turns anti-replay checking off; otherwise
     it must be at least 32. ``sent_seq`` is the sender's counter (0 for a new SA).
     """
@@ -185,16 +260,32 @@ class EspSa:
         replay_window_packets: int = DEFAULT_REPLAY_WINDOW_PACKETS,
         sent_seq: int = 0,
         tracer: Tracer = NULL_TRACER,
+        encr_id: int = ENCR_AES_GCM_16,
+        integ_id: int = INTEG_NONE,
+        integ_key: bytes = b"",
     ) -> None:
         if not 0 < spi <= 0xFFFF_FFFF:
             raise ValueError(f"SPI {spi} is not 1..2**32-1 (0 must not be sent, RFC 4303 §2.1)")
-        if icv_len not in GCM_ICV_LENS:
-            raise ValueError(f"ICV of {icv_len} bytes, expected 8, 12 or 16 (RFC 4106 §6)")
         if not 0 <= sent_seq <= MAX_SEQ:
             raise ValueError(f"sequence counter {sent_seq} does not fit 32 bits")
         self.spi = spi
-        self.icv_len = icv_len
-        self._key, self._salt = split_keymat(keymat)
+        self.encr_id = encr_id
+        self.integ_id = integ_id
+        if encr_id == ENCR_AES_CBC:
+            if len(keymat) not in AES_KEY_LENS:
+                raise ValueError(f"AES-CBC key of {len(keymat)} bytes, expected 16, 24 or 32")
+            if integ_id not in HMAC_INTEGRITY or len(integ_key) != HMAC_INTEGRITY[integ_id][1]:
+                raise ValueError(f"AES-CBC needs an HMAC integrity transform and its key, got {integ_id}")
+            self.icv_len = HMAC_INTEGRITY[integ_id][2]
+            self._key, self._salt = keymat, b""
+        else:
+            if encr_id != ENCR_AES_GCM_16 or integ_id != INTEG_NONE:
+                raise ValueError(f"ESP with ENCR {encr_id} and INTEG {integ_id} is not supported")
+            if icv_len not in GCM_ICV_LENS:
+                raise ValueError(f"ICV of {icv_len} bytes, expected 8, 12 or 16 (RFC 4106 §6)")
+            self.icv_len = icv_len
+            self._key, self._salt = split_keymat(keymat)
+        self._integ_key = integ_key
         self._sent_seq = sent_seq
         self.replay_window = ReplayWindow(replay_window_packets) if replay_window_packets else None
         self._tracer = tracer
@@ -223,6 +314,8 @@ class EspSa:
         if self._sent_seq >= MAX_SEQ:
             raise LocalProtocolError(f"ESP SA 0x{self.spi:08x} used sequence number 2**32-1: rekey (RFC 4303 §3.3.3)")
         seq = self._sent_seq + 1
+        if self.encr_id == ENCR_AES_CBC:
+            return self._encrypt_cbc(data, seq, next_header=next_header, iv=iv, padding=padding)
         if iv is None:
             iv = seq.to_bytes(GCM_IV_LEN, "big")
         if padding is None:
@@ -233,6 +326,20 @@ class EspSa:
         self._sent_seq = seq
         return push_esp_packet(EspPacket(self.spi, seq, iv, sealed[: -self.icv_len], sealed[-self.icv_len :]))
 
+    def _encrypt_cbc(
+        self, data: bytes, seq: int, *, next_header: int, iv: bytes | None, padding: bytes | None
+    ) -> bytes:
+        if iv is None:
+            iv = cbc_iv(self._key, seq)
+        if padding is None:
+            padding = default_padding(minimum_pad_length(len(data), iv_len=0, block=CBC_BLOCK_LEN))
+        plaintext = push_esp_plaintext(EspPlaintext(data, next_header, padding))
+        ciphertext = aes_cbc_encrypt(self._key, iv, plaintext)
+        covered = self.spi.to_bytes(4, "big") + seq.to_bytes(4, "big") + iv + ciphertext
+        icv = hmac_icv(self.integ_id, self._integ_key, covered)
+        self._sent_seq = seq
+        return covered + icv
+
     def decrypt(self, packet: bytes, *, now: float = 0.0) -> EspPlaintext:
         """Verify and decrypt one inbound packet; a dummy packet (Next Header 59) is returned, not dropped.
 
@@ -240,8 +347,15 @@ class EspSa:
         malformed packet, another SA's SPI, a replay (duplicate or left of
         the window), a failed ICV, or padding other than 1, 2, 3, ...
         """
+        cbc = self.encr_id == ENCR_AES_CBC
         try:
-            esp = pull_esp_packet(Buffer(packet), icv_len=self.icv_len)
+            esp = pull_esp_packet(Buffer(packet), iv_len=CBC_IV_LEN if cbc else GCM_IV_LEN, icv_len=self.icv_len)
+            if cbc and len(esp.ciphertext) % CBC_BLOCK_LEN:
+                raise DecodeError(
+                    f"AES-CBC ciphertext of {len(esp.ciphertext)} bytes is not whole blocks",
+                    field="ciphertext",
+                    offset=8 + CBC_IV_LEN,
+                )
         except DecodeError as exc:
             spi = int.from_bytes(packet[:4], "big") if len(packet) >= 4 else None
             raise self._drop(now, DROP_MALFORMED, spi, None, str(exc)) from None
@@ -250,11 +364,19 @@ class EspSa:
         window = self.replay_window
         if window is not None and (reason := window.check(esp.seq)) is not None:
             raise self._drop(now, reason, esp.spi, esp.seq, f"window right edge {window.highest}")
-        aad = packet[:8]
-        try:
-            plaintext = aes_gcm_open(self._key, self._salt, esp.iv, esp.ciphertext + esp.icv, aad, icv_len=self.icv_len)
-        except InvalidTag:
-            raise self._drop(now, DROP_INTEGRITY, esp.spi, esp.seq) from None
+        if cbc:  # RFC 4303 §3.4.4: the ICV is verified before decryption
+            expected = hmac_icv(self.integ_id, self._integ_key, packet[: len(packet) - self.icv_len])
+            if not hmac.compare_digest(expected, esp.icv):
+                raise self._drop(now, DROP_INTEGRITY, esp.spi, esp.seq)
+            plaintext = aes_cbc_decrypt(self._key, esp.iv, esp.ciphertext)
+        else:
+            aad = packet[:8]
+            try:
+                plaintext = aes_gcm_open(
+                    self._key, self._salt, esp.iv, esp.ciphertext + esp.icv, aad, icv_len=self.icv_len
+                )
+            except InvalidTag:
+                raise self._drop(now, DROP_INTEGRITY, esp.spi, esp.seq) from None
         if window is not None:
             window.update(esp.seq)  # "The receive window is updated only if the integrity verification succeeds"
         try:

@@ -5,9 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lab.errors import ConfigError
-from lab.wire.ikev2 import DH_CURVE25519, DH_ECP_256, DH_MODP_2048, TS_IPV4_ADDR_RANGE, TrafficSelector
+from lab.wire.ikev2 import (
+    AUTH_HMAC_SHA2_256_128,
+    AUTH_HMAC_SHA2_384_192,
+    AUTH_HMAC_SHA2_512_256,
+    DH_CURVE25519,
+    DH_ECP_256,
+    DH_ECP_384,
+    DH_ECP_521,
+    DH_MODP_2048,
+    ENCR_AES_CBC,
+    ENCR_AES_GCM_16,
+    PRF_HMAC_SHA2_256,
+    PRF_HMAC_SHA2_384,
+    PRF_HMAC_SHA2_512,
+    TS_IPV4_ADDR_RANGE,
+    TrafficSelector,
+)
 
-SUPPORTED_DH_GROUPS = (DH_ECP_256, DH_CURVE25519, DH_MODP_2048)
+SUPPORTED_DH_GROUPS = (DH_ECP_256, DH_CURVE25519, DH_MODP_2048, DH_ECP_384, DH_ECP_521)
+SUPPORTED_ENCRS = (ENCR_AES_GCM_16, ENCR_AES_CBC)  # IKE and ESP
+SUPPORTED_PRFS = (PRF_HMAC_SHA2_256, PRF_HMAC_SHA2_384, PRF_HMAC_SHA2_512)
+SUPPORTED_INTEGS = (AUTH_HMAC_SHA2_256_128, AUTH_HMAC_SHA2_384_192, AUTH_HMAC_SHA2_512_256)  # with AES-CBC
 TRANSPORT_MODES = ("udp", "tcp", "fallback")  # UDP only, TCP only (libreswan enable-tcp=yes), UDP then TCP
 FALLBACK_POLICIES = ("sequential", "racing")
 IKE_UDP_PORT = 500  # RFC 7296 §2
@@ -22,7 +41,16 @@ class IkeConfig:
     """One side's settings. Times are seconds of the driver's clock.
 
     * ``dh_groups``: preference order; the initiator's first KE uses the first.
-    * ``encr_key_bits``: AES-GCM-16 key sizes offered/accepted, for IKE and ESP.
+      Supported: 19 (P-256), 31 (Curve25519), 14 (MODP-2048), 20 (P-384), 21 (P-521).
+    * ``encr_key_bits``: AES key sizes offered/accepted, for IKE and ESP.
+    * ``encrs``/``prfs``/``integs``: the algorithms offered (in this order)
+      and accepted, for IKE and ESP. AES-GCM-16 goes in a proposal without
+      integrity; AES-CBC in one with the HMAC-SHA2 ``integs`` (RFC 4868).
+      An initiator offers the first of each list (by default AES-GCM-16
+      with PRF_HMAC_SHA2_256) unless ``offer_all`` is set; a responder
+      accepts everything listed, taking the peer's order.
+    * ``pfs``: Child SA rekeys carry a KE payload (RFC 7296 §1.3.1) in the
+      IKE SA's DH group; a responder accepts rekeys with and without one.
     * ``transport``/``fallback``/``udp_ports``/``tcp_ports``: the initiator's
       attempts. Sequential: each UDP port in turn (``udp_timeout_s`` each),
       then each TCP port. Racing: the first UDP port at once, the first TCP
@@ -44,6 +72,11 @@ class IkeConfig:
     remote_id: bytes | None = None
     dh_groups: tuple[int, ...] = SUPPORTED_DH_GROUPS
     encr_key_bits: tuple[int, ...] = (256, 128)
+    encrs: tuple[int, ...] = SUPPORTED_ENCRS
+    prfs: tuple[int, ...] = SUPPORTED_PRFS
+    integs: tuple[int, ...] = SUPPORTED_INTEGS
+    offer_all: bool = False
+    pfs: bool = True
     transport: str = "fallback"
     fallback: str = "sequential"
     udp_ports: tuple[int, ...] = (IKE_UDP_PORT,)
@@ -73,6 +106,14 @@ class IkeConfig:
             raise ConfigError("local_id must not be empty")
         if not self.dh_groups or any(g not in SUPPORTED_DH_GROUPS for g in self.dh_groups):
             raise ConfigError(f"dh_groups must be drawn from {SUPPORTED_DH_GROUPS}, got {self.dh_groups}")
+        for name, supported in (
+            ("encrs", SUPPORTED_ENCRS),
+            ("prfs", SUPPORTED_PRFS),
+            ("integs", SUPPORTED_INTEGS),
+        ):
+            values = getattr(self, name)
+            if not values or any(v not in supported for v in values):
+                raise ConfigError(f"{name} must be drawn from {supported}, got {values}")
         if not self.encr_key_bits or any(b not in (128, 256) for b in self.encr_key_bits):
             raise ConfigError(f"encr_key_bits must be 128 and/or 256, got {self.encr_key_bits}")
         if self.transport not in TRANSPORT_MODES:

@@ -42,7 +42,7 @@ from typing import Any
 from lab.errors import DecodeError, LocalProtocolError
 from lab.esp.sa import EspDropped
 from lab.ike.config import IKE_UDP_PORT, NAT_T_PORT, IkeConfig
-from lab.ike.events import FallbackToTcp, IkeEvent, IkeSaDeleted, IkeSaEstablished, PacketReceived
+from lab.ike.events import FallbackToTcp, IkeEvent, IkeSaDeleted, IkeSaEstablished, IkeSaRekeyed, PacketReceived
 from lab.ike.sa import ZERO_SPI, Address, IkeSa
 from lab.ike.state import IkeSaState
 from lab.iketcp import (
@@ -180,8 +180,9 @@ class IkeEndpoint:
         self._events: deque[IkeEvent] = deque()
         self._conns: dict[int, _TcpConn] = {}
         self._next_conn_id = 1
-        self.sa: IkeSa | None = None  # initiator: the SA in use (the winning attempt)
-        self._sas: dict[bytes, IkeSa] = {}  # responder: by SPIr
+        self.sa: IkeSa | None = None  # initiator: the SA in use (the winning attempt, or what rekeyed it)
+        self._retiring: list[IkeSa] = []  # initiator: IKE SAs replaced by a rekey, until their Delete is done
+        self._sas: dict[bytes, IkeSa] = {}  # responder: by our own SPI (SPIr, or SPIi of an SA we rekeyed)
         self._half_open: dict[tuple[bytes, str], IkeSa] = {}  # responder: (SPIi, peer address) -> SA
         self._paths: dict[str, _SaPath] = {}
         self._attempts: list[_Attempt] = []
@@ -266,6 +267,14 @@ class IkeEndpoint:
         sa.rekey_child(now=now)
         self._pump_sa(sa, now)
 
+    def rekey_ike(self, *, now: float) -> None:
+        """Rekey the current IKE SA (RFC 7296 §1.3.2). Raises LocalProtocolError without an established SA."""
+        sa = self._current_sa(with_child=False)
+        if sa is None:
+            raise LocalProtocolError("no established IKE SA")
+        sa.rekey_ike(now=now)
+        self._pump_sa(sa, now)
+
     def check_liveness(self, *, now: float) -> None:
         """An empty INFORMATIONAL request. Raises LocalProtocolError without an established SA."""
         sa = self._current_sa(with_child=False)
@@ -282,6 +291,12 @@ class IkeEndpoint:
 
     def sas(self) -> list[IkeSa]:
         return self._all_sas()
+
+    def retiring_sas(self) -> list[IkeSa]:
+        """IKE SAs replaced by a rekey whose Delete has not completed yet (initiator and responder)."""
+        if self.initiator:
+            return [sa for sa in self._retiring if not sa.closed]
+        return [sa for sa in self._sas.values() if sa.successor is not None and not sa.closed]
 
     # --- output ---------------------------------------------------------------------------------------------------
 
@@ -403,14 +418,19 @@ class IkeEndpoint:
         self._record_tcp(now, conn_id, "accepted", local=_fmt(local), remote=_fmt(remote))
         return conn_id
 
-    def tcp_failed(self, conn_id: int, reason: str, *, now: float) -> None:
-        """The connection could not be established (refused, timed out) or was reset before it was."""
+    def tcp_failed(self, conn_id: int, reason: str, *, now: float, refused: bool = False) -> None:
+        """The connection could not be established (refused, timed out) or was reset before it was.
+
+        ``refused``: the peer answered the SYN with a RST (ECONNREFUSED): nothing listens there any
+        more, so a reconnecting initiator gives the IKE SA up at once instead of waiting out its
+        response timeout.
+        """
         conn = self._conns.get(conn_id)
         if conn is None or conn.state == "closed":
             return
         conn.state = "closed"
-        self._record_tcp(now, conn_id, "connect_failed", reason=reason)
-        self._connection_gone(conn, now)
+        self._record_tcp(now, conn_id, "connect_failed", reason=reason, refused=refused)
+        self._connection_gone(conn, now, refused=refused, reason=reason)
 
     def receive_tcp_data(self, conn_id: int, data: bytes, *, now: float) -> None:
         """In-order bytes of connection ``conn_id``; ``b""`` is the end of the peer's stream. Never raises."""
@@ -566,8 +586,8 @@ class IkeEndpoint:
         if not header.response and header.exchange_type == IKE_SA_INIT and header.spi_r == ZERO_SPI:
             self._receive_init_request(data, transport=transport, local=local, remote=remote, conn=conn, now=now)
             return
-        sa = self._sas.get(header.spi_r)
-        if sa is None or sa.spi_i != header.spi_i:
+        sa = self._responder_sa_for(header.spi_i, header.spi_r)
+        if sa is None:
             self._record(
                 now,
                 "segment_dropped",
@@ -588,7 +608,17 @@ class IkeEndpoint:
     def _initiator_sa_for(self, spi_i: bytes) -> IkeSa | None:
         if self.sa is not None and self.sa.spi_i == spi_i:
             return self.sa
+        old = next((sa for sa in self._retiring if sa.spi_i == spi_i and not sa.closed), None)
+        if old is not None:
+            return old
         return next((a.sa for a in self._attempts if a.sa is not None and a.sa.spi_i == spi_i and not a.done), None)
+
+    def _responder_sa_for(self, spi_i: bytes, spi_r: bytes) -> IkeSa | None:
+        sa = self._sas.get(spi_r)
+        if sa is not None and sa.spi_i == spi_i:
+            return sa
+        sa = self._sas.get(spi_i)  # an SA we made by rekeying: its SPIi is ours
+        return sa if sa is not None and sa.spi_r == spi_r else None
 
     def _move_sa(self, sa: IkeSa, before: tuple[float, str, Address], conn: _TcpConn | None, now: float) -> None:
         changed = before[1:] != (sa.transport, sa.remote)
@@ -645,7 +675,7 @@ class IkeEndpoint:
             self._reply_stateless(message, [NotifyPayload(COOKIE, cookie)], transport, local, remote, conn, now)
             return
         sa = self._new_sa(transport, local, remote)
-        self._sas[sa.spi_r] = sa
+        self._sas[_own_spi(sa)] = sa
         self._paths[message.spi_i.hex()] = _SaPath(conn.conn_id if conn is not None else None)
         if conn is not None:
             conn.sa = sa
@@ -783,6 +813,7 @@ class IkeEndpoint:
         sas = [] if self.sa is None else [self.sa]
         if include_attempts:
             sas += [a.sa for a in self._attempts if a.sa is not None and a.sa is not self.sa and not a.done]
+            sas += [sa for sa in self._retiring if not sa.closed]
         return sas
 
     def _current_sa(self, *, with_child: bool = True) -> IkeSa | None:
@@ -791,8 +822,11 @@ class IkeEndpoint:
 
     def _conn_for(self, sa: IkeSa) -> _TcpConn | None:
         if self.initiator:
-            conn = next((c for c in self._conns.values() if c.sa is sa and c.state == "open"), None)
-            return conn
+            while True:  # a rekeyed SA's last messages (its Delete) go where its successor's go
+                conn = next((c for c in self._conns.values() if c.sa is sa and c.state == "open"), None)
+                if conn is not None or sa.successor is None:
+                    return conn
+                sa = sa.successor
         path = self._paths.get(sa.label)
         if path is None or path.conn_id is None:
             return None
@@ -816,6 +850,19 @@ class IkeEndpoint:
             self._route(sa, message, now)
         attempt = next((a for a in self._attempts if a.sa is sa), None) if self.initiator else None
         while (event := sa.next_event()) is not None:
+            if isinstance(event, IkeSaRekeyed):
+                self._rekeyed(sa, now)
+                self._events.append(event)
+                continue
+            if sa.successor is not None:  # a rekeyed SA going away: its Child SAs live on in the new one
+                if isinstance(event, IkeSaDeleted):
+                    self._record(now, "state_updated", {"sa": sa.label, "event": "retired", "reason": event.reason})
+                    self._sa_gone(sa, now)
+                    if sa in self._retiring:
+                        self._retiring.remove(sa)
+                    continue
+                self._events.append(event)
+                continue
             if self.initiator and sa is not self.sa:
                 if isinstance(event, IkeSaDeleted) and attempt is not None and not attempt.done:
                     if event.notify_type is not None:  # the responder answered: another transport would not help
@@ -836,9 +883,31 @@ class IkeEndpoint:
                 self._arm_keepalive(sa, now)
             self._events.append(event)
 
+    def _rekeyed(self, old: IkeSa, now: float) -> None:
+        """``old`` has a successor (RFC 7296 §2.18): carry on with it on the same transport."""
+        new = old.successor
+        assert new is not None
+        if self.initiator:
+            if old is self.sa:
+                self.sa = new
+            self._retiring.append(old)
+            for conn in self._conns.values():
+                if conn.sa is old:
+                    conn.sa = new
+            for conn_id, sa in list(self._reconnecting.items()):
+                if sa is old:
+                    self._reconnecting[conn_id] = new
+        else:
+            self._sas[_own_spi(new)] = new
+            path = self._paths.get(old.label)
+            self._paths[new.label] = _SaPath(path.conn_id if path is not None else None)
+        self._record(now, "state_updated", {"sa": old.label, "event": "rekeyed", "new_sa": new.label})
+        self._pump_sa(new, now)
+
     def _sa_gone(self, sa: IkeSa, now: float) -> None:
         if not self.initiator:
-            self._sas.pop(sa.spi_r, None)
+            if self._sas.get(_own_spi(sa)) is sa:
+                del self._sas[_own_spi(sa)]
             for key in [k for k, v in self._half_open.items() if v is sa]:
                 del self._half_open[key]
             self._paths.pop(sa.label, None)
@@ -858,7 +927,7 @@ class IkeEndpoint:
         if data:
             self._actions.append(TcpSend(conn.conn_id, data))
 
-    def _connection_gone(self, conn: _TcpConn, now: float) -> None:
+    def _connection_gone(self, conn: _TcpConn, now: float, *, refused: bool = False, reason: str = "") -> None:
         if not self.initiator:
             for path in self._paths.values():
                 if path.conn_id == conn.conn_id:
@@ -866,8 +935,18 @@ class IkeEndpoint:
             return
         attempt = next((a for a in self._attempts if a.conn_id == conn.conn_id and not a.done), None)
         sa = conn.sa
+        reconnecting = self._reconnecting.pop(conn.conn_id, None)
+        if reconnecting is not None and conn.local is None and attempt is None:
+            sa = reconnecting  # a reconnect that never came up
+            if refused:
+                why = f"TCP reconnect refused by the peer ({reason})" if reason else "TCP reconnect refused by the peer"
+                self._record_tcp(now, conn.conn_id, "peer_gone", sa=sa.label, reason=why)
+                sa.transport_lost(why, now=now)
+                self._pump_sa(sa, now)
+                return
+        was_up = conn.local is not None or reconnecting is not None  # a failed reconnect tries again while it may
         usable = sa is not None and not sa.closed and sa.transport == "tcp" and (attempt is not None or sa is self.sa)
-        if usable and conn.local is not None:  # it was up: reconnect, same IKE SA (RFC 9329 §6.1)
+        if usable and was_up:  # reconnect, same IKE SA (RFC 9329 §6.1)
             if self._reconnects < self.config.tcp_reconnect_tries:
                 self._reconnects += 1
                 conn_id = self._new_conn_id()
@@ -941,7 +1020,14 @@ class IkeEndpoint:
                 return any(spi in sa.children for sa in self._all_sas())
             data = data[4:]
         spi_i = data[:8]
-        return any(a.sa is not None and a.sa.spi_i == spi_i for a in self._attempts)
+        return any(a.sa is not None and a.sa.spi_i == spi_i for a in self._attempts) or any(
+            sa.spi_i == spi_i for sa in self._all_sas(include_attempts=True)
+        )
+
+
+def _own_spi(sa: IkeSa) -> bytes:
+    """The SPI this end chose for ``sa``: SPIi when it is the SA's original initiator, else SPIr."""
+    return sa.spi_i if sa.initiator else sa.spi_r
 
 
 def _fmt(addr: Address | None) -> str:

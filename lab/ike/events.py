@@ -29,6 +29,20 @@ class IkeSaEstablished(IkeEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class IkeSaRekeyed(IkeEvent):
+    """A CREATE_CHILD_SA exchange replaced the IKE SA (RFC 7296 §2.18): new SPIs and keys, same Child SAs.
+
+    ``initiated`` is True when this end started the rekey (and so is the new SA's original initiator).
+    """
+
+    old_spi_i: bytes
+    old_spi_r: bytes
+    spi_i: bytes
+    spi_r: bytes
+    initiated: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ChildSaEstablished(IkeEvent):
     """A Child SA is ready: ``spi_in`` is ours (the peer sends with it), ``spi_out`` the peer's."""
 

@@ -1,8 +1,11 @@
 """Keys out for checking: tshark's IKEv2 and ESP decryption tables from a run's ``key_updated`` records.
 
 With ``IkeConfig(export_keys=True)`` (the scenarios' IKE sessions set it)
-every IKE SA records SK_ei/SK_er (layer ``ike``) and every Child SA its two
-ESP keys (layer ``esp``). This module turns those records into the two UAT
+every IKE SA records SK_ei/SK_er, and SK_ai/SK_ar with AES-CBC (layer
+``ike``), and every Child SA its two ESP keys, with their HMAC keys for
+AES-CBC (layer ``esp``). An IKE SA made by a rekey (RFC 7296 §2.18) records
+its own keys under its new SPIs, and so do rekeyed Child SAs: the tables
+cover every SA of the run. This module turns those records into the two UAT
 tables tshark 4.0 reads, one record per line, in the files tshark keeps in
 a configuration profile (``ikev2_decryption_table``, ``esp_sa``), and into
 the equivalent ``-o uat:...`` options::
@@ -27,7 +30,7 @@ from pathlib import Path
 from lab.errors import LabError
 from lab.ike.keys import tshark_esp_record, tshark_ikev2_record
 from lab.trace import TraceRecord, read_jsonl
-from lab.wire.ikev2 import ENCR_AES_GCM_16
+from lab.wire.ikev2 import ENCR_AES_GCM_16, INTEG_NONE
 
 IKEV2_TABLE = "ikev2_decryption_table"
 ESP_TABLE = "esp_sa"
@@ -77,15 +80,32 @@ def key_tables(records: Iterable[TraceRecord]) -> KeyTables:
                     spi_r=bytes.fromhex(data["spi_r"]),
                     sk_ei=bytes.fromhex(data["sk_ei"]),
                     sk_er=bytes.fromhex(data["sk_er"]),
-                    encr_id=ENCR_AES_GCM_16,
+                    encr_id=int(data.get("encr_id", ENCR_AES_GCM_16)),
                     key_bits=int(data["key_bits"]),
+                    integ_id=int(data.get("integ_id", INTEG_NONE)),
+                    sk_ai=bytes.fromhex(data.get("sk_ai", "")),
+                    sk_ar=bytes.fromhex(data.get("sk_ar", "")),
                 ),
             )
         elif rec.layer == "esp" and "key_in" in data:
-            for spi_field, key_field in (("spi_in", "key_in"), ("spi_out", "key_out")):
+            encr_id = int(data.get("encr_id", ENCR_AES_GCM_16))
+            integ_id = int(data.get("integ_id", INTEG_NONE))
+            for spi_field, key_field, integ_field in (
+                ("spi_in", "key_in", "integ_in"),
+                ("spi_out", "key_out", "integ_out"),
+            ):
                 spi = int(data[spi_field], 16)
                 esp.setdefault(
-                    spi, tshark_esp_record(src="*", dst="*", spi=spi, encr_key=bytes.fromhex(data[key_field]))
+                    spi,
+                    tshark_esp_record(
+                        src="*",
+                        dst="*",
+                        spi=spi,
+                        encr_key=bytes.fromhex(data[key_field]),
+                        encr_id=encr_id,
+                        auth_id=integ_id,
+                        auth_key=bytes.fromhex(data.get(integ_field, "")),
+                    ),
                 )
     return KeyTables(list(ikev2.values()), list(esp.values()))
 

@@ -6,6 +6,7 @@
                 with Python's pow(): cryptography 50 deprecates finite-field DH),
                 ECP x-coordinate (RFC 5903 §7), X25519 output (RFC 8031 §2)
     SKEYSEED  = prf(Ni | Nr, g^ir)                                        RFC 7296 §2.14
+    SKEYSEED  = prf(SK_d (old), g^ir (new) | Ni | Nr)     IKE SA rekey, RFC 7296 §2.18
     {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
               = prf+(SKEYSEED, Ni | Nr | SPIi | SPIr)
     prf+(K,S) = T1 | T2 | ...,  T1 = prf(K, S | 0x01),  Tn = prf(K, Tn-1 | S | n)   §2.13
@@ -17,6 +18,9 @@ SK_d, SK_pi and SK_pr are as long as the PRF's output (§2.13); with an AEAD
 4-byte salt (RFC 5282 §7.1). The SK payload with AES-GCM (RFC 5282 §3-§5):
 8-byte IV, nonce = salt | IV, AAD = the message from the IKE header through
 the SK payload's generic header, plaintext = payloads | padding | Pad Length.
+With AES-CBC (RFC 7296 §3.14): 16-byte IV, the plaintext padded to the
+block, and the ICV a truncated HMAC (RFC 4868) under SK_ai/SK_ar over the
+whole message from the IKE header through the ciphertext.
 
 Nothing here keeps state, reads a clock or draws randomness except from the
 ``random.Random`` handed in. The last section writes tshark's decryption
@@ -36,9 +40,17 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from lab.errors import DecodeError, RemoteProtocolError
-from lab.esp.sa import aes_gcm_open, aes_gcm_seal, split_keymat
+from lab.esp.sa import (
+    aes_cbc_decrypt,
+    aes_cbc_encrypt,
+    aes_gcm_open,
+    aes_gcm_seal,
+    hmac_icv,
+    integ_icv_len,
+    split_keymat,
+)
 from lab.wire.buffer import Buffer
-from lab.wire.esp import GCM_IV_LEN, GCM_SALT_LEN
+from lab.wire.esp import CBC_BLOCK_LEN, CBC_IV_LEN, GCM_IV_LEN, GCM_SALT_LEN
 from lab.wire.ikev2 import (
     AUTH_HMAC_SHA1_96,
     AUTH_HMAC_SHA2_256_128,
@@ -46,6 +58,8 @@ from lab.wire.ikev2 import (
     AUTH_HMAC_SHA2_512_256,
     DH_CURVE25519,
     DH_ECP_256,
+    DH_ECP_384,
+    DH_ECP_521,
     DH_MODP_2048,
     ENCR_AES_CBC,
     ENCR_AES_GCM_8,
@@ -180,6 +194,11 @@ def skeyseed(prf_id: int, *, ni: bytes, nr: bytes, shared_secret: bytes) -> byte
     return prf(prf_id, ni + nr, shared_secret)
 
 
+def rekey_skeyseed(old_prf_id: int, *, old_sk_d: bytes, shared_secret: bytes, ni: bytes, nr: bytes) -> bytes:
+    """``prf(SK_d (old), g^ir (new) | Ni | Nr)`` with the old IKE SA's PRF (RFC 7296 §2.18)."""
+    return prf(old_prf_id, old_sk_d, shared_secret + ni + nr)
+
+
 def derive_ike_sa_keys(
     *,
     prf_id: int,
@@ -190,9 +209,15 @@ def derive_ike_sa_keys(
     spi_r: bytes,
     encr_key_len: int,
     integ_key_len: int = 0,
+    seed: bytes | None = None,
 ) -> IkeSaKeys:
-    """SKEYSEED and the seven SK_* in prf+ order; lengths in bytes (see ``encr_key_len``)."""
-    seed = skeyseed(prf_id, ni=ni, nr=nr, shared_secret=shared_secret)
+    """SKEYSEED and the seven SK_* in prf+ order; lengths in bytes (see ``encr_key_len``).
+
+    ``seed`` is a SKEYSEED already computed (an IKE SA rekey, ``rekey_skeyseed``);
+    then ``shared_secret`` is not used.
+    """
+    if seed is None:
+        seed = skeyseed(prf_id, ni=ni, nr=nr, shared_secret=shared_secret)
     prf_len = prf_algorithm(prf_id).key_len
     sizes = (prf_len, integ_key_len, integ_key_len, encr_key_len, encr_key_len, prf_len, prf_len)
     stream = prf_plus(prf_id, seed, ni + nr + spi_i + spi_r, sum(sizes))
@@ -269,7 +294,7 @@ def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: str, port: int) -> b
     return hashlib.sha1(spi_i + spi_r + socket.inet_pton(family, address) + port.to_bytes(2, "big")).digest()
 
 
-# --- Diffie-Hellman groups 14, 19, 31 ------------------------------------------------------------------------
+# --- Diffie-Hellman groups 14, 19, 20, 21, 31 ------------------------------------------------------------------------
 
 MODP_2048_PRIME = int(  # RFC 3526 §3, generator 2
     "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DD"
@@ -283,13 +308,25 @@ MODP_2048_PRIME = int(  # RFC 3526 §3, generator 2
 MODP_2048_GENERATOR = 2
 MODP_2048_LEN = 256
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # SEC 2 / FIPS 186-4
-DH_PRIVATE_KEY_LEN = {DH_MODP_2048: 32, DH_ECP_256: 32, DH_CURVE25519: 32}  # MODP: a 256-bit exponent
-DH_PUBLIC_VALUE_LEN = {DH_MODP_2048: MODP_2048_LEN, DH_ECP_256: 64, DH_CURVE25519: 32}
+# ECP groups (RFC 5903 §3): curve and the byte length of one coordinate (= of the shared secret, §7)
+ECP_GROUPS: dict[int, tuple[type[ec.EllipticCurve], int]] = {
+    DH_ECP_256: (ec.SECP256R1, 32),
+    DH_ECP_384: (ec.SECP384R1, 48),
+    DH_ECP_521: (ec.SECP521R1, 66),
+}
+DH_PRIVATE_KEY_LEN = {DH_MODP_2048: 32, DH_ECP_256: 32, DH_ECP_384: 48, DH_ECP_521: 66, DH_CURVE25519: 32}
+DH_PUBLIC_VALUE_LEN = {
+    DH_MODP_2048: MODP_2048_LEN,
+    DH_ECP_256: 64,
+    DH_ECP_384: 96,
+    DH_ECP_521: 132,
+    DH_CURVE25519: 32,
+}
 
 
 def _group(group: int) -> None:
     if group not in DH_PRIVATE_KEY_LEN:
-        raise ValueError(f"DH group {group} is not supported (14, 19, 31)")
+        raise ValueError(f"DH group {group} is not supported (14, 19, 20, 21, 31)")
 
 
 def generate_dh_private_key(group: int, rng: random.Random) -> bytes:
@@ -302,6 +339,16 @@ def generate_dh_private_key(group: int, rng: random.Random) -> bytes:
     raw = rng.randbytes(size)
     if group == DH_ECP_256:
         return (int.from_bytes(raw, "big") % (_P256_ORDER - 1) + 1).to_bytes(size, "big")
+    if group in ECP_GROUPS:  # P-384, P-521: draw again until the scalar is in 1..n-1 (almost always at once)
+        curve, _ = ECP_GROUPS[group]
+        bits = curve.key_size
+        while True:
+            scalar = int.from_bytes(raw, "big") >> (8 * size - bits)
+            try:
+                ec.derive_private_key(scalar, curve())
+                return scalar.to_bytes(size, "big")
+            except ValueError:
+                raw = rng.randbytes(size)
     if group == DH_MODP_2048:
         return max(int.from_bytes(raw, "big"), 2).to_bytes(size, "big")
     return raw
@@ -316,6 +363,8 @@ def _private_key(group: int, private_key: bytes) -> ec.EllipticCurvePrivateKey |
         if not 0 < scalar < _P256_ORDER:
             raise ValueError("ECP-256 private scalar outside 1..n-1")
         return ec.derive_private_key(scalar, ec.SECP256R1())
+    if group in ECP_GROUPS:
+        return ec.derive_private_key(scalar, ECP_GROUPS[group][0]())  # ValueError outside 1..n-1
     if not 1 < scalar < MODP_2048_PRIME - 1:
         raise ValueError("MODP private exponent outside 2..p-2")
     return scalar  # MODP: Python's pow(); cryptography deprecates finite-field DH (FFDH) as of version 50
@@ -331,7 +380,8 @@ def dh_public_value(group: int, private_key: bytes) -> bytes:
         return key.public_key().public_bytes_raw()
     if isinstance(key, ec.EllipticCurvePrivateKey):
         numbers = key.public_key().public_numbers()
-        return numbers.x.to_bytes(32, "big") + numbers.y.to_bytes(32, "big")
+        size = ECP_GROUPS[group][1]
+        return numbers.x.to_bytes(size, "big") + numbers.y.to_bytes(size, "big")
     return pow(MODP_2048_GENERATOR, key, MODP_2048_PRIME).to_bytes(MODP_2048_LEN, "big")
 
 
@@ -353,9 +403,10 @@ def dh_shared_secret(group: int, private_key: bytes, peer_public_value: bytes) -
                 raise ValueError("all-zero X25519 shared secret")
             return secret
         if isinstance(key, ec.EllipticCurvePrivateKey):
-            x = int.from_bytes(peer_public_value[:32], "big")
-            y = int.from_bytes(peer_public_value[32:], "big")
-            peer = ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
+            curve, size = ECP_GROUPS[group]
+            x = int.from_bytes(peer_public_value[:size], "big")
+            y = int.from_bytes(peer_public_value[size:], "big")
+            peer = ec.EllipticCurvePublicNumbers(x, y, curve()).public_key()
             return key.exchange(ec.ECDH(), peer)
         y = int.from_bytes(peer_public_value, "big")
         if not 1 < y < MODP_2048_PRIME - 1:
@@ -376,17 +427,33 @@ def encrypt_message(
     iv: bytes,
     icv_len: int = 16,
     padding: bytes = b"",
+    encr_id: int = ENCR_AES_GCM_16,
+    integ_id: int = INTEG_NONE,
+    sk_a: bytes = b"",
 ) -> bytes:
     """The whole message: ``message``'s own payloads (sent in the clear, usually none) then SK{inner}.
 
-    ``sk_e`` is SK_ei (initiator) or SK_er (responder), key | salt; ``iv``
-    the 8-byte explicit IV, unique under the key. Raises ValueError for bad
-    lengths or more than 255 bytes of padding.
+    ``sk_e`` is SK_ei (initiator) or SK_er (responder), key | salt for
+    AES-GCM; ``iv`` the explicit IV (8 bytes for AES-GCM, 16 for AES-CBC),
+    unique under the key and, for CBC, unpredictable. With AES-CBC
+    (``encr_id=ENCR_AES_CBC``) ``integ_id``/``sk_a`` give the HMAC and
+    ``padding`` must fill the last block (empty: the least that does).
+    Raises ValueError for bad lengths or more than 255 bytes of padding.
     """
     if len(padding) > 255:
         raise ValueError(f"{len(padding)} bytes of padding, at most 255")
-    key, salt = split_keymat(sk_e)
     first, chain = push_payload_chain(tuple(inner))
+    if encr_id == ENCR_AES_CBC:
+        if not padding:
+            padding = bytes(-(len(chain) + 1) % CBC_BLOCK_LEN)
+        plaintext = chain + padding + bytes((len(padding),))
+        icv_len = integ_icv_len(integ_id)
+        ciphertext = aes_cbc_encrypt(sk_e, iv, plaintext)
+        placeholder = EncryptedPayload(first, bytes(len(iv) + len(ciphertext) + icv_len))
+        template = push_ike_message(replace(message, payloads=(*message.payloads, placeholder)))
+        covered = template[: len(template) - len(iv) - len(ciphertext) - icv_len] + iv + ciphertext
+        return covered + hmac_icv(integ_id, sk_a, covered)
+    key, salt = split_keymat(sk_e)
     plaintext = chain + padding + bytes((len(padding),))
     sealed_len = len(plaintext) + icv_len
     placeholder = EncryptedPayload(first, bytes(GCM_IV_LEN + sealed_len))
@@ -395,33 +462,59 @@ def encrypt_message(
     return aad + iv + aes_gcm_seal(key, salt, iv, plaintext, aad, icv_len=icv_len)
 
 
-def decrypt_message(data: bytes, *, sk_e: bytes, icv_len: int = 16) -> tuple[IkeMessage, tuple[Payload, ...]]:
+def decrypt_message(
+    data: bytes,
+    *,
+    sk_e: bytes,
+    icv_len: int = 16,
+    encr_id: int = ENCR_AES_GCM_16,
+    integ_id: int = INTEG_NONE,
+    sk_a: bytes = b"",
+) -> tuple[IkeMessage, tuple[Payload, ...]]:
     """(the message as decoded, its SK payload still encrypted; the payloads inside SK).
 
-    ``sk_e`` is the sender's SK_ei or SK_er. Raises DecodeError for a
-    malformed message, a missing SK payload or a bad Pad Length (offsets
-    count from the message start, inner payloads at their place in it), and
-    IkeIntegrityError when the ICV does not verify.
+    ``sk_e`` is the sender's SK_ei or SK_er (and ``sk_a`` its SK_ai or
+    SK_ar with AES-CBC). Raises DecodeError for a malformed message, a
+    missing SK payload or a bad Pad Length (offsets count from the message
+    start, inner payloads at their place in it), and IkeIntegrityError when
+    the ICV does not verify.
     """
     message = decode_ike_message(data)
     if not message.payloads or not isinstance(message.payloads[-1], EncryptedPayload):
         raise DecodeError("no Encrypted payload", field="next_payload", offset=16)
     sk = message.payloads[-1]
     sk_start = len(data) - GENERIC_HEADER_LEN - len(sk.data)
-    if len(sk.data) < GCM_IV_LEN + icv_len + 1:
+    cbc = encr_id == ENCR_AES_CBC
+    iv_len = CBC_IV_LEN if cbc else GCM_IV_LEN
+    if cbc:
+        icv_len = integ_icv_len(integ_id)
+    if len(sk.data) < iv_len + icv_len + 1:
         raise DecodeError(
             f"Encrypted payload of {len(sk.data)} bytes has no room for IV, Pad Length and ICV",
             field="payload_length",
             offset=sk_start + 2,
         )
-    key, salt = split_keymat(sk_e)
-    aad = data[: sk_start + GENERIC_HEADER_LEN]
-    iv = sk.data[:GCM_IV_LEN]
-    try:
-        plaintext = aes_gcm_open(key, salt, iv, sk.data[GCM_IV_LEN:], aad, icv_len=icv_len)
-    except InvalidTag:
-        raise IkeIntegrityError(f"SK payload of message ID {message.message_id} failed its ICV") from None
-    inner_start = sk_start + GENERIC_HEADER_LEN + GCM_IV_LEN
+    iv = sk.data[:iv_len]
+    if cbc:
+        expected = hmac_icv(integ_id, sk_a, data[: len(data) - icv_len])
+        if not hmac.compare_digest(expected, data[len(data) - icv_len :]):
+            raise IkeIntegrityError(f"SK payload of message ID {message.message_id} failed its ICV")
+        ciphertext = sk.data[iv_len : len(sk.data) - icv_len]
+        if len(ciphertext) % CBC_BLOCK_LEN:
+            raise DecodeError(
+                f"AES-CBC ciphertext of {len(ciphertext)} bytes is not whole blocks",
+                field="payload_length",
+                offset=sk_start + 2,
+            )
+        plaintext = aes_cbc_decrypt(sk_e, iv, ciphertext)
+    else:
+        key, salt = split_keymat(sk_e)
+        aad = data[: sk_start + GENERIC_HEADER_LEN]
+        try:
+            plaintext = aes_gcm_open(key, salt, iv, sk.data[GCM_IV_LEN:], aad, icv_len=icv_len)
+        except InvalidTag:
+            raise IkeIntegrityError(f"SK payload of message ID {message.message_id} failed its ICV") from None
+    inner_start = sk_start + GENERIC_HEADER_LEN + iv_len
     pad_length = plaintext[-1]
     if pad_length + 1 > len(plaintext):
         raise DecodeError(

@@ -13,8 +13,15 @@ Exchanges::
                  <-- HDR, SA, KE, Nr, N(NAT_DETECTION_*)      or N(COOKIE) / N(INVALID_KE_PAYLOAD)
     IKE_AUTH         HDR, SK{IDi, [IDr], AUTH, [SA, TSi, TSr]}  -->
                  <-- HDR, SK{IDr, AUTH, [SA, TSi, TSr] or N(error)}
-    CREATE_CHILD_SA  HDR, SK{N(REKEY_SA), SA, Ni, TSi, TSr}  <-->  HDR, SK{SA, Nr, TSi, TSr}
+    CREATE_CHILD_SA  HDR, SK{N(REKEY_SA), SA, Ni, [KEi,] TSi, TSr}  <-->  HDR, SK{SA, Nr, [KEr,] TSi, TSr}
+                     HDR, SK{SA(IKE, new SPIi), Ni, KEi}  <-->  HDR, SK{SA(IKE, new SPIr), Nr, KEr}   IKE SA rekey
     INFORMATIONAL    HDR, SK{[D]}  <-->  HDR, SK{[D]}      (liveness check when empty)
+
+Rekeying the IKE SA (§1.3.2, §2.18) makes a new ``IkeSa`` (``successor``)
+whose original initiator is the end that started the rekey; the Child SAs
+move to it, and the rekey initiator deletes the old SA on the old SA. A
+rekey request that meets our own outstanding one (§2.8.2) is answered
+with TEMPORARY_FAILURE and each side retries after a random pause.
 
 One request is outstanding at a time (window size 1, RFC 7296 §2.3); further
 local requests wait in a queue. A retransmitted request from the peer gets
@@ -29,11 +36,11 @@ import hmac
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lab.errors import DecodeError, LocalProtocolError, RemoteProtocolError
-from lab.esp.sa import EspSa
+from lab.esp.sa import EspSa, cbc_iv
 from lab.ike.config import IKE_UDP_PORT, NAT_T_PORT, IkeConfig
 from lab.ike.events import (
     ChildSaDeleted,
@@ -42,6 +49,7 @@ from lab.ike.events import (
     IkeEvent,
     IkeSaDeleted,
     IkeSaEstablished,
+    IkeSaRekeyed,
     LivenessChecked,
 )
 from lab.ike.keys import (
@@ -55,21 +63,32 @@ from lab.ike.keys import (
     encr_key_len,
     encrypt_message,
     generate_dh_private_key,
+    integ_key_len,
     nat_detection_hash,
     psk_auth,
+    rekey_skeyseed,
+)
+from lab.ike.proposals import (
+    DH_IGNORED,
+    DH_OPTIONAL,
+    DH_REQUIRED,
+    InvalidKePayload,
+    Suite,
+    check_chosen,
+    choose_proposal,
+    offered_proposals,
 )
 from lab.ike.state import TERMINAL, TRANSITIONS, IkeSaState, Input
 from lab.trace import NULL_TRACER, Tracer
 from lab.wire.esp import EspPlaintext
 from lab.wire.ikev2 import (
-    ATTRIBUTE_KEY_LENGTH,
     AUTH_SHARED_KEY_MIC,
     AUTHENTICATION_FAILED,
     CHILDLESS_IKEV2_SUPPORTED,
     COOKIE,
     CREATE_CHILD_SA,
+    ENCR_AES_CBC,
     ENCR_AES_GCM_16,
-    ESN_NONE,
     ID_FQDN,
     IKE_AUTH,
     IKE_SA_INIT,
@@ -83,11 +102,7 @@ from lab.wire.ikev2 import (
     PROTO_ESP,
     PROTO_IKE,
     REKEY_SA,
-    TRANSFORM_DH,
-    TRANSFORM_ENCR,
-    TRANSFORM_ESN,
-    TRANSFORM_INTEG,
-    TRANSFORM_PRF,
+    TEMPORARY_FAILURE,
     AuthPayload,
     DeletePayload,
     IdiPayload,
@@ -99,8 +114,6 @@ from lab.wire.ikev2 import (
     Payload,
     Proposal,
     SaPayload,
-    Transform,
-    TransformAttribute,
     TsiPayload,
     TsrPayload,
     UnknownPayload,
@@ -144,7 +157,7 @@ def notify_name(notify_type: int) -> str:
 
 @dataclass
 class ChildSa:
-    """One Child SA: ESP with AES-GCM-16 both ways; ``spi_in`` is the SPI the peer sends to."""
+    """One Child SA: ESP both ways; ``spi_in`` is the SPI the peer sends to. The keymat are encryption keys."""
 
     spi_in: int
     spi_out: int
@@ -153,6 +166,9 @@ class ChildSa:
     outbound: EspSa
     keymat_in: bytes
     keymat_out: bytes
+    suite: Suite | None = None
+    integ_in: bytes = b""
+    integ_out: bytes = b""
 
 
 @dataclass
@@ -203,7 +219,10 @@ class IkeSa:
         self.keys: IkeSaKeys | None = None
         self.prf_id = PRF_HMAC_SHA2_256
         self.key_bits = 0
+        self.encr_id = ENCR_AES_GCM_16
+        self.integ_id = 0  # INTEG_NONE with AES-GCM
         self.dh_group = config.dh_groups[0]
+        self.successor: IkeSa | None = None  # the IKE SA that replaced this one (§2.18)
         self.children: dict[int, ChildSa] = {}
         self.child: ChildSa | None = None  # the newest Child SA, the one outbound packets use
         self.established_at: float | None = None
@@ -226,9 +245,15 @@ class IkeSa:
         self._half_open_until: float | None = None
         self._dpd_at: float | None = None
         self._pending_child_spi: int | None = None
+        self._child_offered: tuple[Proposal, ...] = ()
         self._arrival: tuple[str, Address, Address] | None = None
         self._liveness_sent_at = 0.0
         self._current_response_bytes = b""
+        self._offered: tuple[Proposal, ...] = ()
+        self._rekeyed_until: float | None = None  # REKEYED: give up waiting for the peer's Delete
+        self._ike_rekey_retry_at: float | None = None
+        self._ike_rekey_outstanding = False
+        self._child_rekey_retries = 0
 
     # --- labels -----------------------------------------------------------------------------------------
 
@@ -259,7 +284,11 @@ class IkeSa:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
-        times = [t for t in (self._half_open_until, self._dpd_at) if t is not None]
+        times = [
+            t
+            for t in (self._half_open_until, self._dpd_at, self._rekeyed_until, self._ike_rekey_retry_at)
+            if t is not None
+        ]
         if self._outstanding is not None:
             times.append(self._outstanding.next_at)
         return min(times) if times else None
@@ -295,14 +324,23 @@ class IkeSa:
             raise LocalProtocolError("no Child SA to rekey")
         self._enqueue(self._send_rekey, now)
 
+    def rekey_ike(self, *, now: float) -> None:
+        """Rekey this IKE SA with CREATE_CHILD_SA (RFC 7296 §1.3.2, §2.18); the Child SAs move to the new one.
+
+        Raises LocalProtocolError unless established.
+        """
+        self._require_established("rekey the IKE SA")
+        self._enqueue(self._send_ike_rekey, now)
+
     def close(self, *, now: float) -> None:
         """Delete the IKE SA (INFORMATIONAL with Delete, §1.4.1); before it is up, just drop it."""
         if self.state in TERMINAL or self.state is IkeSaState.DELETING:
             return
-        if self.state is not IkeSaState.ESTABLISHED:
+        if self.state not in (IkeSaState.ESTABLISHED, IkeSaState.REKEYED):
             self._set_state(Input.CLOSE, now)
             self._finish("closed before established", now, error=False)
             return
+        self._rekeyed_until = None
         self._outstanding = None
         self._queue.clear()
         self._set_state(Input.CLOSE, now)
@@ -384,6 +422,17 @@ class IkeSa:
     def handle_timer(self, *, now: float) -> None:
         if self.state in TERMINAL:
             return
+        if self._rekeyed_until is not None and now >= self._rekeyed_until:
+            self._rekeyed_until = None
+            if self.state is IkeSaState.REKEYED:
+                self._outstanding = None
+                self._set_state(Input.TIMEOUT, now, detail="rekeyed; the peer never deleted the old SA")
+                self._finish("rekeyed", now, error=False)
+                return
+        if self._ike_rekey_retry_at is not None and now >= self._ike_rekey_retry_at:
+            self._ike_rekey_retry_at = None
+            if self.established:
+                self._enqueue(self._send_ike_rekey, now)
         if self._half_open_until is not None and now >= self._half_open_until:
             self._half_open_until = None
             if self.state is IkeSaState.INIT_RESPONDED:
@@ -419,14 +468,8 @@ class IkeSa:
         self.dh_group = group
         self._dh_private = generate_dh_private_key(group, self._rng)
 
-    def _ike_proposal(self) -> Proposal:
-        transforms = [
-            Transform(TRANSFORM_ENCR, ENCR_AES_GCM_16, (TransformAttribute(ATTRIBUTE_KEY_LENGTH, bits),))
-            for bits in self.config.encr_key_bits
-        ]
-        transforms.append(Transform(TRANSFORM_PRF, PRF_HMAC_SHA2_256))
-        transforms += [Transform(TRANSFORM_DH, g) for g in self.config.dh_groups]
-        return Proposal(1, PROTO_IKE, tuple(transforms))
+    def _ike_proposals(self) -> tuple[Proposal, ...]:
+        return offered_proposals(self.config, PROTO_IKE, dh_groups=self.config.dh_groups)
 
     def _nat_notifies(self, spi_r: bytes) -> list[NotifyPayload]:
         return [
@@ -438,8 +481,9 @@ class IkeSa:
         payloads: list[Payload] = []
         if self._cookie:
             payloads.append(NotifyPayload(COOKIE, self._cookie))  # "the first payload" (§2.6)
+        self._offered = self._ike_proposals()
         payloads += [
-            SaPayload((self._ike_proposal(),)),
+            SaPayload(self._offered),
             KePayload(self.dh_group, dh_public_value(self.dh_group, self._dh_private)),
             NoncePayload(self._ni),
             *self._nat_notifies(ZERO_SPI),
@@ -481,7 +525,9 @@ class IkeSa:
                 self._init_failed(now, f"responder refused: {notify_name(notify.notify_type)}", notify.notify_type)
                 return
         try:
-            chosen = self._check_chosen_ike_proposal(message)
+            chosen = check_chosen(
+                self.config, message.payload(SaPayload), self._offered, PROTO_IKE, dh_group=self.dh_group, spi_len=0
+            )
             ke = message.payload(KePayload)
             nonce = message.payload(NoncePayload)
             if ke is None or nonce is None:
@@ -496,7 +542,7 @@ class IkeSa:
         except RemoteProtocolError as exc:
             self._init_failed(now, str(exc), None)
             return
-        self.key_bits = chosen
+        self._adopt(chosen)
         self.spi_r = message.spi_r
         self._nr = nonce.nonce
         self._init_response = data
@@ -514,8 +560,7 @@ class IkeSa:
             {
                 "exchange": "IKE_SA_INIT",
                 "result": "ok",
-                "dh_group": self.dh_group,
-                "key_bits": self.key_bits,
+                **chosen.describe(),
                 "nat_detected": self.nat_detected_local or self.nat_detected_remote,
             },
         )
@@ -527,25 +572,17 @@ class IkeSa:
         self._set_state(Input.INIT_REFUSED, now, detail=reason)
         self._finish(reason, now, error=True, notify_type=notify_type)
 
-    def _check_chosen_ike_proposal(self, message: IkeMessage) -> int:
-        """The AES key bits the responder chose; RemoteProtocolError unless it picked one of each from our offer."""
-        sa = message.payload(SaPayload)
-        if sa is None or len(sa.proposals) != 1:
-            raise RemoteProtocolError("IKE_SA_INIT response needs exactly one proposal")
-        proposal = sa.proposals[0]
-        encr = proposal.transform(TRANSFORM_ENCR)
-        prf_t = proposal.transform(TRANSFORM_PRF)
-        dh = proposal.transform(TRANSFORM_DH)
-        if proposal.protocol_id != PROTO_IKE or encr is None or prf_t is None or dh is None:
-            raise RemoteProtocolError("chosen proposal lacks ENCR, PRF or DH")
-        if encr.transform_id != ENCR_AES_GCM_16 or encr.key_length not in self.config.encr_key_bits:
-            raise RemoteProtocolError(f"chosen ENCR {encr.transform_id}/{encr.key_length} was not offered")
-        if prf_t.transform_id != PRF_HMAC_SHA2_256 or dh.transform_id != self.dh_group:
-            raise RemoteProtocolError("chosen PRF or DH group was not offered")
-        integ = proposal.transform(TRANSFORM_INTEG)
-        if integ is not None and integ.transform_id != 0:
-            raise RemoteProtocolError("an integrity transform with an AEAD cipher")
-        return encr.key_length
+    def _adopt(self, suite: Suite) -> None:
+        """Take the negotiated IKE SA transforms."""
+        self.encr_id = suite.encr_id
+        self.key_bits = suite.key_bits
+        self.integ_id = suite.integ_id
+        self.prf_id = suite.prf_id
+        self.dh_group = suite.dh_group
+
+    @property
+    def suite(self) -> Suite:
+        return Suite(PROTO_IKE, self.encr_id, self.key_bits, self.integ_id, self.prf_id, self.dh_group)
 
     def _check_nat(self, message: IkeMessage, now: float) -> None:
         """§2.23: compare the peer's NAT_DETECTION hashes with the addresses we see."""
@@ -568,7 +605,7 @@ class IkeSa:
             },
         )
 
-    def _derive_keys(self, shared: bytes, now: float) -> None:
+    def _derive_keys(self, shared: bytes, now: float, *, seed: bytes | None = None) -> None:
         self.keys = derive_ike_sa_keys(
             prf_id=self.prf_id,
             shared_secret=shared,
@@ -576,19 +613,27 @@ class IkeSa:
             nr=self._nr,
             spi_i=self.spi_i,
             spi_r=self.spi_r,
-            encr_key_len=encr_key_len(ENCR_AES_GCM_16, self.key_bits),
+            encr_key_len=encr_key_len(self.encr_id, self.key_bits),
+            integ_key_len=integ_key_len(self.integ_id),
+            seed=seed,
         )
         data: dict[str, Any] = {
             "sa": self.label,
             "spi_i": self.spi_i.hex(),
             "spi_r": self.spi_r.hex(),
-            "encr": "AES-GCM-16",
-            "key_bits": self.key_bits,
-            "prf": "PRF_HMAC_SHA2_256",
-            "dh_group": self.dh_group,
+            **self.suite.describe(),
+            "encr_id": self.encr_id,
+            "integ_id": self.integ_id,
         }
+        if seed is not None:
+            data["rekey"] = True
         if self.config.export_keys:
-            data |= {"sk_ei": self.keys.sk_ei.hex(), "sk_er": self.keys.sk_er.hex(), "sk_ai": "", "sk_ar": ""}
+            data |= {
+                "sk_ei": self.keys.sk_ei.hex(),
+                "sk_er": self.keys.sk_er.hex(),
+                "sk_ai": self.keys.sk_ai.hex(),
+                "sk_ar": self.keys.sk_ar.hex(),
+            }
         self._tracer.record(now, LAYER, "key_updated", data)
 
     def receive_init_request(self, data: bytes, message: IkeMessage, *, now: float) -> None:
@@ -597,15 +642,28 @@ class IkeSa:
             return
         self.spi_i = message.spi_i
         self._record_message(now, "segment_received", IKE_SA_INIT, 0, False, len(data))
+        ke = message.payload(KePayload)
+        sa_payload = message.payload(SaPayload)
         try:
-            bits, group = self._choose_ike_proposal(message)
+            if sa_payload is None:
+                raise RemoteProtocolError("no SA payload")
+            chosen = choose_proposal(
+                self.config,
+                sa_payload,
+                PROTO_IKE,
+                ke_group=ke.dh_group if ke is not None else None,
+                dh=DH_REQUIRED if ke is not None else DH_IGNORED,  # no KE: INVALID_SYNTAX below
+                spi_len=0,
+            )
+        except InvalidKePayload as exc:
+            chosen = None
+            group = exc.group
         except RemoteProtocolError as exc:
             self._drop(now, "no_proposal_chosen", str(exc))
             self._send_stateless(message, [NotifyPayload(NO_PROPOSAL_CHOSEN)], now)
             self._set_state(Input.INIT_REFUSED, now)
             self._finish("no proposal chosen", now, error=True, notify_type=NO_PROPOSAL_CHOSEN)
             return
-        ke = message.payload(KePayload)
         nonce = message.payload(NoncePayload)
         if ke is None or nonce is None or not MIN_NONCE_LEN <= len(nonce.nonce) <= MAX_NONCE_LEN:
             self._drop(now, "invalid_syntax", "IKE_SA_INIT request without usable KE or Nonce")
@@ -613,7 +671,7 @@ class IkeSa:
             self._set_state(Input.INIT_REFUSED, now)
             self._finish("invalid IKE_SA_INIT request", now, error=True, notify_type=INVALID_SYNTAX)
             return
-        if ke.dh_group != group:
+        if chosen is None:
             self._record(
                 now,
                 "state_updated",
@@ -623,6 +681,7 @@ class IkeSa:
             self._set_state(Input.INIT_REFUSED, now)
             self._finish("asked for another DH group", now, error=False, notify_type=INVALID_KE_PAYLOAD)
             return
+        group = chosen.dh_group
         self._new_dh(group)
         try:
             shared = dh_shared_secret(group, self._dh_private, ke.key_data)
@@ -632,14 +691,14 @@ class IkeSa:
             self._set_state(Input.INIT_REFUSED, now)
             self._finish("unusable KE value", now, error=True, notify_type=INVALID_SYNTAX)
             return
-        self.key_bits = bits
+        self._adopt(chosen)
         self._ni = nonce.nonce
         self._nr = self._rng.randbytes(NONCE_LEN)
         self._init_request = data
         self.peer_childless = bool(message.notifies(CHILDLESS_IKEV2_SUPPORTED))
         self._check_nat(message, now)
         response = [
-            SaPayload((self._chosen_ike_proposal(message, bits, group),)),
+            SaPayload((chosen.proposal(),)),
             KePayload(group, dh_public_value(group, self._dh_private)),
             NoncePayload(self._nr),
             *self._nat_notifies(self.spi_r),
@@ -655,52 +714,6 @@ class IkeSa:
         self._record_message(now, "segment_sent", IKE_SA_INIT, 0, True, len(out))
         self._half_open_until = now + self.config.half_open_timeout_s
 
-    def _choose_ike_proposal(self, message: IkeMessage) -> tuple[int, int]:
-        sa = message.payload(SaPayload)
-        ke = message.payload(KePayload)
-        if sa is None:
-            raise RemoteProtocolError("no SA payload")
-        for proposal in sa.proposals:
-            if proposal.protocol_id != PROTO_IKE:
-                continue
-            bits = next(
-                (
-                    t.key_length
-                    for t in proposal.transforms
-                    if t.transform_type == TRANSFORM_ENCR
-                    and t.transform_id == ENCR_AES_GCM_16
-                    and t.key_length in self.config.encr_key_bits
-                ),
-                None,
-            )
-            prf_ok = any(
-                t.transform_type == TRANSFORM_PRF and t.transform_id == PRF_HMAC_SHA2_256 for t in proposal.transforms
-            )
-            integ = [t for t in proposal.transforms if t.transform_type == TRANSFORM_INTEG and t.transform_id != 0]
-            offered = [t.transform_id for t in proposal.transforms if t.transform_type == TRANSFORM_DH]
-            groups = [g for g in offered if g in self.config.dh_groups]
-            if bits is None or not prf_ok or integ or not groups:
-                continue
-            group = (
-                ke.dh_group
-                if ke is not None and ke.dh_group in groups
-                else next(g for g in self.config.dh_groups if g in groups)
-            )
-            return bits, group
-        raise RemoteProtocolError("no acceptable IKE proposal (AES-GCM-16, PRF_HMAC_SHA2_256, DH 19/31/14)")
-
-    def _chosen_ike_proposal(self, message: IkeMessage, bits: int, group: int) -> Proposal:
-        number = next(p.number for p in message.payload(SaPayload).proposals if p.protocol_id == PROTO_IKE)
-        return Proposal(
-            number,
-            PROTO_IKE,
-            (
-                Transform(TRANSFORM_ENCR, ENCR_AES_GCM_16, (TransformAttribute(ATTRIBUTE_KEY_LENGTH, bits),)),
-                Transform(TRANSFORM_PRF, PRF_HMAC_SHA2_256),
-                Transform(TRANSFORM_DH, group),
-            ),
-        )
-
     def _send_stateless(self, request: IkeMessage, payloads: list[Payload], now: float) -> None:
         out = encode_ike_message(IkeMessage(request.spi_i, ZERO_SPI, IKE_SA_INIT, 0, tuple(payloads), response=True))
         self._out.append(out)
@@ -711,13 +724,10 @@ class IkeSa:
     def _id_body(self, identity: bytes) -> bytes:
         return bytes((ID_FQDN, 0, 0, 0)) + identity
 
-    def _esp_proposal(self, spi: int) -> Proposal:
-        transforms = [
-            Transform(TRANSFORM_ENCR, ENCR_AES_GCM_16, (TransformAttribute(ATTRIBUTE_KEY_LENGTH, bits),))
-            for bits in self.config.encr_key_bits
-        ]
-        transforms.append(Transform(TRANSFORM_ESN, ESN_NONE))
-        return Proposal(1, PROTO_ESP, tuple(transforms), spi.to_bytes(4, "big"))
+    def _esp_proposals(self, spi: int, *, pfs_group: int = 0) -> tuple[Proposal, ...]:
+        """With PFS the KE's group leads, our other groups follow (the responder may ask for one)."""
+        groups = (pfs_group, *(g for g in self.config.dh_groups if g != pfs_group)) if pfs_group else ()
+        return offered_proposals(self.config, PROTO_ESP, spi=spi.to_bytes(4, "big"), dh_groups=groups)
 
     def _new_spi(self) -> int:
         while True:
@@ -743,8 +753,9 @@ class IkeSa:
         if self.config.child_sa or not self.peer_childless:
             spi = self._new_spi()
             self._pending_child_spi = spi
+            self._child_offered = self._esp_proposals(spi)
             inner += [
-                SaPayload((self._esp_proposal(spi),)),
+                SaPayload(self._child_offered),
                 TsiPayload(self.config.traffic_selectors_i),
                 TsrPayload(self.config.traffic_selectors_r),
             ]
@@ -802,7 +813,9 @@ class IkeSa:
             if errors:
                 self._child_failed(errors[0].notify_type, "IKE_AUTH", now)
             else:
-                self._install_child_from_response(spi, inner, self._ni, self._nr, now, rekeyed=None)
+                self._install_child_from_response(
+                    spi, inner, self._child_offered, self._ni, self._nr, now, rekeyed=None
+                )
 
     def _receive_auth_request(self, message: IkeMessage, inner: tuple[Payload, ...], now: float) -> None:
         idi = _first(inner, IdiPayload)
@@ -838,7 +851,7 @@ class IkeSa:
             id_body=own,
         )
         response: list[Payload] = [IdrPayload(ID_FQDN, self.config.local_id), AuthPayload(AUTH_SHARED_KEY_MIC, my_auth)]
-        child_payloads, child = self._answer_child_request(inner, self._ni, self._nr, now)
+        child_payloads, child = self._answer_child_request(inner, self._ni, self._nr, now, in_ike_auth=True)
         response += child_payloads
         self._respond(message, tuple(response), now)
         self._half_open_until = None
@@ -864,32 +877,13 @@ class IkeSa:
 
     # --- Child SAs ----------------------------------------------------------------------------------------
 
-    def _choose_esp_proposal(self, sa: SaPayload) -> tuple[Proposal, int] | None:
-        for proposal in sa.proposals:
-            if proposal.protocol_id != PROTO_ESP or len(proposal.spi) != 4:
-                continue
-            bits = next(
-                (
-                    t.key_length
-                    for t in proposal.transforms
-                    if t.transform_type == TRANSFORM_ENCR
-                    and t.transform_id == ENCR_AES_GCM_16
-                    and t.key_length in self.config.encr_key_bits
-                ),
-                None,
-            )
-            esn = [t.transform_id for t in proposal.transforms if t.transform_type == TRANSFORM_ESN]
-            dh = [t for t in proposal.transforms if t.transform_type == TRANSFORM_DH and t.transform_id != 0]
-            integ = [t for t in proposal.transforms if t.transform_type == TRANSFORM_INTEG and t.transform_id != 0]
-            if bits is None or dh or integ or (esn and ESN_NONE not in esn) or int.from_bytes(proposal.spi, "big") == 0:
-                continue
-            return proposal, bits
-        return None
-
     def _answer_child_request(
-        self, inner: tuple[Payload, ...], ni: bytes, nr: bytes, now: float
+        self, inner: tuple[Payload, ...], ni: bytes, nr: bytes, now: float, *, in_ike_auth: bool
     ) -> tuple[list[Payload], ChildSa | None]:
-        """The response payloads for a Child SA request and the Child SA (None when refused or absent)."""
+        """The response payloads for a Child SA request and the Child SA (None when refused or absent).
+
+        In CREATE_CHILD_SA a KE payload asks for PFS (§1.3.1): the answer then carries our KE.
+        """
         sa = _first(inner, SaPayload)
         tsi = _first(inner, TsiPayload)
         tsr = _first(inner, TsrPayload)
@@ -897,84 +891,154 @@ class IkeSa:
             return [], None
         if tsi is None or tsr is None:
             return [NotifyPayload(INVALID_SYNTAX)], None
-        if _first(inner, KePayload) is not None:
-            return [NotifyPayload(NO_PROPOSAL_CHOSEN)], None  # no PFS offered here
-        chosen = self._choose_esp_proposal(sa)
-        if chosen is None:
-            self._record(now, "state_updated", {"exchange": "child", "result": "NO_PROPOSAL_CHOSEN", "sa": self.label})
+        ke = None if in_ike_auth else _first(inner, KePayload)
+        try:
+            chosen = choose_proposal(
+                self.config,
+                sa,
+                PROTO_ESP,
+                ke_group=ke.dh_group if ke is not None else None,
+                dh=DH_IGNORED if in_ike_auth else DH_OPTIONAL,
+                spi_len=4,
+            )
+        except InvalidKePayload as exc:
+            self._record(
+                now,
+                "state_updated",
+                {"exchange": "child", "result": "INVALID_KE_PAYLOAD", "dh_group": exc.group, "sa": self.label},
+            )
+            return [NotifyPayload(INVALID_KE_PAYLOAD, exc.group.to_bytes(2, "big"))], None
+        except RemoteProtocolError as exc:
+            self._record(
+                now,
+                "state_updated",
+                {"exchange": "child", "result": "NO_PROPOSAL_CHOSEN", "sa": self.label, "detail": str(exc)},
+            )
             return [NotifyPayload(NO_PROPOSAL_CHOSEN)], None
-        proposal, bits = chosen
+        shared = None
+        extra: list[Payload] = []
+        if chosen.dh_group:
+            private = generate_dh_private_key(chosen.dh_group, self._rng)
+            try:
+                shared = dh_shared_secret(chosen.dh_group, private, ke.key_data)
+            except RemoteProtocolError as exc:
+                self._record(
+                    now, "state_updated", {"exchange": "child", "result": "INVALID_SYNTAX", "detail": str(exc)}
+                )
+                return [NotifyPayload(INVALID_SYNTAX)], None
+            extra.append(KePayload(chosen.dh_group, dh_public_value(chosen.dh_group, private)))
         spi_in = self._new_spi()
-        child = self._make_child(spi_in, int.from_bytes(proposal.spi, "big"), bits, ni, nr, we_initiated=False)
-        reply = Proposal(
-            proposal.number,
-            PROTO_ESP,
-            (
-                Transform(TRANSFORM_ENCR, ENCR_AES_GCM_16, (TransformAttribute(ATTRIBUTE_KEY_LENGTH, bits),)),
-                Transform(TRANSFORM_ESN, ESN_NONE),
-            ),
-            spi_in.to_bytes(4, "big"),
+        child = self._make_child(
+            spi_in, int.from_bytes(chosen.spi, "big"), chosen, ni, nr, we_initiated=False, shared_secret=shared
         )
-        return [SaPayload((reply,)), tsi, tsr], child
+        return [SaPayload((chosen.proposal(spi=spi_in.to_bytes(4, "big")),)), tsi, tsr, *extra], child
 
     def _install_child_from_response(
-        self, spi_in: int, inner: tuple[Payload, ...], ni: bytes, nr: bytes, now: float, *, rekeyed: int | None
+        self,
+        spi_in: int,
+        inner: tuple[Payload, ...],
+        offered: tuple[Proposal, ...],
+        ni: bytes,
+        nr: bytes,
+        now: float,
+        *,
+        rekeyed: int | None,
+        pfs_private: tuple[int, bytes] | None = None,
     ) -> None:
-        sa = _first(inner, SaPayload)
-        if sa is None or len(sa.proposals) != 1:
-            self._child_failed(NO_PROPOSAL_CHOSEN, "child", now)
-            return
-        proposal = sa.proposals[0]
-        encr = proposal.transform(TRANSFORM_ENCR)
-        if (
-            proposal.protocol_id != PROTO_ESP
-            or len(proposal.spi) != 4
-            or encr is None
-            or encr.transform_id != ENCR_AES_GCM_16
-            or encr.key_length not in self.config.encr_key_bits
-            or int.from_bytes(proposal.spi, "big") == 0
-        ):
+        shared = None
+        try:
+            chosen = check_chosen(
+                self.config,
+                _first(inner, SaPayload),
+                offered,
+                PROTO_ESP,
+                dh_group=pfs_private[0] if pfs_private else 0,
+                spi_len=4,
+            )
+            if pfs_private is not None:
+                ke = _first(inner, KePayload)
+                if ke is None or ke.dh_group != pfs_private[0]:
+                    raise RemoteProtocolError("PFS asked for, but no KE payload in its group came back")
+                shared = dh_shared_secret(pfs_private[0], pfs_private[1], ke.key_data)
+        except RemoteProtocolError as exc:
+            self._record(now, "state_updated", {"exchange": "child", "result": "refused", "detail": str(exc)})
             self._child_failed(NO_PROPOSAL_CHOSEN, "child", now)
             return
         child = self._make_child(
-            spi_in, int.from_bytes(proposal.spi, "big"), encr.key_length, ni, nr, we_initiated=True
+            spi_in, int.from_bytes(chosen.spi, "big"), chosen, ni, nr, we_initiated=True, shared_secret=shared
         )
         self._add_child(child, now, rekeyed=rekeyed)
 
-    def _make_child(self, spi_in: int, spi_out: int, bits: int, ni: bytes, nr: bytes, *, we_initiated: bool) -> ChildSa:
+    def _make_child(
+        self,
+        spi_in: int,
+        spi_out: int,
+        suite: Suite,
+        ni: bytes,
+        nr: bytes,
+        *,
+        we_initiated: bool,
+        shared_secret: bytes | None = None,
+    ) -> ChildSa:
         """Keys per §2.17: the exchange initiator's outbound keys come first in KEYMAT."""
         assert self.keys is not None
         keys = derive_child_sa_keys(
-            prf_id=self.prf_id, sk_d=self.keys.sk_d, ni=ni, nr=nr, encr_key_len=encr_key_len(ENCR_AES_GCM_16, bits)
+            prf_id=self.prf_id,
+            sk_d=self.keys.sk_d,
+            ni=ni,
+            nr=nr,
+            encr_key_len=encr_key_len(suite.encr_id, suite.key_bits),
+            integ_key_len=integ_key_len(suite.integ_id),
+            shared_secret=shared_secret,
         )
-        out_key, in_key = (keys.encr_i2r, keys.encr_r2i) if we_initiated else (keys.encr_r2i, keys.encr_i2r)
+        if we_initiated:
+            out_key, out_integ, in_key, in_integ = keys.encr_i2r, keys.integ_i2r, keys.encr_r2i, keys.integ_r2i
+        else:
+            out_key, out_integ, in_key, in_integ = keys.encr_r2i, keys.integ_r2i, keys.encr_i2r, keys.integ_i2r
         window = self.config.replay_window_packets
+        algorithms = {"encr_id": suite.encr_id, "integ_id": suite.integ_id}
         return ChildSa(
             spi_in=spi_in,
             spi_out=spi_out,
-            key_bits=bits,
-            inbound=EspSa(spi=spi_in, keymat=in_key, replay_window_packets=window, tracer=self._tracer),
-            outbound=EspSa(spi=spi_out, keymat=out_key, replay_window_packets=0),
+            key_bits=suite.key_bits,
+            inbound=EspSa(
+                spi=spi_in,
+                keymat=in_key,
+                replay_window_packets=window,
+                tracer=self._tracer,
+                integ_key=in_integ,
+                **algorithms,
+            ),
+            outbound=EspSa(spi=spi_out, keymat=out_key, replay_window_packets=0, integ_key=out_integ, **algorithms),
             keymat_in=in_key,
             keymat_out=out_key,
+            suite=replace(suite, spi=b""),
+            integ_in=in_integ,
+            integ_out=out_integ,
         )
 
     def _add_child(self, child: ChildSa, now: float, *, rekeyed: int | None) -> None:
         self.children[child.spi_in] = child
         self.child = child
+        suite = child.suite
         data: dict[str, Any] = {
             "sa": self.label,
             "spi_in": f"0x{child.spi_in:08x}",
             "spi_out": f"0x{child.spi_out:08x}",
-            "encr": "AES-GCM-16",
-            "key_bits": child.key_bits,
+            **(suite.describe() if suite is not None else {"encr": "AES-GCM-16", "key_bits": child.key_bits}),
+            "encr_id": suite.encr_id if suite is not None else ENCR_AES_GCM_16,
+            "integ_id": suite.integ_id if suite is not None else 0,
             "local": self.local[0],
             "remote": self.remote[0],
         }
+        if suite is not None and suite.dh_group:
+            data["pfs"] = True
         if rekeyed is not None:
             data["rekeyed"] = f"0x{rekeyed:08x}"
         if self.config.export_keys:
             data |= {"key_in": child.keymat_in.hex(), "key_out": child.keymat_out.hex()}
+            if child.integ_in:
+                data |= {"integ_in": child.integ_in.hex(), "integ_out": child.integ_out.hex()}
         self._tracer.record(now, "esp", "key_updated", data)
         self._events.append(ChildSaEstablished(spi_in=child.spi_in, spi_out=child.spi_out, rekeyed_spi_in=rekeyed))
 
@@ -986,32 +1050,241 @@ class IkeSa:
         )
         self._events.append(ChildSaFailed(notify_type=notify_type))
 
-    def _send_rekey(self, now: float) -> None:
+    def _send_rekey(self, now: float, *, group: int | None = None) -> None:
         old = self.child
         if old is None or not self.established:
             return
         spi = self._new_spi()
         ni = self._rng.randbytes(NONCE_LEN)
-        inner = (
+        pfs_group = (group or self.dh_group) if self.config.pfs else 0
+        pfs_private = (pfs_group, generate_dh_private_key(pfs_group, self._rng)) if pfs_group else None
+        offered = self._esp_proposals(spi, pfs_group=pfs_group)
+        inner: list[Payload] = [
             NotifyPayload(REKEY_SA, protocol_id=PROTO_ESP, spi=old.spi_in.to_bytes(4, "big")),
-            SaPayload((self._esp_proposal(spi),)),
+            SaPayload(offered),
             NoncePayload(ni),
-            TsiPayload(self.config.traffic_selectors_i),
-            TsrPayload(self.config.traffic_selectors_r),
-        )
+        ]
+        if pfs_private is not None:
+            inner.append(KePayload(pfs_group, dh_public_value(pfs_group, pfs_private[1])))
+        inner += [TsiPayload(self.config.traffic_selectors_i), TsrPayload(self.config.traffic_selectors_r)]
 
         def on_response(message: IkeMessage, payloads: tuple[Payload, ...], t: float) -> None:
             errors = [p for p in payloads if isinstance(p, NotifyPayload) and p.is_error]
             nonce = _first(payloads, NoncePayload)
+            invalid_ke = next((e for e in errors if e.notify_type == INVALID_KE_PAYLOAD and len(e.data) >= 2), None)
+            if invalid_ke is not None and self._child_rekey_retries < MAX_INIT_RETRIES:
+                wanted = int.from_bytes(invalid_ke.data[:2], "big")
+                if wanted in self.config.dh_groups and wanted != pfs_group:
+                    self._child_rekey_retries += 1
+                    self._record(
+                        t,
+                        "state_updated",
+                        {"exchange": "CREATE_CHILD_SA", "result": "INVALID_KE_PAYLOAD", "dh_group": wanted},
+                    )
+                    self._enqueue(lambda t2: self._send_rekey(t2, group=wanted), t)
+                    return
+            self._child_rekey_retries = 0
             if errors or nonce is None:
                 self._child_failed(errors[0].notify_type if errors else INVALID_SYNTAX, "CREATE_CHILD_SA", t)
                 return
-            self._record(t, "state_updated", {"exchange": "CREATE_CHILD_SA", "result": "ok", "sa": self.label})
-            self._install_child_from_response(spi, payloads, ni, nonce.nonce, t, rekeyed=old.spi_in)
+            self._record(
+                t,
+                "state_updated",
+                {"exchange": "CREATE_CHILD_SA", "result": "ok", "sa": self.label, "pfs": bool(pfs_group)},
+            )
+            self._install_child_from_response(
+                spi, payloads, offered, ni, nonce.nonce, t, rekeyed=old.spi_in, pfs_private=pfs_private
+            )
             if self.child is not old:
                 self._enqueue(lambda t2: self._send_child_delete(old, t2), t)
 
         self._request(CREATE_CHILD_SA, inner, on_response, now)
+
+    # --- IKE SA rekey (RFC 7296 §1.3.2, §2.18) ----------------------------------------------------------------
+
+    def _send_ike_rekey(self, now: float) -> None:
+        if not self.established or self._ike_rekey_outstanding:
+            return
+        new_spi_i = self._rng.randbytes(8)
+        ni = self._rng.randbytes(NONCE_LEN)
+        group = self.dh_group
+        private = generate_dh_private_key(group, self._rng)
+        offered = (self.suite.proposal(spi=new_spi_i),)  # the algorithms of this SA: the peer took them once
+        inner = (SaPayload(offered), NoncePayload(ni), KePayload(group, dh_public_value(group, private)))
+        self._ike_rekey_outstanding = True
+        self._record(
+            now,
+            "state_updated",
+            {"exchange": "CREATE_CHILD_SA", "event": "ike_rekey_started", "new_spi_i": new_spi_i.hex()},
+        )
+
+        def on_response(message: IkeMessage, payloads: tuple[Payload, ...], t: float) -> None:
+            self._ike_rekey_outstanding = False
+            errors = [p for p in payloads if isinstance(p, NotifyPayload) and p.is_error]
+            if errors:
+                notify = errors[0].notify_type
+                self._record(
+                    t,
+                    "state_updated",
+                    {"exchange": "CREATE_CHILD_SA", "result": notify_name(notify), "ike_rekey": "refused"},
+                )
+                if notify == TEMPORARY_FAILURE and self.established:  # §2.25: try again a little later
+                    self._ike_rekey_retry_at = t + self._rng.uniform(0.5, 2.0)
+                return
+            try:
+                chosen = check_chosen(
+                    self.config, _first(payloads, SaPayload), offered, PROTO_IKE, dh_group=group, spi_len=8
+                )
+                nonce = _first(payloads, NoncePayload)
+                ke = _first(payloads, KePayload)
+                if nonce is None or ke is None or not MIN_NONCE_LEN <= len(nonce.nonce) <= MAX_NONCE_LEN:
+                    raise RemoteProtocolError("IKE SA rekey answer without usable Nonce or KE")
+                if ke.dh_group != group:
+                    raise RemoteProtocolError(f"KE group {ke.dh_group}, we sent {group}")
+                shared = dh_shared_secret(group, private, ke.key_data)
+            except RemoteProtocolError as exc:
+                self._record(
+                    t, "state_updated", {"exchange": "CREATE_CHILD_SA", "result": "failed", "ike_rekey": str(exc)}
+                )
+                return
+            new = self._spawn(
+                initiator=True,
+                spi_i=new_spi_i,
+                spi_r=chosen.spi,
+                ni=ni,
+                nr=nonce.nonce,
+                shared=shared,
+                suite=chosen,
+                now=t,
+            )
+            self._events.append(
+                IkeSaRekeyed(
+                    old_spi_i=self.spi_i, old_spi_r=self.spi_r, spi_i=new.spi_i, spi_r=new.spi_r, initiated=True
+                )
+            )
+            self._queue.clear()
+            self._set_state(Input.REKEY_DONE, t)
+            self._request(INFORMATIONAL, (DeletePayload(PROTO_IKE),), self._on_delete_response, t)
+
+        self._request(CREATE_CHILD_SA, inner, on_response, now)
+
+    def _receive_ike_rekey(self, message: IkeMessage, inner: tuple[Payload, ...], sa: SaPayload, now: float) -> None:
+        nonce = _first(inner, NoncePayload)
+        ke = _first(inner, KePayload)
+        if nonce is None or ke is None or not MIN_NONCE_LEN <= len(nonce.nonce) <= MAX_NONCE_LEN:
+            self._respond(message, (NotifyPayload(INVALID_SYNTAX),), now)
+            return
+        if self._ike_rekey_outstanding:
+            # both ends rekey at once (§2.8.2): refuse this one while ours is under way; both retry later
+            self._record(
+                now,
+                "state_updated",
+                {"exchange": "CREATE_CHILD_SA", "result": "TEMPORARY_FAILURE", "ike_rekey": "collision"},
+            )
+            self._respond(message, (NotifyPayload(TEMPORARY_FAILURE),), now)
+            return
+        try:
+            chosen = choose_proposal(self.config, sa, PROTO_IKE, ke_group=ke.dh_group, dh=DH_REQUIRED, spi_len=8)
+        except InvalidKePayload as exc:
+            self._respond(message, (NotifyPayload(INVALID_KE_PAYLOAD, exc.group.to_bytes(2, "big")),), now)
+            return
+        except RemoteProtocolError as exc:
+            self._record(
+                now,
+                "state_updated",
+                {"exchange": "CREATE_CHILD_SA", "result": "NO_PROPOSAL_CHOSEN", "detail": str(exc)},
+            )
+            self._respond(message, (NotifyPayload(NO_PROPOSAL_CHOSEN),), now)
+            return
+        private = generate_dh_private_key(chosen.dh_group, self._rng)
+        try:
+            shared = dh_shared_secret(chosen.dh_group, private, ke.key_data)
+        except RemoteProtocolError:
+            self._respond(message, (NotifyPayload(INVALID_SYNTAX),), now)
+            return
+        self._ike_rekey_retry_at = None  # the peer's rekey does what our retry would have done
+        nr = self._rng.randbytes(NONCE_LEN)
+        new_spi_r = self._rng.randbytes(8)
+        self._respond(
+            message,
+            (
+                SaPayload((chosen.proposal(spi=new_spi_r),)),
+                NoncePayload(nr),
+                KePayload(chosen.dh_group, dh_public_value(chosen.dh_group, private)),
+            ),
+            now,
+        )
+        new = self._spawn(
+            initiator=False,
+            spi_i=chosen.spi,
+            spi_r=new_spi_r,
+            ni=nonce.nonce,
+            nr=nr,
+            shared=shared,
+            suite=chosen,
+            now=now,
+        )
+        self._events.append(
+            IkeSaRekeyed(old_spi_i=self.spi_i, old_spi_r=self.spi_r, spi_i=new.spi_i, spi_r=new.spi_r, initiated=False)
+        )
+        self._queue.clear()
+        self._dpd_at = None
+        self._set_state(Input.RECV_REKEY, now)
+        self._rekeyed_until = now + self.config.response_timeout_s
+
+    def _spawn(
+        self,
+        *,
+        initiator: bool,
+        spi_i: bytes,
+        spi_r: bytes,
+        ni: bytes,
+        nr: bytes,
+        shared: bytes,
+        suite: Suite,
+        now: float,
+    ) -> IkeSa:
+        """The IKE SA that replaces this one: keys from SK_d (old) (§2.18), the Child SAs, message IDs from 0."""
+        assert self.keys is not None
+        new = IkeSa(
+            config=self.config,
+            initiator=initiator,
+            transport=self.transport,
+            local=self.local,
+            remote=self.remote,
+            rng=random.Random(self._rng.getrandbits(64)),
+            tracer=self._tracer,
+        )
+        new.spi_i, new.spi_r = spi_i, spi_r
+        new._adopt(suite)
+        new._ni, new._nr = ni, nr
+        new.peer_id = self.peer_id
+        new.peer_childless = self.peer_childless
+        new.nat_detected_local, new.nat_detected_remote = self.nat_detected_local, self.nat_detected_remote
+        seed = rekey_skeyseed(self.prf_id, old_sk_d=self.keys.sk_d, shared_secret=shared, ni=ni, nr=nr)
+        new._derive_keys(shared, now, seed=seed)
+        new.children, self.children = self.children, {}
+        new.child, self.child = self.child, None
+        new.established_at = now
+        new.last_received_at = now
+        new._set_state(Input.CREATED_BY_REKEY, now, detail=f"rekeyed {self.label}")
+        new._arm_dpd(now)
+        self.successor = new
+        self._record(
+            now,
+            "state_updated",
+            {
+                "exchange": "CREATE_CHILD_SA",
+                "result": "ok",
+                "ike_rekey": "initiator" if initiator else "responder",
+                "new_sa": new.label,
+                "spi_i": spi_i.hex(),
+                "spi_r": spi_r.hex(),
+                "children": [f"0x{spi:08x}" for spi in new.children],
+                **suite.describe(),
+            },
+        )
+        return new
 
     def _send_child_delete(self, child: ChildSa, now: float) -> None:
         if child.spi_in not in self.children or not self.established:
@@ -1061,10 +1334,30 @@ class IkeSa:
         assert self.keys is not None
         return self.keys.sk_er if self.initiator else self.keys.sk_ei
 
+    def _decrypt(self, data: bytes) -> tuple[IkeMessage, tuple[Payload, ...]]:
+        """Raises IkeIntegrityError or DecodeError (see ``decrypt_message``)."""
+        assert self.keys is not None
+        sk_a = self.keys.sk_ar if self.initiator else self.keys.sk_ai
+        return decrypt_message(data, sk_e=self._sk_e_in(), encr_id=self.encr_id, integ_id=self.integ_id, sk_a=sk_a)
+
     def _encrypt(self, exchange_type: int, message_id: int, inner: Sequence[Payload], *, response: bool) -> bytes:
+        assert self.keys is not None
         header = IkeMessage(
             self.spi_i, self.spi_r, exchange_type, message_id, (), initiator=self.initiator, response=response
         )
+        if self.encr_id == ENCR_AES_CBC:
+            self._iv += 1
+            sk_e = self._sk_e_out()
+            sk_a = self.keys.sk_ai if self.initiator else self.keys.sk_ar
+            return encrypt_message(
+                header,
+                inner,
+                sk_e=sk_e,
+                iv=cbc_iv(sk_e, self._iv),
+                encr_id=self.encr_id,
+                integ_id=self.integ_id,
+                sk_a=sk_a,
+            )
         return encrypt_message(header, inner, sk_e=self._sk_e_out(), iv=self._next_iv())
 
     def _request(
@@ -1109,7 +1402,7 @@ class IkeSa:
                 return
         else:
             try:
-                _, inner = decrypt_message(data, sk_e=self._sk_e_in())
+                _, inner = self._decrypt(data)
             except IkeIntegrityError as exc:
                 self._drop(now, "integrity", str(exc))
                 return
@@ -1151,7 +1444,7 @@ class IkeSa:
         if message.message_id < self._peer_next_mid:
             cached = self._cached_response
             try:
-                decrypt_message(data, sk_e=self._sk_e_in())  # only a genuine retransmission gets the cache
+                self._decrypt(data)  # only a genuine retransmission gets the cache
             except (IkeIntegrityError, DecodeError) as exc:
                 self._drop(now, "integrity", str(exc))
                 return
@@ -1173,7 +1466,7 @@ class IkeSa:
             self._drop(now, "message_id_out_of_window", f"{message.message_id}, expected {self._peer_next_mid}")
             return
         try:
-            _, inner = decrypt_message(data, sk_e=self._sk_e_in())
+            _, inner = self._decrypt(data)
         except IkeIntegrityError as exc:
             self._drop(now, "integrity", str(exc))
             return
@@ -1193,7 +1486,7 @@ class IkeSa:
             else:
                 self._drop(now, "unexpected_request", "IKE_AUTH")
             return
-        if not self.established and self.state is not IkeSaState.DELETING:
+        if not self.established and self.state not in (IkeSaState.DELETING, IkeSaState.REKEYED):
             self._drop(now, "unexpected_request", exchange_name(message.exchange_type))
             return
         if message.exchange_type == INFORMATIONAL:
@@ -1236,8 +1529,11 @@ class IkeSa:
         rekey = next((p for p in inner if isinstance(p, NotifyPayload) and p.notify_type == REKEY_SA), None)
         nonce = _first(inner, NoncePayload)
         sa = _first(inner, SaPayload)
-        if sa is not None and any(p.protocol_id == PROTO_IKE for p in sa.proposals):
-            self._respond(message, (NotifyPayload(NO_PROPOSAL_CHOSEN),), now)  # IKE SA rekeying is not offered
+        if not self.established:  # §2.25: a request meeting our Delete (or a finished rekey)
+            self._respond(message, (NotifyPayload(TEMPORARY_FAILURE),), now)
+            return
+        if sa is not None and rekey is None and any(p.protocol_id == PROTO_IKE for p in sa.proposals):
+            self._receive_ike_rekey(message, inner, sa, now)
             return
         if nonce is None or sa is None or not MIN_NONCE_LEN <= len(nonce.nonce) <= MAX_NONCE_LEN:
             self._respond(message, (NotifyPayload(INVALID_SYNTAX),), now)
@@ -1250,14 +1546,16 @@ class IkeSa:
                 self._respond(message, (NotifyPayload(44),), now)  # CHILD_SA_NOT_FOUND (RFC 7296 §3.10.1)
                 return
         nr = self._rng.randbytes(NONCE_LEN)
-        payloads, child = self._answer_child_request(inner, nonce.nonce, nr, now)
+        payloads, child = self._answer_child_request(inner, nonce.nonce, nr, now, in_ike_auth=False)
         if child is None:
             self._respond(message, tuple(payloads), now)
             return
-        sa_reply, tsi, tsr = payloads
-        self._respond(message, (sa_reply, NoncePayload(nr), tsi, tsr), now)
+        sa_reply, tsi, tsr, *ke = payloads
+        self._respond(message, (sa_reply, NoncePayload(nr), *ke, tsi, tsr), now)
         self._record(
-            now, "state_updated", {"exchange": "CREATE_CHILD_SA", "result": "ok", "sa": self.label, "responder": True}
+            now,
+            "state_updated",
+            {"exchange": "CREATE_CHILD_SA", "result": "ok", "sa": self.label, "responder": True, "pfs": bool(ke)},
         )
         self._add_child(child, now, rekeyed=old.spi_in if old is not None else None)
 

@@ -12,6 +12,7 @@ class IkeSaState(enum.Enum):
     AUTH_SENT = "AUTH_SENT"  # initiator: IKE_AUTH request out
     ESTABLISHED = "ESTABLISHED"
     DELETING = "DELETING"  # our Delete is out
+    REKEYED = "REKEYED"  # superseded by a new IKE SA the peer made (§2.18); waiting for its Delete
     CLOSED = "CLOSED"  # deleted by either end
     FAILED = "FAILED"  # never established, or the peer stopped answering
 
@@ -29,6 +30,9 @@ class Input(enum.Enum):
     RECV_DELETE_RESPONSE = "recv_delete_response"
     TIMEOUT = "timeout"  # retransmissions exhausted, or a half-open SA expired
     ABANDON = "abandon"  # the endpoint gave this attempt up (fallback or race lost)
+    REKEY_DONE = "rekey_done"  # our CREATE_CHILD_SA rekeying this IKE SA was answered: delete the old one
+    RECV_REKEY = "recv_rekey"  # we answered the peer's rekey of this IKE SA
+    CREATED_BY_REKEY = "created_by_rekey"  # a new IKE SA born from a rekey, keys and Child SAs in hand
 
 
 S, I = IkeSaState, Input
@@ -54,6 +58,12 @@ TRANSITIONS: dict[tuple[IkeSaState, Input], IkeSaState] = {
     (S.ESTABLISHED, I.CLOSE): S.DELETING,
     (S.ESTABLISHED, I.RECV_DELETE): S.CLOSED,
     (S.ESTABLISHED, I.TIMEOUT): S.FAILED,
+    (S.ESTABLISHED, I.REKEY_DONE): S.DELETING,
+    (S.ESTABLISHED, I.RECV_REKEY): S.REKEYED,
+    (S.IDLE, I.CREATED_BY_REKEY): S.ESTABLISHED,
+    (S.REKEYED, I.RECV_DELETE): S.CLOSED,
+    (S.REKEYED, I.TIMEOUT): S.CLOSED,
+    (S.REKEYED, I.CLOSE): S.DELETING,
     (S.DELETING, I.RECV_DELETE_RESPONSE): S.CLOSED,
     (S.DELETING, I.RECV_DELETE): S.CLOSED,
     (S.DELETING, I.TIMEOUT): S.CLOSED,

@@ -78,7 +78,7 @@ class _Connection(StreamHandler):
         if self.established:
             self.driver.endpoint.tcp_closed(self.conn_id, now=now)
         else:
-            self.driver.endpoint.tcp_failed(self.conn_id, reason, now=now)
+            self.driver.endpoint.tcp_failed(self.conn_id, reason, now=now, refused=reset)
         self.driver.streams.pop(self.conn_id, None)
         self.driver.pump()
 

@@ -9,7 +9,8 @@ meet third-party IKE daemons (libreswan's pluto) inside network namespaces::
 
 Each prints one JSON object per event (``{"event": "IkeSaEstablished", ...}``)
 and exits 0 once the IKE SA is established (the initiator after a liveness
-check and a Delete unless ``--keep``), 1 when it failed or timed out, 2 for
+check and a Delete unless ``--keep``; with ``--until-rekeyed N`` only after
+N IKE SA rekeys, ours from ``--rekey-after S`` or the peer's), 1 when it failed or timed out, 2 for
 bad arguments. ``--keys DIR`` writes tshark's decryption tables for the SAs.
 """
 
@@ -29,9 +30,12 @@ from typing import Any
 from lab.errors import ConfigError, LabError
 from lab.ike.config import IKE_UDP_PORT, NAT_T_PORT, IkeConfig
 from lab.ike.endpoint import IkeEndpoint, TcpClose, TcpOpen, TcpSend, UdpSend
-from lab.ike.events import IkeEvent, IkeSaDeleted, IkeSaEstablished, LivenessChecked
+from lab.ike.events import IkeEvent, IkeSaDeleted, IkeSaEstablished, IkeSaRekeyed, LivenessChecked
 from lab.ike.keylog import key_tables
 from lab.trace import MemoryTracer
+from lab.wire.ikev2 import ENCR_AES_CBC, ENCR_AES_GCM_16
+
+ENCR_BY_NAME = {"aes-gcm-16": ENCR_AES_GCM_16, "aes-cbc": ENCR_AES_CBC}
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -186,7 +190,8 @@ class LiveIkeDriver:
                 local_addr=(self.endpoint.local_addr, 0),
             )
         except OSError as exc:
-            self.endpoint.tcp_failed(action.conn_id, str(exc), now=self.now)
+            refused = isinstance(exc, ConnectionRefusedError)  # ECONNREFUSED: the peer answered with a RST
+            self.endpoint.tcp_failed(action.conn_id, str(exc), now=self.now, refused=refused)
             self.pump()
 
 
@@ -213,6 +218,8 @@ async def run_live(args: argparse.Namespace) -> int:
         export_keys=bool(args.keys),
         dh_groups=tuple(args.dh_group),
         retransmit_s=args.retransmit,
+        offer_all=args.offer_all,
+        encrs=tuple(ENCR_BY_NAME[name] for name in args.encr),
     )
     endpoint = IkeEndpoint(
         config=config,
@@ -223,21 +230,57 @@ async def run_live(args: argparse.Namespace) -> int:
         tracer=tracer,
     )
     done = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    rekeys_wanted = args.until_rekeyed
+
+    def rekey_now() -> None:
+        try:
+            driver.endpoint.rekey_ike(now=driver.now)
+            driver.pump()
+        except LabError as exc:
+            print(json.dumps({"event": "error", "detail": str(exc)}), flush=True)
+
+    def after_rekey() -> None:
+        """Once the old IKE SA's Delete is through (either end sends it), go on on the new SA."""
+        if done.done():
+            return
+        if driver.endpoint.retiring_sas():
+            loop.call_later(0.05, after_rekey)
+            return
+        print(json.dumps({"event": "old_sa_deleted", "after_s": round(driver.now, 3)}), flush=True)
+        try:
+            if not initiator or args.keep:
+                done.set_result(0)
+            else:
+                driver.endpoint.check_liveness(now=driver.now)
+                driver.pump()
+        except LabError as exc:
+            print(json.dumps({"event": "error", "detail": str(exc)}), flush=True)
+            done.set_result(1)
 
     def on_event(event: IkeEvent) -> None:
+        nonlocal rekeys_wanted
         print(json.dumps(_event_json(event)), flush=True)
         if done.done():
             return
         try:
             if isinstance(event, IkeSaEstablished):
+                if args.rekey_after is not None:
+                    loop.call_later(args.rekey_after, rekey_now)
+                if rekeys_wanted or args.wait_deleted:
+                    return  # wait for the rekeys (ours or the peer's), or for the SA to go away
                 if not initiator or args.keep:
                     done.set_result(0)
                 else:
                     driver.endpoint.check_liveness(now=driver.now)
+            elif isinstance(event, IkeSaRekeyed):
+                rekeys_wanted = max(rekeys_wanted - 1, 0)
+                if rekeys_wanted == 0:
+                    after_rekey()
             elif isinstance(event, LivenessChecked):
                 driver.endpoint.close(now=driver.now)
             elif isinstance(event, IkeSaDeleted):
-                done.set_result(0 if event.reason == "closed" and initiator else 1)
+                done.set_result(0 if (event.reason == "closed" and initiator) or args.wait_deleted else 1)
         except LabError as exc:
             print(json.dumps({"event": "error", "detail": str(exc)}), flush=True)
             done.set_result(1)
@@ -265,7 +308,9 @@ async def run_live(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lab.scenario.ike_live", description="IKEv2 over kernel UDP/TCP sockets")
+    parser = argparse.ArgumentParser(
+        prog="python -m lab.scenario.ike_live", description="IKEv2 over kernel UDP/TCP sockets"
+    )
     parser.add_argument("mode", choices=("initiate", "respond"))
     parser.add_argument("--local", required=True, help="local IPv4 address to bind")
     parser.add_argument("--remote", help="the responder's address (initiate)")
@@ -280,6 +325,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dh-group", type=int, action="append", default=None)
     parser.add_argument("--childless", action="store_true", help="no Child SA in IKE_AUTH (RFC 6023)")
     parser.add_argument("--keep", action="store_true", help="initiator: exit once established, without Delete")
+    parser.add_argument(
+        "--wait-deleted", action="store_true", help="stay up until the IKE SA is gone, whatever the reason (exit 0)"
+    )
+    parser.add_argument("--offer-all", action="store_true", help="offer every supported cipher, PRF and integrity")
+    parser.add_argument(
+        "--encr", choices=tuple(ENCR_BY_NAME), action="append", default=None, help="ciphers, in order (IKE and ESP)"
+    )
+    parser.add_argument("--rekey-after", type=float, help="rekey the IKE SA this many seconds after it is up")
+    parser.add_argument(
+        "--until-rekeyed", type=int, default=0, help="carry on until the IKE SA was rekeyed this many times"
+    )
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--linger", type=float, default=0.0, help="seconds to keep running after the result")
     parser.add_argument("--seed", type=int)
@@ -292,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.tcp_port = args.tcp_port or [4500]
-    args.dh_group = args.dh_group or [19, 31, 14]
+    args.dh_group = args.dh_group or [19, 31, 14, 20, 21]
+    args.encr = args.encr or list(ENCR_BY_NAME)
     if args.mode == "initiate" and not args.remote:
         parser.error("initiate needs --remote")
     try:

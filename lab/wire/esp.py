@@ -1,8 +1,8 @@
-"""ESP packets (RFC 4303 §2) as carried with AES-GCM (RFC 4106 §3).
+"""ESP packets (RFC 4303 §2) as carried with AES-GCM (RFC 4106 §3) or AES-CBC (RFC 3602 §3).
 
 On the wire::
 
-    SPI (4) | Sequence Number (4) | IV (8 for AES-GCM) | ciphertext | ICV (8, 12 or 16)
+    SPI (4) | Sequence Number (4) | IV (8 for AES-GCM, 16 for AES-CBC) | ciphertext | ICV (8-32)
 
 and the ciphertext decrypts to the plaintext (RFC 4303 §2.4-§2.6, RFC 4106 §3.2)::
 
@@ -30,6 +30,8 @@ SPI_RESERVED_MAX = 255  # SPIs 1-255 are reserved by IANA, 0 "MUST NOT be sent o
 GCM_IV_LEN = 8  # "The AES-GCM-ESP IV field MUST be eight octets" (RFC 4106 §3.1)
 GCM_SALT_LEN = 4  # RFC 4106 §4
 GCM_ICV_LENS = (8, 12, 16)  # RFC 4106 §6: 16 MUST, 8 and 12 MAY
+CBC_IV_LEN = 16  # "The IV field MUST be the same size as the block size" (RFC 3602 §3)
+CBC_BLOCK_LEN = 16  # AES block; the ciphertext is a whole number of blocks (RFC 3602 §2.4)
 
 NEXT_HEADER_IPV4 = 4  # IANA protocol numbers (RFC 4303 §2.6)
 NEXT_HEADER_TCP = 6
@@ -137,10 +139,11 @@ def default_padding(length: int) -> bytes:
     return bytes(range(1, length + 1))
 
 
-def minimum_pad_length(data_len: int, *, iv_len: int = GCM_IV_LEN) -> int:
+def minimum_pad_length(data_len: int, *, iv_len: int = GCM_IV_LEN, block: int = ALIGNMENT) -> int:
     """The least padding that right-aligns Pad Length and Next Header in a 4-byte word (RFC 4303 §2.4).
 
     AES-GCM needs no block alignment (RFC 4106 §3.2: "less than four octets").
     The IV counts toward the alignment (it is part of the Payload Data field).
+    AES-CBC pads the encrypted part to its 16-byte block: ``iv_len=0, block=16``.
     """
-    return -(iv_len + data_len + ESP_TRAILER_LEN) % ALIGNMENT
+    return -(iv_len + data_len + ESP_TRAILER_LEN) % block

@@ -123,7 +123,8 @@ AUTH_HMAC_SHA2_512_256 = 14
 DH_NONE = 0  # Transform Type 4 IDs, RFC 7296 §3.3.2
 DH_MODP_2048 = 14  # RFC 3526 §3: "This group is assigned id 14"
 DH_ECP_256 = 19  # RFC 5903 (IANA "256-bit random ECP group")
-DH_ECP_384 = 20
+DH_ECP_384 = 20  # RFC 5903 (IANA "384-bit random ECP group")
+DH_ECP_521 = 21  # RFC 5903 (IANA "521-bit random ECP group")
 DH_CURVE25519 = 31  # RFC 8031 §3
 
 ESN_NONE = 0  # RFC 7296 §3.3.2

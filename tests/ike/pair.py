@@ -3,7 +3,7 @@
 UDP datagrams and TCP bytes arrive ``one_way_s`` after they were sent; TCP
 connections are established one RTT after ``TcpOpen`` unless their port is
 blocked (then the SYN vanishes and only the initiator's connect deadline
-fires). ``tamper`` sees every datagram/TCP chunk (``("udp"|"tcp", from_initiator,
+fires) or refused (a RST comes back after one RTT). ``tamper`` sees every datagram/TCP chunk (``("udp"|"tcp", from_initiator,
 data)``) and returns what to deliver, or None to drop it.
 """
 
@@ -43,6 +43,7 @@ class Pair:
     one_way_s: float = 0.01
     blocked_udp_ports: set[int] = field(default_factory=set)
     blocked_tcp_ports: set[int] = field(default_factory=set)
+    refused_tcp_ports: set[int] = field(default_factory=set)  # the SYN is answered with a RST
     tamper: Callable[[str, bool, bytes], bytes | None] | None = None
     seed: int = 1
 
@@ -137,6 +138,12 @@ class Pair:
             )
         elif isinstance(action, TcpOpen):
             if action.remote[1] in self.blocked_tcp_ports:
+                return
+            if action.remote[1] in self.refused_tcp_ports:
+                self.at(
+                    self.now + 2 * self.one_way_s,
+                    lambda: self.i.tcp_failed(action.conn_id, "Connection refused", now=self.now, refused=True),
+                )
                 return
             port = next(self._i_ports)
 

@@ -67,7 +67,7 @@ class Lab:
         """The command prefix that runs a program in namespace ``ns``."""
         return ["nsenter", "-t", self.pid(ns), "-n"]
 
-    def up(self, *, block_udp: bool = False) -> None:
+    def up(self, *, block_udp: bool = False, enable_tcp: str = "yes") -> None:
         missing = [p for p in (PLUTO, WHACK, ADDCONN) if not p.exists()]
         if missing or shutil.which("certutil") is None:
             pytest.fail("libreswan is not installed (apt-get install libreswan; ./run-tests installs it)")
@@ -135,7 +135,7 @@ class Lab:
             f"\tlogfile={d / 'pluto.log'}\n\tlogappend=no\n\tlisten-tcp=yes\n\tdumpdir={d / 'run'}\n\n"
             "conn t\n\tikev2=yes\n\tauthby=secret\n"
             f"\tleft={PLUTO_ADDR}\n\tleftid=@east\n\tright={OURS}\n\trightid=@west\n"
-            "\ttype=transport\n\tenable-tcp=yes\n\ttcp-remoteport=4500\n\tretransmit-timeout=10s\n\tauto=add\n"
+            f"\ttype=transport\n\tenable-tcp={enable_tcp}\n\ttcp-remoteport=4500\n\tretransmit-timeout=10s\n\tauto=add\n"
         )
         secrets = d / "ipsec.secrets"
         secrets.write_text(f'@east @west : PSK "{PSK}"\n')

@@ -351,7 +351,7 @@ def test_bad_peer_values_are_remote_errors(group: int, peer: bytes) -> None:
 
 def test_unsupported_group() -> None:
     with pytest.raises(ValueError, match="group"):
-        generate_dh_private_key(20, random.Random(0))
+        generate_dh_private_key(22, random.Random(0))
 
 
 # --- the SK payload -----------------------------------------------------------------------------------------------
