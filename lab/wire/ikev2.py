@@ -1053,3 +1053,7 @@ def _pack_address(family: int, address: str) -> bytes:
     except (OSError, TypeError):
         kind = "IPv4" if family == socket.AF_INET else "IPv6"
         raise ValueError(f"address {address!r} is not {kind}") from None
+
+# CERT and CERTREQ (RFC 7296 §3.6, §3.7) live in their own module, which adds them to the tables
+# above; imported here so that the codec is the same whoever imported what
+from lab.wire import ikev2_cert  # noqa: E402, F401
