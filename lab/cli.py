@@ -308,6 +308,43 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dissectors(args: argparse.Namespace) -> int:
+    """``tcplab dissectors``: where the Wireshark Lua dissectors are and the lines that load them."""
+    from lab import dissectors
+
+    folder = dissectors.plugin_folder()
+    tshark = dissectors.tshark_command_line()
+    keys = "$(python -m lab.ike.keylog RUN_DIR --options)"
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "directory": str(dissectors.DIRECTORY),
+                    "scripts": [str(p) for p in dissectors.scripts()],
+                    "tshark_args": dissectors.tshark_args(),
+                    "tshark": tshark,
+                    "plugin_folder": str(folder),
+                    "preferences": dissectors.PREFERENCES,
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(f"Wireshark dissectors for TCP-ENO, tcpcrypt and IKE/ESP over TCP: {dissectors.DIRECTORY}")
+    print("  filters: eno, tcpcrypt, iketcp")
+    print("tshark:")
+    print(f"  {tshark}")
+    print("  with a run's IKE and ESP keys (ESP decrypts straight from the TCP capture):")
+    print(f"  {tshark.replace(' -r CAPTURE.pcap', '')} {keys} -r RUN_DIR/pcaps/h1-eth0.pcap")
+    print(f"Wireshark: copy them into your personal Lua plugins folder ({folder}):")
+    files = " ".join(shlex.quote(str(p)) for p in dissectors.scripts())
+    print(f"  mkdir -p {shlex.quote(str(folder))} && cp {files} {shlex.quote(str(folder))}/")
+    print("  and set these preferences (Edit > Preferences > Advanced, or the 'preferences' file):")
+    for line in dissectors.preferences_lines():
+        print(f"    {line}")
+    return 0
+
+
 def cmd_clean(args: argparse.Namespace) -> int:
     """Remove what crashed runs left behind, for every backend (Mininet: only its own, by PID and interface name)."""
     if os.geteuid() != 0:
@@ -386,6 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir", metavar="RUN_DIR", help="the bundle directory")
     s.add_argument("--json", action="store_true", help="print one JSON object: path, ok, interrupted, problems")
     s.set_defaults(fn=cmd_verify)
+
+    s = sub.add_parser("dissectors", help="where the Wireshark dissectors for TCP-ENO, tcpcrypt and IKETCP are")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(fn=cmd_dissectors)
 
     s = sub.add_parser("clean", help="(root) remove the leftovers of a crashed Mininet run")
     s.set_defaults(fn=cmd_clean)
