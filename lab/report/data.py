@@ -153,7 +153,7 @@ def load(run_dir: Path, *, min_bin_s: float = 0.05, max_bins: int = 150) -> Repo
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            if any(s in line for s in _SKIP):
+            if '"name":"segment_received"' in line and (_SKIP[0] in line or _SKIP[1] in line):
                 continue
             try:
                 raw = json.loads(line)
@@ -165,7 +165,8 @@ def load(run_dir: Path, *, min_bin_s: float = 0.05, max_bins: int = 150) -> Repo
             end = max(end, t)
             node, layer, name = raw.get("node", ""), raw.get("layer", ""), raw.get("name", "")
             data = raw.get("data") or {}
-            if name != "metrics_updated":
+            if name != "metrics_updated" and not (name == "segment_sent" and layer in ("tcp", "mptcp")):
+                # what moments are read from (no moment hinges on a per-segment tcp/mptcp record)
                 try:
                     records.append(TraceRecord.from_dict(raw))
                 except (ValueError, TypeError, KeyError):
