@@ -294,7 +294,6 @@ def _ladder(sent: list[dict[str, Any]], received: list[dict[str, Any]]) -> list[
         conn_key = " ".join(sorted((local, remote)))
         if per_conn[conn_key] >= MAX_LADDER_ARROWS:
             continue
-        per_conn[conn_key] += 1
         match = None
         for i, r in enumerate(received):
             if i in used or r["t"] < s["t"] or r.get("segment") != s.get("segment"):
@@ -302,6 +301,9 @@ def _ladder(sent: list[dict[str, Any]], received: list[dict[str, Any]]) -> list[
             if _conn_parts(r.get("conn", "")) == (remote, local) and r.get("option") == s.get("option"):
                 match = i
                 break
+        if match is None and s.get("form") == "non-syn":
+            continue  # a receiver records the non-SYN ENO it needs (A's first ACK), not every later copy
+        per_conn[conn_key] += 1
         receiver = received[match]["node"] if match is not None else "?"
         if match is not None:
             used.add(match)

@@ -140,7 +140,7 @@ def ladder(data: ReportData) -> str | None:
         for h, i in x.items():
             ax.axvline(i, color="gray", linewidth=1)
             ax.text(i, t_min - 0.06 * (t_max - t_min + 1e-3), h, ha="center", va="bottom", fontsize=9, weight="bold")
-        for a in arrows:
+        for n, a in enumerate(arrows):
             x0 = x[a.sender]
             other = [h for h in hosts if h != a.sender]
             x1 = x[a.receiver] if a.receiver in x else (x[other[0]] if other else x0 + 1)
@@ -152,7 +152,8 @@ def ladder(data: ReportData) -> str | None:
                 arrowprops={"arrowstyle": "->", "color": "tab:red" if a.received_at is None else "tab:blue"},
             )
             label = a.label + ("  [not received with ENO]" if a.received_at is None else "")
-            ax.text((x0 + x1) / 2, (a.sent_at + t1) / 2, label, fontsize=7, ha="center", va="bottom",
+            f = (0.3, 0.5, 0.7)[n % 3]  # arrows sent together get their labels at different heights
+            ax.text(x0 + f * (x1 - x0), a.sent_at + f * (t1 - a.sent_at), label, fontsize=7, ha="center", va="bottom",
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
         ax.set_ylim(t_max + 0.05 * (t_max - t_min + 1e-3), t_min - 0.1 * (t_max - t_min + 1e-3))
         ax.set_xlim(-0.6, max(len(hosts) - 1, 1) + 0.6)
