@@ -294,3 +294,18 @@ def test_cli_names_the_directory_and_the_tshark_line(capsys: pytest.CaptureFixtu
     info = json.loads(capsys.readouterr().out)
     assert [Path(p).name for p in info["scripts"]] == list(SCRIPTS)
     assert all(Path(p).is_file() for p in info["scripts"])
+
+
+LIBRESWAN_CAPTURE = Path("/work/shared/spec/captures/ikev2_libreswan_udp_then_tcp_fallback_IMPAIRED_FRAMING.pcap")
+
+
+def test_libreswan_capture_without_the_length_field_is_flagged_not_misread() -> None:
+    """libreswan with the tcp-skip-setsockopt-espintcp impairment sends the prefix, then IKE messages
+    without RFC 9329's Length: the prefix decodes, and each such segment is a malformed IKETCP frame."""
+    if not LIBRESWAN_CAPTURE.is_file():
+        pytest.skip(f"the reference capture {LIBRESWAN_CAPTURE.name} is not on this machine")
+    rows = tshark_fields(LIBRESWAN_CAPTURE, ["iketcp.prefix", "iketcp.length", "iketcp.malformed"], display_filter="iketcp")
+    assert [r[0] for r in rows].count(["IKETCP"]) == 1
+    framed = [r for r in rows if r[1]]
+    assert len(framed) == 4 and all(r[1] == ["0"] and r[2] for r in framed)  # the 4-byte zero marker read as Length
+    assert tshark_count(LIBRESWAN_CAPTURE, "udp && isakmp.exchangetype == 34") == 4  # the UDP attempts before TCP
