@@ -318,7 +318,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         return fail(f"no run bundle at {path} (a run bundle is the directory 'tcplab run' or 'tcplab tui' writes)")
     started = time.perf_counter()
     out = write_report(path, Path(args.out) if args.out else None)
-    print(f"report: {out}  ({out.stat().st_size // 1024} KiB in {time.perf_counter() - started:.1f} s; open it in a browser)")
+    took = time.perf_counter() - started
+    print(f"report: {out}  ({out.stat().st_size // 1024} KiB in {took:.1f} s; open it in a browser)")
     return 0
 
 

@@ -92,14 +92,22 @@ def _topology(data: ReportData) -> str:
     rows = []
     for link in topo.get("links", []):
         bw = "unshaped" if link.get("bw_mbps") is None else f"{link['bw_mbps']:g} Mbit/s"
-        rows.append([
-            _e(link.get("name")), _e(f"{link.get('a')} – {link.get('b')}"), _e(bw),
-            _e(f"{link.get('delay_ms', 0):g} ms"), _e(f"{link.get('loss_pct', 0):g} %"),
-            _e(link.get("queue_packets", "")), _e(link.get("mtu_bytes", "")),
-        ])
+        rows.append(
+            [
+                _e(link.get("name")),
+                _e(f"{link.get('a')} – {link.get('b')}"),
+                _e(bw),
+                _e(f"{link.get('delay_ms', 0):g} ms"),
+                _e(f"{link.get('loss_pct', 0):g} %"),
+                _e(link.get("queue_packets", "")),
+                _e(link.get("mtu_bytes", "")),
+            ]
+        )
     parts.append(_table(["link", "between", "rate", "one-way delay", "loss", "queue (packets)", "MTU"], rows))
-    rows = [[_e(i.get("name")), _e(i.get("node")), _e(i.get("ipv4")), _e(i.get("ipv6")), _e(i.get("link"))]
-            for i in topo.get("interfaces", [])]
+    rows = [
+        [_e(i.get("name")), _e(i.get("node")), _e(i.get("ipv4")), _e(i.get("ipv6")), _e(i.get("link"))]
+        for i in topo.get("interfaces", [])
+    ]
     parts.append(_table(["interface", "node", "IPv4", "IPv6", "link"], rows))
     return "".join(parts)
 
@@ -120,9 +128,12 @@ def _moments(data: ReportData, scenario: Any) -> str:
     if specs:
         found = detect_moments(specs, data.records)
         seen = {m.key for m in found}
-        rows = [[_e(f"{m.t:.3f} s"), _e(m.node), _e(m.caption), _e(m.rfc), '<span class="ok">seen</span>']
-                for m in found]
-        rows += [["–", "–", _e(s.key), _e(s.rfc), '<span class="bad">not seen</span>'] for s in specs if s.key not in seen]
+        rows = [
+            [_e(f"{m.t:.3f} s"), _e(m.node), _e(m.caption), _e(m.rfc), '<span class="ok">seen</span>'] for m in found
+        ]
+        rows += [
+            ["–", "–", _e(s.key), _e(s.rfc), '<span class="bad">not seen</span>'] for s in specs if s.key not in seen
+        ]
         parts.append(_table(["time", "node", "moment", "RFC", "verdict"], rows))
     else:
         parts.append("<p><em>The scenario declares no moments (or is not known here).</em></p>")
@@ -137,12 +148,17 @@ def _transfers(data: ReportData) -> str:
     rows = []
     for t in summary.get("transfers", []):
         goodput = "–" if t.get("goodput_mbps") is None else f"{t['goodput_mbps']:.2f} Mbit/s"
-        rows.append([
-            _e(t.get("name")), _e(f"{t.get('bytes_received')}/{t.get('bytes_expected')}"), _e(goodput),
-            _e(f"{t.get('duration_s', 0) or 0:.3f} s"),
-            f'<span class="mono">{_e(t.get("sha256_expected", ""))}<br>{_e(t.get("sha256_received", ""))}</span>',
-            _verdict(t.get("sha256_match")), _e(t.get("error") or ""),
-        ])
+        rows.append(
+            [
+                _e(t.get("name")),
+                _e(f"{t.get('bytes_received')}/{t.get('bytes_expected')}"),
+                _e(goodput),
+                _e(f"{t.get('duration_s', 0) or 0:.3f} s"),
+                f'<span class="mono">{_e(t.get("sha256_expected", ""))}<br>{_e(t.get("sha256_received", ""))}</span>',
+                _verdict(t.get("sha256_match")),
+                _e(t.get("error") or ""),
+            ]
+        )
     parts = [_table(["transfer", "bytes", "goodput", "duration", "SHA-256 sent / received", "match", "error"], rows)]
     digests = summary.get("digests") or {}
     if digests:
@@ -156,11 +172,25 @@ def _eno_table(data: ReportData) -> str:
     rows = []
     for s in data.eno_states:
         if s["name"] == "key_updated" and s.get("session_id"):
-            rows.append([_e(f"{s['t']:.4f} s"), _e(s["node"]), _e(s.get("conn", "")), _e(s.get("role", "")),
-                         _e(s.get("tep", "")), f'<span class="mono">{_e(s["session_id"])}</span>'])
+            rows.append(
+                [
+                    _e(f"{s['t']:.4f} s"),
+                    _e(s["node"]),
+                    _e(s.get("conn", "")),
+                    _e(s.get("role", "")),
+                    _e(s.get("tep", "")),
+                    f'<span class="mono">{_e(s["session_id"])}</span>',
+                ]
+            )
     outcomes = [
-        [_e(f"{s['t']:.4f} s"), _e(s["node"]), _e(s.get("conn", "")), _e(s.get("to", "")), _e(s.get("input", "")),
-         _e(s.get("why", "") or s.get("reason", ""))]
+        [
+            _e(f"{s['t']:.4f} s"),
+            _e(s["node"]),
+            _e(s.get("conn", "")),
+            _e(s.get("to", "")),
+            _e(s.get("input", "")),
+            _e(s.get("why", "") or s.get("reason", "")),
+        ]
         for s in data.eno_states
         if s["layer"] == "eno" and s["name"] == "state_updated" and s.get("to") not in (None, "syn-sent", "listen")
     ]
@@ -182,34 +212,54 @@ def build_html(data: ReportData) -> str:
     sections = [
         ("Topology and link settings", _topology(data)),
         ("Moments and outcomes", _moments(data, scenario)),
-        ("Throughput per path", _figure(
-            plots.throughput(data),
-            "Bytes each receiver acknowledged in order, per path (sender's interface → receiver's), "
-            f"in {data.bin_s * 1000:.1f} ms bins, stacked on one scale; dashed lines: link events.",
-            "No TCP data crossed the network in this run.")),
-        ("Sequence numbers over time", _figure(
-            plots.sequence(data),
-            "Highest sequence number sent over time; x: retransmitted (subflow level), red circles: data "
-            "reinjected on another subflow (MPTCP data level).",
-            "No data was sent.")),
-        ("Congestion window and RTT", _figure(plots.congestion(data), "Sampled every 0.1 s at the sender.",
-                                              "No sender metrics in this trace.")),
-        ("TCP-ENO ladder", _figure(
-            plots.ladder(data),
-            "Segments that carried an ENO option, and tcpcrypt's Init1/Init2, from sender to receiver; red: it "
-            "never arrived with ENO (stripped or lost).",
-            "No TCP-ENO in this run.") + _eno_table(data)),
-        ("IKE and IKETCP timeline", _figure(plots.iketcp_timeline(data), "Initiator and responder events over time.",
-                                           "No IKE in this run.")),
+        (
+            "Throughput per path",
+            _figure(
+                plots.throughput(data),
+                "Bytes each receiver acknowledged in order, per path (sender's interface → receiver's), "
+                f"in {data.bin_s * 1000:.1f} ms bins, stacked on one scale; dashed lines: link events.",
+                "No TCP data crossed the network in this run.",
+            ),
+        ),
+        (
+            "Sequence numbers over time",
+            _figure(
+                plots.sequence(data),
+                "Highest sequence number sent over time; x: retransmitted (subflow level), red circles: data "
+                "reinjected on another subflow (MPTCP data level).",
+                "No data was sent.",
+            ),
+        ),
+        (
+            "Congestion window and RTT",
+            _figure(plots.congestion(data), "Sampled every 0.1 s at the sender.", "No sender metrics in this trace."),
+        ),
+        (
+            "TCP-ENO ladder",
+            _figure(
+                plots.ladder(data),
+                "Segments that carried an ENO option, and tcpcrypt's Init1/Init2, from sender to receiver; red: it "
+                "never arrived with ENO (stripped or lost).",
+                "No TCP-ENO in this run.",
+            )
+            + _eno_table(data),
+        ),
+        (
+            "IKE and IKETCP timeline",
+            _figure(plots.iketcp_timeline(data), "Initiator and responder events over time.", "No IKE in this run."),
+        ),
         ("Transfers and digests", _transfers(data)),
     ]
     created = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     toc = "".join(f'<li><a href="#s{i}">{_e(title)}</a></li>' for i, (title, _b) in enumerate(sections))
     body = "".join(f'<h2 id="s{i}">{_e(title)}</h2>{content}' for i, (title, content) in enumerate(sections))
-    clock = f"{summary['sim_time_s']:.3f} s virtual" if "sim_time_s" in summary else (
-        f"{summary.get('run_time_s', 0):.3f} s" if summary.get("run_time_s") is not None else "")
+    clock = (
+        f"{summary['sim_time_s']:.3f} s virtual"
+        if "sim_time_s" in summary
+        else (f"{summary.get('run_time_s', 0):.3f} s" if summary.get("run_time_s") is not None else "")
+    )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>tcplab report: {_e(name)}</title><style>{CSS}</style></head><body>"
         f"<h1>tcplab run report: {_e(name)}</h1>"
         f"<p>Seed {_e(summary.get('seed', '?'))}, backend {_e(backend)}, {_e(clock)}; bundle "

@@ -262,7 +262,9 @@ def load(run_dir: Path, *, min_bin_s: float = 0.05, max_bins: int = 150) -> Repo
     )
 
 
-def _throughput(acks: list[tuple[float, str, str, int]], iface_of: dict[str, str], bin_s: float, bins: int) -> list[Path_]:
+def _throughput(
+    acks: list[tuple[float, str, str, int]], iface_of: dict[str, str], bin_s: float, bins: int
+) -> list[Path_]:
     """Bytes acknowledged in order per path and bin (a path: sender's interface -> receiver's)."""
     last: dict[tuple[str, str], int] = {}
     per_path: dict[str, list[int]] = defaultdict(lambda: [0] * bins)

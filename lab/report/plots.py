@@ -14,15 +14,15 @@ import matplotlib
 
 matplotlib.use("Agg")  # never a window, whatever the environment says
 
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.figure import Figure
 
-from lab.report.data import ReportData  # noqa: E402
+from lab.report.data import ReportData
 
 _figure_ids = count(1)
 _STRIP = [
     re.compile(r"<\?xml[^>]*\?>\s*"),
     re.compile(r"<!DOCTYPE[^>]*>\s*"),
-    re.compile(r"<metadata>.*?</metadata>\s*", re.S),
+    re.compile(r"<metadata>.*?</metadata>\s*", re.DOTALL),
     re.compile(r'\s+xmlns(:\w+)?="[^"]*"'),
 ]
 
@@ -58,7 +58,12 @@ def throughput(data: ReportData) -> str | None:
         ax.axvline(ev["t"], color="black", linestyle="--", linewidth=0.8)
         ax.annotate(
             f"{ev.get('link')} {'up' if ev.get('up') else 'down'}",
-            (ev["t"], 1.0), xycoords=("data", "axes fraction"), fontsize=8, rotation=90, va="top", ha="right",
+            (ev["t"], 1.0),
+            xycoords=("data", "axes fraction"),
+            fontsize=8,
+            rotation=90,
+            va="top",
+            ha="right",
         )
     ax.set_xlabel("time (s)")
     ax.set_ylabel("Mbit/s received in order")
@@ -83,13 +88,22 @@ def sequence(data: ReportData) -> str | None:
             (line,) = ax.plot(s.times, [v / 1e6 for v in s.seqs], drawstyle="steps-post", linewidth=1.2, label=s.label)
             if s.retrans_times:
                 ax.scatter(
-                    s.retrans_times, [v / 1e6 for v in s.retrans_seqs], marker="x", s=14, color=line.get_color(),
+                    s.retrans_times,
+                    [v / 1e6 for v in s.retrans_seqs],
+                    marker="x",
+                    s=14,
+                    color=line.get_color(),
                     label=f"retransmitted on {s.label.split()[-1]}",
                 )
         if data_level and data.reinjections:
             ax.scatter(
-                [t for t, _d, _n in data.reinjections], [d / 1e6 for _t, d, _n in data.reinjections],
-                marker="o", s=18, facecolors="none", edgecolors="red", label="reinjected",
+                [t for t, _d, _n in data.reinjections],
+                [d / 1e6 for _t, d, _n in data.reinjections],
+                marker="o",
+                s=18,
+                facecolors="none",
+                edgecolors="red",
+                label="reinjected",
             )
         for ev in data.link_events:
             ax.axvline(ev["t"], color="black", linestyle="--", linewidth=0.8)
@@ -146,15 +160,28 @@ def ladder(data: ReportData) -> str | None:
             x1 = x[a.receiver] if a.receiver in x else (x[other[0]] if other else x0 + 1)
             if a.received_at is None:
                 x1 = x0 + 0.6 * (x1 - x0)
-            t1 = a.received_at if a.received_at is not None else a.sent_at + 0.3 * (t_max - t_min + 1e-3) / max(len(arrows), 1)
+            t1 = (
+                a.received_at
+                if a.received_at is not None
+                else a.sent_at + 0.3 * (t_max - t_min + 1e-3) / max(len(arrows), 1)
+            )
             ax.annotate(
-                "", xy=(x1, t1), xytext=(x0, a.sent_at),
+                "",
+                xy=(x1, t1),
+                xytext=(x0, a.sent_at),
                 arrowprops={"arrowstyle": "->", "color": "tab:red" if a.received_at is None else "tab:blue"},
             )
             label = a.label + ("  [not received with ENO]" if a.received_at is None else "")
             f = (0.3, 0.5, 0.7)[n % 3]  # arrows sent together get their labels at different heights
-            ax.text(x0 + f * (x1 - x0), a.sent_at + f * (t1 - a.sent_at), label, fontsize=7, ha="center", va="bottom",
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+            ax.text(
+                x0 + f * (x1 - x0),
+                a.sent_at + f * (t1 - a.sent_at),
+                label,
+                fontsize=7,
+                ha="center",
+                va="bottom",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+            )
         ax.set_ylim(t_max + 0.05 * (t_max - t_min + 1e-3), t_min - 0.1 * (t_max - t_min + 1e-3))
         ax.set_xlim(-0.6, max(len(hosts) - 1, 1) + 0.6)
         ax.set_xticks([])
@@ -188,9 +215,17 @@ def iketcp_timeline(data: ReportData) -> str | None:
             points.append((e["t"], r, marker, ""))
         elif e["layer"] == "iketcp" and e["name"] == "segment_sent":
             r = row(f"{who} IKETCP frames")
-            points.append((e["t"], r, "s" if e.get("kind") == "prefix" else ("|" if e.get("kind") == "esp" else "D"),
-                           "prefix" if e.get("kind") == "prefix" else ""))
-        elif e["layer"] == "ike" and e["name"] == "state_updated" and e.get("event") in ("started", "timeout", "connect"):
+            points.append(
+                (
+                    e["t"],
+                    r,
+                    "s" if e.get("kind") == "prefix" else ("|" if e.get("kind") == "esp" else "D"),
+                    "prefix" if e.get("kind") == "prefix" else "",
+                )
+            )
+        elif (
+            e["layer"] == "ike" and e["name"] == "state_updated" and e.get("event") in ("started", "timeout", "connect")
+        ):
             r = row(f"{who} attempts")
             points.append((e["t"], r, "v", f"{e.get('event')} {e.get('transport', '')}:{e.get('port', '')}".strip(":")))
         elif e["layer"] == "iketcp" and e["name"] == "state_updated" and e.get("event"):

@@ -55,9 +55,7 @@ def tshark_count(pcap: Path, display_filter: str, *, extra: list[str] | None = N
 def experimental_eno_basic():  # eno-basic with kind 253/ExID 0x454E on both ends, 256 KiB
     sc = get_scenario("eno-basic")
     cfg = EnoConfig(experimental_encoding=True)
-    transfers = tuple(
-        dataclasses.replace(t, client=cfg, server=cfg, size_bytes=256 * 1024) for t in sc.transfers
-    )
+    transfers = tuple(dataclasses.replace(t, client=cfg, server=cfg, size_bytes=256 * 1024) for t in sc.transfers)
     return dataclasses.replace(sc, name="eno-basic-experimental", transfers=transfers)
 
 

@@ -144,17 +144,29 @@ def test_crafted_options_with_data_and_length_byte(tmp_path: Path) -> None:
     with PcapWriter(pcap) as writer:
         for i, option in enumerate(options):
             seg = TcpSegment(
-                src_port=40000 + i, dst_port=5001, seq=1000, ack=0, flags=SYN, window=65535,
+                src_port=40000 + i,
+                dst_port=5001,
+                seq=1000,
+                ack=0,
+                flags=SYN,
+                window=65535,
                 options=(to_tcp_option(option),),
             )
             writer.write(float(i), _ip(seg, src, dst))
         other = TcpSegment(
-            src_port=40009, dst_port=5001, seq=1, ack=1, flags=ACK, window=65535,
+            src_port=40009,
+            dst_port=5001,
+            seq=1,
+            ack=1,
+            flags=ACK,
+            window=65535,
             options=(UnknownOption(253, b"\x12\x34\x01\x02"),),
         )
         writer.write(2.0, _ip(other, src, dst))
     assert _tshark_eno(pcap) == _codec_eno(pcap)
-    rows = tshark_fields(pcap, ["eno.length_byte", "eno.data_len", "eno.a", "eno.b"], display_filter="frame.number == 1")
+    rows = tshark_fields(
+        pcap, ["eno.length_byte", "eno.data_len", "eno.a", "eno.b"], display_filter="frame.number == 1"
+    )
     assert rows == [[["0x88"], ["9"], ["1"], ["1"]]]
     # another experiment's kind 253 stays Wireshark's own "Experimental" option
     assert tshark_count(pcap, "tcp.options.experimental.exid == 0x1234 && !eno") == 1
@@ -234,17 +246,23 @@ def test_no_tcpcrypt_without_a_negotiated_eno(bundles: Bundles) -> None:
 
 
 @pytest.mark.parametrize("scenario", ["hotspot", "port-443"])
-def test_iketcp_messages_decode_and_esp_decrypts_in_place(
-    bundles: Bundles, scenario: str, tmp_path: Path
-) -> None:
+def test_iketcp_messages_decode_and_esp_decrypts_in_place(bundles: Bundles, scenario: str, tmp_path: Path) -> None:
     bundle = bundles[scenario]
     keys = key_tables(read_jsonl(bundle / "trace.jsonl")).tshark_options()
     assert keys
     for pcap in sorted((bundle / "pcaps").glob("*.pcap")):
         counted = iketcp_to_udp(pcap, tmp_path / f"{pcap.stem}-udp.pcap")  # our own reassembly and framing
         assert counted.ike_frames >= 4 and counted.esp_frames > 0 and not counted.broken
-        fields = ["iketcp.type", "isakmp.exchangetype", "esp.spi", "esp.protocol", "isakmp.enc.decrypted",
-                  "_ws.malformed", "_ws.expert.severity", "iketcp.prefix"]
+        fields = [
+            "iketcp.type",
+            "isakmp.exchangetype",
+            "esp.spi",
+            "esp.protocol",
+            "isakmp.enc.decrypted",
+            "_ws.malformed",
+            "_ws.expert.severity",
+            "iketcp.prefix",
+        ]
         rows = tshark_fields(pcap, fields, extra=keys)  # one pass over every frame
         tcp_rows = [row for row in rows if row[0]]
         types = [t for row in tcp_rows for t in row[0]]
@@ -278,9 +296,18 @@ def test_scripts_load_without_a_lua_error(tmp_path: Path) -> None:
     empty = tmp_path / "empty.pcap"
     PcapWriter(empty).close()
     done = subprocess.run(
-        [tshark, *[a for s in SCRIPTS for a in ("-X", f"lua_script:{DIRECTORY / s}")], "-r", str(empty),
-         "-Y", "eno || eno.tep || eno.b || tcpcrypt || tcpcrypt.clen || iketcp || iketcp.length"],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            tshark,
+            *[a for s in SCRIPTS for a in ("-X", f"lua_script:{DIRECTORY / s}")],
+            "-r",
+            str(empty),
+            "-Y",
+            "eno || eno.tep || eno.b || tcpcrypt || tcpcrypt.clen || iketcp || iketcp.length",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "Lua" not in done.stderr and "rror" not in done.stderr, done.stderr
@@ -304,7 +331,9 @@ def test_libreswan_capture_without_the_length_field_is_flagged_not_misread() -> 
     without RFC 9329's Length: the prefix decodes, and each such segment is a malformed IKETCP frame."""
     if not LIBRESWAN_CAPTURE.is_file():
         pytest.skip(f"the reference capture {LIBRESWAN_CAPTURE.name} is not on this machine")
-    rows = tshark_fields(LIBRESWAN_CAPTURE, ["iketcp.prefix", "iketcp.length", "iketcp.malformed"], display_filter="iketcp")
+    rows = tshark_fields(
+        LIBRESWAN_CAPTURE, ["iketcp.prefix", "iketcp.length", "iketcp.malformed"], display_filter="iketcp"
+    )
     assert [r[0] for r in rows].count(["IKETCP"]) == 1
     framed = [r for r in rows if r[1]]
     assert len(framed) == 4 and all(r[1] == ["0"] and r[2] for r in framed)  # the 4-byte zero marker read as Length

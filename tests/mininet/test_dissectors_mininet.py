@@ -62,7 +62,9 @@ def test_iketcp_decrypts_in_place_on_mininet_captures(clean_machine: None, tmp_p
     for pcap in sorted((tmp_path / "hotspot" / "pcaps").glob("*.pcap")):
         counted = iketcp_to_udp(pcap, tmp_path / f"{pcap.stem}-udp.pcap")
         assert counted.ike_frames >= 4 and counted.esp_frames > 0 and not counted.broken
-        rows = [r for r in tshark_fields(pcap, ["iketcp.type", "isakmp.exchangetype", "esp.protocol"], extra=keys) if r[0]]
+        rows = [
+            r for r in tshark_fields(pcap, ["iketcp.type", "isakmp.exchangetype", "esp.protocol"], extra=keys) if r[0]
+        ]
         types = [t for row in rows for t in row[0]]
         assert types.count("1") == counted.ike_frames and types.count("2") == counted.esp_frames, pcap.name
         assert sum(len(row[1]) for row in rows) == counted.ike_frames

@@ -42,7 +42,9 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
 
 
 # anything a browser would fetch: URLs, src=, scripts, stylesheets, and url()/href that is not a fragment of the page
-EXTERNAL = re.compile(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/|\bsrc\s*=|<script|<link\b|@import|url\((?!#)|href=\"(?!#)", re.I)
+EXTERNAL = re.compile(
+    r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/|\bsrc\s*=|<script|<link\b|@import|url\((?!#)|href=\"(?!#)", re.IGNORECASE
+)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
