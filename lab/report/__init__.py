@@ -251,6 +251,13 @@ def build_html(data: ReportData) -> str:
         ("Transfers and digests", _transfers(data)),
     ]
     created = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    damaged = ""
+    if data.damaged_lines:
+        lines = ", ".join(str(n) for n in data.damaged_lines[:10]) + (" ..." if len(data.damaged_lines) > 10 else "")
+        damaged = (
+            f'<p class="bad">The trace is damaged: {len(data.damaged_lines)} line(s) are not JSON and were '
+            f"skipped (line {_e(lines)}). <code>tcplab verify</code> says more.</p>"
+        )
     toc = "".join(f'<li><a href="#s{i}">{_e(title)}</a></li>' for i, (title, _b) in enumerate(sections))
     body = "".join(f'<h2 id="s{i}">{_e(title)}</h2>{content}' for i, (title, content) in enumerate(sections))
     clock = (
@@ -264,5 +271,5 @@ def build_html(data: ReportData) -> str:
         f"<h1>tcplab run report: {_e(name)}</h1>"
         f"<p>Seed {_e(summary.get('seed', '?'))}, backend {_e(backend)}, {_e(clock)}; bundle "
         f"<code>{_e(data.run_dir)}</code>; written {_e(created)}. {_verdict(summary.get('ok'))}</p>"
-        f"<ul>{toc}</ul>{body}</body></html>\n"
+        f"{damaged}<ul>{toc}</ul>{body}</body></html>\n"
     )

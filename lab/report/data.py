@@ -78,6 +78,7 @@ class ReportData:
     ike_events: list[dict[str, Any]]
     link_events: list[dict[str, Any]]
     records: list[Any]  # what moments are detected on (no metrics, no per-segment tcp/mptcp receptions)
+    damaged_lines: list[int] = field(default_factory=list)  # trace lines that are not JSON, skipped
 
     @property
     def delivered_bytes(self) -> int:
@@ -122,7 +123,8 @@ def _thin(times: list[float], values: list[int], limit: int) -> tuple[list[float
 
 
 def load(run_dir: Path, *, min_bin_s: float = 0.05, max_bins: int = 150) -> ReportData:
-    """Read a bundle. Raises ConfigError when ``run_dir`` holds no trace, or a trace line is not JSON."""
+    """Read a bundle; trace lines that are not JSON are skipped and listed in ``damaged_lines``.
+    Raises ConfigError when ``run_dir`` holds no trace."""
     run_dir = Path(run_dir)
     trace = run_dir / "trace.jsonl"
     if not trace.is_file():
@@ -148,6 +150,7 @@ def load(run_dir: Path, *, min_bin_s: float = 0.05, max_bins: int = 150) -> Repo
     ike_events: list[dict[str, Any]] = []
     link_events: list[dict[str, Any]] = []
     records: list[Any] = []
+    damaged: list[int] = []
     end = 0.0
     with open(trace, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
@@ -157,8 +160,9 @@ def load(run_dir: Path, *, min_bin_s: float = 0.05, max_bins: int = 150) -> Repo
                 continue
             try:
                 raw = json.loads(line)
-            except ValueError as exc:
-                raise ConfigError(f"{trace}:{lineno}: not JSON ({exc})") from None
+            except ValueError:
+                damaged.append(lineno)  # a run killed mid-write leaves half a line: report the rest
+                continue
             if not isinstance(raw, dict) or raw.get("v") != SCHEMA_VERSION:
                 continue
             t = float(raw.get("t", 0.0))
@@ -259,6 +263,7 @@ def load(run_dir: Path, *, min_bin_s: float = 0.05, max_bins: int = 150) -> Repo
         ike_events=ike_events,
         link_events=link_events,
         records=records,
+        damaged_lines=damaged,
     )
 
 

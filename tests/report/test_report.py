@@ -106,3 +106,12 @@ def test_chromium_renders_the_report(bundles: Bundles, tmp_path: Path) -> None:
 
     png = asyncio.run(screenshot(page.as_uri(), shot, wait_s=4, width=900, height=1300))
     assert drawn(png)
+
+
+def test_a_damaged_trace_is_reported_not_fatal(bundles: Bundles, tmp_path: Path) -> None:
+    run_dir = tmp_path / "damaged"
+    run_dir.mkdir()
+    lines = (bundles["hotspot"] / "trace.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    (run_dir / "trace.jsonl").write_text("".join(lines[:40]) + '{"v":1,"t":0.5,"no\n' + "".join(lines[40:80]))
+    page = write_report(run_dir, tmp_path / "damaged.html").read_text(encoding="utf-8")
+    assert "The trace is damaged: 1 line(s)" in page and "line 41" in page
