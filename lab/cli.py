@@ -259,6 +259,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             print(f"  {summary['run_time_s']:.3f} s of transfer in {summary['wall_time_s']:.2f} s wall")
         print(f"  bundle: {out_dir}  (replay with: {command('replay', str(out_dir))})")
+        print(f"  report: {command('report', str(out_dir))}")
     return 0 if summary["ok"] else 1
 
 
@@ -305,6 +306,57 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for k, v in result.items():
             if k not in ("bench", "metric", "value", "unit", "target", "passed"):
                 print(f"  {k}: {v}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``tcplab report RUN_DIR [--out FILE.html]``: one self-contained HTML page for a run bundle."""
+    from lab.report import write_report
+
+    path = Path(args.run_dir)
+    if not path.is_dir():
+        return fail(f"no run bundle at {path} (a run bundle is the directory 'tcplab run' or 'tcplab tui' writes)")
+    started = time.perf_counter()
+    out = write_report(path, Path(args.out) if args.out else None)
+    took = time.perf_counter() - started
+    print(f"report: {out}  ({out.stat().st_size // 1024} KiB in {took:.1f} s; open it in a browser)")
+    return 0
+
+
+def cmd_dissectors(args: argparse.Namespace) -> int:
+    """``tcplab dissectors``: where the Wireshark Lua dissectors are and the lines that load them."""
+    from lab import dissectors
+
+    folder = dissectors.plugin_folder()
+    tshark = dissectors.tshark_command_line()
+    keys = "$(python -m lab.ike.keylog RUN_DIR --options)"
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "directory": str(dissectors.DIRECTORY),
+                    "scripts": [str(p) for p in dissectors.scripts()],
+                    "tshark_args": dissectors.tshark_args(),
+                    "tshark": tshark,
+                    "plugin_folder": str(folder),
+                    "preferences": dissectors.PREFERENCES,
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(f"Wireshark dissectors for TCP-ENO, tcpcrypt and IKE/ESP over TCP: {dissectors.DIRECTORY}")
+    print("  filters: eno, tcpcrypt, iketcp")
+    print("tshark:")
+    print(f"  {tshark}")
+    print("  with a run's IKE and ESP keys (ESP decrypts straight from the TCP capture):")
+    print(f"  {tshark.replace(' -r CAPTURE.pcap', '')} {keys} -r RUN_DIR/pcaps/h1-eth0.pcap")
+    print(f"Wireshark: copy them into your personal Lua plugins folder ({folder}):")
+    files = " ".join(shlex.quote(str(p)) for p in dissectors.scripts())
+    print(f"  mkdir -p {shlex.quote(str(folder))} && cp {files} {shlex.quote(str(folder))}/")
+    print("  and set these preferences (Edit > Preferences > Advanced, or the 'preferences' file):")
+    for line in dissectors.preferences_lines():
+        print(f"    {line}")
     return 0
 
 
@@ -386,6 +438,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir", metavar="RUN_DIR", help="the bundle directory")
     s.add_argument("--json", action="store_true", help="print one JSON object: path, ok, interrupted, problems")
     s.set_defaults(fn=cmd_verify)
+
+    s = sub.add_parser("report", help="write a self-contained HTML report (plots, ladder, timeline) of a run bundle")
+    s.add_argument("run_dir", metavar="RUN_DIR", help="the bundle directory")
+    s.add_argument("--out", metavar="FILE.html", help="where to write it (default: RUN_DIR.html, beside the bundle)")
+    s.set_defaults(fn=cmd_report)
+
+    s = sub.add_parser("dissectors", help="where the Wireshark dissectors for TCP-ENO, tcpcrypt and IKETCP are")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(fn=cmd_dissectors)
 
     s = sub.add_parser("clean", help="(root) remove the leftovers of a crashed Mininet run")
     s.set_defaults(fn=cmd_clean)
