@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from lab.bench import Benchmark
+from lab.bench.mptcp_fairness import bench_shared_bottleneck
 from lab.scenario import Scenario, ScenarioRun, Transfer
 from lab.scenario.mptcp import MptcpTransfer
 from lab.trace import NULL_TRACER
@@ -108,6 +109,12 @@ BENCHMARKS: dict[str, Benchmark] = {
             "20 Mbit/s at 10 ms + 20 Mbit/s at 200 ms, 1 MiB buffers: MPTCP / best single path",
             ">= 1.0",
             bench_hetero,
+        ),
+        Benchmark(
+            "sim-mptcp-shared-bottleneck",
+            "MPTCP (LIA, OLIA, uncoupled) beside one TCP flow at a shared bottleneck, 5-50 Mbit/s x 25-400 packets",
+            "LIA/OLIA within 0.9..1.05 of TCP",
+            bench_shared_bottleneck,
         ),
     )
 }

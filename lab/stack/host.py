@@ -141,7 +141,11 @@ class Stream:
 
     @property
     def send_buffered(self) -> int:
-        return self.conn.send_buffered
+        """Bytes written but not yet sent once (as an MPTCP connection counts them): an
+        application that keeps this topped up never leaves the window idle, however
+        large the window grows; sent data waits for its ACK in the connection."""
+        conn = self.conn
+        return conn.unsent_bytes if isinstance(conn, TcpConnection) else conn.send_buffered
 
 
 class HostStack:
@@ -820,7 +824,7 @@ class HostStack:
                     wants_writable
                     and not writable_checked
                     and not stream.closed
-                    and len(conn._sbuf) < WRITE_LOW_WATER
+                    and conn.unsent_bytes < WRITE_LOW_WATER
                     and conn.state in _WRITABLE_STATES
                 ):
                     writable_checked = True
