@@ -16,6 +16,7 @@ from typing import Any
 
 from lab.bench import Benchmark
 from lab.bench.mptcp_fairness import bench_shared_bottleneck
+from lab.bench.mptcp_flood import bench_syn_flood
 from lab.scenario import Scenario, ScenarioRun, Transfer
 from lab.scenario.mptcp import MptcpTransfer
 from lab.trace import NULL_TRACER
@@ -115,6 +116,12 @@ BENCHMARKS: dict[str, Benchmark] = {
             "MPTCP (LIA, OLIA, uncoupled) beside one TCP flow at a shared bottleneck, 5-50 Mbit/s x 25-400 packets",
             "LIA/OLIA within 0.9..1.05 of TCP",
             bench_shared_bottleneck,
+        ),
+        Benchmark(
+            "sim-mptcp-syn-flood",
+            "20,000 MP_CAPABLE SYNs against an MPTCP listener beside a 1 MiB transfer: peak heap growth",
+            "< 32 MB",
+            bench_syn_flood,
         ),
     )
 }
