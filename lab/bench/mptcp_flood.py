@@ -32,7 +32,7 @@ PORT = 5001
 SYNS = 20_000
 BACKLOG = 128
 SPOOFED = "10.0.1.77"  # on h1's link, owned by no host: SYN/ACKs to it go nowhere
-MEMORY_BOUND_BYTES = 32 * 1024 * 1024
+MEMORY_BOUND_BYTES = 32_000_000
 
 
 def _topology() -> Any:

@@ -22,6 +22,7 @@ ONE_WAY_MS = 11.0  # 22 ms base RTT
 MPTCP_PORT = 5001
 TCP_PORT = 5002
 COMPETITORS = ("newreno", "cubic")
+SEED_OFFSET_S = 0.137
 
 
 def shared_bottleneck_scenario(
@@ -35,12 +36,13 @@ def shared_bottleneck_scenario(
     name: str = "shared-bottleneck",
     client: dict[str, Any] | None = None,
     size_bytes: int | None = None,
+    tcp_start_s: float = 0.0,
 ) -> Scenario:
     """h1 → h2 over MPTCP (two subflows, ``congestion`` coupling them) and h3 → h2 over TCP; every TCP
     runs ``competitor`` (the MPTCP subflows too when uncoupled). ``client`` replaces h1's MPTCP
     settings. Without ``size_bytes`` both transfers outlast ``warmup_s + measure_s``, where the run
-    stops; with it each sends that much and the run lasts until both are done. Raises ConfigError
-    for an unknown competitor or bad durations."""
+    stops; with it each sends that much and the run lasts until both are done. The TCP flow starts
+    ``tcp_start_s`` after the MPTCP one. Raises ConfigError for an unknown competitor or bad durations."""
     if competitor not in COMPETITORS:
         raise ConfigError(f"competitor must be one of {', '.join(COMPETITORS)}, got {competitor!r}")
     if warmup_s < 0 or measure_s <= 0:
@@ -64,7 +66,7 @@ def shared_bottleneck_scenario(
             MptcpTransfer(
                 name="mptcp", src="h1", dst="h2", port=MPTCP_PORT, size_bytes=size, client=mptcp, server=server
             ),
-            Transfer(name="tcp", src="h3", dst="h2", port=TCP_PORT, size_bytes=size),
+            Transfer(name="tcp", src="h3", dst="h2", port=TCP_PORT, size_bytes=size, start_s=tcp_start_s),
         ),
         tcp={"congestion_control": competitor},
         time_limit_s=warmup_s + measure_s if size_bytes is None else 600.0,
@@ -84,7 +86,9 @@ def measure_fairness(
     tracer: Tracer | None = None,
 ) -> dict[str, Any]:
     """Run :func:`shared_bottleneck_scenario` and return the MPTCP/TCP ratio of the bytes delivered in order
-    over ``measure_s`` after ``warmup_s``, with both rates (Mbit/s) and the run's wall time."""
+    over ``measure_s`` after ``warmup_s``, with both rates (Mbit/s) and the run's wall time. The network
+    has no random loss, so what ``seed`` changes is the phase of the flows: the TCP flow starts
+    (seed - 1) * SEED_OFFSET_S later (modulo one second)."""
     scenario = shared_bottleneck_scenario(
         bw_mbps=bw_mbps,
         queue_packets=queue_packets,
@@ -92,6 +96,7 @@ def measure_fairness(
         congestion=congestion,
         warmup_s=warmup_s,
         measure_s=measure_s,
+        tcp_start_s=((seed - 1) * SEED_OFFSET_S) % 1.0,
     )
     start = time.perf_counter()
     run = ScenarioRun(scenario, seed=seed, tracer=tracer or NULL_TRACER)
