@@ -378,7 +378,7 @@ class CoupledCongestion(NewReno):
             NewReno.on_congestion(self, flight=flight, now=now)
         self._credit = 0.0
         beta = self.CUBIC_BETA if self.base == "cubic" else 0.5
-        cut = max(0, min(before, self.ssthresh) - self.ssthresh) if timeout else max(0, before - self.cwnd)
+        cut = max(0, before - (self.ssthresh if timeout else self.cwnd))  # a timeout's cut: to ssthresh
         if g.note_cut(cut, total_before=total_before, beta=beta, now=now) and self.base == "cubic":
             g.cwnd_prior = g.w_max = total_before / self.mss  # the aggregate's curve restarts here
             g.epoch_start = None

@@ -69,3 +69,37 @@ def test_olia_over_cubic_takes_about_one_cubic_flows_share_at_a_shared_bottlenec
     r = measure_fairness(bw_mbps=5.0, queue_packets=25, competitor="cubic", congestion="olia", warmup_s=4.0, measure_s=16.0)
     assert r["subflows"] == 2
     assert 0.8 <= r["ratio"] <= 1.2, r
+
+
+def test_a_subflow_in_loss_recovery_keeps_sending_so_no_burst_follows_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A subflow's room for new data in loss recovery is RFC 6675's pipe, not everything
+    unacknowledged: before, it took no data during recovery and sent a whole window at once
+    when recovery ended (bursts of 30 segments into a full queue)."""
+    from lab.scenario import ScenarioRun
+    from lab.scenario.fairness import shared_bottleneck_scenario
+    from lab.sim.network import SimNetwork
+
+    sent: dict[str, list[float]] = {}
+    transmit = SimNetwork.transmit
+
+    def watch(self: SimNetwork, iface, packet: bytes) -> None:
+        if iface.name.startswith("h1-") and len(packet) > 1000:
+            sent.setdefault(iface.name, []).append(self.now)
+        transmit(self, iface, packet)
+
+    monkeypatch.setattr(SimNetwork, "transmit", watch)
+    run = ScenarioRun(shared_bottleneck_scenario(bw_mbps=5.0, queue_packets=25, competitor="newreno", congestion="lia"))
+    run.net.run(until=10.0)
+    recoveries = 0
+    for times in sent.values():
+        burst = longest = 1
+        for a, b in zip(times, times[1:], strict=False):
+            if a < 1.0:  # the initial window goes out at once
+                continue
+            burst = burst + 1 if b - a < 1e-9 else 1
+            longest = max(longest, burst)
+        assert longest <= 6, (longest, sorted(sent))
+    for host in ("h1",):
+        for conn in run.net.host(host).connections():
+            recoveries += conn.metrics()["bytes_retransmitted"] > 0
+    assert recoveries  # there were losses to recover from
