@@ -114,7 +114,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark(
             "sim-mptcp-shared-bottleneck",
             "MPTCP (LIA, OLIA, uncoupled) beside one TCP flow at a shared bottleneck, 5-50 Mbit/s x 25-400 packets",
-            "LIA/OLIA within 0.9..1.05 of TCP",
+            "0.9-1.05",
             bench_shared_bottleneck,
         ),
         Benchmark(
