@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from topologies.shared_bottleneck import shared_bottleneck
 from topologies.single_path import single_path
 from topologies.two_paths import two_paths
 
 TOPOLOGIES = {
     "single-path": single_path,
     "two-paths": two_paths,
+    "shared-bottleneck": shared_bottleneck,
 }

@@ -6,7 +6,10 @@ Links in ``two-paths`` are named ``h1-r1``, ``r1-h2`` (path A) and ``h1-r2``,
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from lab.scenario import LinkEvent, Scenario
+from lab.scenario.fairness import shared_bottleneck_scenario
 from lab.scenario.middlebox import FlipPayloadBytes, StripTcpOptions
 from lab.scenario.moments import (
     MomentSpec,
@@ -189,6 +192,14 @@ SCENARIOS: dict[str, Scenario] = {
             transfers=(MptcpTransfer(size_bytes=8 * MIB, client={"checksum": True}),),
             moments=(MP_FAIL, FALLBACK, DELIVERED),
             main_view="subflows",
+        ),
+        replace(
+            shared_bottleneck_scenario(bw_mbps=10.0, queue_packets=100, competitor="newreno", size_bytes=12 * MIB),
+            description=(
+                "One MPTCP connection (LIA, two subflows) and one NewReno TCP flow share a 10 Mbit/s bottleneck "
+                "(100-packet queue, 22 ms base RTT): coupled congestion control takes one flow's share, not two."
+            ),
+            moments=(JOINED, DELIVERED),
         ),
     )
 }

@@ -15,6 +15,8 @@ from dataclasses import replace
 from typing import Any
 
 from lab.bench import Benchmark
+from lab.bench.mptcp_fairness import bench_shared_bottleneck
+from lab.bench.mptcp_flood import bench_syn_flood
 from lab.scenario import Scenario, ScenarioRun, Transfer
 from lab.scenario.mptcp import MptcpTransfer
 from lab.trace import NULL_TRACER
@@ -108,6 +110,18 @@ BENCHMARKS: dict[str, Benchmark] = {
             "20 Mbit/s at 10 ms + 20 Mbit/s at 200 ms, 1 MiB buffers: MPTCP / best single path",
             ">= 1.0",
             bench_hetero,
+        ),
+        Benchmark(
+            "sim-mptcp-shared-bottleneck",
+            "MPTCP (LIA, OLIA, uncoupled) beside one TCP flow at a shared bottleneck, 5-50 Mbit/s x 25-400 packets",
+            "0.9-1.05",
+            bench_shared_bottleneck,
+        ),
+        Benchmark(
+            "sim-mptcp-syn-flood",
+            "20,000 MP_CAPABLE SYNs against an MPTCP listener beside a 1 MiB transfer: peak heap growth",
+            "< 32 MB",
+            bench_syn_flood,
         ),
     )
 }

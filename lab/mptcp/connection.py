@@ -128,8 +128,8 @@ class Subflow:
 
     @property
     def send_room(self) -> int:
-        conn = self.conn
-        return conn.congestion.cwnd - conn.flight_bytes - conn.unsent_bytes
+        conn = self.conn  # in loss recovery new data may go out as RFC 6675's pipe allows
+        return conn.congestion.cwnd - conn.pipe_bytes - conn.unsent_bytes
 
     @property
     def stalled(self) -> bool:
@@ -648,7 +648,10 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
         congestion = None
         if self._cc_cls is not None:
             congestion = self._cc_cls(
-                mss=536, initial_window_segments=self.tcp_config.initial_window_segments, group=self._cc_group
+                mss=536,
+                initial_window_segments=self.tcp_config.initial_window_segments,
+                group=self._cc_group,
+                base=self.tcp_config.congestion_control,
             )
         sf.conn = TcpConnection(
             addr=addr,

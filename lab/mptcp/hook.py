@@ -76,6 +76,9 @@ class MptcpHook(GroupHook):
         mp.accept(addr, segment, now=now)
         return mp
 
+    def makes_group(self, segment: bytes) -> bool:
+        return not isinstance(syn_mptcp_option(segment), MpJoinSyn)
+
     def _join(self, addr: FourTuple, segment: bytes, opt: MpJoinSyn, *, now: float) -> MptcpConnection | bool | tuple:
         mp = self._tokens.get(opt.token)
         if mp is not None and mp.established and len(mp.subflows) >= mp.config.max_subflows:

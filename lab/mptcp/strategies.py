@@ -208,24 +208,103 @@ def register_path_manager(name: str, cls: type[PathManager]) -> None:
 
 
 class CoupledGroup:
-    """The subflows of one connection whose windows a coupled controller links."""
+    """The subflows of one connection whose windows a coupled controller links.
+
+    The group also measures the connection's congestion events: the losses its subflows
+    see within one round trip of the first one are one event, and ``event_share`` is
+    (a moving average of) how much of the total window an event takes, as a fraction of
+    what one flow with that window would shed. Over a CUBIC host (``base="cubic"``) it
+    holds the aggregate's CUBIC epoch as well (see :class:`CoupledCongestion`).
+    """
+
+    EVENT_GAIN = 0.25
 
     def __init__(self) -> None:
         self.members: list[CoupledCongestion] = []
+        self.w_max = 0.0  # segments: the total window when the last congestion event began
+        self.cwnd_prior = 0.0  # segments
+        self.epoch_start: float | None = None
+        self.k = 0.0
+        self.c = 0.0
+        self.origin = 0.0
+        self.event_at: float | None = None  # the first loss of the current congestion event
+        self.event_total = 0  # bytes: the total window when it began
+        self.event_cut = 0  # bytes the subflows have cut in it so far
+        self.event_beta = 0.5
+        self.event_share = 0.0  # 0 until an event has ended
 
     def total_cwnd(self) -> int:
         return sum(m.cwnd for m in self.members if m.active)
 
+    def share_concentration(self) -> float:
+        """Sum over the active subflows of (cwnd_i / total)^2: 1 for one subflow, 1/n for n equal ones."""
+        total = self.total_cwnd()
+        if not total:
+            return 1.0
+        return sum((m.cwnd / total) ** 2 for m in self.members if m.active)
+
+    def note_cut(self, cut: int, *, total_before: int, beta: float, now: float) -> bool:
+        """A subflow cut its window by ``cut`` bytes for a loss at ``now``; returns whether this
+        opened a new congestion event (the previous one is then folded into ``event_share``)."""
+        window = max((m.rtt for m in self.members if m.active), default=0.1)
+        if self.event_at is not None and now - self.event_at < window:
+            self.event_cut += cut
+            return False
+        if self.event_at is not None and self.event_total:
+            share = min(1.0, self.event_cut / (self.event_total * (1 - self.event_beta)))
+            self.event_share += self.EVENT_GAIN * (share - self.event_share)
+        self.event_at = now
+        self.event_total = total_before
+        self.event_cut = cut
+        self.event_beta = beta
+        return True
+
 
 class CoupledCongestion(NewReno):
-    """NewReno per subflow whose congestion-avoidance increase is set by the group."""
+    """A subflow's controller whose congestion-avoidance increase is set by the group.
+
+    Each subflow answers its own losses as RFC 6356 and OLIA say: over ``newreno``
+    (``base``, the single-path controller the host's TCP runs) a loss halves its
+    window; over ``cubic`` it takes it to 0.7 of itself (RFC 9438's beta). The increase
+    is coupled (:meth:`increase`) so that at a shared bottleneck the connection takes
+    one TCP flow's share (RFC 6356 §2 goal 2) and no less (goal 1).
+
+    RFC 6356's alpha, and OLIA's first term, set the connection's growth per round
+    trip (:meth:`growth_share`, 1/2 for two equal subflows) for losses that arrive
+    independently, in proportion to each subflow's window: then an event cuts one
+    subflow, half as much as a single flow of the total window would lose. A drop-tail
+    queue that overflows drops from every flow that crosses it, so at a shared
+    bottleneck the subflows lose in the same round trip and the connection sheds
+    up to what one flow would; growing by alpha alone leaves it about half a flow's
+    share (0.5-0.75 measured). So the growth is the larger of the formula's and the
+    measured ``event_share`` (what an event really takes, relative to one flow's cut):
+    with independent losses the formula stands, with synchronised ones the connection
+    grows like the one flow it is then cut like.
+
+    Over CUBIC the increase is the larger of the coupled increase scaled as CUBIC scales
+    Reno's (its Reno-friendly region, RFC 9438 4.3) and this subflow's part of the
+    aggregate's CUBIC growth: the total window follows one CUBIC curve (RFC 9438 4.2,
+    4.4, 4.5) from the total at the last congestion event, with C scaled by the same
+    coupling factor. Without coupling the same host takes about one share per subflow.
+    """
 
     name = "coupled"
+    CUBIC_C = 0.4
+    CUBIC_BETA = 0.7
+    CUBIC_ALPHA = 3 * (1 - CUBIC_BETA) / (1 + CUBIC_BETA)
 
-    def __init__(self, *, mss: int, initial_window_segments: int = 10, group: CoupledGroup | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        mss: int,
+        initial_window_segments: int = 10,
+        group: CoupledGroup | None = None,
+        base: str = "newreno",
+    ) -> None:
         super().__init__(mss=mss, initial_window_segments=initial_window_segments)
         self.group = group or CoupledGroup()
         self.group.members.append(self)
+        self.base = base
         self.rtt = 0.1  # smoothed RTT seen by this controller (s)
         self.active = True
         self._credit = 0.0
@@ -239,11 +318,76 @@ class CoupledCongestion(NewReno):
         if self.cwnd < self.ssthresh:
             self.slow_start(acked, rtt)
             return
-        self._credit += self.increase(acked)
+        grow = self.increase(acked)
+        if self.base == "cubic":
+            grow = max(self._reno_friendly_scale() * grow, self._cubic_increase(acked, now=now))
+        self._credit += grow
         if self._credit >= 1.0:
             whole = int(self._credit)
             self.cwnd += whole
             self._credit -= whole
+
+    def growth_share(self) -> float:
+        """The connection's growth per round trip in congestion avoidance that the coupling formula
+        gives, as a fraction of one TCP flow's (one MSS per RTT): LIA's alpha, OLIA's first term."""
+        return self.group.share_concentration()
+
+    def coupling(self) -> float:
+        """The growth the connection takes: the formula's, or more when congestion events cut
+        more than one subflow (``CoupledGroup.event_share``); never more than one flow's."""
+        return min(1.0, max(self.growth_share(), self.group.event_share))
+
+    def _reno_friendly_scale(self) -> float:
+        """RFC 9438 4.3: CUBIC's Reno-friendly estimate grows by alpha_cubic per RTT (1 once
+        the window is back to where it was before the last reduction)."""
+        return 1.0 if self.group.total_cwnd() >= self.group.cwnd_prior * self.mss else self.CUBIC_ALPHA
+
+    def _cubic_increase(self, acked: int, *, now: float) -> float:
+        """Bytes this ACK adds to the subflow: its share of the aggregate's CUBIC growth."""
+        g = self.group
+        mss = self.mss
+        total = g.total_cwnd() / mss
+        if total <= 0:
+            return 0.0
+        if g.epoch_start is None:
+            g.epoch_start = now
+            g.c = self.CUBIC_C * self.coupling()
+            if total < g.w_max:
+                g.k = ((g.w_max - total) / g.c) ** (1 / 3)
+                g.origin = g.w_max
+            else:
+                g.k = 0.0
+                g.origin = total
+        t = now - g.epoch_start
+        target = g.origin + g.c * (t + self.rtt - g.k) ** 3
+        target = min(max(target, total), 1.5 * total)
+        return (target - total) / total * acked
+
+    def _cut(self, *, flight: int, now: float, timeout: bool) -> None:
+        g = self.group
+        total_before = g.total_cwnd()
+        before = self.cwnd
+        if self.base == "cubic":
+            self.ssthresh = max(int(self.cwnd * self.CUBIC_BETA), 2 * self.mss)
+            self.cwnd = self.mss if timeout else self.ssthresh
+            self._bytes_acked = 0
+            self._leave_slow_start()
+        elif timeout:
+            NewReno.on_timeout(self, flight=flight, now=now)
+        else:
+            NewReno.on_congestion(self, flight=flight, now=now)
+        self._credit = 0.0
+        beta = self.CUBIC_BETA if self.base == "cubic" else 0.5
+        cut = max(0, before - (self.ssthresh if timeout else self.cwnd))  # a timeout's cut: to ssthresh
+        if g.note_cut(cut, total_before=total_before, beta=beta, now=now) and self.base == "cubic":
+            g.cwnd_prior = g.w_max = total_before / self.mss  # the aggregate's curve restarts here
+            g.epoch_start = None
+
+    def on_congestion(self, *, flight: int, now: float) -> None:
+        self._cut(flight=flight, now=now, timeout=False)
+
+    def on_timeout(self, *, flight: int, now: float) -> None:
+        self._cut(flight=flight, now=now, timeout=True)
 
     def increase(self, acked: int) -> float:  # pragma: no cover - abstract in spirit
         return acked * self.mss / self.cwnd
@@ -260,7 +404,17 @@ class LiaCongestion(CoupledCongestion):
         best = max(m.cwnd / (m.rtt * m.rtt) for m in members)
         denom = sum(m.cwnd / m.rtt for m in members) ** 2
         alpha = total * best / denom if denom else 1.0
+        alpha = max(alpha, min(1.0, self.group.event_share))  # see CoupledCongestion
         return min(alpha * acked * self.mss / total, acked * self.mss / self.cwnd)
+
+    def growth_share(self) -> float:
+        """RFC 6356's alpha: the connection grows by alpha MSS per RTT (with equal RTTs)."""
+        members = [m for m in self.group.members if m.active]
+        total = sum(m.cwnd for m in members)
+        denom = sum(m.cwnd / m.rtt for m in members) ** 2
+        if not total or not denom:
+            return 1.0
+        return total * max(m.cwnd / (m.rtt * m.rtt) for m in members) / denom
 
 
 class OliaCongestion(CoupledCongestion):
@@ -269,8 +423,15 @@ class OliaCongestion(CoupledCongestion):
 
     name = "olia"
 
-    def __init__(self, *, mss: int, initial_window_segments: int = 10, group: CoupledGroup | None = None) -> None:
-        super().__init__(mss=mss, initial_window_segments=initial_window_segments, group=group)
+    def __init__(
+        self,
+        *,
+        mss: int,
+        initial_window_segments: int = 10,
+        group: CoupledGroup | None = None,
+        base: str = "newreno",
+    ) -> None:
+        super().__init__(mss=mss, initial_window_segments=initial_window_segments, group=group, base=base)
         self.bytes_since_loss = 0  # l_r: bytes delivered since the last loss (of the last two intervals)
         self.bytes_prev_interval = 0
 
@@ -283,12 +444,23 @@ class OliaCongestion(CoupledCongestion):
         self.bytes_since_loss += acked
         super().on_ack(acked, flight=flight, rtt=rtt, now=now)
 
+    def growth_share(self) -> float:
+        """Sum over r of w_r * (w_r/rtt_r^2)/(sum_p w_p/rtt_p)^2: the first term's growth per RTT."""
+        members = [m for m in self.group.members if m.active]
+        denom = sum(m.cwnd / m.rtt for m in members) ** 2
+        if not denom:
+            return 1.0
+        return sum(m.cwnd * m.cwnd / (m.rtt * m.rtt) for m in members) / denom
+
     def increase(self, acked: int) -> float:
         members = [m for m in self.group.members if m.active]
         mss = self.mss
         w = {m: max(m.cwnd / mss, 1.0) for m in members}
         denom = sum(w[m] / m.rtt for m in members) ** 2
         first = (w[self] / (self.rtt * self.rtt)) / denom if denom else 1.0 / w[self]
+        formula = self.growth_share()
+        if formula > 0 and self.group.event_share > formula:  # see CoupledCongestion
+            first *= min(1.0, self.group.event_share) / formula
 
         def quality(m: CoupledCongestion) -> float:
             l_r = max(getattr(m, "bytes_since_loss", 0), getattr(m, "bytes_prev_interval", 0))
@@ -306,7 +478,7 @@ class OliaCongestion(CoupledCongestion):
             alpha = -1.0 / (n * len(largest))
         else:
             alpha = 0.0
-        per_packet = first + alpha / w[self]
+        per_packet = first + alpha / w[self]  # the alpha terms sum to zero over the connection
         return max(per_packet, 0.0) * acked  # in bytes: (segments of increase per segment) * acked bytes
 
 

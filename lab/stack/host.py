@@ -52,6 +52,7 @@ def _ipv4_packet(base: int, ident: int, src: bytes, dst: bytes, proto: int, payl
 _WRITABLE_STATES = frozenset({TcpState.ESTABLISHED, TcpState.CLOSE_WAIT})
 _V6_HEADER = struct.Struct("!IHBB16s16s")
 WRITE_LOW_WATER = 256 * 1024
+GROUP_EVICT_AFTER_S = 1.0  # a half-open group this old (a whole initial RTO unanswered) may give way to a new SYN
 
 
 class Scheduler(Protocol):
@@ -141,7 +142,11 @@ class Stream:
 
     @property
     def send_buffered(self) -> int:
-        return self.conn.send_buffered
+        """Bytes written but not yet sent once (as an MPTCP connection counts them): an
+        application that keeps this topped up never leaves the window idle, however
+        large the window grows; sent data waits for its ACK in the connection."""
+        conn = self.conn
+        return conn.unsent_bytes if isinstance(conn, TcpConnection) else conn.send_buffered
 
 
 class HostStack:
@@ -201,6 +206,7 @@ class HostStack:
         self._group_routes: dict[FourTuple, tuple] = {}
         self._backlog: dict[int, int] = {}  # listening port -> most half-open connections it keeps
         self._half_open: dict[int, list[_Entry]] = {}  # listening port -> connections it made, maybe half-open
+        self._half_open_groups: dict[int, list[tuple[float, _Entry]]] = {}  # the same for groups, with their birth
         self._cookies: SynCookies | None = None  # made when a backlog first fills
 
     @property
@@ -401,7 +407,10 @@ class HostStack:
                 factory, config, ext_factory, group = listener
                 addr = FourTuple(unpack_address(dst), dport, unpack_address(src), sport)
                 if group is not None:
-                    verdict = self._group_syn(self._hook(group), addr, seg, group, config, factory)
+                    hook = self._hook(group)
+                    if hook.makes_group(seg) and not self._group_backlog_admits(dport):
+                        return
+                    verdict = self._group_syn(hook, addr, seg, group, config, factory)
                     if verdict is False:
                         return
                     if verdict is True or isinstance(verdict, tuple):
@@ -453,6 +462,38 @@ class HostStack:
             return False
         made[:] = [e for e in made if e.conn.state in (TcpState.LISTEN, TcpState.SYN_RECEIVED)]
         return len(made) >= limit
+
+    def _group_backlog_admits(self, port: int) -> bool:
+        """Whether a SYN that makes a new group (an MPTCP connection) may have state: yes below the
+        listener's backlog of half-open ones; at it, only by evicting the oldest when its SYN/ACK has
+        gone unanswered for GROUP_EVICT_AFTER_S (as BSD's syncache drops its oldest entry: a flood's
+        spoofed SYNs never answer, a real client answers within a round trip). Otherwise the SYN is
+        dropped and the client retries (lab.stack.syn_backlog)."""
+        made = self._half_open_groups.get(port)
+        limit = self._backlog.get(port, DEFAULT_BACKLOG)
+        if not made or len(made) < limit:
+            return True
+        made[:] = [(born, e) for born, e in made if e.conn.state is TcpState.SYN_SENT]
+        if len(made) < limit:
+            return True
+        born, oldest = made[0]
+        if self.now - born >= GROUP_EVICT_AFTER_S:
+            made.pop(0)
+            if self._trace_on:
+                self.tracer.record(
+                    self.now,
+                    "tcp",
+                    "state_updated",
+                    {"conn": str(oldest.conn.addr), "syn_backlog": "evicted", "age_s": round(self.now - born, 3)},
+                )
+            if oldest.stream is not None:  # the application never saw this connection: it hears nothing
+                oldest.stream.handler = StreamHandler()
+            oldest.conn.abort("half-open connection evicted: SYN backlog full", now=self.now)
+            self._touched = True
+            self._pump(oldest)
+            return True
+        self._drop(f"SYN to port {port}: backlog of {limit} half-open connections full")
+        return False
 
     def _send_cookie(self, src: bytes, dst: bytes, raw: bytes, config: TcpConfig | None) -> None:
         """Answer a SYN beyond the backlog with a SYN cookie and keep nothing (lab.stack.syn_backlog)."""
@@ -541,6 +582,7 @@ class HostStack:
             entry = self._group_entry(taken, hook)
             if factory is not None:
                 entry.stream = Stream(self, entry, factory())
+                self._half_open_groups.setdefault(addr.local_port, []).append((self.now, entry))
         self._pump(entry)
         return False
 
@@ -820,7 +862,7 @@ class HostStack:
                     wants_writable
                     and not writable_checked
                     and not stream.closed
-                    and len(conn._sbuf) < WRITE_LOW_WATER
+                    and conn.unsent_bytes < WRITE_LOW_WATER
                     and conn.state in _WRITABLE_STATES
                 ):
                     writable_checked = True

@@ -12,7 +12,13 @@ acknowledges a valid cookie makes the connection. What cookies cannot carry is
 lost for that connection, as with Linux without timestamps: window scaling,
 SACK and timestamps are not offered. A SYN for a listener whose connections need
 state from the SYN (an extension such as TCP-ENO, or a connection group such as
-MPTCP) is dropped instead once the backlog is full; the client retries.
+MPTCP) is dropped instead once the backlog is full; the client retries. For a
+group listener the backlog counts the SYNs that make a new connection (MPTCP:
+MP_CAPABLE or plain SYNs; MP_JOINs are bounded by ``max_subflows`` and refused
+beyond it with MP_TCPRST "administratively prohibited"), and a new SYN may take
+the place of the oldest half-open connection once that one's SYN/ACK has gone
+unanswered for the initial RTO (BSD's syncache likewise drops its oldest entry):
+a flood's spoofed SYNs never answer, so a real client gets in when it retries.
 """
 
 from __future__ import annotations

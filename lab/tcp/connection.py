@@ -253,6 +253,12 @@ class TcpConnection(SegmentBuilder, LossRecovery):
         return self._snd_max - self._snd_una
 
     @property
+    def pipe_bytes(self) -> int:
+        """RFC 6675's pipe during loss recovery (what is still in the network: SACKed and lost
+        bytes left out, as of the last scoreboard pass), otherwise the bytes in flight."""
+        return self._sb_pipe if self._recovery is not None else self._snd_max - self._snd_una
+
+    @property
     def unsent_bytes(self) -> int:
         """Queued stream bytes not yet sent once."""
         return max(0, self._sbuf_off + len(self._sbuf) - self._snd_nxt)

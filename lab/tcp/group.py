@@ -156,6 +156,11 @@ class GroupHook(ABC):
         refused it with a reason (the stack's RST carries them), None when it is not the
         protocol's business (plain TCP as usual; without a listener, a RST)."""
 
+    def makes_group(self, segment: bytes) -> bool:
+        """Whether this SYN to a listener would make a new group rather than join one: what the
+        listener's backlog of half-open connections counts (see :mod:`lab.stack.syn_backlog`)."""
+        return True
+
     def groups(self) -> list[ConnectionGroup]:
         """The host's live groups."""
         return []

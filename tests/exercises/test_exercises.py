@@ -46,6 +46,7 @@ STARTER_FAILS = {
         "MPTCP survives the firewall": "h2 fell back to TCP at 0.010 s: no MP_CAPABLE in the SYN",
     },
     "mptcp_hetero": {"goodput above the best single path": "vs plain TCP on path A alone"},
+    "mptcp_fairness": {"no more than one TCP flow's share": "(congestion: uncoupled)"},
     "mptcp_forged_join": {
         "the right token draws an MP_JOIN SYN/ACK": "h2 refused it (MP_JOIN for unknown token",
         "a forged HMAC is refused": "SYN 2 got no SYN/ACK, so there was no join to complete",
@@ -149,6 +150,7 @@ SCENARIO_EDITS = {
     "mptcp_fallback_fix": [("SEED = 5", "SEED = 1"), ('"when": "all"}  # what', '"when": "syn"}  # what')],
     "mptcp_forged_join": [("SEED = 4", "SEED = 1"), ("SNIFF_AT = 0.3", "SNIFF_AT = 0.2")],
     "mptcp_hetero": [("SEED = 3", "SEED = 1"), ('"delay_ms": (10.0, 200.0)', '"delay_ms": (10.0, 10.0)')],
+    "mptcp_fairness": [("SEED = 6356", "SEED = 1"), ("BW_MBPS = 5.0", "BW_MBPS = 20.0")],
     "eno_session_id": [("SEED = 8547", "SEED = 1"), ('SCENARIOS["eno-basic"]', 'SCENARIOS["eno-mismatch"]')],
     "eno_mandatory": [("SEED = 8547", "SEED = 1"), ('when="syn"', 'when="after_handshake"')],
     "tcpcrypt_tamper": [("SEED = 8548", "SEED = 1"), ("nth=45, offset=100", "nth=3, offset=1")],

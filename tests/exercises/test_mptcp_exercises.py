@@ -7,7 +7,14 @@ import pytest
 
 from exercises.grading import grade
 
-MPTCP = ("mptcp_scheduler", "mptcp_path_failure", "mptcp_fallback_fix", "mptcp_hetero", "mptcp_forged_join")
+MPTCP = (
+    "mptcp_scheduler",
+    "mptcp_path_failure",
+    "mptcp_fallback_fix",
+    "mptcp_hetero",
+    "mptcp_forged_join",
+    "mptcp_fairness",
+)
 
 
 def _by_name(report):

@@ -1,0 +1,105 @@
+"""Coupled congestion control at a shared bottleneck: congestion events that cut several subflows
+in one round trip raise the connection's growth to one TCP flow's, losses that come one subflow at a
+time leave RFC 6356's alpha as it is, and over a CUBIC host each subflow cuts to CUBIC's beta."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.mptcp.strategies import CoupledGroup, LiaCongestion, OliaCongestion
+from lab.scenario.fairness import measure_fairness
+
+MSS = 1448
+RTT = 0.05
+
+
+def _group(cls: type, n: int = 2, segments: int = 20, base: str = "newreno") -> list:
+    group = CoupledGroup()
+    members = [cls(mss=MSS, group=group, base=base) for _ in range(n)]
+    for m in members:
+        m.cwnd = m.ssthresh = segments * MSS
+        m.rtt = RTT
+    return members
+
+
+def _regrow(members: list, segments: int) -> None:
+    for m in members:
+        m.cwnd = m.ssthresh = segments * MSS
+
+
+@pytest.mark.parametrize("cls", [LiaCongestion, OliaCongestion])
+def test_losses_on_every_subflow_in_one_round_trip_raise_the_growth_to_one_flow(cls: type) -> None:
+    a, b = _group(cls)
+    before = a.increase(MSS) + b.increase(MSS)
+    for k in range(12):  # a drop-tail overflow: both subflows lose within a few ms, once a second
+        a.on_congestion(flight=a.cwnd, now=k * 1.0)
+        b.on_congestion(flight=b.cwnd, now=k * 1.0 + 0.004)
+        assert a.cwnd == b.cwnd == 10 * MSS  # each still halves its own window (RFC 6356)
+        _regrow((a, b), 20)
+    assert a.group.event_share > 0.95
+    # alone the formula gives the connection half a Reno flow's growth; now it grows like one flow
+    assert before == pytest.approx(MSS * MSS / (2 * a.cwnd))
+    assert a.increase(MSS) + b.increase(MSS) == pytest.approx(MSS * MSS / a.cwnd, rel=0.05)
+
+
+@pytest.mark.parametrize("cls", [LiaCongestion, OliaCongestion])
+def test_losses_one_subflow_at_a_time_keep_the_formula(cls: type) -> None:
+    a, b = _group(cls)
+    before = a.increase(MSS) + b.increase(MSS)
+    for k in range(24):  # independent losses, each far from the other's
+        m = (a, b)[k % 2]
+        m.on_congestion(flight=m.cwnd, now=k * 1.0)
+        _regrow((a, b), 20)
+    assert a.group.event_share == pytest.approx(0.5, abs=0.02)  # an event cuts half of what one flow would
+    assert a.increase(MSS) + b.increase(MSS) == pytest.approx(before, rel=0.05)
+
+
+def test_over_a_cubic_host_a_loss_cuts_the_subflow_to_beta_and_restarts_the_aggregate_curve() -> None:
+    a, b = _group(LiaCongestion, base="cubic")
+    a.on_congestion(flight=a.cwnd, now=1.0)
+    assert a.cwnd == int(20 * MSS * 0.7) and b.cwnd == 20 * MSS
+    assert a.group.w_max == pytest.approx(40.0)  # the total when the event began, in segments
+    grow = a._cubic_increase(MSS, now=1.05)
+    assert grow > 0  # the total climbs back toward w_max along the cubic curve
+    a.on_timeout(flight=a.cwnd, now=2.0)
+    assert a.cwnd == MSS
+
+
+def test_olia_over_cubic_takes_about_one_cubic_flows_share_at_a_shared_bottleneck() -> None:
+    r = measure_fairness(bw_mbps=5.0, queue_packets=25, competitor="cubic", congestion="olia", warmup_s=4.0, measure_s=16.0)
+    assert r["subflows"] == 2
+    assert 0.8 <= r["ratio"] <= 1.2, r
+
+
+def test_a_subflow_in_loss_recovery_keeps_sending_so_no_burst_follows_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A subflow's room for new data in loss recovery is RFC 6675's pipe, not everything
+    unacknowledged: before, it took no data during recovery and sent a whole window at once
+    when recovery ended (bursts of 30 segments into a full queue)."""
+    from lab.scenario import ScenarioRun
+    from lab.scenario.fairness import shared_bottleneck_scenario
+    from lab.sim.network import SimNetwork
+
+    sent: dict[str, list[float]] = {}
+    transmit = SimNetwork.transmit
+
+    def watch(self: SimNetwork, iface, packet: bytes) -> None:
+        if iface.name.startswith("h1-") and len(packet) > 1000:
+            sent.setdefault(iface.name, []).append(self.now)
+        transmit(self, iface, packet)
+
+    monkeypatch.setattr(SimNetwork, "transmit", watch)
+    run = ScenarioRun(shared_bottleneck_scenario(bw_mbps=5.0, queue_packets=25, competitor="newreno", congestion="lia"))
+    run.net.run(until=10.0)
+    recoveries = 0
+    for times in sent.values():
+        burst = longest = 1
+        for a, b in zip(times, times[1:], strict=False):
+            if a < 1.0:  # the initial window goes out at once
+                continue
+            burst = burst + 1 if b - a < 1e-9 else 1
+            longest = max(longest, burst)
+        assert longest <= 6, (longest, sorted(sent))
+    for host in ("h1",):
+        for conn in run.net.host(host).connections():
+            recoveries += conn.metrics()["bytes_retransmitted"] > 0
+    assert recoveries  # there were losses to recover from
