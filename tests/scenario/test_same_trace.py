@@ -56,11 +56,11 @@ DIGESTS = {
         "pcaps/r1-eth1.pcap": "4fe844daab9ae66b",
     },
     "hotspot": {
-        "trace": "0bf3ba76cce8b2c8",
-        "pcaps/h1-eth0.pcap": "1d1d7557e1a0cecd",
-        "pcaps/h2-eth0.pcap": "c19259ae1fe29c72",
-        "pcaps/r1-eth0.pcap": "8e37905a99ba64e3",
-        "pcaps/r1-eth1.pcap": "48aee58c8113c41a",
+        "trace": "6fa0891dda77b112",
+        "pcaps/h1-eth0.pcap": "186c90d6304be641",
+        "pcaps/h2-eth0.pcap": "47fc9201257576f3",
+        "pcaps/r1-eth0.pcap": "d81068d8061c9f36",
+        "pcaps/r1-eth1.pcap": "2bde8db65e0f5055",
     },
 }
 
