@@ -29,17 +29,7 @@ class TraceRecord:
     data: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "v": SCHEMA_VERSION,
-                "t": round(self.t, 9),
-                "node": self.node,
-                "layer": self.layer,
-                "name": self.name,
-                "data": self.data,
-            },
-            separators=(",", ":"),
-        )
+        return record_json(self.t, self.node, self.layer, self.name, self.data)
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> TraceRecord:
@@ -52,6 +42,36 @@ class TraceRecord:
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed trace record: {exc}") from None
+
+
+# The JSON of a record, built as json.dumps({"v":..,"t":..,"node":..,"layer":..,"name":..,"data":..},
+# separators=(",", ":")) would build it, byte for byte, without the outer dict: the text before
+# "data" is cached per (node, layer, name), and "t" is a float's repr as json writes it.
+_encode_data = json.JSONEncoder(separators=(",", ":")).encode
+_float_repr = float.__repr__
+_HEADS: dict[tuple[str, str, str], str] = {}
+_START = f'{{"v":{SCHEMA_VERSION},"t":'
+
+
+def _head(node: str, layer: str, name: str) -> str:
+    key = (node, layer, name)
+    head = _HEADS.get(key)
+    if head is None:
+        if not (type(node) is str and type(layer) is str and type(name) is str):
+            return (
+                "," + json.dumps({"node": node, "layer": layer, "name": name}, separators=(",", ":"))[1:-1] + ',"data":'
+            )
+        head = f',"node":{json.dumps(node)},"layer":{json.dumps(layer)},"name":{json.dumps(name)},"data":'
+        if len(_HEADS) < 4096:
+            _HEADS[key] = head
+    return head
+
+
+def record_json(t: float, node: str, layer: str, name: str, data: dict[str, Any]) -> str:
+    """One record as its trace line (without the newline): docs/trace.md."""
+    t = round(t, 9)
+    stamp = _float_repr(t) if type(t) is float and t - t == 0.0 else json.dumps(t)
+    return _START + stamp + _head(node, layer, name) + _encode_data(data) + "}"
 
 
 class Tracer:
@@ -168,12 +188,12 @@ class FileTracer(Tracer):
         self._listeners.append(fn)
 
     def record_node(self, now: float, node: str, layer: str, name: str, data: dict[str, Any]) -> None:
-        rec = TraceRecord(now, node, layer, name, data)
-        self._fh.write(rec.to_json())
-        self._fh.write("\n")
+        self._fh.write(record_json(now, node, layer, name, data) + "\n")
         self.count += 1
-        for fn in self._listeners:
-            fn(rec)
+        if self._listeners:
+            rec = TraceRecord(now, node, layer, name, data)
+            for fn in self._listeners:
+                fn(rec)
 
     def close(self) -> None:
         if not self._fh.closed:
