@@ -47,7 +47,48 @@ class TraceRecord:
 # The JSON of a record, built as json.dumps({"v":..,"t":..,"node":..,"layer":..,"name":..,"data":..},
 # separators=(",", ":")) would build it, byte for byte, without the outer dict: the text before
 # "data" is cached per (node, layer, name), and "t" is a float's repr as json writes it.
-_encode_data = json.JSONEncoder(separators=(",", ":")).encode
+_json_encode = json.JSONEncoder(separators=(",", ":")).encode
+try:
+    from orjson import dumps as _orjson_dumps
+except ImportError:  # pragma: no cover - a dependency; the json module writes the same text
+    _orjson_dumps = None
+
+
+def _encode_data(data: Any) -> str:
+    """``data`` as json.dumps writes it: through orjson where its text is the same (ASCII, no
+    exponent or 0.0000 that json would write otherwise, no null that could be a NaN), else json."""
+    if _orjson_dumps is not None:
+        try:
+            out = _orjson_dumps(data)
+        except TypeError:  # ints beyond 64 bits, keys that are no strings...
+            return _json_encode(data)
+        if (
+            out.isascii()
+            and b"e-" not in out
+            and b"e+" not in out
+            and b"0.0000" not in out
+            and (b"null" not in out or not _has_float(data))  # orjson writes NaN and infinities as null
+        ):
+            return out.decode()
+    return _json_encode(data)
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _has_float(obj: Any) -> bool:
+    """Whether ``obj`` holds a float (or anything but strings, ints, None, lists and dicts)."""
+    t = type(obj)
+    if t is dict:
+        obj = obj.values()
+    elif t is not list and t is not tuple:
+        return t not in _PLAIN
+    for v in obj:
+        if type(v) not in _PLAIN and _has_float(v):
+            return True
+    return False
+
+
 _float_repr = float.__repr__
 _HEADS: dict[tuple[str, str, str], str] = {}
 _START = f'{{"v":{SCHEMA_VERSION},"t":'

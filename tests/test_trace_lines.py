@@ -22,6 +22,8 @@ CASES = [
     ),
     (123.456789123456, "net", "link", "segment_dropped", {"x": None, "b": True, "inf": float("-inf")}),
     (float("inf"), "a", "b", "c", {"l": [1.5, 2.25e-7, -0.0]}),
+    (2.5, "h1", "mptcp", "x", {"none": None, "nan": float("nan"), "inf": [float("inf")], "ok": 1}),
+    (2.5, "h1", "mptcp", "x", {"none": None, "l": [0.5, {"d": None}], "e": 1e-7, "s": "one-way e+1"}),
     (5, 'q"uote', "back\\slash", "new\nline", {"s": "\x00\x1f"}),
 ]
 
