@@ -29,17 +29,7 @@ class TraceRecord:
     data: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "v": SCHEMA_VERSION,
-                "t": round(self.t, 9),
-                "node": self.node,
-                "layer": self.layer,
-                "name": self.name,
-                "data": self.data,
-            },
-            separators=(",", ":"),
-        )
+        return record_json(self.t, self.node, self.layer, self.name, self.data)
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> TraceRecord:
@@ -52,6 +42,77 @@ class TraceRecord:
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed trace record: {exc}") from None
+
+
+# The JSON of a record, built as json.dumps({"v":..,"t":..,"node":..,"layer":..,"name":..,"data":..},
+# separators=(",", ":")) would build it, byte for byte, without the outer dict: the text before
+# "data" is cached per (node, layer, name), and "t" is a float's repr as json writes it.
+_json_encode = json.JSONEncoder(separators=(",", ":")).encode
+try:
+    from orjson import dumps as _orjson_dumps
+except ImportError:  # pragma: no cover - a dependency; the json module writes the same text
+    _orjson_dumps = None
+
+
+def _encode_data(data: Any) -> str:
+    """``data`` as json.dumps writes it: through orjson where its text is the same (ASCII, no
+    exponent or 0.0000 that json would write otherwise, no null that could be a NaN), else json."""
+    if _orjson_dumps is not None:
+        try:
+            out = _orjson_dumps(data)
+        except TypeError:  # ints beyond 64 bits, keys that are no strings...
+            return _json_encode(data)
+        if (
+            out.isascii()
+            and b"e-" not in out
+            and b"e+" not in out
+            and b"0.0000" not in out
+            and (b"null" not in out or not _has_float(data))  # orjson writes NaN and infinities as null
+        ):
+            return out.decode()
+    return _json_encode(data)
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _has_float(obj: Any) -> bool:
+    """Whether ``obj`` holds a float (or anything but strings, ints, None, lists and dicts)."""
+    t = type(obj)
+    if t is dict:
+        obj = obj.values()
+    elif t is not list and t is not tuple:
+        return t not in _PLAIN
+    for v in obj:
+        if type(v) not in _PLAIN and _has_float(v):
+            return True
+    return False
+
+
+_float_repr = float.__repr__
+_HEADS: dict[tuple[str, str, str], str] = {}
+_START = f'{{"v":{SCHEMA_VERSION},"t":'
+
+
+def _head(node: str, layer: str, name: str) -> str:
+    key = (node, layer, name)
+    head = _HEADS.get(key)
+    if head is None:
+        if not (type(node) is str and type(layer) is str and type(name) is str):
+            return (
+                "," + json.dumps({"node": node, "layer": layer, "name": name}, separators=(",", ":"))[1:-1] + ',"data":'
+            )
+        head = f',"node":{json.dumps(node)},"layer":{json.dumps(layer)},"name":{json.dumps(name)},"data":'
+        if len(_HEADS) < 4096:
+            _HEADS[key] = head
+    return head
+
+
+def record_json(t: float, node: str, layer: str, name: str, data: dict[str, Any]) -> str:
+    """One record as its trace line (without the newline): docs/trace.md."""
+    t = round(t, 9)
+    stamp = _float_repr(t) if type(t) is float and t - t == 0.0 else json.dumps(t)
+    return _START + stamp + _head(node, layer, name) + _encode_data(data) + "}"
 
 
 class Tracer:
@@ -168,12 +229,12 @@ class FileTracer(Tracer):
         self._listeners.append(fn)
 
     def record_node(self, now: float, node: str, layer: str, name: str, data: dict[str, Any]) -> None:
-        rec = TraceRecord(now, node, layer, name, data)
-        self._fh.write(rec.to_json())
-        self._fh.write("\n")
+        self._fh.write(record_json(now, node, layer, name, data) + "\n")
         self.count += 1
-        for fn in self._listeners:
-            fn(rec)
+        if self._listeners:
+            rec = TraceRecord(now, node, layer, name, data)
+            for fn in self._listeners:
+                fn(rec)
 
     def close(self) -> None:
         if not self._fh.closed:

@@ -702,9 +702,16 @@ class EnoExtension(TcpExtension):
         agreement = self._agreement
         assert agreement is not None
         tcpcrypt = self.config.tcpcrypt
+        frame_overhead = FRAME_HEADER_LEN + 1 + AEAD_TAG_LEN  # control and clen, flags, tag
+        segment = self.conn.mss - self.data_option_bytes  # payload bytes of a full data segment
         if self._draft:  # one frame per segment: flags, data and tag within the MSS
-            room = max(1, self.conn.mss - self.data_option_bytes - FRAME_HEADER_LEN - 1 - AEAD_TAG_LEN)
+            room = max(1, segment - frame_overhead)
             tcpcrypt = replace(tcpcrypt, max_frame_bytes=min(tcpcrypt.max_frame_bytes, room))
+        elif segment > frame_overhead and tcpcrypt.max_frame_bytes + frame_overhead > segment:
+            # a full frame fills whole segments: no short segment after each frame once the
+            # sender has caught up with the application (the most whole segments within the limit)
+            whole = (tcpcrypt.max_frame_bytes + frame_overhead) // segment
+            tcpcrypt = replace(tcpcrypt, max_frame_bytes=whole * segment - frame_overhead)
         self._tep = TcpcryptStream(
             role=agreement.role,
             tep=agreement.tep_id,

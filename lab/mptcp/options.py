@@ -51,16 +51,32 @@ def _whole_segments(n: int, mss: int) -> int:
 
 def option_record(opt: w.MptcpOption) -> dict:
     """A decoded option as a JSON-able dict for the trace (``subtype`` named, bytes as hex)."""
-    out: dict = {"subtype": type(opt).__name__.replace("Mp", "MP_").upper().replace("MP_CAPABLE", "MP_CAPABLE")}
-    out["subtype"] = _SUBTYPE_NAMES.get(type(opt), out["subtype"])
-    for f in fields(opt):
-        value = getattr(opt, f.name)
-        if isinstance(value, bytes):
+    layout = _RECORD_LAYOUTS.get(type(opt))
+    if layout is None:
+        layout = _RECORD_LAYOUTS[type(opt)] = _record_layout(type(opt))
+    subtype, names, keys = layout
+    out: dict = {"subtype": subtype}
+    for name in names:
+        value = getattr(opt, name)
+        if type(value) is int:
+            if name in keys:
+                value = f"{value:016x}"
+        elif isinstance(value, bytes):
             value = value.hex()
-        elif isinstance(value, int) and not isinstance(value, bool) and f.name.endswith("key"):
+        elif isinstance(value, int) and not isinstance(value, bool) and name in keys:
             value = f"{value:016x}"
-        out[f.name] = value
+        out[name] = value
     return out
+
+
+def _record_layout(cls: type) -> tuple[str, tuple[str, ...], frozenset[str]]:
+    """What option_record() needs of an option class: its subtype name, field names, key fields."""
+    subtype = _SUBTYPE_NAMES.get(cls, cls.__name__.replace("Mp", "MP_").upper())
+    names = tuple(f.name for f in fields(cls))
+    return subtype, names, frozenset(n for n in names if n.endswith("key"))
+
+
+_RECORD_LAYOUTS: dict[type, tuple[str, tuple[str, ...], frozenset[str]]] = {}
 
 
 _SUBTYPE_NAMES = {

@@ -17,7 +17,15 @@ class FourTuple(NamedTuple):
         return FourTuple(self.remote_addr, self.remote_port, self.local_addr, self.local_port)
 
     def __str__(self) -> str:
-        return f"{_fmt(self.local_addr)}:{self.local_port}->{_fmt(self.remote_addr)}:{self.remote_port}"
+        text = _TEXT.get(self)
+        if text is None:
+            text = f"{_fmt(self.local_addr)}:{self.local_port}->{_fmt(self.remote_addr)}:{self.remote_port}"
+            if len(_TEXT) < 65536:  # traces name a connection per record: format it once
+                _TEXT[self] = text
+        return text
+
+
+_TEXT: dict[FourTuple, str] = {}
 
 
 def _fmt(addr: str) -> str:

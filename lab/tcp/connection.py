@@ -370,6 +370,10 @@ class TcpConnection(SegmentBuilder, LossRecovery):
         if self._state in SYNCHRONIZED:
             self._ack_pending = True
 
+    #: header prediction on the receive path; False sends every segment down the full path
+    #: (tests compare both: the same segments, bytes and timing)
+    header_prediction = True
+
     def receive_segment(self, segment: bytes, *, now: float) -> None:
         """Process one received TCP segment (header onwards, checksum verified here).
 
@@ -377,19 +381,23 @@ class TcpConnection(SegmentBuilder, LossRecovery):
 
         Header prediction (Van Jacobson; RFC 9293 leaves the order of checks free)
         comes first: an in-sequence pure ACK of new data, or in-sequence data that
-        acks nothing new, with only the timestamps option, no window change and
-        nothing unusual pending, is processed here without building objects.
-        Anything else takes the full path, :meth:`_receive_full`.
+        acks nothing new, with the timestamps option (plus, with an extension, the
+        extension's own options: MPTCP's DSS), no window change and nothing unusual
+        pending, is processed here without the full path's checks. The extension
+        hears of the segment through the same ``options_received`` call, and the
+        trace gets the same record, as on the full path. Anything else takes the
+        full path, :meth:`_receive_full`.
         """
         raw = segment
+        ext = self._ext
         if not (
-            self._plain  # no extension, no tracing
-            and self._state is S.ESTABLISHED
+            self._state is S.ESTABLISHED
             and self._ts_ok
             and len(raw) >= 32
-            and raw[12] == 0x80
+            and (raw[12] == 0x80 or (ext is not None and raw[12] > 0x80))
             and raw[13] & _PREDICT_MASK == ACK
             and raw.startswith(_TS_PREFIX, 20)
+            and self.header_prediction
         ):
             return self._receive_full(raw, now)
         if (
@@ -417,15 +425,16 @@ class TcpConnection(SegmentBuilder, LossRecovery):
         rcv_nxt = self._rcv_nxt
         if ((seq - self._irs) & MASK) != (rcv_nxt & MASK) or window << self._snd_wscale != self._snd_wnd:
             return self._receive_full(raw, now)
+        head = (raw[12] >> 4) * 4
         snd_una = self._snd_una
         diff = (ack - self._iss - snd_una) & MASK
-        plen = n - 32
-        if plen == 0:
-            if diff == 0 or diff >= HALF or snd_una + diff > self._snd_max:
+        plen = n - head
+        if plen <= 0:
+            if plen < 0 or diff == 0 or diff >= HALF or snd_una + diff > self._snd_max:
                 return self._receive_full(raw, now)  # not an ACK of new data
         elif diff:
             return self._receive_full(raw, now)
-        else:
+        elif ext is None:
             # _rcv_window() inlined (no extension here, so no extension window)
             free = self._rcv_buffer_bytes - len(self._rcv_buf) if self._rcv_buf else self._rcv_buffer_bytes
             if free < 0:
@@ -433,11 +442,43 @@ class TcpConnection(SegmentBuilder, LossRecovery):
             right = self._rcv_right_edge - rcv_nxt
             if plen > (right if free < right else free):
                 return self._receive_full(raw, now)
+        elif plen > self._rcv_window():
+            return self._receive_full(raw, now)
+        seg = None
+        if ext is not None or self._trace_on:
+            try:
+                seg = decode_segment(raw)  # the checksum is verified above
+            except DecodeError:
+                return self._receive_full(raw, now)
+            if head > 32:  # past the timestamps only the extension's options (no SACK: that is the full path's)
+                for opt in seg.options[3:]:
+                    if type(opt) is Sack:
+                        return self._receive_full(raw, now)
         ack_off = snd_una + diff
         self._last_activity = now
         self._keepalive_sent = 0
+        if seg is not None and self._trace_on:
+            self._trace_segment("segment_received", seg, now)
         if rcv_nxt <= self._last_ack_sent:
             self._ts_recent = tsval  # RFC 7323 4.3
+        if ext is not None:
+            ext.options_received(
+                SegmentRole.DATA if plen else SegmentRole.ACK, seg, stream_offset=max(0, rcv_nxt - 1), now=now
+            )
+            if (
+                self._state is not S.ESTABLISHED
+                or self._rcv_nxt != rcv_nxt
+                or self._snd_una != snd_una
+                or self._recovery is not None
+                or self._sacked_bytes
+                or self._ooo
+                or not self._reading
+            ):
+                # the extension changed what the prediction assumed: the full path's rest
+                if self._state is S.CLOSED:
+                    return
+                self._after_options(seg, rcv_nxt, ack_off, Timestamps(tsval, tsecr), now)
+                return
         self._snd_wl1 = rcv_nxt
         self._snd_wl2 = ack_off
         if plen == 0:
@@ -445,7 +486,10 @@ class TcpConnection(SegmentBuilder, LossRecovery):
             return
         self._rcv_nxt = rcv_nxt = rcv_nxt + plen
         self._bytes_received += plen
-        self._events.append(DataReceived(data=raw[32:]))
+        if ext is None:
+            self._events.append(DataReceived(data=raw[head:]))
+        else:
+            self._deliver_in_order(seg.payload, now)
         self._unacked_segments = unacked = self._unacked_segments + 1
         if unacked >= 2 or self._quickack or rcv_nxt - self._last_ack_sent >= 2 * self._snd_mss:
             if self._quickack:
@@ -970,7 +1014,12 @@ class TcpConnection(SegmentBuilder, LossRecovery):
             self._ext.options_received(role, seg, stream_offset=max(0, seq_off - 1), now=now)
             if self._state is S.CLOSED:
                 return
+        self._after_options(seg, seq_off, ack_off, ts, now)
 
+    def _after_options(self, seg: TcpSegment, seq_off: int, ack_off: int, ts: Timestamps | None, now: float) -> None:
+        """The rest of the full path once an acceptable segment's options were heard: its ACK, data, FIN."""
+        flags = seg.flags
+        plen = len(seg.payload)
         if ack_off > self._snd_max:
             self._ack_pending = True  # acks something not yet sent: ACK and drop
             self._delack_at = None

@@ -243,9 +243,10 @@ class SegmentBuilder:
         opts.append(Sack(blocks))
 
     def _trace_segment(self, name: str, seg: TcpSegment, now: float) -> None:
+        flags = seg.flags
         data = {
             "conn": str(self.addr),
-            "flags": flags_text(seg.flags),
+            "flags": _FLAGS_TEXT[flags] if flags < 256 else flags_text(flags),
             "seq": seg.seq,
             "ack": seg.ack,
             "len": len(seg.payload),
@@ -405,6 +406,9 @@ class SegmentBuilder:
 
         if recovering and self._recovery == "fast" and not self._rescue_sent and self._sack_ok and not pending:
             self._rescue_retransmission(now, pipe)
+
+
+_FLAGS_TEXT = tuple(flags_text(f) for f in range(256))
 
 
 def _option_record(opt: TcpOption) -> dict:

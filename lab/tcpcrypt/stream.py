@@ -119,7 +119,7 @@ class TcpcryptConfig:
     """
 
     aeads: tuple[int, ...] = (AEAD_AES_128_GCM, AEAD_AES_256_GCM, AEAD_CHACHA20_POLY1305)  # most preferred first
-    max_frame_bytes: int = 16384  # application bytes per frame
+    max_frame_bytes: int = 16384  # application bytes per frame (over TCP-ENO at most: a full frame fills whole segments)
     rekey_after_bytes: int | None = None  # rekey the sending direction after this many bytes under one key
     handshake_timeout_s: float = 10.0  # give up when Init1/Init2 has not arrived by then
     max_init_bytes: int = 4096  # refuse longer Init messages instead of buffering them

@@ -139,7 +139,8 @@ def test_scenarios_topo_and_bench_list(capsys: pytest.CaptureFixture[str]) -> No
     assert sum(link["delay_ms"] for link in spec["links"]) == 10
     assert main(["bench", "list"]) == 0
     out = capsys.readouterr().out
-    for name in ("sim-tcp-goodput", "sim-tcp-loss", "sim-speed"):
+    new = ("sim-mptcp-speed", "sim-scenarios-traced", "sim-dumbbell")
+    for name in ("sim-tcp-goodput", "sim-tcp-loss", "sim-speed", *new):
         assert name in out
 
 

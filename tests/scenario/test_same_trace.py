@@ -48,12 +48,13 @@ DIGESTS = {
         "pcaps/r1-eth0.pcap": "9c9301abe7ee6c31",
         "pcaps/r1-eth1.pcap": "f1b0ddf9a652c25e",
     },
+    # tcpcrypt frames sized to fill whole segments (15,864 data bytes, not 16,384): new frame bytes
     "eno-basic": {
-        "trace": "33c1ffe2809bca6d",
-        "pcaps/h1-eth0.pcap": "e96bb2d21f3b3ec0",
-        "pcaps/h2-eth0.pcap": "d706696371d29234",
-        "pcaps/r1-eth0.pcap": "2e8dabf68be9088a",
-        "pcaps/r1-eth1.pcap": "4fe844daab9ae66b",
+        "trace": "1680d406e5e63d05",
+        "pcaps/h1-eth0.pcap": "9bcdf3ab96ee6173",
+        "pcaps/h2-eth0.pcap": "2f11ebd406d398ab",
+        "pcaps/r1-eth0.pcap": "3b2dc9d2a1209f45",
+        "pcaps/r1-eth1.pcap": "44873f35783a784b",
     },
     "hotspot": {
         "trace": "6fa0891dda77b112",
