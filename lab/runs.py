@@ -56,6 +56,10 @@ def run_headless(
     return run_scenario(scenario, seed=seed, out_dir=out_dir, pcaps=pcaps, progress=progress, backend=backend)
 
 
+class _LoadAbandoned(Exception):
+    """The replay was closed while its trace was still loading."""
+
+
 class ReplayRun(LabRun):
     """A recorded run bundle (or a bare ``trace.jsonl``) played back.
 
@@ -118,6 +122,8 @@ class ReplayRun(LabRun):
             gc.disable()  # ~80,000 new dicts set off collection after collection: half the load time
             try:
                 self._load()
+            except _LoadAbandoned:
+                pass  # closed meanwhile (the viewer quit): nobody will play the rest
             finally:
                 if collecting:
                     gc.enable()
@@ -135,15 +141,17 @@ class ReplayRun(LabRun):
                 notes.append("bundle intact, but the run was interrupted before it finished")
         if self._topology_problem is not None:
             notes.append(f"topology.json: {self._topology_problem}; the topology is not shown")
-        records = [TraceRecord(0.0, "replay", "run", "error", {"reason": n, "fatal": False}) for n in notes]
-        records += load_records(self._trace, progress=self._progress)
+        records = self.records  # played from while it fills
+        records += [TraceRecord(0.0, "replay", "run", "error", {"reason": n, "fatal": False}) for n in notes]
+        load_records(self._trace, progress=self._progress, into=records)
         self.duration = max((r.t for r in records), default=0.0)
         self.incomplete = incomplete_reason(records, self.summary)
         self._moments = detect_moments(self.moment_specs(), records)
-        self.records = records
         self.verdict = verdict
 
     def _progress(self, done: int, total: int) -> None:
+        if self._closed:
+            raise _LoadAbandoned
         self._load_done, self._load_total = done, total
 
     def load_progress(self) -> float:
@@ -162,11 +170,11 @@ class ReplayRun(LabRun):
         if not self.loaded:
             mib = self._load_total / 2**20
             return RunStatus(
-                now=0.0,
+                now=self._now,
                 paused=self._paused,
                 speed=self._speed,
                 finished=False,
-                text=f"loading the trace: {self.load_progress():.0%} of {mib:.1f} MiB",
+                text=f"loading the trace: {self.load_progress():.0%} of {mib:.1f} MiB (playing what is read)",
                 extra={"duration": 0.0, "loading": self.load_progress()},
             )
         at_end = self._pos >= len(self.records)
@@ -206,8 +214,7 @@ class ReplayRun(LabRun):
         return "bundle verified, run interrupted — " if self.verdict.interrupted else "bundle verified — "
 
     async def trace_batches(self, interval: float = 0.05) -> AsyncIterator[list[TraceRecord]]:
-        if not self.loaded:
-            await asyncio.to_thread(self.load)
+        loading = None if self.loaded else asyncio.ensure_future(asyncio.to_thread(self.load))
         wall = time.monotonic()
         while not self._closed:
             now_wall = time.monotonic()
@@ -222,8 +229,11 @@ class ReplayRun(LabRun):
             batch = self._take(target, limit=20000 if self._speed is None else None)
             if batch:
                 yield batch
-            if self._pos >= len(self.records) and not self._paused:
+            if self._pos >= len(self.records) and not self._paused and self.loaded:
                 return
+            if loading is not None and loading.done():
+                loading.result()  # what load() raised (it never should) ends the playback, seen
+                loading = None
             await asyncio.sleep(0 if self._speed is None and batch else interval)
 
     def _take(self, target: float, *, limit: int | None = None) -> list[TraceRecord]:
@@ -234,10 +244,17 @@ class ReplayRun(LabRun):
             end += 1
         self._pos = end
         if end >= len(records):
-            self._now = max(self._now, min(target, self.duration)) if target != float("inf") else self.duration
+            duration = self._duration_so_far()
+            self._now = max(self._now, min(target, duration)) if target != float("inf") else duration
         else:
             self._now = max(self._now, min(target, records[end].t))
         return records[start:end]
+
+    def _duration_so_far(self) -> float:
+        if self.loaded:
+            return self.duration
+        records = self.records
+        return records[-1].t if records else 0.0  # records come in time order
 
     def pause(self, paused: bool = True) -> None:
         self._paused = paused
@@ -250,7 +267,7 @@ class ReplayRun(LabRun):
         self._speed = check_speed(speed)
 
     def seek(self, t: float) -> list[TraceRecord]:
-        t = max(0.0, min(float(t), self.duration))
+        t = max(0.0, min(float(t), self._duration_so_far()))
         self._pos = 0
         self._now = 0.0
         return self._take(t)
@@ -306,19 +323,27 @@ def _loads(line: bytes) -> Any:
         return json.loads(line)
 
 
-def load_records(path: Path, progress: Callable[[int, int], None] | None = None) -> list[TraceRecord]:
+def load_records(
+    path: Path,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    into: list[TraceRecord] | None = None,
+) -> list[TraceRecord]:
     """Every readable record of a trace file; damaged lines become ``run``/``error`` records.
 
     ``progress(bytes_done, bytes_total)`` is called every few thousand lines (from
-    whatever thread loads). Never raises: an unreadable file is one fatal error record."""
-    out: list[TraceRecord] = []
+    whatever thread loads); records are appended to ``into`` (returned) as they are
+    read, so another thread may play the first ones meanwhile. Never raises: an
+    unreadable file is one fatal error record."""
+    out: list[TraceRecord] = [] if into is None else into
     append = out.append
     last_t = 0.0
     name = Path(path).name
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
-        return [TraceRecord(0.0, "replay", "run", "error", {"reason": f"cannot read {path}: {exc}", "fatal": True})]
+        append(TraceRecord(0.0, "replay", "run", "error", {"reason": f"cannot read {path}: {exc}", "fatal": True}))
+        return out
     lines = raw.split(b"\n")
     total = len(raw)
     done = 0
