@@ -146,6 +146,10 @@ class ReplayRun(LabRun):
         load_records(self._trace, progress=self._progress, into=records)
         self.duration = max((r.t for r in records), default=0.0)
         self.incomplete = incomplete_reason(records, self.summary)
+        if self.incomplete is not None and not self.summary and self.incomplete.startswith("no summary.json"):
+            # a bare trace (written by hand, or a test's): nothing says it was cut short. A run's
+            # bundle always has a summary.json, written when the run starts and finalised at its end
+            self.incomplete = None
         self._moments = detect_moments(self.moment_specs(), records)
         self.verdict = verdict
 
