@@ -75,7 +75,6 @@ class LabApp(App[None]):
         ("m", "switch a middlebox policy on or off (also Enter on the Middleboxes table)"),
         ("t / x", "start a bulk transfer / stop the last one started"),
         ("[ / ]", "replay: one second back / forward (←/→ on the time slider, or click it)"),
-        ("slider keys", "replay, slider focused (Tab): Shift+←/→ 0.1 s, PgUp/PgDn 10 s, Home/End the ends"),
         ("Ctrl+P", "command palette: every control by name"),
         ("? or F1", "this help"),
         ("q", "quit"),

@@ -86,7 +86,7 @@ class TimeSlider(Widget, can_focus=True):
         Binding("home", "seek_to(0)", "start", show=False),
         Binding("end", "seek_to(1)", "end", show=False),
     ]
-    DEFAULT_CSS = "TimeSlider { height: 1; } TimeSlider:focus { background: $boost; text-style: bold; }"
+    DEFAULT_CSS = "TimeSlider { height: 1; }"
 
     position: reactive[float] = reactive(0.0)
     load_fraction: reactive[float | None] = reactive(None)  # (Widget.loading is taken: a spinner)
