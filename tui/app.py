@@ -28,7 +28,7 @@ from tui.widgets.events import EventLog
 from tui.widgets.iketcp import IketcpView
 from tui.widgets.moments import MomentBar, MomentTimeline
 from tui.widgets.packets import PacketsView
-from tui.widgets.status import StatusBar, TimeSlider
+from tui.widgets.status import ReplayBanner, StatusBar, TimeSlider
 from tui.widgets.subflows import SubflowsView
 from tui.widgets.topology import TopologyView
 
@@ -106,6 +106,7 @@ class LabApp(App[None]):
             yield StatusBar(id="status")
             yield MomentBar(len(self.moment_detector.specs), pausing=self.auto_pause, id="moment")
             if "seek" in self.lab_run.controls:
+                yield ReplayBanner(id="replay-banner")
                 marks = [m.t for m in self.lab_run.known_moments()]
                 yield TimeSlider(getattr(self.lab_run, "duration", 0.0), marks, id="slider")
             else:
@@ -131,6 +132,7 @@ class LabApp(App[None]):
         self._views: list[Any] = [w for w in self.screen.query("*") if isinstance(w, TraceView)]
         self._status_bar = self.screen.query_one(StatusBar)
         self._sliders = list(self.screen.query(TimeSlider))
+        self._banners = list(self.screen.query(ReplayBanner))
         self._tabs = self.screen.query_one(TabbedContent)
         self.topology_view = self.screen.query_one(TopologyView)
         self._moment_bar = self.screen.query_one(MomentBar)
@@ -337,7 +339,9 @@ class LabApp(App[None]):
             expected=len(self.expected),
         )
         for slider in self._sliders:
-            slider.position = status.now
+            slider.show_status(status)
+        for banner in self._banners:
+            banner.show_status(status)
         marks = [m.t for m in self.moments]
         for timeline in self._timelines:
             timeline.update_marks(marks, status.now, self.moment_index)

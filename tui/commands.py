@@ -8,6 +8,7 @@ lab.cli.fail.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -59,7 +60,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not path.exists():
         return fail(f"no run bundle at {path}")
     try:
-        lab_run = ReplayRun(path, speed=args.speed)
+        lab_run = ReplayRun(path, speed=args.speed, defer=True)  # the app shows the loading progress
     except FileNotFoundError:
         return fail(
             f"{path} has no trace.jsonl (a run bundle is made by '{command('run', 'SCENARIO')}' or '{command('tui')}')"
@@ -96,6 +97,16 @@ def _exit_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _exit_soon(after_s: float = 0.4) -> None:
+    """End the process ``after_s`` seconds from now unless it has ended by then."""
+    import os
+    import threading
+
+    timer = threading.Timer(after_s, os._exit, (130,))
+    timer.daemon = True
+    timer.start()
+
+
 def _run_app(lab_run: Any, args: argparse.Namespace, out_dir: Path | None) -> int:
     from tui.app import LabApp
 
@@ -111,6 +122,8 @@ def _run_app(lab_run: Any, args: argparse.Namespace, out_dir: Path | None) -> in
     def on_sigterm(signum: int, _frame: Any) -> None:  # like quitting: the run is closed, its bundle finalised
         terminated.append(signum)
         app.exit(return_code=130)
+        if getattr(args, "exit_with_parent", False):  # under tcplab serve: a page that stopped reading
+            _exit_soon()  # can leave the app blocked on its output, unable to quit; it must end anyway
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
@@ -145,7 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from lab.cli import fail
 
     try:
-        from textual_serve.server import Server
+        from tui.serve import LabServer
     except ImportError:
         return fail("tcplab serve needs textual-serve: pip install textual-serve")
     if not 0 < args.port < 65536:
@@ -170,7 +183,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         write_page_template(templates, font_size=args.font_size)
     except (OSError, ValueError) as exc:
         return fail(f"cannot prepare the page template: {exc}")
-    server = Server(
+    server = LabServer(
         command,
         host=args.host,
         port=args.port,
@@ -188,7 +201,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for f in templates.iterdir():
             f.unlink()
         templates.rmdir()
-    return 0
+    # the apps are gone and nothing is left to save; the interpreter's own teardown (coroutines
+    # of connections that never finished, resolver threads) can take seconds on a busy machine
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 GOOGLE_FONT_LINK = """    <link

@@ -134,3 +134,64 @@ def test_serve_renders_a_running_scenario_in_headless_chromium(tmp_path: Path) -
     # starting with its status line at the top
     assert _bright_fraction(rows, width, channels) > 0.005
     assert _bright_fraction(rows[:40], width, channels) > 0.01
+
+
+def _half_open_clients(port: int) -> list[socket.socket]:
+    """Clients that never finish: one opens TCP and says nothing, one stops in the middle of its
+    request headers, two complete the websocket upgrade request and then never read a byte
+    (the server starts an app for each, whose output then piles up)."""
+    upgrade = (
+        "GET /ws?width=80&height=24 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+    clients[1].sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
+    for c in clients[2:]:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # small: the app's output backs up soon
+        c.sendall(upgrade)
+    return clients
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_serve_stops_with_every_app_within_3_s_after_half_open_clients(tmp_path: Path, stop: signal.Signals) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lab.cli", "serve", "two-paths", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: what is left of it can be found
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    clients: list[socket.socket] = []
+    try:
+        _wait_for_port(port, proc)
+        clients = _half_open_clients(port)
+        deadline = time.monotonic() + 60.0
+        while len(_group_members(proc.pid) - {proc.pid}) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_group_members(proc.pid) - {proc.pid}) >= 2, "the server started no app for the upgrade requests"
+        # the apps are running once their output reaches the clients that never read it
+        for c in clients[2:]:
+            c.settimeout(60.0)
+            assert c.recv(1, socket.MSG_PEEK) == b"H"  # "HTTP/1.1 101 Switching Protocols"
+        started = time.monotonic()
+        proc.send_signal(stop)
+        try:
+            proc.wait(timeout=3.0)
+        except subprocess.TimeoutExpired:
+            pass
+        left = _group_members(proc.pid)
+        while left and time.monotonic() < started + 3.0:
+            time.sleep(0.05)
+            left = _group_members(proc.pid)
+        elapsed = time.monotonic() - started
+    finally:
+        for c in clients:
+            c.close()
+        if proc.poll() is None or _group_members(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)  # never leave them behind (the assertion below fails)
+        proc.wait(10)
+    assert not left, f"{sorted(left)} of tcplab serve still there {elapsed:.2f} s after {stop.name}"
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""

@@ -56,16 +56,40 @@ class StatusBar(Static):
         self.set_class(problems > 0, "-problem")
 
 
+class ReplayBanner(Static):
+    """One line above everything when a replayed bundle is cut off, unfinished or damaged;
+    hidden for a whole, intact bundle."""
+
+    DEFAULT_CSS = "ReplayBanner { height: auto; max-height: 2; display: none; text-style: bold reverse; }"
+
+    def show_status(self, status: Any) -> None:
+        text = (status.extra or {}).get("banner")
+        if text == getattr(self, "_shown", None):
+            return
+        self._shown = text
+        self.display = bool(text)
+        if text:
+            self.update(Text("⚠ " + text))
+
+
 class TimeSlider(Widget, can_focus=True):
-    """Where a replay is, as a bar; ←/→ or click to move."""
+    """Where a replay is, as a bar with its key moments (◆); while the trace loads, how far
+    that has got. ←/→ one second, Shift+←/→ a tenth, PgUp/PgDn ten, Home/End the ends, or a click."""
 
     BINDINGS = [
         Binding("left", "nudge(-1)", "−1 s", show=False),
         Binding("right", "nudge(1)", "+1 s", show=False),
+        Binding("shift+left", "nudge(-0.1)", "−0.1 s", show=False),
+        Binding("shift+right", "nudge(0.1)", "+0.1 s", show=False),
+        Binding("pageup", "nudge(-10)", "−10 s", show=False),
+        Binding("pagedown", "nudge(10)", "+10 s", show=False),
+        Binding("home", "seek_to(0)", "start", show=False),
+        Binding("end", "seek_to(1)", "end", show=False),
     ]
     DEFAULT_CSS = "TimeSlider { height: 1; }"
 
     position: reactive[float] = reactive(0.0)
+    load_fraction: reactive[float | None] = reactive(None)  # (Widget.loading is taken: a spinner)
 
     class Seek(Message):
         def __init__(self, t: float) -> None:
@@ -77,10 +101,30 @@ class TimeSlider(Widget, can_focus=True):
         self.duration = max(duration, 1e-9)
         self.marks = list(marks or [])  # key moments, drawn as ◆
 
+    def show_status(self, status: Any) -> None:
+        """Follow a run's status: its position, and (a replay loading in the background) its
+        duration, moments and loading progress once they are known."""
+        extra = status.extra or {}
+        duration = extra.get("duration")
+        if isinstance(duration, (int, float)) and duration > 0 and duration != self.duration:
+            self.duration = float(duration)
+            self.refresh()
+        marks = extra.get("marks")
+        if isinstance(marks, list) and marks != self.marks:
+            self.marks = list(marks)
+            self.refresh()
+        self.load_fraction = extra.get("loading")
+        self.position = status.now
+
     def _label(self) -> str:
         return f" {self.position:7.3f} / {self.duration:.3f} s "
 
     def render(self) -> Text:
+        if self.load_fraction is not None:
+            label = f" loading the trace {self.load_fraction:4.0%} "
+            width = max(10, self.size.width - len(label) - 2)
+            filled = int(width * max(0.0, min(1.0, self.load_fraction)))
+            return Text.assemble("▕", ("█" * filled, "bold"), ("░" * (width - filled), "dim"), "▏", label)
         label = self._label()
         width = max(10, self.size.width - len(label) - 2)
         filled = min(width - 1, int(width * min(1.0, self.position / self.duration)))
@@ -96,9 +140,16 @@ class TimeSlider(Widget, can_focus=True):
         return text
 
     def on_click(self, event: events.Click) -> None:
+        if self.load_fraction is not None:
+            return
         width = max(10, self.size.width - len(self._label()) - 2)
         fraction = max(0.0, min(1.0, (event.x - 1) / width))
         self.post_message(self.Seek(fraction * self.duration))
 
     def action_nudge(self, seconds: float) -> None:
-        self.post_message(self.Seek(max(0.0, min(self.duration, self.position + seconds))))
+        if self.load_fraction is None:
+            self.post_message(self.Seek(max(0.0, min(self.duration, self.position + seconds))))
+
+    def action_seek_to(self, fraction: float) -> None:
+        if self.load_fraction is None:
+            self.post_message(self.Seek(fraction * self.duration))
