@@ -20,6 +20,7 @@ from lab.scenario.moments import (
     transfer_received,
 )
 from lab.scenario.mptcp import MptcpTransfer
+from lab.scenario.outcomes import Expects
 from lab.wire.mptcp import MPTCP_KIND
 
 MIB = 1024 * 1024
@@ -119,6 +120,7 @@ SCENARIOS: dict[str, Scenario] = {
             transfers=(MptcpTransfer(size_bytes=4 * MIB),),
             moments=(FALLBACK, DELIVERED),
             main_view="subflows",
+            expects=Expects(summary="MPTCP falls back to plain TCP on the SYN/ACK without MP_CAPABLE; every byte arrives"),
         ),
         Scenario(
             name="option-stripper-late",
@@ -128,6 +130,7 @@ SCENARIOS: dict[str, Scenario] = {
             transfers=(MptcpTransfer(size_bytes=4 * MIB, client={"path_manager": "none"}),),
             moments=(FALLBACK, DELIVERED),
             main_view="subflows",
+            expects=Expects(summary="data without DSS: MPTCP falls back to plain TCP mid-connection; every byte arrives"),
         ),
         Scenario(
             name="backup-path",
@@ -179,6 +182,10 @@ SCENARIOS: dict[str, Scenario] = {
             transfers=(MptcpTransfer(size_bytes=8 * MIB, client={"checksum": True, "path_manager": "paired"}),),
             moments=(SUBFLOW_RESET, FIRST_REINJECTION, DELIVERED),
             main_view="subflows",
+            expects=Expects(
+                errors=(("mptcp", "DSS checksum failed"),),
+                summary="the DSS checksum catches the flipped byte: subflow reset, data reinjected, nothing corrupted",
+            ),
         ),
         Scenario(
             name="mptcp-mpfail-fallback",
@@ -189,6 +196,10 @@ SCENARIOS: dict[str, Scenario] = {
             transfers=(MptcpTransfer(size_bytes=8 * MIB, client={"checksum": True}),),
             moments=(MP_FAIL, FALLBACK, DELIVERED),
             main_view="subflows",
+            expects=Expects(
+                errors=(("mptcp", "DSS checksum failed"),),
+                summary="MP_FAIL, then plain TCP: the damaged data is sent again and every byte arrives intact",
+            ),
         ),
     )
 }
