@@ -385,7 +385,8 @@ class LabApp(App[None]):
     def action_filter_packets(self) -> None:
         """Packets, with the focus in its filter: typing there never fires a global key."""
         self.action_show_tab("packets")
-        self.screen.query_one("#packet-filter").focus()
+        # now, not later (focus() waits for the queue): the keys typed next are the filter's
+        self.screen.set_focus(self.screen.query_one("#packet-filter"))
 
     def action_toggle_pause(self) -> None:
         paused = self.lab_run.status().paused
