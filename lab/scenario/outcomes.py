@@ -211,7 +211,9 @@ class OutcomeTracker:
             if t.verdict == "unexpected"
         ]
         out += [
-            f"IKE {i.name}: over {i.transport}, expected {i.expected}" for i in self.ike.values() if i.verdict == "unexpected"
+            f"IKE {i.name}: over {i.transport}, expected {i.expected}"
+            for i in self.ike.values()
+            if i.verdict == "unexpected"
         ]
         return out
 
