@@ -5,8 +5,8 @@ from __future__ import annotations
 from lab.scenario import LinkEvent, Scenario, Transfer
 from lab.scenario.middlebox import FlipPayloadBytes
 from lab.scenario.moments import MomentSpec, link_down, link_up, transfer_received
-from lab.scenario.outcomes import Expects
 from lab.scenario.mptcp import MptcpTransfer
+from lab.scenario.outcomes import Expects
 from topologies.mptcp_scenarios import DELIVERED, FIRST_REINJECTION, JOINED
 
 MIB = 1024 * 1024
