@@ -21,6 +21,7 @@ from lab.scenario.moments import (
     tep_agreed,
     transfer_received,
 )
+from lab.scenario.outcomes import Expects
 from lab.wire.eno import ENO_KIND, EXPERIMENTAL_KIND
 from lab.wire.tcpcrypt import (
     TCPCRYPT_ECDHE_CURVE448,
@@ -131,6 +132,7 @@ SCENARIOS: dict[str, Scenario] = {
             ),
             moments=(TEP_AGREED, ENO_FALLBACK, SESSION_IDS_EQUAL),
             main_view="eno",
+            expects=Expects(summary="overlapping TEP lists agree on X448; disjoint ones go on in the clear"),
         ),
         Scenario(
             name="eno-stripped",
@@ -152,6 +154,11 @@ SCENARIOS: dict[str, Scenario] = {
             ),
             moments=(ENO_STRIPPED, ENO_FALLBACK, ENO_REFUSED),
             main_view="eno",
+            expects=Expects(
+                transfers=(("mandatory-client", "refused"), ("mandatory-server", "refused")),
+                errors=(("eno", "no_eno_option"),),
+                summary="opportunistic ends deliver in the clear; mandatory ends refuse, so nothing crosses unencrypted",
+            ),
         ),
         Scenario(
             name="tcpcrypt-tamper",
@@ -165,6 +172,11 @@ SCENARIOS: dict[str, Scenario] = {
             transfers=(EncryptedTransfer(name="tampered", size_bytes=1 * MIB, expect="aborted"),),
             moments=(TEP_AGREED, AEAD_FAILED, TAMPER_RESET),
             main_view="eno",
+            expects=Expects(
+                transfers=(("tampered", "aborted"),),
+                errors=(("tcpcrypt", "authentication_failed"),),
+                summary="the tampered frame fails authentication: h2 aborts, not one corrupted byte is delivered",
+            ),
         ),
         Scenario(
             name="eno-simultaneous-open",

@@ -11,6 +11,7 @@ from lab.scenario import Scenario
 from lab.scenario.ike import IkeSession
 from lab.scenario.middlebox import BlockAllUdp, BlockTcpPorts, BlockUdpPorts, SourceNat
 from lab.scenario.moments import MomentSpec, ike_attempt, iketcp_prefix
+from lab.scenario.outcomes import Expects
 
 UDP_TIMEOUT = MomentSpec(
     key="udp-timeout",
@@ -50,6 +51,7 @@ SCENARIOS: dict[str, Scenario] = {
             time_limit_s=60.0,
             moments=FALLBACK_MOMENTS,
             main_view="iketcp",
+            expects=Expects(ike=(("ike", "tcp"),), summary="UDP is dropped: IKE moves to TCP 4500 and the tunnel runs over it"),
         ),
         Scenario(
             name="hotspot-500",
@@ -60,6 +62,7 @@ SCENARIOS: dict[str, Scenario] = {
             time_limit_s=60.0,
             moments=(IKE_SA_WON,),
             main_view="iketcp",
+            expects=Expects(ike=(("ike", "udp"),), summary="UDP 4500 gets through: no TCP needed"),
         ),
         Scenario(
             name="nat",
@@ -70,6 +73,7 @@ SCENARIOS: dict[str, Scenario] = {
             time_limit_s=60.0,
             moments=(IKE_SA_WON,),
             main_view="iketcp",
+            expects=Expects(ike=(("ike", "udp"),), summary="NAT detected: IKE and ESP go over UDP 4500"),
         ),
         Scenario(
             name="port-443",
@@ -82,6 +86,7 @@ SCENARIOS: dict[str, Scenario] = {
             time_limit_s=60.0,
             moments=FALLBACK_MOMENTS,
             main_view="iketcp",
+            expects=Expects(ike=(("ike", "tcp"),), summary="UDP and TCP 4500 are blocked: IKE gets through over TCP 443"),
         ),
         Scenario(
             name="iketcp-race",
@@ -95,6 +100,7 @@ SCENARIOS: dict[str, Scenario] = {
             time_limit_s=60.0,
             moments=FALLBACK_MOMENTS,
             main_view="iketcp",
+            expects=Expects(ike=(("sequential", "tcp"), ("racing", "tcp")), summary="both end on TCP; racing gets there first"),
         ),
     )
 }

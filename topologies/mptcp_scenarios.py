@@ -23,6 +23,7 @@ from lab.scenario.moments import (
     transfer_received,
 )
 from lab.scenario.mptcp import MptcpTransfer
+from lab.scenario.outcomes import Expects
 from lab.wire.mptcp import MPTCP_KIND
 
 MIB = 1024 * 1024
@@ -122,6 +123,7 @@ SCENARIOS: dict[str, Scenario] = {
             transfers=(MptcpTransfer(size_bytes=4 * MIB),),
             moments=(FALLBACK, DELIVERED),
             main_view="subflows",
+            expects=Expects(summary="MPTCP falls back to plain TCP on the SYN/ACK without MP_CAPABLE; every byte arrives"),
         ),
         Scenario(
             name="option-stripper-late",
@@ -131,6 +133,7 @@ SCENARIOS: dict[str, Scenario] = {
             transfers=(MptcpTransfer(size_bytes=4 * MIB, client={"path_manager": "none"}),),
             moments=(FALLBACK, DELIVERED),
             main_view="subflows",
+            expects=Expects(summary="data without DSS: MPTCP falls back to plain TCP mid-connection; every byte arrives"),
         ),
         Scenario(
             name="backup-path",
@@ -182,6 +185,10 @@ SCENARIOS: dict[str, Scenario] = {
             transfers=(MptcpTransfer(size_bytes=8 * MIB, client={"checksum": True, "path_manager": "paired"}),),
             moments=(SUBFLOW_RESET, FIRST_REINJECTION, DELIVERED),
             main_view="subflows",
+            expects=Expects(
+                errors=(("mptcp", "DSS checksum failed"),),
+                summary="the DSS checksum catches the flipped byte: subflow reset, data reinjected, nothing corrupted",
+            ),
         ),
         Scenario(
             name="mptcp-mpfail-fallback",
@@ -192,6 +199,10 @@ SCENARIOS: dict[str, Scenario] = {
             transfers=(MptcpTransfer(size_bytes=8 * MIB, client={"checksum": True}),),
             moments=(MP_FAIL, FALLBACK, DELIVERED),
             main_view="subflows",
+            expects=Expects(
+                errors=(("mptcp", "DSS checksum failed"),),
+                summary="MP_FAIL, then plain TCP: the damaged data is sent again and every byte arrives intact",
+            ),
         ),
         replace(
             shared_bottleneck_scenario(bw_mbps=10.0, queue_packets=100, competitor="newreno", size_bytes=12 * MIB),

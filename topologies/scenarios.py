@@ -6,6 +6,7 @@ from lab.scenario import LinkEvent, Scenario, Transfer
 from lab.scenario.middlebox import FlipPayloadBytes
 from lab.scenario.moments import MomentSpec, link_down, link_up, transfer_received
 from lab.scenario.mptcp import MptcpTransfer
+from lab.scenario.outcomes import Expects
 from topologies.mptcp_scenarios import DELIVERED, FIRST_REINJECTION, JOINED
 
 MIB = 1024 * 1024
@@ -77,6 +78,10 @@ SCENARIOS: dict[str, Scenario] = {
             transfers=(Transfer(size_bytes=1 * MIB),),
             moments=(TCP_DELIVERED,),
             main_view="topology",
+            expects=Expects(
+                transfers=(("bulk", "corrupted"),),
+                summary="plain TCP delivers the changed byte: the SHA-256 check is all that notices",
+            ),
         ),
     )
 }

@@ -18,6 +18,7 @@ from textual.worker import Worker
 from lab.errors import LabError
 from lab.runs import STEP_S, LabRun, faster
 from lab.scenario.moments import Moment, MomentDetector
+from lab.scenario.outcomes import tracker_for
 from lab.trace import TraceRecord
 from tui.messages import ControlRequested, RunFinished, TraceBatch
 from tui.screens.help import HelpScreen
@@ -59,6 +60,7 @@ class LabApp(App[None]):
         Binding("plus,equals_sign", "faster", "Faster", show=False),
         Binding("minus", "slower", "Slower", show=False),
         Binding("t", "start_transfer", "Transfer"),
+        Binding("slash", "filter_packets", "Filter", show=False),
         Binding("l", "pick_link", "Link"),
         Binding("m", "pick_policy", "Policy"),
         Binding("x", "stop_transfer", "Stop", show=False),
@@ -73,8 +75,9 @@ class LabApp(App[None]):
         ("+ / -", "faster / slower (up to as fast as possible)"),
         ("l", "take a link down or bring it up (also Enter on the Links table)"),
         ("m", "switch a middlebox policy on or off (also Enter on the Middleboxes table)"),
-        ("t / x", "start a bulk transfer / stop the last one started"),
+        ("t / x", "start the scenario's own workload again (MPTCP, ENO, IKE...) / stop the last one started"),
         ("[ / ]", "replay: one second back / forward (←/→ on the time slider, or click it)"),
+        ("/ then Esc", "type a Packets filter (node=h1 flags=S opt=MP_CAPABLE …) / leave it"),
         ("Ctrl+P", "command palette: every control by name"),
         ("? or F1", "this help"),
         ("q", "quit"),
@@ -93,6 +96,8 @@ class LabApp(App[None]):
         self.expected: list[str] = []  # errors its key moments are made of (an AEAD failure in tcpcrypt-tamper)
         self.auto_pause = bool(getattr(lab_run, "pause_at_moments", False))
         self.moment_detector = MomentDetector(lab_run.moment_specs())
+        self.outcomes = tracker_for(lab_run.scenario_declared())  # transfers against what the scenario expects
+        self.outcomes_version = 0
         self.moments: list[Moment] = []  # found in the records shown so far, in order
         self.moment_index: int | None = None  # the one on screen
         self.notices: list[str] = []  # every notice shown on the status line, oldest first
@@ -205,11 +210,14 @@ class LabApp(App[None]):
         new = self.moment_detector.feed(records)
         if new:
             self.moments.extend(new)
+        if self.outcomes.feed(records):
+            self.outcomes_version += 1
+            self._unexpected_outcomes()
         notes = 0
         for rec in records:
             if rec.name == "error":
                 reason = str(rec.data.get("reason", rec.data))
-                if self._part_of_a_moment(rec):
+                if self.outcomes.expects.error_expected(rec) or self._part_of_a_moment(rec):
                     self.expected.append(reason)  # the scenario's lesson, not a problem
                     continue
                 self.problems.append(reason)
@@ -220,6 +228,13 @@ class LabApp(App[None]):
             self._moments_happened(new)
         self.batches_applied += 1
         self.records_applied += len(records)
+
+    def _unexpected_outcomes(self) -> None:
+        """A transfer that ended otherwise than the scenario expects is a problem (once)."""
+        for text in self.outcomes.unexpected():
+            if text not in self.problems:
+                self.problems.append(text)
+                self.notify(text, title="unexpected", severity="error", timeout=8)
 
     # --- key moments
 
@@ -367,7 +382,15 @@ class LabApp(App[None]):
         return result
 
     def action_show_tab(self, tab: str) -> None:
+        if self.focused is not None and tab != self._tabs.active:
+            self.screen.set_focus(None)  # else the tabs follow the focus back to the view it was in
         self._tabs.active = tab
+
+    def action_filter_packets(self) -> None:
+        """Packets, with the focus in its filter: typing there never fires a global key."""
+        self.action_show_tab("packets")
+        # now, not later (focus() waits for the queue): the keys typed next are the filter's
+        self.screen.set_focus(self.screen.query_one("#packet-filter"))
 
     def action_toggle_pause(self) -> None:
         paused = self.lab_run.status().paused
@@ -450,6 +473,8 @@ class LabApp(App[None]):
         self._generation += 1
         self.problems = []
         self.expected = []
+        self.outcomes.reset()
+        self.outcomes_version += 1
         for view in self.views():
             view.reset()
         self.moment_detector.reset()
@@ -484,7 +509,7 @@ class LabApp(App[None]):
         yield SystemCommand("Faster", "raise the speed", self.action_faster)
         yield SystemCommand("Slower", "lower the speed", self.action_slower)
         yield SystemCommand(
-            "Start a transfer", "a new bulk transfer between the scenario's hosts", self.action_start_transfer
+            "Start a transfer", "the scenario's own workload again, with its protocol and settings", self.action_start_transfer
         )
         yield SystemCommand("Stop the transfer", "abort the last transfer started here", self.action_stop_transfer)
         if "links" in self.lab_run.controls:

@@ -89,7 +89,8 @@ class MininetRun(LabRun):
     the wire observers of kernel hosts. Raises ConfigError for a scenario
     whose topology cannot be built; what fails once the run is under way
     (not root, Mininet missing, an endpoint that cannot start) arrives as a
-    fatal ``run`` ``error`` record.
+    fatal ``run`` ``error`` record. With ``hold`` the network stays up once the
+    transfers are done (links and middleboxes still switch) until :meth:`close`.
     """
 
     backend = "mininet"
@@ -105,6 +106,7 @@ class MininetRun(LabRun):
         time_limit_s: float | None = None,
         observe_kernel: bool = True,
         python: str = sys.executable,
+        hold: bool = False,
     ) -> None:
         self.scenario = scenario
         self.name = scenario.name
@@ -113,6 +115,7 @@ class MininetRun(LabRun):
         self.pcaps = pcaps
         self.time_limit_s = time_limit_s
         self.python = python
+        self.hold = hold  # keep the network up after the transfers, until close()
         self.spec = build_scenario_topology(scenario)
         self._topology = self.spec.to_dict() | {"diagram": self.spec.diagram}
         self._wire_observers = wire_observers(scenario) if observe_kernel else []
@@ -168,6 +171,9 @@ class MininetRun(LabRun):
             text = f"finished: transfers {done}/{len(results)}" + ("" if ok else " (not all ok)")
         elif self._t0 is None:
             text = "building the network" if self._thread is not None else "not started"
+        elif self.hold and results and done == len(results):
+            ok = all(r.ok for r in results)
+            text = f"transfers {done}/{len(results)} done{'' if ok else ' (not all ok)'}; the network stays up until q"
         else:
             text = f"transfers {done}/{len(results)}"
         return RunStatus(
@@ -232,6 +238,7 @@ class MininetRun(LabRun):
                 before_start=self._before_start,
                 progress=self._progress,
                 stop=self._stop,
+                hold=self.hold,
             )
             self._results = list(self.result.transfers)
         except LabError as exc:

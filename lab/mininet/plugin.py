@@ -62,7 +62,7 @@ class MininetLabBackend(Backend):
         from lab.mininet.liverun import MininetRun
 
         self.check_available()
-        return MininetRun(scenario, seed=seed, out_dir=out_dir)
+        return MininetRun(scenario, seed=seed, out_dir=out_dir, hold=True)  # up until the viewer quits
 
     def replay(self, scenario: Scenario, *, seed: int, pcap_dir: Path | None = None) -> Any:
         from lab.mininet.replay import MininetReplay

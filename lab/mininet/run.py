@@ -308,6 +308,7 @@ def run_mininet_scenario(
     on_records: Callable[[list[TraceRecord]], None] | None = None,
     before_start: Callable[[MininetBackend], None] | None = None,
     stop: threading.Event | None = None,
+    hold: bool = False,
 ) -> MininetRunResult:
     """Run ``scenario`` on Mininet; writes a bundle when ``out_dir`` is given
     (pcaps of ``pcap_interfaces``, default every interface, when ``pcaps``).
@@ -317,7 +318,10 @@ def run_mininet_scenario(
     backend once the endpoints are ready, just before the start (to attach
     observers); ``progress`` runs on the controller's thread, so controls it
     applies never race the controller. Setting ``stop`` ends the run early
-    (results still open fail with ``stopped before completion``).
+    (results still open fail with ``stopped before completion``). With
+    ``hold`` (and ``stop``) the network stays up once the transfers are done,
+    links and middleboxes still switchable, until ``stop`` is set: the live
+    lab keeps it until the viewer quits.
 
     Raises ConfigError (not root, Mininet missing, a scenario that does not
     fit, reported by an endpoint), MininetCommandError (building or
@@ -405,6 +409,7 @@ def run_mininet_scenario(
                     events = sorted(scenario.link_events, key=lambda ev: ev.at_s)
                     view = RunView(results, lambda: time.monotonic() - t0)
                     view.t0 = t0
+                    held = False  # with hold: the transfers are done, the network stays up
                     while True:
                         now = time.monotonic() - t0
                         while events and events[0].at_s <= now:
@@ -414,12 +419,16 @@ def run_mininet_scenario(
                         if progress is not None:
                             progress(view)
                         if results and all(r.complete for r in results):
-                            break
+                            if not (hold and stop is not None):
+                                break
+                            if not held:
+                                held = True
+                                ctl.record_node(0.0, "net", "endpoint", "state_updated", {"state": "held"})
                         if not results and all(ep.eof or ep.error for ep in endpoints.values()):
                             break
                         if all(ep.eof for ep in endpoints.values()):
                             break
-                        if time.monotonic() - t0 >= limit:
+                        if not held and time.monotonic() - t0 >= limit:
                             timed_out = True
                             break
                         if stop is not None and stop.is_set():

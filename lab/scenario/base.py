@@ -17,6 +17,7 @@ from lab.scenario import registry
 from lab.scenario.backend import Backend, get_backend
 from lab.scenario.middlebox import Middlebox
 from lab.scenario.moments import MomentSpec
+from lab.scenario.outcomes import NOTHING_SPECIAL, Expects
 from lab.stack.apps import BulkSender, BulkSink, TransferResult, bulk_payload
 from lab.tcp import TcpConfig
 from lab.topology import TopologySpec, build_topology
@@ -163,6 +164,8 @@ class Scenario:
     # what the lesson hinges on (lab/moments.py) and the TUI view that opens first
     moments: tuple[MomentSpec, ...] = ()
     main_view: str = "topology"
+    # the outcomes the lesson intends (lab/scenario/outcomes.py): refusals, aborts, errors provoked on purpose
+    expects: Expects = NOTHING_SPECIAL
 
     def with_params(self, **topology_params: Any) -> Scenario:
         return replace(self, topology_params={**self.topology_params, **topology_params})

@@ -11,7 +11,9 @@ also states what the negotiation must come to (``expect``):
   the checked byte stream is empty;
 * ``aborted``: the TEP reset the connection (forged or corrupted frame); what
   arrived before must be an exact prefix of what was sent, and the transfer
-  itself cannot complete.
+  itself cannot complete;
+* ``any``: whatever the negotiation comes to (a transfer started from the TUI
+  into a network the user changed); only corrupted delivered bytes are wrong.
 
 A different outcome is reported as the transfer's error. Extra figures go to
 the summary: outcome and reason per side, TEP (``tep`` as the client
@@ -41,14 +43,14 @@ from typing import TYPE_CHECKING, Any
 from lab.eno.extension import EnoConfig, EnoExtension, EnoState
 from lab.errors import ConfigError
 from lab.scenario import Workload, runs_here
-from lab.stack.apps import CHUNK_BYTES, TransferResult
+from lab.stack.apps import CHUNK_BYTES, TransferResult, record_aborted
 from lab.stack.host import HostStack, Stream, StreamHandler
 from lab.tcp.state import TcpState
 
 if TYPE_CHECKING:
     from lab.scenario import ScenarioRun
 
-EXPECTATIONS = ("encrypted", "fallback", "refused", "aborted")
+EXPECTATIONS = ("encrypted", "fallback", "refused", "aborted", "any")
 _OUTCOME = {
     EnoState.ENCRYPTED: "encrypted",
     EnoState.FALLBACK: "fallback",
@@ -77,6 +79,8 @@ def verdict(expect: str, facts: dict[str, Any]) -> str | None:
         return f"{corrupted} delivered bytes differ from what was sent"
     client, server = facts.get("client_outcome"), facts.get("server_outcome")
     outcomes = {client, server}
+    if expect == "any":
+        return None
     if expect == "encrypted":
         if outcomes != {"encrypted"}:
             return f"expected encryption, got client {client}, server {server}"
@@ -96,6 +100,7 @@ _LOCAL_OUTCOMES = {
     "fallback": {"fallback", "plain"},
     "refused": {"refused", "reset", "fallback", "plain", "pending", "no connection"},  # the peer may refuse
     "aborted": {"aborted", "reset", "encrypted"},  # the peer may abort: this end sees its reset
+    "any": {"encrypted", "fallback", "plain", "refused", "aborted", "reset", "pending", "no connection"},
 }
 
 
@@ -192,6 +197,7 @@ class _Sender(StreamHandler):
             _finish(watch, stream.host, b"")
         elif reset and watch.expect != "aborted":
             result.error = f"sender: {reason}"
+            _record_aborted(watch, stream.host, result.error)
 
 
 class _Sink(StreamHandler):
@@ -229,6 +235,14 @@ class _Sink(StreamHandler):
         watch.note()
         mismatch = watch.mismatch()
         result.error = f"receiver: {reason}" + (f" ({mismatch})" if mismatch else "")
+        _record_aborted(watch, stream.host, result.error)
+
+
+def _record_aborted(watch: _Watch, host: HostStack, reason: str) -> None:
+    extra = watch.result.extra
+    record_aborted(
+        host, watch.result, reason, outcome=extra.get("server_outcome"), client_outcome=extra.get("client_outcome")
+    )
 
 
 def _finish(watch: _Watch, host: HostStack, data: bytes | None, *, sha256: str | None = None, conn: str = "") -> None:

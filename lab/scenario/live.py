@@ -13,11 +13,11 @@ records of layer ``run``: ``{"reason": "...", "fatal": bool}``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from lab.errors import ConfigError, LabError
-from lab.scenario.base import Scenario
+from lab.scenario.base import Scenario, Transfer, Workload
 from lab.scenario.middlebox import BlockUdpPorts, Middlebox, StripTcpOptions
 from lab.scenario.moments import Moment, MomentSpec
 from lab.trace import TraceRecord
@@ -127,6 +127,37 @@ class LabRun:
 
     def close(self) -> None:
         pass
+
+
+def user_workload(scenario: Scenario, *, name: str, port: int, size_bytes: int) -> Workload:
+    """What a face's "start a transfer" runs: the scenario's first workload again, with its
+    protocol and settings (MPTCP with its path manager, ENO/tcpcrypt with its policies, an IKE
+    session with its fallback mode), under ``name`` on ``port``, starting now, so a middlebox
+    or link switched live changes what it does. An ENO transfer expects whatever the
+    negotiation comes to (``any``); an IKE session keeps its own ports and data size.
+    Scenarios without a workload get a plain TCP transfer. Raises ConfigError for a bad size."""
+    base: Any = next(iter(scenario.transfers), None)
+    inner = getattr(base, "transfers", None)
+    if isinstance(inner, tuple) and inner:  # back-to-back workloads: one of their transfers
+        base = inner[0]
+    if base is None or not hasattr(base, "__dataclass_fields__") or type(base).__name__ == "AlternatingTransfers":
+        base = Transfer()
+    names = {f.name for f in fields(base)}
+    changes: dict[str, Any] = {"name": name}
+    if "port" in names:
+        changes["port"] = port
+    if "src_port" in names and "dst_port" in names:  # simultaneous open: both ends pick a port
+        changes |= {"src_port": port, "dst_port": port + 1000}
+    if "size_bytes" in names:
+        changes["size_bytes"] = size_bytes
+    if "start_s" in names:
+        changes["start_s"] = 0.0  # a time in the past: now
+    if "expect" in names:
+        changes["expect"] = "any"
+    for optional in ("local_port", "kernel_announce_port"):
+        if optional in names:
+            changes[optional] = None
+    return replace(base, **changes)
 
 
 def check_speed(speed: float | None) -> float | None:

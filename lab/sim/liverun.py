@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import ConfigError
-from lab.scenario import Scenario, ScenarioRun, Transfer, bundle
+from lab.scenario import Scenario, ScenarioRun, bundle
 from lab.scenario.link_metrics import LinkMetricsSampler
 from lab.scenario.live import (
     DEFAULT_TRANSFER_BYTES,
     STEP_S,
+    ControlUnavailable,
     LabRun,
     PolicyInfo,
     RunStatus,
@@ -25,10 +26,11 @@ from lab.scenario.live import (
     policy_key,
     policy_label,
     standard_policies,
+    user_workload,
 )
 from lab.scenario.middlebox import Middlebox
 from lab.scenario.moments import Moment, MomentDetector
-from lab.stack.apps import BulkSender, BulkSink
+from lab.scenario.outcomes import USER_TRANSFER_PREFIX
 from lab.trace import Tracer, TraceRecord, write_records
 
 LINK_METRICS_INTERVAL_S = 0.1
@@ -144,7 +146,7 @@ class SimRun(LabRun):
                 if key not in self._policies:
                     desc = factory().describe()
                     self._policies[key] = (PolicyInfo(key, router, label, desc, False), None, factory)
-        self._user_transfers: list[tuple[str, Any, Any]] = []  # (name, stream, result)
+        self._user_transfers: list[tuple[str, Any, list[Any]]] = []  # (name, workload, its results)
         self._next_port = 6001
         self._link_sampler = LinkMetricsSampler(self.net, self._tracer)
         self._sampling = True
@@ -261,7 +263,7 @@ class SimRun(LabRun):
         return self._run.done()
 
     def _user_transfers_running(self) -> bool:
-        return any(not result.complete for _, _, result in self._user_transfers)
+        return any(not r.complete for _, _, results in self._user_transfers for r in results)
 
     def _sample_links(self) -> None:
         self._flush_link_metrics()
@@ -336,25 +338,22 @@ class SimRun(LabRun):
         self._queue(apply)
 
     def start_transfer(self, size_bytes: int = DEFAULT_TRANSFER_BYTES) -> str:
-        base = next((w for w in self.scenario.transfers if isinstance(w, Transfer)), Transfer())
+        """Start the scenario's own workload again (see :func:`user_workload`): MPTCP,
+        ENO/tcpcrypt or IKE with the scenario's settings, so what was switched live shows."""
         if not 0 < size_bytes <= 1 << 30:
             raise ConfigError(f"transfer size must be 1..2**30 bytes, got {size_bytes}")
         port = self._next_port
         self._next_port += 1
-        name = f"tui-{port - 6000}"
+        name = f"{USER_TRANSFER_PREFIX}{port - 6000}"
+        workload = user_workload(self.scenario, name=name, port=port, size_bytes=size_bytes)
         self._finished = False
 
         def apply() -> None:
             run = self._run
             was_done = run.done()
-            dst = run.net.host(base.dst)
-            src = run.net.host(base.src)
-            data = run.payload(size_bytes)
-            result = run.add_result(name, data)
-            dst.listen(port, lambda: BulkSink(result))
-            remote = run.spec.interfaces_of(base.dst)[base.dst_interface].ipv4
-            stream = BulkSender(result, data).start(src, remote, port)
-            self._user_transfers.append((name, stream, result))
+            before = len(run.results)
+            workload.schedule(run)
+            self._user_transfers.append((name, workload, run.results[before:]))
             if was_done:
                 run.net.call_at(run.net.now + 0.1, run._sample_metrics)  # metrics stop once a run is done
             if not self._sampling:
@@ -365,11 +364,21 @@ class SimRun(LabRun):
         return name
 
     def stop_transfer(self) -> str | None:
-        live = [(n, s) for n, s, result in self._user_transfers if not result.complete and not s.closed]
+        live = [(n, w) for n, w, results in self._user_transfers if any(not r.complete for r in results)]
         if not live:
             return None
-        name, stream = live[-1]
-        self._queue(lambda: stream.abort("stopped from the TUI"))
+        name, workload = live[-1]
+        port = getattr(workload, "port", None)
+        if not isinstance(port, int) or not hasattr(workload, "src"):
+            raise ControlUnavailable(f"{name} ({type(workload).__name__}) runs to its end; it cannot be stopped")
+
+        def apply() -> None:
+            host = self.net.host(workload.src)
+            for stream in host.streams():
+                if stream.addr.remote_port == port and not stream.closed:
+                    stream.abort("stopped from the TUI")
+
+        self._queue(apply)
         return name
 
     def pause(self, paused: bool = True) -> None:

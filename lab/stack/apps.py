@@ -2,7 +2,9 @@
 
 Each transfer records ``app`` layer ``state_updated`` records with
 ``"transfer"`` set, which run summaries and graders read:
-``{"transfer": "bulk", "event": "sent"|"received", "bytes": n, "sha256": hex, ...}``.
+``{"transfer": "bulk", "event": "sent"|"received", "bytes": n, "sha256": hex, ...}``;
+a transfer that ends without every byte records ``"event": "aborted"`` once, with the bytes
+that arrived and the ``reason``.
 """
 
 from __future__ import annotations
@@ -72,6 +74,19 @@ class TransferResult:
         }
 
 
+def record_aborted(host: HostStack, result: TransferResult, reason: str, **more: object) -> None:
+    """Record, once per transfer, that ``result`` ended without every byte (``app`` ``aborted``)."""
+    if getattr(result, "_aborted_recorded", False) or not host.tracer.enabled:
+        return
+    result._aborted_recorded = True  # type: ignore[attr-defined]
+    host.tracer.record(
+        host.now,
+        "app",
+        "state_updated",
+        {"transfer": result.name, "event": "aborted", "bytes": result.bytes_received, "reason": reason, **more},
+    )
+
+
 class BulkSender(StreamHandler):
     """Connects, writes ``size_bytes`` of seeded pseudo-random data, then closes."""
 
@@ -119,6 +134,7 @@ class BulkSender(StreamHandler):
     def connection_lost(self, stream: Stream, reason: str, reset: bool) -> None:
         if reset and self.result.error is None and not self.result.complete:
             self.result.error = f"sender: {reason}"
+            record_aborted(stream.host, self.result, self.result.error)
 
 
 class BulkSink(StreamHandler):
@@ -158,6 +174,7 @@ class BulkSink(StreamHandler):
         if not self.result.complete:
             self.result.error = f"receiver: {reason}"
             self.result.completed_at = None
+            record_aborted(stream.host, self.result, self.result.error)
 
 
 class EchoServer(StreamHandler):

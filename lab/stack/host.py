@@ -314,6 +314,12 @@ class HostStack:
         """Every TCP connection, members of groups (MPTCP subflows) included."""
         return [e.conn for e in self._conns.values()]
 
+    def streams(self) -> list[Stream]:
+        """Every stream an application holds on this host (a connection or a group)."""
+        return [e.stream for e in self._conns.values() if e.stream is not None] + [
+            e.stream for e in self._groups.values() if e.stream is not None
+        ]
+
     def groups(self) -> list[ConnectionGroup]:
         """Every live connection group (MPTCP connection) of this host."""
         return [g for hook in self._hooks.values() for g in hook.groups()]

@@ -16,6 +16,7 @@ from tui.screens.pickers import Picker
 from tui.widgets.eno import EnoView
 from tui.widgets.events import EventLog
 from tui.widgets.iketcp import IketcpView
+from tui.widgets.outcomes import OutcomesPanel
 from tui.widgets.packets import PacketsView, PacketTable
 from tui.widgets.subflows import SubflowsView, SubflowTable
 from tui.widgets.topology import TopologyView
@@ -51,8 +52,8 @@ async def test_topology_view_shows_links_rates_and_the_checked_transfer() -> Non
         assert view.bytes_carried("h1-r2", "ab") == 0  # path B idle: plain TCP uses one path
         assert view.rates[("h1-r1", "ab")] == 0.0  # the run is over: nothing flows any more
         assert str(links.get_cell("h1-r1", "state")) == "up"
-        transfers = str(app.query_one("#transfers", Static).render())
-        assert "SHA-256 match" in transfers
+        transfers = app.query_one("#transfers", OutcomesPanel).text(120).plain
+        assert "bulk delivered 256.0 KiB intact (SHA-256 matches) — as expected" in " ".join(transfers.split())
         assert "finished" in str(app.query_one("#status", Static).render())
 
 
@@ -237,8 +238,8 @@ async def test_subflows_view_on_a_synthetic_mptcp_trace(tmp_path: Path) -> None:
         assert view.reinjections == 1 and view.mappings == 5
         assert view.has_class("-fallback")
         log = "\n".join(app.query_one("#subflow-log", Log).lines)
-        assert "DSS data_seq=1000 subflow_seq=1 len=1448" in log
-        assert "reinjected data_seq=2448" in log
+        assert "DSS data_seq=abs:1000 subflow_seq=1 len=1448" in log  # no keys recorded: not relative
+        assert "REINJECTED data_seq=abs:2448" in log
         assert "FALLBACK to TCP — MPTCP option stripped" in log
         assert "MP_JOIN" in log
         trend = str(table.get_cell("h1 10.0.1.1:40000->10.0.2.2:5001", "trend"))
@@ -252,7 +253,7 @@ async def test_eno_ladder_from_tcp_options_decodes_suboptions(tmp_path: Path, st
     async with app.run_test(size=SIZE) as pilot:
         await until_finished(app, pilot)
         await pilot.press("3")
-        ladder = str(app.query_one("#eno-ladder", Static).render())
+        ladder = app.query_one(EnoView).ladder().plain
         assert "SYN      ──────▶ ENO active (b=0) a=0 TEPs 0x21 0x22" in ladder
         assert "SYN/ACK  ◀────── ENO passive (b=1) a=0 TEPs 0x21" in ladder
         assert ("arrived as: no ENO option" in ladder) is stripped
@@ -264,7 +265,7 @@ async def test_eno_view_from_eno_and_tcpcrypt_records(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await until_finished(app, pilot)
         await pilot.press("3")
-        ladder = str(app.query_one("#eno-ladder", Static).render())
+        ladder = app.query_one(EnoView).ladder().plain
         for expected in (
             "SYN      ──────▶ ENO active (b=0) a=0 TEPs 0x23 0x21",
             "SYN-ACK  ◀────── ENO passive (b=1) a=0 TEPs 0x23",
@@ -272,7 +273,7 @@ async def test_eno_view_from_eno_and_tcpcrypt_records(tmp_path: Path) -> None:
             "h1: encrypted  role A  a=0/0 b=0/1 (local/remote)  TEP 0x23 TCPCRYPT_ECDHE_Curve25519",
             "h2: encrypted  role B  a=0/0 b=1/0",
             "why: last TEP in host B's SYN-form option",
-            "the same session ID at both ends ✓",
+            "the same session ID at both ends: the keys were agreed end to end",
         ):
             assert expected in ladder, expected
         assert app.query_one(EnoView).state()["records"] == 12
@@ -283,7 +284,7 @@ async def test_eno_view_shows_a_stripped_syn_and_the_fallback_reason(tmp_path: P
     async with app.run_test(size=SIZE) as pilot:
         await until_finished(app, pilot)
         await pilot.press("3")
-        ladder = str(app.query_one("#eno-ladder", Static).render())
+        ladder = app.query_one(EnoView).ladder().plain
         assert "arrived as: no ENO option" in ladder
         assert "h2: fallback" in ladder
         assert "fallback: no_eno_option — the SYN carries no ENO option (opportunistic policy)" in ladder

@@ -165,3 +165,27 @@ async def test_a_crashed_endpoint_is_an_error_record_not_a_crash(tmp_path: Path)
     (result,) = run.result.transfers
     assert not result.ok and result.error.startswith("endpoint h1 failed")
     assert not run._thread.is_alive()  # type: ignore[union-attr]
+
+
+async def test_the_network_stays_up_after_the_transfer_until_the_viewer_quits() -> None:
+    """The TUI's Mininet runs hold the network (Backend.live_run): controls still act once the
+    transfer is done, and quitting takes everything down."""
+    from lab.mininet.plugin import BACKENDS
+
+    run = BACKENDS["mininet"].live_run(_scenario("tui-live-hold", 1 << 20), out_dir=None)
+    assert isinstance(run, MininetRun) and run.hold
+    app = LabApp(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await eventually(pilot, lambda: run.results() and all(r.complete for r in run.results()), limit_s=60)
+        await pilot.pause(1.0)
+        assert not run.status().finished and "stays up until q" in run.status().text
+        topo = app.query_one(TopologyView)
+        await app.run_action("toggle_link('h1-r2')")  # no "the Mininet network has ended"
+        await eventually(pilot, lambda: topo.link_up["h1-r2"] is False, limit_s=15)
+        out = run._backend.cmd("h1", ["ip", "-j", "link", "show", "dev", "h1-eth1"])
+        assert "UP" not in json.loads(out)[0]["flags"]
+        assert not app.finished
+    assert not run._thread.is_alive()  # type: ignore[union-attr]
+    assert run.status().finished
+    (result,) = run.result.transfers
+    assert result.ok, result.error

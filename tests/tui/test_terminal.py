@@ -43,7 +43,22 @@ def test_first_moment_on_screen_with_no_key_pressed(name: str, size: tuple[int, 
     command = f"{sys.executable} -m lab.cli tui {name} --no-record"
     env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(ROOT)}
     subprocess.run(
-        ["tmux", "-L", session, "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height), "-c", str(ROOT), command],
+        [
+            "tmux",
+            "-L",
+            session,
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            str(width),
+            "-y",
+            str(height),
+            "-c",
+            str(ROOT),
+            command,
+        ],
         check=True,
         env=env,
     )
@@ -65,4 +80,76 @@ def test_first_moment_on_screen_with_no_key_pressed(name: str, size: tuple[int, 
         assert len(lines) <= height and all(len(line) <= width for line in lines)
     finally:
         # a server of its own (-L): no other tmux user on the machine can end it, and it ends here
+        subprocess.run(["tmux", "-L", session, "kill-server"], check=False, capture_output=True)
+
+
+def _start(session: str, args: str, size: tuple[int, int]) -> None:
+    env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(ROOT)}
+    subprocess.run(
+        [
+            "tmux",
+            "-L",
+            session,
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            str(size[0]),
+            "-y",
+            str(size[1]),
+            "-c",
+            str(ROOT),
+            f"{sys.executable} -m lab.cli tui {args}",
+        ],
+        check=True,
+        env=env,
+    )
+
+
+def _wait_for(session: str, predicate, limit_s: float = 90.0) -> str:
+    deadline = time.monotonic() + limit_s
+    screen = ""
+    while time.monotonic() < deadline:
+        screen = _capture(session)
+        if predicate(screen):
+            break
+        time.sleep(0.2)
+    return screen
+
+
+def test_eno_stripped_outcomes_read_as_expected_at_80x24() -> None:
+    session = f"tcplab-test-{uuid.uuid4().hex[:8]}"
+    _start(session, "eno-stripped --no-record --no-auto-pause --speed max", (80, 24))
+    try:
+        screen = _wait_for(session, lambda s: "finished" in s and s.count("as expected") >= 3)
+        assert "finished" in screen.split("\n")[0], screen
+        words = " ".join(screen.split())  # wrapped lines joined again
+        assert words.count("— as expected") >= 3, screen  # opportunistic, mandatory-client, -server
+        assert "unexpected" not in screen and "problems" not in screen and "✓" not in screen, screen
+        assert "refused by the mandatory-ENO client" in words, screen
+    finally:
+        subprocess.run(["tmux", "-L", session, "kill-server"], check=False, capture_output=True)
+
+
+def test_slash_then_a_filter_fires_no_global_key_at_80x24() -> None:
+    session = f"tcplab-test-{uuid.uuid4().hex[:8]}"
+    _start(session, "two-paths --no-record --no-auto-pause --speed max", (80, 24))
+    try:
+        _wait_for(session, lambda s: "opens a second subflow" in s)  # the app is up, on its main view
+        time.sleep(0.5)
+        subprocess.run(["tmux", "-L", session, "send-keys", "-t", session, "/"], check=True)
+        time.sleep(0.5)
+        for key in "flags=S":  # one key at a time, as a person types
+            subprocess.run(["tmux", "-L", session, "send-keys", "-t", session, key], check=True)
+            time.sleep(0.05)
+        screen = _wait_for(session, lambda s: "MP_CAPABLE" in s, limit_s=30)
+        assert " flags=S" in screen and "MP_CAPABLE" in screen, screen  # the SYNs, MP_CAPABLE in view
+        assert "Take a link down" not in screen, screen  # 'l' did not open the link picker
+        subprocess.run(["tmux", "-L", session, "send-keys", "-t", session, "Escape"], check=True)
+        time.sleep(0.5)
+        subprocess.run(["tmux", "-L", session, "send-keys", "-t", session, "1"], check=True)
+        screen = _wait_for(session, lambda s: "Links" in s, limit_s=30)
+        assert "DOWN" not in screen, screen  # no link was taken down by the typing
+    finally:
         subprocess.run(["tmux", "-L", session, "kill-server"], check=False, capture_output=True)

@@ -8,10 +8,12 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
+from textual.widget import Widget
 from textual.widgets import Static
 
 from lab.trace import TraceRecord
 from tui.widgets.base import BAD_RECORD, TraceView
+from tui.widgets.outcomes import OutcomesPanel
 from tui.widgets.records import RecordTable
 
 ENO_LAYERS = frozenset({"eno", "tcpcrypt"})
@@ -59,6 +61,57 @@ def eno_summary(options: list[Any], syn: bool) -> str:
     return f"ENO {role} a={int(g.application_aware)} TEPs {' '.join(teps) if teps else 'none (vacuous)'}"
 
 
+def hang(text: Text, width: int) -> Text:
+    """``text`` with every line longer than ``width`` wrapped at spaces, continuation lines
+    indented under the start of the line's own words (a hanging indent, never column 0)."""
+    out = Text()
+    width = max(20, width)
+    for n, line in enumerate(text.split("\n")):
+        if n:
+            out.append("\n")
+        plain = line.plain
+        if len(plain) <= width:
+            out.append_text(line)
+            continue
+        indent = min(len(plain) - len(plain.lstrip(" ")) + 4, width // 2)
+        start, first = 0, True
+        while start < len(plain):
+            room = width if first else width - indent
+            if len(plain) - start <= room:
+                end = len(plain)
+            else:
+                cut = plain.rfind(" ", start + 1, start + room + 1)
+                end = cut if cut > start else start + room
+            piece = line[start:end]
+            if not first:
+                out.append("\n" + " " * indent)
+            out.append_text(piece)
+            start, first = end, False
+            while start < len(plain) and plain[start] == " ":
+                start += 1
+    return out
+
+
+class Hanging(Widget):
+    """Text drawn with hanging indents at whatever width it gets."""
+
+    DEFAULT_CSS = "Hanging { height: auto; }"
+
+    def __init__(self, text: Text | str = "", **kw: Any) -> None:
+        super().__init__(**kw)
+        self._text = Text(text) if isinstance(text, str) else text
+
+    def update(self, text: Text | str) -> None:
+        self._text = Text(text) if isinstance(text, str) else text
+        self.refresh(layout=True)
+
+    def render(self) -> Text:
+        return hang(self._text, self.size.width or 80)
+
+    def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
+        return max(1, len(hang(self._text, width).plain.split("\n")))
+
+
 class EnoView(VerticalScroll, TraceView):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -70,7 +123,8 @@ class EnoView(VerticalScroll, TraceView):
         self.eno_conns: dict[str, dict[str, Any]] = {}
 
     def compose(self) -> ComposeResult:
-        yield Static("No handshakes yet.", id="eno-ladder")
+        yield OutcomesPanel(id="eno-outcomes", classes="outcomes")
+        yield Hanging("No handshakes yet.", id="eno-ladder")
         yield Static("[b]eno / tcpcrypt records[/b]", classes="section")
         yield RecordTable(ENO_LAYERS, id="eno-records")
 
@@ -132,7 +186,7 @@ class EnoView(VerticalScroll, TraceView):
         if wanted:
             self.query_one(RecordTable).add_records(wanted)
         if changed:
-            self.query_one("#eno-ladder", Static).update(self.ladder())
+            self.query_one("#eno-ladder", Hanging).update(self.ladder())
 
     def _eno_record(self, rec: TraceRecord) -> bool:
         data = rec.data
@@ -267,19 +321,38 @@ class EnoView(VerticalScroll, TraceView):
                 same = len(set(session_ids.values())) == 1
                 text.append("  ⇒ ", style="bold")
                 text.append(
-                    "the same session ID at both ends ✓" if same else "session IDs DIFFER ✗",
+                    "the same session ID at both ends: the keys were agreed end to end"
+                    if same
+                    else "session IDs DIFFER ✗: someone in between holds keys",
                     style="bold" if same else "bold reverse",
                 )
                 text.append("\n")
+        ended = [
+            (node, side)
+            for node, side in ((a_node, sides.get(a_node)), (b_node, sides.get(b_node)))
+            if side and (side.get("state") == "aborted" or side.get("tcpcrypt_error"))
+        ]
+        for node, side in ended:
+            why = side.get("tcpcrypt_error") or side.get("reason") or "aborted"
+            text.append("  ⇒ ", style="bold")
+            text.append(
+                f"{node} aborted the connection ({why}): nothing after the failed frame reached the application",
+                style="bold reverse",
+            )
+            text.append("\n")
         text.append("\n")
 
     def ladder(self) -> Text:
         text = Text()
         for key, info in self.eno_conns.items():
             self._eno_ladder(text, key, info)
+        without = 0
         for key, hs in self.handshakes.items():
             if key in self.eno_conns:
                 continue  # drawn from the eno records
+            if not any(s["sent"].startswith("ENO") for s in hs["steps"]):
+                without += 1  # nobody offered ENO (plain TCP, MPTCP subflows): no fallback to tell
+                continue
             (cnode, caddr), (snode, saddr) = hs["client"], hs["server"]
             text.append(f"{cnode} {caddr}", style="bold")
             text.append("  ⇄  ")
@@ -305,13 +378,18 @@ class EnoView(VerticalScroll, TraceView):
                 )
                 text.append("\n")
             text.append("\n")
+        if without:
+            text.append(
+                f"{without} TCP connection(s) where no end offered ENO (plain TCP from the start; nothing to negotiate)",
+                style="dim",
+            )
         return text if text else Text("No handshakes yet.")
 
     def reset(self) -> None:
         self.reset_state()
         if self.is_mounted:
             self.query_one(RecordTable).reset()
-            self.query_one("#eno-ladder", Static).update("No handshakes yet.")
+            self.query_one("#eno-ladder", Hanging).update("No handshakes yet.")
 
     def state(self) -> Any:
         return {

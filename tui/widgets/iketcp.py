@@ -15,6 +15,7 @@ from textual.widgets import Static
 
 from lab.trace import TraceRecord
 from tui.widgets.base import BAD_RECORD, TraceView
+from tui.widgets.outcomes import OutcomesPanel
 from tui.widgets.records import RecordTable
 
 IKE_LAYERS = frozenset({"ike", "esp", "iketcp"})
@@ -43,6 +44,7 @@ class IketcpView(Vertical, TraceView):
 
     def compose(self) -> ComposeResult:
         yield Static("No IKE, ESP or IKETCP records yet.", id="ike-summary")
+        yield OutcomesPanel(id="ike-outcomes", classes="outcomes")
         yield Horizontal(id="ike-columns")
         yield RecordTable(IKE_LAYERS, id="ike-records")
 

@@ -1,4 +1,8 @@
-"""Packets: a filterable list of decoded segments and drops; the selected one with RFC field names."""
+"""Packets: a filterable list of decoded segments and drops, one row per segment with every option
+(MPTCP's decoded with it, not as a row of its own); the selected one with RFC field names.
+
+``/`` (anywhere in the app) focuses the filter, Esc leaves it; while it has the focus, typing
+only edits the filter. A term the filter does not know is named in one line under it."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Input, Static
 
@@ -33,6 +38,9 @@ MAX_KEPT = 100_000  # packets kept for filtering
 MAX_SHOWN = 5000  # rows in the list (the newest matching ones)
 SEGMENT_NAMES = frozenset({"segment_sent", "segment_received", "segment_dropped"})
 FILTER_KEYS = ("node", "layer", "name", "conn", "flags", "dir", "opt", "reason")
+TCP_FLAGS = frozenset("SAFRPUEC.")
+NARROW_WIDTH = 120  # below this many columns rows leave out seq, ack and window (the detail has them)
+FIRST_OPTIONS = ("MP_", "DSS", "ADD_ADDR", "REMOVE_ADDR", "MPTCP", "ENO")  # shown before MSS, SACK, TS...
 
 
 @dataclass(slots=True)
@@ -61,13 +69,23 @@ def _packet(index: int, rec: TraceRecord) -> Packet:
         "ack": str(data.get("ack", "")),
         "len": str(data.get("len", "")),
         "win": str(data.get("win", "")),
-        "opt": " ".join(option_summary(o) for o in opts if isinstance(o, dict)),
+        "opt": _options(opts, data.get("mptcp")),
         "reason": str(data.get("reason", data.get("action", ""))),
     }
     if rec.layer in LAYER_FIELDS:
         fields.update(LAYER_FIELDS[rec.layer](data))
     hay = " ".join(f"{k}={v}" for k, v in fields.items()).lower()
     return Packet(index, rec, direction, fields, hay)
+
+
+def _options(opts: list[Any], mptcp: Any) -> str:
+    """Every option of a segment, the protocol ones (MPTCP subtypes, ENO) first."""
+    names = [option_summary(o) for o in opts if isinstance(o, dict)]
+    if isinstance(mptcp, list) and mptcp:  # the decoded MPTCP options of the same segment
+        decoded = [str(o.get("subtype")) for o in mptcp if isinstance(o, dict)]
+        names = [n for n in names if not n.startswith(("MP_", "DSS", "ADD_ADDR", "REMOVE_ADDR", "MPTCP"))] + decoded
+    first = [n for n in names if n.startswith(FIRST_OPTIONS)]
+    return " ".join(first + [n for n in names if n not in first])
 
 
 def _ike_fields(data: dict[str, Any]) -> dict[str, str]:
@@ -135,6 +153,23 @@ def parse_filter(text: str) -> list[tuple[str | None, str]]:
     return terms
 
 
+def filter_problem(text: str) -> str | None:
+    """What the filter ``text`` asks that it cannot (an unknown field, a letter that is no TCP
+    flag), in one line, or None."""
+    for word in text.split():
+        key, sep, value = word.partition("=")
+        if not sep:
+            continue
+        if key.lower() not in FILTER_KEYS:
+            return f"unknown filter field {key!r}: fields are {', '.join(FILTER_KEYS)} (or a plain word)"
+        if not value:
+            return f"{key}= needs a value, e.g. {key}={'S' if key.lower() == 'flags' else 'h1'}"
+        if key.lower() == "flags" and not set(value.upper()) <= TCP_FLAGS:
+            bad = "".join(sorted(set(value.upper()) - TCP_FLAGS))
+            return f"flags={value}: {bad!r} is no TCP flag (S A F R P U E C)"
+    return None
+
+
 def matches(packet: Packet, terms: list[tuple[str | None, str]]) -> bool:
     for key, value in terms:
         if key is None:
@@ -151,6 +186,9 @@ def matches(packet: Packet, terms: list[tuple[str | None, str]]) -> bool:
 HEADER = f"{'Time s':>10} {'Node':<5} {'':1} {'Connection / link':<31} {'Flags':<5} {'Seq':>10} {'Ack':>10} {'Len':>5} {'Win':>6}  Options / reason"
 
 
+NARROW_HEADER = f"{'Time s':>9} {'Node':<4} {'':1} {'Connection':<21} {'Flags':<5} {'Len':>5}  Options / reason"
+
+
 def format_packet(item: tuple[int, TraceRecord] | Packet) -> str:
     pkt = item if isinstance(item, Packet) else _packet(*item)
     f = pkt.fields
@@ -161,11 +199,51 @@ def format_packet(item: tuple[int, TraceRecord] | Packet) -> str:
     )
 
 
+def narrow_conn(conn: str) -> str:
+    """``10.0.1.1:43353->10.0.2.2:5001`` as ``:43353→10.0.2.2:5001`` (the local port names it)."""
+    local, sep, remote = conn.partition("->")
+    if not sep:
+        return conn if len(conn) <= 21 else conn[:20] + "…"
+    return f":{local.rsplit(':', 1)[-1]}→{remote}"[:21]
+
+
+def format_packet_narrow(item: tuple[int, TraceRecord] | Packet) -> str:
+    """A row for a narrow terminal: seq, ack and window left to the detail, options in view."""
+    pkt = item if isinstance(item, Packet) else _packet(*item)
+    f = pkt.fields
+    extra = f["opt"] if pkt.direction in "→←" else f["reason"]
+    return (
+        f"{pkt.rec.t:9.4f} {f['node']:<4} {pkt.direction} {narrow_conn(f['conn']):<21} {f['flags']:<5} "
+        f"{f['len']:>5}  {extra}"
+    )
+
+
 class PacketTable(RowList):
     """The packet rows; drops and middlebox rewrites are underlined."""
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(format_packet, marked=_marked, **kw)
+        self.narrow = False
+
+    def set_narrow(self, narrow: bool) -> None:
+        if narrow != self.narrow:
+            self.narrow = narrow
+            self._format = format_packet_narrow if narrow else format_packet
+            self._lines.clear()
+            self._width = 0
+            self.refresh()
+
+
+class PacketFilter(Input):
+    """The filter line: Esc gives the focus back to the packet list."""
+
+    BINDINGS = [Binding("escape", "leave", "Leave the filter", show=False)]
+
+    def action_leave(self) -> None:
+        self.screen.set_focus(None)
+        table = self.parent.query(PacketTable) if self.parent is not None else []
+        for t in table:
+            t.focus()
 
 
 def _marked(item: tuple[int, TraceRecord] | Packet) -> bool:
@@ -186,12 +264,14 @@ class PacketsView(Vertical, TraceView):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.records: deque[tuple[int, TraceRecord]] = deque(maxlen=MAX_KEPT)
+        self._mptcp_pending: dict[tuple[Any, ...], TraceRecord] = {}
         self._count = 0
         self._terms: list[tuple[str | None, str]] = []
         self._unshown = 0  # records that arrived since the table last caught up
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter: node=h1 flags=S conn=5001 opt=sack drop …", id="packet-filter")
+        yield PacketFilter(placeholder="/ filter: node=h1 flags=S conn=5001 opt=sack drop … (Esc leaves)", id="packet-filter")
+        yield Static("", id="packet-filter-note")
         yield Static(HEADER, id="packet-header")
         yield PacketTable(id="packet-table")
         with VerticalScroll(id="packet-detail-box"):
@@ -199,14 +279,44 @@ class PacketsView(Vertical, TraceView):
 
     def on_mount(self) -> None:
         self.set_interval(self.FLUSH_S, self.catch_up)
+        self.query_one("#packet-filter-note", Static).display = False
+
+    def on_resize(self, event: Any) -> None:
+        narrow = event.size.width < NARROW_WIDTH
+        self.query_one(PacketTable).set_narrow(narrow)
+        self.query_one("#packet-header", Static).update(NARROW_HEADER if narrow else HEADER)
 
     def apply(self, records: list[TraceRecord]) -> None:
         append = self.records.append
         n = self._count
+        pending = self._mptcp_pending
         for rec in records:
-            if rec.name in SEGMENT_NAMES:
-                n += 1
-                append((n, rec))
+            if rec.name not in SEGMENT_NAMES:
+                continue
+            if rec.layer == "mptcp" and rec.name != "segment_dropped" and rec.data.get("source") != "wire":
+                # our stack records the segment's decoded MPTCP options beside its tcp record (before
+                # it when sent, after it when received): they join that row instead of making one
+                key = (rec.node, rec.name, rec.data.get("subflow"))
+                last = self.records[-1] if self.records else None
+                if (
+                    last is not None
+                    and last[1].layer == "tcp"
+                    and (last[1].node, last[1].name, last[1].data.get("conn")) == key
+                    and last[1].t == rec.t
+                    and "mptcp" not in last[1].data
+                ):
+                    self.records[-1] = (last[0], _with_mptcp(last[1], rec))
+                else:
+                    pending[key] = rec
+                continue
+            if rec.layer == "tcp" and pending:
+                early = pending.pop((rec.node, rec.name, rec.data.get("conn")), None)
+                if early is not None and early.t == rec.t:
+                    rec = _with_mptcp(rec, early)
+            n += 1
+            append((n, rec))
+        if len(pending) > 64:
+            pending.clear()  # options whose segment never came: nothing to join
         self._unshown += n - self._count
         self._count = n
 
@@ -253,6 +363,10 @@ class PacketsView(Vertical, TraceView):
 
     @on(Input.Changed, "#packet-filter")
     def set_filter(self, event: Input.Changed) -> None:
+        problem = filter_problem(event.value)
+        note = self.query_one("#packet-filter-note", Static)
+        note.update(Text(f"! {problem}", style="bold reverse") if problem else "")
+        note.display = problem is not None
         self._terms = parse_filter(event.value)
         self._unshown = 0
         self._fill(self._matching(MAX_SHOWN))
@@ -271,6 +385,7 @@ class PacketsView(Vertical, TraceView):
 
     def reset(self) -> None:
         self.records.clear()
+        self._mptcp_pending.clear()
         self._count = 0
         self._unshown = 0
         if self.is_mounted:
@@ -278,6 +393,14 @@ class PacketsView(Vertical, TraceView):
 
     def state(self) -> Any:
         return {"packets": self._count, "last": [_packet(i, r).fields for i, r in list(self.records)[-5:]]}
+
+
+def _with_mptcp(tcp: TraceRecord, mptcp: TraceRecord) -> TraceRecord:
+    """The tcp record of a segment with the decoded MPTCP options (and token) of its mptcp record."""
+    extra = {"mptcp": mptcp.data.get("mptcp")}
+    if "token" in mptcp.data:
+        extra["token"] = mptcp.data["token"]
+    return TraceRecord(tcp.t, tcp.node, tcp.layer, tcp.name, {**tcp.data, **extra})
 
 
 def detail_markup(pkt: Packet) -> Text:

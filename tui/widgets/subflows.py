@@ -1,5 +1,9 @@
 """Subflows: per MPTCP connection, its subflows (plain TCP connections too), the data-sequence
-mapping over time, reinjections and fallback with its reason."""
+mapping over time, reinjections and fallback with its reason.
+
+One MPTCP connection is one group of rows (``#1``), its subflows as each end sees them, both
+ends' tokens named together (hex, as on the wire); data sequence numbers are relative to the
+sender's IDSN, as tshark shows them (the first data byte is 1, RFC 8684 §3.3.1)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from lab.scenario.rates import WindowRate
 from lab.trace import TraceRecord
 from tui.widgets.base import BAD_RECORD, TraceView, fmt_bytes, fmt_rate, short_conn, spark
 from tui.widgets.follow_log import FollowLog
+from tui.widgets.outcomes import OutcomesPanel
 
 COLUMNS = (
     ("conn", "Connection", 14),
@@ -78,6 +83,10 @@ class SubflowsView(Vertical, TraceView):
 
     def reset_state(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
+        self._conn_no: dict[Any, int] = {}  # token -> connection number (both ends' tokens: one number)
+        self._conn_tokens: dict[int, dict[str, Any]] = {}  # number -> {node: token}
+        self._next_no = 1
+        self._subflow_token: dict[tuple[str, ...], tuple[str, int]] = {}  # a subflow's ends -> first (node, token)
         self.fallbacks: dict[str, str] = {}  # token or conn -> reason
         self.reinjections = 0
         self.mappings = 0
@@ -90,6 +99,7 @@ class SubflowsView(Vertical, TraceView):
 
     def compose(self) -> ComposeResult:
         yield Static("No connections yet.", id="subflow-summary")
+        yield OutcomesPanel(id="subflow-outcomes", classes="outcomes")
         yield SubflowTable(id="subflow-table", cursor_type="row")
         yield Static("[b]Data-sequence mapping, reinjections, fallback[/b]", classes="section")
         yield FollowLog(id="subflow-log", max_lines=1000)
@@ -163,11 +173,15 @@ class SubflowsView(Vertical, TraceView):
                             touched.add(key)
                 elif layer == "mptcp":
                     token = data.get("token")
-                    label = f"token {token:08x}" if isinstance(token, int) else str(data.get("conn", "MPTCP"))
+                    if rec.name == "key_updated":
+                        touched |= self._pair(rec.node, token, data.get("remote_token"))
+                    label = self._label(rec.node, token, data)
                     subflow = data.get("subflow")
                     if rec.name == "state_updated":
                         if "fallback" in data:
-                            self.fallbacks[label] = str(data["fallback"])
+                            why = f"{rec.node}: {data['fallback']}"
+                            before = self.fallbacks.get(label)
+                            self.fallbacks[label] = f"{before}; {why}" if before and why not in before else why
                             log_lines.append(f"{rec.t:9.4f} {rec.node} {label}: FALLBACK to TCP — {data['fallback']}")
                             for key, row in self.rows.items():
                                 if row["conn"] == label:
@@ -177,7 +191,7 @@ class SubflowsView(Vertical, TraceView):
                             r = data["reinjected"]
                             self.reinjections += 1
                             log_lines.append(
-                                f"{rec.t:9.4f} {rec.node} {label}: reinjected "
+                                f"{rec.t:9.4f} {rec.node} {label}: REINJECTED "
                                 f"data_seq={self._dsn(rec.node, token, r.get('data_seq'), sent=True)} "
                                 f"len={r.get('len')} {r.get('from_subflow')} ⇒ {r.get('to_subflow') or 'any subflow'}"
                                 + (f" ({r['why']})" if r.get("why") else "")
@@ -190,6 +204,8 @@ class SubflowsView(Vertical, TraceView):
                                     + (f" {extra}" if extra else "")
                                 )
                         if isinstance(subflow, str):
+                            touched |= self._pair_by_subflow(rec.node, token, subflow)
+                            label = self._label(rec.node, token, data)
                             row = self._row(rec.node, subflow)
                             row["mptcp"] = True
                             if data.get("source") == "wire":
@@ -223,7 +239,7 @@ class SubflowsView(Vertical, TraceView):
                         touched.add(key)
                     elif rec.name == "key_updated":
                         self._idsn[(rec.node, token)] = (_hex(data.get("local_idsn")), _hex(data.get("remote_idsn")))
-                        keys = ", ".join(f"{k}={v}" for k, v in data.items() if k != "token")
+                        keys = ", ".join(f"{k}={_token_text(k, v)}" for k, v in data.items() if k != "token")
                         log_lines.append(f"{rec.t:9.4f} {rec.node} {label}: keys {keys}")
                 if rec.name in ("segment_sent", "segment_received") and isinstance(data.get("mptcp"), list):
                     for opt in data["mptcp"]:
@@ -244,6 +260,8 @@ class SubflowsView(Vertical, TraceView):
                                 f"{short_conn(str(data.get('subflow', data.get('conn', ''))))} DSS data_seq={dsn} "
                                 f"subflow_seq={opt.get('subflow_seq')} len={opt.get('data_level_length', opt.get('len'))}"
                             )
+                        elif subtype == "DSS" and opt.get("data_ack") is not None and rec.name == "segment_sent":
+                            pass  # acknowledgements alone: not a mapping
                         elif subtype in (
                             "MP_CAPABLE",
                             "MP_JOIN",
@@ -254,7 +272,7 @@ class SubflowsView(Vertical, TraceView):
                             "MP_FASTCLOSE",
                             "MP_TCPRST",
                         ):
-                            rest = ", ".join(f"{k}={v}" for k, v in opt.items() if k != "subtype")
+                            rest = ", ".join(f"{k}={_token_text(k, v)}" for k, v in opt.items() if k != "subtype")
                             log_lines.append(f"{rec.t:9.4f} {rec.node} {subtype} {rest}")
             except BAD_RECORD as exc:
                 self.bad_record(rec, exc)
@@ -265,15 +283,77 @@ class SubflowsView(Vertical, TraceView):
             self.query_one(Log).write_lines(log_lines)
 
     def _dsn(self, node: str, token: Any, data_seq: Any, *, sent: bool, wide: bool = True) -> str:
-        """``data_seq`` relative to the sender's IDSN (RFC 8684 §3.3.1: the first data byte is
-        IDSN+1), when the node's keys are known; else as recorded. A 32-bit DSN (no ``data_seq_64``)
-        is taken relative to the IDSN's low 32 bits."""
+        """``data_seq`` relative to the sender's IDSN, as tshark shows it (RFC 8684 §3.3.1: the
+        first data byte is IDSN+1, so 1), when the node's keys are known; else the absolute
+        value with ``abs:``. A 32-bit DSN (no ``data_seq_64``) is taken relative to
+        the IDSN's low 32 bits."""
         local, remote = self._idsn.get((node, token), (None, None))
         base = local if sent else remote
-        if base is None or not isinstance(data_seq, int):
+        if not isinstance(data_seq, int):
             return str(data_seq)
+        if base is None:
+            return f"abs:{data_seq}"
         modulus = 1 << (64 if wide else 32)
-        return f"IDSN+{(data_seq - base) % modulus}"
+        return str((data_seq - base) % modulus)
+
+    # --- one connection, both ends
+
+    def _number(self, token: Any) -> int:
+        no = self._conn_no.get(token)
+        if no is None:
+            no = self._conn_no[token] = self._next_no
+            self._next_no += 1
+        return no
+
+    def _pair(self, node: str, token: Any, remote: Any) -> set[str]:
+        """Both ends' tokens of one connection get one number; the rows relabelled."""
+        if not isinstance(token, int):
+            return set()
+        no = self._number(token)
+        self._conn_tokens.setdefault(no, {})[node] = token
+        if not isinstance(remote, int):
+            return set()
+        other = self._conn_no.get(remote)
+        if other is None:
+            self._conn_no[remote] = no
+            return set()
+        if other == no:
+            return set()
+        keep, gone = min(no, other), max(no, other)
+        for t, n in self._conn_no.items():
+            if n == gone:
+                self._conn_no[t] = keep
+        self._conn_tokens.setdefault(keep, {}).update(self._conn_tokens.pop(gone, {}))
+        old, new = f"#{gone} MPTCP", f"#{keep} MPTCP"
+        touched = set()
+        for key, row in self.rows.items():
+            if row["conn"].startswith(old):
+                row["conn"] = new + row["conn"][len(old) :]
+                touched.add(key)
+        if old in self.fallbacks:
+            merged = self.fallbacks.pop(old)
+            self.fallbacks[new] = f"{self.fallbacks[new]}; {merged}" if new in self.fallbacks else merged
+        return touched
+
+    def _pair_by_subflow(self, node: str, token: Any, subflow: str) -> set[str]:
+        """The two ends of one subflow belong to one connection, whatever their tokens (a
+        fallback on the SYN exchanges no keys)."""
+        if not isinstance(token, int):
+            return set()
+        local, _, remote = subflow.partition("->")
+        key = tuple(sorted((local, remote)))
+        seen = self._subflow_token.setdefault(key, (node, token))
+        if seen[0] == node or self._conn_no.get(seen[1]) == self._conn_no.get(token):
+            return set()
+        self._number(token)
+        return self._pair(node, token, seen[1])
+
+    def _label(self, node: str, token: Any, data: dict[str, Any]) -> str:
+        if not isinstance(token, int):
+            return str(data.get("conn", "MPTCP"))
+        no = self._number(token)
+        self._conn_tokens.setdefault(no, {}).setdefault(node, token)
+        return f"#{no} MPTCP"
 
     def flush(self) -> None:
         """Draw the rows that changed since the last flush (the app calls this a few times a second)."""
@@ -337,7 +417,7 @@ class SubflowsView(Vertical, TraceView):
             full = dict(zip((c for c, _, _ in COLUMNS), self._cells(key), strict=True))
             if self.narrow:
                 row = self.rows[key]
-                conn = row["conn"].removeprefix("token ")
+                conn = row["conn"].replace(" MPTCP", "")
                 full["conn"] = Text(conn.replace(" FALLBACK", " FB"), style=full["conn"].style)
                 full["subflow"] = narrow_subflow(row["subflow"])
                 full["state"] = Text(STATE_SHORT.get(row["state"], row["state"]), style=full["state"].style)
@@ -347,8 +427,10 @@ class SubflowsView(Vertical, TraceView):
                     table.update_cell(key, col, value)
             else:
                 table.add_row(*cells, key=key)
-        conns = {row["conn"] for row in self.rows.values()}
-        summary = Text(f"{len(self.rows)} subflow(s) in {len(conns)} connection(s)")
+        if len(keys) and getattr(self, "_grouped_rows", -1) != len(self.rows):
+            self._grouped_rows = len(self.rows)
+            table.sort("conn", key=lambda cell: _conn_order(str(cell)))  # one connection's rows together
+        summary = self.summary()
         if self.fallbacks:
             summary.append("   fallback: " + "; ".join(f"{k}: {v}" for k, v in self.fallbacks.items()), style="bold")
         if self.reinjections:
@@ -359,6 +441,40 @@ class SubflowsView(Vertical, TraceView):
             self._summary_shown = summary.plain
             self.query_one("#subflow-summary", Static).update(summary)
         self.set_class(bool(self.fallbacks), "-fallback")
+
+    def summary(self) -> Text:
+        """``MPTCP #1: h1 token 9198d83a ⇄ h2 token 63cb4cfd, 4 subflow ends``; plain TCP counted."""
+        text = Text()
+        numbers = sorted({self._conn_no[t] for t in self._conn_no if isinstance(t, int)})
+        for no in numbers:
+            label = f"#{no} MPTCP"
+            ends = sum(1 for row in self.rows.values() if row["conn"].startswith(label))
+            if not ends:
+                continue
+            tokens = " ⇄ ".join(f"{node} token {tok:08x}" for node, tok in sorted(self._conn_tokens.get(no, {}).items()))
+            if text:
+                text.append("\n")
+            text.append(f"{label}", style="bold")
+            text.append(f": {tokens}, {ends} subflow end(s)")
+        plain = sum(1 for row in self.rows.values() if not row["mptcp"])
+        if plain:
+            if text:
+                text.append("\n")
+            text.append(f"{plain} plain TCP connection end(s)")
+        return text or Text("No connections yet.")
+
+    def connections(self) -> dict[str, dict[str, Any]]:
+        """Per MPTCP connection: both ends' tokens (hex) and its rows (tests, state)."""
+        out: dict[str, dict[str, Any]] = {}
+        for no in sorted(set(self._conn_no.values())):
+            label = f"#{no} MPTCP"
+            rows = [k for k, row in self.rows.items() if row["conn"].startswith(label)]
+            if rows:
+                out[label] = {
+                    "tokens": {n: f"{t:08x}" for n, t in self._conn_tokens.get(no, {}).items()},
+                    "rows": rows,
+                }
+        return out
 
     def run_ended(self) -> None:
         """The record stream ended: every rate is zero from now on."""
@@ -378,9 +494,25 @@ class SubflowsView(Vertical, TraceView):
         return {
             "rows": {k: {c: v for c, v in r.items() if not c.startswith("_")} for k, r in self.rows.items()},
             "fallbacks": dict(self.fallbacks),
+            "connections": self.connections(),
             "reinjections": self.reinjections,
             "mappings": self.mappings,
         }
+
+
+def _conn_order(label: str) -> tuple[int, str]:
+    """Rows sort by connection number (MPTCP ``#n``), plain TCP after."""
+    head = label.split()[0] if label else ""
+    if head.startswith("#") and head[1:].isdigit():
+        return (int(head[1:]), "")
+    return (1 << 30, label)
+
+
+def _token_text(key: str, value: Any) -> Any:
+    """Tokens in hex, as every view shows them."""
+    if "token" in key and isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:08x}"
+    return value
 
 
 def _hex(value: Any) -> int | None:

@@ -13,7 +13,8 @@ from textual.widgets import DataTable, Static
 from lab.scenario.rates import WindowRate
 from lab.trace import TraceRecord
 from tui.messages import ControlRequested
-from tui.widgets.base import BAD_RECORD, TraceView, fmt_bytes, fmt_rate
+from tui.widgets.base import BAD_RECORD, TraceView, fmt_rate
+from tui.widgets.outcomes import OutcomesPanel
 
 
 def policy_key(router: str, desc: dict[str, Any]) -> str:
@@ -73,7 +74,7 @@ class TopologyView(VerticalScroll, TraceView):
         yield table
         yield Static("[b]Middleboxes[/b]  [dim](Enter: switch; m: more policies)[/dim]", classes="section")
         yield PolicyTable(id="policies", cursor_type="row")
-        yield Static("", id="transfers")
+        yield OutcomesPanel(id="transfers")  # every transfer, its outcome, as expected or not
 
     def on_mount(self) -> None:
         table = self.query_one("#links", DataTable)
@@ -210,23 +211,7 @@ class TopologyView(VerticalScroll, TraceView):
             table.add_row(info["router"], info["label"], state, key=key)
 
     def _refresh_transfers(self) -> None:
-        if not self.is_mounted:
-            return
-        text = Text()
-        text.append("Transfers", style="bold")
-        if not self.transfers:
-            text.append("  none finished yet", style="dim")
-        for name, info in sorted(self.transfers.items()):
-            received = info.get("received")
-            sent = info.get("sent")
-            text.append(f"\n  {name}: ")
-            if sent:
-                text.append(f"sent {fmt_bytes(sent.get('bytes'))}  ")
-            if received:
-                ok = received.get("sha256_match")
-                text.append(f"received {fmt_bytes(received.get('bytes'))}  ")
-                text.append("SHA-256 match ✓" if ok else "SHA-256 MISMATCH ✗", style="bold" if ok else "bold reverse")
-        self.query_one("#transfers", Static).update(text)
+        """The transfers are drawn by the outcomes panel (from the app's tracker)."""
 
     def bytes_carried(self, link: str, direction: str) -> int:
         """Bytes that have left over ``link`` in ``direction`` ("ab" or "ba") so far."""
