@@ -47,12 +47,16 @@ MAX_BINS = 20000  # per connection; beyond it the time quantum doubles
 MAX_MAPPINGS = 20000  # per subflow; beyond it the oldest half goes (no retransmission reaches that far back)
 
 
-def nice_ceiling(value: float) -> float:
-    """The smallest of 1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 × 10^k at or above ``value``."""
+SCALE_STEPS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+TICK_STEPS = (1.0, 2.0, 2.5, 5.0, 10.0)
+
+
+def nice_ceiling(value: float, steps: tuple[float, ...] = SCALE_STEPS) -> float:
+    """The smallest of ``steps`` × 10^k at or above ``value``."""
     if value <= 0:
         return 1.0
     exp = 10 ** math.floor(math.log10(value))
-    for step in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0):
+    for step in steps:
         if step * exp >= value * (1 - 1e-9):
             return step * exp
     return 10 * exp
@@ -499,7 +503,7 @@ def _time_axis(t0: float, t1: float, width: int, events: list[tuple[float, str, 
             cells[x] = "↑" if up else "✗"
             styles[x] = "bold green" if up else "bold red"
             marked.add(x)
-    step = nice_ceiling(span / max(1, width // 10))
+    step = nice_ceiling(span / max(1, width // 10), TICK_STEPS)
     t = math.ceil(t0 / step) * step
     while t <= t1 + 1e-9:
         x = int((t - t0) / span * width)
@@ -650,16 +654,21 @@ def draw_sequence(
             continue
         row[x] = (ch, "bold reverse " + sf_style[sf])
         cells[(x, r)] = cells.get((x, r), 0) | mark
-    wide = width >= 110
-    title = f"Data sequence of {group.label}: " if wide else "DSN: "
-    legend: list[tuple[str, str]] = [(title, "bold")]
-    for i, sub in enumerate(group.subflows):
-        legend.append((SUBFLOW_GLYPHS[i % len(SUBFLOW_GLYPHS)], sf_style[i]))
-        name = history.names.subflow(sub)
-        legend.append((name + "  " if wide else name.replace(" via ", "/").lstrip(":") + " ", ""))
-    legend += [(RETRANSMITTED, "bold reverse"), (" retransmitted " if wide else " retx ", "")]
-    legend += [(REINJECTED, "bold reverse"), (" reinjected" if wide else " reinj", "")]
-    lines = [_fit(legend, width)]
+    def legend(wide: bool, title: bool = True) -> list[tuple[str, str]]:
+        head = (f"Data sequence of {group.label}: " if wide else "DSN: ") if title else ""
+        parts: list[tuple[str, str]] = [(head, "bold")]
+        for i, sub in enumerate(group.subflows):
+            parts.append((SUBFLOW_GLYPHS[i % len(SUBFLOW_GLYPHS)], sf_style[i]))
+            name = history.names.subflow(sub)
+            parts.append((name + "  " if wide else name.replace(" via ", "/").lstrip(":") + " ", ""))
+        parts += [(RETRANSMITTED, "bold reverse"), (" retransmitted " if wide else " retx ", "")]
+        parts += [(REINJECTED, "bold reverse"), (" reinjected" if wide else " reinj", "")]
+        return parts
+
+    for parts in (legend(True), legend(True, title=False), legend(False)):
+        if sum(len(p) for p, _ in parts) <= width:
+            break
+    lines = [_fit(parts, width)]
     for r in range(rows):
         if r == 0:
             label = f"{short_bytes(top):>5} ┤"
