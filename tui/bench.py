@@ -110,6 +110,9 @@ async def _measure(records: list[TraceRecord], topology: dict[str, Any], rate: i
         cpu = time.process_time() - cpu_start
         await pilot.pause()
         applied = app.records_applied
+        # let the logs' width workers (threads) finish before the app goes: one finishing after
+        # the teardown has no app to report to and fails the whole measurement
+        await app.workers.wait_for_complete()
     latencies.sort()
     p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
     return {

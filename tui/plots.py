@@ -43,7 +43,7 @@ MARK_RETRANSMITTED = 1
 MARK_REINJECTED = 2
 AXIS_WIDTH = 7  # "20.0M ┤": every plot's area starts at the same column, so their times line up
 SEQ_MODULUS = 1 << 32
-MAX_BINS = 20000  # per connection; beyond it the time quantum doubles
+MAX_BINS = 6000  # per connection; beyond it the time quantum doubles (a picture is at most ~150 columns wide)
 MAX_MAPPINGS = 20000  # per subflow; beyond it the oldest half goes (no retransmission reaches that far back)
 
 
@@ -281,7 +281,7 @@ class SequenceGroup:
     bytes_sent: int = 0
     quantum_s: float = 0.01
     bins: dict[tuple[int, int], list[int]] = field(default_factory=dict)  # (subflow, t // quantum) -> [lo, hi, marks]
-    marks: list[tuple[float, int, int, int]] = field(default_factory=list)  # (t, subflow, dsn, mark), every one
+    _marks: dict[tuple[int, int, int], tuple[float, int]] = field(default_factory=dict)  # (subflow, bin, mark) -> (t, dsn)
 
     def add(self, t: float, subflow: int, dsn: int, length: int, mark: int) -> None:
         self.bytes_sent += length
@@ -299,10 +299,19 @@ class SequenceGroup:
             entry[1] = max(entry[1], end)
             entry[2] |= mark
         if mark:
-            self.marks.append((t, subflow, dsn, mark))
+            self._marks.setdefault((subflow, int(t / self.quantum_s), mark), (t, dsn))
+
+    @property
+    def marks(self) -> list[tuple[float, int, int, int]]:
+        """(t, subflow, dsn, mark): the first retransmission and reinjection of each subflow in each bin."""
+        return sorted((t, sf, dsn, mark) for (sf, _q, mark), (t, dsn) in self._marks.items())
 
     def _coarsen(self) -> None:
         self.quantum_s *= 2
+        marks: dict[tuple[int, int, int], tuple[float, int]] = {}
+        for (sf, q, mark), value in sorted(self._marks.items(), key=lambda item: item[1]):
+            marks.setdefault((sf, q // 2, mark), value)
+        self._marks = marks
         bins: dict[tuple[int, int], list[int]] = {}
         for (sf, q), (lo, hi, mark) in self.bins.items():
             key = (sf, q // 2)
@@ -646,7 +655,7 @@ def draw_sequence(
                 continue
             row[x] = (glyph, sf_style[sf])
             cells.setdefault((x, r), 0)
-    for t, sf, dsn, mark in group.marks:
+    for (sf, _q, mark), (t, dsn) in group._marks.items():
         x, r, _ = place(t, dsn, dsn + 1)
         ch = REINJECTED if mark & MARK_REINJECTED else RETRANSMITTED
         row = grid[rows - 1 - r]
