@@ -521,10 +521,23 @@ def _time_axis(t0: float, t1: float, width: int, events: list[tuple[float, str, 
             for k, ch in enumerate(label):
                 cells[x + k] = ch
         t += step
-    text = Text(" " * (AXIS_WIDTH - 1) + "└", style="dim")
-    for ch, style in zip(cells, styles, strict=True):
-        text.append(ch, style=style or "dim")
-    return text
+    return _row(" " * (AXIS_WIDTH - 1) + "└", [(ch, style or "dim") for ch, style in zip(cells, styles, strict=True)])
+
+
+def _row(label: str, cells: list[tuple[str, str | None]], *, label_style: str = "dim") -> Text:
+    """One line: the axis label, then the cells, appended in runs of one style (far fewer spans)."""
+    line = Text(label, style=label_style, no_wrap=True)
+    run: list[str] = []
+    style: str | None = None
+    for ch, cell_style in cells:
+        if cell_style != style and run:
+            line.append("".join(run), style=style)
+            run = []
+        style = cell_style
+        run.append(ch)
+    if run:
+        line.append("".join(run), style=style)
+    return line
 
 
 def _fit(parts: list[tuple[str, str]], width: int) -> Text:
@@ -599,10 +612,7 @@ def draw_throughput(history: ThroughputHistory, width: int, height: int) -> tupl
             label = f"{short_rate(top * (rows - r) / rows):>5} ┤"
         else:
             label = "      │"
-        line = Text(label, style="dim", no_wrap=True)
-        for ch, style in grid[r]:
-            line.append(ch, style=style)
-        lines.append(line)
+        lines.append(_row(label, grid[r]))
     lines.append(_time_axis(t0, t1, plot_w, history.link_events))
     text = Text("\n", no_wrap=True).join(lines[:height])
     return text, {"top_bps": top, "columns": series, "heights": heights, "rows": rows, "span": (t0, t1)}
@@ -685,9 +695,6 @@ def draw_sequence(
             label = "    0 ┤"
         else:
             label = "      │"
-        line = Text(label, style="dim", no_wrap=True)
-        for ch, style in grid[r]:
-            line.append(ch, style=style)
-        lines.append(line)
+        lines.append(_row(label, grid[r]))
     lines.append(_time_axis(t0, t1, plot_w, link_events))
     return Text("\n", no_wrap=True).join(lines[:height]), {"cells": cells, "group": group.label, "top": top}
