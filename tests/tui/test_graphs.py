@@ -308,3 +308,28 @@ async def test_every_log_follows_its_tail_whatever_the_record_rate(path_failure_
         await pilot.press("end")
         await pilot.pause()
         assert pane.following and pane.scroll_y == pane.max_scroll_y
+
+
+@pytest.mark.parametrize("name", ["path-failure", "mptcp-mpfail-fallback"])
+def test_live_and_replayed_records_give_the_same_highlights_and_pictures(name: str, tmp_path: Path) -> None:
+    """The replay reads trace.jsonl (JSON round trip): what the live run's records showed, it shows."""
+    from lab.runs import load_records
+
+    records, topology = scenario_trace(name)
+    replayed = load_records(write_trace(tmp_path / name, list(records), topology))
+
+    def shown(recs: list[TraceRecord]) -> tuple[list[str], str, str]:
+        names = PathNames(topology)
+        finder, throughput, sequence = HighlightFinder(names), ThroughputHistory(names), SequenceHistory(names)
+        for rec in recs:
+            finder.feed(rec)
+            throughput.add(rec)
+            sequence.add(rec)
+        throughput.ended = True
+        rates, _ = draw_throughput(throughput, 100, 12)
+        seq, _ = draw_sequence(sequence, 100, 12, throughput.span(), throughput.link_events)
+        return [h.plain() for h in finder.items], rates.plain, seq.plain
+
+    live = shown(list(records))
+    assert live == shown(replayed)
+    assert live[0]  # something to compare

@@ -65,7 +65,7 @@ def test_path_failure_graphs_and_highlights_on_screen(size: tuple[int, int]) -> 
         screen = _wait_for(session, lambda s: "all 16 MiB delivered" in s, 240)
         assert "all 16 MiB delivered" in screen, screen
         _tmux(session, "send-keys", "-t", session, "7")
-        whole = lambda s: "q Quit" in s.rstrip("\n").rsplit("\n", 1)[-1] and "via r2" in s and "◆" in s  # noqa: E731
+        whole = lambda s: "q Quit" in s.rstrip("\n").rsplit("\n", 1)[-1] and "via r2" in s and "◆" in s
         screen = _wait_for(session, whole, 20)
         lines = screen.rstrip("\n").split("\n")
         assert "via r1" in screen and "via r2" in screen, screen  # the stacked paths' legend
