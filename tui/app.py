@@ -69,7 +69,7 @@ class LabApp(App[None]):
         Binding("right_square_bracket", "seek_by(1)", "+1 s", show=False),
     ]
     HELP_KEYS = [
-        ("1 … 7", "switch view: Topology, Subflows, ENO, IKETCP, Packets, Events (with the highlights), Graphs"),
+        ("1 … 7", "switch view: Topology, Subflows, ENO, IKETCP, Packets, Events, Graphs"),
         ("space", "pause / resume (the live lab pauses at each key moment; --no-auto-pause turns that off)"),
         ("n / N (or p)", "next / previous key moment: its view and caption (a replay jumps there)"),
         ("s", f"step {STEP_S:g} s of virtual time (pauses)"),

@@ -564,11 +564,11 @@ def draw_throughput(history: ThroughputHistory, width: int, height: int) -> tupl
     totals = [sum(series[p][i] for p in paths) for i in range(plot_w)]
     top = nice_ceiling(max(totals, default=0.0))
     current = history.current()
-    legend: list[tuple[str, str]] = [("Mb/s per path, stacked: ", "bold")] if width >= 100 else []
+    legend: list[tuple[str, str]] = [("Throughput per path, stacked: ", "bold")] if width >= 100 else []
     for i, path in enumerate(paths):
         style = PATH_STYLES[i % len(PATH_STYLES)]
         legend.append((PATH_FILLS[i % len(PATH_FILLS)] + " ", style))
-        legend.append((f"{history.label(path)} {short_rate(current.get(path, 0.0))}  ", ""))
+        legend.append((f"{history.label(path)} {short_rate(current.get(path, 0.0))}b/s  ", ""))
     if paths:
         legend.append((f"Σ {short_rate(sum(current.values()))}b/s  (1-s windows)", "dim"))
     else:
@@ -608,8 +608,8 @@ def draw_throughput(history: ThroughputHistory, width: int, height: int) -> tupl
     for r in range(rows):
         if r == 0:
             label = f"{short_rate(top):>5} ┤"
-        elif r == rows // 2 and rows >= 4:
-            label = f"{short_rate(top * (rows - r) / rows):>5} ┤"
+        elif rows >= 4 and rows % 2 == 0 and r == rows // 2:
+            label = f"{short_rate(top / 2):>5} ┤"  # the top of this row is half the scale
         else:
             label = "      │"
         lines.append(_row(label, grid[r]))
@@ -636,7 +636,8 @@ def draw_sequence(
         return Text("\n", no_wrap=True).join(lines[:height]), {"cells": {}, "group": None}
     origin = group.origin()
     hi_rel = max(entry[1] for entry in group.bins.values()) - origin
-    top = nice_ceiling(max(hi_rel, 1))
+    unit = 1 << 20 if hi_rel >= 1 << 20 else (1 << 10 if hi_rel >= 1 << 10 else 1)
+    top = nice_ceiling(max(hi_rel, 1) / unit) * unit  # 20 MiB, not 19.1M
     grid: list[list[tuple[str, str | None]]] = [[(" ", None)] * plot_w for _ in range(rows)]
     span_t = max(t1 - t0, 1e-9)
     cells: dict[tuple[int, int], int] = {}  # (x, row) -> mark, for tests
