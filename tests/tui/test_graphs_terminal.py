@@ -75,8 +75,10 @@ def test_path_failure_graphs_and_highlights_on_screen(size: tuple[int, int]) -> 
         footer = lines[-1]
         assert "? Help" in footer and "q Quit" in footer, screen
         assert len(lines) <= height and all(len(line) <= width for line in lines)
+        if height < 30:
+            assert "REINJECT" not in screen  # at 24 rows the pictures get the room (highlights: on Events)
         _tmux(session, "send-keys", "-t", session, "6")
-        screen = _wait_for(session, lambda s: "REINJECT" in s, 20)
+        screen = _wait_for(session, lambda s: "REINJECT" in s and "token=" in s, 20)  # the Events view: highlights, log
         assert "REINJECT" in screen and "→ :" in screen, screen
         assert "LINK-UP" in screen or "DELIVERED" in screen, screen  # the pane shows its tail
     finally:

@@ -20,7 +20,8 @@ from tui.plots import SequenceHistory, ThroughputHistory, draw_sequence, draw_th
 from tui.widgets.base import BAD_RECORD, TraceView
 from tui.widgets.highlights import HighlightsPane
 
-SHORT_HEIGHT = 30  # below this many rows the highlights give their room to the pictures (they are also on Events)
+SHORT_SCREEN = 36  # on a terminal this short (the view gets ~29 rows) the highlights give their room to the
+# pictures; they are on the Events view too
 
 
 class ThroughputPlot(Widget):
@@ -70,6 +71,7 @@ class GraphsView(Vertical, TraceView):
         yield HighlightsPane(self._topology, id="graphs-highlights")
 
     def on_mount(self) -> None:
+        self._fit_height()
         # the app feeds the highlights pane itself (it is a TraceView of its own)
         self._plots = [self.query_one(ThroughputPlot), self.query_one(SequencePlot)]
         self._highlights = self.query_one(HighlightsPane)
@@ -90,6 +92,7 @@ class GraphsView(Vertical, TraceView):
     def flush(self) -> None:
         if not self.is_mounted:
             return
+        self._fit_height()
         if self._dirty:
             self._dirty = False
             for plot in self._plots:
@@ -105,8 +108,13 @@ class GraphsView(Vertical, TraceView):
         self.sequence.reset()
         self._dirty = True
 
+    def _fit_height(self) -> None:
+        """On a short terminal the pictures take the whole view. Decided from the terminal's
+        height, so it holds before the view is first drawn; checked again as the app flushes."""
+        self.set_class(self.app.size.height < SHORT_SCREEN, "-short")
+
     def on_resize(self, event: Any) -> None:
-        self.set_class(event.size.height < SHORT_HEIGHT, "-short")
+        self._fit_height()
 
     def state(self) -> Any:
         group = self.sequence.main_group()

@@ -458,6 +458,9 @@ class HighlightsPane(ScrollView, TraceView, can_focus=True):
     def on_resize(self, event: events.Resize) -> None:
         if self._width() != self._wrap_width and self.finder.items:
             self._relayout(0)
+        elif self.following:
+            # shown after being hidden (or the terminal resized): the tail again, now that the size is known
+            self.call_after_refresh(self.scroll_end, animate=False, x_axis=False)
 
     def on_show(self) -> None:
         self.flush()
