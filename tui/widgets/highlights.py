@@ -452,7 +452,14 @@ class HighlightsPane(ScrollView, TraceView, can_focus=True):
         scroll_x, scroll_y = self.scroll_offset
         index = scroll_y + y
         if index >= len(self._lines):
-            return Strip.blank(self.scrollable_content_region.width, self.rich_style)
+            width = self.scrollable_content_region.width
+            if index == 0 and not self.finder.items:
+                hint = Text(
+                    " Highlights: reinjections, fallbacks, resets, MP_FAIL, middlebox actions... as they happen",
+                    style="dim",
+                )
+                return Strip(list(hint.render(self.app.console))).adjust_cell_length(width)
+            return Strip.blank(width, self.rich_style)
         return self._lines[index].crop(scroll_x, scroll_x + self.scrollable_content_region.width)
 
     def on_resize(self, event: events.Resize) -> None:
