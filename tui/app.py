@@ -26,6 +26,8 @@ from tui.screens.pickers import Picker
 from tui.widgets.base import TraceView
 from tui.widgets.eno import EnoView
 from tui.widgets.events import EventLog
+from tui.widgets.graphs import GraphsView
+from tui.widgets.highlights import HighlightsPane
 from tui.widgets.iketcp import IketcpView
 from tui.widgets.moments import MomentBar, MomentTimeline
 from tui.widgets.packets import PacketsView
@@ -33,7 +35,7 @@ from tui.widgets.status import ReplayBanner, StatusBar, TimeSlider
 from tui.widgets.subflows import SubflowsView
 from tui.widgets.topology import TopologyView
 
-TABS = ("topology", "subflows", "eno", "iketcp", "packets", "events")
+TABS = ("topology", "subflows", "eno", "iketcp", "packets", "events", "graphs")
 MAX_NOTES_PER_BATCH = 3
 FLUSH_S = 0.25  # how often tables catch up with what the records changed
 GC_FREEZE_S = 1.0  # see LabApp._settle_heap
@@ -53,6 +55,7 @@ class LabApp(App[None]):
         Binding("4", "show_tab('iketcp')", "IKETCP", show=False),
         Binding("5", "show_tab('packets')", "Packets", show=False),
         Binding("6", "show_tab('events')", "Events", show=False),
+        Binding("7", "show_tab('graphs')", "Graphs", show=False),
         Binding("space", "toggle_pause", "Pause"),
         Binding("n", "next_moment", "Moment"),
         Binding("N,p", "previous_moment", "Prev", show=False),
@@ -68,7 +71,7 @@ class LabApp(App[None]):
         Binding("right_square_bracket", "seek_by(1)", "+1 s", show=False),
     ]
     HELP_KEYS = [
-        ("1 … 6", "switch view: Topology, Subflows, ENO, IKETCP, Packets, Events"),
+        ("1 … 7", "switch view: Topology, Subflows, ENO, IKETCP, Packets, Events, Graphs"),
         ("space", "pause / resume (the live lab pauses at each key moment; --no-auto-pause turns that off)"),
         ("n / N (or p)", "next / previous key moment: its view and caption (a replay jumps there)"),
         ("s", f"step {STEP_S:g} s of virtual time (pauses)"),
@@ -129,7 +132,10 @@ class LabApp(App[None]):
             with TabPane("5 Packets", id="packets"):
                 yield PacketsView(id="packets-view")
             with TabPane("6 Events", id="events"):
+                yield HighlightsPane(self.lab_run.topology(), id="events-highlights")
                 yield EventLog(id="events-view")
+            with TabPane("7 Graphs", id="graphs"):
+                yield GraphsView(self.lab_run.topology(), id="graphs-view")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -146,7 +152,7 @@ class LabApp(App[None]):
         if initial in TABS:
             self.call_after_refresh(self.action_show_tab, initial)  # the scenario's main view first
         for tabs in self.screen.query(Tabs):
-            tabs.can_focus = False  # arrows never switch views (1-6 do); they belong to the slider and tables
+            tabs.can_focus = False  # arrows never switch views (1-7 do); they belong to the slider and tables
         self.title = f"tcplab — {self.lab_run.name}"
         self.refresh_status()
         self.set_interval(0.1, self.refresh_status)

@@ -89,7 +89,8 @@ async def _measure(records: list[TraceRecord], topology: dict[str, Any], rate: i
         await pilot.pause(0.1)
         start = time.perf_counter()
         cpu_start = time.process_time()
-        keys = [("5", "packets"), ("1", "topology"), ("2", "subflows"), ("6", "events")]
+        # the Graphs view (pictures redrawn as records arrive) and Events (with the highlights) among them
+        keys = [("5", "packets"), ("7", "graphs"), ("1", "topology"), ("2", "subflows"), ("6", "events")]
         i = 0
         while not app.finished and time.perf_counter() - start < SECONDS_PER_RATE * 3:
             key, tab = keys[i % len(keys)]
@@ -109,6 +110,9 @@ async def _measure(records: list[TraceRecord], topology: dict[str, Any], rate: i
         cpu = time.process_time() - cpu_start
         await pilot.pause()
         applied = app.records_applied
+        # let the logs' width workers (threads) finish before the app goes: one finishing after
+        # the teardown has no app to report to and fails the whole measurement
+        await app.workers.wait_for_complete()
     latencies.sort()
     p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
     return {

@@ -10,7 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 VIEWS_HELP = """\
-[b]Views[/b] (keys 1-6)
+[b]Views[/b] (keys 1-7)
  1 Topology   hosts, routers, links (state, rate each way, drops), middleboxes, transfers
  2 Subflows   per MPTCP connection its subflows (plain TCP connections too): state, backup,
               RTT, cwnd, bytes, rate and its trend; DSS mapping, reinjections, fallback
@@ -18,7 +18,11 @@ VIEWS_HELP = """\
  4 IKETCP     IKE over UDP blocked, the TCP connection to 4500, ike/esp/iketcp records
  5 Packets    every segment and drop; type a filter (node=h1 flags=S conn=5001 opt=sack drop);
               the selected packet's fields carry their RFC name and section
- 6 Events     state changes in order, and any problem (bad trace line, simulator failure)
+ 6 Events     the highlights (reinjections, fallbacks, resets, MP_FAIL, middlebox actions, AEAD
+              failures, IKE moving to TCP: kept for the whole run), then state changes in order
+              and any problem (bad trace line, simulator failure)
+ 7 Graphs     throughput per path over time, stacked on one scale; the data sequence of each
+              subflow over time (R retransmitted, ◆ reinjected; ✗ a link down, ↑ up on the axis)
 
 Ctrl+P opens the command palette: every control below, by name."""
 

@@ -46,6 +46,10 @@ class FollowLog(Log):
         self.following = True
         self.scroll_end(animate=False)
 
+    def on_resize(self, event: events.Resize) -> None:
+        if self.following:  # shown after being hidden, or the terminal resized: the tail at the new size
+            self.call_after_refresh(self.scroll_end, animate=False, x_axis=False)
+
     def on_show(self) -> None:
         if self.following:
             self.call_after_refresh(self.scroll_end, animate=False, x_axis=False)
