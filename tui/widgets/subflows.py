@@ -38,7 +38,7 @@ COLUMNS = (
 # gives up the backup flag, the address ID and the trend, shortening the rest
 NARROW_WIDTH = 110
 NARROW_COLUMNS = (
-    ("conn", "Conn", 8),
+    ("conn", "Conn", 4),  # "#1": connections are numbered
     ("node", "Nd", 2),
     ("subflow", "Subflow", 16),
     ("state", "State", 7),
