@@ -34,6 +34,7 @@ SHOTS: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "iketcp": ("hotspot", "ike-sa-won", "iketcp", ()),
     "packets": ("mptcp-two-paths", "subflow-joined", "packets", ()),
     "events": ("tcpcrypt-tamper", "reset", "events", ()),
+    "graphs": ("path-failure", "link-up", "graphs", ()),
 }
 
 
