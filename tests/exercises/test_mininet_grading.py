@@ -136,9 +136,11 @@ def test_injected_packets_leave_the_chosen_interface_to_its_neighbour(tmp_path: 
 
     scenario = Scenario(
         name="inject-at",
-        description="a short transfer over two paths; a UDP packet injected on h1's path-B link",
+        description="a transfer over two paths; a UDP packet injected on h1's path-B link",
         topology="two-paths",
-        transfers=(Transfer(size_bytes=256 * 1024),),
+        # ~1.7 s at 10 Mbit/s: still under way at 0.3 s however fast the endpoints start
+        topology_params={"bw_mbps": (10.0, 10.0)},
+        transfers=(Transfer(size_bytes=2 * 1024 * 1024),),
     )
     seen: dict[str, object] = {}
 
