@@ -19,7 +19,9 @@ pytestmark = pytest.mark.asyncio
 # Subflow counters are acknowledged (sender) or in-order delivered (receiver) bytes: one
 # cumulative ACK after a loss, or a hole filled, moves what was already across the link. Over a
 # RATE_WINDOW_S window that adds at most what was in flight at the window's start.
-SUBFLOW_TOLERANCE = 0.15
+# Measured worst: 15.7 % over (two-paths, h1 on the 5 Mbit/s path B) since a subflow in loss recovery
+# sends as RFC 6675's pipe allows: the cumulative ACK that ends recovery then covers more bytes.
+SUBFLOW_TOLERANCE = 0.20
 LINK_ERROR_BPS = rate_error_bps()  # departed bytes: one packet over the window
 H1_LINKS = {"10.0.1.1": "h1-r1", "10.0.3.1": "h1-r2"}  # two-paths: h1's address on each path
 
