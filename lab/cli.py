@@ -295,8 +295,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
             root = "(root) " if b.root else ""
             print(f"{name:<27} target {b.target:<20} {root}{b.description}")
         return 0
+    from lab.bench.base import machine_reference
+
     bench = get_benchmark(args.name)
+    before = machine_reference()
     result = bench.run()
+    result["machine"] = {**before, "load_1min_after": machine_reference()["load_1min"]}
     if args.json:
         print(json.dumps(result))
     else:

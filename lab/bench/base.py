@@ -8,6 +8,7 @@ figure the target is stated in (a ratio where the target is a ratio).
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -21,6 +22,31 @@ from lab.trace import NULL_TRACER
 MIB = 1024 * 1024
 LINK_MBPS = 20.0
 ONE_WAY_MS = 20.0
+
+
+def machine_reference() -> dict[str, Any]:
+    """What the machine was like when a figure was taken: its speed on a fixed pure-Python
+    workload (seconds, best of three; absolute figures such as ``sim-speed`` scale with it),
+    the load average and the CPU count.
+
+    Absolute figures (virtual seconds per wall second, records per second) only compare
+    between machines of the same ``python_reference_s``; ratios measured side by side
+    within one run do not depend on it.
+    """
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        total = 0
+        table: dict[int, int] = {}
+        for i in range(300_000):
+            total += i * i % 7
+            table[i & 1023] = total
+        best = min(best, time.perf_counter() - start)
+    return {
+        "python_reference_s": round(best, 4),
+        "load_1min": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
+    }
 
 
 @dataclass(frozen=True)

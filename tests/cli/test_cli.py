@@ -153,6 +153,9 @@ def test_bench_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
     assert result["unit"] == "ratio"
     assert result["sha256_match"] is True
     assert result["value"] == pytest.approx(result["goodput_mbps"] / result["link_mbps"], abs=1e-3)
+    machine = result["machine"]  # what the figure was taken on: absolute figures scale with it
+    assert machine["python_reference_s"] > 0 and machine["cpus"] >= 1
+    assert machine["load_1min"] >= 0 and machine["load_1min_after"] >= 0
 
 
 def test_clean_reports_and_exits_zero_or_needs_root() -> None:
