@@ -24,11 +24,11 @@ from lab.ike.events import ChildSaEstablished, IkeEvent, IkeSaDeleted, IkeSaEsta
 from lab.ike.tunnel import TUNNEL_INITIATOR, TUNNEL_RESPONDER, TunnelReceiver, inner_packets
 from lab.scenario import Workload, runs_here
 from lab.scenario.ike_driver import SimIkeDriver
+from lab.stack.apps import TransferResult, record_aborted
 from lab.stack.host import HostStack
 
 if TYPE_CHECKING:
     from lab.scenario import ScenarioRun
-    from lab.stack.apps import TransferResult
 
 RESPONDER_ID = b"responder.lab"
 
@@ -128,6 +128,25 @@ def shared_responder(host: HostStack, config: IkeConfig, *, local_addr: str, see
     return shared
 
 
+def _record_received(host: HostStack, result: TransferResult) -> None:
+    """The data sent through the tunnel arrived whole: an ``app`` record like a TCP transfer's end."""
+    if host.tracer.enabled:
+        host.tracer.record(
+            host.now,
+            "app",
+            "state_updated",
+            {
+                "transfer": result.name,
+                "event": "received",
+                "bytes": result.bytes_received,
+                "sha256": result.sha256_received,
+                "sha256_match": result.sha256_received == result.sha256_expected
+                and result.bytes_received == result.bytes_expected,
+                "conn": "ESP tunnel",
+            },
+        )
+
+
 class _Session:
     def __init__(
         self, workload: IkeSession, run: ScenarioRun, config_i: IkeConfig, config_r: IkeConfig, responder_addr: str
@@ -181,9 +200,12 @@ class _Session:
             self._fail(f"initiator: {exc}")
 
     def _fail(self, reason: str) -> None:
+        host = self.host_i if self.here_i else self.driver_r.host
         for result in (self.result_i, self.result_r):
             if not result.complete:
                 result.error = reason
+                if result.sha256_received is None:  # what arrived whole was recorded as received
+                    record_aborted(host, result, reason)
 
     def _send_half(self, which: int) -> None:
         packets = inner_packets(self.data_i, src=TUNNEL_INITIATOR, dst=TUNNEL_RESPONDER)
@@ -224,6 +246,7 @@ class _Session:
                     self.result_r.bytes_received = self.rx_r.received
                     self.result_r.sha256_received = self.rx_r.sha256()
                     self.result_r.first_byte_at = now
+                    _record_received(self.host_i, self.result_r)
                     self.initiator.check_liveness(now=now)
                     self.driver_i.pump()
             elif isinstance(event, LivenessChecked):
@@ -250,6 +273,7 @@ class _Session:
                 result.bytes_received = self.rx_i.received
                 result.sha256_received = self.rx_i.sha256()
                 result.completed_at = now
+                _record_received(self.driver_r.host, result)
                 try:
                     for packet in inner_packets(self.data_r, src=TUNNEL_RESPONDER, dst=TUNNEL_INITIATOR):
                         self.responder.send_packet(packet, now=now, sa=sa)

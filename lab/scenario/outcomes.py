@@ -234,6 +234,8 @@ def declared_transfers(scenario: Any) -> tuple[tuple[str, ...], tuple[str, ...]]
         kind = type(w).__name__
         if kind == "IkeSession":
             ike.append(str(w.name))
+            if getattr(w, "data_bytes", 0):  # the data each way through its tunnel
+                transfers += [f"{w.name} i->r", f"{w.name} r->i"]
         elif hasattr(w, "transfers") and isinstance(w.transfers, tuple):  # back-to-back workloads
             transfers += [str(t.name) for t in w.transfers]
         elif kind == "AlternatingTransfers":
