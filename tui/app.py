@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import os
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,7 +14,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, TabbedContent, TabPane, Tabs
+from textual.widgets import Footer, Input, TabbedContent, TabPane, Tabs
 from textual.worker import Worker
 
 from lab.errors import LabError
@@ -38,6 +40,8 @@ from tui.widgets.topology import TopologyView
 TABS = ("topology", "subflows", "eno", "iketcp", "packets", "events", "graphs")
 MAX_NOTES_PER_BATCH = 3
 FLUSH_S = 0.25  # how often tables catch up with what the records changed
+STATUS_S = 0.2  # the status line and the moment timeline follow the clock this often
+INGEST_SLICE_S = 0.015  # drawing records yields to key presses after this long
 GC_FREEZE_S = 1.0  # see LabApp._settle_heap
 
 
@@ -49,21 +53,21 @@ class LabApp(App[None]):
     BINDINGS = [
         Binding("question_mark,f1", "help", "Help"),
         Binding("q", "quit", "Quit"),
-        Binding("1", "show_tab('topology')", "Topology", show=False),
-        Binding("2", "show_tab('subflows')", "Subflows", show=False),
-        Binding("3", "show_tab('eno')", "ENO", show=False),
-        Binding("4", "show_tab('iketcp')", "IKETCP", show=False),
-        Binding("5", "show_tab('packets')", "Packets", show=False),
-        Binding("6", "show_tab('events')", "Events", show=False),
-        Binding("7", "show_tab('graphs')", "Graphs", show=False),
-        Binding("space", "toggle_pause", "Pause"),
-        Binding("n", "next_moment", "Moment"),
-        Binding("N,p", "previous_moment", "Prev", show=False),
+        Binding("1", "show_tab('topology')", "Topology", show=False, priority=True),
+        Binding("2", "show_tab('subflows')", "Subflows", show=False, priority=True),
+        Binding("3", "show_tab('eno')", "ENO", show=False, priority=True),
+        Binding("4", "show_tab('iketcp')", "IKETCP", show=False, priority=True),
+        Binding("5", "show_tab('packets')", "Packets", show=False, priority=True),
+        Binding("6", "show_tab('events')", "Events", show=False, priority=True),
+        Binding("7", "show_tab('graphs')", "Graphs", show=False, priority=True),
+        Binding("space", "toggle_pause", "Pause", priority=True),
+        Binding("n", "next_moment", "Moment", priority=True),
+        Binding("N,p", "previous_moment", "Prev", show=False, priority=True),
         Binding("s", "step", "Step", show=False),
         Binding("plus,equals_sign", "faster", "Faster", show=False),
         Binding("minus", "slower", "Slower", show=False),
         Binding("t", "start_transfer", "Transfer"),
-        Binding("slash", "filter_packets", "Filter", show=False),
+        Binding("slash", "filter_packets", "Filter", show=False, priority=True),
         Binding("l", "pick_link", "Link"),
         Binding("m", "pick_policy", "Policy"),
         Binding("x", "stop_transfer", "Stop", show=False),
@@ -88,6 +92,9 @@ class LabApp(App[None]):
 
     def __init__(self, lab_run: LabRun) -> None:
         super().__init__()
+        # no sliding tab underline: each of its frames redrew the screen while a key waited
+        if "TEXTUAL_ANIMATIONS" not in os.environ:
+            self.animation_level = "none"
         self.lab_run = lab_run
         self._generation = 0
         self._follower: Worker | None = None
@@ -106,6 +113,8 @@ class LabApp(App[None]):
         self.notices: list[str] = []  # every notice shown on the status line, oldest first
         self._notice: tuple[str, str, float] | None = None  # (text, severity, shown until)
         self._seeking = False
+        self._incoming: deque[tuple[int, list[TraceRecord]]] = deque()  # batches waiting to be drawn
+        self._ingest_posted = False
 
     # --- layout
 
@@ -155,7 +164,7 @@ class LabApp(App[None]):
             tabs.can_focus = False  # arrows never switch views (1-7 do); they belong to the slider and tables
         self.title = f"tcplab — {self.lab_run.name}"
         self.refresh_status()
-        self.set_interval(0.1, self.refresh_status)
+        self.set_interval(STATUS_S, self.refresh_status)
         self.set_interval(FLUSH_S, self.flush_views)
         self.set_interval(GC_FREEZE_S, self._settle_heap)
         self.follow_run()
@@ -195,17 +204,47 @@ class LabApp(App[None]):
     async def _follow(self, reader: int) -> None:
         try:
             async for records in self.lab_run.trace_batches(interval=0.05):
-                self.post_message(TraceBatch(records, self._generation))
+                self._receive(records, self._generation)
         except Exception as exc:  # a broken source must not take the app down
             rec = TraceRecord(0.0, "tui", "run", "error", {"reason": f"the run stopped: {type(exc).__name__}: {exc}"})
-            self.post_message(TraceBatch([rec], self._generation))
+            self._receive([rec], self._generation)
         self.post_message(RunFinished(reader))
+
+    def _receive(self, records: list[TraceRecord], generation: int) -> None:
+        """Queue a batch for drawing; at most one ``TraceBatch`` waits in the app's queue.
+
+        Batches posted one message each piled up in the app's message queue
+        whenever drawing fell behind, and a key press waited behind all of
+        them (200 ms and more at 5,000 records/s on a busy machine). Now they
+        wait here, and each ``TraceBatch`` draws for at most ``INGEST_SLICE_S``
+        before letting queued key presses through.
+        """
+        self._incoming.append((generation, records))
+        if not self._ingest_posted:
+            self._ingest_posted = True
+            self.post_message(TraceBatch([], generation))
 
     @on(TraceBatch)
     def apply_trace(self, message: TraceBatch) -> None:
-        if message.generation != self._generation:
-            return  # from before a seek
-        self.apply_records(message.records)
+        if message.records and message.generation == self._generation:
+            self.apply_records(message.records)  # posted by hand (tests, tools): drawn at once
+        self._ingest_posted = False
+        self._ingest(INGEST_SLICE_S)
+
+    def _ingest(self, budget_s: float | None) -> None:
+        """Draw queued batches for up to ``budget_s`` (None: all of them)."""
+        deadline = None if budget_s is None else time.perf_counter() + budget_s
+        incoming = self._incoming
+        while incoming:
+            generation, records = incoming.popleft()
+            if generation != self._generation:
+                continue  # from before a seek
+            self.apply_records(records)
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+        if incoming and not self._ingest_posted:
+            self._ingest_posted = True
+            self.post_message(TraceBatch([], self._generation))
 
     def apply_records(self, records: list[TraceRecord]) -> None:
         for view in self.views():
@@ -331,6 +370,7 @@ class LabApp(App[None]):
     def run_finished(self, message: RunFinished) -> None:
         if message.reader != self._reader:
             return  # an earlier reader; a newer one is at work
+        self._ingest(None)
         self.flush_views()
         if self.lab_run.status().finished:
             for view in self._views:
@@ -386,6 +426,17 @@ class LabApp(App[None]):
         self.follow_run()
         self.refresh_status()
         return result
+
+    # Views and moments are priority bindings: the app acts on them as the key arrives,
+    # instead of after the key has travelled to the focused widget and bubbled back
+    # up (a queue per widget on the way, each waiting its turn behind drawing).
+    # While the Packets filter or a dialog has the keys, they are typed there instead.
+    PRIORITY_ACTIONS = frozenset({"show_tab", "toggle_pause", "next_moment", "previous_moment", "filter_packets"})
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.PRIORITY_ACTIONS and (len(self.screen_stack) > 1 or isinstance(self.focused, Input)):
+            return False
+        return True
 
     def action_show_tab(self, tab: str) -> None:
         if self.focused is not None and tab != self._tabs.active:
@@ -477,6 +528,7 @@ class LabApp(App[None]):
             return
         records = self.lab_run.seek(t)
         self._generation += 1
+        self._incoming.clear()
         self.problems = []
         self.expected = []
         self.outcomes.reset()

@@ -98,9 +98,13 @@ class MomentTimeline(Widget):
             x = min(inner - 1, int(inner * min(1.0, t / span))) if span > 0 else 0
             cells[x] = MARK
             styles[x] = "bold reverse" if i == self.current else "bold"
+        # one span per run of equal style (a span per cell made this 3-4 ms a frame)
         text = Text("▕")
-        for c, st in zip(cells, styles):
-            text.append(c, style=st)
+        start = 0
+        for i in range(1, inner + 1):
+            if i == inner or styles[i] != styles[start]:
+                text.append("".join(cells[start:i]), style=styles[start])
+                start = i
         text.append("▏" + label)
         return text
 
