@@ -44,7 +44,11 @@ def outcome_words(t: Any) -> str:
 def outcome_lines(tracker: OutcomeTracker) -> list[tuple[str, str, str]]:
     """(head, words, verdict) per transfer and IKE session, in the order declared."""
     out: list[tuple[str, str, str]] = []
+    # an IKE session's data through its tunnel (one stream each way) shares the session's line
+    tunnelled = {f"{name} {way}": name for name in tracker.ike for way in ("i->r", "r->i")}
     for t in tracker.transfers.values():
+        if t.name in tunnelled:
+            continue
         verdict = t.verdict
         if verdict in ("as expected", "unexpected") and t.expected is not None and t.outcome != t.expected:
             verdict = f"unexpected (expected {t.expected})"
@@ -58,8 +62,23 @@ def outcome_lines(tracker: OutcomeTracker) -> list[tuple[str, str, str]]:
         verdict = i.verdict
         if verdict == "unexpected":
             verdict = f"unexpected (expected {i.expected.upper() if i.expected else '?'})"
+        streams = [t for name, t in tracker.transfers.items() if tunnelled.get(name) == i.name]
+        if streams and (i.transport is not None or any(t.done for t in streams)):
+            words += "; data " + _tunnelled_words(streams)
+            wrong = [t for t in streams if t.verdict == "unexpected"]
+            if wrong and not verdict.startswith("unexpected"):
+                verdict = f"unexpected (expected {wrong[0].expected})"
         out.append((i.name, words, verdict))
     return out
+
+
+def _tunnelled_words(streams: list[Any]) -> str:
+    """The data each way through one IKE session's tunnel, in one phrase."""
+    if all(t.outcome == "running" for t in streams):
+        return "not through yet"
+    if all(t.outcome == "delivered" for t in streams) and len({t.bytes for t in streams}) == 1:
+        return f"{fmt_bytes(streams[0].bytes)} each way delivered"
+    return ", ".join(f"{t.name.rsplit(' ', 1)[-1]} {outcome_words(t)}" for t in streams)
 
 
 class OutcomesPanel(Widget, TraceView):
