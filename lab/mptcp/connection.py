@@ -624,6 +624,7 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
                     "cwnd": conn.congestion.cwnd,
                     "bytes_sent": sf.bytes_scheduled,
                     "bytes_acked": acked,
+                    "bytes_sacked": conn.sacked_bytes,
                     "bytes_received": sf.bytes_received,
                     "rate_bps": round(sf.rate_bps),
                 }

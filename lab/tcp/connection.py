@@ -244,6 +244,11 @@ class TcpConnection(SegmentBuilder, LossRecovery):
         return self._sbuf_off - 1 + len(self._sbuf)
 
     @property
+    def sacked_bytes(self) -> int:
+        """Bytes above the cumulative ACK that the peer has SACKed (received out of order)."""
+        return self._sacked_bytes
+
+    @property
     def stream_offset_acked(self) -> int:
         """Stream offset just past the last byte the peer acknowledged."""
         return max(0, min(self._snd_una, self._sbuf_off + len(self._sbuf)) - 1)
@@ -606,6 +611,7 @@ class TcpConnection(SegmentBuilder, LossRecovery):
             "bytes_sent": self._bytes_sent,
             "bytes_retransmitted": self._bytes_retransmitted,
             "bytes_acked": self._bytes_acked,
+            "bytes_sacked": self._sacked_bytes,
             "bytes_received": self._bytes_received,
             "recovery": self._recovery,
             "cc": self._cc.name,

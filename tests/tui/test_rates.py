@@ -16,12 +16,12 @@ from tui.widgets.topology import TopologyView
 
 pytestmark = pytest.mark.asyncio
 
-# Subflow counters are acknowledged (sender) or in-order delivered (receiver) bytes: one
-# cumulative ACK after a loss, or a hole filled, moves what was already across the link. Over a
-# RATE_WINDOW_S window that adds at most what was in flight at the window's start.
-# Measured worst: 15.7 % over (two-paths, h1 on the 5 Mbit/s path B) since a subflow in loss recovery
-# sends as RFC 6675's pipe allows: the cumulative ACK that ends recovery then covers more bytes.
-SUBFLOW_TOLERANCE = 0.20
+# Subflow counters are the bytes known to have crossed the path: acknowledged plus SACKed at the
+# sender, received in or out of order at the receiver. (Acknowledged bytes alone read up to 15.7 %
+# over the path: the cumulative ACK that ends a loss recovery covers what was SACKed long before.)
+# Measured worst with these counters: 1.7 % over (path-failure, h2's view of the 10 Mbit/s path),
+# 0 on two-paths.
+SUBFLOW_TOLERANCE = 0.05
 LINK_ERROR_BPS = rate_error_bps()  # departed bytes: one packet over the window
 H1_LINKS = {"10.0.1.1": "h1-r1", "10.0.3.1": "h1-r2"}  # two-paths: h1's address on each path
 
