@@ -137,19 +137,27 @@ def test_slash_then_a_filter_fires_no_global_key_at_80x24() -> None:
     _start(session, "two-paths --no-record --no-auto-pause --speed max", (80, 24))
     try:
         _wait_for(session, lambda s: "opens a second subflow" in s)  # the app is up, on its main view
-        time.sleep(0.5)
-        subprocess.run(["tmux", "-L", session, "send-keys", "-t", session, "/"], check=True)
-        time.sleep(0.5)
-        for key in "flags=S":  # one key at a time, as a person types
-            subprocess.run(["tmux", "-L", session, "send-keys", "-t", session, key], check=True)
-            time.sleep(0.05)
+        # '/' and the filter in one burst, as a paste or a fast typist delivers them
+        subprocess.run(["tmux", "-L", session, "send-keys", "-t", session, "-l", "/flags=S"], check=True)
         screen = _wait_for(session, lambda s: "MP_CAPABLE" in s, limit_s=30)
         assert " flags=S" in screen and "MP_CAPABLE" in screen, screen  # the SYNs, MP_CAPABLE in view
         assert "Take a link down" not in screen, screen  # 'l' did not open the link picker
-        subprocess.run(["tmux", "-L", session, "send-keys", "-t", session, "Escape"], check=True)
-        time.sleep(0.5)
-        subprocess.run(["tmux", "-L", session, "send-keys", "-t", session, "1"], check=True)
+        subprocess.run(["tmux", "-L", session, "send-keys", "-t", session, "Escape", "1"], check=True)
         screen = _wait_for(session, lambda s: "Links" in s, limit_s=30)
         assert "DOWN" not in screen, screen  # no link was taken down by the typing
+    finally:
+        subprocess.run(["tmux", "-L", session, "kill-server"], check=False, capture_output=True)
+
+
+def test_hotspot_iketcp_timeline_on_screen_when_shown_after_the_run_at_80x24() -> None:
+    """The IKETCP columns, filled while their view was hidden, are painted when it is first shown."""
+    session = f"tcplab-test-{uuid.uuid4().hex[:8]}"
+    _start(session, "hotspot --no-record --no-auto-pause --speed max", (80, 24))
+    try:
+        _wait_for(session, lambda s: "finished" in s.split("\n")[0])
+        subprocess.run(["tmux", "-L", session, "send-keys", "-t", session, "4"], check=True)
+        screen = _wait_for(session, lambda s: "TCP ike/1 closing" in s, limit_s=30)
+        assert "h1 ike" in screen and "TCP ike/1 closing" in screen, screen  # the column's last lines
+        assert "data 32.0 KiB each way delivered" in " ".join(screen.split()), screen
     finally:
         subprocess.run(["tmux", "-L", session, "kill-server"], check=False, capture_output=True)

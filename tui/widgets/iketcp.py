@@ -26,6 +26,17 @@ SHORT_ROWS = 30  # below this height the record table gives way to the timelines
 INDENT = " " * 8  # wrapped timeline lines hang under the text, past the time
 
 
+class TailScroll(VerticalScroll):
+    """A timeline column's body. Columns mounted while the view is hidden get their size only
+    when it is first shown, after the view's own resize (whose fill found them still without a
+    width and gave up: the column stayed blank); so the body's own resize fills it, at its end."""
+
+    def on_resize(self, event: events.Resize) -> None:
+        view = next((a for a in self.ancestors if isinstance(a, IketcpView)), None)
+        if view is not None and event.size.width > 0:
+            view.call_after_refresh(view._fill_columns)
+
+
 class IketcpView(Vertical, TraceView):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -228,7 +239,7 @@ class IketcpView(Vertical, TraceView):
             box.mount_all(
                 Vertical(
                     Static(column, classes="ike-col-head"),
-                    VerticalScroll(Static(id=f"ike-col-{i}"), classes="ike-col-body"),
+                    TailScroll(Static(id=f"ike-col-{i}"), classes="ike-col-body"),
                     classes="ike-column",
                 )
                 for i, column in enumerate(columns)
