@@ -356,6 +356,7 @@ def cmd_dissectors(args: argparse.Namespace) -> int:
     print("  filters: eno, tcpcrypt, iketcp")
     print("tshark:")
     print(f"  {tshark}")
+    print(f"  or, shorter: tshark $({command('dissectors', '--args')}) -r CAPTURE.pcap")
     print("  with a run's IKE and ESP keys (ESP decrypts straight from the TCP capture):")
     print(f"  eval {tshark.replace(' -r CAPTURE.pcap', '')} {keys} -r RUN_DIR/pcaps/h1-eth0.pcap")
     print(f"Wireshark: copy them into your personal Lua plugins folder ({folder}):")
