@@ -88,7 +88,7 @@ class LabApp(App[None]):
         ("m", "switch a middlebox policy on or off (also Enter on the Middleboxes table)"),
         ("t / x", "start the scenario's own workload again (MPTCP, ENO, IKE...) / stop the last one started"),
         ("[ / ]", "replay: one second back / forward (←/→ on the time slider, or click it)"),
-        ("r", "write the HTML report of the bundle shown (a live run: once it has finished) beside it"),
+        ("r", "write the bundle's HTML report beside it (a live run: once finished)"),
         ("/ then Esc", "type a Packets filter (node=h1 flags=S opt=MP_CAPABLE …) / leave it"),
         ("Ctrl+P", "command palette: every control by name"),
         ("? or F1", "this help"),
