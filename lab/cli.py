@@ -198,6 +198,7 @@ def _final_summary(out_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
 def _interrupted(out_dir: Path) -> int:
     print(f"tcplab: interrupted; the bundle so far: {out_dir}", file=sys.stderr)
     print(f"  replay it with: {command('replay', str(out_dir))}", file=sys.stderr)
+    print(f"  report: {command('report', str(out_dir))}", file=sys.stderr)
     return 130
 
 

@@ -140,3 +140,10 @@ def test_a_bare_trace_with_hidden_fields_is_reported(bundles: Bundles, tmp_path:
     page = write_report(run_dir, tmp_path / "workspace.html").read_text(encoding="utf-8")
     assert "no verdict (no summary.json)" in page and "FAILED" not in page
     assert page.count("<svg") >= 3  # throughput, sequence, cwnd/RTT
+
+
+def test_an_interrupted_run_names_the_report_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lab.cli import _interrupted, command
+
+    assert _interrupted(tmp_path) == 130
+    assert command("report", str(tmp_path)) in capsys.readouterr().err
