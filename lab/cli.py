@@ -198,6 +198,7 @@ def _final_summary(out_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
 def _interrupted(out_dir: Path) -> int:
     print(f"tcplab: interrupted; the bundle so far: {out_dir}", file=sys.stderr)
     print(f"  replay it with: {command('replay', str(out_dir))}", file=sys.stderr)
+    print(f"  report: {command('report', str(out_dir))}", file=sys.stderr)
     return 130
 
 
@@ -334,6 +335,9 @@ def cmd_dissectors(args: argparse.Namespace) -> int:
     folder = dissectors.plugin_folder()
     tshark = dissectors.tshark_command_line()
     keys = "$(python -m lab.ike.keylog RUN_DIR --options)"
+    if args.args:
+        print(shlex.join(dissectors.tshark_args()))
+        return 0
     if args.json:
         print(
             json.dumps(
@@ -353,8 +357,9 @@ def cmd_dissectors(args: argparse.Namespace) -> int:
     print("  filters: eno, tcpcrypt, iketcp")
     print("tshark:")
     print(f"  {tshark}")
+    print(f"  or, shorter: tshark $({command('dissectors', '--args')}) -r CAPTURE.pcap")
     print("  with a run's IKE and ESP keys (ESP decrypts straight from the TCP capture):")
-    print(f"  {tshark.replace(' -r CAPTURE.pcap', '')} {keys} -r RUN_DIR/pcaps/h1-eth0.pcap")
+    print(f"  eval {tshark.replace(' -r CAPTURE.pcap', '')} {keys} -r RUN_DIR/pcaps/h1-eth0.pcap")
     print(f"Wireshark: copy them into your personal Lua plugins folder ({folder}):")
     files = " ".join(shlex.quote(str(p)) for p in dissectors.scripts())
     print(f"  mkdir -p {shlex.quote(str(folder))} && cp {files} {shlex.quote(str(folder))}/")
@@ -450,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("dissectors", help="where the Wireshark dissectors for TCP-ENO, tcpcrypt and IKETCP are")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument(
+        "--args", action="store_true", help="print only tshark's arguments: tshark $(tcplab dissectors --args) -r X"
+    )
     s.set_defaults(fn=cmd_dissectors)
 
     s = sub.add_parser("clean", help="(root) remove the leftovers of a crashed Mininet run")

@@ -6,7 +6,8 @@ Each shot runs its scenario in the simulator (seed 1) with the lab pausing at
 key moments, goes on to the moment named below, shows the view and saves the
 screen; ``replay`` opens a recorded path-failure run and jumps to a moment on
 its slider; ``serve`` (PNG) is ``tcplab serve path-failure --font-size 20`` in
-headless Chromium, as a projector shows it. Nothing is staged: what the
+headless Chromium, as a projector shows it; ``report`` (PNG) is path-failure's
+``tcplab report`` page in headless Chromium, at its plots. Nothing is staged: what the
 picture shows is what an attendee sees.
 """
 
@@ -126,10 +127,25 @@ def _serve(out: Path) -> Path:
     return path
 
 
+def _report(out: Path) -> Path:
+    """path-failure's report (``tcplab report``) in headless Chromium, at its throughput plot."""
+    from lab.report import write_report
+    from lab.runs import run_headless
+    from tests.tui.browser import screenshot
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = Path(tmp) / "path-failure"
+        run_headless("sim", get_scenario("path-failure"), seed=1, out_dir=bundle, pcaps=False)
+        page = write_report(bundle, Path(tmp) / "path-failure.html")
+        path = out / "report.png"
+        asyncio.run(screenshot(page.as_uri() + "#s2", path, wait_s=4.0, width=1000, height=1500))
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "names", nargs="*", help=f"which shots (default: all of {', '.join([*SHOTS, 'replay', 'serve'])})"
+        "names", nargs="*", help=f"which shots (default: all of {', '.join([*SHOTS, 'replay', 'serve', 'report'])})"
     )
     parser.add_argument("--size", default="100x32", help="terminal COLUMNSxROWS (default: 100x32)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"), help="directory for the SVG files")
@@ -137,11 +153,13 @@ def main() -> int:
     columns, rows = (int(x) for x in args.size.split("x"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in args.names or [*SHOTS, "replay", "serve"]:
+    for name in args.names or [*SHOTS, "replay", "serve", "report"]:
         if name == "replay":
             path = asyncio.run(_replay((columns, rows), out))
         elif name == "serve":
             path = _serve(out)
+        elif name == "report":
+            path = _report(out)
         elif name in SHOTS:
             path = asyncio.run(_live(name, (columns, rows), out))
         else:

@@ -7,6 +7,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from textual import on, work
@@ -23,6 +24,8 @@ from lab.scenario.moments import Moment, MomentDetector
 from lab.scenario.outcomes import tracker_for
 from lab.trace import TraceRecord
 from tui.messages import ControlRequested, RunFinished, TraceBatch
+from tui.report_key import report_target, short_path
+from tui.report_key import write as write_report
 from tui.screens.help import HelpScreen
 from tui.screens.pickers import Picker
 from tui.widgets.base import TraceView
@@ -71,6 +74,7 @@ class LabApp(App[None]):
         Binding("l", "pick_link", "Link"),
         Binding("m", "pick_policy", "Policy"),
         Binding("x", "stop_transfer", "Stop", show=False),
+        Binding("r", "report", "Report", show=False),
         Binding("left_square_bracket", "seek_by(-1)", "−1 s", show=False),
         Binding("right_square_bracket", "seek_by(1)", "+1 s", show=False),
     ]
@@ -84,6 +88,7 @@ class LabApp(App[None]):
         ("m", "switch a middlebox policy on or off (also Enter on the Middleboxes table)"),
         ("t / x", "start the scenario's own workload again (MPTCP, ENO, IKE...) / stop the last one started"),
         ("[ / ]", "replay: one second back / forward (←/→ on the time slider, or click it)"),
+        ("r", "write the bundle's HTML report beside it (a live run: once finished)"),
         ("/ then Esc", "type a Packets filter (node=h1 flags=S opt=MP_CAPABLE …) / leave it"),
         ("Ctrl+P", "command palette: every control by name"),
         ("? or F1", "this help"),
@@ -115,6 +120,8 @@ class LabApp(App[None]):
         self._seeking = False
         self._incoming: deque[tuple[int, list[TraceRecord]]] = deque()  # batches waiting to be drawn
         self._ingest_posted = False
+        self._reporting = False
+        self.last_report: Path | None = None  # the report the report key wrote last
 
     # --- layout
 
@@ -552,6 +559,36 @@ class LabApp(App[None]):
     async def run_control(self, message: ControlRequested) -> None:
         await self.run_action(message.action)
 
+    def action_report(self) -> None:
+        """Write the report of the bundle on screen, in a thread; the status line says where."""
+        target = report_target(self.lab_run)
+        if target.bundle is None:
+            self.notify(target.reason, title="no report", severity="warning", timeout=10)
+            return
+        if self._reporting:
+            self.notify("the report is being written", timeout=3)
+            return
+        self._reporting = True
+        self.notify(f"writing the report of {short_path(target.bundle)}…", timeout=60)
+        self._write_report(target.bundle)
+
+    @work(thread=True, exclusive=True, group="report", exit_on_error=False)
+    def _write_report(self, bundle: Path) -> None:
+        try:
+            out = write_report(bundle)
+        except Exception as exc:  # a bundle the report cannot read: said on the status line, the app stays
+            self.call_from_thread(self._report_done, None, f"{type(exc).__name__}: {exc}")
+        else:
+            self.call_from_thread(self._report_done, out, "")
+
+    def _report_done(self, out: Path | None, error: str) -> None:
+        self._reporting = False
+        self.last_report = out
+        if out is None:
+            self.notify(error, title="report not written", severity="error", timeout=10)
+        else:
+            self.notify(f"report: {short_path(out)}", timeout=30)
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.HELP_KEYS, self.lab_run.controls))
@@ -570,6 +607,7 @@ class LabApp(App[None]):
             "Start a transfer", "the scenario's own workload again, with its protocol and settings", self.action_start_transfer
         )
         yield SystemCommand("Stop the transfer", "abort the last transfer started here", self.action_stop_transfer)
+        yield SystemCommand("Write the report", "the HTML report of the bundle shown, beside it", self.action_report)
         if "links" in self.lab_run.controls:
             for name, up in self.topology_view.link_up.items():
                 yield SystemCommand(

@@ -133,6 +133,7 @@ def _run_app(lab_run: Any, args: argparse.Namespace, out_dir: Path | None) -> in
         lab_run.close()  # also when the app did not unmount cleanly: the network must go, the bundle be final
     if out_dir is not None:
         print(f"bundle: {out_dir}  (replay with: {command('replay', str(out_dir))})")
+        print(f"report: {command('report', str(out_dir))}")
     return 130 if terminated else 0
 
 

@@ -57,6 +57,8 @@ def _e(value: Any) -> str:
 
 
 def _verdict(ok: Any) -> str:
+    if ok is None:  # a bare trace (an exercise's trace.jsonl): nothing says how the run ended
+        return "<em>no verdict (no summary.json)</em>"
     return '<span class="ok">OK</span>' if ok else '<span class="bad">FAILED</span>'
 
 

@@ -85,6 +85,15 @@ class ReportData:
         return sum(int(t.get("bytes_received") or 0) for t in self.summary.get("transfers", []))
 
 
+def _number(value: Any, *, as_float: bool = False) -> Any:
+    """``value`` as an int (a float with ``as_float``), or None for what is not a number (a field an
+    exercise hid as ``"?"``)."""
+    try:
+        return float(value) if as_float else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _conn_parts(conn: str) -> tuple[str, str]:
     local, _, remote = conn.partition("->")
     return local, remote
@@ -182,8 +191,9 @@ def load(run_dir: Path, *, min_bin_s: float = 0.05, max_bins: int = 150) -> Repo
                 seq = int(data.get("seq", 0))
                 if "S" in flags:
                     isn[key] = seq
-                if "A" in flags:
-                    acks.append((t, node, conn, int(data.get("ack", 0))))
+                ack = _number(data.get("ack", 0))
+                if "A" in flags and ack is not None:  # a trace handed out with fields hidden ("?") has none
+                    acks.append((t, node, conn, ack))
                 length = int(data.get("len", 0))
                 if length > 0 and key in isn:
                     rel = (seq - isn[key] - 1) % SEQ_MOD
@@ -218,14 +228,14 @@ def load(run_dir: Path, *, min_bin_s: float = 0.05, max_bins: int = 150) -> Repo
                 r = data["reinjected"]
                 reinjections_raw.append((t, node, int(r.get("data_seq", 0)), int(r.get("len", 0))))
             elif layer == "tcp" and name == "metrics_updated":
-                if int(data.get("bytes_sent") or 0) > 0:
+                if (_number(data.get("bytes_sent") or 0) or 0) > 0:
                     key = (node, data.get("conn", ""))
                     m = metrics.get(key)
                     if m is None:
                         m = metrics[key] = ConnMetrics(label=f"{node} {key[1]}")
                     m.times.append(t)
-                    m.cwnd.append(float(data.get("cwnd") or 0) / 1024)
-                    m.srtt_ms.append(float(data.get("srtt_ms") or 0))
+                    m.cwnd.append((_number(data.get("cwnd") or 0, as_float=True) or 0.0) / 1024)
+                    m.srtt_ms.append(_number(data.get("srtt_ms") or 0, as_float=True) or 0.0)
             elif layer == "eno" and name in ("segment_sent", "segment_received"):
                 (eno_sent if name == "segment_sent" else eno_received).append({"t": t, "node": node, **data})
             elif layer in ("eno", "tcpcrypt") and name in ("state_updated", "key_updated"):

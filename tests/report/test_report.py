@@ -115,3 +115,35 @@ def test_a_damaged_trace_is_reported_not_fatal(bundles: Bundles, tmp_path: Path)
     (run_dir / "trace.jsonl").write_text("".join(lines[:40]) + '{"v":1,"t":0.5,"no\n' + "".join(lines[40:80]))
     page = write_report(run_dir, tmp_path / "damaged.html").read_text(encoding="utf-8")
     assert "The trace is damaged: 1 line(s)" in page and "line 41" in page
+
+
+def test_a_bare_trace_with_hidden_fields_is_reported(bundles: Bundles, tmp_path: Path) -> None:
+    """An exercise hands out trace.jsonl alone, some fields hidden as "?" (tcp_trace_questions):
+    the report draws what is there and gives no verdict it cannot know."""
+    import json
+
+    run_dir = tmp_path / "workspace"
+    run_dir.mkdir()
+    hidden = 0
+    with open(bundles["two-paths"] / "trace.jsonl", encoding="utf-8") as src:
+        lines = []
+        for line in src:
+            rec = json.loads(line)
+            data = rec.get("data") or {}
+            if rec["layer"] == "tcp" and "S" in data.get("flags", "") and "A" in data.get("flags", ""):
+                data["ack"], hidden = "?", hidden + 1
+            if rec["layer"] == "tcp" and rec["name"] == "metrics_updated" and "cwnd" in data:
+                data["cwnd"], hidden = "?", hidden + 1
+            lines.append(json.dumps(rec) + "\n")
+    (run_dir / "trace.jsonl").write_text("".join(lines), encoding="utf-8")
+    assert hidden > 2
+    page = write_report(run_dir, tmp_path / "workspace.html").read_text(encoding="utf-8")
+    assert "no verdict (no summary.json)" in page and "FAILED" not in page
+    assert page.count("<svg") >= 3  # throughput, sequence, cwnd/RTT
+
+
+def test_an_interrupted_run_names_the_report_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lab.cli import _interrupted, command
+
+    assert _interrupted(tmp_path) == 130
+    assert command("report", str(tmp_path)) in capsys.readouterr().err

@@ -13,6 +13,18 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 
+def elide_middle(message: str, room: int) -> str:
+    """``message`` cut in its middle to ``room`` characters (a path keeps its file name); whole when it
+    fits or when there is no room to speak of (a widget not laid out yet)."""
+    if len(message) <= room or room < 16:
+        return message
+    head = room - 1 - room // 4  # a sentence: mostly its start
+    name = message[message.rfind("/") :] if "/" in message else ""
+    if name and len(name) <= room - 9:  # a path: its file name whole, as much of the start as fits
+        head = room - 1 - len(name)
+    return message[:head] + "…" + message[len(message) - (room - head - 1) :]
+
+
 class StatusBar(Static):
     """Scenario, backend, virtual time, speed, paused, transfers, problems."""
 
@@ -38,16 +50,20 @@ class StatusBar(Static):
             text.append(" ")
         if status.finished:
             text.append("finished ", style="bold")
+        tail = Text()
+        if expected:
+            tail.append(f"  as expected: {expected} (tab 6)", style="bold")
+        if problems:
+            tail.append(f"  problems: {problems} (tab 6)", style="bold reverse")
         if notice is not None:
             message, severity = notice
             mark = {"error": "✗ ", "warning": "! "}.get(severity, "· ")
+            room = self.size.width - len(text.plain) - len(tail.plain) - len(mark)
+            message = elide_middle(message, room)
             text.append(mark + message, style="bold reverse" if severity in ("error", "warning") else "bold")
         else:
             text.append(status.text)
-        if expected:
-            text.append(f"  as expected: {expected} (tab 6)", style="bold")
-        if problems:
-            text.append(f"  problems: {problems} (tab 6)", style="bold reverse")
+        text.append_text(tail)
         if text.plain == getattr(self, "_shown", None):
             return
         self._shown = text.plain
