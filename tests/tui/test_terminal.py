@@ -139,7 +139,8 @@ def test_slash_then_a_filter_fires_no_global_key_at_80x24() -> None:
         _wait_for(session, lambda s: "opens a second subflow" in s)  # the app is up, on its main view
         # '/' and the filter in one burst, as a paste or a fast typist delivers them
         subprocess.run(["tmux", "-L", session, "send-keys", "-t", session, "-l", "/flags=S"], check=True)
-        screen = _wait_for(session, lambda s: "MP_CAPABLE" in s, limit_s=30)
+        # the filter typed and the Packets view showing the SYNs (the Subflows log names MP_CAPABLE too)
+        screen = _wait_for(session, lambda s: " flags=S" in s and "MP_CAPABLE" in s and "Subflow  " not in s, limit_s=30)
         assert " flags=S" in screen and "MP_CAPABLE" in screen, screen  # the SYNs, MP_CAPABLE in view
         assert "Take a link down" not in screen, screen  # 'l' did not open the link picker
         subprocess.run(["tmux", "-L", session, "send-keys", "-t", session, "Escape", "1"], check=True)
@@ -158,6 +159,6 @@ def test_hotspot_iketcp_timeline_on_screen_when_shown_after_the_run_at_80x24() -
         subprocess.run(["tmux", "-L", session, "send-keys", "-t", session, "4"], check=True)
         screen = _wait_for(session, lambda s: "TCP ike/1 closing" in s, limit_s=30)
         assert "h1 ike" in screen and "TCP ike/1 closing" in screen, screen  # the column's last lines
-        assert "data 32.0 KiB each way delivered" in " ".join(screen.split()), screen
+        assert "32.0 KiB each way — as expected" in " ".join(screen.split()), screen
     finally:
         subprocess.run(["tmux", "-L", session, "kill-server"], check=False, capture_output=True)

@@ -57,14 +57,14 @@ def outcome_lines(tracker: OutcomeTracker) -> list[tuple[str, str, str]]:
         if i.transport is None:
             words = "IKE SA being negotiated…"
         else:
-            after = f" after {i.after:.2f} s" if i.after is not None else ""
+            after = f" in {i.after:.2f} s" if i.after is not None else ""
             words = f"IKE SA over {i.transport.upper()} {i.port}{after}"
         verdict = i.verdict
         if verdict == "unexpected":
             verdict = f"unexpected (expected {i.expected.upper() if i.expected else '?'})"
         streams = [t for name, t in tracker.transfers.items() if tunnelled.get(name) == i.name]
         if streams and (i.transport is not None or any(t.done for t in streams)):
-            words += "; data " + _tunnelled_words(streams)
+            words += "; " + _tunnelled_words(streams)
             wrong = [t for t in streams if t.verdict == "unexpected"]
             if wrong and not verdict.startswith("unexpected"):
                 verdict = f"unexpected (expected {wrong[0].expected})"
@@ -75,10 +75,10 @@ def outcome_lines(tracker: OutcomeTracker) -> list[tuple[str, str, str]]:
 def _tunnelled_words(streams: list[Any]) -> str:
     """The data each way through one IKE session's tunnel, in one phrase."""
     if all(t.outcome == "running" for t in streams):
-        return "not through yet"
+        return "data not through yet"
     if all(t.outcome == "delivered" for t in streams) and len({t.bytes for t in streams}) == 1:
-        return f"{fmt_bytes(streams[0].bytes)} each way delivered"
-    return ", ".join(f"{t.name.rsplit(' ', 1)[-1]} {outcome_words(t)}" for t in streams)
+        return f"{fmt_bytes(streams[0].bytes)} each way"  # the verdict says whether that is expected
+    return "data " + ", ".join(f"{t.name.rsplit(' ', 1)[-1]} {outcome_words(t)}" for t in streams)
 
 
 class OutcomesPanel(Widget, TraceView):
