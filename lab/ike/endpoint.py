@@ -577,7 +577,7 @@ class IkeEndpoint:
             sa.receive_message(data, now=now)
             if sa.last_received_at == now and transport == "tcp":
                 self._reconnects = 0  # the connection works: a later break gets fresh reconnect tries
-            if before is IkeSaState.INIT_SENT and sa.state is IkeSaState.AUTH_SENT:
+            if before is IkeSaState.INIT_SENT and sa.state in (IkeSaState.INTERMEDIATE_SENT, IkeSaState.AUTH_SENT):
                 self._choose_winner(sa, now)
             self._pump_sa(sa, now)
             return
@@ -874,7 +874,11 @@ class IkeEndpoint:
                         self._events.append(event)
                     else:
                         self._last_failure = event.reason
-                        self._attempt_failed(attempt, "failed", now)
+                        if sa.too_big_for_udp:  # straight to TCP: other UDP ports would not fit either
+                            self._plan = [step for step in self._plan if step[0] == "tcp"]
+                            self._attempt_failed(attempt, "too_big_for_udp", now)
+                        else:
+                            self._attempt_failed(attempt, "failed", now)
                 continue
             if isinstance(event, IkeSaDeleted):
                 self._sa_gone(sa, now)
