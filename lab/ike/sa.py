@@ -492,7 +492,8 @@ class IkeSa:
             return
         self._arrival = path
         if is_fragment_message(data):
-            self._receive_fragment(data, now, transport=path[0] if path is not None else self.transport)
+            port = path[1][1] if path is not None and not self.initiator else None
+            self._receive_fragment(data, now, transport=path[0] if path is not None else self.transport, port=port)
             return
         try:
             message = decode_ike_message(data)
@@ -516,7 +517,7 @@ class IkeSa:
         else:
             self._receive_request(message, data, now)
 
-    def _receive_fragment(self, data: bytes, now: float, *, transport: str) -> None:
+    def _receive_fragment(self, data: bytes, now: float, *, transport: str, port: int | None) -> None:
         """One SKF message (RFC 7383 §2.6): checked, kept, and once the set is whole handled as the message."""
         if transport != "udp" or not self.fragmentation or self.keys is None:
             why = "over TCP" if transport != "udp" else "not negotiated" if self.keys is not None else "before keys"
@@ -545,6 +546,7 @@ class IkeSa:
                 header.response,
                 len(data),
                 fragments=result.total,
+                port=port,
             )
         elif isinstance(result, FragmentOfReassembledMessage):
             cached = self._cached_response
@@ -571,6 +573,7 @@ class IkeSa:
                 message.response,
                 len(data),
                 fragments=result.fragments,
+                port=port,
             )
             self._record(
                 now,
