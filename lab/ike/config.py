@@ -8,6 +8,7 @@ from typing import Any
 
 from lab.errors import ConfigError
 from lab.ike.fragmentation import ReassemblyLimits
+from lab.ike.policy import OVERSIZE_UDP_POLICIES
 from lab.wire.ikev2 import (
     AUTH_HMAC_SHA2_256_128,
     AUTH_HMAC_SHA2_384_192,
@@ -40,7 +41,6 @@ KE_ML_KEM_768 = 36  # Transform Type 4 IDs (IANA; lab.ike.mlkem)
 KE_ML_KEM_1024 = 37
 SUPPORTED_ADDITIONAL_KES = (KE_ML_KEM_768, KE_ML_KEM_1024, *SUPPORTED_DH_GROUPS)  # RFC 9370 ADDKE methods
 AUTH_METHODS = ("psk", "signature")  # RFC 7296 §2.15 shared key MIC; RFC 7427 digital signature
-OVERSIZE_UDP_POLICIES = ("send", "tcp")
 MIN_PATH_MTU_BYTES = 576  # RFC 7383 §2.5.1: what IPv4 must carry
 
 ANY_IPV4 = TrafficSelector(TS_IPV4_ADDR_RANGE, "0.0.0.0", "255.255.255.255")

@@ -880,12 +880,35 @@ class IkeEndpoint:
                         else:
                             self._attempt_failed(attempt, "failed", now)
                 continue
+            if isinstance(event, IkeSaDeleted) and self.initiator and sa is self.sa and sa.too_big_for_udp:
+                self._udp_too_small(sa, event.reason, now)
+                continue
             if isinstance(event, IkeSaDeleted):
                 self._sa_gone(sa, now)
             elif isinstance(event, IkeSaEstablished):
                 self.established_at = now
                 self._arm_keepalive(sa, now)
             self._events.append(event)
+
+    def _udp_too_small(self, sa: IkeSa, reason: str, now: float) -> None:
+        """The UDP attempt that won IKE_SA_INIT cannot send its next message (lab.ike.policy): on to TCP."""
+        attempt = next((a for a in self._attempts if a.sa is sa), None)
+        self.sa = None
+        self._last_failure = reason
+        self._plan = [("tcp", p) for p in self.config.tcp_ports] if self.config.transport == "fallback" else []
+        if attempt is not None:
+            self._record(
+                now,
+                "state_updated",
+                {
+                    "attempt": attempt.number,
+                    "event": "too_big_for_udp",
+                    "transport": attempt.transport,
+                    "port": attempt.port,
+                    "after_s": round(now - attempt.started_at, 6),
+                },
+            )
+        self._next_attempt(now)
 
     def _rekeyed(self, old: IkeSa, now: float) -> None:
         """``old`` has a successor (RFC 7296 §2.18): carry on with it on the same transport."""

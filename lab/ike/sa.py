@@ -87,7 +87,6 @@ from lab.ike.fragmentation import (
     FragmentReassembler,
     FragmentRefused,
     MessageReassembled,
-    choose_udp_sending,
     fragment_message,
     fragmentation_supported_notify,
     max_ike_message_len,
@@ -128,6 +127,7 @@ from lab.ike.multi_ke import (
     update_ike_sa_keys,
     with_additional_key_exchanges,
 )
+from lab.ike.policy import oversize_action
 from lab.ike.proposals import (
     DH_IGNORED,
     DH_OPTIONAL,
@@ -1899,11 +1899,14 @@ class IkeSa:
         if self.transport != "udp":
             return (data,)
         limit = self.max_udp_message_len()
-        how = choose_udp_sending(
+        how = oversize_action(
             len(data),
             max_message_len=limit,
-            encrypted=True,
             fragmentation_negotiated=self.fragmentation and self.encr_id == ENCR_AES_GCM_16,
+            policy=self.config.oversize_udp,
+            initiator=self.initiator,
+            before_ike_auth_done=self.state in (IkeSaState.INTERMEDIATE_SENT, IkeSaState.AUTH_SENT),
+            response=response,
         )
         if how == "whole":
             return (data,)
@@ -1925,12 +1928,7 @@ class IkeSa:
             "path_mtu": self.config.path_mtu_bytes,
             "peer_fragmentation": self.peer_fragmentation,
         }
-        if (
-            self.initiator
-            and not response
-            and self.config.oversize_udp == "tcp"
-            and self.state in (IkeSaState.INTERMEDIATE_SENT, IkeSaState.AUTH_SENT)
-        ):
+        if how == "tcp":
             reason = (
                 f"{exchange_name(exchange_type)} of {len(data)} bytes does not fit a {self.config.path_mtu_bytes}-byte"
                 " path and the peer offered no IKE fragmentation: going to TCP"
