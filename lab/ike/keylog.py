@@ -27,9 +27,13 @@ one table can decrypt only one stage. The table written here holds the
 final keys: IKE_AUTH (which carries IntAuth and the certificates), the
 Child SA negotiation and everything after decrypt; the IKE_INTERMEDIATE
 messages themselves, each protected with the keys from before its own
-update, show as undecryptable. To read IKE_INTERMEDIATE n, build a table
-from the records of stage n-1 (the IKE_SA_INIT keys for the first) and
-open the capture with that one instead. The KE payloads inside are public
+update, do not: tshark 4.0 still runs them through AES-GCM with the final
+keys and shows garbage marked "IKEv2 Integrity Checksum Data is
+incorrect" (and a malformed packet). To read IKE_INTERMEDIATE n, build a
+table from the records of stage n-1 (the IKE_SA_INIT keys for the first:
+``key_tables(r for r in records if "intermediate" not in r.data)``) and
+open the capture with that one instead; tests/ike/test_pq_integration.py
+checks both with tshark. The KE payloads inside are public
 values anyway; only the final keys protect secrets. ESP is unaffected: the
 Child SA's keys come from the last SK_d and their rows are exact.
 """

@@ -1724,6 +1724,8 @@ class IkeSa:
         new.peer_id = self.peer_id
         new.peer_childless = self.peer_childless
         new.nat_detected_local, new.nat_detected_remote = self.nat_detected_local, self.nat_detected_remote
+        new.fragmentation, new.peer_fragmentation = self.fragmentation, self.peer_fragmentation  # RFC 7383 §2.3
+        new.peer_hash_algorithms = self.peer_hash_algorithms
         seed = rekey_skeyseed(self.prf_id, old_sk_d=self.keys.sk_d, shared_secret=shared, ni=ni, nr=nr)
         new._derive_keys(shared, now, seed=seed)
         new.children, self.children = self.children, {}

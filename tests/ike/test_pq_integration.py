@@ -8,19 +8,24 @@ ESP whose keys come from the last SK_d, byte-exact end to end.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from lab.ike.events import IkeSaDeleted, IkeSaEstablished, PacketReceived
-from lab.ike.keylog import key_tables
+from lab.ike.keylog import KeyTables, key_tables
 from lab.ike.keys import decrypt_message, derive_child_sa_keys, encr_key_len, encrypt_message
 from lab.ike.multi_ke import IKE_INTERMEDIATE
 from lab.scenario import Scenario, run_scenario
 from lab.scenario.ike import IkeSession
-from lab.trace import MemoryTracer
+from lab.trace import MemoryTracer, read_jsonl
 from lab.wire.buffer import Buffer
 from lab.wire.ikev2 import AUTHENTICATION_FAILED, NON_ESP_MARKER, NotifyPayload, pull_ike_header
 from tests.ike.pair import Pair, configs
 
+TSHARK = shutil.which("tshark")
 HYBRIDS = {"x25519+mlkem768": (31, 36), "p256+mlkem1024": (19, 37)}
 
 
@@ -249,3 +254,62 @@ def test_hybrid_sessions_in_the_simulator_carry_esp_byte_exact(transport: str) -
     ]
     assert {r.data["message_id"] for r in auth} == {2}
     assert all(t.extra.get("closed") for t in result.transfers if t.name.endswith("r->i"))
+
+
+def test_tshark_decrypts_ike_auth_with_the_final_keys_and_ike_intermediate_with_the_first(tmp_path: Path) -> None:
+    """What keylog's docstring says tshark's one-row-per-SPI-pair table can and cannot do, checked with tshark."""
+    if TSHARK is None:
+        pytest.skip("tshark is not installed (apt install tshark)")
+    scenario = Scenario(
+        name="pq-tshark",
+        description="hybrid IKE for tshark",
+        topology="single-path",
+        transfers=(_pq_session("x25519", 36, 31, "udp"),),
+        time_limit_s=60.0,
+    )
+    out = tmp_path / "run"
+    assert run_scenario(scenario, seed=3, out_dir=out).ok
+    records = list(read_jsonl(out / "trace.jsonl"))
+
+    def decoded(tables: KeyTables) -> dict[str, list[tuple[bool, set[str]]]]:
+        """Exchange type -> (ICV verified, payload types) per IKE message tshark decrypted with ``tables``."""
+        fields = ("isakmp.exchangetype", "isakmp.typepayload", "_ws.expert.message")
+        proc = subprocess.run(
+            [TSHARK, "-n", "-r", str(out / "pcaps" / "h1-eth0.pcap"), *tables.tshark_options(), "-T", "fields"]
+            + ["-E", "separator=|", *(a for f in fields for a in ("-e", f))],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        rows: dict[str, list[tuple[bool, set[str]]]] = {}
+        for line in proc.stdout.splitlines():
+            exchange, payloads, expert = line.split("|")
+            if exchange:
+                verified = "Integrity Checksum Data is incorrect" not in expert
+                rows.setdefault(exchange, []).append((verified, set(payloads.split(","))))
+        return rows
+
+    final = decoded(key_tables(records))
+    assert len(final["35"]) == 2 and all(ok and {"35", "39"} & p for ok, p in final["35"])  # IKE_AUTH: SK{ID, AUTH}
+    assert len(final["43"]) == 2 and not any(ok for ok, _ in final["43"])  # IKE_INTERMEDIATE: wrong keys, bad ICV
+    first = decoded(key_tables(r for r in records if "intermediate" not in r.data))
+    assert all(ok and "34" in p for ok, p in first["43"])  # the IKE_SA_INIT keys open SK{KE}
+    assert not any(ok for ok, _ in first["35"])
+
+
+def test_a_hybrid_sa_rekeys_its_child_and_itself_and_keeps_fragmentation() -> None:
+    """Rekeys are classic (CREATE_CHILD_SA with the ECDH group; no IKE_FOLLOWUP_KE), seeded from the hybrid SK_d."""
+    pair = hybrid_pair("p256+mlkem1024", fragmentation=True, path_mtu_bytes=1280)
+    old = pair.i.sa
+    pair.i.rekey_child(now=pair.now)
+    pair.run(pair.now + 1.0)
+    pair.i.rekey_ike(now=pair.now)
+    pair.run(pair.now + 1.0)
+    new = pair.i.sa
+    assert new is not old and new.established and new.fragmentation
+    assert new.keys.sk_d != old.keys.sk_d
+    pair.i.send_packet(b"\x45after both rekeys", now=pair.now)
+    pair.run(pair.now + 1.0)
+    assert [e.data for e in pair.of("r", PacketReceived)] == [b"\x45after both rekeys"]
