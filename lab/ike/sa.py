@@ -1215,6 +1215,8 @@ class IkeSa:
             algorithm = verify_auth(certificates[0].public_key(), auth.data, octets)
         except RemoteProtocolError as exc:
             return str(exc)
+        except (ValueError, TypeError) as exc:  # a certificate cryptography cannot use (odd key or extension)
+            return f"unusable certificate: {exc}"
         self.peer_certificates = tuple(path)
         self._peer_signature = algorithm.name
         return ""

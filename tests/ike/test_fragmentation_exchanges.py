@@ -234,3 +234,18 @@ def test_a_fragment_flood_keeps_memory_bounded_and_the_sa_working() -> None:
     assert reassembler.refusals["evicted"] >= 290
     assert still_alive(pair)
     assert pair.r.sas()[0].established
+
+
+def test_a_fragment_arriving_over_tcp_is_dropped() -> None:
+    """RFC 7383 fragments have no place on TCP (RFC 9329 carries any size): the SA drops them, unread."""
+    from lab.wire.iketcp import encode_ike_frame
+
+    pair = fragmented_pair(transport="tcp")
+    assert pair.of("r", IkeSaEstablished)
+    (conn,) = list(pair._tcp_back)
+    pair.r.receive_tcp_data(conn, encode_ike_frame(forge(pair, 9, 1500)[0]), now=pair.now)
+    pair.flush()
+    drops = [r.data for r in pair.tracer.select(layer="ike", name="segment_dropped", node="r")]
+    assert [(d["reason"], d["detail"]) for d in drops] == [("fragment_unexpected", "IKE fragment over TCP")]
+    assert pair.r.sas()[0]._reassembler.buffered_len == 0
+    assert still_alive(pair)
