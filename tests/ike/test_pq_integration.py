@@ -313,3 +313,34 @@ def test_a_hybrid_sa_rekeys_its_child_and_itself_and_keeps_fragmentation() -> No
     pair.i.send_packet(b"\x45after both rekeys", now=pair.now)
     pair.run(pair.now + 1.0)
     assert [e.data for e in pair.of("r", PacketReceived)] == [b"\x45after both rekeys"]
+
+
+def test_two_additional_key_exchanges_take_two_intermediate_exchanges() -> None:
+    pair = Pair(*configs(transport="udp", dh_groups=(31,), additional_key_exchanges=(36, 37)))
+    pair.i.connect(now=0.0)
+    pair.run(5.0)
+    assert pair.of("i", IkeSaEstablished) and pair.of("r", IkeSaEstablished)
+    assert exchanges(pair, "i")[:4] == [
+        ("IKE_SA_INIT", 0, False),
+        ("IKE_INTERMEDIATE", 1, False),
+        ("IKE_INTERMEDIATE", 2, False),
+        ("IKE_AUTH", 3, False),
+    ]
+    assert pair.i.sa.intermediate_done == pair.r.sas()[0].intermediate_done == 2
+    stages = [r.data.get("additional_ke") for r in pair.tracer.select(layer="ike", name="key_updated", node="r")]
+    assert stages == [None, 36, 37]
+
+
+def test_invalid_ke_payload_retry_keeps_the_additional_key_exchange() -> None:
+    """The responder wants the other ECDH group (RFC 7296 §1.2): the initiator retries IKE_SA_INIT, ADDKE and all."""
+    pair = Pair(*configs(transport="udp", i_dh_groups=(19, 31), r_dh_groups=(31,), additional_key_exchanges=(36,)))
+    pair.i.connect(now=0.0)
+    pair.run(5.0)
+    assert pair.of("i", IkeSaEstablished)
+    assert pair.i.sa.dh_group == 31 and pair.i.sa.additional_kes == (36,)
+    retries = [
+        r.data
+        for r in pair.tracer.select(layer="ike", name="state_updated", node="i")
+        if r.data.get("result") == "INVALID_KE_PAYLOAD"
+    ]
+    assert [d["dh_group"] for d in retries] == [31]
