@@ -28,7 +28,11 @@ Transports, as RFC 7296 §2.23, RFC 3948 and RFC 9329 have them:
 Fallback (initiator): ``sequential`` tries each UDP port for
 ``udp_timeout_s`` and then each TCP port, each attempt with a fresh IKE SA
 (new SPI and nonce, RFC 9329 §5); ``racing`` starts TCP ``race_head_start_s``
-after UDP and keeps whichever completes IKE_SA_INIT first.
+after UDP and keeps whichever completes IKE_SA_INIT first. A UDP attempt
+that completed IKE_SA_INIT but then cannot finish (its IKE_INTERMEDIATE or
+IKE_AUTH goes unanswered through every retransmission, as on a path that
+drops large datagrams or IP fragments, or does not fit the path under
+``oversize_udp="tcp"``, lab.ike.policy) starts over on TCP as well.
 """
 
 from __future__ import annotations
@@ -880,8 +884,8 @@ class IkeEndpoint:
                         else:
                             self._attempt_failed(attempt, "failed", now)
                 continue
-            if isinstance(event, IkeSaDeleted) and self.initiator and sa is self.sa and sa.too_big_for_udp:
-                self._udp_too_small(sa, event.reason, now)
+            if isinstance(event, IkeSaDeleted) and self._udp_setup_failed(sa, event):
+                self._udp_too_small(sa, event.reason, now, "too_big_for_udp" if sa.too_big_for_udp else "unanswered")
                 continue
             if isinstance(event, IkeSaDeleted):
                 self._sa_gone(sa, now)
@@ -890,8 +894,22 @@ class IkeEndpoint:
                 self._arm_keepalive(sa, now)
             self._events.append(event)
 
-    def _udp_too_small(self, sa: IkeSa, reason: str, now: float) -> None:
-        """The UDP attempt that won IKE_SA_INIT cannot send its next message (lab.ike.policy): on to TCP."""
+    def _udp_setup_failed(self, sa: IkeSa, event: IkeSaDeleted) -> bool:
+        """Whether the UDP attempt that won IKE_SA_INIT died before IKE_AUTH completed without the peer refusing
+        anything: its next message did not fit (lab.ike.policy), or it was never answered (a path that drops
+        the large IKE_INTERMEDIATE or IKE_AUTH datagrams, or their IP fragments)."""
+        return (
+            self.initiator
+            and sa is self.sa
+            and sa.transport == "udp"
+            and sa.established_at is None
+            and event.error
+            and event.notify_type is None
+            and (bool(sa.too_big_for_udp) or sa.unanswered)
+        )
+
+    def _udp_too_small(self, sa: IkeSa, reason: str, now: float, why: str) -> None:
+        """The UDP attempt that won IKE_SA_INIT could not finish (``why``): with fallback, on to TCP (RFC 9329 §5)."""
         attempt = next((a for a in self._attempts if a.sa is sa), None)
         self.sa = None
         self._last_failure = reason
@@ -902,7 +920,7 @@ class IkeEndpoint:
                 "state_updated",
                 {
                     "attempt": attempt.number,
-                    "event": "too_big_for_udp",
+                    "event": why,
                     "transport": attempt.transport,
                     "port": attempt.port,
                     "after_s": round(now - attempt.started_at, 6),

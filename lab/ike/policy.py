@@ -23,7 +23,10 @@ IKE_SA_INIT answer (only then is it known whether it offered RFC 7383), so
 it costs one UDP round trip, not the whole UDP timeout. A responder cannot
 change transport (it is the TCP Responder) and always sends what it must.
 ``oversize_udp="send"`` (the default) sends the message whole and leaves
-the outcome to the path, as implementations without such a policy do.
+the outcome to the path, as implementations without such a policy do; if
+the path drops it, the request goes unanswered through every
+retransmission (``response_timeout_s``) and only then does a ``fallback``
+initiator start over on TCP (lab.ike.endpoint).
 
 What the IETF is doing about it: the IPsecME working group took up
 "Separate Transports for IKE and ESP" (draft-ietf-ipsecme-ikev2-reliable-transport,

@@ -342,6 +342,7 @@ class IkeSa:
         self._reassembler = FragmentReassembler(config.fragment_limits)
         self.fragments_sent = 0
         self.too_big_for_udp = ""  # why this initiator gave UDP up for TCP (oversize_udp="tcp"), else ""
+        self.unanswered = False  # a request went unanswered through every retransmission
         self.peer_hash_algorithms: tuple[int, ...] = ()  # RFC 7427 §4
         self.peer_certificates: tuple[Any, ...] = ()  # the validated chain (end entity first)
         self._peer_signature = ""
@@ -2133,6 +2134,7 @@ class IkeSa:
     def _timeout(self, now: float) -> None:
         req = self._outstanding
         self._outstanding = None
+        self.unanswered = True
         name = exchange_name(req.exchange_type) if req else "?"
         self._record(
             now, "state_updated", {"exchange": name, "result": "timeout", "sa": self.label, "transport": self.transport}

@@ -156,3 +156,33 @@ def test_a_large_certificate_chain_sends_the_initiator_to_tcp_in_the_simulator()
         ("started", "tcp"),
         ("won", "tcp"),
     ]
+
+
+def drop_oversized(kind: str, from_i: bool, data: bytes) -> bytes | None:
+    """A path that loses every datagram larger than 1500 octets of IP (as one that drops IP fragments does)."""
+    return None if kind == "udp" and len(data) + 8 + 20 > 1500 else data
+
+
+@pytest.mark.parametrize(
+    ("settings", "transport", "at_s"),
+    [
+        # no RFC 7383, no policy: IKE_INTERMEDIATE (sent at 20 ms) is lost through every retransmission
+        # (0.5 + 1 + 2 s with retransmit_tries=2), then TCP from scratch
+        ({"r_fragmentation": False, "retransmit_tries": 2}, "tcp", 0.02 + 3.5 + 4 * 2 * 0.01),
+        # RFC 7383: every fragment fits, UDP works: IKE_SA_INIT, IKE_INTERMEDIATE, IKE_AUTH
+        ({}, "udp", 3 * 2 * 0.01),
+        # the policy: one UDP round trip, then TCP
+        ({"r_fragmentation": False, "i_oversize_udp": "tcp"}, "tcp", 2 * 0.01 + 4 * 2 * 0.01),
+    ],
+    ids=["ip-fragments-dropped", "rfc7383", "straight-to-tcp"],
+)
+def test_a_path_that_drops_large_datagrams(settings: dict, transport: str, at_s: float) -> None:
+    pair = Pair(*configs(**PQ, fragmentation=True, path_mtu_bytes=1500, **settings), tamper=drop_oversized)
+    pair.i.connect(now=0.0)
+    pair.run(10.0)
+    assert [e.transport for e in pair.of("i", IkeSaEstablished)] == [transport]
+    assert established_at(pair) == pytest.approx(at_s)
+    udp_end = [event for _, event, t, _ in attempts(pair) if t == "udp"][-1]
+    assert udp_end == {"tcp": "unanswered" if "retransmit_tries" in settings else "too_big_for_udp"}.get(
+        transport, "won"
+    )
