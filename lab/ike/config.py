@@ -191,8 +191,9 @@ class IkeConfig:
             raise ConfigError("replay_window_packets must be 0 (off) or at least 32 (RFC 4303 §3.4.3)")
         for name in ("additional_key_exchanges", "accepted_additional_kes"):
             methods = getattr(self, name)
-            if not isinstance(methods, tuple) or any(m not in SUPPORTED_ADDITIONAL_KES for m in methods):
+            if not isinstance(methods, tuple | list) or any(m not in SUPPORTED_ADDITIONAL_KES for m in methods):
                 raise ConfigError(f"{name} must be drawn from {SUPPORTED_ADDITIONAL_KES}, got {methods!r}")
+            object.__setattr__(self, name, tuple(methods))  # a JSON list from a scenario file works too
         if len(self.additional_key_exchanges) > 7:
             raise ConfigError("at most 7 additional key exchanges (RFC 9370 §2.2.1)")
         if (

@@ -344,3 +344,16 @@ def test_invalid_ke_payload_retry_keeps_the_additional_key_exchange() -> None:
         if r.data.get("result") == "INVALID_KE_PAYLOAD"
     ]
     assert [d["dh_group"] for d in retries] == [31]
+
+
+def test_config_checks_the_new_fields() -> None:
+    from lab.errors import ConfigError
+    from lab.ike.config import IkeConfig
+
+    assert IkeConfig(additional_key_exchanges=[36, 37]).additional_key_exchanges == (36, 37)  # from JSON
+    with pytest.raises(ConfigError, match="additional_key_exchanges must be drawn from"):
+        IkeConfig(additional_key_exchanges=(35,))  # ML-KEM-512: named, not implemented
+    with pytest.raises(ConfigError, match="at most 7"):
+        IkeConfig(additional_key_exchanges=(36,) * 8)
+    with pytest.raises(ConfigError, match="path_mtu_bytes must be 576..65535"):
+        IkeConfig(path_mtu_bytes=500)
