@@ -900,6 +900,7 @@ class IkeEndpoint:
         the large IKE_INTERMEDIATE or IKE_AUTH datagrams, or their IP fragments)."""
         return (
             self.initiator
+            and self.config.transport == "fallback"
             and sa is self.sa
             and sa.transport == "udp"
             and sa.established_at is None
@@ -913,7 +914,7 @@ class IkeEndpoint:
         attempt = next((a for a in self._attempts if a.sa is sa), None)
         self.sa = None
         self._last_failure = reason
-        self._plan = [("tcp", p) for p in self.config.tcp_ports] if self.config.transport == "fallback" else []
+        self._plan = [("tcp", p) for p in self.config.tcp_ports]
         if attempt is not None:
             self._record(
                 now,
