@@ -1199,8 +1199,10 @@ class IkeSa:
         octets = self._signed_octets(responder=self.initiator, identity=identity)
         if self.config.auth == "psk":
             expected = prf(self.prf_id, prf(self.prf_id, self.config.psk, KEY_PAD), octets)
-            if auth.method != AUTH_SHARED_KEY_MIC or id_type != ID_FQDN:
-                return f"AUTH method {auth.method}, we expect a shared key MIC"
+            if auth.method != AUTH_SHARED_KEY_MIC:
+                return f"AUTH method {auth.method}, we expect a shared key MIC (2)"
+            if id_type != ID_FQDN:
+                return f"ID type {id_type}, we expect ID_FQDN ({ID_FQDN})"
             return "" if hmac.compare_digest(auth.data, expected) else "the shared key MIC differs"
         if auth.method != AUTH_DIGITAL_SIGNATURE:
             return f"AUTH method {auth.method}, we expect a digital signature (14)"
