@@ -212,3 +212,14 @@ def test_both_hybrids_with_certificates_in_the_simulator(key_type: str, transpor
         assert {r.data["exchange"] for r in fragments} >= {"IKE_AUTH"} and udp_frames
     else:
         assert not fragments and not udp_frames
+
+
+def test_a_psk_initiator_meets_a_responder_that_wants_signatures() -> None:
+    p = pki("ecdsa-p256")
+    settings = cert_settings(p)
+    settings["i_auth"] = "psk"
+    pair = run_pair(transport="udp", **settings)
+    (failed,) = [d for d in auth_records(pair, "r") if d["result"] == "failed"]
+    assert "AUTH method 2, we expect a digital signature (14)" in failed["reason"]
+    (deleted,) = pair.of("i", IkeSaDeleted)
+    assert deleted.notify_type == AUTHENTICATION_FAILED
