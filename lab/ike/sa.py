@@ -529,12 +529,9 @@ class IkeSa:
         except DecodeError as exc:
             self._drop(now, "fragment_malformed", str(exc))
             return
-        if header.response:
-            sk_e = self.keys.sk_er if self.initiator else self.keys.sk_ei
-            # as sent: a response to our request is under the keys in force before its own update
-        else:
-            keys = self._keys_by_mid.get(header.message_id, self.keys)
-            sk_e = keys.sk_er if self.initiator else keys.sk_ei
+        # the sender's SK_e; a retransmitted IKE_INTERMEDIATE request came under the keys before its update
+        keys = self.keys if header.response else self._keys_by_mid.get(header.message_id, self.keys)
+        sk_e = keys.sk_er if self.initiator else keys.sk_ei
         result = self._reassembler.add(data, sk_e=sk_e, now=now)
         if isinstance(result, FragmentRefused):
             self._drop_fragment(now, result)
