@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from lab.errors import ConfigError
+from lab.ike.fragmentation import ReassemblyLimits
+from lab.ike.policy import OVERSIZE_UDP_POLICIES
 from lab.wire.ikev2 import (
     AUTH_HMAC_SHA2_256_128,
     AUTH_HMAC_SHA2_384_192,
@@ -32,6 +36,12 @@ FALLBACK_POLICIES = ("sequential", "racing")
 IKE_UDP_PORT = 500  # RFC 7296 §2
 NAT_T_PORT = 4500  # RFC 3948 §2, RFC 7296 §2.23
 DEFAULT_TCP_PORT = 4500  # RFC 9329 §2: the default; 443 is the usual alternative
+
+KE_ML_KEM_768 = 36  # Transform Type 4 IDs (IANA; lab.ike.mlkem)
+KE_ML_KEM_1024 = 37
+SUPPORTED_ADDITIONAL_KES = (KE_ML_KEM_768, KE_ML_KEM_1024, *SUPPORTED_DH_GROUPS)  # RFC 9370 ADDKE methods
+AUTH_METHODS = ("psk", "signature")  # RFC 7296 §2.15 shared key MIC; RFC 7427 digital signature
+MIN_PATH_MTU_BYTES = 576  # RFC 7383 §2.5.1: what IPv4 must carry
 
 ANY_IPV4 = TrafficSelector(TS_IPV4_ADDR_RANGE, "0.0.0.0", "255.255.255.255")
 
@@ -65,6 +75,27 @@ class IkeConfig:
       for COOKIEs (RFC 7296 §2.6); 0 always asks, None never.
     * ``export_keys``: record each SA's keys as ``key_updated`` (ike/esp), so
       ``lab.ike.keylog`` can write tshark's decryption tables.
+    * ``additional_key_exchanges``: the initiator's RFC 9370 rounds, one
+      method each (ADDKE1, ADDKE2, ...), e.g. ``(36,)`` for ML-KEM-768 after
+      the ECDH of IKE_SA_INIT; every round is required (no NONE). Each runs
+      in its own IKE_INTERMEDIATE exchange (RFC 9242). A responder accepts
+      the methods in ``accepted_additional_kes`` (default: ML-KEM-768/1024
+      and every supported DH group).
+    * ``fragmentation``: send IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 §2.3)
+      in IKE_SA_INIT; once both did, encrypted messages longer than one
+      ``path_mtu_bytes`` datagram go over UDP as SKF fragments (never over
+      TCP). ``fragment_limits`` bound reassembly (lab.ike.fragmentation).
+    * ``oversize_udp``: what an initiator does with a message that does not
+      fit the path over UDP and may not be fragmented (the peer did not
+      offer RFC 7383): ``"send"`` it whole (the IP layer fragments it, if the
+      path lets fragments through), or ``"tcp"``: give UDP up at once and
+      start over on TCP (RFC 9329), when the transport is ``fallback``.
+    * ``auth``: ``"psk"`` (AUTH method 2) or ``"signature"`` (RFC 7427
+      method 14 with ``credential``, a lab.ike.certs.Credential whose
+      certificate names ``local_id`` as a dNSName; the peer's chain is
+      checked against ``trust_anchors`` at ``validation_time``, a fixed
+      timezone-aware instant, since the endpoint reads no clock). Both
+      ends use the same method; CERT and CERTREQ payloads go with it.
     """
 
     psk: bytes = b"lab-psk-not-secret-0123456789"
@@ -98,6 +129,16 @@ class IkeConfig:
     export_keys: bool = False
     metrics_interval_s: float = 0.5
     cookie_secret: bytes = field(default=b"", repr=False)  # empty: drawn from the endpoint's rng
+    additional_key_exchanges: tuple[int, ...] = ()
+    accepted_additional_kes: tuple[int, ...] = SUPPORTED_ADDITIONAL_KES
+    fragmentation: bool = False
+    path_mtu_bytes: int = 1500
+    fragment_limits: ReassemblyLimits = field(default_factory=ReassemblyLimits)
+    oversize_udp: str = "send"
+    auth: str = "psk"
+    credential: Any = field(default=None, repr=False)  # lab.ike.certs.Credential
+    trust_anchors: tuple[Any, ...] = field(default=(), repr=False)  # x509.Certificate
+    validation_time: dt.datetime | None = None
 
     def __post_init__(self) -> None:
         if not self.psk:
@@ -148,6 +189,30 @@ class IkeConfig:
             raise ConfigError(f"tcp_reconnect_tries must be >= 0, got {self.tcp_reconnect_tries}")
         if self.replay_window_packets and self.replay_window_packets < 32:
             raise ConfigError("replay_window_packets must be 0 (off) or at least 32 (RFC 4303 §3.4.3)")
+        for name in ("additional_key_exchanges", "accepted_additional_kes"):
+            methods = getattr(self, name)
+            if not isinstance(methods, tuple | list) or any(m not in SUPPORTED_ADDITIONAL_KES for m in methods):
+                raise ConfigError(f"{name} must be drawn from {SUPPORTED_ADDITIONAL_KES}, got {methods!r}")
+            object.__setattr__(self, name, tuple(methods))  # a JSON list from a scenario file works too
+        if len(self.additional_key_exchanges) > 7:
+            raise ConfigError("at most 7 additional key exchanges (RFC 9370 §2.2.1)")
+        if (
+            isinstance(self.path_mtu_bytes, bool)
+            or not isinstance(self.path_mtu_bytes, int)
+            or not (MIN_PATH_MTU_BYTES <= self.path_mtu_bytes <= 65535)
+        ):
+            raise ConfigError(f"path_mtu_bytes must be {MIN_PATH_MTU_BYTES}..65535, got {self.path_mtu_bytes!r}")
+        if self.oversize_udp not in OVERSIZE_UDP_POLICIES:
+            raise ConfigError(
+                f"oversize_udp must be one of {', '.join(OVERSIZE_UDP_POLICIES)}, got {self.oversize_udp!r}"
+            )
+        if self.auth not in AUTH_METHODS:
+            raise ConfigError(f"auth must be one of {', '.join(AUTH_METHODS)}, got {self.auth!r}")
+        if self.auth == "signature":
+            if self.credential is None or not self.trust_anchors:
+                raise ConfigError("auth 'signature' needs a credential and trust_anchors")
+            if self.validation_time is None or self.validation_time.tzinfo is None:
+                raise ConfigError("auth 'signature' needs a timezone-aware validation_time")
 
     @property
     def response_timeout_s(self) -> float:

@@ -28,7 +28,11 @@ Transports, as RFC 7296 §2.23, RFC 3948 and RFC 9329 have them:
 Fallback (initiator): ``sequential`` tries each UDP port for
 ``udp_timeout_s`` and then each TCP port, each attempt with a fresh IKE SA
 (new SPI and nonce, RFC 9329 §5); ``racing`` starts TCP ``race_head_start_s``
-after UDP and keeps whichever completes IKE_SA_INIT first.
+after UDP and keeps whichever completes IKE_SA_INIT first. A UDP attempt
+that completed IKE_SA_INIT but then cannot finish (its IKE_INTERMEDIATE or
+IKE_AUTH goes unanswered through every retransmission, as on a path that
+drops large datagrams or IP fragments, or does not fit the path under
+``oversize_udp="tcp"``, lab.ike.policy) starts over on TCP as well.
 """
 
 from __future__ import annotations
@@ -577,7 +581,7 @@ class IkeEndpoint:
             sa.receive_message(data, now=now)
             if sa.last_received_at == now and transport == "tcp":
                 self._reconnects = 0  # the connection works: a later break gets fresh reconnect tries
-            if before is IkeSaState.INIT_SENT and sa.state is IkeSaState.AUTH_SENT:
+            if before is IkeSaState.INIT_SENT and sa.state in (IkeSaState.INTERMEDIATE_SENT, IkeSaState.AUTH_SENT):
                 self._choose_winner(sa, now)
             self._pump_sa(sa, now)
             return
@@ -874,7 +878,14 @@ class IkeEndpoint:
                         self._events.append(event)
                     else:
                         self._last_failure = event.reason
-                        self._attempt_failed(attempt, "failed", now)
+                        if sa.too_big_for_udp:  # straight to TCP: other UDP ports would not fit either
+                            self._plan = [step for step in self._plan if step[0] == "tcp"]
+                            self._attempt_failed(attempt, "too_big_for_udp", now)
+                        else:
+                            self._attempt_failed(attempt, "failed", now)
+                continue
+            if isinstance(event, IkeSaDeleted) and self._udp_setup_failed(sa, event):
+                self._udp_too_small(sa, event.reason, now, "too_big_for_udp" if sa.too_big_for_udp else "unanswered")
                 continue
             if isinstance(event, IkeSaDeleted):
                 self._sa_gone(sa, now)
@@ -882,6 +893,41 @@ class IkeEndpoint:
                 self.established_at = now
                 self._arm_keepalive(sa, now)
             self._events.append(event)
+
+    def _udp_setup_failed(self, sa: IkeSa, event: IkeSaDeleted) -> bool:
+        """Whether the UDP attempt that won IKE_SA_INIT died before IKE_AUTH completed without the peer refusing
+        anything: its next message did not fit (lab.ike.policy), or it was never answered (a path that drops
+        the large IKE_INTERMEDIATE or IKE_AUTH datagrams, or their IP fragments)."""
+        return (
+            self.initiator
+            and self.config.transport == "fallback"
+            and sa is self.sa
+            and sa.transport == "udp"
+            and sa.established_at is None
+            and event.error
+            and event.notify_type is None
+            and (bool(sa.too_big_for_udp) or sa.unanswered)
+        )
+
+    def _udp_too_small(self, sa: IkeSa, reason: str, now: float, why: str) -> None:
+        """The UDP attempt that won IKE_SA_INIT could not finish (``why``): with fallback, on to TCP (RFC 9329 §5)."""
+        attempt = next((a for a in self._attempts if a.sa is sa), None)
+        self.sa = None
+        self._last_failure = reason
+        self._plan = [("tcp", p) for p in self.config.tcp_ports]
+        if attempt is not None:
+            self._record(
+                now,
+                "state_updated",
+                {
+                    "attempt": attempt.number,
+                    "event": why,
+                    "transport": attempt.transport,
+                    "port": attempt.port,
+                    "after_s": round(now - attempt.started_at, 6),
+                },
+            )
+        self._next_attempt(now)
 
     def _rekeyed(self, old: IkeSa, now: float) -> None:
         """``old`` has a successor (RFC 7296 §2.18): carry on with it on the same transport."""

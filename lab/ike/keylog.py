@@ -16,6 +16,26 @@ the equivalent ``-o uat:...`` options::
 
 ESP records use ``*`` for both addresses, so they match behind a NAT and
 on any transport. The keys are the lab's own: never export real secrets.
+
+IKE_INTERMEDIATE (RFC 9242) and additional key exchanges (RFC 9370): the
+IKE SA keeps its SPIs while its keys change after every IKE_INTERMEDIATE
+exchange, and each change is one more ``key_updated`` record (with
+``intermediate``: n). tshark's ``ikev2_decryption_table`` has exactly one
+row per SPI pair (SPIi, SPIr, SK_ei, SK_er, SK_ai, SK_ar and the
+algorithms) and no notion of a key schedule that moves within an SA, so
+one table can decrypt only one stage. The table written here holds the
+final keys: IKE_AUTH (which carries IntAuth and the certificates), the
+Child SA negotiation and everything after decrypt; the IKE_INTERMEDIATE
+messages themselves, each protected with the keys from before its own
+update, do not: tshark 4.0 still runs them through AES-GCM with the final
+keys and shows garbage marked "IKEv2 Integrity Checksum Data is
+incorrect" (and a malformed packet). To read IKE_INTERMEDIATE n, build a
+table from the records of stage n-1 (the IKE_SA_INIT keys for the first:
+``key_tables(r for r in records if "intermediate" not in r.data)``) and
+open the capture with that one instead; tests/ike/test_pq_integration.py
+checks both with tshark. The KE payloads inside are public
+values anyway; only the final keys protect secrets. ESP is unaffected: the
+Child SA's keys come from the last SK_d and their rows are exact.
 """
 
 from __future__ import annotations
@@ -64,7 +84,10 @@ class KeyTables:
 
 
 def key_tables(records: Iterable[TraceRecord]) -> KeyTables:
-    """The tables for every SA whose keys were exported; SAs seen from both ends appear once."""
+    """The tables for every SA whose keys were exported; SAs seen from both ends appear once.
+
+    An IKE SA whose keys changed after IKE_INTERMEDIATE exchanges appears with its last keys.
+    """
     ikev2: dict[tuple[str, str], str] = {}
     esp: dict[int, str] = {}
     for rec in records:
@@ -73,8 +96,7 @@ def key_tables(records: Iterable[TraceRecord]) -> KeyTables:
         data = rec.data
         if rec.layer == "ike" and "sk_ei" in data:
             key = (data["spi_i"], data["spi_r"])
-            ikev2.setdefault(
-                key,
+            ikev2[key] = (  # a later record of the same SPI pair is a later stage: the last wins
                 tshark_ikev2_record(
                     spi_i=bytes.fromhex(data["spi_i"]),
                     spi_r=bytes.fromhex(data["spi_r"]),
@@ -85,7 +107,7 @@ def key_tables(records: Iterable[TraceRecord]) -> KeyTables:
                     integ_id=int(data.get("integ_id", INTEG_NONE)),
                     sk_ai=bytes.fromhex(data.get("sk_ai", "")),
                     sk_ar=bytes.fromhex(data.get("sk_ar", "")),
-                ),
+                )
             )
         elif rec.layer == "esp" and "key_in" in data:
             encr_id = int(data.get("encr_id", ENCR_AES_GCM_16))

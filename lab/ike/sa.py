@@ -11,8 +11,9 @@ Exchanges::
 
     IKE_SA_INIT      HDR, [N(COOKIE)], SA, KE, Ni, N(NAT_DETECTION_*) [, N(CHILDLESS)]  -->
                  <-- HDR, SA, KE, Nr, N(NAT_DETECTION_*)      or N(COOKIE) / N(INVALID_KE_PAYLOAD)
-    IKE_AUTH         HDR, SK{IDi, [IDr], AUTH, [SA, TSi, TSr]}  -->
-                 <-- HDR, SK{IDr, AUTH, [SA, TSi, TSr] or N(error)}
+    IKE_INTERMEDIATE HDR(MID n), SK{KEi(n)}  -->  <-- HDR(MID n), SK{KEr(n)}      one per ADDKE round (RFC 9370)
+    IKE_AUTH         HDR, SK{IDi, [CERT+, CERTREQ], [IDr], AUTH, [SA, TSi, TSr]}  -->
+                 <-- HDR, SK{IDr, [CERT+], AUTH, [SA, TSi, TSr] or N(error)}
     CREATE_CHILD_SA  HDR, SK{N(REKEY_SA), SA, Ni, [KEi,] TSi, TSr}  <-->  HDR, SK{SA, Nr, [KEr,] TSi, TSr}
                      HDR, SK{SA(IKE, new SPIi), Ni, KEi}  <-->  HDR, SK{SA(IKE, new SPIr), Nr, KEr}   IKE SA rekey
     INFORMATIONAL    HDR, SK{[D]}  <-->  HDR, SK{[D]}      (liveness check when empty)
@@ -22,6 +23,27 @@ whose original initiator is the end that started the rekey; the Child SAs
 move to it, and the rekey initiator deletes the old SA on the old SA. A
 rekey request that meets our own outstanding one (§2.8.2) is answered
 with TEMPORARY_FAILURE and each side retries after a random pause.
+
+Additional key exchanges (RFC 9370 with RFC 9242, lab.ike.multi_ke): when
+``additional_key_exchanges`` is set the IKE_SA_INIT proposals carry ADDKE
+transforms and INTERMEDIATE_EXCHANGE_SUPPORTED; after IKE_SA_INIT each
+round is one IKE_INTERMEDIATE (MID 1, 2, ...) protected by the keys of the
+round before, after which both ends update every SK_*; IKE_AUTH follows at
+MID n+1, its AUTH covering IntAuth, and its Child SA takes KEYMAT from the
+last SK_d. A responder keeps the keys each IKE_INTERMEDIATE came under, so
+a retransmitted one still verifies and gets the cached response.
+
+IKE fragmentation (RFC 7383, lab.ike.fragmentation): both ends offer
+IKEV2_FRAGMENTATION_SUPPORTED; an encrypted message too long for one
+``path_mtu_bytes`` datagram goes out over UDP as SKF fragments, each
+retransmission resends all of them, and received fragments go through a
+bounded reassembler before the whole message is handled as usual. Over TCP
+nothing is fragmented, and a fragment arriving there is dropped.
+
+Certificates (``auth="signature"``): RFC 7427 signatures (lab.ike.signature_auth)
+over the same signed octets, the chain in CERT payloads, CERTREQ in the
+IKE_SA_INIT response and the IKE_AUTH request, and the peer's chain checked
+against the trust anchors (lab.ike.certs) before its signature.
 
 One request is outstanding at a time (window size 1, RFC 7296 §2.3); further
 local requests wait in a queue. A retransmitted request from the peer gets
@@ -41,6 +63,13 @@ from typing import Any
 
 from lab.errors import DecodeError, LocalProtocolError, RemoteProtocolError
 from lab.esp.sa import EspSa, cbc_iv
+from lab.ike.certs import (
+    certificates_from_payloads,
+    certreq_payload,
+    chain_payloads,
+    identity_matches,
+    validate_chain,
+)
 from lab.ike.config import IKE_UDP_PORT, NAT_T_PORT, IkeConfig
 from lab.ike.events import (
     ChildSaDeleted,
@@ -52,7 +81,19 @@ from lab.ike.events import (
     IkeSaRekeyed,
     LivenessChecked,
 )
+from lab.ike.fragmentation import (
+    FragmentOfReassembledMessage,
+    FragmentPending,
+    FragmentReassembler,
+    FragmentRefused,
+    MessageReassembled,
+    fragment_message,
+    fragmentation_supported_notify,
+    max_ike_message_len,
+    offers_fragmentation,
+)
 from lab.ike.keys import (
+    KEY_PAD,
     IkeIntegrityError,
     IkeSaKeys,
     decrypt_message,
@@ -65,9 +106,28 @@ from lab.ike.keys import (
     generate_dh_private_key,
     integ_key_len,
     nat_detection_hash,
-    psk_auth,
+    prf,
     rekey_skeyseed,
+    signed_octets,
 )
+from lab.ike.multi_ke import (
+    IKE_INTERMEDIATE,
+    INTERMEDIATE_EXCHANGE_SUPPORTED,
+    KE_NONE,
+    TRANSFORM_ADDKE1,
+    ike_auth_message_id,
+    initiator_key_exchange,
+    initiator_shared_secret,
+    int_auth,
+    int_auth_step,
+    negotiated_additional_key_exchanges,
+    offered_additional_key_exchanges,
+    responder_key_exchange,
+    select_additional_key_exchanges,
+    update_ike_sa_keys,
+    with_additional_key_exchanges,
+)
+from lab.ike.policy import oversize_action
 from lab.ike.proposals import (
     DH_IGNORED,
     DH_OPTIONAL,
@@ -78,10 +138,19 @@ from lab.ike.proposals import (
     choose_proposal,
     offered_proposals,
 )
+from lab.ike.signature_auth import (
+    SIGNATURE_HASH_ALGORITHMS,
+    parse_signature_hash_algorithms,
+    sign_auth,
+    signature_hash_algorithms_notify,
+    verify_auth,
+)
 from lab.ike.state import TERMINAL, TRANSITIONS, IkeSaState, Input
 from lab.trace import NULL_TRACER, Tracer
+from lab.wire.buffer import Buffer
 from lab.wire.esp import EspPlaintext
 from lab.wire.ikev2 import (
+    AUTH_DIGITAL_SIGNATURE,
     AUTH_SHARED_KEY_MIC,
     AUTHENTICATION_FAILED,
     CHILDLESS_IKEV2_SUPPORTED,
@@ -119,7 +188,9 @@ from lab.wire.ikev2 import (
     UnknownPayload,
     decode_ike_message,
     encode_ike_message,
+    pull_ike_header,
 )
+from lab.wire.ikev2_fragment import is_fragment_message
 
 LAYER = "ike"
 NONCE_LEN = 32  # RFC 7296 §2.10: at least 16 and at least half the PRF key size
@@ -129,6 +200,7 @@ ZERO_SPI = bytes(8)
 EXCHANGE_NAMES = {
     IKE_SA_INIT: "IKE_SA_INIT",
     IKE_AUTH: "IKE_AUTH",
+    IKE_INTERMEDIATE: "IKE_INTERMEDIATE",
     CREATE_CHILD_SA: "CREATE_CHILD_SA",
     INFORMATIONAL: "INFORMATIONAL",
 }
@@ -180,6 +252,7 @@ class _Request:
     handler: Callable[[IkeMessage, tuple[Payload, ...], float], None]
     tries: int = 0
     next_at: float = 0.0
+    parts: tuple[bytes, ...] = ()  # what goes on the wire over UDP: the message, or its RFC 7383 fragments
 
 
 class IkeSa:
@@ -254,6 +327,25 @@ class IkeSa:
         self._ike_rekey_retry_at: float | None = None
         self._ike_rekey_outstanding = False
         self._child_rekey_retries = 0
+        self._cached_parts: tuple[bytes, ...] = ()  # the cached response as sent (its fragments over UDP)
+        # RFC 9370 / RFC 9242: the additional key exchanges agreed in IKE_SA_INIT and how far they got
+        self.additional_kes: tuple[int, ...] = ()
+        self.intermediate_done = 0
+        self._addke_private = b""
+        self._int_auth_i: bytes | None = None
+        self._int_auth_r: bytes | None = None
+        self._keys_by_mid: dict[int, IkeSaKeys] = {}  # responder: the keys that protected each IKE_INTERMEDIATE
+        self.peer_intermediate = False  # the peer sent INTERMEDIATE_EXCHANGE_SUPPORTED
+        # RFC 7383: both ends offered fragmentation in IKE_SA_INIT
+        self.fragmentation = False
+        self.peer_fragmentation = False
+        self._reassembler = FragmentReassembler(config.fragment_limits)
+        self.fragments_sent = 0
+        self.too_big_for_udp = ""  # why this initiator gave UDP up for TCP (oversize_udp="tcp"), else ""
+        self.unanswered = False  # a request went unanswered through every retransmission
+        self.peer_hash_algorithms: tuple[int, ...] = ()  # RFC 7427 §4
+        self.peer_certificates: tuple[Any, ...] = ()  # the validated chain (end entity first)
+        self._peer_signature = ""
 
     # --- labels -----------------------------------------------------------------------------------------
 
@@ -291,6 +383,9 @@ class IkeSa:
         ]
         if self._outstanding is not None:
             times.append(self._outstanding.next_at)
+        reassembly = self._reassembler.get_timer()
+        if reassembly is not None:
+            times.append(reassembly)
         return min(times) if times else None
 
     # --- commands -----------------------------------------------------------------------------------------
@@ -348,7 +443,7 @@ class IkeSa:
 
     def abandon(self, reason: str, *, now: float) -> None:
         """Give up a not yet established attempt without telling the peer (fallback, a lost race)."""
-        if self.state in (IkeSaState.INIT_SENT, IkeSaState.AUTH_SENT):
+        if self.state in (IkeSaState.INIT_SENT, IkeSaState.INTERMEDIATE_SENT, IkeSaState.AUTH_SENT):
             self._outstanding = None
             self._set_state(Input.ABANDON, now, detail=reason)
 
@@ -397,6 +492,10 @@ class IkeSa:
         if self.state in TERMINAL:
             return
         self._arrival = path
+        if is_fragment_message(data):
+            port = path[1][1] if path is not None and not self.initiator else None
+            self._receive_fragment(data, now, transport=path[0] if path is not None else self.transport, port=port)
+            return
         try:
             message = decode_ike_message(data)
         except DecodeError as exc:
@@ -419,9 +518,111 @@ class IkeSa:
         else:
             self._receive_request(message, data, now)
 
+    def _receive_fragment(self, data: bytes, now: float, *, transport: str, port: int | None) -> None:
+        """One SKF message (RFC 7383 §2.6): checked, kept, and once the set is whole handled as the message."""
+        if transport != "udp" or not self.fragmentation or self.keys is None:
+            why = "over TCP" if transport != "udp" else "not negotiated" if self.keys is not None else "before keys"
+            self._drop(now, "fragment_unexpected", f"IKE fragment {why}")
+            return
+        try:
+            header = pull_ike_header(Buffer(data))
+        except DecodeError as exc:
+            self._drop(now, "fragment_malformed", str(exc))
+            return
+        # the sender's SK_e; a retransmitted IKE_INTERMEDIATE request came under the keys before its update
+        keys = self.keys if header.response else self._keys_by_mid.get(header.message_id, self.keys)
+        sk_e = keys.sk_er if self.initiator else keys.sk_ei
+        result = self._reassembler.add(data, sk_e=sk_e, now=now)
+        if isinstance(result, FragmentRefused):
+            self._drop_fragment(now, result)
+        elif isinstance(result, FragmentPending):
+            self._record_message(
+                now,
+                "segment_received",
+                header.exchange_type,
+                header.message_id,
+                header.response,
+                len(data),
+                fragments=result.total,
+                port=port,
+            )
+        elif isinstance(result, FragmentOfReassembledMessage):
+            cached = self._cached_response
+            if (
+                not header.response
+                and result.fragment_number == 1
+                and cached is not None
+                and cached[0] == result.message_id
+            ):
+                self._resend_cached(header.exchange_type, result.message_id, now)
+            else:
+                self._drop(
+                    now,
+                    "fragment_retransmitted",
+                    f"fragment {result.fragment_number} of message ID {result.message_id}",
+                )
+        elif isinstance(result, MessageReassembled):
+            message = result.message
+            self._record_message(
+                now,
+                "segment_received",
+                message.exchange_type,
+                message.message_id,
+                message.response,
+                len(data),
+                fragments=result.fragments,
+                port=port,
+            )
+            self._record(
+                now,
+                "state_updated",
+                {
+                    "event": "reassembled",
+                    "exchange": exchange_name(message.exchange_type),
+                    "message_id": message.message_id,
+                    "fragments": result.fragments,
+                    "transport": transport,
+                },
+            )
+            if message.response:
+                self._receive_response(message, data, now, inner=result.inner)
+            else:
+                self._receive_request(message, data, now, inner=result.inner)
+
+    def _drop_fragment(self, now: float, refused: FragmentRefused) -> None:
+        self._record(
+            now,
+            "segment_dropped",
+            {
+                "reason": f"fragment_{refused.reason}",
+                "detail": refused.detail,
+                "transport": self.transport,
+                "message_id": refused.message_id,
+                "buffered": self._reassembler.buffered_len,
+            },
+        )
+
+    def _resend_cached(self, exchange_type: int, message_id: int, now: float) -> None:
+        """A retransmitted request gets the cached response again, every fragment of it (RFC 7383 §2.6.1)."""
+        assert self._cached_response is not None
+        self._out.extend(self._cached_parts or (self._cached_response[1],))
+        fragments = len(self._cached_parts) if len(self._cached_parts) > 1 else 0
+        self._record_message(
+            now,
+            "segment_sent",
+            exchange_type,
+            message_id,
+            True,
+            len(self._cached_response[1]),
+            resent="retransmitted request",
+            fragments=fragments,
+        )
+
     def handle_timer(self, *, now: float) -> None:
         if self.state in TERMINAL:
             return
+        for refused in self._reassembler.handle_timer(now=now):
+            self._drop_fragment(now, refused)
         if self._rekeyed_until is not None and now >= self._rekeyed_until:
             self._rekeyed_until = None
             if self.state is IkeSaState.REKEYED:
@@ -444,7 +645,7 @@ class IkeSa:
             if self.transport == "udp" and req.tries < self.config.retransmit_tries:
                 req.tries += 1
                 req.next_at = now + self.config.retransmit_s * 2**req.tries
-                self._out.append(req.data)
+                self._out.extend(req.parts or (req.data,))  # every fragment again (RFC 7383 §2.6.1)
                 self._record_message(
                     now,
                     "segment_sent",
@@ -453,6 +654,7 @@ class IkeSa:
                     False,
                     len(req.data),
                     retransmission=req.tries,
+                    fragments=len(req.parts) if len(req.parts) > 1 else 0,
                 )
             else:
                 self._timeout(now)
@@ -469,7 +671,39 @@ class IkeSa:
         self._dh_private = generate_dh_private_key(group, self._rng)
 
     def _ike_proposals(self) -> tuple[Proposal, ...]:
-        return offered_proposals(self.config, PROTO_IKE, dh_groups=self.config.dh_groups)
+        """With additional key exchanges, each proposal lists one ADDKE type per round (RFC 9370 §2.2.1)."""
+        proposals = offered_proposals(self.config, PROTO_IKE, dh_groups=self.config.dh_groups)
+        rounds = [(method,) for method in self.config.additional_key_exchanges]
+        if not rounds:
+            return proposals
+        return tuple(with_additional_key_exchanges(p, rounds) for p in proposals)
+
+    def _init_notifies(self, *, peer: Sequence[Payload] | None) -> list[Payload]:
+        """Our IKE_SA_INIT capability notifies; a responder (``peer`` = the request's payloads) answers only
+        what the initiator offered, except SIGNATURE_HASH_ALGORITHMS and CERTREQ, which go with certificates."""
+        out: list[Payload] = []
+        if self.config.fragmentation and (peer is None or offers_fragmentation(peer)):
+            out.append(fragmentation_supported_notify())  # RFC 7383 §2.3
+        if peer is None and self.config.additional_key_exchanges:
+            out.append(NotifyPayload(INTERMEDIATE_EXCHANGE_SUPPORTED))  # RFC 9242 §3.1
+        if peer is not None and self.peer_intermediate:
+            out.append(NotifyPayload(INTERMEDIATE_EXCHANGE_SUPPORTED))
+        if self.config.auth == "signature":
+            out.append(signature_hash_algorithms_notify())  # RFC 7427 §4
+            if peer is not None:
+                out.append(certreq_payload(self.config.trust_anchors))  # RFC 7296 §1.2: CERTREQ may go here
+        return out
+
+    def _take_peer_capabilities(self, message: IkeMessage) -> None:
+        self.peer_fragmentation = offers_fragmentation(message.payloads)
+        self.fragmentation = self.config.fragmentation and self.peer_fragmentation
+        self.peer_intermediate = bool(message.notifies(INTERMEDIATE_EXCHANGE_SUPPORTED))
+        hashes = message.notifies(SIGNATURE_HASH_ALGORITHMS)
+        if hashes:
+            try:
+                self.peer_hash_algorithms = parse_signature_hash_algorithms(hashes[0])
+            except RemoteProtocolError:
+                self.peer_hash_algorithms = ()
 
     def _nat_notifies(self, spi_r: bytes) -> list[NotifyPayload]:
         return [
@@ -487,6 +721,7 @@ class IkeSa:
             KePayload(self.dh_group, dh_public_value(self.dh_group, self._dh_private)),
             NoncePayload(self._ni),
             *self._nat_notifies(ZERO_SPI),
+            *self._init_notifies(peer=None),
         ]
         if not self.config.child_sa:
             payloads.append(NotifyPayload(CHILDLESS_IKEV2_SUPPORTED))
@@ -538,6 +773,7 @@ class IkeSa:
                 raise RemoteProtocolError(f"Nr of {len(nonce.nonce)} bytes")
             if message.spi_r == ZERO_SPI:
                 raise RemoteProtocolError("responder SPI is zero")
+            additional = self._check_additional_kes(message)
             shared = dh_shared_secret(self.dh_group, self._dh_private, ke.key_data)
         except RemoteProtocolError as exc:
             self._init_failed(now, str(exc), None)
@@ -547,9 +783,11 @@ class IkeSa:
         self._nr = nonce.nonce
         self._init_response = data
         self.peer_childless = bool(message.notifies(CHILDLESS_IKEV2_SUPPORTED))
+        self._take_peer_capabilities(message)
+        self.additional_kes = additional
         self._check_nat(message, now)
         self._derive_keys(shared, now)
-        self._set_state(Input.RECV_INIT_RESPONSE, now)
+        self._set_state(Input.RECV_INIT_RESPONSE_ADDKE if additional else Input.RECV_INIT_RESPONSE, now)
         if self.transport == "udp" and self.remote[1] == IKE_UDP_PORT:
             self.local = (self.local[0], NAT_T_PORT)  # §2.23: IKE_AUTH onwards on port 4500
             self.remote = (self.remote[0], NAT_T_PORT)
@@ -562,9 +800,36 @@ class IkeSa:
                 "result": "ok",
                 **chosen.describe(),
                 "nat_detected": self.nat_detected_local or self.nat_detected_remote,
+                **self._capabilities(),
             },
         )
-        self._send_auth_request(now)
+        self._next_request_mid = 1
+        if additional:
+            self._send_intermediate(now)
+        else:
+            self._send_auth_request(now)
+
+    def _capabilities(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.additional_kes:
+            out["additional_kes"] = list(self.additional_kes)
+        if self.config.fragmentation or self.peer_fragmentation:
+            out["fragmentation"] = self.fragmentation
+        if self.config.auth != "psk":
+            out["auth"] = self.config.auth
+        return out
+
+    def _check_additional_kes(self, message: IkeMessage) -> tuple[int, ...]:
+        """The rounds the responder agreed to: every one we offered (none is optional). Raises RemoteProtocolError."""
+        sa = message.payload(SaPayload)
+        assert sa is not None  # check_chosen passed
+        chosen = negotiated_additional_key_exchanges(sa.proposals[0])
+        wanted = self.config.additional_key_exchanges
+        if chosen != wanted:
+            raise RemoteProtocolError(f"additional key exchanges {list(chosen)} chosen, we asked for {list(wanted)}")
+        if wanted and not message.notifies(INTERMEDIATE_EXCHANGE_SUPPORTED):
+            raise RemoteProtocolError("additional key exchanges chosen without INTERMEDIATE_EXCHANGE_SUPPORTED")
+        return chosen
 
     def _init_failed(self, now: float, reason: str, notify_type: int | None) -> None:
         self._outstanding = None
@@ -627,6 +892,10 @@ class IkeSa:
         }
         if seed is not None:
             data["rekey"] = True
+        self._record_keys(now, data)
+
+    def _record_keys(self, now: float, data: dict[str, Any]) -> None:
+        assert self.keys is not None
         if self.config.export_keys:
             data |= {
                 "sk_ei": self.keys.sk_ei.hex(),
@@ -635,6 +904,144 @@ class IkeSa:
                 "sk_ar": self.keys.sk_ar.hex(),
             }
         self._tracer.record(now, LAYER, "key_updated", data)
+
+    # --- IKE_INTERMEDIATE with additional key exchanges (RFC 9242, RFC 9370) ----------------------------------------
+
+    def _header(self, exchange_type: int, message_id: int, *, response: bool) -> IkeMessage:
+        return IkeMessage(
+            self.spi_i, self.spi_r, exchange_type, message_id, (), initiator=self.initiator, response=response
+        )
+
+    def _update_keys(self, shared: bytes, method: int, now: float) -> None:
+        """SKEYSEED(n) and SK_*(n) from SK_d(n-1) and the n-th additional secret (RFC 9370 §2.2.2)."""
+        assert self.keys is not None
+        self.keys = update_ike_sa_keys(
+            self.keys,
+            prf_id=self.prf_id,
+            shared_secret=shared,
+            ni=self._ni,
+            nr=self._nr,
+            spi_i=self.spi_i,
+            spi_r=self.spi_r,
+            encr_key_len=encr_key_len(self.encr_id, self.key_bits),
+            integ_key_len=integ_key_len(self.integ_id),
+        )
+        self.intermediate_done += 1
+        self._record_keys(
+            now,
+            {
+                "sa": self.label,
+                "spi_i": self.spi_i.hex(),
+                "spi_r": self.spi_r.hex(),
+                **self.suite.describe(),
+                "encr_id": self.encr_id,
+                "integ_id": self.integ_id,
+                "intermediate": self.intermediate_done,
+                "additional_ke": method,
+            },
+        )
+
+    def _send_intermediate(self, now: float) -> None:
+        """Initiator: the IKE_INTERMEDIATE request of the next additional key exchange: SK{KEi(n)}."""
+        assert self.keys is not None
+        method = self.additional_kes[self.intermediate_done]
+        self._addke_private, public = initiator_key_exchange(method, self._rng)
+        inner = (KePayload(method, public),)
+        mid = self._next_request_mid
+        self._int_auth_i = int_auth_step(
+            self.prf_id,
+            sk_p=self.keys.sk_pi,
+            previous=self._int_auth_i,
+            message=self._header(IKE_INTERMEDIATE, mid, response=False),
+            inner=inner,
+        )
+        self._request(IKE_INTERMEDIATE, inner, self._on_intermediate_response, now)
+        if self.closed:
+            return  # the request did not fit UDP and this attempt went to TCP
+        self._record(
+            now,
+            "state_updated",
+            {
+                "exchange": "IKE_INTERMEDIATE",
+                "event": "sent",
+                "round": self.intermediate_done + 1,
+                "of": len(self.additional_kes),
+                "additional_ke": method,
+                "ke_len": len(public),
+            },
+        )
+
+    def _on_intermediate_response(self, message: IkeMessage, inner: tuple[Payload, ...], now: float) -> None:
+        assert self.keys is not None
+        method = self.additional_kes[self.intermediate_done]
+        errors = [p for p in inner if isinstance(p, NotifyPayload) and p.is_error]
+        ke = _first(inner, KePayload)
+        try:
+            if errors:
+                raise RemoteProtocolError(f"responder refused: {notify_name(errors[0].notify_type)}")
+            if ke is None or ke.dh_group != method:
+                raise RemoteProtocolError(f"IKE_INTERMEDIATE response without a KE payload of method {method}")
+            shared = initiator_shared_secret(method, self._addke_private, ke.key_data)
+        except RemoteProtocolError as exc:
+            notify = errors[0].notify_type if errors else None
+            self._record(now, "state_updated", {"exchange": "IKE_INTERMEDIATE", "result": "failed", "reason": str(exc)})
+            self._set_state(Input.INIT_REFUSED, now, detail=str(exc))
+            self._finish(str(exc), now, error=True, notify_type=notify)
+            return
+        self._int_auth_r = int_auth_step(
+            self.prf_id, sk_p=self.keys.sk_pr, previous=self._int_auth_r, message=message, inner=inner
+        )
+        self._addke_private = b""
+        self._update_keys(shared, method, now)
+        self._record(
+            now,
+            "state_updated",
+            {"exchange": "IKE_INTERMEDIATE", "result": "ok", "round": self.intermediate_done, "additional_ke": method},
+        )
+        self._next_request_mid = message.message_id + 1
+        if self.intermediate_done < len(self.additional_kes):
+            self._send_intermediate(now)
+            return
+        self._set_state(Input.INTERMEDIATE_DONE, now)
+        self._send_auth_request(now)
+
+    def _receive_intermediate_request(self, message: IkeMessage, inner: tuple[Payload, ...], now: float) -> None:
+        """Responder: answer SK{KEi(n)} with SK{KEr(n)} under the current keys, then update them."""
+        assert self.keys is not None
+        if self.intermediate_done >= len(self.additional_kes):
+            self._respond(message, (NotifyPayload(INVALID_SYNTAX),), now)  # no more rounds were agreed
+            return
+        method = self.additional_kes[self.intermediate_done]
+        ke = _first(inner, KePayload)
+        try:
+            if ke is None or ke.dh_group != method:
+                raise RemoteProtocolError(f"IKE_INTERMEDIATE request without a KE payload of method {method}")
+            answer, shared = responder_key_exchange(method, ke.key_data, self._rng)
+        except RemoteProtocolError as exc:
+            self._record(now, "state_updated", {"exchange": "IKE_INTERMEDIATE", "result": "failed", "reason": str(exc)})
+            self._respond(message, (NotifyPayload(INVALID_SYNTAX),), now)
+            self._set_state(Input.AUTH_FAILED, now, detail=str(exc))
+            self._finish(str(exc), now, error=True, notify_type=INVALID_SYNTAX)
+            return
+        reply = (KePayload(method, answer),)
+        self._int_auth_i = int_auth_step(
+            self.prf_id, sk_p=self.keys.sk_pi, previous=self._int_auth_i, message=message, inner=inner
+        )
+        self._int_auth_r = int_auth_step(
+            self.prf_id,
+            sk_p=self.keys.sk_pr,
+            previous=self._int_auth_r,
+            message=self._header(IKE_INTERMEDIATE, message.message_id, response=True),
+            inner=reply,
+        )
+        self._keys_by_mid[message.message_id] = self.keys
+        self._respond(message, reply, now)
+        self._update_keys(shared, method, now)
+        self._record(
+            now,
+            "state_updated",
+            {"exchange": "IKE_INTERMEDIATE", "result": "ok", "round": self.intermediate_done, "additional_ke": method},
+        )
 
     def receive_init_request(self, data: bytes, message: IkeMessage, *, now: float) -> None:
         """Responder: answer a (cookie-checked) IKE_SA_INIT request. Never raises."""
@@ -681,6 +1088,18 @@ class IkeSa:
             self._set_state(Input.INIT_REFUSED, now)
             self._finish("asked for another DH group", now, error=False, notify_type=INVALID_KE_PAYLOAD)
             return
+        self._take_peer_capabilities(message)
+        offered = next(p for p in sa_payload.proposals if p.number == chosen.number and p.protocol_id == PROTO_IKE)
+        picks = select_additional_key_exchanges(offered, self.config.accepted_additional_kes)
+        if picks is not None and not self.peer_intermediate and any(m != KE_NONE for m in picks.values()):
+            picks = None  # RFC 9370 §2.2.1: additional key exchanges need IKE_INTERMEDIATE
+        if picks is None or sorted(picks) != list(range(TRANSFORM_ADDKE1, TRANSFORM_ADDKE1 + len(picks))):
+            reason = f"additional key exchanges {offered_additional_key_exchanges(offered)} not acceptable"
+            self._drop(now, "no_proposal_chosen", reason)
+            self._send_stateless(message, [NotifyPayload(NO_PROPOSAL_CHOSEN)], now)
+            self._set_state(Input.INIT_REFUSED, now)
+            self._finish("no proposal chosen", now, error=True, notify_type=NO_PROPOSAL_CHOSEN)
+            return
         group = chosen.dh_group
         self._new_dh(group)
         try:
@@ -692,16 +1111,21 @@ class IkeSa:
             self._finish("unusable KE value", now, error=True, notify_type=INVALID_SYNTAX)
             return
         self._adopt(chosen)
+        self.additional_kes = tuple(m for _, m in sorted(picks.items()) if m != KE_NONE)
         self._ni = nonce.nonce
         self._nr = self._rng.randbytes(NONCE_LEN)
         self._init_request = data
         self.peer_childless = bool(message.notifies(CHILDLESS_IKEV2_SUPPORTED))
         self._check_nat(message, now)
+        answer = chosen.proposal()
+        if picks:
+            answer = with_additional_key_exchanges(answer, [(m,) for _, m in sorted(picks.items())])
         response = [
-            SaPayload((chosen.proposal(),)),
+            SaPayload((answer,)),
             KePayload(group, dh_public_value(group, self._dh_private)),
             NoncePayload(self._nr),
             *self._nat_notifies(self.spi_r),
+            *self._init_notifies(peer=message.payloads),
         ]
         response.append(NotifyPayload(CHILDLESS_IKEV2_SUPPORTED))  # childless IKE_AUTH is accepted (RFC 6023)
         out = encode_ike_message(IkeMessage(self.spi_i, self.spi_r, IKE_SA_INIT, 0, tuple(response), response=True))
@@ -710,6 +1134,7 @@ class IkeSa:
         self._set_state(Input.RECV_INIT_REQUEST, now)
         self._peer_next_mid = 1
         self._cached_response = (0, out)
+        self._cached_parts = (out,)
         self._out.append(out)
         self._record_message(now, "segment_sent", IKE_SA_INIT, 0, True, len(out))
         self._half_open_until = now + self.config.half_open_timeout_s
@@ -735,20 +1160,77 @@ class IkeSa:
             if spi > 0xFF and spi not in self.children:  # 1-255 reserved (RFC 4303 §2.1)
                 return spi
 
+    def _signed_octets(self, *, responder: bool, identity: bytes) -> bytes:
+        """RFC 7296 §2.15's octets of the initiator's or the responder's AUTH, with IntAuth after
+        IKE_INTERMEDIATE exchanges (RFC 9242 §3.3.2); the last SK_pi/SK_pr are the keys in force."""
+        assert self.keys is not None
+        octets = signed_octets(
+            prf_id=self.prf_id,
+            real_message=self._init_response if responder else self._init_request,
+            peer_nonce=self._ni if responder else self._nr,
+            sk_p=self.keys.sk_pr if responder else self.keys.sk_pi,
+            id_body=self._id_body(identity),
+        )
+        if self.intermediate_done:
+            octets += int_auth(
+                int_auth_i=self._int_auth_i or b"",
+                int_auth_r=self._int_auth_r or b"",
+                ike_auth_message_id=ike_auth_message_id(self.intermediate_done),
+            )
+        return octets
+
+    def _own_auth(self) -> list[Payload]:
+        """Our [CERT...,] AUTH: a PSK MIC (method 2) or an RFC 7427 signature (method 14) with our chain."""
+        octets = self._signed_octets(responder=not self.initiator, identity=self.config.local_id)
+        if self.config.auth == "signature":
+            credential = self.config.credential
+            return [
+                *chain_payloads(credential),
+                AuthPayload(AUTH_DIGITAL_SIGNATURE, sign_auth(credential.private_key, octets)),
+            ]
+        mic = prf(self.prf_id, prf(self.prf_id, self.config.psk, KEY_PAD), octets)
+        return [AuthPayload(AUTH_SHARED_KEY_MIC, mic)]
+
+    def _check_peer_auth(self, inner: tuple[Payload, ...], id_type: int, identity: bytes, auth: AuthPayload) -> str:
+        """Why the peer's AUTH (and chain) does not verify, or "" when it does."""
+        octets = self._signed_octets(responder=self.initiator, identity=identity)
+        if self.config.auth == "psk":
+            expected = prf(self.prf_id, prf(self.prf_id, self.config.psk, KEY_PAD), octets)
+            if auth.method != AUTH_SHARED_KEY_MIC:
+                return f"AUTH method {auth.method}, we expect a shared key MIC (2)"
+            if id_type != ID_FQDN:
+                return f"ID type {id_type}, we expect ID_FQDN ({ID_FQDN})"
+            return "" if hmac.compare_digest(auth.data, expected) else "the shared key MIC differs"
+        if auth.method != AUTH_DIGITAL_SIGNATURE:
+            return f"AUTH method {auth.method}, we expect a digital signature (14)"
+        try:
+            certificates = certificates_from_payloads(inner)
+            if not certificates:
+                raise RemoteProtocolError("no CERT payload")
+            path = validate_chain(
+                certificates[0], certificates[1:], self.config.trust_anchors, now=self.config.validation_time
+            )
+            if not identity_matches(certificates[0], id_type, identity):
+                raise RemoteProtocolError(f"the certificate does not name {identity!r}")
+            algorithm = verify_auth(certificates[0].public_key(), auth.data, octets)
+        except RemoteProtocolError as exc:
+            return str(exc)
+        except (ValueError, TypeError) as exc:  # a certificate cryptography cannot use (odd key or extension)
+            return f"unusable certificate: {exc}"
+        self.peer_certificates = tuple(path)
+        self._peer_signature = algorithm.name
+        return ""
+
     def _send_auth_request(self, now: float) -> None:
         assert self.keys is not None
-        auth = psk_auth(
-            prf_id=self.prf_id,
-            psk=self.config.psk,
-            real_message=self._init_request,
-            peer_nonce=self._nr,
-            sk_p=self.keys.sk_pi,
-            id_body=self._id_body(self.config.local_id),
-        )
         inner: list[Payload] = [IdiPayload(ID_FQDN, self.config.local_id)]
+        own_auth = self._own_auth()
+        inner += own_auth[:-1]  # CERTs
+        if self.config.auth == "signature":
+            inner.append(certreq_payload(self.config.trust_anchors))
         if self.config.remote_id is not None:
             inner.append(IdrPayload(ID_FQDN, self.config.remote_id))
-        inner.append(AuthPayload(AUTH_SHARED_KEY_MIC, auth))
+        inner.append(own_auth[-1])
         self._pending_child_spi = None
         if self.config.child_sa or not self.peer_childless:
             spi = self._new_spi()
@@ -759,19 +1241,8 @@ class IkeSa:
                 TsiPayload(self.config.traffic_selectors_i),
                 TsrPayload(self.config.traffic_selectors_r),
             ]
-        self._next_request_mid = 1
+        self._next_request_mid = ike_auth_message_id(self.intermediate_done)  # after the IKE_INTERMEDIATEs
         self._request(IKE_AUTH, tuple(inner), self._on_auth_response, now)
-
-    def _expected_auth(self, *, responder: bool, identity: bytes) -> bytes:
-        assert self.keys is not None
-        return psk_auth(
-            prf_id=self.prf_id,
-            psk=self.config.psk,
-            real_message=self._init_response if responder else self._init_request,
-            peer_nonce=self._ni if responder else self._nr,
-            sk_p=self.keys.sk_pr if responder else self.keys.sk_pi,
-            id_body=self._id_body(identity),
-        )
 
     def _on_auth_response(self, message: IkeMessage, inner: tuple[Payload, ...], now: float) -> None:
         errors = [p for p in inner if isinstance(p, NotifyPayload) and p.is_error]
@@ -790,15 +1261,10 @@ class IkeSa:
             self._set_state(Input.AUTH_FAILED, now, detail=reason)
             self._finish(reason, now, error=True, notify_type=notify)
             return
-        expected = self._expected_auth(responder=True, identity=idr.data)
         id_ok = self.config.remote_id is None or idr.data == self.config.remote_id
-        if (
-            auth.method != AUTH_SHARED_KEY_MIC
-            or not hmac.compare_digest(auth.data, expected)
-            or idr.id_type != ID_FQDN
-            or not id_ok
-        ):
-            reason = "responder AUTH did not verify" if id_ok else f"unexpected IDr {idr.data!r}"
+        failure = self._check_peer_auth(inner, idr.id_type, idr.data, auth) if id_ok else ""
+        if failure or not id_ok:
+            reason = f"responder AUTH did not verify: {failure}" if id_ok else f"unexpected IDr {idr.data!r}"
             self._record(
                 now, "state_updated", {"exchange": "IKE_AUTH", "result": "failed", "reason": reason, "sa": self.label}
             )
@@ -825,15 +1291,15 @@ class IkeSa:
             self._set_state(Input.AUTH_FAILED, now, detail="IKE_AUTH without IDi/AUTH")
             self._finish("IKE_AUTH request without IDi or AUTH", now, error=True, notify_type=INVALID_SYNTAX)
             return
-        expected = self._expected_auth(responder=False, identity=idi.data)
-        id_ok = self.config.remote_id is None or idi.data == self.config.remote_id
-        if (
-            auth.method != AUTH_SHARED_KEY_MIC
-            or idi.id_type != ID_FQDN
-            or not id_ok
-            or not hmac.compare_digest(auth.data, expected)
+        if self.intermediate_done < len(self.additional_kes) or message.message_id != ike_auth_message_id(
+            self.intermediate_done
         ):
-            reason = "initiator AUTH did not verify" if id_ok else f"unexpected IDi {idi.data!r}"
+            self._drop(now, "unexpected_request", "IKE_AUTH before the IKE_INTERMEDIATE exchanges were done")
+            return
+        id_ok = self.config.remote_id is None or idi.data == self.config.remote_id
+        failure = self._check_peer_auth(inner, idi.id_type, idi.data, auth) if id_ok else ""
+        if failure or not id_ok:
+            reason = f"initiator AUTH did not verify: {failure}" if id_ok else f"unexpected IDi {idi.data!r}"
             self._record(
                 now, "state_updated", {"exchange": "IKE_AUTH", "result": "failed", "reason": reason, "sa": self.label}
             )
@@ -841,16 +1307,7 @@ class IkeSa:
             self._set_state(Input.AUTH_FAILED, now, detail=reason)
             self._finish(reason, now, error=True, notify_type=AUTHENTICATION_FAILED)
             return
-        own = self._id_body(self.config.local_id)
-        my_auth = psk_auth(
-            prf_id=self.prf_id,
-            psk=self.config.psk,
-            real_message=self._init_response,
-            peer_nonce=self._ni,
-            sk_p=self.keys.sk_pr,
-            id_body=own,
-        )
-        response: list[Payload] = [IdrPayload(ID_FQDN, self.config.local_id), AuthPayload(AUTH_SHARED_KEY_MIC, my_auth)]
+        response: list[Payload] = [IdrPayload(ID_FQDN, self.config.local_id), *self._own_auth()]
         child_payloads, child = self._answer_child_request(inner, self._ni, self._nr, now, in_ike_auth=True)
         response += child_payloads
         self._respond(message, tuple(response), now)
@@ -863,7 +1320,15 @@ class IkeSa:
 
     def _established(self, now: float) -> None:
         self.established_at = now
-        self._record(now, "state_updated", {"exchange": "IKE_AUTH", "result": "ok", "sa": self.label})
+        data: dict[str, Any] = {"exchange": "IKE_AUTH", "result": "ok", "sa": self.label}
+        if self.intermediate_done:
+            data["intermediate_exchanges"] = self.intermediate_done
+        if self.config.auth != "psk":
+            data |= {"auth": self.config.auth, "peer_signature": self._peer_signature}
+            data["peer_chain"] = [c.subject.rfc4514_string() for c in self.peer_certificates]
+        if self.fragments_sent:
+            data["fragments_sent"] = self.fragments_sent
+        self._record(now, "state_updated", data)
         self._events.append(
             IkeSaEstablished(
                 spi_i=self.spi_i,
@@ -1261,6 +1726,8 @@ class IkeSa:
         new.peer_id = self.peer_id
         new.peer_childless = self.peer_childless
         new.nat_detected_local, new.nat_detected_remote = self.nat_detected_local, self.nat_detected_remote
+        new.fragmentation, new.peer_fragmentation = self.fragmentation, self.peer_fragmentation  # RFC 7383 §2.3
+        new.peer_hash_algorithms = self.peer_hash_algorithms
         seed = rekey_skeyseed(self.prf_id, old_sk_d=self.keys.sk_d, shared_secret=shared, ni=ni, nr=nr)
         new._derive_keys(shared, now, seed=seed)
         new.children, self.children = self.children, {}
@@ -1334,11 +1801,16 @@ class IkeSa:
         assert self.keys is not None
         return self.keys.sk_er if self.initiator else self.keys.sk_ei
 
-    def _decrypt(self, data: bytes) -> tuple[IkeMessage, tuple[Payload, ...]]:
-        """Raises IkeIntegrityError or DecodeError (see ``decrypt_message``)."""
-        assert self.keys is not None
-        sk_a = self.keys.sk_ar if self.initiator else self.keys.sk_ai
-        return decrypt_message(data, sk_e=self._sk_e_in(), encr_id=self.encr_id, integ_id=self.integ_id, sk_a=sk_a)
+    def _decrypt(self, data: bytes, *, message_id: int | None = None) -> tuple[IkeMessage, tuple[Payload, ...]]:
+        """Raises IkeIntegrityError or DecodeError (see ``decrypt_message``).
+
+        ``message_id`` of a retransmitted IKE_INTERMEDIATE request picks the keys that protected it.
+        """
+        keys = self._keys_by_mid.get(message_id, self.keys) if message_id is not None else self.keys
+        assert keys is not None
+        sk_a = keys.sk_ar if self.initiator else keys.sk_ai
+        sk_e = keys.sk_er if self.initiator else keys.sk_ei
+        return decrypt_message(data, sk_e=sk_e, encr_id=self.encr_id, integ_id=self.integ_id, sk_a=sk_a)
 
     def _encrypt(self, exchange_type: int, message_id: int, inner: Sequence[Payload], *, response: bool) -> bytes:
         assert self.keys is not None
@@ -1368,26 +1840,115 @@ class IkeSa:
         now: float,
     ) -> None:
         mid = self._next_request_mid
-        self._next_request_mid = mid + 1
         data = self._encrypt(exchange_type, mid, inner, response=False)
-        self._send_request_bytes(exchange_type, data, handler, now, message_id=mid)
+        parts = self._udp_parts(exchange_type, mid, inner, data, response=False, now=now)
+        if parts is None:
+            return  # too big for UDP: this attempt gave way to TCP
+        self._next_request_mid = mid + 1
+        self._send_request_bytes(exchange_type, data, handler, now, message_id=mid, parts=parts)
 
     def _send_request_bytes(
-        self, exchange_type: int, data: bytes, handler: Callable[..., None], now: float, *, message_id: int = 0
+        self,
+        exchange_type: int,
+        data: bytes,
+        handler: Callable[..., None],
+        now: float,
+        *,
+        message_id: int = 0,
+        parts: tuple[bytes, ...] = (),
     ) -> None:
         first_wait = self.config.retransmit_s if self.transport == "udp" else self.config.response_timeout_s
-        self._outstanding = _Request(message_id, exchange_type, data, now, handler, next_at=now + first_wait)
-        self._out.append(data)
-        self._record_message(now, "segment_sent", exchange_type, message_id, False, len(data))
+        self._outstanding = _Request(
+            message_id, exchange_type, data, now, handler, next_at=now + first_wait, parts=parts
+        )
+        self._out.extend(parts or (data,))
+        fragments = len(parts) if len(parts) > 1 else 0
+        self._record_message(now, "segment_sent", exchange_type, message_id, False, len(data), fragments=fragments)
 
     def _respond(self, request: IkeMessage, inner: Sequence[Payload], now: float) -> None:
         data = self._encrypt(request.exchange_type, request.message_id, inner, response=True)
+        parts = self._udp_parts(request.exchange_type, request.message_id, inner, data, response=True, now=now)
         self._cached_response = (request.message_id, data)
+        self._cached_parts = parts or (data,)
         self._peer_next_mid = request.message_id + 1
-        self._out.append(data)
-        self._record_message(now, "segment_sent", request.exchange_type, request.message_id, True, len(data))
+        self._out.extend(self._cached_parts)
+        fragments = len(self._cached_parts) if len(self._cached_parts) > 1 else 0
+        self._record_message(
+            now, "segment_sent", request.exchange_type, request.message_id, True, len(data), fragments=fragments
+        )
 
-    def _receive_response(self, message: IkeMessage, data: bytes, now: float) -> None:
+    def max_udp_message_len(self) -> int:
+        """The longest IKE message one UDP datagram carries on this path (``path_mtu_bytes``, RFC 7383 §2.5.1)."""
+        return max_ike_message_len(path_mtu=self.config.path_mtu_bytes, ipv6=":" in self.remote[0], port=self.local[1])
+
+    def _udp_parts(
+        self,
+        exchange_type: int,
+        message_id: int,
+        inner: Sequence[Payload],
+        data: bytes,
+        *,
+        response: bool,
+        now: float,
+    ) -> tuple[bytes, ...] | None:
+        """How an encrypted message goes out: ``(data,)`` whole, or its RFC 7383 fragments.
+
+        Over TCP always whole (RFC 9329 carries any size). Over UDP a message
+        longer than one datagram is fragmented when both ends offered RFC 7383
+        (lab.ike.fragmentation implements AES-GCM only); otherwise it goes
+        whole and the IP layer fragments it, unless this is an initiator not
+        yet established with ``oversize_udp="tcp"``: then the attempt is given
+        up (None) and the endpoint goes straight to TCP (see lab.ike.policy).
+        """
+        if self.transport != "udp":
+            return (data,)
+        limit = self.max_udp_message_len()
+        how = oversize_action(
+            len(data),
+            max_message_len=limit,
+            fragmentation_negotiated=self.fragmentation and self.encr_id == ENCR_AES_GCM_16,
+            policy=self.config.oversize_udp,
+            initiator=self.initiator,
+            before_ike_auth_done=self.state in (IkeSaState.INTERMEDIATE_SENT, IkeSaState.AUTH_SENT),
+            response=response,
+        )
+        if how == "whole":
+            return (data,)
+        if how == "fragments":
+            fragments = fragment_message(
+                self._header(exchange_type, message_id, response=response),
+                inner,
+                sk_e=self._sk_e_out(),
+                next_iv=self._next_iv,
+                max_message_len=limit,
+            )
+            self.fragments_sent += len(fragments)
+            return tuple(fragments)
+        detail = {
+            "exchange": exchange_name(exchange_type),
+            "message_id": message_id,
+            "length": len(data),
+            "max_length": limit,
+            "path_mtu": self.config.path_mtu_bytes,
+            "peer_fragmentation": self.peer_fragmentation,
+        }
+        if how == "tcp":
+            reason = (
+                f"{exchange_name(exchange_type)} of {len(data)} bytes does not fit a {self.config.path_mtu_bytes}-byte"
+                " path and the peer offered no IKE fragmentation: going to TCP"
+            )
+            self.too_big_for_udp = reason
+            self._record(now, "state_updated", {"event": "too_big_for_udp", **detail, "policy": "tcp"})
+            self._outstanding = None
+            self._set_state(Input.ABANDON, now, detail=reason)
+            self._finish(reason, now, error=True)
+            return None
+        self._record(now, "state_updated", {"event": "ip_fragments", **detail})
+        return (data,)
+
+    def _receive_response(
+        self, message: IkeMessage, data: bytes, now: float, *, inner: tuple[Payload, ...] | None = None
+    ) -> None:
         req = self._outstanding
         if req is None or message.message_id != req.message_id or message.exchange_type != req.exchange_type:
             self._drop(now, "unexpected_response", f"message ID {message.message_id}")
@@ -1395,12 +1956,12 @@ class IkeSa:
         if message.initiator == self.initiator:
             self._drop(now, "wrong_initiator_flag", "")
             return
-        inner: tuple[Payload, ...] = ()
         if message.exchange_type == IKE_SA_INIT:
+            inner = ()
             if message.spi_i != self.spi_i:
                 self._drop(now, "wrong_spi", message.spi_i.hex())
                 return
-        else:
+        elif inner is None:
             try:
                 _, inner = self._decrypt(data)
             except IkeIntegrityError as exc:
@@ -1419,7 +1980,9 @@ class IkeSa:
         self._arm_dpd(now)
         self._drain_queue(now)
 
-    def _receive_request(self, message: IkeMessage, data: bytes, now: float) -> None:
+    def _receive_request(
+        self, message: IkeMessage, data: bytes, now: float, *, inner: tuple[Payload, ...] | None = None
+    ) -> None:
         if message.initiator == self.initiator:
             self._drop(now, "wrong_initiator_flag", "")
             return
@@ -1443,36 +2006,29 @@ class IkeSa:
             return
         if message.message_id < self._peer_next_mid:
             cached = self._cached_response
-            try:
-                self._decrypt(data)  # only a genuine retransmission gets the cache
-            except (IkeIntegrityError, DecodeError) as exc:
-                self._drop(now, "integrity", str(exc))
-                return
+            if inner is None:  # reassembled fragments were checked one by one
+                try:
+                    self._decrypt(data, message_id=message.message_id)  # only a genuine retransmission gets the cache
+                except (IkeIntegrityError, DecodeError) as exc:
+                    self._drop(now, "integrity", str(exc))
+                    return
             if cached is not None and cached[0] == message.message_id:
-                self._out.append(cached[1])
-                self._record_message(
-                    now,
-                    "segment_sent",
-                    message.exchange_type,
-                    message.message_id,
-                    True,
-                    len(cached[1]),
-                    resent="retransmitted request",
-                )
+                self._resend_cached(message.exchange_type, message.message_id, now)
             else:
                 self._drop(now, "old_message_id", str(message.message_id))
             return
         if message.message_id != self._peer_next_mid:
             self._drop(now, "message_id_out_of_window", f"{message.message_id}, expected {self._peer_next_mid}")
             return
-        try:
-            _, inner = self._decrypt(data)
-        except IkeIntegrityError as exc:
-            self._drop(now, "integrity", str(exc))
-            return
-        except DecodeError as exc:
-            self._drop(now, "malformed", str(exc))
-            return
+        if inner is None:
+            try:
+                _, inner = self._decrypt(data)
+            except IkeIntegrityError as exc:
+                self._drop(now, "integrity", str(exc))
+                return
+            except DecodeError as exc:
+                self._drop(now, "malformed", str(exc))
+                return
         self.last_received_at = now
         if self._arrival is not None and not self.initiator:
             self.transport, self.local, self.remote = self._arrival  # answer where it came from
@@ -1485,6 +2041,12 @@ class IkeSa:
                 self._receive_auth_request(message, inner, now)
             else:
                 self._drop(now, "unexpected_request", "IKE_AUTH")
+            return
+        if message.exchange_type == IKE_INTERMEDIATE:
+            if self.state is IkeSaState.INIT_RESPONDED and not self.initiator and self.peer_intermediate:
+                self._receive_intermediate_request(message, inner, now)
+            else:
+                self._drop(now, "unexpected_request", "IKE_INTERMEDIATE")
             return
         if not self.established and self.state not in (IkeSaState.DELETING, IkeSaState.REKEYED):
             self._drop(now, "unexpected_request", exchange_name(message.exchange_type))
@@ -1571,6 +2133,7 @@ class IkeSa:
     def _timeout(self, now: float) -> None:
         req = self._outstanding
         self._outstanding = None
+        self.unanswered = True
         name = exchange_name(req.exchange_type) if req else "?"
         self._record(
             now, "state_updated", {"exchange": name, "result": "timeout", "sa": self.label, "transport": self.transport}
@@ -1630,6 +2193,7 @@ class IkeSa:
         retransmission: int = 0,
         resent: str = "",
         port: int | None = None,
+        fragments: int = 0,
     ) -> None:
         if not self._tracer.enabled:
             return
@@ -1648,6 +2212,8 @@ class IkeSa:
             data["retransmission"] = retransmission
         if resent:
             data["resent"] = resent
+        if fragments:
+            data["fragments"] = fragments
         self._tracer.record(now, LAYER, name, data)
 
     def _drop(self, now: float, reason: str, detail: str) -> None:

@@ -9,6 +9,7 @@ class IkeSaState(enum.Enum):
     IDLE = "IDLE"
     INIT_SENT = "INIT_SENT"  # initiator: IKE_SA_INIT request out
     INIT_RESPONDED = "INIT_RESPONDED"  # responder: IKE_SA_INIT answered, half-open
+    INTERMEDIATE_SENT = "INTERMEDIATE_SENT"  # initiator: IKE_INTERMEDIATE exchanges under way (RFC 9242, RFC 9370)
     AUTH_SENT = "AUTH_SENT"  # initiator: IKE_AUTH request out
     ESTABLISHED = "ESTABLISHED"
     DELETING = "DELETING"  # our Delete is out
@@ -21,6 +22,8 @@ class Input(enum.Enum):
     START = "start"
     RECV_INIT_REQUEST = "recv_init_request"
     RECV_INIT_RESPONSE = "recv_init_response"
+    RECV_INIT_RESPONSE_ADDKE = "recv_init_response_addke"  # the chosen proposal has additional key exchanges
+    INTERMEDIATE_DONE = "intermediate_done"  # the last IKE_INTERMEDIATE response is in: on to IKE_AUTH
     RECV_AUTH_REQUEST = "recv_auth_request"
     RECV_AUTH_RESPONSE = "recv_auth_response"
     AUTH_FAILED = "auth_failed"  # AUTH did not verify, or the peer said AUTHENTICATION_FAILED
@@ -46,6 +49,12 @@ TRANSITIONS: dict[tuple[IkeSaState, Input], IkeSaState] = {
     (S.INIT_SENT, I.TIMEOUT): S.FAILED,
     (S.INIT_SENT, I.ABANDON): S.FAILED,
     (S.INIT_SENT, I.CLOSE): S.CLOSED,
+    (S.INIT_SENT, I.RECV_INIT_RESPONSE_ADDKE): S.INTERMEDIATE_SENT,
+    (S.INTERMEDIATE_SENT, I.INTERMEDIATE_DONE): S.AUTH_SENT,
+    (S.INTERMEDIATE_SENT, I.INIT_REFUSED): S.FAILED,  # an IKE_INTERMEDIATE refused or unusable
+    (S.INTERMEDIATE_SENT, I.TIMEOUT): S.FAILED,
+    (S.INTERMEDIATE_SENT, I.ABANDON): S.FAILED,
+    (S.INTERMEDIATE_SENT, I.CLOSE): S.CLOSED,
     (S.INIT_RESPONDED, I.RECV_AUTH_REQUEST): S.ESTABLISHED,
     (S.INIT_RESPONDED, I.AUTH_FAILED): S.FAILED,
     (S.INIT_RESPONDED, I.TIMEOUT): S.FAILED,
