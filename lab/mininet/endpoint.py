@@ -94,6 +94,10 @@ SO_RCVBUFFORCE = 33
 RCVBUF_BYTES = 64 << 20  # holds a full receive window of frames at skb truesize
 SNDBUF_BYTES = 16 << 20  # the interface's qdisc, not the socket, decides drops
 RX_BATCH = 256
+# how long one interface's reader may go on before the loop serves the others and the
+# timers: a busy path must not hold back another path's packets (a join's SYN/ACK) for
+# hundreds of packets' processing
+RX_BUDGET_S = 0.002
 TICK_S = 0.05
 METRICS_INTERVAL_S = 0.1
 ARP_TIMEOUT_S = 1.0
@@ -575,6 +579,7 @@ class Endpoint:
 
         def on_readable(_events: int) -> None:
             origin = loop.origin or 0.0
+            started = monotonic()
             for _ in range(RX_BATCH):
                 try:
                     packet = recv(size)
@@ -583,8 +588,11 @@ class Endpoint:
                 except OSError as exc:  # ENETDOWN while the link is down
                     self._count(self.rx_errors, ifname, exc, "receive")
                     return
-                loop._now = monotonic() - origin
+                now = monotonic()
+                loop._now = now - origin
                 deliver(packet)
+                if now - started >= RX_BUDGET_S:
+                    return  # the rest waits for the next round (epoll reports it again)
 
         return on_readable
 

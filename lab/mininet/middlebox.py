@@ -11,8 +11,11 @@ the simulator's routers apply them):
 * :class:`~lab.scenario.middlebox.StripTcpOptions`: iptables/ip6tables
   ``TCPOPTSTRIP`` in the mangle table's FORWARD chain (it overwrites the
   options with NOPs and fixes the checksum, as the policy does); ``when="syn"``
-  matches ``--tcp-flags SYN SYN`` (SYN and SYN/ACK), ``"after_handshake"`` its
-  negation, as the policy decides.
+  matches ``--tcp-flags SYN SYN`` (SYN and SYN/ACK), ``"after_handshake"``
+  ``--tcp-flags SYN NONE`` (segments without SYN), as the policy decides.
+* :class:`~lab.scenario.middlebox.DropTcpOption`: iptables/ip6tables
+  ``--tcp-option N -j DROP`` per kind in the mangle table's FORWARD chain (the
+  firewall rule it models), with the same ``--tcp-flags`` match for ``when``.
 * :class:`~lab.scenario.middlebox.SourceNat`: nftables ``snat`` of TCP and UDP
   from the ``inside`` interface to ``public_address`` (one of the router's
   other addresses), ports from ``port_base`` up, in a postrouting chain;
@@ -51,12 +54,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.errors import ConfigError
-from lab.scenario.middlebox import BlockTcpPorts, BlockUdpPorts, FlipPayloadBytes, Middlebox, SourceNat, StripTcpOptions
+from lab.scenario.middlebox import (
+    BlockTcpPorts,
+    BlockUdpPorts,
+    DropTcpOption,
+    FlipPayloadBytes,
+    Middlebox,
+    SourceNat,
+    StripTcpOptions,
+)
 from lab.trace import Tracer
 
 FORWARDER_READY_TIMEOUT_S = 15.0
 NFT_TABLE_PREFIX = "tcplab_mb"
 IPTABLES_CHAIN_PREFIX = "TCPLAB_MB"
+# iptables' match for a policy's ``when`` (StripTcpOptions, DropTcpOption)
+TCP_FLAGS_MATCH = {"all": [], "syn": ["--tcp-flags", "SYN", "SYN"], "after_handshake": ["--tcp-flags", "SYN", "NONE"]}
 
 
 @dataclass(slots=True)
@@ -171,13 +184,21 @@ def plan_middlebox(
         plan.install.append((["nft", "-f", "-"], script))
         plan.remove.append((["nft", "delete", "table", "inet", table], None))
     elif _is_exactly(box, StripTcpOptions):
-        match = {"all": [], "syn": ["--tcp-flags", "SYN", "SYN"], "after_handshake": ["!", "--tcp-flags", "SYN", "SYN"]}
+        match = TCP_FLAGS_MATCH
         kinds = ",".join(str(k) for k in sorted(box.kinds))
         rule = ["-p", "tcp", *match[box.when], "-j", "TCPOPTSTRIP", "--strip-options", kinds]
         plan.install, plan.remove = _iptables_chain(chain, [rule])
         plan.uses_iptables = True
         plan.realised_by = f"iptables TCPOPTSTRIP --strip-options {kinds}" + (
             "" if box.when == "all" else f" ({' '.join(match[box.when])})"
+        )
+    elif _is_exactly(box, DropTcpOption):
+        match = TCP_FLAGS_MATCH[box.when]
+        rules = [["-p", "tcp", *match, "-m", "tcp", "--tcp-option", str(k), "-j", "DROP"] for k in sorted(box.kinds)]
+        plan.install, plan.remove = _iptables_chain(chain, rules)
+        plan.uses_iptables = True
+        plan.realised_by = "iptables " + "; ".join(f"--tcp-option {k} -j DROP" for k in sorted(box.kinds)) + (
+            "" if box.when == "all" else f" ({' '.join(match)})"
         )
     elif type(box).prerouting is not Middlebox.prerouting:
         raise ConfigError(

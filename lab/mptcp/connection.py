@@ -1316,10 +1316,17 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
                 self._close_subflow(sf, now, "REMOVE_ADDR from peer")
         self._trace(now, "state_updated", {"token": self.local_token, "address_removed": list(opt.address_ids)})
 
+    def _now_fully_established(self, sf: Subflow) -> None:
+        """Client: the server's first DSS shows it holds our keys (RFC 8684 §3.1); MP_CAPABLE
+        stops riding on our ACKs, so address signals held back from beside it go on an ACK now."""
+        self.fully_established = True
+        if self._echo or self._announce or self._signals:
+            sf.ack_owed = True
+
     def _on_dss(self, sf: Subflow, dss: w.Dss, seg: TcpSegment, stream_offset: int, now: float) -> None:
         sf.got_dss = True
-        if self.role == Role.CLIENT:
-            self.fully_established = True
+        if self.role == Role.CLIENT and not self.fully_established:
+            self._now_fully_established(sf)
         if dss.data_ack is not None:
             self._on_data_ack(sf, dss.data_ack, dss.data_ack_64, seg, now)
         if dss.data_seq is not None:

@@ -193,6 +193,9 @@ class OptionBuilder:
             role is _ROLE_ACK
             and sf.state == SubflowState.ESTABLISHED
             and (self._echo or self._announce or self._signals or sf.prio_pending)
+            # not beside the client's repeated MP_CAPABLE: Linux ignores an ADD_ADDR (echo) there and
+            # announces again; the signal waits for the server's DSS, which requests an ACK for it
+            and not (opts and type(opts[0]) in (w.MpCapableAck, w.MpCapableAckData))
         ):
             used = sum(2 + len(w.push_mptcp_option(o)) for o in opts)
             limit = 40 - (12 if sf.conn.timestamps_enabled else 0)
@@ -390,7 +393,7 @@ class OptionBuilder:
             # the client repeats MP_CAPABLE on its first data until it hears a DSS from us
             self._add_recv_mapping(sf, 0, mpc.data_level_length, 0, mpc.checksum, now, data_fin=False)
         if self.role == Role.CLIENT and not self.fully_established and any(type(o) is w.Dss for o in opts):
-            self.fully_established = True
+            self._now_fully_established(sf)
         if self.role == Role.CLIENT and self.established and role is not _ROLE_SYNACK and not opts and seg.payload:
             if not sf.got_dss:
                 self._fall_back("server data without a DSS mapping", now)

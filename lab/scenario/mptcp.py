@@ -192,6 +192,10 @@ class MptcpTransfer(Transfer):
     ``kernel_announce_port`` (a kernel-mptcp server only) makes Linux announce
     its other addresses with that port (``ip mptcp endpoint add ADDR dev IF
     port P signal``, RFC 8684 §3.4.1), where the kernel then takes the joins.
+    ``kernel_backup`` (a kernel-mptcp server only) makes Linux announce its other
+    addresses as backup endpoints (``ip mptcp endpoint add ADDR dev IF signal
+    backup``): it sets the B flag in its MP_JOIN SYN/ACK on joins to them (RFC
+    8684 §3.2), asking the client to send there only when no other path works.
     ``ipv6`` connects to the server's IPv6 address instead of its IPv4 one.
 
     Raises ConfigError for settings that do not fit.
@@ -201,6 +205,7 @@ class MptcpTransfer(Transfer):
     server: dict[str, Any] | None = field(default_factory=dict)
     wait_for_close: bool = False
     kernel_announce_port: int | None = None
+    kernel_backup: bool = False
     ipv6: bool = False
 
     def __post_init__(self) -> None:
@@ -225,6 +230,8 @@ class MptcpTransfer(Transfer):
                 raise ConfigError(
                     f"transfer {self.name}: kernel_announce_port must be a port 1..65535 other than {self.port}"
                 )
+        if self.kernel_backup and self.dst_stack != "kernel-mptcp":
+            raise ConfigError(f"transfer {self.name}: kernel_backup needs a kernel-mptcp server")
 
     def _end(self, run: ScenarioRun, name: str, stack: str, side: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
         """The application API for one end and the keyword arguments its connect/listen take."""
@@ -259,23 +266,28 @@ class MptcpTransfer(Transfer):
                 lambda: MptcpSink(result, end, wait_for_close=wait, call_at=run.net.call_at),
                 **listen_kw,
             )
-            if self.kernel_announce_port is not None:
-                announce_with_port([i for i in dst_ifaces if i is not iface], self.kernel_announce_port)
+            if self.kernel_announce_port is not None or self.kernel_backup:
+                others = [i for i in dst_ifaces if i is not iface]
+                announce_with_port(others, self.kernel_announce_port, backup=self.kernel_backup)
         if runs_here(run, self.src):
             src, connect_kw = self._end(run, self.src, self.src_stack, self.client)
             sender = MptcpSender(result, data, _End(result, "client", self.src_stack, live=live), run.net.call_at)
             run.net.call_at(self.start_s, lambda: sender.start(src, remote, self.port, **connect_kw))
 
 
-def announce_with_port(interfaces: list[Any], port: int, *, timeout_s: float = 10.0) -> None:
+def announce_with_port(
+    interfaces: list[Any], port: int | None, *, backup: bool = False, timeout_s: float = 10.0
+) -> None:
     """In this (a live host's) network namespace: replace Linux's MPTCP endpoints by one
-    ``signal`` endpoint with ``port`` per interface (its IPv4 address). Raises ConfigError
-    when a command fails."""
+    ``signal`` endpoint per interface (its IPv4 address), with ``port`` unless None and
+    the ``backup`` flag if asked. Raises ConfigError when a command fails."""
     import subprocess
 
     commands = [["ip", "mptcp", "endpoint", "flush"]]
     for iface in interfaces:
-        commands.append(["ip", "mptcp", "endpoint", "add", iface.ipv4, "dev", iface.name, "port", str(port), "signal"])
+        with_port = [] if port is None else ["port", str(port)]
+        flags = ["signal", "backup"] if backup else ["signal"]
+        commands.append(["ip", "mptcp", "endpoint", "add", iface.ipv4, "dev", iface.name, *with_port, *flags])
     for argv in commands:
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)

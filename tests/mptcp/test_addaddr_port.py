@@ -129,7 +129,7 @@ def test_our_client_accepts_the_linux_add_addr_echoes_it_with_the_port_and_joins
         return seg
 
     pair.tamper = swap
-    pair.server.send(b"hello")  # a Data ACK comes back on a pure ACK: that one carries the ADD_ADDR
+    pair.client.send(b"hello")  # the server's Data ACK comes back on a pure ACK: that one carries the ADD_ADDR
     pair.run(now=0.0, until=0.5)
     assert injected
     assert pair.of("client", AddressAnnounced) == [AddressAnnounced(address_id=1, address="198.51.100.2", port=PORT)]

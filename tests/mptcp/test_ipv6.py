@@ -60,7 +60,7 @@ def test_our_client_takes_linux_ipv6_add_addr_echoes_the_20_byte_form_and_joins_
         return seg
 
     pair.tamper = swap
-    pair.server.send(b"hello")
+    pair.client.send(b"hello")  # the server's Data ACK comes back on a pure ACK: that one carries the ADD_ADDR
     pair.run(now=0.0, until=0.5)
     assert injected
     assert pair.of("client", AddressAnnounced) == [AddressAnnounced(address_id=1, address="2001:db8:2::2", port=None)]

@@ -4,10 +4,11 @@ recorded before the restructure into floors (lab/stack, lab/scenario, lab/bench.
 A change that alters what a run records on purpose (a new record, a new field) updates these
 digests in the same commit and says so; a move or a speed-up never does. (two-paths and
 path-failure changed when a subflow in loss recovery began to take new data as RFC 6675's
-pipe allows; hotspot's trace when the data through an IKE session's tunnel got the
-``app`` received records a TCP transfer's end has: two records more, nothing else moved; every
-trace when metrics records got ``bytes_sacked``: with that field taken out, two-paths' trace
-equals the one before record for record.)
+pipe allows, and again when the client's ADD_ADDR echo stopped riding beside its repeated
+MP_CAPABLE; hotspot's trace when the data through an IKE session's tunnel got the ``app``
+received records a TCP transfer's end has: two records more, nothing else moved; every trace
+when metrics records got ``bytes_sacked``: with that field taken out, two-paths' trace equals
+the one before record for record.)
 """
 
 from __future__ import annotations
@@ -23,26 +24,26 @@ SEED = 3
 # sha256 prefixes of trace.jsonl and each pcap of `tcplab run SCENARIO --seed 3`
 DIGESTS = {
     "two-paths": {
-        "trace": "4e38c16be2e5e445",
-        "pcaps/h1-eth0.pcap": "afc1ad1ef1c60fad",
-        "pcaps/h1-eth1.pcap": "8a9051f0069a4711",
-        "pcaps/h2-eth0.pcap": "7c4fdda2fe9d2764",
-        "pcaps/h2-eth1.pcap": "d1929b3bf14368e8",
-        "pcaps/r1-eth0.pcap": "3b5bd6330d0e8578",
-        "pcaps/r1-eth1.pcap": "42b9b78b950c3d8a",
-        "pcaps/r2-eth0.pcap": "48c6a9890e747697",
-        "pcaps/r2-eth1.pcap": "1236a55d55d10d10",
+        "trace": "23e945b8bc29e21e",
+        "pcaps/h1-eth0.pcap": "1287f642ea8d55fa",
+        "pcaps/h1-eth1.pcap": "6e4600c6274d721a",
+        "pcaps/h2-eth0.pcap": "c7bda499aa52884c",
+        "pcaps/h2-eth1.pcap": "1a64c8542d11ac63",
+        "pcaps/r1-eth0.pcap": "3b4c7b4f74929eb2",
+        "pcaps/r1-eth1.pcap": "67540ce3e5176506",
+        "pcaps/r2-eth0.pcap": "abb55bd5cd5231aa",
+        "pcaps/r2-eth1.pcap": "64c780b8446c4035",
     },
     "path-failure": {
-        "trace": "e1c7e3c145faaa5e",
-        "pcaps/h1-eth0.pcap": "74a9289faffa0869",
-        "pcaps/h1-eth1.pcap": "a91b21d2903cafca",
-        "pcaps/h2-eth0.pcap": "60afc0dda9ef7db2",
-        "pcaps/h2-eth1.pcap": "85a58bc29157d14e",
-        "pcaps/r1-eth0.pcap": "9cf413f9b9e2a564",
-        "pcaps/r1-eth1.pcap": "e1b06e7d9b740cdf",
-        "pcaps/r2-eth0.pcap": "7ca4b9e0c6c93ddc",
-        "pcaps/r2-eth1.pcap": "a3f1f982c0f28eaa",
+        "trace": "ab8e2cc32aabc6a0",
+        "pcaps/h1-eth0.pcap": "e3d6a82aa3d2f25f",
+        "pcaps/h1-eth1.pcap": "02ba04076aaad735",
+        "pcaps/h2-eth0.pcap": "5226dd13019c9b11",
+        "pcaps/h2-eth1.pcap": "de635398c05ba1fa",
+        "pcaps/r1-eth0.pcap": "5b6a6336a03661c8",
+        "pcaps/r1-eth1.pcap": "52dab857cabe7e3f",
+        "pcaps/r2-eth0.pcap": "ca31d73daa7c5df6",
+        "pcaps/r2-eth1.pcap": "99d3d3d66b1c1f02",
     },
     "mptcp-mpfail-fallback": {
         "trace": "5ef9ce27a7cbe401",
