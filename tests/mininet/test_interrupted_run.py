@@ -18,6 +18,7 @@ from lab.pcap import read_pcap_linktype
 from lab.runs import ReplayRun
 from lab.scenario.bundle import verify
 from tests.mininet.conftest import ROOT
+from tests.procs import sigint_as_in_a_terminal
 
 pytestmark = pytest.mark.mininet
 
@@ -44,6 +45,7 @@ def test_an_interrupted_mininet_run_leaves_a_bundle_that_replays(tmp_path: Path,
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        preexec_fn=sigint_as_in_a_terminal,
     )
     try:
         _under_way(run, out)

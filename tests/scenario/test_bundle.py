@@ -17,6 +17,7 @@ from lab.pcap import read_pcap
 from lab.runs import ReplayRun
 from lab.scenario import bundle, get_scenario
 from lab.sim.liverun import SimRun
+from tests.procs import sigint_as_in_a_terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -155,6 +156,7 @@ def _start_run(out: Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        preexec_fn=sigint_as_in_a_terminal,
     )
 
 
