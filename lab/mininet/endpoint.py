@@ -292,6 +292,19 @@ class EventLoop:
         self.origin = origin
         while not self.stopping:
             self._now = now = monotonic() - origin
+            if timers and timers[0][0] <= now:
+                # a timer came due while this process was away (a busy machine does not run it on time):
+                # what arrived meanwhile is read first, so that an ACK waiting in a socket is not beaten
+                # by the retransmission timer it cancels (a spurious retransmission, or new data sent
+                # again on a subflow the peer has already closed)
+                for fd, events in poll(0):
+                    handler = handlers.get(fd)
+                    if handler is not None:
+                        self._now = monotonic() - origin
+                        handler(events)
+                        if self.stopping:
+                            return
+                self._now = now = monotonic() - origin
             while timers and timers[0][0] <= now:
                 heapq.heappop(timers)[2]()
                 if self.stopping:

@@ -1422,7 +1422,7 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
 
     def _on_subflow_data(self, sf: Subflow, data: bytes, stream_offset: int, now: float) -> None:
         if self.fallback is not None:
-            if sf.initial:
+            if sf.initial and not sf.doomed and self._pending_abort is None:
                 if stream_offset < self._fallback_skip:  # bytes before the infinite mapping: not data
                     data = data[self._fallback_skip - stream_offset :]
                 self._deliver(data)

@@ -580,6 +580,7 @@ class OptionBuilder:
             and not sf.got_dss
             and self.fallback is None
             and sf.fail_sub_off is None  # after our MP_FAIL, plain data waits for the infinite mapping
+            and not sf.doomed  # an abort is on its way (e.g. no infinite mapping came): no fallback now
         ):
             if sf.initial and not any(type(o) in (w.Dss, w.MpCapableAckData) for o in opts):
                 # RFC 8684 §3.7: data without a mapping on the initial subflow before any DSS: plain TCP

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab.mininet.endpoint import RX_BATCH, RX_BUDGET_S, Channel, Endpoint
+from lab.mininet.endpoint import RX_BATCH, RX_BUDGET_S, Channel, Endpoint, EventLoop
 from lab.scenario import Scenario
 from lab.topology import build_topology
 from topologies import TOPOLOGIES
@@ -71,3 +71,30 @@ def test_a_busy_interface_hands_over_after_its_budget_and_the_quiet_one_is_serve
     assert delivered.index(b"B") < count // 4, delivered.index(b"B")
     for sock in (busy, busy_peer, quiet, quiet_peer):
         sock.close()
+
+
+def test_input_waiting_when_a_timer_comes_due_is_read_before_the_timer_fires() -> None:
+    """After a stall (the process not scheduled on a busy machine) an ACK waiting in a socket
+    is read before the retransmission timer it would have cancelled fires."""
+    loop = EventLoop()
+    sock, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    order: list[str] = []
+
+    def read(events: int) -> None:
+        order.append(sock.recv(64).decode())
+
+    def timer() -> None:
+        order.append("timer")
+        loop.stopping = True
+
+    loop.add_reader(sock.fileno(), read)
+    loop.origin = time.monotonic() - 1.0  # a second has passed: the timer is long due
+    loop.call_at(0.5, timer)
+    peer.send(b"ack")  # ... and an ACK came meanwhile
+    loop.call_at(5.0, lambda: setattr(loop, "stopping", True))
+    loop.run()
+    assert order == ["ack", "timer"]  # was ["timer"]: the timer first, then (too late) the ACK
+    loop.close()
+    sock.close()
+    peer.close()

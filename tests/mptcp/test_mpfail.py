@@ -18,6 +18,7 @@ import pytest
 from lab.mptcp.config import MptcpConfig
 from lab.mptcp.events import ConnectionTerminated, FallbackToTcp, StreamEnded, SubflowClosed
 from lab.mptcp.options import MP_FAIL_CLOSED, MP_FAIL_FALLBACK, MP_FAIL_NO_MAPPING
+from lab.tcp import TcpConfig
 from lab.tcp.addresses import FourTuple
 from lab.wire import mptcp as w
 from lab.wire.checksum import pack_address
@@ -225,11 +226,15 @@ def test_an_infinite_mapping_on_bytes_already_discarded_resets() -> None:
     assert pair.of("server", ConnectionTerminated)[0].reset
 
 
-def test_a_peer_going_plain_without_an_infinite_mapping_resets() -> None:
-    # what Linux 6.x sends after our MP_FAIL: an MP_FAIL echo, then segments without any MPTCP option
-    pair = MptcpPair(CSUM, CSUM)
+@pytest.mark.parametrize("nagle", [True, False], ids=["nagle", "no-nagle"])
+@pytest.mark.parametrize("nth", [1, 5, 10])
+def test_a_peer_going_plain_without_an_infinite_mapping_resets(nth: int, nagle: bool) -> None:
+    # what Linux 6.x sends after our MP_FAIL: an MP_FAIL echo, then segments without any MPTCP option.
+    # Without Nagle the plain segments come back to back: the ones after the abort is decided must
+    # not be taken for a fallback to TCP (they were delivered from data offset 1420 on, as offset 0)
+    pair = MptcpPair(CSUM, CSUM, tcp=TcpConfig(nagle=nagle))
     pair.handshake()
-    flip = Flipper("c2s", nth=10)
+    flip = Flipper("c2s", nth=nth)
     _rewrite_infinite_mapping(pair, flip, lambda o: None)  # (here a middlebox strips it)
     data = payload(300_000)
     pair.client.send(data)
