@@ -72,6 +72,10 @@ from lab.wire import mptcp as w
 from lab.wire.tcp import TcpSegment, UnknownOption
 
 
+# the tail of the data is sent again on another subflow only when the one holding it is this much slower
+TAIL_REINJECT_RTT_RATIO = 2.0
+
+
 class Subflow:
     """One subflow: its TCP connection and the MPTCP bookkeeping that goes with it."""
 
@@ -270,6 +274,7 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
         self._sbuf_off = 0
         self._snd_nxt = 0  # next new offset to schedule
         self._data_una = 0  # the peer's Data ACK (offset)
+        self._data_una_at = 0.0  # when it last moved
         self._reinject: list[tuple[int, int]] = []  # (offset, length) to send again
         self._peer_window = 65535
         self._fin_queued = False
@@ -837,6 +842,40 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
                     },
                 )
 
+    def _take_back_unsent(self, now: float) -> None:
+        """Mappings queued on a subflow and not sent yet, whose data the peer has meanwhile Data-ACKed
+        (a reinjection whose original arrived after all), are taken back from the subflow: sent, they
+        would be new subflow bytes that nobody needs, and once the peer has closed its subflows at the
+        end of the connection, new data on one is what a closed TCP socket answers with RST (Linux
+        does). The other unsent mappings behind them go back to be scheduled again, first."""
+        if self._scheduler.redundant:
+            return  # each subflow's cursor walks the whole stream
+        una = self._data_una
+        for sf in self.subflows:
+            conn = sf.conn
+            unsent = conn.unsent_bytes
+            if not unsent or not sf.map_sub:
+                continue
+            first_unsent = conn.stream_offset_queued - unsent
+            maps = sf.map_sub
+            i = len(maps)
+            while i > 0 and maps[i - 1] >= first_unsent:
+                i -= 1
+            if i == len(maps) or all(d + n > una for d, n in zip(sf.map_data[i:], sf.map_len[i:], strict=True)):
+                continue
+            taken = conn.unsend_stream(maps[i])
+            if not taken:
+                continue
+            again = [(max(d, una), d + n - max(d, una)) for d, n in zip(sf.map_data[i:], sf.map_len[i:], strict=True) if d + n > una]
+            del sf.map_sub[i:], sf.map_len[i:], sf.map_data[i:], sf.map_csum[i:]
+            sf.bytes_scheduled -= taken
+            self._reinject[:0] = again
+            self._trace(
+                now,
+                "state_updated",
+                {"token": self.local_token, "subflow": str(sf.addr), "taken_back": taken, "rescheduled": sum(n for _, n in again)},
+            )
+
     def _arm_data_rtx(self, now: float) -> None:
         rtos = [s.conn.rto for s in self.subflows if s.usable]
         base = max(rtos) if rtos else 1.0
@@ -1102,6 +1141,15 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
             return
         best = min(fast, key=lambda s: s.srtt if s.srtt is not None else 1e9)
         if holder.srtt is not None and best.srtt is not None and best.srtt >= holder.srtt:
+            return
+        if not penalise and (
+            now - self._data_una_at < (best.srtt or 0.0)
+            or (holder.srtt is not None and best.srtt is not None and holder.srtt < TAIL_REINJECT_RTT_RATIO * best.srtt)
+        ):
+            # the tail, still arriving (the Data ACK moved within the fast subflow's RTT), or held by a
+            # subflow of similar RTT (queueing noise): a copy would be new subflow bytes nobody needs,
+            # sent with every Data ACK step of the last window, and once the peer has closed that
+            # subflow at the end of the connection, answered with RST (Linux does)
             return
         self._opportunistic_una = una
         n = min(end - una, best.send_room, self.config.mapping_bytes)
@@ -1384,8 +1432,10 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
                 del self._sbuf[:acked_data]
                 self._sbuf_off += acked_data
             self._data_una = off
+            self._data_una_at = now
             self._data_rtx_at = None
             self._data_rtx_backoff = 0
+            self._take_back_unsent(now)
         if self._fin_off is not None and off == self._fin_off + 1 and not self._fin_acked:
             self._fin_acked = True
             self._fin_retx_at = None

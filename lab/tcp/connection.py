@@ -325,6 +325,17 @@ class TcpConnection(SegmentBuilder, LossRecovery):
             raise LocalProtocolError("cannot send after FIN")
         self._sbuf += data
 
+    def unsend_stream(self, stream_offset: int) -> int:
+        """Take back the queued stream bytes from ``stream_offset`` on, when none of them has been
+        sent yet (used by an extension whose data arrived another way meanwhile); returns how many
+        were taken back: 0 when some were already sent or the FIN is queued."""
+        start = stream_offset + 1  # sequence space, relative to the ISN (the SYN takes 1)
+        end = self._sbuf_off + len(self._sbuf)
+        if self._fin_queued or start < self._snd_max or start < self._snd_nxt or start >= end:
+            return 0
+        del self._sbuf[start - self._sbuf_off :]
+        return end - start
+
     def deliver(self, data: bytes) -> None:
         """Hand bytes to the application (used by an extension that owns the stream)."""
         if data:

@@ -212,12 +212,6 @@ CLOSE_SIZE = 1 * MIB  # both paths carry data before the DATA_FIN
 
 
 @pytest.mark.mininet
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect (issue 20): in the whole suite beside two busy loops, Linux sent 28 RSTs on one "
-    "path-B subflow (client port 5013) after our DATA_FIN in one of 20 connections; it passed alone, "
-    "also beside two busy loops. XPASS when it holds; the RSTs are printed either way",
-)
 def test_linux_resets_nothing_after_our_data_fin_and_sends_each_add_addr_once(
     tmp_path: Path,
     clean_machine: None,  # noqa: F811
