@@ -102,7 +102,7 @@ SCENARIOS: dict[str, Scenario] = {
             topology="two-paths",
             topology_params={"delay_ms": (10.0, 40.0), "bw_mbps": (20.0, 20.0), "queue_packets": 200},
             transfers=(MptcpTransfer(size_bytes=16 * MIB, client=PAIRED, server=PAIRED),),
-            moments=(JOINED, FIRST_REINJECTION, DELIVERED),
+            moments=(JOINED, DELIVERED),
             main_view="subflows",
         ),
         Scenario(

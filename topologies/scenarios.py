@@ -7,7 +7,7 @@ from lab.scenario.middlebox import FlipPayloadBytes
 from lab.scenario.moments import MomentSpec, link_down, link_up, transfer_received
 from lab.scenario.mptcp import MptcpTransfer
 from lab.scenario.outcomes import Expects
-from topologies.mptcp_scenarios import DELIVERED, FIRST_REINJECTION, JOINED
+from topologies.mptcp_scenarios import DELIVERED, JOINED
 
 MIB = 1024 * 1024
 _PAIRED = {"path_manager": "paired"}  # one subflow per path
@@ -49,7 +49,7 @@ SCENARIOS: dict[str, Scenario] = {
             description="Multipath TCP over two disjoint paths (10 Mbit/s 5 ms, 5 Mbit/s 20 ms): a subflow on each, data on both.",
             topology="two-paths",
             transfers=(MptcpTransfer(size_bytes=4 * MIB, client=_PAIRED, server=_PAIRED),),
-            moments=(JOINED, FIRST_REINJECTION, DELIVERED),
+            moments=(JOINED, DELIVERED),
             main_view="subflows",
         ),
         Scenario(
