@@ -143,8 +143,15 @@ def test_slash_then_a_filter_fires_no_global_key_at_80x24() -> None:
         screen = _wait_for(session, lambda s: " flags=S" in s and "MP_CAPABLE" in s and "Subflow  " not in s, limit_s=30)
         assert " flags=S" in screen and "MP_CAPABLE" in screen, screen  # the SYNs, MP_CAPABLE in view
         assert "Take a link down" not in screen, screen  # 'l' did not open the link picker
-        subprocess.run(["tmux", "-L", session, "send-keys", "-t", session, "Escape", "1"], check=True)
-        screen = _wait_for(session, lambda s: "Links" in s, limit_s=30)
+        # Escape leaves the filter (the footer's global keys come back), then 1 opens the Topology view;
+        # sent in one go, a terminal reads Escape and 1 as Alt-1 (the filter got a '¡')
+        subprocess.run(["tmux", "-L", session, "send-keys", "-t", session, "Escape"], check=True)
+        screen = _wait_for(session, lambda s: "q Quit" in s.rstrip("\n").rsplit("\n", 1)[-1], limit_s=30)
+        assert "q Quit" in screen.rstrip("\n").rsplit("\n", 1)[-1], screen
+        subprocess.run(["tmux", "-L", session, "send-keys", "-t", session, "1"], check=True)
+        # the Topology view (at 24 rows its map and path table; the Links table lies below them)
+        screen = _wait_for(session, lambda s: "path A" in s and "path B" in s, limit_s=30)
+        assert "path A" in screen, screen
         assert "DOWN" not in screen, screen  # no link was taken down by the typing
     finally:
         subprocess.run(["tmux", "-L", session, "kill-server"], check=False, capture_output=True)
