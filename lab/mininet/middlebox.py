@@ -57,6 +57,7 @@ from lab.errors import ConfigError
 from lab.scenario.middlebox import (
     BlockTcpPorts,
     BlockUdpPorts,
+    DropIpFragments,
     DropTcpOption,
     FlipPayloadBytes,
     Middlebox,
@@ -181,6 +182,18 @@ def plan_middlebox(
             + "\n  }\n}\n"
         )
         plan.realised_by = "nft drop (inet forward)"
+        plan.install.append((["nft", "-f", "-"], script))
+        plan.remove.append((["nft", "delete", "table", "inet", table], None))
+    elif _is_exactly(box, DropIpFragments):
+        # before connection tracking's defragmentation (priority -400) sees and joins them
+        script = (
+            f"table inet {table} {{\n"
+            "  chain prerouting { type filter hook prerouting priority -450; policy accept;\n"
+            "    ip frag-off & 0x3fff != 0 counter drop\n"
+            "    exthdr frag exists counter drop\n"
+            "  }\n}\n"
+        )
+        plan.realised_by = "nft drop of IPv4 and IPv6 fragments (prerouting, before defragmentation)"
         plan.install.append((["nft", "-f", "-"], script))
         plan.remove.append((["nft", "delete", "table", "inet", table], None))
     elif _is_exactly(box, StripTcpOptions):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from lab.errors import ConfigError
+from lab.stack.ipfrag import Ipv4Reassembler, is_fragment
 from lab.trace import Tracer
 from lab.wire.checksum import internet_checksum, pack_address, transport_checksum, unpack_address
 from lab.wire.tcp import SYN, TCP_PROTOCOL
@@ -20,9 +21,15 @@ STRIP_WHEN = ("all", "syn", "after_handshake")
 
 
 def _split(packet: bytes) -> tuple[int, int, bytes, bytes] | None:
-    """(protocol, header length, src, dst) of an IPv4/IPv6 packet without extension headers."""
+    """(protocol, header length, src, dst) of an IPv4/IPv6 packet without extension headers.
+
+    None for a non-first IPv4 fragment: it carries no transport header, so (as
+    with iptables' port matches) policies that read one let it pass.
+    """
     version = packet[0] >> 4
     if version == 4:
+        if packet[6] & 0x1F or packet[7]:
+            return None
         return packet[9], (packet[0] & 0x0F) * 4, packet[12:16], packet[16:20]
     if version == 6 and len(packet) >= 40:
         return packet[6], 40, packet[8:24], packet[24:40]
@@ -35,6 +42,28 @@ def _tcp(packet: bytes) -> tuple[int, bytes, bytes] | None:
     if parts is None or parts[0] != TCP_PROTOCOL or len(packet) < parts[1] + 20:
         return None
     return parts[1], parts[2], parts[3]
+
+
+class _Defragmenter:
+    """What netfilter's connection tracking does before NAT: reassemble IPv4 fragments
+    (the router fragments the result again on its way out, lab.sim.network)."""
+
+    def __init__(self, owner: Middlebox) -> None:
+        self._owner = owner
+        self._where: tuple[Tracer, float] | None = None
+        self._reassembler = Ipv4Reassembler(on_drop=self._dropped)
+
+    def whole(self, packet: bytes, now: float, tracer: Tracer) -> bytes | None:
+        """``packet`` itself when not a fragment, the reassembled packet when it completed one, else None."""
+        if packet[0] >> 4 != 4 or not is_fragment(packet):
+            return packet
+        self._where = (tracer, now)
+        return self._reassembler.add(packet, now)
+
+    def _dropped(self, reason: str, detail: dict) -> None:
+        if self._where is not None:
+            tracer, now = self._where
+            self._owner._record(tracer, now, "segment_dropped", {"reason": f"defragmentation: {reason}", **detail})
 
 
 def _with_tcp_checksum(packet: bytes, hl: int, seg: bytearray, src: bytes, dst: bytes) -> bytes:
@@ -266,7 +295,9 @@ class SourceNat(Middlebox):
     §4.1); replies to a mapped public port are translated back before routing.
     Packets to ``public_address`` without a mapping are dropped, as are other
     protocols from inside (no ICMP or ESP translation). Checksums are
-    recomputed. IPv6 passes untouched.
+    recomputed. IPv6 passes untouched. IPv4 fragments are reassembled before
+    translation, as connection tracking does (the router fragments again on
+    the way out).
     """
 
     name = "source_nat"
@@ -286,6 +317,7 @@ class SourceNat(Middlebox):
         self._next_port = port_base
         self._out: dict[tuple[int, bytes, int], int] = {}  # (protocol, inside address, inside port) -> public port
         self._back: dict[tuple[int, int], tuple[bytes, int]] = {}  # (protocol, public port) -> inside endpoint
+        self._defrag = _Defragmenter(self)
 
     @property
     def mappings(self) -> dict[tuple[int, str, int], int]:
@@ -294,6 +326,9 @@ class SourceNat(Middlebox):
     def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
         if ingress != self.inside or egress == self.inside or packet[0] >> 4 != 4:
             return packet
+        packet = self._defrag.whole(packet, now, tracer)
+        if packet is None:
+            return None
         hl = (packet[0] & 0x0F) * 4
         proto = packet[9]
         if proto not in (TCP_PROTOCOL, UDP_PROTOCOL) or len(packet) < hl + (20 if proto == TCP_PROTOCOL else 8):
@@ -327,6 +362,9 @@ class SourceNat(Middlebox):
     def prerouting(self, packet: bytes, *, now: float, ingress: str, tracer: Tracer) -> bytes | None:
         if ingress == self.inside or packet[0] >> 4 != 4 or packet[16:20] != self._public:
             return packet
+        packet = self._defrag.whole(packet, now, tracer)
+        if packet is None:
+            return None
         hl = (packet[0] & 0x0F) * 4
         proto = packet[9]
         if proto not in (TCP_PROTOCOL, UDP_PROTOCOL) or len(packet) < hl + 4:
@@ -385,6 +423,16 @@ class BlockAllUdp(Middlebox):
     name = "block_udp"
 
     def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
+        if (
+            packet[0] >> 4 == 4
+            and packet[9] == UDP_PROTOCOL
+            and is_fragment(packet)
+            and (packet[6] & 0x1F or packet[7])
+        ):
+            self._record(
+                tracer, now, "segment_dropped", {"reason": "UDP blocked", "fragment": True, "ingress": ingress}
+            )
+            return None
         parts = _split(packet)
         if parts is None or parts[0] != UDP_PROTOCOL or len(packet) < parts[1] + 4:
             return packet
@@ -583,3 +631,80 @@ class DropTcpOption(Middlebox):
 
     def describe(self) -> dict:
         return {"policy": self.name, "kinds": sorted(self.kinds), "when": self.when}
+
+
+class DropIpFragments(Middlebox):
+    """Drop every IP fragment (IPv4 with MF set or a non-zero offset, IPv6 with a Fragment header), as
+    many firewalls and carrier-grade NATs do: a UDP datagram larger than the path never arrives.
+    The nftables rule is ``ip frag-off & 0x3fff != 0 drop`` (iptables' ``-f`` matches only non-first fragments)."""
+
+    name = "drop_ip_fragments"
+
+    def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
+        version = packet[0] >> 4
+        if version == 4 and len(packet) >= 20:
+            word = (packet[6] << 8) | packet[7]
+            if not word & 0x3FFF:
+                return packet
+            detail = {"id": (packet[4] << 8) | packet[5], "offset": (word & 0x1FFF) * 8, "more": bool(word & 0x2000)}
+        elif version == 6 and len(packet) >= 48 and packet[6] == 44:
+            word = (packet[42] << 8) | packet[43]
+            detail = {"id": int.from_bytes(packet[44:48], "big"), "offset": word & ~7, "more": bool(word & 1)}
+        else:
+            return packet
+        self._record(
+            tracer,
+            now,
+            "segment_dropped",
+            {
+                "reason": "IP fragment dropped",
+                "protocol": packet[9] if version == 4 else packet[40],
+                "len": len(packet),
+                "ingress": ingress,
+                **detail,
+            },
+        )
+        return None
+
+
+class DropLargeUdp(Middlebox):
+    """Drop UDP datagrams larger than ``max_bytes`` (counted as IP packets: header included).
+
+    A whole datagram is measured by its IP packet; a fragmented one by its first
+    fragment, whose UDP length gives the whole datagram's size (later fragments
+    pass: without their first they are never reassembled). Such boxes sit in
+    some mobile and enterprise networks that "protect" against fragments and
+    amplification by size.
+    """
+
+    name = "drop_large_udp"
+
+    def __init__(self, max_bytes: int) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or not 68 <= max_bytes <= 65535:
+            raise ConfigError(f"max_bytes must be an integer in [68, 65535], got {max_bytes!r}")
+        self.max_bytes = max_bytes
+
+    def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
+        parts = _split(packet)
+        if parts is None or parts[0] != UDP_PROTOCOL or len(packet) < parts[1] + 8:
+            return packet
+        hl = parts[1]
+        size = hl + int.from_bytes(packet[hl + 4 : hl + 6], "big")  # the whole datagram, even when fragmented
+        if size <= self.max_bytes:
+            return packet
+        self._record(
+            tracer,
+            now,
+            "segment_dropped",
+            {
+                "reason": f"UDP datagram larger than {self.max_bytes} bytes",
+                "size": size,
+                "sport": int.from_bytes(packet[hl : hl + 2], "big"),
+                "dport": int.from_bytes(packet[hl + 2 : hl + 4], "big"),
+                "ingress": ingress,
+            },
+        )
+        return None
+
+    def describe(self) -> dict:
+        return {"policy": self.name, "max_bytes": self.max_bytes}

@@ -27,6 +27,7 @@ from pathlib import Path
 from lab.errors import ConfigError
 from lab.scenario.middlebox import Middlebox
 from lab.stack.host import HostStack
+from lab.stack.ipfrag import fragment_ipv4
 from lab.tcp import TcpConfig
 from lab.topology import InterfaceSpec, LinkSpec, TopologySpec
 from lab.trace import NULL_TRACER, Tracer
@@ -41,9 +42,9 @@ class _Direction:
     """One direction of a link: a queue feeding a serializer, then the wire."""
 
     __slots__ = (
+        "arrive",
         "busy_until",
         "bytes_per_s",
-        "arrive",
         "delay_s",
         "deliver",
         "departures",
@@ -84,12 +85,13 @@ class SimLink:
 
 
 class SimInterface:
-    __slots__ = ("name", "node", "out", "pcap", "spec")
+    __slots__ = ("mtu", "name", "node", "out", "pcap", "spec")
 
-    def __init__(self, spec: InterfaceSpec, node: SimNode) -> None:
+    def __init__(self, spec: InterfaceSpec, node: SimNode, mtu: int) -> None:
         self.spec = spec
         self.name = spec.name
         self.node = node
+        self.mtu = mtu  # its link's MTU: larger packets are fragmented (DF clear) or dropped (DF set)
         self.out: _Direction | None = None
         self.pcap = None
 
@@ -151,7 +153,34 @@ class SimRouter(SimNode):
             if result is None:
                 return
             packet = result
+        if len(packet) > out.mtu:
+            self._too_big(out, packet)
+            return
         net.transmit(out, packet)
+
+    def _too_big(self, out: SimInterface, packet: bytes) -> None:
+        """A packet larger than the outgoing link's MTU: fragmented when IPv4 without DF (RFC 791),
+        else dropped, as a router does that then sends ICMP "fragmentation needed" / "packet too big"
+        (not modelled: the drop is recorded)."""
+        if packet[0] >> 4 != 4 or packet[6] & 0x40:
+            self._drop(packet, f"larger than the {out.mtu}-byte MTU of {out.name} and may not be fragmented")
+            return
+        fragments = fragment_ipv4(packet, out.mtu)
+        if self.tracer.enabled:
+            self.tracer.record(
+                self.net.now,
+                "ip",
+                "segment_sent",
+                {
+                    "event": "fragmented",
+                    "id": (packet[4] << 8) | packet[5],
+                    "len": len(packet),
+                    "fragments": len(fragments),
+                    "mtu": out.mtu,
+                },
+            )
+        for fragment in fragments:
+            self.net.transmit(out, fragment)
 
     def _drop(self, packet: bytes, reason: str) -> None:
         if self.tracer.enabled:
@@ -175,6 +204,7 @@ class SimHost(SimNode):
             tracer=self.tracer,
             rng=random.Random(self.net.rng.getrandbits(64)),
             tcp_config=self._tcp_config,
+            mtus={n: i.mtu for n, i in self.interfaces.items()},
         )
 
     def _transmit(self, ifname: str, packet: bytes) -> None:
@@ -206,7 +236,7 @@ class SimNetwork:
         for name, node in spec.nodes.items():
             self.nodes[name] = SimHost(self, name, tcp_config) if node.kind == "host" else SimRouter(self, name)
         for iface in spec.interfaces.values():
-            sim_iface = SimInterface(iface, self.nodes[iface.node])
+            sim_iface = SimInterface(iface, self.nodes[iface.node], spec.links[iface.link].mtu_bytes)
             self.nodes[iface.node].interfaces[iface.name] = sim_iface
             self.interfaces[iface.name] = sim_iface
         for name, lspec in spec.links.items():
@@ -346,7 +376,7 @@ class SimNetwork:
                     self._drop(d, packet, "queue full")
                     return
             busy = d.busy_until
-            depart = (busy if busy > now else now) + size / rate
+            depart = (max(now, busy)) + size / rate
             d.busy_until = depart
             q.append(depart)
         if iface.pcap is not None:  # captured as it leaves: after the queue, before the wire

@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from lab.errors import ConfigError, DecodeError, LocalProtocolError
+from lab.stack.ipfrag import FragmentLimits, Ipv4Reassembler, fragment_ipv4
 from lab.stack.syn_backlog import DEFAULT_BACKLOG, SynCookies
 from lab.tcp import TcpConfig, TcpConnection
 from lab.tcp.addresses import FourTuple
@@ -26,7 +27,7 @@ from lab.tcp.segments import _option_record
 from lab.tcp.state import TcpState
 from lab.trace import NULL_TRACER, Tracer
 from lab.wire.checksum import ones_sum, pack_address, unpack_address
-from lab.wire.ip import IPV4_HEADER
+from lab.wire.ip import IPV4_HEADER, Ipv4Packet, encode_ipv4
 from lab.wire.tcp import ACK, RST, SYN, MaxSegmentSize, TcpSegment, decode_segment, encode_segment
 from lab.wire.udp import UDP_PROTOCOL, UdpDatagram, decode_datagram, encode_datagram
 
@@ -86,7 +87,7 @@ class _Entry:
     """What the host keeps per connection it drives: a TcpConnection, or a ConnectionGroup
     (``group`` is then the entry of the group the member belongs to)."""
 
-    __slots__ = ("conn", "stream", "key", "pumping", "timer_at", "route", "group", "hook")
+    __slots__ = ("conn", "group", "hook", "key", "pumping", "route", "stream", "timer_at")
 
     def __init__(self, conn: Any, stream: Stream | None, key: bytes = b"") -> None:
         self.conn = conn
@@ -166,8 +167,12 @@ class HostStack:
         tracer: Tracer = NULL_TRACER,
         rng: random.Random | None = None,
         tcp_config: TcpConfig | None = None,
+        mtus: dict[str, int] | None = None,
+        fragment_limits: FragmentLimits | None = None,
     ) -> None:
-        """``interfaces`` maps interface name -> its addresses (IPv4 and/or IPv6 text)."""
+        """``interfaces`` maps interface name -> its addresses (IPv4 and/or IPv6 text); ``mtus``
+        interface name -> its MTU (a UDP datagram larger than it leaves as IPv4 fragments;
+        interfaces not named have no limit)."""
         self.name = name
         self.tracer = tracer
         self._trace_on = tracer.enabled
@@ -208,6 +213,16 @@ class HostStack:
         self._half_open: dict[int, list[_Entry]] = {}  # listening port -> connections it made, maybe half-open
         self._half_open_groups: dict[int, list[tuple[float, _Entry]]] = {}  # the same for groups, with their birth
         self._cookies: SynCookies | None = None  # made when a backlog first fills
+        self.mtus = dict(mtus or {})
+        self._mtu_of_source = {
+            pack_address(a): self.mtus[ifname]
+            for ifname, addrs in interfaces.items()
+            if ifname in self.mtus
+            for a in addrs
+            if a
+        }
+        self.reassembler = Ipv4Reassembler(fragment_limits, on_drop=self._fragment_dropped)
+        self._reassembly_timer_at: float | None = None
 
     @property
     def now(self) -> float:
@@ -306,8 +321,14 @@ class HostStack:
         self._udp[port] = handler
 
     def send_datagram(self, data: bytes, *, src: tuple[str, int], dst: tuple[str, int]) -> None:
+        """Send one UDP datagram; larger than its interface's MTU, it leaves as IPv4 fragments
+        (DF clear, as Linux sends a UDP socket's datagram larger than the path)."""
         sp, dp = pack_address(src[0]), pack_address(dst[0])
         payload = encode_datagram(UdpDatagram(src[1], dst[1], data), sp, dp)
+        mtu = self._mtu_of_source.get(sp)
+        if mtu is not None and 20 + len(payload) > mtu and len(sp) == 4:
+            self._send_fragments(sp, dp, UDP_PROTOCOL, payload, mtu)
+            return
         self._send_ip(sp, dp, UDP_PROTOCOL, payload)
 
     def connections(self) -> list[TcpConnection]:
@@ -343,8 +364,8 @@ class HostStack:
 
     def input_packet(self, packet: bytes) -> None:
         """One received IP packet. Never raises: bad packets are recorded and dropped."""
-        if len(packet) >= 40 and packet[0] == 0x45 and packet[9] == TCP:
-            # the common case: IPv4 without options carrying TCP
+        if len(packet) >= 40 and packet[0] == 0x45 and packet[9] == TCP and not (packet[6] & 0x3F or packet[7]):
+            # the common case: IPv4 without options carrying TCP, not a fragment
             total = (packet[2] << 8) | packet[3]
             header = _from_bytes(packet[:20], "big")
             dst = packet[16:20]
@@ -367,6 +388,12 @@ class HostStack:
                     raise DecodeError("bad IPv4 lengths", field="total_length", offset=2)
                 if ones_sum(packet[:ihl]) != 0xFFFF:
                     raise DecodeError("IPv4 header checksum mismatch", field="header_checksum", offset=10)
+                if _frag & 0x3FFF:  # MF or an offset: a fragment
+                    if dst in self._egress:
+                        self._input_fragment(packet)
+                    else:
+                        self._drop(f"not addressed to {self.name}: {unpack_address(dst)}")
+                    return
                 payload = packet[ihl:total]
             elif version == 6:
                 if len(packet) < 40:
@@ -393,6 +420,64 @@ class HostStack:
     def _drop(self, reason: str) -> None:
         if self._trace_on:
             self.tracer.record(self.now, "ip", "segment_dropped", {"reason": reason})
+
+    # --- IPv4 fragments (lab.stack.ipfrag)
+
+    def _send_fragments(self, src: bytes, dst: bytes, proto: int, payload: bytes, mtu: int) -> None:
+        ifname = self._egress.get(src)
+        if ifname is None:
+            self._drop(f"no interface owns source {unpack_address(src)}")
+            return
+        self._ident = ident = (self._ident + 1) & 0xFFFF
+        whole = encode_ipv4(
+            Ipv4Packet(unpack_address(src), unpack_address(dst), proto, payload, identification=ident, flags=0)
+        )
+        fragments = fragment_ipv4(whole, mtu)
+        if self._trace_on:
+            self.tracer.record(
+                self.now,
+                "ip",
+                "segment_sent",
+                {"event": "fragmented", "id": ident, "len": len(whole), "fragments": len(fragments), "mtu": mtu},
+            )
+        sender = self._senders.get(ifname)
+        for fragment in fragments:
+            if sender is not None:
+                sender(fragment)
+            else:
+                self._transmit(ifname, fragment)
+
+    def _input_fragment(self, packet: bytes) -> None:
+        now = self.now
+        whole = self.reassembler.add(packet, now)
+        if whole is None:
+            self._arm_reassembly_timer()
+            return
+        if self._trace_on:
+            self.tracer.record(
+                now,
+                "ip",
+                "segment_received",
+                {"event": "reassembled", "id": (whole[4] << 8) | whole[5], "len": len(whole)},
+            )
+        self._arm_reassembly_timer()
+        self.input_packet(whole)
+
+    def _arm_reassembly_timer(self) -> None:
+        when = self.reassembler.next_expiry()
+        if when is None or (self._reassembly_timer_at is not None and self._reassembly_timer_at <= when):
+            return
+        self._reassembly_timer_at = when
+        self._scheduler.call_at(when, self._reassembly_timeout)
+
+    def _reassembly_timeout(self) -> None:
+        self._reassembly_timer_at = None
+        self.reassembler.expire(self.now)
+        self._arm_reassembly_timer()
+
+    def _fragment_dropped(self, reason: str, detail: dict) -> None:
+        if self._trace_on:
+            self.tracer.record(self.now, "ip", "segment_dropped", {"reason": reason, **detail})
 
     def _input_tcp(self, src: bytes, dst: bytes, seg: bytes) -> None:
         if len(seg) < 20:
