@@ -252,7 +252,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             match = "SHA-256 match" if t["sha256_match"] else "SHA-256 MISMATCH"
             goodput = "-" if t["goodput_mbps"] is None else f"{t['goodput_mbps']:.2f} Mbit/s"
             err = f"  ({t['error']})" if t["error"] else ""
-            print(f"  {t['name']}: {t['bytes_received']}/{t['bytes_expected']} bytes, {match}, goodput {goodput}{err}")
+            ike = ""
+            if t.get("ike_established_s") is not None and t["name"].endswith("i->r"):
+                rtts = f", {t['ike_established_rtts']:g} RTT" if t.get("ike_established_rtts") is not None else ""
+                ike = f"; IKE SA over {t.get('transport', '?')} {t.get('port', '')} at {t['ike_established_s']:.3f} s{rtts}"
+            print(f"  {t['name']}: {t['bytes_received']}/{t['bytes_expected']} bytes, {match}, goodput {goodput}{ike}{err}")
         for error in summary.get("errors", []):
             print(f"  error: {error}")
         if "sim_time_s" in summary:

@@ -126,6 +126,27 @@ class TopologySpec:
     def addresses_of(self, node: str, *, family: int = 4) -> list[str]:
         return [i.ipv4 if family == 4 else i.ipv6 for i in self.interfaces_of(node)]
 
+    def base_rtt_s(self, a: str, b: str) -> float | None:
+        """The round-trip propagation delay between nodes ``a`` and ``b`` over the links of least
+        delay (no queueing, no serialization), or None when they are not connected."""
+        best = {a: 0.0}
+        todo = [(0.0, a)]
+        while todo:
+            todo.sort()
+            delay, node = todo.pop(0)
+            if node == b:
+                return 2 * delay / 1000.0
+            if delay > best.get(node, float("inf")):
+                continue
+            for link in self.links.values():
+                if node not in (link.a, link.b):
+                    continue
+                other = link.b if node == link.a else link.a
+                if delay + link.delay_ms < best.get(other, float("inf")):
+                    best[other] = delay + link.delay_ms
+                    todo.append((best[other], other))
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,

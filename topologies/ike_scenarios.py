@@ -2,15 +2,19 @@
 
 Each runs one or two :class:`~lab.scenario.ike.IkeSession` workloads (IKEv2
 with PSK, a Child SA, a tunnelled inner stream each way, liveness check and
-Delete) across the single-path topology with a middlebox on r1.
+Delete) across the single-path topology with a middlebox on r1. The
+``ike-pq-*`` scenarios (lab.scenario.ike_pq) authenticate with certificates
+and compare a classic and a hybrid post-quantum proposal through a router
+that drops IP fragments.
 """
 
 from __future__ import annotations
 
 from lab.scenario import Scenario
 from lab.scenario.ike import IkeSession
+from lab.scenario.ike_pq import PQ_MODES, pq_scenario
 from lab.scenario.middlebox import BlockAllUdp, BlockTcpPorts, BlockUdpPorts, SourceNat
-from lab.scenario.moments import MomentSpec, ike_attempt, iketcp_prefix
+from lab.scenario.moments import MomentSpec, ike_attempt, ike_event, iketcp_prefix, middlebox_dropped
 from lab.scenario.outcomes import Expects
 
 UDP_TIMEOUT = MomentSpec(
@@ -39,6 +43,56 @@ IKE_SA_WON = MomentSpec(
 )
 FALLBACK_MOMENTS = (UDP_TIMEOUT, IKETCP_PREFIX, IKE_SA_WON)
 
+# --- large messages: post-quantum key exchange and certificate chains against a fragment-dropping router
+IKE_INTERMEDIATE_SENT = MomentSpec(
+    key="ike-intermediate",
+    caption="IKE_INTERMEDIATE carries the ML-KEM-768 key share ({ke_len} bytes), already encrypted with the keys of IKE_SA_INIT",
+    rfc="RFC 9370 §2.2",
+    view="iketcp",
+    match=ike_event("sent", exchange="IKE_INTERMEDIATE"),
+)
+IKE_IP_FRAGMENTS = MomentSpec(
+    key="ip-fragments",
+    caption="{exchange} is {length} bytes, more than a {path_mtu}-byte path carries, and no IKE fragmentation was negotiated: it leaves as IP fragments",
+    rfc="RFC 7383 §1",
+    view="iketcp",
+    match=ike_event("ip_fragments"),
+)
+FRAGMENT_DROPPED = MomentSpec(
+    key="fragment-dropped",
+    caption="{node} drops an IP fragment (id {id}, offset {offset}): the datagram can never be reassembled, and every retransmission meets the same rule",
+    rfc="RFC 8900 §3.7",
+    view="packets",
+    match=middlebox_dropped("IP fragment dropped"),
+)
+UDP_UNANSWERED = MomentSpec(
+    key="udp-unanswered",
+    caption="{session}: no answer over UDP after every retransmission ({after}): IKE starts over on TCP 4500",
+    rfc="RFC 9329 §5.1",
+    view="iketcp",
+    match=ike_attempt("unanswered", transport="udp"),
+    once_per="session",
+)
+IKE_FRAGMENTS_REASSEMBLED = MomentSpec(
+    key="ike-fragments",
+    caption="{node} reassembles {exchange} from {fragments} IKE fragments, each encrypted and within the path MTU: no IP fragment needed",
+    rfc="RFC 7383 §2.6",
+    view="iketcp",
+    match=ike_event("reassembled", transport="udp"),
+)
+PQ_MOMENTS = {
+    "ip-fragments": (
+        IKE_INTERMEDIATE_SENT,
+        IKE_IP_FRAGMENTS,
+        FRAGMENT_DROPPED,
+        UDP_UNANSWERED,
+        IKETCP_PREFIX,
+        IKE_SA_WON,
+    ),
+    "rfc7383": (IKE_INTERMEDIATE_SENT, IKE_FRAGMENTS_REASSEMBLED, IKE_SA_WON),
+    "tcp": (IKETCP_PREFIX, IKE_INTERMEDIATE_SENT, IKE_SA_WON),
+}
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -51,7 +105,9 @@ SCENARIOS: dict[str, Scenario] = {
             time_limit_s=60.0,
             moments=FALLBACK_MOMENTS,
             main_view="iketcp",
-            expects=Expects(ike=(("ike", "tcp"),), summary="UDP is dropped: IKE moves to TCP 4500 and the tunnel runs over it"),
+            expects=Expects(
+                ike=(("ike", "tcp"),), summary="UDP is dropped: IKE moves to TCP 4500 and the tunnel runs over it"
+            ),
         ),
         Scenario(
             name="hotspot-500",
@@ -86,7 +142,9 @@ SCENARIOS: dict[str, Scenario] = {
             time_limit_s=60.0,
             moments=FALLBACK_MOMENTS,
             main_view="iketcp",
-            expects=Expects(ike=(("ike", "tcp"),), summary="UDP and TCP 4500 are blocked: IKE gets through over TCP 443"),
+            expects=Expects(
+                ike=(("ike", "tcp"),), summary="UDP and TCP 4500 are blocked: IKE gets through over TCP 443"
+            ),
         ),
         Scenario(
             name="iketcp-race",
@@ -100,7 +158,10 @@ SCENARIOS: dict[str, Scenario] = {
             time_limit_s=60.0,
             moments=FALLBACK_MOMENTS,
             main_view="iketcp",
-            expects=Expects(ike=(("sequential", "tcp"), ("racing", "tcp")), summary="both end on TCP; racing gets there first"),
+            expects=Expects(
+                ike=(("sequential", "tcp"), ("racing", "tcp")), summary="both end on TCP; racing gets there first"
+            ),
         ),
+        *(pq_scenario(mode, moments=PQ_MOMENTS[mode]) for mode in PQ_MODES),
     )
 }

@@ -187,6 +187,7 @@ class _Session:
         self.responder_sent = False
         self.sent_halves = 0
         self.rekeyed = False
+        self.rtt_s = run.spec.base_rtt_s(workload.initiator, workload.responder)
 
     def start(self) -> None:
         if self.initiator is None:
@@ -228,6 +229,10 @@ class _Session:
                         "ike_established_s": round(now, 6),
                         "nat_detected": event.nat_detected,
                     }
+                    if self.rtt_s:  # the time from the session's start in round trips of the path (propagation)
+                        rtts = round((now - self.w.start_s) / self.rtt_s, 2)
+                        for result in (self.result_i, self.result_r):
+                            result.extra["ike_established_rtts"] = rtts
             elif isinstance(event, ChildSaEstablished):
                 if event.rekeyed_spi_in is None and self.sent_halves == 0:
                     self._send_half(0)

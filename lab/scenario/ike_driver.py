@@ -10,6 +10,7 @@ out, events to the user's callback, the timer re-armed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from lab.errors import ConfigError
 from lab.ike.config import IKE_UDP_PORT, NAT_T_PORT
@@ -95,6 +96,10 @@ class SimIkeDriver:
         self.streams: dict[int, _Connection] = {}
         self._timer_at: float | None = None
         self._pumping = False
+        # TCP_NODELAY: every write is a whole IKE message or ESP packet (RFC 9329 frames), so Nagle would
+        # only hold a message's short tail until the previous segment is acknowledged, a round trip and a
+        # delayed ACK added to every IKE exchange larger than one segment
+        self.tcp_config = replace(host.tcp_config, nagle=False)
         mux = getattr(host, _MUX_ATTR, None)
         if mux is None:
             mux = _UdpMux()
@@ -105,7 +110,7 @@ class SimIkeDriver:
         if not endpoint.initiator:
             for port in endpoint.config.tcp_ports:
                 try:
-                    host.listen(port, lambda: _Connection(self, None))
+                    host.listen(port, lambda: _Connection(self, None), config=self.tcp_config)
                 except ConfigError as exc:
                     raise ConfigError(f"IKE responder on {host.name}: {exc}") from None
 
@@ -156,7 +161,7 @@ class SimIkeDriver:
         elif isinstance(action, TcpOpen):
             handler = _Connection(self, action.conn_id)
             handler.stream = self.host.connect(
-                action.remote[0], action.remote[1], handler, local_addr=self.endpoint.local_addr
+                action.remote[0], action.remote[1], handler, local_addr=self.endpoint.local_addr, config=self.tcp_config
             )
             self.streams[action.conn_id] = handler
         elif isinstance(action, TcpClose):

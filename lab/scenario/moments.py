@@ -323,6 +323,34 @@ def ike_attempt(event: str, *, transport: str | None = None) -> Match:
     return match
 
 
+def ike_event(event: str, *, exchange: str | None = None, transport: str | None = None) -> Match:
+    """An IKE ``state_updated`` record of ``event`` ("ip_fragments", "reassembled", "sent"...); the
+    record's fields (``exchange``, ``length``, ``fragments``, ``ke_len``...) go to the caption."""
+
+    def match(rec: TraceRecord, scratch: dict[str, Any]) -> dict[str, Any] | None:
+        d = rec.data
+        if not (_is(rec, "ike", "state_updated") and d.get("event") == event):
+            return None
+        if (exchange is not None and d.get("exchange") != exchange) or (
+            transport is not None and d.get("transport") != transport
+        ):
+            return None
+        return dict(d)
+
+    return match
+
+
+def middlebox_dropped(reason: str) -> Match:
+    """A middlebox drops a packet for ``reason`` (the start of the record's reason)."""
+
+    def match(rec: TraceRecord, scratch: dict[str, Any]) -> dict[str, Any] | None:
+        if _is(rec, "middlebox", "segment_dropped") and str(rec.data.get("reason", "")).startswith(reason):
+            return dict(rec.data)
+        return None
+
+    return match
+
+
 def iketcp_prefix() -> Match:
     """The TCP originator sends the 6-byte "IKETCP" stream prefix."""
 

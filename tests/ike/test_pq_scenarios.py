@@ -1,0 +1,103 @@
+"""The ike-pq-* scenarios: classic and hybrid post-quantum IKE with certificates through a router that drops
+IP fragments, over UDP with IP fragments, UDP with RFC 7383 and TCP; and the sim-ike-pq benchmark."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lab.bench.ike import BENCHMARKS
+from lab.scenario import get_scenario, run_scenario
+from lab.scenario.ike_pq import pq_scenario
+from lab.scenario.moments import detect_moments
+from lab.trace import MemoryTracer, TraceRecord
+
+
+def _run(name: str, seed: int = 1) -> tuple[object, list[TraceRecord]]:
+    result = run_scenario(get_scenario(name), seed=seed, pcaps=False)
+    tracer = result.network.tracer
+    assert isinstance(tracer, MemoryTracer)
+    return result, tracer.records
+
+
+def _ike(records: list[TraceRecord], **fields: object) -> list[TraceRecord]:
+    return [
+        r
+        for r in records
+        if r.layer == "ike" and r.name == "state_updated" and all(r.data.get(k) == v for k, v in fields.items())
+    ]
+
+
+def test_ip_fragments_are_dropped_and_only_tcp_gets_both_proposals_through() -> None:
+    result, records = _run("ike-pq-ip-fragments")
+    assert result.ok, [(t.name, t.error) for t in result.transfers]  # the tunnelled bytes, both ways, by SHA-256
+    assert {t.extra["transport"] for t in result.transfers} == {"tcp"}
+    big = _ike(records, event="ip_fragments")
+    assert {(r.data["exchange"], r.data["path_mtu"]) for r in big} == {("IKE_AUTH", 1500)}
+    assert all(r.data["length"] > 1500 for r in big)  # the certificate chain makes IKE_AUTH outgrow the path
+    dropped = [r for r in records if r.layer == "middlebox" and r.data.get("reason") == "IP fragment dropped"]
+    assert dropped and all(r.node == "r1" and r.data["protocol"] == 17 for r in dropped)
+    assert {r.data["session"] for r in _ike(records, event="unanswered", transport="udp")} == {"classic", "hybrid"}
+    # the hybrid's ML-KEM-768 key share fits one datagram: IKE_INTERMEDIATE succeeded over UDP before IKE_AUTH failed
+    assert [r.data["ke_len"] for r in _ike(records, event="sent", exchange="IKE_INTERMEDIATE")][:1] == [1184]
+    for t in result.transfers:
+        if t.name.endswith("i->r"):
+            assert t.extra["ike_established_s"] > 30.0  # every UDP retransmission waited out first
+            assert t.extra["ike_established_rtts"] > 700
+
+
+def test_rfc7383_fragments_each_fit_and_udp_works_in_two_or_three_round_trips() -> None:
+    result, records = _run("ike-pq-rfc7383")
+    assert result.ok, [(t.name, t.error) for t in result.transfers]
+    assert {t.extra["transport"] for t in result.transfers} == {"udp"}
+    assert not [r for r in records if r.layer == "middlebox" and r.name == "segment_dropped"]
+    assert not [r for r in records if r.layer == "ip" and r.data.get("event") == "fragmented"]
+    reassembled = _ike(records, event="reassembled", transport="udp")
+    assert {(r.node, r.data["exchange"]) for r in reassembled} == {("h1", "IKE_AUTH"), ("h2", "IKE_AUTH")}
+    assert all(r.data["fragments"] >= 2 for r in reassembled)
+    rtts = {t.name: t.extra["ike_established_rtts"] for t in result.transfers if t.name.endswith("i->r")}
+    assert 2.0 <= rtts["classic i->r"] < 3.0  # IKE_SA_INIT, IKE_AUTH
+    assert 3.0 <= rtts["hybrid i->r"] < 4.5  # and one IKE_INTERMEDIATE
+
+
+def test_tcp_from_the_start_costs_the_handshake_and_nothing_for_size() -> None:
+    result, records = _run("ike-pq-tcp")
+    assert result.ok, [(t.name, t.error) for t in result.transfers]
+    assert {t.extra["transport"] for t in result.transfers} == {"tcp"}
+    assert not _ike(records, event="ip_fragments") and not _ike(records, event="reassembled")
+    rtts = {t.name: t.extra["ike_established_rtts"] for t in result.transfers if t.name.endswith("i->r")}
+    assert 3.0 <= rtts["classic i->r"] < 4.0  # TCP handshake, IKE_SA_INIT, IKE_AUTH: no Nagle wait on the tail
+    assert 4.0 <= rtts["hybrid i->r"] < 5.5
+
+
+@pytest.mark.parametrize("name", ["ike-pq-ip-fragments", "ike-pq-rfc7383", "ike-pq-tcp"])
+def test_every_declared_moment_happens(name: str) -> None:
+    scenario = get_scenario(name)
+    _result, records = _run(name)
+    found = {m.key: m.caption for m in detect_moments(scenario.moments, records)}
+    assert set(found) == {m.key for m in scenario.moments}
+    assert not [c for c in found.values() if "{" in c]  # every caption field was filled
+
+
+def test_the_same_seed_gives_the_same_trace_certificates_included() -> None:
+    def trace(seed: int) -> list[str]:
+        result = run_scenario(pq_scenario("rfc7383"), seed=seed, pcaps=False)
+        return [
+            json.dumps([r.t, r.node, r.layer, r.name, r.data], sort_keys=True) for r in result.network.tracer.records
+        ]
+
+    assert trace(4) == trace(4)
+
+
+def test_benchmark_reports_each_proposal_and_mode() -> None:
+    result = BENCHMARKS["sim-ike-pq"].run()
+    json.dumps(result)
+    assert result["passed"], result
+    assert result["transport"] == {
+        p: {"ip-fragments": "tcp", "rfc7383": "udp", "tcp": "tcp"} for p in ("classic", "hybrid")
+    }
+    for p in ("classic", "hybrid"):
+        rtts = result["rtts"][p]
+        assert rtts["rfc7383"] < rtts["tcp"] < rtts["ip-fragments"]
+    assert result["rtts"]["hybrid"]["rfc7383"] > result["rtts"]["classic"]["rfc7383"]  # IKE_INTERMEDIATE's round trip
