@@ -80,6 +80,14 @@ IKE_FRAGMENTS_REASSEMBLED = MomentSpec(
     view="iketcp",
     match=ike_event("reassembled", transport="udp"),
 )
+TCP_WON = MomentSpec(
+    key="tcp-won",
+    caption="{session}: IKE_SA_INIT answered over TCP {port}, {after} after the start; IKE_AUTH follows whole on the same stream",
+    rfc="RFC 9329 §5.1",
+    view="iketcp",
+    match=ike_attempt("won", transport="tcp"),
+    once_per="session",
+)
 PQ_MOMENTS = {
     "ip-fragments": (
         IKE_INTERMEDIATE_SENT,
@@ -87,7 +95,7 @@ PQ_MOMENTS = {
         FRAGMENT_DROPPED,
         UDP_UNANSWERED,
         IKETCP_PREFIX,
-        IKE_SA_WON,
+        TCP_WON,
     ),
     "rfc7383": (IKE_INTERMEDIATE_SENT, IKE_FRAGMENTS_REASSEMBLED, IKE_SA_WON),
     "tcp": (IKETCP_PREFIX, IKE_INTERMEDIATE_SENT, IKE_SA_WON),

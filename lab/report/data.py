@@ -244,7 +244,9 @@ def load(run_dir: Path, *, min_bin_s: float = 0.05, max_bins: int = 150) -> Repo
                 eno_sent.append({"t": t, "node": node, "segment": data["message"], "tcpcrypt": True, **data})
             elif layer == "tcpcrypt" and name == "segment_received" and data.get("message"):
                 eno_received.append({"t": t, "node": node, "segment": data["message"], "tcpcrypt": True, **data})
-            elif layer in ("ike", "iketcp") and name != "metrics_updated":
+            elif (layer in ("ike", "iketcp") and name != "metrics_updated") or (
+                layer == "middlebox" and name == "segment_dropped" and data.get("reason") == "IP fragment dropped"
+            ):
                 ike_events.append({"t": t, "node": node, "layer": layer, "name": name, **data})
             elif layer == "link" and name == "state_updated" and "backend" not in data:
                 link_events.append({"t": t, **data})

@@ -195,8 +195,8 @@ _ROWS = {"udp": "UDP", "tcp": "TCP"}
 
 def iketcp_timeline(data: ReportData) -> str | None:
     """IKE attempts per transport and port, the UDP timeout, the TCP connect, the prefix, framed messages."""
-    events = [e for e in data.ike_events if e.get("node") and e.get("layer") in ("ike", "iketcp")]
-    if not events:
+    events = [e for e in data.ike_events if e.get("node") and e.get("layer") in ("ike", "iketcp", "middlebox")]
+    if not any(e["layer"] != "middlebox" for e in events):
         return None
     rows: dict[str, int] = {}
 
@@ -223,8 +223,23 @@ def iketcp_timeline(data: ReportData) -> str | None:
                     "prefix" if e.get("kind") == "prefix" else "",
                 )
             )
+        elif e["layer"] == "middlebox":  # an IP fragment dropped on the way
+            r = row(f"{who} drops IP fragments")
+            points.append((e["t"], r, "x", "fragment dropped"))
+        elif e["layer"] == "ike" and e["name"] == "state_updated" and e.get("event") == "ip_fragments":
+            r = row(f"{who} message size")
+            points.append((e["t"], r, "*", f"{e.get('exchange')} {e.get('length')} B: IP fragments"))
+        elif e["layer"] == "ike" and e["name"] == "state_updated" and e.get("event") == "reassembled":
+            r = row(f"{who} message size")
+            points.append((e["t"], r, "P", f"{e.get('exchange')} from {e.get('fragments')} IKE fragments"))
+        elif e["layer"] == "ike" and e["name"] == "state_updated" and e.get("exchange") == "IKE_INTERMEDIATE":
+            if e.get("event") == "sent":
+                r = row(f"{who} IKE_INTERMEDIATE")
+                points.append((e["t"], r, "d", f"key share {e.get('ke_len')} B (transform {e.get('additional_ke')})"))
         elif (
-            e["layer"] == "ike" and e["name"] == "state_updated" and e.get("event") in ("started", "timeout", "connect")
+            e["layer"] == "ike"
+            and e["name"] == "state_updated"
+            and e.get("event") in ("started", "timeout", "unanswered", "connect")
         ):
             r = row(f"{who} attempts")
             points.append((e["t"], r, "v", f"{e.get('event')} {e.get('transport', '')}:{e.get('port', '')}".strip(":")))
@@ -250,6 +265,8 @@ def iketcp_timeline(data: ReportData) -> str | None:
     ax.set_yticks(range(len(rows)), list(rows))
     ax.set_ylim(len(rows) - 0.5, -0.7)
     ax.set_xlabel("time (s)")
-    ax.set_title("IKE attempts and IKE/ESP over TCP (> sent, o received, x retransmitted, ◆ IKE frame, | ESP frame)")
+    ax.set_title(
+        "IKE attempts and IKE/ESP over TCP (> sent, o received, x retransmitted or dropped, ◆ IKE frame, | ESP frame)"
+    )
     ax.grid(alpha=0.3, axis="x")
     return svg_of(fig)

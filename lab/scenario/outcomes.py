@@ -101,9 +101,10 @@ class TransferOutcome:
 class IkeOutcome:
     name: str
     expected: str | None  # transport
-    transport: str | None = None
+    transport: str | None = None  # set when the IKE SA is established (IKE_AUTH answered)
     port: Any = None
-    after: float | None = None
+    after: float | None = None  # seconds from the session's start to the established IKE SA
+    trying: str | None = None  # the transport whose IKE_SA_INIT was answered, while IKE_AUTH is under way
 
     @property
     def verdict(self) -> str:
@@ -157,6 +158,7 @@ class OutcomeTracker:
     def reset(self) -> None:
         self.transfers = {n: TransferOutcome(n, self.expects.outcome_of(n)) for n in self.declared}
         self.ike = {n: IkeOutcome(n, dict(self.expects.ike).get(n)) for n in self.declared_ike}
+        self._won: dict[tuple[str, str], tuple[str, str, Any, float | None]] = {}  # (node, SA) -> session, how, start
         self.expected_errors = []
         self.unexpected_errors = []
 
@@ -174,14 +176,33 @@ class OutcomeTracker:
                 elif rec.layer == "app" and rec.name == "state_updated" and "transfer" in rec.data:
                     changed = self._app(rec) or changed
                 elif rec.layer == "ike" and rec.name == "state_updated" and rec.data.get("event") == "won":
+                    # IKE_SA_INIT answered: this transport carries the SA, once IKE_AUTH is answered too
+                    # (a large IKE_AUTH may still die on it: IP fragments dropped, then TCP)
                     name = str(rec.data.get("session", "?"))
                     info = self.ike.get(name)
                     if info is None:
                         info = self.ike[name] = IkeOutcome(name, dict(self.expects.ike).get(name))
-                    info.transport = str(rec.data.get("transport", "?"))
-                    info.port = rec.data.get("port")
+                    info.trying = f"{str(rec.data.get('transport', '?')).upper()} {rec.data.get('port')}"
                     after = rec.data.get("after_s")
-                    info.after = float(after) if isinstance(after, (int, float)) else None
+                    started = rec.t - float(after) if isinstance(after, (int, float)) else None
+                    self._won[(rec.node, str(rec.data.get("sa")))] = (
+                        name,
+                        str(rec.data.get("transport", "?")),
+                        rec.data.get("port"),
+                        started,
+                    )
+                    changed = True
+                elif (
+                    rec.layer == "ike"
+                    and rec.name == "state_updated"
+                    and rec.data.get("exchange") == "IKE_AUTH"
+                    and rec.data.get("result") == "ok"
+                    and (rec.node, str(rec.data.get("sa"))) in self._won
+                ):
+                    name, transport, port, started = self._won[(rec.node, str(rec.data.get("sa")))]
+                    info = self.ike[name]
+                    info.transport, info.port, info.trying = transport, port, None
+                    info.after = rec.t - started if started is not None else None
                     changed = True
             except (TypeError, ValueError, KeyError, AttributeError):
                 continue  # a record without the documented shape decides nothing

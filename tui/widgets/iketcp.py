@@ -51,6 +51,7 @@ class IketcpView(Vertical, TraceView):
         self.tcp_4500: set[str] = set()
         self._sa_column: dict[str, str] = {}
         self.blocked: dict[str, int] = {}  # "r1 UDP 500" -> datagrams dropped there
+        self.fragments_dropped: dict[str, int] = {}  # router -> IP fragments it dropped
         self._columns_shown: list[str] = []
 
     def compose(self) -> ComposeResult:
@@ -91,6 +92,13 @@ class IketcpView(Vertical, TraceView):
                 elif (
                     rec.layer == "middlebox"
                     and rec.name == "segment_dropped"
+                    and rec.data.get("reason") == "IP fragment dropped"
+                ):
+                    self.fragments_dropped[rec.node] = self.fragments_dropped.get(rec.node, 0) + 1
+                    changed = True
+                elif (
+                    rec.layer == "middlebox"
+                    and rec.name == "segment_dropped"
                     and (rec.data.get("policy") == "block_udp" or "UDP" in str(rec.data.get("reason", "")))
                 ):
                     self.udp_blocked += 1
@@ -118,10 +126,52 @@ class IketcpView(Vertical, TraceView):
             if event == "connect":
                 plan = " → ".join(str(p) for p in data.get("plan") or [])
                 self._line(column, rec.t, f"connect ({data.get('fallback', data.get('transport'))}): {plan}", "bold")
-            elif event in ("started", "timeout", "failed", "connection_closed", "connect_failed", "won", "abandoned"):
+            elif event == "ip_fragments":
+                self._line(
+                    column,
+                    rec.t,
+                    f"⚠ {data.get('exchange')} is {data.get('length')} B, over the {data.get('max_length')} B a "
+                    f"{data.get('path_mtu')} B path carries, no IKE fragmentation: it goes as IP fragments",
+                    "bold reverse",
+                )
+            elif event == "too_big_for_udp":
+                self._line(
+                    column,
+                    rec.t,
+                    f"⚠ {data.get('exchange')} is {data.get('length')} B, too big for the path: straight to TCP",
+                    "bold",
+                )
+            elif event == "reassembled":
+                self._line(
+                    column,
+                    rec.t,
+                    f"{data.get('exchange')} reassembled from {data.get('fragments')} IKE fragments (RFC 7383)",
+                    "bold",
+                )
+            elif event == "sent" and data.get("exchange") == "IKE_INTERMEDIATE":
+                self._line(
+                    column,
+                    rec.t,
+                    f"IKE_INTERMEDIATE {data.get('round')}/{data.get('of')}: additional key exchange "
+                    f"{data.get('additional_ke')}, key share {data.get('ke_len')} B",
+                )
+            elif event in (
+                "started",
+                "timeout",
+                "unanswered",
+                "failed",
+                "connection_closed",
+                "connect_failed",
+                "won",
+                "abandoned",
+            ):
                 where = f"{data.get('transport')}:{data.get('port')}"
                 after = f" after {data['after_s']:.3f} s" if isinstance(data.get("after_s"), (int, float)) else ""
-                style = "bold" if event == "won" else ("bold reverse" if event in ("timeout", "failed") else "")
+                style = (
+                    "bold"
+                    if event == "won"
+                    else ("bold reverse" if event in ("timeout", "unanswered", "failed") else "")
+                )
                 reason = f" ({data['reason']})" if data.get("reason") else ""
                 self._line(column, rec.t, f"attempt {data.get('attempt', '')} {where} {event}{after}{reason}", style)
             elif "from" in data and "to" in data and data.get("sa"):
@@ -154,6 +204,8 @@ class IketcpView(Vertical, TraceView):
         if layer == "ike" and name in ("segment_sent", "segment_received"):
             arrow = "→" if name == "segment_sent" else "←"
             retrans = f" retransmission {data['retransmission']}" if data.get("retransmission") else ""
+            if data.get("fragments"):
+                retrans = f" in {data['fragments']} IKE fragments" + retrans
             self._line(
                 self._sa_column.get(f"{rec.node} {data.get('sa')}", column),
                 rec.t,
@@ -211,6 +263,11 @@ class IketcpView(Vertical, TraceView):
         summary.append(f"UDP blocked: {self.udp_blocked}", style="bold reverse" if self.udp_blocked else "")
         if self.blocked:
             summary.append(" (" + ", ".join(f"{k}: {v}" for k, v in sorted(self.blocked.items())) + ")")
+        if self.fragments_dropped:
+            summary.append(
+                " · IP fragments dropped: " + ", ".join(f"{k}: {v}" for k, v in sorted(self.fragments_dropped.items())),
+                style="bold reverse",
+            )
         summary.append(f" · TCP to 4500: {len(self.tcp_4500)}")
         if self.frames:
             nodes = sorted({n for n, _ in self.frames})
@@ -285,5 +342,6 @@ class IketcpView(Vertical, TraceView):
             "esp": {f"{k[0]} {k[1]}": v for k, v in self.esp.items()},
             "udp_blocked": self.udp_blocked,
             "blocked": dict(self.blocked),
+            "fragments_dropped": dict(self.fragments_dropped),
             "tcp_4500": sorted(self.tcp_4500),
         }

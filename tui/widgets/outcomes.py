@@ -55,7 +55,7 @@ def outcome_lines(tracker: OutcomeTracker) -> list[tuple[str, str, str]]:
         out.append((t.name, outcome_words(t), verdict))
     for i in tracker.ike.values():
         if i.transport is None:
-            words = "IKE SA being negotiated…"
+            words = f"IKE SA being negotiated over {i.trying}…" if i.trying else "IKE SA being negotiated…"
         else:
             after = f" in {i.after:.2f} s" if i.after is not None else ""
             words = f"IKE SA over {i.transport.upper()} {i.port}{after}"
