@@ -65,6 +65,12 @@ STARTER_FAILS = {
         "port-443: IKE SA established over TCP": "the IKE SA never came up",
     },
     "ike_race": {"sequential: time to the established SA, in RTTs": "which is a time in seconds"},
+    "ike_pq_path": {
+        "prediction: small-udp": "small-udp: no answer yet",
+        "your settings: no-fragments within 6 RTTs": "IKE_AUTH of 1973 bytes went as IP fragments",
+        "your settings: small-udp within 6 RTTs": "r1 dropped: UDP datagram larger than 1280 bytes",
+        "your settings: udp-blocked within 6 RTTs": "after 2.165 s = 54.1 RTT",
+    },
     "esp_replay": {
         "an old packet is dropped as left of the window": "was dropped: duplicate (window right edge",
         "a sequence number moved right of the window fails integrity": "was dropped: duplicate",
@@ -156,6 +162,7 @@ SCENARIO_EDITS = {
     "tcpcrypt_tamper": [("SEED = 8548", "SEED = 1"), ("nth=45, offset=100", "nth=3, offset=1")],
     "ike_fallback_config": [("SEED = 9329", "SEED = 1"), ("HOTSPOT_BOUND_S = 1.0", "HOTSPOT_BOUND_S = 5.0")],
     "ike_race": [("SEED = 9329", "SEED = 1"), ('SCENARIOS["iketcp-race"]', 'SCENARIOS["hotspot"]')],
+    "ike_pq_path": [("SEED = 9370", "SEED = 1"), ("SMALL_UDP_BYTES = 1280", "SMALL_UDP_BYTES = 9000")],
     "esp_replay": [("SEED = 4303", "SEED = 1"), ("SNIFF_AT = 0.5", "SNIFF_AT = 0.3")],
 }
 

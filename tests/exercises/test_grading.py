@@ -59,7 +59,11 @@ def test_a_correct_toy_passes(tmp_path: Path) -> None:
     ("source", "kind_text", "shown"),
     [
         ("def double(x)\n    return 2 * x\n", "syntax error in solution.py line 1", "SyntaxError"),
-        ("import no_such_module_here\n", "needs the Python package 'no_such_module_here', which is not installed", "no_such_module_here"),
+        (
+            "import no_such_module_here\n",
+            "needs the Python package 'no_such_module_here', which is not installed",
+            "no_such_module_here",
+        ),
         ("def double(x):\n    return {}[x]\n", "double() raised KeyError: 21", "return {}[x]"),
         ("def double(x):\n    raise SystemExit(0)\n", "double() raised SystemExit", ""),
         ("import os\ndef double(x):\n    os._exit(3)\n", "ended without a result (exit status 3)", ""),
