@@ -499,6 +499,8 @@ class Endpoint:
             tracer=self.host_tracer,
             rng=random.Random(f"{self.seed}:{self.host}"),
             tcp_config=tcp_config,
+            # a UDP datagram larger than its link leaves as IP fragments (a frame over the MTU cannot be sent)
+            mtus={i.name: self.spec.links[i.link].mtu_bytes for i in self.ifaces},
         )
         self.stack_used = False
         self.kernel_stacks: dict[bool, KernelStack] = {}
