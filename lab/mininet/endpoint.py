@@ -161,7 +161,8 @@ def _port_checks(ranges: tuple[tuple[int, int], ...], prefix: str) -> list[tuple
 
 def port_filter(ports: PortSet, *, ipv6: bool) -> list[tuple[int, int, int, int]]:
     """A classic BPF program over IP packets (SOCK_DGRAM packet sockets: offset 0 is
-    the IP header) that accepts unfragmented TCP/UDP packets to ``ports``."""
+    the IP header) that accepts TCP/UDP packets to ``ports`` (first fragments included)
+    and later IPv4 fragments of UDP datagrams."""
     program: list[tuple[Any, ...]] = []
     if ipv6:
         program += [(BPF_LD_B_ABS, None, None, 6), (BPF_JEQ_K, "tcp", None, 6), (BPF_JEQ_K, "udp", "drop", 17)]
@@ -173,7 +174,9 @@ def port_filter(ports: PortSet, *, ipv6: bool) -> list[tuple[int, int, int, int]
             program += [
                 ("label", proto),
                 (BPF_LD_H_ABS, None, None, 6),
-                (BPF_JSET_K, "drop", None, 0x1FFF),  # a fragment: not ours to reassemble
+                # a later fragment carries no ports: TCP ones are not ours (we send TCP with DF), UDP ones may
+                # be (a large IKE message): the host stack reassembles them and drops what no one listens to
+                (BPF_JSET_K, "accept" if proto == "udp" else "drop", None, 0x1FFF),
                 (BPF_LDX_B_MSH, None, None, 0),
                 (BPF_LD_H_IND, None, None, 2),
                 *_port_checks(ranges, proto[0]),

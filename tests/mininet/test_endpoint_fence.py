@@ -100,6 +100,8 @@ def test_port_filter_passes_only_owned_ports() -> None:
         "tcp 60999": ipv4(6, 60999),
         "tcp 5001 with IP options": ipv4(6, 5001, ihl=6),
         "udp 4500": ipv4(17, 4500),
+        "the first fragment of a UDP datagram to 4500": ipv4(17, 4500, frag=0x2000),
+        "a later fragment of a UDP datagram": ipv4(17, 5001, frag=0x00B9),  # no ports: the stack reassembles
     }
     dropped = {
         "tcp 5002": ipv4(6, 5002),
@@ -108,6 +110,7 @@ def test_port_filter_passes_only_owned_ports() -> None:
         "udp 5001": ipv4(17, 5001),
         "icmp": ipv4(1, 5001),
         "a later fragment": ipv4(6, 5001, frag=0x0010),
+        "the first fragment of a UDP datagram to 5001": ipv4(17, 5001, frag=0x2000),
     }
     for what, packet in accepted.items():
         assert run_bpf(v4, packet) > 0, what
