@@ -85,6 +85,10 @@ class IkeConfig:
       in IKE_SA_INIT; once both did, encrypted messages longer than one
       ``path_mtu_bytes`` datagram go over UDP as SKF fragments (never over
       TCP). ``fragment_limits`` bound reassembly (lab.ike.fragmentation).
+      A request left unanswered through ``fragment_pmtud_tries``
+      retransmissions is fragmented again for a smaller path (1280, then
+      576 octets for IPv4; RFC 7383 §2.5.2), when fragmentation was
+      negotiated and the message does not fit the smaller size.
     * ``oversize_udp``: what an initiator does with a message that does not
       fit the path over UDP and may not be fragmented (the peer did not
       offer RFC 7383): ``"send"`` it whole (the IP layer fragments it, if the
@@ -135,6 +139,7 @@ class IkeConfig:
     path_mtu_bytes: int = 1500
     fragment_limits: ReassemblyLimits = field(default_factory=ReassemblyLimits)
     oversize_udp: str = "send"
+    fragment_pmtud_tries: int = 2  # RFC 7383 §2.5.2: smaller fragments after this many unanswered resends (0: never)
     auth: str = "psk"
     credential: Any = field(default=None, repr=False)  # lab.ike.certs.Credential
     trust_anchors: tuple[Any, ...] = field(default=(), repr=False)  # x509.Certificate
@@ -202,6 +207,12 @@ class IkeConfig:
             or not (MIN_PATH_MTU_BYTES <= self.path_mtu_bytes <= 65535)
         ):
             raise ConfigError(f"path_mtu_bytes must be {MIN_PATH_MTU_BYTES}..65535, got {self.path_mtu_bytes!r}")
+        if (
+            isinstance(self.fragment_pmtud_tries, bool)
+            or not isinstance(self.fragment_pmtud_tries, int)
+            or self.fragment_pmtud_tries < 0
+        ):
+            raise ConfigError(f"fragment_pmtud_tries must be a whole number >= 0, got {self.fragment_pmtud_tries!r}")
         if self.oversize_udp not in OVERSIZE_UDP_POLICIES:
             raise ConfigError(
                 f"oversize_udp must be one of {', '.join(OVERSIZE_UDP_POLICIES)}, got {self.oversize_udp!r}"

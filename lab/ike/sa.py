@@ -70,7 +70,7 @@ from lab.ike.certs import (
     identity_matches,
     validate_chain,
 )
-from lab.ike.config import IKE_UDP_PORT, NAT_T_PORT, IkeConfig
+from lab.ike.config import IKE_UDP_PORT, MIN_PATH_MTU_BYTES, NAT_T_PORT, IkeConfig
 from lab.ike.events import (
     ChildSaDeleted,
     ChildSaEstablished,
@@ -88,6 +88,7 @@ from lab.ike.fragmentation import (
     FragmentRefused,
     MessageReassembled,
     fragment_message,
+    fragment_overhead,
     fragmentation_supported_notify,
     max_ike_message_len,
     offers_fragmentation,
@@ -253,6 +254,8 @@ class _Request:
     tries: int = 0
     next_at: float = 0.0
     parts: tuple[bytes, ...] = ()  # what goes on the wire over UDP: the message, or its RFC 7383 fragments
+    inner: tuple[Payload, ...] = ()  # the plaintext inner payloads, to fragment again for a smaller path
+    path_mtu: int = 0  # the path MTU its fragments are sized for (RFC 7383 §2.5.2 lowers it)
 
 
 class IkeSa:
@@ -341,6 +344,7 @@ class IkeSa:
         self.peer_fragmentation = False
         self._reassembler = FragmentReassembler(config.fragment_limits)
         self.fragments_sent = 0
+        self._learned_path_mtu: int | None = None  # lowered by RFC 7383 §2.5.2 when smaller fragments were needed
         self.too_big_for_udp = ""  # why this initiator gave UDP up for TCP (oversize_udp="tcp"), else ""
         self.unanswered = False  # a request went unanswered through every retransmission
         self.peer_hash_algorithms: tuple[int, ...] = ()  # RFC 7427 §4
@@ -645,6 +649,9 @@ class IkeSa:
             if self.transport == "udp" and req.tries < self.config.retransmit_tries:
                 req.tries += 1
                 req.next_at = now + self.config.retransmit_s * 2**req.tries
+                pmtud = self.config.fragment_pmtud_tries
+                if pmtud and req.tries > pmtud and (req.tries - 1) % pmtud == 0:
+                    self._smaller_fragments(req, now)
                 self._out.extend(req.parts or (req.data,))  # every fragment again (RFC 7383 §2.6.1)
                 self._record_message(
                     now,
@@ -1845,7 +1852,54 @@ class IkeSa:
         if parts is None:
             return  # too big for UDP: this attempt gave way to TCP
         self._next_request_mid = mid + 1
-        self._send_request_bytes(exchange_type, data, handler, now, message_id=mid, parts=parts)
+        self._send_request_bytes(exchange_type, data, handler, now, message_id=mid, parts=parts, inner=inner)
+
+    def _smaller_fragments(self, req: _Request, now: float) -> None:
+        """RFC 7383 §2.5.2: a request unanswered through several retransmissions may be lost to a path
+        smaller than assumed; fragment it again for the next smaller size (1280, then 576 for IPv4;
+        1280 for IPv6). Only encrypted requests, with fragmentation negotiated, that do not fit it."""
+        if not (req.inner and self.fragmentation and self.encr_id == ENCR_AES_GCM_16):
+            return
+        ipv6 = ":" in self.remote[0]
+        smaller = [m for m in ((1280,) if ipv6 else (1280, MIN_PATH_MTU_BYTES)) if m < req.path_mtu]
+        if not smaller:
+            return
+        limit = max_ike_message_len(path_mtu=smaller[0], ipv6=ipv6, port=self.local[1])
+        if max(len(p) for p in (req.parts or (req.data,))) <= limit:
+            req.path_mtu = smaller[0]  # already that small: try the next size at the next step
+            return
+        was = max(1, len(req.parts))
+        floor = fragment_overhead() + 64
+        while True:
+            fragments = fragment_message(
+                self._header(req.exchange_type, req.message_id, response=False),
+                req.inner,
+                sk_e=self._sk_e_out(),
+                next_iv=self._next_iv,
+                max_message_len=limit,
+            )
+            # the receiver starts over only on a larger Total Fragments (RFC 7383 §2.6): with the same
+            # count it would join old and new pieces
+            if len(fragments) > was or limit <= floor:
+                break
+            limit = max(floor, limit - 64)
+        self._learned_path_mtu = smaller[0]
+        self._record(
+            now,
+            "state_updated",
+            {
+                "event": "smaller_fragments",
+                "exchange": exchange_name(req.exchange_type),
+                "message_id": req.message_id,
+                "path_mtu": smaller[0],
+                "fragments": len(fragments),
+                "was": was,
+                "after_tries": req.tries - 1,
+            },
+        )
+        self.fragments_sent += len(fragments)
+        req.parts = tuple(fragments)
+        req.path_mtu = smaller[0]
 
     def _send_request_bytes(
         self,
@@ -1856,10 +1910,19 @@ class IkeSa:
         *,
         message_id: int = 0,
         parts: tuple[bytes, ...] = (),
+        inner: Sequence[Payload] = (),
     ) -> None:
         first_wait = self.config.retransmit_s if self.transport == "udp" else self.config.response_timeout_s
         self._outstanding = _Request(
-            message_id, exchange_type, data, now, handler, next_at=now + first_wait, parts=parts
+            message_id,
+            exchange_type,
+            data,
+            now,
+            handler,
+            next_at=now + first_wait,
+            parts=parts,
+            inner=tuple(inner),
+            path_mtu=min(self.config.path_mtu_bytes, self._learned_path_mtu or self.config.path_mtu_bytes),
         )
         self._out.extend(parts or (data,))
         fragments = len(parts) if len(parts) > 1 else 0
@@ -1878,8 +1941,10 @@ class IkeSa:
         )
 
     def max_udp_message_len(self) -> int:
-        """The longest IKE message one UDP datagram carries on this path (``path_mtu_bytes``, RFC 7383 §2.5.1)."""
-        return max_ike_message_len(path_mtu=self.config.path_mtu_bytes, ipv6=":" in self.remote[0], port=self.local[1])
+        """The longest IKE message one UDP datagram carries on this path (``path_mtu_bytes``, or the
+        smaller size a request's fragments got through with, RFC 7383 §2.5.1, §2.5.2)."""
+        mtu = min(self.config.path_mtu_bytes, self._learned_path_mtu or self.config.path_mtu_bytes)
+        return max_ike_message_len(path_mtu=mtu, ipv6=":" in self.remote[0], port=self.local[1])
 
     def _udp_parts(
         self,
