@@ -141,6 +141,14 @@ class IketcpView(Vertical, TraceView):
                     f"⚠ {data.get('exchange')} is {data.get('length')} B, too big for the path: straight to TCP",
                     "bold",
                 )
+            elif event == "smaller_fragments":
+                self._line(
+                    column,
+                    rec.t,
+                    f"{data.get('exchange')} unanswered after {data.get('after_tries')} retransmissions: again in "
+                    f"{data.get('fragments')} fragments for a {data.get('path_mtu')} B path (RFC 7383 PMTU discovery)",
+                    "bold",
+                )
             elif event == "reassembled":
                 self._line(
                     column,
