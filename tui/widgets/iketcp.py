@@ -13,6 +13,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
 
+from lab.ike.mlkem import ML_KEM_METHODS
 from lab.trace import TraceRecord
 from tui.widgets.base import BAD_RECORD, TraceView
 from tui.widgets.outcomes import OutcomesPanel
@@ -24,6 +25,12 @@ MAX_LINES = 200
 NARROW_COLUMNS = 100  # below this width the session timelines stack instead of standing side by side
 SHORT_ROWS = 30  # below this height the record table gives way to the timelines
 INDENT = " " * 8  # wrapped timeline lines hang under the text, past the time
+
+
+def _method_name(method: Any) -> str:
+    """An additional key exchange's IANA name (ML-KEM-768), or its transform ID."""
+    known = ML_KEM_METHODS.get(method) if isinstance(method, int) else None
+    return known.name.upper() if known is not None else f"group {method}"
 
 
 class TailScroll(VerticalScroll):
@@ -161,7 +168,7 @@ class IketcpView(Vertical, TraceView):
                     column,
                     rec.t,
                     f"IKE_INTERMEDIATE {data.get('round')}/{data.get('of')}: additional key exchange "
-                    f"{data.get('additional_ke')}, key share {data.get('ke_len')} B",
+                    f"{_method_name(data.get('additional_ke'))}, key share {data.get('ke_len')} B",
                 )
             elif event in (
                 "started",
