@@ -101,3 +101,37 @@ def test_benchmark_reports_each_proposal_and_mode() -> None:
         rtts = result["rtts"][p]
         assert rtts["rfc7383"] < rtts["tcp"] < rtts["ip-fragments"]
     assert result["rtts"]["hybrid"]["rfc7383"] > result["rtts"]["classic"]["rfc7383"]  # IKE_INTERMEDIATE's round trip
+
+
+@pytest.mark.parametrize("mode", ["rfc7383", "tcp"])
+def test_p256_with_ml_kem_1024_and_certificates_over_rfc7383_and_tcp(mode: str) -> None:
+    """The second hybrid of issue 19: ECDH P-256, then ML-KEM-1024, whose 1,568-byte key share alone outgrows
+    one datagram, so over UDP IKE_INTERMEDIATE itself goes as IKE fragments."""
+    from dataclasses import replace
+
+    from lab.scenario import Scenario
+
+    base = pq_scenario(mode, proposals=("classic",))
+    (session,) = base.transfers
+    session = replace(  # the name stays: IDi and the certificate's dNSName are classic.initiator.lab
+        session,
+        initiator_config={**session.initiator_config, "dh_groups": (19,), "additional_key_exchanges": (37,)},
+    )
+    scenario = Scenario(
+        name=f"p256-1024-{mode}",
+        description="P-256 + ML-KEM-1024 with certificates",
+        topology="single-path",
+        middleboxes=base.middleboxes,
+        transfers=(session,),
+        time_limit_s=30.0,
+    )
+    result = run_scenario(scenario, seed=2, pcaps=False)
+    assert result.ok, [(t.name, t.error) for t in result.transfers]
+    assert {t.extra["transport"] for t in result.transfers} == {"udp" if mode == "rfc7383" else "tcp"}
+    records = result.network.tracer.records
+    done = _ike(records, exchange="IKE_INTERMEDIATE", result="ok")
+    assert {(r.node, r.data["additional_ke"]) for r in done} == {("h1", 37), ("h2", 37)}
+    auth = _ike(records, exchange="IKE_AUTH", result="ok")
+    assert {r.node for r in auth} == {"h1", "h2"} and all(r.data["auth"] == "signature" for r in auth)
+    reassembled = {r.data["exchange"] for r in _ike(records, event="reassembled", transport="udp")}
+    assert reassembled == ({"IKE_INTERMEDIATE", "IKE_AUTH"} if mode == "rfc7383" else set())
