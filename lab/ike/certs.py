@@ -23,6 +23,7 @@ policies, name constraints or revocation). It never reads a clock.
 
 from __future__ import annotations
 
+import copyreg
 import datetime as dt
 import math
 import random
@@ -76,6 +77,46 @@ class LabPki:
     @property
     def trust_anchors(self) -> tuple[x509.Certificate, ...]:
         return (self.root.certificate,)
+
+
+# --- pickling (a scenario's settings travel to the Mininet hosts' endpoint processes) --------------------------
+
+
+def _certificate_from_der(der: bytes) -> x509.Certificate:
+    return x509.load_der_x509_certificate(der)
+
+
+def _private_key_from_der(der: bytes) -> PrivateKey:
+    key = serialization.load_der_private_key(der, password=None)
+    _make_picklable(key)
+    return key  # type: ignore[return-value]
+
+
+def _reduce_certificate(c: x509.Certificate) -> tuple:
+    return (_certificate_from_der, (c.public_bytes(serialization.Encoding.DER),))
+
+
+def _reduce_private_key(k: PrivateKey) -> tuple:
+    der = k.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return (_private_key_from_der, (der,))
+
+
+_PICKLABLE: set[type] = set()
+
+
+def _make_picklable(obj: object) -> None:
+    """Let pickle carry ``obj``'s type (cryptography's certificates and keys have no pickle support of
+    their own) as DER: a lab credential is test material, written only to the controller's own 0600 file."""
+    kind = type(obj)
+    if kind in _PICKLABLE:
+        return
+    if isinstance(obj, x509.Certificate):
+        copyreg.pickle(kind, _reduce_certificate)
+    elif isinstance(obj, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        copyreg.pickle(kind, _reduce_private_key)
+    else:
+        return
+    _PICKLABLE.add(kind)
 
 
 # --- keys from the run's rng ----------------------------------------------------------------------------------
@@ -232,6 +273,8 @@ def issue_certificate(
         if issuer is None or issuer.certificate.issuer == issuer.certificate.subject
         else (issuer.certificate, *issuer.chain)
     )
+    _make_picklable(certificate)
+    _make_picklable(key)
     return Credential(certificate, key, chain)
 
 

@@ -250,3 +250,23 @@ def test_identity_matches_the_certificate() -> None:
     assert not identity_matches(ee.certificate, 2, b"initiator.lab")
     assert identity_matches(ee.certificate, 9, ee.certificate.subject.public_bytes())  # ID_DER_ASN1_DN
     assert not identity_matches(ee.certificate, 1, bytes(4))  # ID_IPV4_ADDR
+
+
+def test_a_credential_survives_pickling_as_a_scenario_sent_to_mininet_hosts() -> None:
+    """Scenario settings travel to the Mininet hosts' endpoint processes by pickle; cryptography's own
+    certificate and key objects refuse it, the lab's credentials go as DER and come back equal."""
+    import pickle
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from lab.ike.certs import make_lab_pki
+
+    pki = make_lab_pki(random.Random(3), not_before=START, key_type="ecdsa-p256", intermediates=1)
+    back = pickle.loads(pickle.dumps((pki.end_entities["initiator.lab"], pki.trust_anchors)))
+    credential, anchors = back
+    original = pki.end_entities["initiator.lab"]
+    assert credential.certificate == original.certificate and credential.chain == original.chain
+    assert anchors == pki.trust_anchors
+    signature = credential.private_key.sign(b"signed octets", ec.ECDSA(hashes.SHA256()))
+    original.certificate.public_key().verify(signature, b"signed octets", ec.ECDSA(hashes.SHA256()))
