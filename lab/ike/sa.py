@@ -1692,7 +1692,7 @@ class IkeSa:
             assert link is not None
 
             def failed(notify: int | None, reason: str, t2: float) -> None:
-                self._child_failed(notify if notify is not None else INVALID_SYNTAX, "IKE_FOLLOWUP_KE", t2)
+                self._child_failed(notify if notify is not None else INVALID_SYNTAX, "CREATE_CHILD_SA", t2)
 
             self._start_followup("child", methods, link, install, failed, t)
 
