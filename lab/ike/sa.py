@@ -16,6 +16,8 @@ Exchanges::
                  <-- HDR, SK{IDr, [CERT+], AUTH, [SA, TSi, TSr] or N(error)}
     CREATE_CHILD_SA  HDR, SK{N(REKEY_SA), SA, Ni, [KEi,] TSi, TSr}  <-->  HDR, SK{SA, Nr, [KEr,] TSi, TSr}
                      HDR, SK{SA(IKE, new SPIi), Ni, KEi}  <-->  HDR, SK{SA(IKE, new SPIr), Nr, KEr}   IKE SA rekey
+                     ... with ADDKE rounds: the response adds N(ADDITIONAL_KEY_EXCHANGE)(link), then per round
+    IKE_FOLLOWUP_KE  HDR, SK{KEi(n), N(link)}  <-->  HDR, SK{KEr(n) [, N(next link)]}       (RFC 9370 §2.2.4)
     INFORMATIONAL    HDR, SK{[D]}  <-->  HDR, SK{[D]}      (liveness check when empty)
 
 Rekeying the IKE SA (§1.3.2, §2.18) makes a new ``IkeSa`` (``successor``)
@@ -31,7 +33,10 @@ round is one IKE_INTERMEDIATE (MID 1, 2, ...) protected by the keys of the
 round before, after which both ends update every SK_*; IKE_AUTH follows at
 MID n+1, its AUTH covering IntAuth, and its Child SA takes KEYMAT from the
 last SK_d. A responder keeps the keys each IKE_INTERMEDIATE came under, so
-a retransmitted one still verifies and gets the cached response.
+a retransmitted one still verifies and gets the cached response. Rekeys of
+such an SA run the same rounds again after CREATE_CHILD_SA, in IKE_FOLLOWUP_KE
+exchanges over this SA (lab.ike.followup_ke); the new Child SA or IKE SA
+exists only after the last one.
 
 IKE fragmentation (RFC 7383, lab.ike.fragmentation): both ends offer
 IKEV2_FRAGMENTATION_SUPPORTED; an encrypted message too long for one
