@@ -9,19 +9,24 @@ without IKE_FOLLOWUP_KE gets a plain rekey) and exchanges interleaving.
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.hmac import HMAC
 
 import lab.ike.sa as sa_module
 from lab.ike.events import ChildSaDeleted, ChildSaEstablished, ChildSaFailed, IkeSaDeleted, IkeSaRekeyed, PacketReceived
-from lab.ike.followup_ke import acceptable_addke, chosen_methods, rekey_offer
-from lab.ike.keys import derive_ike_sa_keys, encr_key_len
+from lab.ike.followup_ke import acceptable_addke, chosen_methods, link_notify, rekey_offer
+from lab.ike.keys import ChildSaKeys, derive_ike_sa_keys, encr_key_len
 from lab.ike.multi_ke import (
     IKE_FOLLOWUP_KE,
     STATE_NOT_FOUND,
     derive_child_sa_keys_multi,
     followup_secret_input,
+    initiator_key_exchange,
     rekey_skeyseed_multi,
     with_additional_key_exchanges,
 )
@@ -29,10 +34,14 @@ from lab.wire.buffer import Buffer
 from lab.wire.ikev2 import (
     ENCR_AES_CBC,
     ENCR_AES_GCM_16,
+    INVALID_SYNTAX,
     NON_ESP_MARKER,
     PRF_HMAC_SHA2_256,
     PRF_HMAC_SHA2_512,
     PROTO_ESP,
+    KePayload,
+    NotifyPayload,
+    Payload,
     Proposal,
     SaPayload,
     Transform,
@@ -79,8 +88,7 @@ def test_child_sa_keymat_mixes_every_secret_after_the_nonces() -> None:
     keymat = _prf_plus(hashes.SHA256(), SK_D, SK0 + NI + NR + SK1 + SK2, 2 * 36)
     assert keys.encr_i2r == keymat[:36] and keys.encr_r2i == keymat[36:]
     assert keys.integ_i2r == keys.integ_r2i == b""
-    assert keys.encr_i2r.hex()[:16] == keymat.hex()[:16]  # nothing trivially equal: the order matters
-    swapped = _prf_plus(hashes.SHA256(), SK_D, SK0 + SK1 + SK2 + NI + NR, 2 * 36)
+    swapped = _prf_plus(hashes.SHA256(), SK_D, SK0 + SK1 + SK2 + NI + NR, 2 * 36)  # the order matters
     assert swapped[:36] != keys.encr_i2r
 
 
@@ -252,7 +260,7 @@ def test_the_rekeyed_child_sa_keys_are_those_of_every_secret(monkeypatch: pytest
     seen: list[dict] = []
     real = sa_module.derive_child_sa_keys_multi
 
-    def spy(**kwargs: object):  # type: ignore[no-untyped-def]
+    def spy(**kwargs: Any) -> ChildSaKeys:
         seen.append(kwargs)
         return real(**kwargs)
 
@@ -362,7 +370,7 @@ def test_lost_followup_response_gets_the_cached_one_and_one_child_sa() -> None:
 # --- refusals ---------------------------------------------------------------------------------------------------
 
 
-def _hold_followup_requests(until: list[float], pair: Pair):  # type: ignore[no-untyped-def]
+def _hold_followup_requests(until: list[float], pair: Pair) -> Callable[[str, bool, bytes], bytes | None]:
     """Drop the initiator's IKE_FOLLOWUP_KE requests sent before ``until[0]``: the responder waits in vain."""
 
     def tamper(kind: str, from_i: bool, data: bytes) -> bytes | None:
@@ -480,3 +488,63 @@ def test_both_ends_rekey_at_once_and_each_series_finds_its_own_link() -> None:
     assert sorted(order[2:4]) == [("r", "IKE_FOLLOWUP_KE", False), ("r", "IKE_FOLLOWUP_KE", True)]
     assert not pair.of("i", ChildSaFailed) and not pair.of("r", ChildSaFailed)
     esp_both_ways(pair, b"after crossing rekeys")
+
+
+# --- a misbehaving peer ---------------------------------------------------------------------------------------------
+
+
+def _send_followup_request(pair: Pair, inner: tuple[Payload, ...]) -> list[tuple[Payload, ...]]:
+    """The initiator's real SA sends an IKE_FOLLOWUP_KE request with ``inner`` as it is (properly encrypted, at
+    its next message ID): a peer that gets the series wrong. Returns the payloads of the response."""
+    answers: list[tuple[Payload, ...]] = []
+    sa = pair.i.sa
+    sa._request(IKE_FOLLOWUP_KE, inner, lambda message, payloads, t: answers.append(payloads), pair.now)
+    pair.i._pump_sa(sa, pair.now)
+    pair.run(pair.now + 1.0)
+    return answers
+
+
+@pytest.mark.parametrize("case", ["made-up link", "used link", "no link", "wrong method"])
+def test_responder_refuses_a_bad_ike_followup_ke_request_and_carries_on(
+    case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    links: list[bytes] = []
+    real = sa_module.link_notify
+
+    def keep(link: bytes) -> NotifyPayload:
+        links.append(link)
+        return real(link)
+
+    monkeypatch.setattr(sa_module, "link_notify", keep)
+    pair = hybrid_pair("x25519+mlkem768")
+    _, ek = initiator_key_exchange(36, random.Random(5))
+    if case == "used link":
+        pair.i.rekey_child(now=pair.now)  # a whole series: its link is spent once the last round is answered
+        pair.run(pair.now + 1.0)
+        assert links and len([e for e in pair.of("r", ChildSaEstablished) if e.rekeyed_spi_in]) == 1
+        inner = (KePayload(36, ek), link_notify(links[0]))
+    elif case == "made-up link":
+        inner = (KePayload(36, ek), link_notify(b"\x00" * 8))
+    elif case == "no link":
+        inner = (KePayload(36, ek),)
+    else:  # a state waits for ML-KEM-768; an X25519 value comes
+        pair.tamper = _hold_followup_requests([pair.now + 5.0], pair)
+        pair.i.rekey_child(now=pair.now)
+        pair.run(pair.now + 0.1)
+        sa = pair.i.sa  # this end forgets its series and its lost request; the responder waits on the link
+        sa._followup, sa._outstanding, sa._next_request_mid = None, None, sa._next_request_mid - 1
+        pair.tamper = None
+        _, x25519 = initiator_key_exchange(31, random.Random(6))
+        inner = (KePayload(31, x25519), link_notify(links[-1]))
+    expected = INVALID_SYNTAX if case in ("no link", "wrong method") else STATE_NOT_FOUND
+    (answer,) = _send_followup_request(pair, inner)
+    assert [p.notify_type for p in answer if isinstance(p, NotifyPayload)] == [expected]
+    assert not any(isinstance(p, KePayload) for p in answer)
+    refused = [d for d in followup_records(pair, "r") if d.get("result") in ("STATE_NOT_FOUND", "INVALID_SYNTAX")]
+    assert len(refused) == 1
+    if case == "wrong method":  # the waiting series ended there: nothing installed, the state gone
+        assert refused[0]["for"] == "child" and "method 36" in refused[0]["reason"]
+        assert not [e for e in pair.of("r", ChildSaEstablished) if e.rekeyed_spi_in]
+        assert not pair.r.sas()[0]._followup_states
+    assert pair.r.sas()[0].established and not pair.of("r", IkeSaDeleted)
+    esp_both_ways(pair, b"after a bad request")
