@@ -1628,7 +1628,8 @@ class IkeSa:
         pfs_group = (group or self.dh_group) if self.config.pfs else 0
         pfs_private = (pfs_group, generate_dh_private_key(pfs_group, self._rng)) if pfs_group else None
         # RFC 9370 §2.2.4: the SA's additional key exchanges again, in IKE_FOLLOWUP_KE; a plain fallback after
-        offered = rekey_offer(self._esp_proposals(spi, pfs_group=pfs_group), self._rekey_additional_kes(pfs_group))
+        plain_offer = self._esp_proposals(spi, pfs_group=pfs_group)
+        offered = rekey_offer(plain_offer, self._rekey_additional_kes(pfs_group))
         inner: list[Payload] = [
             NotifyPayload(REKEY_SA, protocol_id=PROTO_ESP, spi=old.spi_in.to_bytes(4, "big")),
             SaPayload(offered),
@@ -1658,7 +1659,8 @@ class IkeSa:
                 self._child_failed(errors[0].notify_type if errors else INVALID_SYNTAX, "CREATE_CHILD_SA", t)
                 return
             try:
-                methods = chosen_methods(_first(payloads, SaPayload), offered)
+                hybrid = offered != plain_offer
+                methods = chosen_methods(_first(payloads, SaPayload), offered) if hybrid else ()
                 link = find_link(payloads)
                 if methods:
                     self._child_response_suite(payloads, offered, pfs_private)  # checked before any round
@@ -1743,7 +1745,7 @@ class IkeSa:
                 chosen = check_chosen(
                     self.config, _first(payloads, SaPayload), offered, PROTO_IKE, dh_group=group, spi_len=8
                 )
-                methods = chosen_methods(_first(payloads, SaPayload), offered)
+                methods = chosen_methods(_first(payloads, SaPayload), offered) if len(offered) > 1 else ()
                 link = find_link(payloads)
                 if methods and link is None:
                     raise RemoteProtocolError("additional key exchanges chosen without N(ADDITIONAL_KEY_EXCHANGE)")
