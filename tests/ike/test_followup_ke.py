@@ -18,7 +18,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.hmac import HMAC
 
 import lab.ike.sa as sa_module
-from lab.ike.events import ChildSaDeleted, ChildSaEstablished, ChildSaFailed, IkeSaDeleted, IkeSaRekeyed, PacketReceived
+from lab.ike.events import (
+    ChildSaDeleted,
+    ChildSaEstablished,
+    ChildSaFailed,
+    IkeSaDeleted,
+    IkeSaRekeyed,
+    LivenessChecked,
+    PacketReceived,
+)
 from lab.ike.followup_ke import acceptable_addke, chosen_methods, link_notify, rekey_offer
 from lab.ike.keys import ChildSaKeys, derive_ike_sa_keys, encr_key_len
 from lab.ike.multi_ke import (
@@ -487,6 +495,7 @@ def test_both_ends_rekey_at_once_and_each_series_finds_its_own_link() -> None:
     assert order[:2] == [("r", "CREATE_CHILD_SA", False), ("r", "CREATE_CHILD_SA", True)]
     assert sorted(order[2:4]) == [("r", "IKE_FOLLOWUP_KE", False), ("r", "IKE_FOLLOWUP_KE", True)]
     assert not pair.of("i", ChildSaFailed) and not pair.of("r", ChildSaFailed)
+    assert len(pair.of("r", LivenessChecked)) == 1
     esp_both_ways(pair, b"after crossing rekeys")
 
 
@@ -548,3 +557,40 @@ def test_responder_refuses_a_bad_ike_followup_ke_request_and_carries_on(
         assert not pair.r.sas()[0]._followup_states
     assert pair.r.sas()[0].established and not pair.of("r", IkeSaDeleted)
     esp_both_ways(pair, b"after a bad request")
+
+
+def test_crossing_hybrid_ike_sa_rekeys_end_with_one_hybrid_ike_sa() -> None:
+    """Both ends rekey at once (RFC 7296 §2.8.2): TEMPORARY_FAILURE both ways, then one retry wins, hybrid."""
+    pair = hybrid_pair("p256+mlkem1024")
+    pair.i.rekey_ike(now=pair.now)
+    pair.r.rekey_ike(now=pair.now)
+    pair.run(pair.now + 10.0)
+    (new_i,), (new_r,) = pair.i.sas(), pair.r.sas()
+    assert new_i.established and new_r.established and (new_i.spi_i, new_i.spi_r) == (new_r.spi_i, new_r.spi_r)
+    assert new_i.keys == new_r.keys and new_i.additional_kes == new_r.additional_kes == (37,)
+    assert len(pair.of("i", IkeSaRekeyed)) == len(pair.of("r", IkeSaRekeyed)) >= 1
+    assert not pair.of("i", IkeSaDeleted) and not pair.of("r", IkeSaDeleted)
+    collisions = [
+        r for r in pair.tracer.select(layer="ike", name="state_updated") if r.data.get("ike_rekey") == "collision"
+    ]
+    assert collisions
+    esp_both_ways(pair, b"after crossing IKE SA rekeys")
+
+
+def test_a_rekey_asked_for_while_the_peers_rekey_waits_for_its_followup_waits_too() -> None:
+    """The responder of a hybrid IKE SA rekey that is between CREATE_CHILD_SA and IKE_FOLLOWUP_KE does not start
+    its own rekey (it would only collide, §2.8.2): it waits, and the peer's rekey completes alone."""
+    pair = hybrid_pair("x25519+mlkem768")
+    until = [pair.now + 0.3]
+    pair.tamper = _hold_followup_requests(until, pair)  # the first try of the IKE_FOLLOWUP_KE request is lost
+    pair.i.rekey_ike(now=pair.now)
+    pair.run(pair.now + 0.1)
+    assert pair.r.sas()[0]._followup_states  # the responder waits on its link
+    pair.r.rekey_ike(now=pair.now)
+    pair.run(pair.now + 5.0)
+    assert exchanges(pair, "r", 0.0).count(("CREATE_CHILD_SA", 0, False)) == 0  # it never sent its own
+    updates = pair.tracer.select(layer="ike", name="state_updated")
+    assert not [r for r in updates if r.data.get("ike_rekey") == "collision"]
+    (rekeyed,) = pair.of("r", IkeSaRekeyed)
+    assert not rekeyed.initiated and pair.i.sa.spi_i == rekeyed.spi_i and pair.i.sa.additional_kes == (36,)
+    esp_both_ways(pair, b"one rekey")
