@@ -594,3 +594,40 @@ def test_a_rekey_asked_for_while_the_peers_rekey_waits_for_its_followup_waits_to
     (rekeyed,) = pair.of("r", IkeSaRekeyed)
     assert not rekeyed.initiated and pair.i.sa.spi_i == rekeyed.spi_i and pair.i.sa.additional_kes == (36,)
     esp_both_ways(pair, b"one rekey")
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_a_hybrid_session_rekeyed_halfway_in_the_simulator_is_byte_exact(transport: str) -> None:
+    """lab.scenario's IKE session rekeys its Child SA halfway through the transfer: over the simulated network
+    the CREATE_CHILD_SA is followed by one IKE_FOLLOWUP_KE, and the second half arrives on the hybrid Child SA."""
+    from lab.scenario import Scenario, run_scenario
+    from lab.scenario.ike import IkeSession
+    from lab.trace import MemoryTracer
+
+    session = IkeSession(
+        name="pq-rekey",
+        rekey=True,
+        initiator_config={"transport": transport, "dh_groups": (31,), "additional_key_exchanges": (36,)},
+        responder_config={"dh_groups": (31, 19)},
+        data_bytes=48 * 1024,
+    )
+    scenario = Scenario(
+        name=f"pq-rekey-{transport}",
+        description="hybrid IKE rekeyed in the simulator",
+        topology="single-path",
+        transfers=(session,),
+        time_limit_s=60.0,
+    )
+    result = run_scenario(scenario, seed=5, pcaps=False)
+    assert result.ok, [(t.name, t.error) for t in result.transfers]
+    assert any(t.extra.get("rekeyed") for t in result.transfers)
+    tracer = result.network.tracer
+    assert isinstance(tracer, MemoryTracer)
+    followups = [
+        (r.node, r.data["message_id"], r.data["response"])
+        for r in tracer.records
+        if r.layer == "ike" and r.name == "segment_sent" and r.data.get("exchange") == "IKE_FOLLOWUP_KE"
+    ]
+    assert followups == [("h1", 4, False), ("h2", 4, True)]  # after IKE_INTERMEDIATE 1, IKE_AUTH 2, CREATE 3
+    keys = [r.data for r in tracer.records if r.layer == "esp" and r.name == "key_updated" and r.data.get("rekeyed")]
+    assert len(keys) == 2 and all(k["additional_kes"] == [36] for k in keys)
