@@ -81,6 +81,12 @@ class IkeConfig:
       in its own IKE_INTERMEDIATE exchange (RFC 9242). A responder accepts
       the methods in ``accepted_additional_kes`` (default: ML-KEM-768/1024
       and every supported DH group).
+    * ``followup_ke``: rekeys of such an SA (the Child SA's with ``pfs``, and
+      the IKE SA's) offer the same rounds in CREATE_CHILD_SA, run in
+      IKE_FOLLOWUP_KE exchanges (RFC 9370 §2.2.4), with a plain copy of each
+      proposal as fallback; a responder takes ADDKE rounds it accepts there.
+      False acts as a peer without IKE_FOLLOWUP_KE: plain rekeys, and
+      proposals with ADDKE transforms refused (RFC 7296 §3.3.6).
     * ``fragmentation``: send IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 §2.3)
       in IKE_SA_INIT; once both did, encrypted messages longer than one
       ``path_mtu_bytes`` datagram go over UDP as SKF fragments (never over
@@ -135,6 +141,7 @@ class IkeConfig:
     cookie_secret: bytes = field(default=b"", repr=False)  # empty: drawn from the endpoint's rng
     additional_key_exchanges: tuple[int, ...] = ()
     accepted_additional_kes: tuple[int, ...] = SUPPORTED_ADDITIONAL_KES
+    followup_ke: bool = True
     fragmentation: bool = False
     path_mtu_bytes: int = 1500
     fragment_limits: ReassemblyLimits = field(default_factory=ReassemblyLimits)

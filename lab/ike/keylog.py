@@ -36,6 +36,11 @@ open the capture with that one instead; tests/ike/test_pq_integration.py
 checks both with tshark. The KE payloads inside are public
 values anyway; only the final keys protect secrets. ESP is unaffected: the
 Child SA's keys come from the last SK_d and their rows are exact.
+
+IKE_FOLLOWUP_KE (RFC 9370 §2.2.4) needs nothing more: a rekey's
+CREATE_CHILD_SA and IKE_FOLLOWUP_KE messages go over the existing IKE SA
+under its unchanged keys (its row opens them), and the Child SA or IKE SA
+they make has its own row once the last round is done.
 """
 
 from __future__ import annotations

@@ -26,8 +26,11 @@ and IKE_AUTH follows with the next one (RFC 9242 §3.2). The last keys
 protect IKE_AUTH and everything after; the Child SA of IKE_AUTH takes its
 KEYMAT from the last SK_d, which is how the hybrid secret reaches ESP. A
 later CREATE_CHILD_SA with additional key exchanges (IKE_FOLLOWUP_KE, type
-44) mixes every secret: KEYMAT = prf+(SK_d, SK(0) | SK(1) | ... | Ni | Nr)
-(RFC 9370 §2.2.4).
+44, lab.ike.followup_ke) mixes every secret, the CREATE_CHILD_SA one and
+its nonces first, as RFC 7296 had them (RFC 9370 §2.2.4)::
+
+    KEYMAT   = prf+(SK_d, SK(0) | Ni | Nr | SK(1) | ... | SK(n))     Child SA
+    SKEYSEED = prf(SK_d (old), SK(0) | Ni | Nr | SK(1) | ... | SK(n))  IKE SA rekey
 
 AUTH covers the IKE_INTERMEDIATE messages (RFC 9242 §3.3.2)::
 
@@ -63,7 +66,6 @@ from lab.ike.keys import (
     KEY_PAD,
     ChildSaKeys,
     IkeSaKeys,
-    derive_child_sa_keys,
     dh_public_value,
     dh_shared_secret,
     generate_dh_private_key,
@@ -94,6 +96,7 @@ IKE_INTERMEDIATE = 43  # Exchange Type, RFC 9242 §3.2 / IANA
 IKE_FOLLOWUP_KE = 44  # RFC 9370 §2.2.4
 INTERMEDIATE_EXCHANGE_SUPPORTED = 16438  # status Notify, RFC 9242 §3.1
 ADDITIONAL_KEY_EXCHANGE = 16441  # status Notify carrying the link to the next IKE_FOLLOWUP_KE, RFC 9370 §2.2.4
+STATE_NOT_FOUND = 47  # error Notify: an IKE_FOLLOWUP_KE whose link the responder does not know, RFC 9370 §2.2.4
 
 TRANSFORM_ADDKE1 = 6  # "Additional Key Exchange 1", RFC 9370 §2.2.1 / IANA Transform Type Values
 TRANSFORM_ADDKE7 = 12
@@ -254,6 +257,18 @@ def update_ike_sa_keys(
     return IkeSaKeys(seed, *parts)
 
 
+def followup_secret_input(shared_secrets: Sequence[bytes], ni: bytes, nr: bytes) -> bytes:
+    """``SK(0) | Ni | Nr | SK(1) | ... | SK(n)``: what KEYMAT and a rekey's SKEYSEED take after IKE_FOLLOWUP_KE.
+
+    ``shared_secrets`` in exchange order, SK(0) (the CREATE_CHILD_SA secret)
+    first; Ni and Nr are the CREATE_CHILD_SA nonces (RFC 9370 §2.2.4).
+    Raises ValueError without SK(0).
+    """
+    if not shared_secrets:
+        raise ValueError("no CREATE_CHILD_SA shared secret")
+    return shared_secrets[0] + ni + nr + b"".join(shared_secrets[1:])
+
+
 def derive_child_sa_keys_multi(
     *,
     prf_id: int,
@@ -264,20 +279,34 @@ def derive_child_sa_keys_multi(
     encr_key_len: int,
     integ_key_len: int = 0,
 ) -> ChildSaKeys:
-    """CREATE_CHILD_SA + IKE_FOLLOWUP_KE KEYMAT: ``prf+(SK_d, SK(0) | SK(1) | ... | SK(n) | Ni | Nr)`` (RFC 9370 §2.2.4).
+    """CREATE_CHILD_SA + IKE_FOLLOWUP_KE KEYMAT: ``prf+(SK_d, SK(0) | Ni | Nr | SK(1) | ... | SK(n))``.
 
-    ``shared_secrets`` in exchange order (the CREATE_CHILD_SA secret first).
-    The Child SA of IKE_AUTH uses plain derive_child_sa_keys with the last SK_d.
+    RFC 9370 §2.2.4.
+
+    ``shared_secrets`` in exchange order (the CREATE_CHILD_SA secret first),
+    split as RFC 7296 §2.17 (initiator-to-responder keys first, encryption
+    before integrity). The Child SA of IKE_AUTH uses plain
+    derive_child_sa_keys with the last SK_d.
     """
-    return derive_child_sa_keys(
-        prf_id=prf_id,
-        sk_d=sk_d,
-        ni=ni,
-        nr=nr,
-        encr_key_len=encr_key_len,
-        integ_key_len=integ_key_len,
-        shared_secret=b"".join(shared_secrets),
+    e, i = encr_key_len, integ_key_len
+    keymat = prf_plus(prf_id, sk_d, followup_secret_input(shared_secrets, ni, nr), 2 * (e + i))
+    return ChildSaKeys(
+        encr_i2r=keymat[:e],
+        integ_i2r=keymat[e : e + i],
+        encr_r2i=keymat[e + i : 2 * e + i],
+        integ_r2i=keymat[2 * e + i :],
     )
+
+
+def rekey_skeyseed_multi(
+    old_prf_id: int, *, old_sk_d: bytes, shared_secrets: Sequence[bytes], ni: bytes, nr: bytes
+) -> bytes:
+    """An IKE SA rekey's ``SKEYSEED = prf(SK_d (old), SK(0) | Ni | Nr | SK(1) | ... | SK(n))`` (RFC 9370 §2.2.4).
+
+    With the old SA's PRF, as RFC 7296 §2.18; the new SA's SK_* follow from
+    it as usual (lab.ike.keys.derive_ike_sa_keys with ``seed``).
+    """
+    return prf(old_prf_id, old_sk_d, followup_secret_input(shared_secrets, ni, nr))
 
 
 def ike_auth_message_id(intermediate_exchanges: int) -> int:

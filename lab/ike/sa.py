@@ -16,6 +16,8 @@ Exchanges::
                  <-- HDR, SK{IDr, [CERT+], AUTH, [SA, TSi, TSr] or N(error)}
     CREATE_CHILD_SA  HDR, SK{N(REKEY_SA), SA, Ni, [KEi,] TSi, TSr}  <-->  HDR, SK{SA, Nr, [KEr,] TSi, TSr}
                      HDR, SK{SA(IKE, new SPIi), Ni, KEi}  <-->  HDR, SK{SA(IKE, new SPIr), Nr, KEr}   IKE SA rekey
+                     ... with ADDKE rounds: the response adds N(ADDITIONAL_KEY_EXCHANGE)(link), then per round
+    IKE_FOLLOWUP_KE  HDR, SK{KEi(n), N(link)}  <-->  HDR, SK{KEr(n) [, N(next link)]}       (RFC 9370 §2.2.4)
     INFORMATIONAL    HDR, SK{[D]}  <-->  HDR, SK{[D]}      (liveness check when empty)
 
 Rekeying the IKE SA (§1.3.2, §2.18) makes a new ``IkeSa`` (``successor``)
@@ -31,7 +33,10 @@ round is one IKE_INTERMEDIATE (MID 1, 2, ...) protected by the keys of the
 round before, after which both ends update every SK_*; IKE_AUTH follows at
 MID n+1, its AUTH covering IntAuth, and its Child SA takes KEYMAT from the
 last SK_d. A responder keeps the keys each IKE_INTERMEDIATE came under, so
-a retransmitted one still verifies and gets the cached response.
+a retransmitted one still verifies and gets the cached response. Rekeys of
+such an SA run the same rounds again after CREATE_CHILD_SA, in IKE_FOLLOWUP_KE
+exchanges over this SA (lab.ike.followup_ke); the new Child SA or IKE SA
+exists only after the last one.
 
 IKE fragmentation (RFC 7383, lab.ike.fragmentation): both ends offer
 IKEV2_FRAGMENTATION_SUPPORTED; an encrypted message too long for one
@@ -111,11 +116,27 @@ from lab.ike.keys import (
     rekey_skeyseed,
     signed_octets,
 )
+from lab.ike.followup_ke import (
+    FOLLOWUP_STATE_TIMEOUT_S,
+    LINK_LEN,
+    FollowupInitiator,
+    FollowupResponder,
+    acceptable_addke,
+    answer_with_addke,
+    chosen_methods,
+    find_link,
+    link_notify,
+    methods_of,
+    rekey_offer,
+)
 from lab.ike.multi_ke import (
+    IKE_FOLLOWUP_KE,
     IKE_INTERMEDIATE,
     INTERMEDIATE_EXCHANGE_SUPPORTED,
     KE_NONE,
+    STATE_NOT_FOUND,
     TRANSFORM_ADDKE1,
+    derive_child_sa_keys_multi,
     ike_auth_message_id,
     initiator_key_exchange,
     initiator_shared_secret,
@@ -123,6 +144,7 @@ from lab.ike.multi_ke import (
     int_auth_step,
     negotiated_additional_key_exchanges,
     offered_additional_key_exchanges,
+    rekey_skeyseed_multi,
     responder_key_exchange,
     select_additional_key_exchanges,
     update_ike_sa_keys,
@@ -203,6 +225,7 @@ EXCHANGE_NAMES = {
     IKE_AUTH: "IKE_AUTH",
     IKE_INTERMEDIATE: "IKE_INTERMEDIATE",
     CREATE_CHILD_SA: "CREATE_CHILD_SA",
+    IKE_FOLLOWUP_KE: "IKE_FOLLOWUP_KE",
     INFORMATIONAL: "INFORMATIONAL",
 }
 NOTIFY_NAMES = {
@@ -215,6 +238,7 @@ NOTIFY_NAMES = {
     35: "NO_ADDITIONAL_SAS",
     44: "CHILD_SA_NOT_FOUND",
     43: "TEMPORARY_FAILURE",
+    STATE_NOT_FOUND: "STATE_NOT_FOUND",
 }
 
 Address = tuple[str, int]
@@ -242,6 +266,7 @@ class ChildSa:
     suite: Suite | None = None
     integ_in: bytes = b""
     integ_out: bytes = b""
+    additional_kes: tuple[int, ...] = ()  # the IKE_FOLLOWUP_KE methods mixed into its keys (RFC 9370 §2.2.4)
 
 
 @dataclass
@@ -339,6 +364,9 @@ class IkeSa:
         self._int_auth_r: bytes | None = None
         self._keys_by_mid: dict[int, IkeSaKeys] = {}  # responder: the keys that protected each IKE_INTERMEDIATE
         self.peer_intermediate = False  # the peer sent INTERMEDIATE_EXCHANGE_SUPPORTED
+        # RFC 9370 §2.2.4: our IKE_FOLLOWUP_KE series under way, and the peer's by link
+        self._followup: FollowupInitiator | None = None
+        self._followup_states: dict[bytes, FollowupResponder] = {}
         # RFC 7383: both ends offered fragmentation in IKE_SA_INIT
         self.fragmentation = False
         self.peer_fragmentation = False
@@ -390,6 +418,7 @@ class IkeSa:
         reassembly = self._reassembler.get_timer()
         if reassembly is not None:
             times.append(reassembly)
+        times += [state.expires_at for state in self._followup_states.values()]
         return min(times) if times else None
 
     # --- commands -----------------------------------------------------------------------------------------
@@ -442,6 +471,8 @@ class IkeSa:
         self._rekeyed_until = None
         self._outstanding = None
         self._queue.clear()
+        self._followup = None
+        self._followup_states.clear()
         self._set_state(Input.CLOSE, now)
         self._request(INFORMATIONAL, (DeletePayload(PROTO_IKE),), self._on_delete_response, now)
 
@@ -627,6 +658,7 @@ class IkeSa:
             return
         for refused in self._reassembler.handle_timer(now=now):
             self._drop_fragment(now, refused)
+        self._expire_followups(now)
         if self._rekeyed_until is not None and now >= self._rekeyed_until:
             self._rekeyed_until = None
             if self.state is IkeSaState.REKEYED:
@@ -899,6 +931,8 @@ class IkeSa:
         }
         if seed is not None:
             data["rekey"] = True
+            if self.additional_kes:
+                data["additional_kes"] = list(self.additional_kes)
         self._record_keys(now, data)
 
     def _record_keys(self, now: float, data: dict[str, Any]) -> None:
@@ -1315,7 +1349,7 @@ class IkeSa:
             self._finish(reason, now, error=True, notify_type=AUTHENTICATION_FAILED)
             return
         response: list[Payload] = [IdrPayload(ID_FQDN, self.config.local_id), *self._own_auth()]
-        child_payloads, child = self._answer_child_request(inner, self._ni, self._nr, now, in_ike_auth=True)
+        child_payloads, child, _ = self._answer_child_request(inner, self._ni, self._nr, now, in_ike_auth=True)
         response += child_payloads
         self._respond(message, tuple(response), now)
         self._half_open_until = None
@@ -1351,19 +1385,30 @@ class IkeSa:
 
     def _answer_child_request(
         self, inner: tuple[Payload, ...], ni: bytes, nr: bytes, now: float, *, in_ike_auth: bool
-    ) -> tuple[list[Payload], ChildSa | None]:
-        """The response payloads for a Child SA request and the Child SA (None when refused or absent).
+    ) -> tuple[list[Payload], ChildSa | None, Callable[[list[bytes]], ChildSa] | None]:
+        """The response payloads for a Child SA request, the Child SA (None when refused or absent), and,
+        when the chosen proposal has additional key exchanges, what makes the Child SA from their secrets.
 
-        In CREATE_CHILD_SA a KE payload asks for PFS (§1.3.1): the answer then carries our KE.
+        In CREATE_CHILD_SA a KE payload asks for PFS (§1.3.1): the answer then carries our KE. ADDKE
+        transforms beside it (RFC 9370 §2.2.4) are answered with our picks; the Child SA then waits for
+        the IKE_FOLLOWUP_KE exchanges (the caller adds N(ADDITIONAL_KEY_EXCHANGE)).
         """
         sa = _first(inner, SaPayload)
         tsi = _first(inner, TsiPayload)
         tsr = _first(inner, TsrPayload)
         if sa is None:
-            return [], None
+            return [], None, None
         if tsi is None or tsr is None:
-            return [NotifyPayload(INVALID_SYNTAX)], None
+            return [NotifyPayload(INVALID_SYNTAX)], None, None
         ke = None if in_ike_auth else _first(inner, KePayload)
+        picks: dict[int, dict[int, int]] = {}
+        if not in_ike_auth:
+            sa, picks = acceptable_addke(
+                sa,
+                accepted=self.config.accepted_additional_kes,
+                enabled=self.config.followup_ke,
+                with_ke=ke is not None,
+            )
         try:
             chosen = choose_proposal(
                 self.config,
@@ -1379,14 +1424,14 @@ class IkeSa:
                 "state_updated",
                 {"exchange": "child", "result": "INVALID_KE_PAYLOAD", "dh_group": exc.group, "sa": self.label},
             )
-            return [NotifyPayload(INVALID_KE_PAYLOAD, exc.group.to_bytes(2, "big"))], None
+            return [NotifyPayload(INVALID_KE_PAYLOAD, exc.group.to_bytes(2, "big"))], None, None
         except RemoteProtocolError as exc:
             self._record(
                 now,
                 "state_updated",
                 {"exchange": "child", "result": "NO_PROPOSAL_CHOSEN", "sa": self.label, "detail": str(exc)},
             )
-            return [NotifyPayload(NO_PROPOSAL_CHOSEN)], None
+            return [NotifyPayload(NO_PROPOSAL_CHOSEN)], None, None
         shared = None
         extra: list[Payload] = []
         if chosen.dh_group:
@@ -1397,13 +1442,34 @@ class IkeSa:
                 self._record(
                     now, "state_updated", {"exchange": "child", "result": "INVALID_SYNTAX", "detail": str(exc)}
                 )
-                return [NotifyPayload(INVALID_SYNTAX)], None
+                return [NotifyPayload(INVALID_SYNTAX)], None, None
             extra.append(KePayload(chosen.dh_group, dh_public_value(chosen.dh_group, private)))
         spi_in = self._new_spi()
-        child = self._make_child(
-            spi_in, int.from_bytes(chosen.spi, "big"), chosen, ni, nr, we_initiated=False, shared_secret=shared
-        )
-        return [SaPayload((chosen.proposal(spi=spi_in.to_bytes(4, "big")),)), tsi, tsr, *extra], child
+        spi_out = int.from_bytes(chosen.spi, "big")
+        answer = chosen.proposal(spi=spi_in.to_bytes(4, "big"))
+        addke = picks.get(chosen.number, {})
+        methods = methods_of(addke)
+        if addke:
+            answer = answer_with_addke(answer, addke)
+        reply: list[Payload] = [SaPayload((answer,)), tsi, tsr, *extra]
+        if methods:
+
+            def make(secrets: list[bytes]) -> ChildSa:
+                return self._make_child(
+                    spi_in,
+                    spi_out,
+                    chosen,
+                    ni,
+                    nr,
+                    we_initiated=False,
+                    shared_secret=shared,
+                    additional_secrets=secrets,
+                    additional_kes=methods,
+                )
+
+            return reply, None, make
+        child = self._make_child(spi_in, spi_out, chosen, ni, nr, we_initiated=False, shared_secret=shared)
+        return reply, child, None
 
     def _install_child_from_response(
         self,
@@ -1416,30 +1482,47 @@ class IkeSa:
         *,
         rekeyed: int | None,
         pfs_private: tuple[int, bytes] | None = None,
+        additional_secrets: Sequence[bytes] = (),
+        additional_kes: tuple[int, ...] = (),
     ) -> None:
-        shared = None
         try:
-            chosen = check_chosen(
-                self.config,
-                _first(inner, SaPayload),
-                offered,
-                PROTO_ESP,
-                dh_group=pfs_private[0] if pfs_private else 0,
-                spi_len=4,
-            )
-            if pfs_private is not None:
-                ke = _first(inner, KePayload)
-                if ke is None or ke.dh_group != pfs_private[0]:
-                    raise RemoteProtocolError("PFS asked for, but no KE payload in its group came back")
-                shared = dh_shared_secret(pfs_private[0], pfs_private[1], ke.key_data)
+            chosen, shared = self._child_response_suite(inner, offered, pfs_private)
         except RemoteProtocolError as exc:
             self._record(now, "state_updated", {"exchange": "child", "result": "refused", "detail": str(exc)})
             self._child_failed(NO_PROPOSAL_CHOSEN, "child", now)
             return
         child = self._make_child(
-            spi_in, int.from_bytes(chosen.spi, "big"), chosen, ni, nr, we_initiated=True, shared_secret=shared
+            spi_in,
+            int.from_bytes(chosen.spi, "big"),
+            chosen,
+            ni,
+            nr,
+            we_initiated=True,
+            shared_secret=shared,
+            additional_secrets=additional_secrets,
+            additional_kes=additional_kes,
         )
         self._add_child(child, now, rekeyed=rekeyed)
+
+    def _child_response_suite(
+        self, inner: tuple[Payload, ...], offered: tuple[Proposal, ...], pfs_private: tuple[int, bytes] | None
+    ) -> tuple[Suite, bytes | None]:
+        """The responder's chosen suite and the PFS secret (None without PFS). Raises RemoteProtocolError."""
+        shared = None
+        chosen = check_chosen(
+            self.config,
+            _first(inner, SaPayload),
+            offered,
+            PROTO_ESP,
+            dh_group=pfs_private[0] if pfs_private else 0,
+            spi_len=4,
+        )
+        if pfs_private is not None:
+            ke = _first(inner, KePayload)
+            if ke is None or ke.dh_group != pfs_private[0]:
+                raise RemoteProtocolError("PFS asked for, but no KE payload in its group came back")
+            shared = dh_shared_secret(pfs_private[0], pfs_private[1], ke.key_data)
+        return chosen, shared
 
     def _make_child(
         self,
@@ -1451,18 +1534,36 @@ class IkeSa:
         *,
         we_initiated: bool,
         shared_secret: bytes | None = None,
+        additional_secrets: Sequence[bytes] = (),
+        additional_kes: tuple[int, ...] = (),
     ) -> ChildSa:
-        """Keys per §2.17: the exchange initiator's outbound keys come first in KEYMAT."""
+        """Keys per §2.17: the exchange initiator's outbound keys come first in KEYMAT.
+
+        ``additional_secrets`` are those of IKE_FOLLOWUP_KE exchanges (of the methods
+        ``additional_kes``), mixed in after ``shared_secret`` (RFC 9370 §2.2.4).
+        """
         assert self.keys is not None
-        keys = derive_child_sa_keys(
-            prf_id=self.prf_id,
-            sk_d=self.keys.sk_d,
-            ni=ni,
-            nr=nr,
-            encr_key_len=encr_key_len(suite.encr_id, suite.key_bits),
-            integ_key_len=integ_key_len(suite.integ_id),
-            shared_secret=shared_secret,
-        )
+        if additional_secrets:
+            assert shared_secret is not None
+            keys = derive_child_sa_keys_multi(
+                prf_id=self.prf_id,
+                sk_d=self.keys.sk_d,
+                ni=ni,
+                nr=nr,
+                shared_secrets=(shared_secret, *additional_secrets),
+                encr_key_len=encr_key_len(suite.encr_id, suite.key_bits),
+                integ_key_len=integ_key_len(suite.integ_id),
+            )
+        else:
+            keys = derive_child_sa_keys(
+                prf_id=self.prf_id,
+                sk_d=self.keys.sk_d,
+                ni=ni,
+                nr=nr,
+                encr_key_len=encr_key_len(suite.encr_id, suite.key_bits),
+                integ_key_len=integ_key_len(suite.integ_id),
+                shared_secret=shared_secret,
+            )
         if we_initiated:
             out_key, out_integ, in_key, in_integ = keys.encr_i2r, keys.integ_i2r, keys.encr_r2i, keys.integ_r2i
         else:
@@ -1487,6 +1588,7 @@ class IkeSa:
             suite=replace(suite, spi=b""),
             integ_in=in_integ,
             integ_out=out_integ,
+            additional_kes=additional_kes if additional_secrets else (),
         )
 
     def _add_child(self, child: ChildSa, now: float, *, rekeyed: int | None) -> None:
@@ -1505,6 +1607,8 @@ class IkeSa:
         }
         if suite is not None and suite.dh_group:
             data["pfs"] = True
+        if child.additional_kes:
+            data["additional_kes"] = list(child.additional_kes)
         if rekeyed is not None:
             data["rekeyed"] = f"0x{rekeyed:08x}"
         if self.config.export_keys:
@@ -1530,7 +1634,9 @@ class IkeSa:
         ni = self._rng.randbytes(NONCE_LEN)
         pfs_group = (group or self.dh_group) if self.config.pfs else 0
         pfs_private = (pfs_group, generate_dh_private_key(pfs_group, self._rng)) if pfs_group else None
-        offered = self._esp_proposals(spi, pfs_group=pfs_group)
+        # RFC 9370 §2.2.4: the SA's additional key exchanges again, in IKE_FOLLOWUP_KE; a plain fallback after
+        plain_offer = self._esp_proposals(spi, pfs_group=pfs_group)
+        offered = rekey_offer(plain_offer, self._rekey_additional_kes(pfs_group))
         inner: list[Payload] = [
             NotifyPayload(REKEY_SA, protocol_id=PROTO_ESP, spi=old.spi_in.to_bytes(4, "big")),
             SaPayload(offered),
@@ -1559,16 +1665,50 @@ class IkeSa:
             if errors or nonce is None:
                 self._child_failed(errors[0].notify_type if errors else INVALID_SYNTAX, "CREATE_CHILD_SA", t)
                 return
-            self._record(
-                t,
-                "state_updated",
-                {"exchange": "CREATE_CHILD_SA", "result": "ok", "sa": self.label, "pfs": bool(pfs_group)},
-            )
-            self._install_child_from_response(
-                spi, payloads, offered, ni, nonce.nonce, t, rekeyed=old.spi_in, pfs_private=pfs_private
-            )
-            if self.child is not old:
-                self._enqueue(lambda t2: self._send_child_delete(old, t2), t)
+            try:
+                hybrid = offered != plain_offer
+                methods = chosen_methods(_first(payloads, SaPayload), offered) if hybrid else ()
+                link = find_link(payloads)
+                if methods:
+                    self._child_response_suite(payloads, offered, pfs_private)  # checked before any round
+                    if pfs_private is None:
+                        raise RemoteProtocolError("additional key exchanges chosen without a KE")
+                    if link is None:
+                        raise RemoteProtocolError("additional key exchanges chosen without N(ADDITIONAL_KEY_EXCHANGE)")
+            except RemoteProtocolError as exc:
+                self._record(t, "state_updated", {"exchange": "child", "result": "refused", "detail": str(exc)})
+                self._child_failed(NO_PROPOSAL_CHOSEN, "CREATE_CHILD_SA", t)
+                return
+
+            def install(secrets: list[bytes], t2: float) -> None:
+                data = {"exchange": "CREATE_CHILD_SA", "result": "ok", "sa": self.label, "pfs": bool(pfs_group)}
+                if methods:
+                    data["additional_kes"] = list(methods)
+                self._record(t2, "state_updated", data)
+                self._install_child_from_response(
+                    spi,
+                    payloads,
+                    offered,
+                    ni,
+                    nonce.nonce,
+                    t2,
+                    rekeyed=old.spi_in,
+                    pfs_private=pfs_private,
+                    additional_secrets=secrets,
+                    additional_kes=methods,
+                )
+                if self.child is not old:
+                    self._enqueue(lambda t3: self._send_child_delete(old, t3), t2)
+
+            if not methods:
+                install([], t)
+                return
+            assert link is not None
+
+            def failed(notify: int | None, reason: str, t2: float) -> None:
+                self._child_failed(notify if notify is not None else INVALID_SYNTAX, "CREATE_CHILD_SA", t2)
+
+            self._start_followup("child", methods, link, install, failed, t)
 
         self._request(CREATE_CHILD_SA, inner, on_response, now)
 
@@ -1577,11 +1717,16 @@ class IkeSa:
     def _send_ike_rekey(self, now: float) -> None:
         if not self.established or self._ike_rekey_outstanding:
             return
+        if any(state.purpose == "ike_rekey" for state in self._followup_states.values()):
+            # the peer's rekey of this SA is in its IKE_FOLLOWUP_KE exchanges: ours would collide (§2.8.2)
+            self._ike_rekey_retry_at = now + self._rng.uniform(0.5, 2.0)
+            return
         new_spi_i = self._rng.randbytes(8)
         ni = self._rng.randbytes(NONCE_LEN)
         group = self.dh_group
         private = generate_dh_private_key(group, self._rng)
-        offered = (self.suite.proposal(spi=new_spi_i),)  # the algorithms of this SA: the peer took them once
+        # the algorithms of this SA: the peer took them once; its additional key exchanges too (RFC 9370 §2.2.4)
+        offered = rekey_offer((self.suite.proposal(spi=new_spi_i),), self._rekey_additional_kes(group))
         inner = (SaPayload(offered), NoncePayload(ni), KePayload(group, dh_public_value(group, private)))
         self._ike_rekey_outstanding = True
         self._record(
@@ -1607,6 +1752,10 @@ class IkeSa:
                 chosen = check_chosen(
                     self.config, _first(payloads, SaPayload), offered, PROTO_IKE, dh_group=group, spi_len=8
                 )
+                methods = chosen_methods(_first(payloads, SaPayload), offered) if len(offered) > 1 else ()
+                link = find_link(payloads)
+                if methods and link is None:
+                    raise RemoteProtocolError("additional key exchanges chosen without N(ADDITIONAL_KEY_EXCHANGE)")
                 nonce = _first(payloads, NoncePayload)
                 ke = _first(payloads, KePayload)
                 if nonce is None or ke is None or not MIN_NONCE_LEN <= len(nonce.nonce) <= MAX_NONCE_LEN:
@@ -1619,24 +1768,52 @@ class IkeSa:
                     t, "state_updated", {"exchange": "CREATE_CHILD_SA", "result": "failed", "ike_rekey": str(exc)}
                 )
                 return
-            new = self._spawn(
-                initiator=True,
-                spi_i=new_spi_i,
-                spi_r=chosen.spi,
-                ni=ni,
-                nr=nonce.nonce,
-                shared=shared,
-                suite=chosen,
-                now=t,
-            )
-            self._events.append(
-                IkeSaRekeyed(
-                    old_spi_i=self.spi_i, old_spi_r=self.spi_r, spi_i=new.spi_i, spi_r=new.spi_r, initiated=True
+            nr = nonce.nonce
+
+            def rekeyed(secrets: list[bytes], t2: float) -> None:
+                self._ike_rekey_outstanding = False
+                new = self._spawn(
+                    initiator=True,
+                    spi_i=new_spi_i,
+                    spi_r=chosen.spi,
+                    ni=ni,
+                    nr=nr,
+                    shared=shared,
+                    suite=chosen,
+                    now=t2,
+                    additional_secrets=secrets,
+                    additional_kes=methods,
                 )
-            )
-            self._queue.clear()
-            self._set_state(Input.REKEY_DONE, t)
-            self._request(INFORMATIONAL, (DeletePayload(PROTO_IKE),), self._on_delete_response, t)
+                self._events.append(
+                    IkeSaRekeyed(
+                        old_spi_i=self.spi_i, old_spi_r=self.spi_r, spi_i=new.spi_i, spi_r=new.spi_r, initiated=True
+                    )
+                )
+                self._queue.clear()
+                self._set_state(Input.REKEY_DONE, t2)
+                self._request(INFORMATIONAL, (DeletePayload(PROTO_IKE),), self._on_delete_response, t2)
+
+            if not methods:
+                rekeyed([], t)
+                return
+            assert link is not None
+
+            def failed(notify: int | None, reason: str, t2: float) -> None:
+                self._ike_rekey_outstanding = False
+                self._record(
+                    t2,
+                    "state_updated",
+                    {
+                        "exchange": "IKE_FOLLOWUP_KE",
+                        "result": notify_name(notify) if notify is not None else "failed",
+                        "ike_rekey": "refused",
+                    },
+                )
+                if notify in (STATE_NOT_FOUND, TEMPORARY_FAILURE) and self.established:  # start it over later
+                    self._ike_rekey_retry_at = t2 + self._rng.uniform(0.5, 2.0)
+
+            self._ike_rekey_outstanding = True  # until the last IKE_FOLLOWUP_KE: a crossing rekey still collides
+            self._start_followup("ike_rekey", methods, link, rekeyed, failed, t)
 
         self._request(CREATE_CHILD_SA, inner, on_response, now)
 
@@ -1646,7 +1823,7 @@ class IkeSa:
         if nonce is None or ke is None or not MIN_NONCE_LEN <= len(nonce.nonce) <= MAX_NONCE_LEN:
             self._respond(message, (NotifyPayload(INVALID_SYNTAX),), now)
             return
-        if self._ike_rekey_outstanding:
+        if self._ike_rekey_outstanding or any(st.purpose == "ike_rekey" for st in self._followup_states.values()):
             # both ends rekey at once (§2.8.2): refuse this one while ours is under way; both retry later
             self._record(
                 now,
@@ -1655,6 +1832,9 @@ class IkeSa:
             )
             self._respond(message, (NotifyPayload(TEMPORARY_FAILURE),), now)
             return
+        sa, picks = acceptable_addke(
+            sa, accepted=self.config.accepted_additional_kes, enabled=self.config.followup_ke, with_ke=True
+        )
         try:
             chosen = choose_proposal(self.config, sa, PROTO_IKE, ke_group=ke.dh_group, dh=DH_REQUIRED, spi_len=8)
         except InvalidKePayload as exc:
@@ -1677,32 +1857,47 @@ class IkeSa:
         self._ike_rekey_retry_at = None  # the peer's rekey does what our retry would have done
         nr = self._rng.randbytes(NONCE_LEN)
         new_spi_r = self._rng.randbytes(8)
-        self._respond(
-            message,
-            (
-                SaPayload((chosen.proposal(spi=new_spi_r),)),
-                NoncePayload(nr),
-                KePayload(chosen.dh_group, dh_public_value(chosen.dh_group, private)),
-            ),
-            now,
+        answer = chosen.proposal(spi=new_spi_r)
+        addke = picks.get(chosen.number, {})
+        methods = methods_of(addke)
+        if addke:
+            answer = answer_with_addke(answer, addke)
+        reply: tuple[Payload, ...] = (
+            SaPayload((answer,)),
+            NoncePayload(nr),
+            KePayload(chosen.dh_group, dh_public_value(chosen.dh_group, private)),
         )
-        new = self._spawn(
-            initiator=False,
-            spi_i=chosen.spi,
-            spi_r=new_spi_r,
-            ni=nonce.nonce,
-            nr=nr,
-            shared=shared,
-            suite=chosen,
-            now=now,
-        )
-        self._events.append(
-            IkeSaRekeyed(old_spi_i=self.spi_i, old_spi_r=self.spi_r, spi_i=new.spi_i, spi_r=new.spi_r, initiated=False)
-        )
-        self._queue.clear()
-        self._dpd_at = None
-        self._set_state(Input.RECV_REKEY, now)
-        self._rekeyed_until = now + self.config.response_timeout_s
+        ni = nonce.nonce
+
+        def rekeyed(secrets: list[bytes], t: float) -> None:
+            new = self._spawn(
+                initiator=False,
+                spi_i=chosen.spi,
+                spi_r=new_spi_r,
+                ni=ni,
+                nr=nr,
+                shared=shared,
+                suite=chosen,
+                now=t,
+                additional_secrets=secrets,
+                additional_kes=methods,
+            )
+            self._events.append(
+                IkeSaRekeyed(
+                    old_spi_i=self.spi_i, old_spi_r=self.spi_r, spi_i=new.spi_i, spi_r=new.spi_r, initiated=False
+                )
+            )
+            self._queue.clear()
+            self._dpd_at = None
+            self._set_state(Input.RECV_REKEY, t)
+            self._rekeyed_until = t + self.config.response_timeout_s
+
+        if methods:  # RFC 9370 §2.2.4: the new SA waits for the IKE_FOLLOWUP_KE exchanges
+            link = self._await_followup("ike_rekey", methods, rekeyed, now)
+            self._respond(message, (*reply, link_notify(link)), now)
+            return
+        self._respond(message, reply, now)
+        rekeyed([], now)
 
     def _spawn(
         self,
@@ -1715,8 +1910,14 @@ class IkeSa:
         shared: bytes,
         suite: Suite,
         now: float,
+        additional_secrets: Sequence[bytes] = (),
+        additional_kes: tuple[int, ...] = (),
     ) -> IkeSa:
-        """The IKE SA that replaces this one: keys from SK_d (old) (§2.18), the Child SAs, message IDs from 0."""
+        """The IKE SA that replaces this one: keys from SK_d (old) (§2.18), the Child SAs, message IDs from 0.
+
+        After IKE_FOLLOWUP_KE exchanges SKEYSEED mixes their ``additional_secrets`` too (RFC 9370 §2.2.4),
+        and the new SA keeps ``additional_kes`` for its own rekeys.
+        """
         assert self.keys is not None
         new = IkeSa(
             config=self.config,
@@ -1735,7 +1936,13 @@ class IkeSa:
         new.nat_detected_local, new.nat_detected_remote = self.nat_detected_local, self.nat_detected_remote
         new.fragmentation, new.peer_fragmentation = self.fragmentation, self.peer_fragmentation  # RFC 7383 §2.3
         new.peer_hash_algorithms = self.peer_hash_algorithms
-        seed = rekey_skeyseed(self.prf_id, old_sk_d=self.keys.sk_d, shared_secret=shared, ni=ni, nr=nr)
+        if additional_secrets:
+            seed = rekey_skeyseed_multi(
+                self.prf_id, old_sk_d=self.keys.sk_d, shared_secrets=(shared, *additional_secrets), ni=ni, nr=nr
+            )
+            new.additional_kes = additional_kes
+        else:
+            seed = rekey_skeyseed(self.prf_id, old_sk_d=self.keys.sk_d, shared_secret=shared, ni=ni, nr=nr)
         new._derive_keys(shared, now, seed=seed)
         new.children, self.children = self.children, {}
         new.child, self.child = self.child, None
@@ -1756,6 +1963,7 @@ class IkeSa:
                 "spi_r": spi_r.hex(),
                 "children": [f"0x{spi:08x}" for spi in new.children],
                 **suite.describe(),
+                **({"additional_kes": list(new.additional_kes)} if new.additional_kes else {}),
             },
         )
         return new
@@ -1781,6 +1989,214 @@ class IkeSa:
             )
         self._record(now, "state_updated", {"sa": self.label, "child_deleted": f"0x{spi_in:08x}"})
         self._events.append(ChildSaDeleted(spi_in=spi_in))
+
+    # --- IKE_FOLLOWUP_KE: additional key exchanges after CREATE_CHILD_SA (RFC 9370 §2.2.4, lab.ike.followup_ke) ---
+
+    def _rekey_additional_kes(self, ke_method: int) -> tuple[int, ...]:
+        """The ADDKE rounds a rekey offers: those this SA was made with, when a KE goes with it and we do them."""
+        if not ke_method or not self.config.followup_ke:
+            return ()
+        return self.additional_kes
+
+    def _start_followup(
+        self,
+        purpose: str,
+        methods: tuple[int, ...],
+        link: bytes,
+        finish: Callable[[list[bytes], float], None],
+        fail: Callable[[int | None, str, float], None],
+        now: float,
+    ) -> None:
+        """Initiator: the CREATE_CHILD_SA response asked for ``methods``; run one IKE_FOLLOWUP_KE per method."""
+        self._followup = FollowupInitiator(purpose, methods, link, finish, fail)
+        self._record(
+            now,
+            "state_updated",
+            {
+                "exchange": "CREATE_CHILD_SA",
+                "event": "additional_key_exchanges",
+                "for": purpose,
+                "additional_kes": list(methods),
+            },
+        )
+        self._send_followup(now)
+
+    def _send_followup(self, now: float) -> None:
+        """SK{KEi(n), N(ADDITIONAL_KEY_EXCHANGE)(link)} under this IKE SA's keys, at its next message ID."""
+        f = self._followup
+        assert f is not None
+        method = f.methods[f.done]
+        f.private, public = initiator_key_exchange(method, self._rng)
+        inner = (KePayload(method, public), link_notify(f.link))
+        self._request(IKE_FOLLOWUP_KE, inner, self._on_followup_response, now)
+        self._record(
+            now,
+            "state_updated",
+            {
+                "exchange": "IKE_FOLLOWUP_KE",
+                "event": "sent",
+                "for": f.purpose,
+                "round": f.done + 1,
+                "of": len(f.methods),
+                "additional_ke": method,
+                "ke_len": len(public),
+            },
+        )
+
+    def _on_followup_response(self, message: IkeMessage, inner: tuple[Payload, ...], now: float) -> None:
+        f = self._followup
+        if f is None:
+            return
+        method = f.methods[f.done]
+        errors = [p for p in inner if isinstance(p, NotifyPayload) and p.is_error]
+        ke = _first(inner, KePayload)
+        last = f.done + 1 == len(f.methods)
+        link = find_link(inner)
+        try:
+            if errors:
+                raise RemoteProtocolError(f"responder refused: {notify_name(errors[0].notify_type)}")
+            if ke is None or ke.dh_group != method:
+                raise RemoteProtocolError(f"IKE_FOLLOWUP_KE response without a KE payload of method {method}")
+            secret = initiator_shared_secret(method, f.private, ke.key_data)
+            if not last and link is None:
+                raise RemoteProtocolError("IKE_FOLLOWUP_KE response without the link to the next round")
+        except RemoteProtocolError as exc:
+            self._followup = None
+            notify = errors[0].notify_type if errors else None
+            self._record(
+                now,
+                "state_updated",
+                {
+                    "exchange": "IKE_FOLLOWUP_KE",
+                    "result": notify_name(notify) if notify is not None else "failed",
+                    "for": f.purpose,
+                    "round": f.done + 1,
+                    "reason": str(exc),
+                },
+            )
+            f.fail(notify, str(exc), now)
+            return
+        f.private = b""
+        f.secrets.append(secret)
+        self._record(
+            now,
+            "state_updated",
+            {"exchange": "IKE_FOLLOWUP_KE", "result": "ok", "for": f.purpose, "round": f.done, "additional_ke": method},
+        )
+        if not last:
+            assert link is not None
+            f.link = link
+            self._send_followup(now)
+            return
+        self._followup = None
+        f.finish(f.secrets, now)
+
+    def _await_followup(
+        self, purpose: str, methods: tuple[int, ...], finish: Callable[[list[bytes], float], None], now: float
+    ) -> bytes:
+        """Responder: keep what the IKE_FOLLOWUP_KE exchanges need; the link to send in N(ADDITIONAL_KEY_EXCHANGE)."""
+        link = self._new_link()
+        self._followup_states[link] = FollowupResponder(
+            purpose, methods, link, now + FOLLOWUP_STATE_TIMEOUT_S, finish
+        )
+        self._record(
+            now,
+            "state_updated",
+            {
+                "exchange": "CREATE_CHILD_SA",
+                "event": "additional_key_exchanges",
+                "for": purpose,
+                "additional_kes": list(methods),
+                "responder": True,
+            },
+        )
+        return link
+
+    def _new_link(self) -> bytes:
+        while True:
+            link = self._rng.randbytes(LINK_LEN)
+            if link not in self._followup_states:
+                return link
+
+    def _receive_followup_request(self, message: IkeMessage, inner: tuple[Payload, ...], now: float) -> None:
+        """Responder: SK{KEi(n), N(link)} -> SK{KEr(n) [, N(next link)]}; after the last, the SA is made."""
+        link = find_link(inner)
+        state = self._followup_states.pop(link, None) if link is not None else None
+        if state is None:
+            # RFC 9370 §2.2.4: a link we never gave, already used, or whose state we dropped
+            notify = STATE_NOT_FOUND if link is not None else INVALID_SYNTAX
+            self._record(
+                now,
+                "state_updated",
+                {
+                    "exchange": "IKE_FOLLOWUP_KE",
+                    "result": notify_name(notify),
+                    "responder": True,
+                    "link": link.hex() if link is not None else None,
+                },
+            )
+            self._respond(message, (NotifyPayload(notify),), now)
+            return
+        method = state.methods[state.done]
+        ke = _first(inner, KePayload)
+        try:
+            if ke is None or ke.dh_group != method:
+                raise RemoteProtocolError(f"IKE_FOLLOWUP_KE request without a KE payload of method {method}")
+            answer, secret = responder_key_exchange(method, ke.key_data, self._rng)
+        except RemoteProtocolError as exc:  # the series ends; nothing was installed
+            self._record(
+                now,
+                "state_updated",
+                {
+                    "exchange": "IKE_FOLLOWUP_KE",
+                    "result": "INVALID_SYNTAX",
+                    "responder": True,
+                    "for": state.purpose,
+                    "reason": str(exc),
+                },
+            )
+            self._respond(message, (NotifyPayload(INVALID_SYNTAX),), now)
+            return
+        state.secrets.append(secret)
+        reply: list[Payload] = [KePayload(method, answer)]
+        if state.done < len(state.methods):
+            state.link = self._new_link()
+            state.expires_at = now + FOLLOWUP_STATE_TIMEOUT_S
+            self._followup_states[state.link] = state
+            reply.append(link_notify(state.link))
+        self._respond(message, tuple(reply), now)
+        self._record(
+            now,
+            "state_updated",
+            {
+                "exchange": "IKE_FOLLOWUP_KE",
+                "result": "ok",
+                "responder": True,
+                "for": state.purpose,
+                "round": state.done,
+                "additional_ke": method,
+            },
+        )
+        if state.done == len(state.methods):
+            state.finish(state.secrets, now)
+
+    def _expire_followups(self, now: float) -> None:
+        """Drop the state of a series whose next round never came (RFC 9370 §2.2.4): nothing was installed."""
+        for link, state in list(self._followup_states.items()):
+            if now >= state.expires_at:
+                del self._followup_states[link]
+                self._record(
+                    now,
+                    "state_updated",
+                    {
+                        "exchange": "IKE_FOLLOWUP_KE",
+                        "result": "expired",
+                        "responder": True,
+                        "for": state.purpose,
+                        "round": state.done + 1,
+                        "of": len(state.methods),
+                    },
+                )
 
     # --- requests and responses ------------------------------------------------------------------------------
 
@@ -2120,6 +2536,8 @@ class IkeSa:
             self._receive_informational(message, inner, now)
         elif message.exchange_type == CREATE_CHILD_SA:
             self._receive_create_child(message, inner, now)
+        elif message.exchange_type == IKE_FOLLOWUP_KE:
+            self._receive_followup_request(message, inner, now)
         else:
             self._drop(now, "unknown_exchange", str(message.exchange_type))
         self._arm_dpd(now)
@@ -2173,18 +2591,41 @@ class IkeSa:
                 self._respond(message, (NotifyPayload(44),), now)  # CHILD_SA_NOT_FOUND (RFC 7296 §3.10.1)
                 return
         nr = self._rng.randbytes(NONCE_LEN)
-        payloads, child = self._answer_child_request(inner, nonce.nonce, nr, now, in_ike_auth=False)
-        if child is None:
+        payloads, child, make = self._answer_child_request(inner, nonce.nonce, nr, now, in_ike_auth=False)
+        if child is None and make is None:
             self._respond(message, tuple(payloads), now)
             return
         sa_reply, tsi, tsr, *ke = payloads
+        rekeyed = old.spi_in if old is not None else None
+        if make is not None:  # RFC 9370 §2.2.4: the Child SA waits for the IKE_FOLLOWUP_KE exchanges
+            methods = negotiated_additional_key_exchanges(sa_reply.proposals[0])
+
+            def finish(secrets: list[bytes], t: float) -> None:
+                self._record(
+                    t,
+                    "state_updated",
+                    {
+                        "exchange": "CREATE_CHILD_SA",
+                        "result": "ok",
+                        "sa": self.label,
+                        "responder": True,
+                        "pfs": True,
+                        "additional_kes": list(methods),
+                    },
+                )
+                self._add_child(make(secrets), t, rekeyed=rekeyed)
+
+            link = self._await_followup("child", methods, finish, now)
+            self._respond(message, (sa_reply, NoncePayload(nr), *ke, tsi, tsr, link_notify(link)), now)
+            return
+        assert child is not None
         self._respond(message, (sa_reply, NoncePayload(nr), *ke, tsi, tsr), now)
         self._record(
             now,
             "state_updated",
             {"exchange": "CREATE_CHILD_SA", "result": "ok", "sa": self.label, "responder": True, "pfs": bool(ke)},
         )
-        self._add_child(child, now, rekeyed=old.spi_in if old is not None else None)
+        self._add_child(child, now, rekeyed=rekeyed)
 
     def _on_liveness_response(self, message: IkeMessage, inner: tuple[Payload, ...], now: float) -> None:
         sent = self._liveness_sent_at
@@ -2218,6 +2659,8 @@ class IkeSa:
         self._half_open_until = None
         self._dpd_at = None
         self._queue.clear()
+        self._followup = None
+        self._followup_states.clear()
         for spi in list(self.children):
             self.children.pop(spi)
         self.child = None

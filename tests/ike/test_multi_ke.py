@@ -253,8 +253,9 @@ def test_child_sa_keymat_with_several_secrets() -> None:
         shared_secrets=[b"a" * 32, b"b" * 32],
         encr_key_len=36,
     )
-    t1 = _hmac(b"d" * 32, b"a" * 32 + b"b" * 32 + NI + NR + b"\x01")
-    assert keys.encr_i2r == t1 + _hmac(b"d" * 32, t1 + b"a" * 32 + b"b" * 32 + NI + NR + b"\x02")[:4]
+    # RFC 9370 §2.2.4: SK(0) | Ni | Nr | SK(1), the nonces where RFC 7296 has them
+    t1 = _hmac(b"d" * 32, b"a" * 32 + NI + NR + b"b" * 32 + b"\x01")
+    assert keys.encr_i2r == t1 + _hmac(b"d" * 32, t1 + b"a" * 32 + NI + NR + b"b" * 32 + b"\x02")[:4]
 
 
 def test_fragmented_intermediate_exchange_authenticates_as_the_whole_message() -> None:

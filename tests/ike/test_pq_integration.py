@@ -300,7 +300,8 @@ def test_tshark_decrypts_ike_auth_with_the_final_keys_and_ike_intermediate_with_
 
 
 def test_a_hybrid_sa_rekeys_its_child_and_itself_and_keeps_fragmentation() -> None:
-    """Rekeys are classic (CREATE_CHILD_SA with the ECDH group; no IKE_FOLLOWUP_KE), seeded from the hybrid SK_d."""
+    """Rekeys run ML-KEM-1024 again in IKE_FOLLOWUP_KE (RFC 9370 §2.2.4, tests/ike/test_followup_ke.py), its
+    1568-octet KE in RFC 7383 fragments on a 1280-octet path, and the new IKE SA keeps fragmentation."""
     pair = hybrid_pair("p256+mlkem1024", fragmentation=True, path_mtu_bytes=1280)
     old = pair.i.sa
     pair.i.rekey_child(now=pair.now)
@@ -308,7 +309,13 @@ def test_a_hybrid_sa_rekeys_its_child_and_itself_and_keeps_fragmentation() -> No
     pair.i.rekey_ike(now=pair.now)
     pair.run(pair.now + 1.0)
     new = pair.i.sa
-    assert new is not old and new.established and new.fragmentation
+    assert new is not old and new.established and new.fragmentation and new.additional_kes == (37,)
+    followups = [
+        r.data
+        for r in pair.tracer.select(layer="ike", name="segment_sent", node="i")
+        if r.data["exchange"] == "IKE_FOLLOWUP_KE"
+    ]
+    assert len(followups) == 2 and all(d["fragments"] >= 2 for d in followups)
     assert new.keys.sk_d != old.keys.sk_d
     pair.i.send_packet(b"\x45after both rekeys", now=pair.now)
     pair.run(pair.now + 1.0)
