@@ -139,7 +139,14 @@ def option_summary(opt: dict[str, Any]) -> str:
 # --- IKEv2, ESP and their TCP encapsulation (the Packets view's detail of ike/esp/iketcp records)
 
 IKE_HEADER = ("7296", "3.1")  # RFC 7296 §3.1 IKE Header
-EXCHANGE_TYPES = {34: "IKE_SA_INIT", 35: "IKE_AUTH", 36: "CREATE_CHILD_SA", 37: "INFORMATIONAL"}  # RFC 7296 §3.1
+EXCHANGE_TYPES = {  # RFC 7296 §3.1, RFC 9242 §3.2, RFC 9370 §2.2.4
+    34: "IKE_SA_INIT",
+    35: "IKE_AUTH",
+    36: "CREATE_CHILD_SA",
+    37: "INFORMATIONAL",
+    43: "IKE_INTERMEDIATE",
+    44: "IKE_FOLLOWUP_KE",
+}
 EXCHANGE_NUMBERS = {name: number for number, name in EXCHANGE_TYPES.items()}
 ESP_SPI = ("4303", "2.1")
 ESP_SEQ = ("4303", "2.2")
