@@ -41,6 +41,7 @@ KE_ML_KEM_768 = 36  # Transform Type 4 IDs (IANA; lab.ike.mlkem)
 KE_ML_KEM_1024 = 37
 SUPPORTED_ADDITIONAL_KES = (KE_ML_KEM_768, KE_ML_KEM_1024, *SUPPORTED_DH_GROUPS)  # RFC 9370 ADDKE methods
 AUTH_METHODS = ("psk", "signature")  # RFC 7296 §2.15 shared key MIC; RFC 7427 digital signature
+ID_TYPES = ("fqdn", "dn")  # ID_FQDN, ID_DER_ASN1_DN (RFC 7296 §3.5)
 MIN_PATH_MTU_BYTES = 576  # RFC 7383 §2.5.1: what IPv4 must carry
 
 ANY_IPV4 = TrafficSelector(TS_IPV4_ADDR_RANGE, "0.0.0.0", "255.255.255.255")
@@ -106,6 +107,9 @@ class IkeConfig:
       checked against ``trust_anchors`` at ``validation_time``, a fixed
       timezone-aware instant, since the endpoint reads no clock). Both
       ends use the same method; CERT and CERTREQ payloads go with it.
+    * ``id_type``: how we name ourselves in IDi/IDr: ``"fqdn"`` (ID_FQDN
+      ``local_id``) or, with certificates, ``"dn"`` (ID_DER_ASN1_DN, our
+      certificate's subject; libreswan's ``leftid=%fromcert``).
     """
 
     psk: bytes = b"lab-psk-not-secret-0123456789"
@@ -151,6 +155,7 @@ class IkeConfig:
     credential: Any = field(default=None, repr=False)  # lab.ike.certs.Credential
     trust_anchors: tuple[Any, ...] = field(default=(), repr=False)  # x509.Certificate
     validation_time: dt.datetime | None = None
+    id_type: str = "fqdn"
 
     def __post_init__(self) -> None:
         if not self.psk:
@@ -231,6 +236,10 @@ class IkeConfig:
                 raise ConfigError("auth 'signature' needs a credential and trust_anchors")
             if self.validation_time is None or self.validation_time.tzinfo is None:
                 raise ConfigError("auth 'signature' needs a timezone-aware validation_time")
+        if self.id_type not in ID_TYPES:
+            raise ConfigError(f"id_type must be one of {', '.join(ID_TYPES)}, got {self.id_type!r}")
+        if self.id_type == "dn" and self.auth != "signature":
+            raise ConfigError("id_type 'dn' names our certificate's subject: it needs auth 'signature'")
 
     @property
     def response_timeout_s(self) -> float:

@@ -181,6 +181,7 @@ from lab.wire.ikev2 import (
     CREATE_CHILD_SA,
     ENCR_AES_CBC,
     ENCR_AES_GCM_16,
+    ID_DER_ASN1_DN,
     ID_FQDN,
     IKE_AUTH,
     IKE_SA_INIT,
@@ -1187,8 +1188,14 @@ class IkeSa:
 
     # --- IKE_AUTH -----------------------------------------------------------------------------------------
 
-    def _id_body(self, identity: bytes) -> bytes:
-        return bytes((ID_FQDN, 0, 0, 0)) + identity
+    def _own_id(self) -> tuple[int, bytes]:
+        """Our IDi/IDr: ID_FQDN ``local_id``, or ID_DER_ASN1_DN our certificate's subject."""
+        if self.config.id_type == "dn":
+            return ID_DER_ASN1_DN, self.config.credential.certificate.subject.public_bytes()
+        return ID_FQDN, self.config.local_id
+
+    def _id_body(self, identity: bytes, id_type: int = ID_FQDN) -> bytes:
+        return bytes((id_type, 0, 0, 0)) + identity
 
     def _esp_proposals(self, spi: int, *, pfs_group: int = 0) -> tuple[Proposal, ...]:
         """With PFS the KE's group leads, our other groups follow (the responder may ask for one)."""
@@ -1201,7 +1208,7 @@ class IkeSa:
             if spi > 0xFF and spi not in self.children:  # 1-255 reserved (RFC 4303 §2.1)
                 return spi
 
-    def _signed_octets(self, *, responder: bool, identity: bytes) -> bytes:
+    def _signed_octets(self, *, responder: bool, identity: bytes, id_type: int = ID_FQDN) -> bytes:
         """RFC 7296 §2.15's octets of the initiator's or the responder's AUTH, with IntAuth after
         IKE_INTERMEDIATE exchanges (RFC 9242 §3.3.2); the last SK_pi/SK_pr are the keys in force."""
         assert self.keys is not None
@@ -1210,7 +1217,7 @@ class IkeSa:
             real_message=self._init_response if responder else self._init_request,
             peer_nonce=self._ni if responder else self._nr,
             sk_p=self.keys.sk_pr if responder else self.keys.sk_pi,
-            id_body=self._id_body(identity),
+            id_body=self._id_body(identity, id_type),  # the ID payload's type as sent (RFC 7296 §2.15)
         )
         if self.intermediate_done:
             octets += int_auth(
@@ -1222,7 +1229,8 @@ class IkeSa:
 
     def _own_auth(self) -> list[Payload]:
         """Our [CERT...,] AUTH: a PSK MIC (method 2) or an RFC 7427 signature (method 14) with our chain."""
-        octets = self._signed_octets(responder=not self.initiator, identity=self.config.local_id)
+        id_type, identity = self._own_id()
+        octets = self._signed_octets(responder=not self.initiator, identity=identity, id_type=id_type)
         if self.config.auth == "signature":
             credential = self.config.credential
             return [
@@ -1234,7 +1242,7 @@ class IkeSa:
 
     def _check_peer_auth(self, inner: tuple[Payload, ...], id_type: int, identity: bytes, auth: AuthPayload) -> str:
         """Why the peer's AUTH (and chain) does not verify, or "" when it does."""
-        octets = self._signed_octets(responder=self.initiator, identity=identity)
+        octets = self._signed_octets(responder=self.initiator, identity=identity, id_type=id_type)
         if self.config.auth == "psk":
             expected = prf(self.prf_id, prf(self.prf_id, self.config.psk, KEY_PAD), octets)
             if auth.method != AUTH_SHARED_KEY_MIC:
@@ -1264,7 +1272,7 @@ class IkeSa:
 
     def _send_auth_request(self, now: float) -> None:
         assert self.keys is not None
-        inner: list[Payload] = [IdiPayload(ID_FQDN, self.config.local_id)]
+        inner: list[Payload] = [IdiPayload(*self._own_id())]
         own_auth = self._own_auth()
         inner += own_auth[:-1]  # CERTs
         if self.config.auth == "signature":
@@ -1348,7 +1356,7 @@ class IkeSa:
             self._set_state(Input.AUTH_FAILED, now, detail=reason)
             self._finish(reason, now, error=True, notify_type=AUTHENTICATION_FAILED)
             return
-        response: list[Payload] = [IdrPayload(ID_FQDN, self.config.local_id), *self._own_auth()]
+        response: list[Payload] = [IdrPayload(*self._own_id()), *self._own_auth()]
         child_payloads, child, _ = self._answer_child_request(inner, self._ni, self._nr, now, in_ike_auth=True)
         response += child_payloads
         self._respond(message, tuple(response), now)

@@ -134,6 +134,27 @@ def test_a_certificate_for_another_identity_is_refused() -> None:
     assert "does not name b'east'" in failed["reason"]
 
 
+@pytest.mark.parametrize("dn_side", ["i", "r"])
+def test_an_end_named_by_its_certificates_dn(dn_side: str) -> None:
+    """ID_DER_ASN1_DN (libreswan's leftid=%fromcert): the AUTH covers the ID payload with its own type (RFC 7296
+    §2.15), so the peer must verify over ID type 9, not the ID_FQDN it sends itself."""
+    p = pki("rsa-2048")
+    other = "r" if dn_side == "i" else "i"
+    subject = p.end_entities["west" if dn_side == "i" else "east"].certificate.subject.public_bytes()
+    settings = cert_settings(p) | {f"{dn_side}_id_type": "dn", f"{other}_remote_id": subject}
+    pair = run_pair(transport="udp", **settings)
+    assert pair.of("i", IkeSaEstablished) and pair.of("r", IkeSaEstablished)
+    sa = (pair.r if dn_side == "i" else pair.i).sas()[0]
+    assert sa.peer_id == subject
+
+
+def test_dn_identities_need_certificates() -> None:
+    with pytest.raises(ConfigError, match="id_type 'dn'"):
+        IkeConfig(id_type="dn")
+    with pytest.raises(ConfigError, match="id_type must be one of"):
+        IkeConfig(id_type="email")
+
+
 def test_an_expired_chain_is_refused() -> None:
     settings = cert_settings(pki("ecdsa-p256"))
     settings["validation_time"] = NOT_BEFORE + dt.timedelta(days=400)  # the end entities live 365 days
