@@ -16,14 +16,20 @@ Appendix A (A.1 RSASSA-PKCS1-v1_5, A.3 ECDSA, A.4 RSASSA-PSS):
         30 41 06 09 2a 86 48 86 f7 0d 01 01 0a 30 34 a0 0f 30 0d 06 09 60 86 48 01
         65 03 04 02 01 05 00 a1 1c 30 1a 06 09 2a 86 48 86 f7 0d 01 01 08 30 0d 06
         09 60 86 48 01 65 03 04 02 01 05 00 a2 03 02 01 20
+    RSASSA-PSS, SHA-384 / SHA-512, MGF1 with the same hash, salt 48 / 64: the same
+        bytes with the hash OID's last octet 02 / 03 (twice) and the salt 30 / 40
     ecdsa-with-SHA256           30 0a 06 08 2a 86 48 ce 3d 04 03 02
     ecdsa-with-SHA384           30 0a 06 08 2a 86 48 ce 3d 04 03 03
+    ecdsa-with-SHA512           30 0a 06 08 2a 86 48 ce 3d 04 03 04
     sha256WithRSAEncryption     30 0d 06 09 2a 86 48 86 f7 0d 01 01 0b 05 00
 
 The ECDSA signature value is the DER ECDSA-Sig-Value (RFC 7427 §3 refers
 to the AlgorithmIdentifier's own encoding, RFC 3279 §2.2.3). Peers announce
 the hashes they accept with SIGNATURE_HASH_ALGORITHMS (16431) in
-IKE_SA_INIT (§4): SHA1 1, SHA2-256 2, SHA2-384 3, SHA2-512 4. RSA-PSS
+IKE_SA_INIT (§4): SHA1 1, SHA2-256 2, SHA2-384 3, SHA2-512 4. We announce
+SHA2-256/384/512 and verify each with RSA-PSS and ECDSA (libreswan signs with
+the strongest hash announced: RSA-PSS SHA-512 and ECDSA SHA-512, also with
+P-256 keys); we sign with SHA-256 (P-384 keys: SHA-384). RSA-PSS
 signatures use a random salt (``cryptography`` offers no seed), so their
 bytes, not their length, change between runs.
 """
@@ -49,8 +55,17 @@ RSA_PSS_SHA256 = bytes.fromhex(
     "304106092a864886f70d01010a3034a00f300d06096086480165030402010500"
     "a11c301a06092a864886f70d010108300d06096086480165030402010500a203020120"
 )
+RSA_PSS_SHA384 = bytes.fromhex(
+    "304106092a864886f70d01010a3034a00f300d06096086480165030402020500"
+    "a11c301a06092a864886f70d010108300d06096086480165030402020500a203020130"
+)
+RSA_PSS_SHA512 = bytes.fromhex(
+    "304106092a864886f70d01010a3034a00f300d06096086480165030402030500"
+    "a11c301a06092a864886f70d010108300d06096086480165030402030500a203020140"
+)
 ECDSA_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")
 ECDSA_SHA384 = bytes.fromhex("300a06082a8648ce3d040303")
+ECDSA_SHA512 = bytes.fromhex("300a06082a8648ce3d040304")
 RSA_PKCS1_SHA256 = bytes.fromhex("300d06092a864886f70d01010b0500")
 
 
@@ -66,13 +81,17 @@ SIGNATURE_ALGORITHMS = {
     a.name: a
     for a in (
         SignatureAlgorithm("rsa-pss-sha256", RSA_PSS_SHA256, HASH_SHA2_256, "rsa"),
+        SignatureAlgorithm("rsa-pss-sha384", RSA_PSS_SHA384, HASH_SHA2_384, "rsa"),
+        SignatureAlgorithm("rsa-pss-sha512", RSA_PSS_SHA512, HASH_SHA2_512, "rsa"),
         SignatureAlgorithm("ecdsa-sha256", ECDSA_SHA256, HASH_SHA2_256, "ecdsa"),
         SignatureAlgorithm("ecdsa-sha384", ECDSA_SHA384, HASH_SHA2_384, "ecdsa"),
+        SignatureAlgorithm("ecdsa-sha512", ECDSA_SHA512, HASH_SHA2_512, "ecdsa"),
         SignatureAlgorithm("rsa-pkcs1-sha256", RSA_PKCS1_SHA256, HASH_SHA2_256, "rsa"),
     )
 }
 _BY_BLOB = {a.blob: a for a in SIGNATURE_ALGORITHMS.values()}
-_HASHES = {HASH_SHA2_256: hashes.SHA256, HASH_SHA2_384: hashes.SHA384}
+_HASHES = {HASH_SHA2_256: hashes.SHA256, HASH_SHA2_384: hashes.SHA384, HASH_SHA2_512: hashes.SHA512}
+_PSS = ("rsa-pss-sha256", "rsa-pss-sha384", "rsa-pss-sha512")
 
 
 class SignatureAuthError(RemoteProtocolError):
@@ -92,8 +111,10 @@ def _check_kind(algorithm: SignatureAlgorithm, key: object) -> None:
         raise ValueError(f"{algorithm.name} needs an {algorithm.key_kind.upper()} key")
 
 
-def _pss() -> padding.PSS:
-    return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+def _pss(algorithm: SignatureAlgorithm) -> padding.PSS:
+    """MGF1 with the signature's hash, a salt as long as the hash (RFC 7427 A.4.3, RFC 8247 §3.2)."""
+    digest = _HASHES[algorithm.hash_id]()
+    return padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
 
 
 def sign_auth(
@@ -108,8 +129,8 @@ def sign_auth(
     algorithm = algorithm or default_algorithm(private_key)
     _check_kind(algorithm, private_key)
     digest = _HASHES[algorithm.hash_id]()
-    if algorithm.name == "rsa-pss-sha256":
-        signature = private_key.sign(signed_octets, _pss(), digest)
+    if algorithm.name in _PSS:
+        signature = private_key.sign(signed_octets, _pss(algorithm), digest)
     elif algorithm.name == "rsa-pkcs1-sha256":
         signature = private_key.sign(signed_octets, padding.PKCS1v15(), digest)
     else:
@@ -146,8 +167,8 @@ def verify_auth(
     signature = auth_data[1 + blob_len :]
     digest = _HASHES[algorithm.hash_id]()
     try:
-        if algorithm.name == "rsa-pss-sha256":
-            public_key.verify(signature, signed_octets, _pss(), digest)
+        if algorithm.name in _PSS:
+            public_key.verify(signature, signed_octets, _pss(algorithm), digest)
         elif algorithm.name == "rsa-pkcs1-sha256":
             public_key.verify(signature, signed_octets, padding.PKCS1v15(), digest)
         else:
@@ -175,8 +196,11 @@ __all__ = [
     "AUTH_DIGITAL_SIGNATURE",
     "ECDSA_SHA256",
     "ECDSA_SHA384",
+    "ECDSA_SHA512",
     "RSA_PKCS1_SHA256",
     "RSA_PSS_SHA256",
+    "RSA_PSS_SHA384",
+    "RSA_PSS_SHA512",
     "SIGNATURE_ALGORITHMS",
     "SIGNATURE_HASH_ALGORITHMS",
     "SignatureAlgorithm",

@@ -10,7 +10,7 @@ from functools import cache
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 from lab.errors import DecodeError
 from lab.ike.certs import (
@@ -30,8 +30,11 @@ from lab.ike.keys import signed_octets
 from lab.ike.signature_auth import (
     ECDSA_SHA256,
     ECDSA_SHA384,
+    ECDSA_SHA512,
     RSA_PKCS1_SHA256,
     RSA_PSS_SHA256,
+    RSA_PSS_SHA384,
+    RSA_PSS_SHA512,
     SIGNATURE_ALGORITHMS,
     SignatureAuthError,
     parse_signature_hash_algorithms,
@@ -94,6 +97,53 @@ def test_rfc7427_blobs_are_the_der_of_their_algorithms() -> None:
     assert ECDSA_SHA256 == _tlv(0x30, _oid(1, 2, 840, 10045, 4, 3, 2))
     assert ECDSA_SHA384 == _tlv(0x30, _oid(1, 2, 840, 10045, 4, 3, 3))
     assert RSA_PKCS1_SHA256 == _tlv(0x30, _oid(1, 2, 840, 113549, 1, 1, 11) + NULL)
+
+
+@pytest.mark.parametrize(("blob", "hash_arc", "salt"), [(RSA_PSS_SHA384, 2, 48), (RSA_PSS_SHA512, 3, 64)])
+def test_rsa_pss_blobs_with_longer_hashes_are_their_der(blob: bytes, hash_arc: int, salt: int) -> None:
+    hash_id = _tlv(0x30, _oid(2, 16, 840, 1, 101, 3, 4, 2, hash_arc) + NULL)
+    params = _tlv(
+        0x30,
+        _tlv(0xA0, hash_id)
+        + _tlv(0xA1, _tlv(0x30, _oid(1, 2, 840, 113549, 1, 1, 8) + hash_id))
+        + _tlv(0xA2, _tlv(0x02, bytes((salt,)))),
+    )
+    assert blob == _tlv(0x30, _oid(1, 2, 840, 113549, 1, 1, 10) + params)
+    assert ECDSA_SHA512 == _tlv(0x30, _oid(1, 2, 840, 10045, 4, 3, 4))
+
+
+# what libreswan 4.10 sends when the peer announces SHA2-512 (captured from pluto's IKE_AUTH)
+PLUTO_RSA_PSS_SHA512 = bytes.fromhex(
+    "304106092a864886f70d01010a3034a00f300d06096086480165030402030500"
+    "a11c301a06092a864886f70d010108300d06096086480165030402030500a203020140"
+)
+PLUTO_ECDSA_SHA512 = bytes.fromhex("300a06082a8648ce3d040304")
+
+
+@pytest.mark.parametrize("key_type", ["rsa-2048", "ecdsa-p256"])
+def test_signatures_with_every_hash_we_announce_verify(key_type: str) -> None:
+    """pluto signs with the strongest hash of our SIGNATURE_HASH_ALGORITHMS: SHA-512 (RSA-PSS salt 64, and ECDSA
+    SHA-512 with a P-256 key). Signed here with cryptography alone, not with sign_auth."""
+    ee = pki(key_type).end_entities["initiator.lab"]
+    octets = b"signed octets of the responder"
+    if key_type.startswith("rsa"):
+        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA512()), salt_length=64)
+        auth = (
+            bytes((len(PLUTO_RSA_PSS_SHA512),))
+            + PLUTO_RSA_PSS_SHA512
+            + ee.private_key.sign(octets, pss, hashes.SHA512())
+        )
+    else:
+        auth = (
+            bytes((len(PLUTO_ECDSA_SHA512),))
+            + PLUTO_ECDSA_SHA512
+            + ee.private_key.sign(octets, ec.ECDSA(hashes.SHA512()))
+        )
+    assert verify_auth(ee.certificate.public_key(), auth, octets).name.endswith("sha512")
+    announced = parse_signature_hash_algorithms(signature_hash_algorithms_notify())
+    kind = "rsa" if key_type.startswith("rsa") else "ecdsa"
+    verifiable = {a.hash_id for a in SIGNATURE_ALGORITHMS.values() if a.key_kind == kind}
+    assert set(announced) <= verifiable
 
 
 def test_rfc7427_blobs_match_what_cryptography_writes_into_certificates() -> None:
@@ -176,7 +226,10 @@ def test_chain_validation_refuses_with_a_reason() -> None:
     [
         ("ecdsa-p256", "ecdsa-sha256"),
         ("ecdsa-p256", "ecdsa-sha384"),
+        ("ecdsa-p256", "ecdsa-sha512"),
         ("rsa-2048", "rsa-pss-sha256"),
+        ("rsa-2048", "rsa-pss-sha384"),
+        ("rsa-2048", "rsa-pss-sha512"),
         ("rsa-3072", "rsa-pss-sha256"),
     ],
 )
