@@ -6,18 +6,25 @@ meet third-party IKE daemons (libreswan's pluto) inside network namespaces::
     python -m lab.scenario.ike_live initiate --local 10.88.1.1 --remote 10.88.2.1 --psk SECRET \\
         --local-id west --remote-id east --transport fallback --udp-timeout 1 --childless
     python -m lab.scenario.ike_live respond --local 10.88.2.1 --psk SECRET --local-id east
+    python -m lab.scenario.ike_live initiate --local 10.88.1.1 --remote 10.88.2.1 --local-id west \\
+        --cert west.pem --key west.key --ca root.pem --fragmentation --path-mtu 1280
 
 Each prints one JSON object per event (``{"event": "IkeSaEstablished", ...}``)
 and exits 0 once the IKE SA is established (the initiator after a liveness
 check and a Delete unless ``--keep``; with ``--until-rekeyed N`` only after
 N IKE SA rekeys, ours from ``--rekey-after S`` or the peer's), 1 when it failed or timed out, 2 for
 bad arguments. ``--keys DIR`` writes tshark's decryption tables for the SAs.
+``--cert``/``--key``/``--ca`` authenticate with certificates (RFC 7427
+signatures) instead of ``--psk``: ``--cert`` holds our certificate first,
+then the intermediates to send; ``--ca`` the trust anchors; chains are
+checked at the wall-clock time. ``--fragmentation`` offers RFC 7383.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import random
 import socket
@@ -27,7 +34,12 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from lab.errors import ConfigError, LabError
+from lab.ike.certs import Credential
 from lab.ike.config import IKE_UDP_PORT, NAT_T_PORT, IkeConfig
 from lab.ike.endpoint import IkeEndpoint, TcpClose, TcpOpen, TcpSend, UdpSend
 from lab.ike.events import IkeEvent, IkeSaDeleted, IkeSaEstablished, IkeSaRekeyed, LivenessChecked
@@ -195,6 +207,31 @@ class LiveIkeDriver:
             self.pump()
 
 
+def load_certificates(pem: Path) -> tuple[x509.Certificate, ...]:
+    """Every certificate of a PEM file. Raises ConfigError when there is none or the file cannot be read."""
+    try:
+        return tuple(x509.load_pem_x509_certificates(pem.read_bytes()))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load certificates from {pem}: {exc}") from None
+
+
+def load_credential(cert_pem: Path, key_pem: Path) -> Credential:
+    """Our certificate (the first in ``cert_pem``), the intermediates after it and its private key.
+
+    Raises ConfigError for files that do not hold that.
+    """
+    certificates = load_certificates(cert_pem)
+    try:
+        key = serialization.load_pem_private_key(key_pem.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"cannot load {cert_pem} / {key_pem}: {exc}") from None
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ConfigError(f"{key_pem}: an RSA or ECDSA key is needed, not {type(key).__name__}")
+    if key.public_key().public_numbers() != certificates[0].public_key().public_numbers():
+        raise ConfigError(f"{key_pem} is not the key of the first certificate in {cert_pem}")
+    return Credential(certificates[0], key, tuple(certificates[1:]))
+
+
 def _event_json(event: IkeEvent) -> dict[str, Any]:
     data = asdict(event) if is_dataclass(event) else {}
     out: dict[str, Any] = {"event": type(event).__name__}
@@ -206,8 +243,16 @@ def _event_json(event: IkeEvent) -> dict[str, Any]:
 async def run_live(args: argparse.Namespace) -> int:
     initiator = args.mode == "initiate"
     tracer = MemoryTracer()
+    cert_auth: dict[str, Any] = {}
+    if args.cert:
+        cert_auth = {
+            "auth": "signature",
+            "credential": load_credential(Path(args.cert), Path(args.key)),
+            "trust_anchors": load_certificates(Path(args.ca)),
+            "validation_time": dt.datetime.now(dt.UTC),
+        }
     config = IkeConfig(
-        psk=args.psk.encode(),
+        **({"psk": args.psk.encode()} if args.psk else {}),
         local_id=args.local_id.encode(),
         remote_id=args.remote_id.encode() if args.remote_id else None,
         transport=args.transport,
@@ -220,6 +265,10 @@ async def run_live(args: argparse.Namespace) -> int:
         retransmit_s=args.retransmit,
         offer_all=args.offer_all,
         encrs=tuple(ENCR_BY_NAME[name] for name in args.encr),
+        fragmentation=args.fragmentation,
+        id_type=args.id_type,
+        path_mtu_bytes=args.path_mtu,
+        **cert_auth,
     )
     endpoint = IkeEndpoint(
         config=config,
@@ -314,7 +363,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("mode", choices=("initiate", "respond"))
     parser.add_argument("--local", required=True, help="local IPv4 address to bind")
     parser.add_argument("--remote", help="the responder's address (initiate)")
-    parser.add_argument("--psk", required=True)
+    parser.add_argument("--psk", help="pre-shared key (without --cert)")
+    parser.add_argument("--cert", help="PEM: our certificate, then the intermediate CAs to send")
+    parser.add_argument("--key", help="PEM: the private key of --cert (unencrypted PKCS#8)")
+    parser.add_argument("--ca", help="PEM: the trust anchors the peer's chain must lead to")
+    parser.add_argument(
+        "--id-type", choices=("fqdn", "dn"), default="fqdn", help="our ID: --local-id, or --cert's subject DN"
+    )
+    parser.add_argument("--fragmentation", action="store_true", help="offer IKE fragmentation (RFC 7383)")
+    parser.add_argument("--path-mtu", type=int, default=1500, help="the path MTU fragments are sized to")
     parser.add_argument("--local-id", required=True)
     parser.add_argument("--remote-id")
     parser.add_argument("--transport", choices=("udp", "tcp", "fallback"), default="fallback")
@@ -352,6 +409,10 @@ def main(argv: list[str] | None = None) -> int:
     args.encr = args.encr or list(ENCR_BY_NAME)
     if args.mode == "initiate" and not args.remote:
         parser.error("initiate needs --remote")
+    if bool(args.psk) == bool(args.cert):
+        parser.error("give either --psk or --cert (with --key and --ca)")
+    if args.cert and not (args.key and args.ca):
+        parser.error("--cert needs --key and --ca")
     try:
         socket.inet_aton(args.local)
         return asyncio.run(run_live(args))

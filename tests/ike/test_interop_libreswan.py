@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -67,7 +67,15 @@ class Lab:
         """The command prefix that runs a program in namespace ``ns``."""
         return ["nsenter", "-t", self.pid(ns), "-n"]
 
-    def up(self, *, block_udp: bool = False, enable_tcp: str = "yes") -> None:
+    def up(
+        self,
+        *,
+        block_udp: bool = False,
+        enable_tcp: str = "yes",
+        conn_auth: str | None = None,
+        nss_setup: Callable[[Path], None] | None = None,
+    ) -> None:
+        """``conn_auth`` replaces the conn's PSK lines (authby, ids); ``nss_setup(nss_dir)`` fills pluto's NSS db."""
         missing = [p for p in (PLUTO, WHACK, ADDCONN) if not p.exists()]
         if missing or shutil.which("certutil") is None:
             pytest.fail("libreswan is not installed (apt-get install libreswan; ./run-tests installs it)")
@@ -130,11 +138,14 @@ class Lab:
         (d / "nss").mkdir(parents=True)
         (d / "run").mkdir()
         sh("certutil", "-N", "-d", f"sql:{d / 'nss'}", "--empty-password")
+        if nss_setup is not None:
+            nss_setup(d / "nss")
+        auth = conn_auth or "\tauthby=secret\n\tleftid=@east\n\trightid=@west\n"
         (d / "ipsec.conf").write_text(
             "config setup\n"
             f"\tlogfile={d / 'pluto.log'}\n\tlogappend=no\n\tlisten-tcp=yes\n\tdumpdir={d / 'run'}\n\n"
-            "conn t\n\tikev2=yes\n\tauthby=secret\n"
-            f"\tleft={PLUTO_ADDR}\n\tleftid=@east\n\tright={OURS}\n\trightid=@west\n"
+            f"conn t\n\tikev2=yes\n{auth}"
+            f"\tleft={PLUTO_ADDR}\n\tright={OURS}\n"
             f"\ttype=transport\n\tenable-tcp={enable_tcp}\n\ttcp-remoteport=4500\n\tretransmit-timeout=10s\n\tauto=add\n"
         )
         secrets = d / "ipsec.secrets"

@@ -1,0 +1,343 @@
+"""Certificate authentication (RFC 7427) and IKE fragmentation (RFC 7383) against pluto 4.10 (needs root).
+
+The set-up is ``test_interop_libreswan``'s (namespaces, pluto with the espintcp
+shim, childless since this kernel has no ESP), with certificates instead of
+the PSK. The lab PKI (lab.ike.certs.make_lab_pki) issues a root, intermediates
+and the end entities ``west`` (ours) and ``east`` (pluto's). pluto's NSS db
+gets the minimum: the root as a trusted CA (``certutil -A -t CT,,``) and
+east's key, certificate and intermediates as one PKCS#12 file (``pk12util``).
+pluto names itself by its certificate's subject DN (``leftid=%fromcert``,
+ID_DER_ASN1_DN) and expects us by the subjectAltName dNSName ``@west``
+(ID_FQDN); we check its DN against its certificate.
+
+pluto's ``fragmentation=yes`` (the default) fragments a message over 576 bytes
+only on its first retransmission, or at once once it received fragments on
+the IKE SA. So: our fragmented IKE_AUTH makes pluto answer in fragments; and
+pluto's own IKE_AUTH goes whole first, in IP fragments, which the router here
+drops (as many firewalls do), so its retransmission goes as SKF fragments.
+
+Figures (sizes, fragment counts, time to the IKE SA) are printed; ``-s`` shows them.
+No Child SA: pluto cannot install one without kernel ESP (CONFIG_INET_ESP is
+off here), so no ESP traffic flows with pluto; IKE is decrypted by tshark.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from functools import cache
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from lab.ike.certs import LabPki, make_lab_pki
+from lab.ike.keylog import key_tables
+from lab.ike.pcap import iketcp_to_udp
+from lab.trace import TraceRecord, read_jsonl
+from tests.ike.test_interop_libreswan import (
+    OURS,
+    PLUTO_ADDR,
+    REPO,
+    Lab,
+    pytestmark,  # noqa: F401  (root only, kernel mark)
+    sh,
+)
+from tests.ike.test_interop_libreswan_rekey import capture
+
+CERT, CERTREQ, AUTH, SK, SKF = "37", "38", "39", "46", "53"  # payload types as tshark prints them
+IKE_AUTH = "35"
+P12_PASSWORD = "lab-p12-not-secret"
+
+
+@cache
+def lab_pki(key_type: str, intermediates: int) -> LabPki:
+    """Valid from yesterday: pluto checks validity against the wall clock."""
+    yesterday = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=1)
+    return make_lab_pki(
+        random.Random(19), not_before=yesterday, key_type=key_type, intermediates=intermediates, names=("west", "east")
+    )
+
+
+def pem(*certificates: object) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)  # type: ignore[attr-defined]
+
+
+def write_ours(pki: LabPki, directory: Path) -> list[str]:
+    """Our credential files; the ike_live arguments that use them."""
+    west = pki.end_entities["west"]
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "west.pem").write_bytes(pem(west.certificate, *west.chain))
+    (directory / "west.key").write_bytes(
+        west.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    (directory / "root.pem").write_bytes(pem(pki.root.certificate))
+    return ["--cert", str(directory / "west.pem"), "--key", str(directory / "west.key"), "--ca", str(directory / "root.pem")]  # fmt: skip
+
+
+def nss_setup_for(pki: LabPki, directory: Path) -> Callable[[Path], None]:
+    """pluto's NSS db: the root trusted as a CA, east's key with its certificate and intermediates."""
+
+    def setup(nss: Path) -> None:
+        east = pki.end_entities["east"]
+        root_pem, p12 = directory / "root-for-nss.pem", directory / "east.p12"
+        root_pem.write_bytes(pem(pki.root.certificate))
+        p12.write_bytes(
+            pkcs12.serialize_key_and_certificates(
+                b"east",
+                east.private_key,
+                east.certificate,
+                list(east.chain),
+                serialization.BestAvailableEncryption(P12_PASSWORD.encode()),
+            )
+        )
+        sh("certutil", "-A", "-d", f"sql:{nss}", "-n", "tcplab-root", "-t", "CT,,", "-i", str(root_pem))
+        sh("pk12util", "-i", str(p12), "-d", f"sql:{nss}", "-W", P12_PASSWORD)
+
+    return setup
+
+
+# pluto: its subject DN as ID, its chain (intermediates too) always sent; rightid= names us by dNSName or DN
+CONN_CERTS = "\tleftcert=east\n\tleftid=%fromcert\n\tleftsendcert=always\n\tsendca=all\n"
+
+
+def up(lab: Lab, pki: LabPki, *, transport: str, rightid: str = "@west", extra_conn: str = "") -> None:
+    """pluto 4.10 signs by authby=, not by its key: the default rsasig,ecdsa has it sign RSA-PSS with an
+    ECDSA key (NSS refuses: SEC_ERROR_INVALID_KEY, and the AUTH goes out broken), so ECDSA keys get authby=ecdsa."""
+    ecdsa = not isinstance(pki.end_entities["east"].private_key, rsa.RSAPrivateKey)
+    lab.up(
+        enable_tcp="yes" if transport == "tcp" else "no",
+        conn_auth=CONN_CERTS + f"\trightid={rightid}\n" + ("\tauthby=ecdsa\n" if ecdsa else "") + extra_conn,
+        nss_setup=nss_setup_for(pki, lab.tmp),
+    )
+
+
+def drop_ip_fragments(lab: Lab) -> None:
+    """The router drops every IP fragment after the first, as many firewalls and carrier NATs do."""
+    sh(*lab.at(lab.router), "iptables", "-A", "FORWARD", "-f", "-j", "DROP")
+
+
+def run_ours(lab: Lab, args: list[str], *, timeout: float = 40) -> tuple[int, list[dict], str]:
+    proc = subprocess.run(
+        [*lab.at(lab.ours), sys.executable, "-m", "lab.scenario.ike_live", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        check=False,
+    )
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return proc.returncode, events, proc.stderr[-2000:]
+
+
+def initiator(creds: list[str], transport: str, trace: Path, *extra: str) -> list[str]:
+    return ["initiate", "--local", OURS, "--remote", PLUTO_ADDR, "--local-id", "west", *creds,
+            "--transport", transport, "--childless", "--timeout", "25", "--trace", str(trace), *extra]  # fmt: skip
+
+
+def respond_to_pluto(lab: Lab, args: list[str], transport: str) -> tuple[int, list[dict], str, str]:
+    """Our responder up and listening, then ``whack --initiate``; (rc, events, stderr, whack output)."""
+    responder = subprocess.Popen(
+        [*lab.at(lab.ours), sys.executable, "-m", "lab.scenario.ike_live", "respond", "--local", OURS,
+         "--local-id", "west", "--timeout", "25", "--linger", "0.5", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30.0
+        flags = "-Hlun" if transport == "udp" else "-Hltn"
+        while not sh(*lab.at(lab.ours), "ss", flags, "sport = :4500", check=False).stdout.strip():
+            assert responder.poll() is None, responder.stderr.read()[-2000:]
+            assert time.monotonic() < deadline, "our responder did not listen within 30 s"
+            time.sleep(0.02)
+        whack = lab.whack_initiate()
+        out, err = responder.communicate(timeout=40)
+    finally:
+        if responder.poll() is None:
+            responder.kill()
+            responder.wait(timeout=5)
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return responder.returncode, events, err[-2000:], whack
+
+
+def tshark_rows(pcap: Path, records: list[TraceRecord]) -> list[dict[str, str]]:
+    """Per frame, decrypted with the exported keys: source, UDP/TCP length, exchange, payload types, fragment fields."""
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        pytest.skip("tshark is not installed")
+    fields = ["ip.src", "frame.len", "isakmp.exchangetype", "isakmp.typepayload", "isakmp.frag.number",
+              "isakmp.frag.total", "isakmp.length", "isakmp.id.type"]  # fmt: skip
+    out = sh(
+        tshark, "-n", "-r", str(pcap), *key_tables(records).tshark_options(), "-T", "fields",
+        "-E", "occurrence=a", *(a for f in fields for a in ("-e", f)),
+    ).stdout  # fmt: skip
+    rows = []
+    for line in out.splitlines():
+        values = line.split("\t")
+        if len(values) == len(fields) and values[2]:
+            rows.append(dict(zip(fields, values, strict=True)))
+    return rows
+
+
+def payload_types(row: dict[str, str]) -> set[str]:
+    return set(row["isakmp.typepayload"].split(","))
+
+
+def auth_ok(records: list[TraceRecord]) -> dict:
+    (ok,) = [
+        r for r in records if r.layer == "ike" and r.name == "state_updated" and r.data.get("exchange") == "IKE_AUTH"
+        and r.data.get("result") == "ok"
+    ]  # fmt: skip
+    return {"t": ok.t, **ok.data}
+
+
+def figures(name: str, records: list[TraceRecord], rows: list[dict[str, str]]) -> dict:
+    """What the test prints: IKE_AUTH sizes and fragments per direction, time from the first IKE_SA_INIT to the SA."""
+    messages = [r for r in records if r.layer == "ike" and r.name in ("segment_sent", "segment_received")]
+    first = min(r.t for r in messages)
+    auth = [r for r in messages if r.data["exchange"] == "IKE_AUTH"]
+    ok = auth_ok(records)
+    out = {
+        "test": name,
+        "time_to_sa_ms": round((ok["t"] - first) * 1000, 1),
+        "ike_auth_ours_bytes": sorted({r.data["length"] for r in auth if r.name == "segment_sent"}),
+        "ike_auth_ours_fragments": max(
+            (r.data.get("fragments", 0) for r in auth if r.name == "segment_sent"), default=0
+        ),
+        "ike_auth_pluto_bytes": sorted({r.data["length"] for r in auth if r.name == "segment_received"}),
+        "ike_auth_pluto_fragments": max(
+            (r.data.get("fragments", 0) for r in auth if r.name == "segment_received"), default=0
+        ),
+        "skf_frames_ours": sum(1 for w in rows if w["ip.src"] == OURS and SKF in payload_types(w)),
+        "skf_frames_pluto": sum(1 for w in rows if w["ip.src"] == PLUTO_ADDR and SKF in payload_types(w)),
+        "peer_chain": ok.get("peer_chain"),
+        "peer_signature": ok.get("peer_signature"),
+    }
+    print("\nFIGURES " + json.dumps(out))
+    return out
+
+
+@pytest.fixture(name="lab")
+def lab_fixture(tmp_path: Path) -> Iterator[Lab]:
+    setup = Lab(tmp_path)
+    try:
+        yield setup
+    finally:
+        setup.close()
+
+
+BPF = {"udp": "udp port 500 or udp port 4500 or icmp or (ip[6:2] & 0x1fff != 0)", "tcp": "tcp port 4500 or icmp"}
+
+
+def decrypted(lab: Lab, pcap: Path, transport: str, records: list[TraceRecord], tmp_path: Path) -> list[dict]:
+    if transport == "tcp":
+        udp = tmp_path / "ours_udp.pcap"
+        assert not iketcp_to_udp(pcap, udp).broken
+        pcap = udp
+    return tshark_rows(pcap, records)
+
+
+def check_cert_auth_rows(rows: list[dict[str, str]]) -> None:
+    """Both IKE_AUTH messages decrypt to CERT and AUTH payloads, whole or reassembled."""
+    auth = [w for w in rows if w["isakmp.exchangetype"] == IKE_AUTH and {CERT, AUTH} <= payload_types(w)]
+    assert {w["ip.src"] for w in auth} == {OURS, PLUTO_ADDR}, rows
+
+
+# --- certificate authentication, both ways, UDP and TCP ---------------------------------------------------------
+
+
+ID_TYPES = {"san": ("1", "2", "'@west'"), "dn": ("1", "9", "'O=tcplab, CN=west'")}  # ID_FQDN 2, ID_DER_ASN1_DN 9
+RIGHTID = {"san": "@west", "dn": '"O=tcplab, CN=west"'}
+
+
+def pluto_says(key_type: str, our_id: str) -> str:
+    """What pluto logs about our authentication (we sign with SHA-256)."""
+    kind = "P-256 ECDSA with SHA2_256" if key_type.startswith("ecdsa") else "2048-bit RSASSA-PSS with SHA2_256"
+    return f"authenticated peer '{kind}' digital signature using peer certificate {ID_TYPES[our_id][2]}"
+
+
+def check_ids(rows: list[dict[str, str]], our_id: str, *, pluto_initiates: bool) -> None:
+    """tshark's view of the decrypted IDs: pluto names itself by DN (9); we by dNSName (2) or DN (9). pluto's
+    IKE_AUTH request also carries the IDr it wants (its rightid=)."""
+    ids = {
+        w["ip.src"]: w["isakmp.id.type"].split(",")
+        for w in rows
+        if w["isakmp.exchangetype"] == IKE_AUTH and w["isakmp.id.type"]
+    }
+    ours = ID_TYPES[our_id][1]
+    assert ids == {PLUTO_ADDR: ["9", ours] if pluto_initiates else ["9"], OURS: [ours]}, rows
+
+
+@pytest.mark.parametrize(
+    ("transport", "key_type", "our_id"),
+    [("udp", "ecdsa-p256", "san"), ("tcp", "rsa-2048", "dn")],
+    ids=["udp-ecdsa-san", "tcp-rsa-pss-dn"],
+)
+def test_we_initiate_with_certificates(lab: Lab, tmp_path: Path, transport: str, key_type: str, our_id: str) -> None:
+    pki = lab_pki(key_type, 1)
+    up(lab, pki, transport=transport, rightid=RIGHTID[our_id])
+    pcap, trace = tmp_path / "ours.pcap", tmp_path / "trace.jsonl"
+    creds = [*write_ours(pki, tmp_path / "creds"), "--id-type", "fqdn" if our_id == "san" else "dn"]
+    with capture(lab, pcap, BPF[transport]):
+        rc, events, err = run_ours(lab, initiator(creds, transport, trace, "--keys", str(tmp_path / "keys")))
+    assert rc == 0, (events, err, lab.log()[-4000:])
+    assert [e["event"] for e in events] == ["IkeSaEstablished", "LivenessChecked", "IkeSaDeleted"]
+    assert events[0]["transport"] == transport
+    log = lab.log_with("responder established IKE SA")
+    assert f"responder established IKE SA; {pluto_says(key_type, our_id)}" in log, log[-3000:]
+    assert "issued by CA 'O=tcplab, CN=tcplab Intermediate CA 1'" in log
+    records = list(read_jsonl(trace))
+    ok = auth_ok(records)
+    assert ok["peer_chain"] == [
+        "CN=east,O=tcplab",
+        "CN=tcplab Intermediate CA 1,O=tcplab",
+        "CN=tcplab Root CA,O=tcplab",
+    ]
+    assert ok["peer_signature"] == ("ecdsa-sha256" if key_type.startswith("ecdsa") else "rsa-pss-sha256")
+    rows = decrypted(lab, pcap, transport, records, tmp_path)
+    check_cert_auth_rows(rows)
+    check_ids(rows, our_id, pluto_initiates=False)
+    figures(f"we initiate, {transport}, {key_type}, our ID by {our_id}", records, rows)
+
+
+@pytest.mark.parametrize(
+    ("transport", "key_type", "our_id"),
+    [("udp", "rsa-2048", "dn"), ("tcp", "ecdsa-p256", "san")],
+    ids=["udp-rsa-pss-dn", "tcp-ecdsa-san"],
+)
+def test_pluto_initiates_with_certificates(
+    lab: Lab, tmp_path: Path, transport: str, key_type: str, our_id: str
+) -> None:
+    pki = lab_pki(key_type, 1)
+    up(lab, pki, transport=transport, rightid=RIGHTID[our_id])
+    pcap, trace = tmp_path / "ours.pcap", tmp_path / "trace.jsonl"
+    creds = [*write_ours(pki, tmp_path / "creds"), "--id-type", "fqdn" if our_id == "san" else "dn"]
+    with capture(lab, pcap, BPF[transport]):
+        rc, events, err, whack = respond_to_pluto(
+            lab, [*creds, "--trace", str(trace), "--keys", str(tmp_path / "keys")], transport
+        )
+    assert rc == 0, (events, err, whack, lab.log()[-4000:])
+    assert [e["event"] for e in events] == ["IkeSaEstablished"] and events[0]["transport"] == transport
+    log = lab.log_with("initiator established IKE SA")
+    assert f"initiator established IKE SA; {pluto_says(key_type, our_id)}" in log, log[-3000:]
+    records = list(read_jsonl(trace))
+    ok = auth_ok(records)
+    assert ok["peer_chain"][0] == "CN=east,O=tcplab"
+    # pluto signs with the strongest hash we announce (SHA2-512), for ECDSA P-256 too
+    assert ok["peer_signature"] == ("ecdsa-sha512" if key_type.startswith("ecdsa") else "rsa-pss-sha512")
+    rows = decrypted(lab, pcap, transport, records, tmp_path)
+    check_cert_auth_rows(rows)
+    check_ids(rows, our_id, pluto_initiates=True)
+    figures(f"pluto initiates, {transport}, {key_type}, our ID by {our_id}", records, rows)
