@@ -10,11 +10,12 @@ pluto names itself by its certificate's subject DN (``leftid=%fromcert``,
 ID_DER_ASN1_DN) and expects us by the subjectAltName dNSName ``@west``
 (ID_FQDN); we check its DN against its certificate.
 
-pluto's ``fragmentation=yes`` (the default) fragments a message over 576 bytes
-only on its first retransmission, or at once once it received fragments on
-the IKE SA. So: our fragmented IKE_AUTH makes pluto answer in fragments; and
-pluto's own IKE_AUTH goes whole first, in IP fragments, which the router here
-drops (as many firewalls do), so its retransmission goes as SKF fragments.
+pluto's ``fragmentation=yes`` (the default): once both ends sent
+IKEV2_FRAGMENTATION_SUPPORTED, pluto 4.10 sends an IKEv2 message that does not
+fit a 576-octet datagram as SKF fragments at once, its first transmission
+included (``ipsec.conf(5)`` says "on the first re-transmit": that is IKEv1's
+behaviour). The router in the fragmentation tests drops IP fragments (as many
+firewalls and carrier NATs do), so only RFC 7383 gets the chain through.
 
 Figures (sizes, fragment counts, time to the IKE SA) are printed; ``-s`` shows them.
 No Child SA: pluto cannot install one without kernel ESP (CONFIG_INET_ESP is
@@ -204,25 +205,33 @@ def auth_ok(records: list[TraceRecord]) -> dict:
 
 
 def figures(name: str, records: list[TraceRecord], rows: list[dict[str, str]]) -> dict:
-    """What the test prints: IKE_AUTH sizes and fragments per direction, time from the first IKE_SA_INIT to the SA."""
+    """What the test prints: per side, IKE_AUTH's IKE octets on the wire and its datagrams/frames (SKF fragments
+    when more than one), the whole message's length where we know it; the time from the first IKE_SA_INIT
+    sent or received to the IKE SA (our clock), and what we saw of pluto's chain and signature."""
     messages = [r for r in records if r.layer == "ike" and r.name in ("segment_sent", "segment_received")]
     first = min(r.t for r in messages)
-    auth = [r for r in messages if r.data["exchange"] == "IKE_AUTH"]
     ok = auth_ok(records)
+
+    def side(source: str) -> dict[str, int]:
+        auth = [w for w in rows if w["ip.src"] == source and w["isakmp.exchangetype"] == IKE_AUTH]
+        return {
+            "wire_octets": sum(int(w["isakmp.length"].split(",")[0]) for w in auth),
+            "frames": len(auth),
+            "skf_fragments": sum(1 for w in auth if SKF in payload_types(w)),
+        }
+
+    ours_whole = [r.data["length"] for r in messages if r.name == "segment_sent" and r.data["exchange"] == "IKE_AUTH"]
     out = {
         "test": name,
         "time_to_sa_ms": round((ok["t"] - first) * 1000, 1),
-        "ike_auth_ours_bytes": sorted({r.data["length"] for r in auth if r.name == "segment_sent"}),
-        "ike_auth_ours_fragments": max(
-            (r.data.get("fragments", 0) for r in auth if r.name == "segment_sent"), default=0
+        "round_trips": sum(  # our requests (or answers) up to the SA; an INVALID_KE_PAYLOAD costs one
+            1
+            for r in messages
+            if r.name == "segment_sent" and r.t <= ok["t"] and not ({"retransmission", "resent"} & r.data.keys())
         ),
-        "ike_auth_pluto_bytes": sorted({r.data["length"] for r in auth if r.name == "segment_received"}),
-        "ike_auth_pluto_fragments": max(
-            (r.data.get("fragments", 0) for r in auth if r.name == "segment_received"), default=0
-        ),
-        "skf_frames_ours": sum(1 for w in rows if w["ip.src"] == OURS and SKF in payload_types(w)),
-        "skf_frames_pluto": sum(1 for w in rows if w["ip.src"] == PLUTO_ADDR and SKF in payload_types(w)),
-        "peer_chain": ok.get("peer_chain"),
+        "ike_auth_ours": {"message_octets": max(ours_whole), **side(OURS)},
+        "ike_auth_pluto": side(PLUTO_ADDR),
+        "peer_chain": [name.split(",")[0] for name in ok.get("peer_chain", [])],
         "peer_signature": ok.get("peer_signature"),
     }
     print("\nFIGURES " + json.dumps(out))
@@ -341,3 +350,86 @@ def test_pluto_initiates_with_certificates(
     check_cert_auth_rows(rows)
     check_ids(rows, our_id, pluto_initiates=True)
     figures(f"pluto initiates, {transport}, {key_type}, our ID by {our_id}", records, rows)
+
+
+# --- IKE fragmentation (RFC 7383), both ways, through a router that drops IP fragments -------------------------------
+
+BIG_CHAIN = ("rsa-3072", 2)  # three RSA-3072 certificates in CERT payloads: IKE_AUTH of about 4.5 kB
+
+
+def skf_sets(rows: list[dict[str, str]], source: str) -> list[tuple[int, int]]:
+    """(fragment number, total) of every SKF frame from ``source``, as tshark reads the RFC 7383 header."""
+    return [
+        (int(w["isakmp.frag.number"].split(",")[0]), int(w["isakmp.frag.total"].split(",")[0]))
+        for w in rows
+        if w["ip.src"] == source and SKF in payload_types(w) and w["isakmp.frag.number"]
+    ]
+
+
+def check_fragment_sets(sets: list[tuple[int, int]]) -> int:
+    """Every set whole (1..total, each once per sending); the number of fragments per set."""
+    assert sets, "no SKF frames"
+    totals = {total for _, total in sets}
+    assert len(totals) == 1, sets
+    total = totals.pop()
+    assert total >= 2, sets
+    assert sorted(sets) == sorted((n, total) for n in range(1, total + 1) for _ in range(len(sets) // total)), sets
+    return total
+
+
+def test_we_fragment_our_ike_auth_and_pluto_answers_in_fragments(lab: Lab, tmp_path: Path) -> None:
+    """Our IKE_AUTH in RFC 7383 fragments; pluto reassembles it and, having received fragments, fragments its
+    answer at once. No IP fragment gets through the router, so nothing else could work."""
+    pki = lab_pki(*BIG_CHAIN)
+    up(lab, pki, transport="udp")
+    drop_ip_fragments(lab)
+    pcap, trace = tmp_path / "ours.pcap", tmp_path / "trace.jsonl"
+    creds = write_ours(pki, tmp_path / "creds")
+    with capture(lab, pcap, BPF["udp"]):
+        rc, events, err = run_ours(
+            lab, initiator(creds, "udp", trace, "--fragmentation", "--dh-group", "14", "--keys", str(tmp_path / "keys"))
+        )
+    assert rc == 0, (events, err, lab.log()[-4000:])
+    assert [e["event"] for e in events] == ["IkeSaEstablished", "LivenessChecked", "IkeSaDeleted"]
+    log = lab.log_with("responder established IKE SA")
+    assert "responder established IKE SA; authenticated peer '3072-bit RSASSA-PSS with SHA2_256'" in log, log[-3000:]
+    records = list(read_jsonl(trace))
+    assert auth_ok(records)["fragments_sent"] >= 3
+    reassembled = [r.data for r in records if r.name == "state_updated" and r.data.get("event") == "reassembled"]
+    assert [d["exchange"] for d in reassembled] == ["IKE_AUTH"] and reassembled[0]["fragments"] >= 2
+    rows = tshark_rows(pcap, records)
+    ours, theirs = check_fragment_sets(skf_sets(rows, OURS)), check_fragment_sets(skf_sets(rows, PLUTO_ADDR))
+    assert ours == auth_ok(records)["fragments_sent"] and theirs == reassembled[0]["fragments"]
+    assert max(int(w["frame.len"]) for w in rows if w["ip.src"] == OURS) <= 1514  # one Ethernet frame each
+    figures("fragmentation, we initiate, udp, rsa-3072 + 2 intermediates", records, rows)
+
+
+def test_pluto_fragments_its_ike_auth_through_a_fragment_dropping_router(lab: Lab, tmp_path: Path) -> None:
+    """fragmentation=yes: pluto's IKE_AUTH request goes as RFC 7383 fragments of at most 576 octets from its
+    first transmission; we reassemble it and answer in fragments of our path MTU. No IP fragment gets through."""
+    pki = lab_pki(*BIG_CHAIN)
+    up(lab, pki, transport="udp", extra_conn="\tfragmentation=yes\n")
+    drop_ip_fragments(lab)
+    pcap, trace = tmp_path / "ours.pcap", tmp_path / "trace.jsonl"
+    creds = write_ours(pki, tmp_path / "creds")
+    with capture(lab, pcap, BPF["udp"]):
+        rc, events, err, whack = respond_to_pluto(
+            lab, [*creds, "--fragmentation", "--trace", str(trace), "--keys", str(tmp_path / "keys")], "udp"
+        )
+    assert rc == 0, (events, err, whack, lab.log()[-4000:])
+    assert [e["event"] for e in events] == ["IkeSaEstablished"]
+    log = lab.log_with("initiator established IKE SA")
+    assert "initiator established IKE SA; authenticated peer '3072-bit RSASSA-PSS with SHA2_256'" in log, log[-3000:]
+    records = list(read_jsonl(trace))
+    ok = auth_ok(records)
+    assert ok["peer_signature"] == "rsa-pss-sha512" and ok["fragments_sent"] >= 3
+    reassembled = [r.data for r in records if r.name == "state_updated" and r.data.get("event") == "reassembled"]
+    assert [d["exchange"] for d in reassembled] == ["IKE_AUTH"]
+    rows = tshark_rows(pcap, records)
+    theirs = check_fragment_sets(skf_sets(rows, PLUTO_ADDR))
+    assert theirs == reassembled[0]["fragments"]
+    assert check_fragment_sets(skf_sets(rows, OURS)) == ok["fragments_sent"]
+    pluto_auth = [w for w in rows if w["ip.src"] == PLUTO_ADDR and w["isakmp.exchangetype"] == IKE_AUTH]
+    assert all(SKF in payload_types(w) and int(w["frame.len"]) <= 14 + 576 for w in pluto_auth)
+    assert len(pluto_auth) == theirs  # sent once: no retransmission was needed
+    figures("fragmentation, pluto initiates, udp, rsa-3072 + 2 intermediates", records, rows)
