@@ -44,6 +44,7 @@ from lab.ike.config import IKE_UDP_PORT, NAT_T_PORT, IkeConfig
 from lab.ike.endpoint import IkeEndpoint, TcpClose, TcpOpen, TcpSend, UdpSend
 from lab.ike.events import IkeEvent, IkeSaDeleted, IkeSaEstablished, IkeSaRekeyed, LivenessChecked
 from lab.ike.keylog import key_tables
+from lab.ike.policy import OVERSIZE_UDP_POLICIES
 from lab.trace import MemoryTracer
 from lab.wire.ikev2 import ENCR_AES_CBC, ENCR_AES_GCM_16
 
@@ -267,6 +268,7 @@ async def run_live(args: argparse.Namespace) -> int:
         encrs=tuple(ENCR_BY_NAME[name] for name in args.encr),
         fragmentation=args.fragmentation,
         id_type=args.id_type,
+        oversize_udp=args.oversize_udp,
         path_mtu_bytes=args.path_mtu,
         **cert_auth,
     )
@@ -372,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fragmentation", action="store_true", help="offer IKE fragmentation (RFC 7383)")
     parser.add_argument("--path-mtu", type=int, default=1500, help="the path MTU fragments are sized to")
+    parser.add_argument(
+        "--oversize-udp",
+        choices=OVERSIZE_UDP_POLICIES,
+        default="send",
+        help="a message too big for the path, unfragmentable: send it whole, or go to TCP (with --transport fallback)",
+    )
     parser.add_argument("--local-id", required=True)
     parser.add_argument("--remote-id")
     parser.add_argument("--transport", choices=("udp", "tcp", "fallback"), default="fallback")

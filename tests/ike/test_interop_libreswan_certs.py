@@ -117,7 +117,7 @@ def up(lab: Lab, pki: LabPki, *, transport: str, rightid: str = "@west", extra_c
     ECDSA key (NSS refuses: SEC_ERROR_INVALID_KEY, and the AUTH goes out broken), so ECDSA keys get authby=ecdsa."""
     ecdsa = not isinstance(pki.end_entities["east"].private_key, rsa.RSAPrivateKey)
     lab.up(
-        enable_tcp="yes" if transport == "tcp" else "no",
+        enable_tcp={"udp": "no", "tcp": "yes", "fallback": "fallback"}[transport],
         conn_auth=CONN_CERTS + f"\trightid={rightid}\n" + ("\tauthby=ecdsa\n" if ecdsa else "") + extra_conn,
         nss_setup=nss_setup_for(pki, lab.tmp),
     )
@@ -433,3 +433,74 @@ def test_pluto_fragments_its_ike_auth_through_a_fragment_dropping_router(lab: La
     assert all(SKF in payload_types(w) and int(w["frame.len"]) <= 14 + 576 for w in pluto_auth)
     assert len(pluto_auth) == theirs  # sent once: no retransmission was needed
     figures("fragmentation, pluto initiates, udp, rsa-3072 + 2 intermediates", records, rows)
+
+
+def test_a_big_chain_goes_whole_over_tcp(lab: Lab, tmp_path: Path) -> None:
+    """Both offer RFC 7383, but over TCP nothing is fragmented (RFC 7383 §2.5.3 / RFC 9329 §2): one IKE_AUTH
+    message each way, carried whole by the stream."""
+    pki = lab_pki(*BIG_CHAIN)
+    up(lab, pki, transport="tcp")
+    drop_ip_fragments(lab)  # TCP segments fit the path: nothing for the router to drop
+    pcap, trace = tmp_path / "ours.pcap", tmp_path / "trace.jsonl"
+    creds = write_ours(pki, tmp_path / "creds")
+    with capture(lab, pcap, BPF["tcp"]):
+        rc, events, err = run_ours(
+            lab, initiator(creds, "tcp", trace, "--fragmentation", "--dh-group", "14", "--keys", str(tmp_path / "keys"))
+        )
+    assert rc == 0, (events, err, lab.log()[-4000:])
+    assert events[0]["event"] == "IkeSaEstablished" and events[0]["transport"] == "tcp"
+    records = list(read_jsonl(trace))
+    assert "fragments_sent" not in auth_ok(records)
+    assert not [r for r in records if r.data.get("event") == "reassembled"]
+    rows = decrypted(lab, pcap, "tcp", records, tmp_path)
+    check_cert_auth_rows(rows)
+    out = figures("big chain over tcp, we initiate, rsa-3072 + 2 intermediates", records, rows)
+    assert out["ike_auth_ours"]["frames"] == out["ike_auth_pluto"]["frames"] == 1
+    assert out["ike_auth_ours"]["skf_fragments"] == out["ike_auth_pluto"]["skf_fragments"] == 0
+
+
+@pytest.mark.parametrize("policy", ["tcp", "send"])
+def test_without_fragmentation_the_big_ike_auth_goes_to_tcp(lab: Lab, tmp_path: Path, policy: str) -> None:
+    """pluto with fragmentation=no behind a router that drops IP fragments: our 3.9 kB IKE_AUTH cannot cross
+    over UDP. With oversize_udp "tcp" we see it coming from pluto's IKE_SA_INIT answer (no
+    IKEV2_FRAGMENTATION_SUPPORTED) and start over on TCP at once; with "send" the IKE_AUTH goes out in IP
+    fragments, is lost with every retransmission, and only the response timeout sends us to TCP."""
+    pki = lab_pki(*BIG_CHAIN)
+    up(lab, pki, transport="fallback", extra_conn="\tfragmentation=no\n")
+    drop_ip_fragments(lab)
+    trace = tmp_path / "trace.jsonl"
+    creds = write_ours(pki, tmp_path / "creds")
+    args = initiator(creds, "fallback", trace, "--fragmentation", "--dh-group", "14", "--oversize-udp", policy)
+    args[args.index("--timeout") + 1] = "30"
+    started = time.monotonic()
+    rc, events, err = run_ours(lab, [*args, "--retransmit", "0.1"], timeout=45)
+    wall = time.monotonic() - started
+    assert rc == 0, (events, err, lab.log()[-4000:])
+    names = [e["event"] for e in events]
+    assert names[-3:] == ["IkeSaEstablished", "LivenessChecked", "IkeSaDeleted"], events
+    assert events[names.index("IkeSaEstablished")]["transport"] == "tcp"
+    log = lab.log_with("responder established IKE SA")
+    assert "IKETCP ACCEPTED" in log and "responder established IKE SA" in log, log[-3000:]
+    records = list(read_jsonl(trace))
+    too_big = [r.data for r in records if r.data.get("event") == "too_big_for_udp" and "exchange" in r.data]
+    ip_fragments = [r.data for r in records if r.data.get("event") == "ip_fragments"]
+    if policy == "tcp":
+        assert len(too_big) == 1 and too_big[0]["exchange"] == "IKE_AUTH" and not ip_fragments
+        assert too_big[0]["peer_fragmentation"] is False
+    else:
+        assert not too_big and ip_fragments and ip_fragments[0]["exchange"] == "IKE_AUTH"
+    sent = [r for r in records if r.layer == "ike" and r.name == "segment_sent"]
+    print(
+        "\nFIGURES "
+        + json.dumps(
+            {
+                "test": f"no fragmentation, fragment-dropping router, oversize_udp={policy}",
+                "time_to_sa_ms": round((auth_ok(records)["t"] - min(r.t for r in sent)) * 1000, 1),
+                "wall_s": round(wall, 2),
+                "udp_ike_auth_sends": sum(
+                    1 for r in sent if r.data["exchange"] == "IKE_AUTH" and r.data["transport"] == "udp"
+                ),
+                "events": names,
+            }
+        )
+    )
