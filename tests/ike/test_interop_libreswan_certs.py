@@ -190,7 +190,7 @@ def tshark_rows(pcap: Path, records: list[TraceRecord]) -> list[dict[str, str]]:
     if tshark is None:
         pytest.skip("tshark is not installed")
     fields = ["ip.src", "frame.len", "isakmp.exchangetype", "isakmp.typepayload", "isakmp.frag.number",
-              "isakmp.frag.total", "isakmp.length", "isakmp.id.type"]  # fmt: skip
+              "isakmp.frag.total", "isakmp.length", "isakmp.id.type", "frame.time_relative"]  # fmt: skip
     out = sh(
         tshark, "-n", "-r", str(pcap), *key_tables(records).tshark_options(), "-T", "fields",
         "-E", "occurrence=a", *(a for f in fields for a in ("-e", f)),
@@ -235,6 +235,14 @@ def figures(name: str, records: list[TraceRecord], rows: list[dict[str, str]]) -
     out = {
         "test": name,
         "time_to_sa_ms": round((ok["t"] - first) * 1000, 1),
+        "on_wire_ms": round(  # the capture: from the first IKE_SA_INIT to the last IKE_AUTH frame
+            1000
+            * (
+                max(float(w["frame.time_relative"]) for w in rows if w["isakmp.exchangetype"] == IKE_AUTH)
+                - min(float(w["frame.time_relative"]) for w in rows)
+            ),
+            1,
+        ),
         "round_trips": sum(  # our requests (or answers) up to the SA; an INVALID_KE_PAYLOAD costs one
             1
             for r in messages
@@ -515,3 +523,52 @@ def test_without_fragmentation_the_big_ike_auth_goes_to_tcp(lab: Lab, tmp_path: 
             }
         )
     )
+
+
+def drop_one_full_fragment(lab: Lab, source: str, ip_length: int) -> None:
+    """The router drops the first UDP datagram of exactly ``ip_length`` octets from ``source``, once (pluto,
+    seeing no NAT, stays on port 500: RFC 7296 §2.23 moves to 4500 only with a NAT, or as we do, always)."""
+    sh(*lab.at(lab.router), "iptables", "-I", "FORWARD", "-p", "udp", "-s", source, "-m", "length",
+       "--length", str(ip_length), "-m", "quota", "--quota", str(ip_length), "-j", "DROP")  # fmt: skip
+
+
+@pytest.mark.parametrize("lost", ["pluto's", "ours"])
+def test_a_lost_fragment_costs_one_retransmission_of_whole_messages(lab: Lab, tmp_path: Path, lost: str) -> None:
+    """RFC 7383 §2.6.1: the initiator resends every fragment of its request; the responder, seeing the first
+    fragment of a request it already answered, resends every fragment of its response. One of pluto's
+    576-octet fragments lost: we are the initiator and resend. One of our 1500-octet fragments lost: pluto
+    initiates and resends, and we answer from the cached fragments."""
+    pki = lab_pki(*BIG_CHAIN)
+    up(lab, pki, transport="udp")
+    drop_ip_fragments(lab)
+    pcap, trace = tmp_path / "ours.pcap", tmp_path / "trace.jsonl"
+    creds = write_ours(pki, tmp_path / "creds")
+    if lost == "pluto's":
+        drop_one_full_fragment(lab, PLUTO_ADDR, 576 - 9)  # pluto's full fragments: 567-octet IP datagrams
+        with capture(lab, pcap, BPF["udp"]):
+            rc, events, err = run_ours(
+                lab,
+                initiator(creds, "udp", trace, "--fragmentation", "--dh-group", "14", "--keys", str(tmp_path / "keys")),
+            )
+        whack = ""
+    else:
+        drop_one_full_fragment(lab, OURS, 1500)  # ours fill the 1500-octet path MTU
+        with capture(lab, pcap, BPF["udp"]):
+            rc, events, err, whack = respond_to_pluto(
+                lab, [*creds, "--fragmentation", "--trace", str(trace), "--keys", str(tmp_path / "keys")], "udp"
+            )
+    assert rc == 0, (events, err, whack, lab.log()[-4000:])
+    assert events[0]["event"] == "IkeSaEstablished"
+    records = list(read_jsonl(trace))
+    auth_sent = [r.data for r in records if r.name == "segment_sent" and r.data.get("exchange") == "IKE_AUTH"]
+    rows = tshark_rows(pcap, records)
+    ours, theirs = skf_sets(rows, OURS), skf_sets(rows, PLUTO_ADDR)
+    if lost == "pluto's":
+        assert [d.get("retransmission", 0) for d in auth_sent] == [0, 1], auth_sent  # we resent our request once
+        assert len(ours) == 2 * ours[0][1] and len(theirs) == 2 * theirs[0][1] - 1  # one of pluto's never arrived
+    else:
+        assert [d.get("resent", "") for d in auth_sent] == ["", "retransmitted request"], auth_sent
+        assert len(ours) == 2 * ours[0][1] and len(theirs) == 2 * theirs[0][1]  # ours was lost past the capture
+        log = lab.log_with("initiator established IKE SA")
+        assert "initiator established IKE SA" in log, log[-3000:]
+    figures(f"fragmentation, one of {'our' if lost == 'ours' else lost} fragments lost once", records, rows)
