@@ -163,6 +163,7 @@ from lab.ike.proposals import (
 )
 from lab.ike.signature_auth import (
     SIGNATURE_HASH_ALGORITHMS,
+    choose_algorithm,
     parse_signature_hash_algorithms,
     sign_auth,
     signature_hash_algorithms_notify,
@@ -1235,7 +1236,14 @@ class IkeSa:
             credential = self.config.credential
             return [
                 *chain_payloads(credential),
-                AuthPayload(AUTH_DIGITAL_SIGNATURE, sign_auth(credential.private_key, octets)),
+                AuthPayload(
+                    AUTH_DIGITAL_SIGNATURE,
+                    sign_auth(
+                        credential.private_key,
+                        octets,
+                        choose_algorithm(credential.private_key, self.peer_hash_algorithms),
+                    ),
+                ),
             ]
         mic = prf(self.prf_id, prf(self.prf_id, self.config.psk, KEY_PAD), octets)
         return [AuthPayload(AUTH_SHARED_KEY_MIC, mic)]

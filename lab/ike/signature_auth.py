@@ -29,7 +29,8 @@ the hashes they accept with SIGNATURE_HASH_ALGORITHMS (16431) in
 IKE_SA_INIT (§4): SHA1 1, SHA2-256 2, SHA2-384 3, SHA2-512 4. We announce
 SHA2-256/384/512 and verify each with RSA-PSS and ECDSA (libreswan signs with
 the strongest hash announced: RSA-PSS SHA-512 and ECDSA SHA-512, also with
-P-256 keys); we sign with SHA-256 (P-384 keys: SHA-384). RSA-PSS
+P-256 keys); we sign with SHA-256 (P-384 keys: SHA-384) unless the peer's
+list leaves that hash out (``choose_algorithm``). RSA-PSS
 signatures use a random salt (``cryptography`` offers no seed), so their
 bytes, not their length, change between runs.
 """
@@ -103,6 +104,26 @@ def default_algorithm(private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKe
     if isinstance(private_key, rsa.RSAPrivateKey):
         return SIGNATURE_ALGORITHMS["rsa-pss-sha256"]
     return SIGNATURE_ALGORITHMS["ecdsa-sha384" if private_key.curve.key_size > 256 else "ecdsa-sha256"]
+
+
+def choose_algorithm(
+    private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, peer_hashes: tuple[int, ...] = ()
+) -> SignatureAlgorithm:
+    """The algorithm to sign with: the key's default, unless the peer's SIGNATURE_HASH_ALGORITHMS
+    (``peer_hashes``; empty when it sent none) leaves its hash out; then the first of SHA2-256, -384, -512
+    that the peer listed (RFC 7427 §4: libreswan with authby=rsa-sha2_512 lists SHA2-512 alone and refuses
+    anything else). When the peer listed none of ours, the default (the peer will refuse it, saying so)."""
+    default = default_algorithm(private_key)
+    if not peer_hashes or default.hash_id in peer_hashes:
+        return default
+    for hash_id in (HASH_SHA2_256, HASH_SHA2_384, HASH_SHA2_512):
+        if hash_id in peer_hashes:
+            return next(
+                a
+                for a in SIGNATURE_ALGORITHMS.values()
+                if a.key_kind == default.key_kind and a.hash_id == hash_id and a.name != "rsa-pkcs1-sha256"
+            )
+    return default
 
 
 def _check_kind(algorithm: SignatureAlgorithm, key: object) -> None:
@@ -205,6 +226,7 @@ __all__ = [
     "SIGNATURE_HASH_ALGORITHMS",
     "SignatureAlgorithm",
     "SignatureAuthError",
+    "choose_algorithm",
     "default_algorithm",
     "parse_signature_hash_algorithms",
     "sign_auth",

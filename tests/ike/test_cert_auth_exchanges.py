@@ -148,6 +148,27 @@ def test_an_end_named_by_its_certificates_dn(dn_side: str) -> None:
     assert sa.peer_id == subject
 
 
+def test_the_initiator_signs_with_a_hash_the_responder_listed() -> None:
+    """The responder's IKE_SA_INIT answer lists SHA2-512 alone (as libreswan's authby=rsa-sha2_512 does; the
+    same length as our list, rewritten on the way): the initiator signs RSA-PSS with SHA-512, and the
+    responder verifies it. The initiator then refuses the responder's AUTH, signed over the answer as sent."""
+    ours = (16431).to_bytes(2, "big") + bytes.fromhex("000200030004")
+
+    def only_sha512(kind: str, from_i: bool, data: bytes) -> bytes:
+        if kind == "udp" and not from_i and ours in data:
+            return data.replace(ours, (16431).to_bytes(2, "big") + bytes.fromhex("000400040004"))
+        return data
+
+    settings = cert_settings(pki("rsa-2048"))
+    pair = Pair(*configs(transport="udp", **settings), tamper=only_sha512)
+    pair.i.connect(now=0.0)
+    pair.run(5.0)
+    (ok,) = [d for d in auth_records(pair, "r") if d["result"] == "ok"]
+    assert ok["peer_signature"] == "rsa-pss-sha512"
+    (failed,) = [d for d in auth_records(pair, "i") if d["result"] == "failed"]
+    assert "does not verify" in failed["reason"]
+
+
 def test_dn_identities_need_certificates() -> None:
     with pytest.raises(ConfigError, match="id_type 'dn'"):
         IkeConfig(id_type="dn")

@@ -37,6 +37,7 @@ from lab.ike.signature_auth import (
     RSA_PSS_SHA512,
     SIGNATURE_ALGORITHMS,
     SignatureAuthError,
+    choose_algorithm,
     parse_signature_hash_algorithms,
     sign_auth,
     signature_hash_algorithms_notify,
@@ -144,6 +145,24 @@ def test_signatures_with_every_hash_we_announce_verify(key_type: str) -> None:
     kind = "rsa" if key_type.startswith("rsa") else "ecdsa"
     verifiable = {a.hash_id for a in SIGNATURE_ALGORITHMS.values() if a.key_kind == kind}
     assert set(announced) <= verifiable
+
+
+@pytest.mark.parametrize(
+    ("key_type", "peer_hashes", "chosen"),
+    [
+        ("rsa-2048", (), "rsa-pss-sha256"),  # no SIGNATURE_HASH_ALGORITHMS: our default
+        ("rsa-2048", (2, 3, 4), "rsa-pss-sha256"),
+        ("rsa-2048", (3,), "rsa-pss-sha384"),  # libreswan authby=rsa-sha2_384
+        ("rsa-2048", (4,), "rsa-pss-sha512"),  # authby=rsa-sha2_512
+        ("rsa-2048", (4, 3), "rsa-pss-sha384"),  # our preference order, not the peer's
+        ("rsa-2048", (1,), "rsa-pss-sha256"),  # SHA-1 only: nothing we sign with; the default, to be refused
+        ("ecdsa-p256", (4,), "ecdsa-sha512"),
+        ("ecdsa-p384", (2, 3), "ecdsa-sha384"),
+        ("ecdsa-p384", (2,), "ecdsa-sha256"),
+    ],
+)
+def test_the_signing_hash_follows_the_peers_list(key_type: str, peer_hashes: tuple[int, ...], chosen: str) -> None:
+    assert choose_algorithm(pki(key_type).end_entities["initiator.lab"].private_key, peer_hashes).name == chosen
 
 
 def test_rfc7427_blobs_match_what_cryptography_writes_into_certificates() -> None:

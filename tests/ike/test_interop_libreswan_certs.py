@@ -572,3 +572,18 @@ def test_a_lost_fragment_costs_one_retransmission_of_whole_messages(lab: Lab, tm
         log = lab.log_with("initiator established IKE SA")
         assert "initiator established IKE SA" in log, log[-3000:]
     figures(f"fragmentation, one of {'our' if lost == 'ours' else lost} fragments lost once", records, rows)
+
+
+@pytest.mark.parametrize("authby", ["rsa-sha2_384", "rsa-sha2_512"])
+def test_we_sign_with_a_hash_pluto_announced(lab: Lab, tmp_path: Path, authby: str) -> None:
+    """RFC 7427 §4: a signer uses a hash the peer listed in SIGNATURE_HASH_ALGORITHMS. pluto with
+    authby=rsa-sha2_384 (or _512) lists only that hash and refuses an RSA-PSS signature with SHA-256."""
+    pki = lab_pki("rsa-2048", 1)
+    up(lab, pki, transport="udp", extra_conn=f"\tauthby={authby}\n")
+    trace = tmp_path / "trace.jsonl"
+    rc, events, err = run_ours(lab, initiator(write_ours(pki, tmp_path / "creds"), "udp", trace, "--dh-group", "14"))
+    assert rc == 0, (events, err, lab.log()[-4000:])
+    bits = authby.rsplit("_", 1)[1]
+    log = lab.log_with("responder established IKE SA")
+    assert f"authenticated peer '2048-bit RSASSA-PSS with SHA2_{bits}'" in log, log[-3000:]
+    assert auth_ok(list(read_jsonl(trace)))["peer_signature"] == f"rsa-pss-sha{bits}"
