@@ -190,7 +190,7 @@ def tshark_rows(pcap: Path, records: list[TraceRecord]) -> list[dict[str, str]]:
     if tshark is None:
         pytest.skip("tshark is not installed")
     fields = ["ip.src", "frame.len", "isakmp.exchangetype", "isakmp.typepayload", "isakmp.frag.number",
-              "isakmp.frag.total", "isakmp.length", "isakmp.id.type", "frame.time_relative"]  # fmt: skip
+              "isakmp.frag.total", "isakmp.length", "isakmp.id.type", "frame.time_relative", "isakmp.fragment.count"]  # fmt: skip
     out = sh(
         tshark, "-n", "-r", str(pcap), *key_tables(records).tshark_options(), "-T", "fields",
         "-E", "occurrence=a", *(a for f in fields for a in ("-e", f)),
@@ -385,6 +385,14 @@ def skf_sets(rows: list[dict[str, str]], source: str) -> list[tuple[int, int]]:
     ]
 
 
+def check_reassembled_by_tshark(rows: list[dict[str, str]], source: str, total: int, certificates: int) -> None:
+    """tshark decrypts every SKF with the exported keys and, at the last fragment, shows the reassembled
+    message: the CERT payloads of the whole chain and the AUTH."""
+    (whole,) = [w for w in rows if w["ip.src"] == source and SKF in payload_types(w) and w["isakmp.fragment.count"]]
+    assert int(whole["isakmp.fragment.count"]) == total, whole
+    assert whole["isakmp.typepayload"].split(",").count(CERT) == certificates and AUTH in payload_types(whole), whole
+
+
 def check_fragment_sets(sets: list[tuple[int, int]]) -> int:
     """Every set whole (1..total, each once per sending); the number of fragments per set."""
     assert sets, "no SKF frames"
@@ -419,6 +427,8 @@ def test_we_fragment_our_ike_auth_and_pluto_answers_in_fragments(lab: Lab, tmp_p
     rows = tshark_rows(pcap, records)
     ours, theirs = check_fragment_sets(skf_sets(rows, OURS)), check_fragment_sets(skf_sets(rows, PLUTO_ADDR))
     assert ours == auth_ok(records)["fragments_sent"] and theirs == reassembled[0]["fragments"]
+    check_reassembled_by_tshark(rows, OURS, ours, 3)
+    check_reassembled_by_tshark(rows, PLUTO_ADDR, theirs, 3)
     assert max(int(w["frame.len"]) for w in rows if w["ip.src"] == OURS) <= 1514  # one Ethernet frame each
     figures("fragmentation, we initiate, udp, rsa-3072 + 2 intermediates", records, rows)
 
@@ -448,6 +458,8 @@ def test_pluto_fragments_its_ike_auth_through_a_fragment_dropping_router(lab: La
     theirs = check_fragment_sets(skf_sets(rows, PLUTO_ADDR))
     assert theirs == reassembled[0]["fragments"]
     assert check_fragment_sets(skf_sets(rows, OURS)) == ok["fragments_sent"]
+    check_reassembled_by_tshark(rows, OURS, ok["fragments_sent"], 3)
+    check_reassembled_by_tshark(rows, PLUTO_ADDR, theirs, 3)
     pluto_auth = [w for w in rows if w["ip.src"] == PLUTO_ADDR and w["isakmp.exchangetype"] == IKE_AUTH]
     assert all(SKF in payload_types(w) and int(w["frame.len"]) <= 14 + 576 for w in pluto_auth)
     assert len(pluto_auth) == theirs  # sent once: no retransmission was needed
