@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copyreg
 import datetime as dt
+import ipaddress
 import math
 import random
 from collections.abc import Sequence
@@ -37,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from lab.errors import RemoteProtocolError
-from lab.wire.ikev2 import ID_DER_ASN1_DN, ID_FQDN
+from lab.wire.ikev2 import ID_DER_ASN1_DN, ID_FQDN, ID_IPV4_ADDR, ID_IPV6_ADDR
 from lab.wire.ikev2_cert import CERT_X509_SIGNATURE, CertPayload, CertreqPayload, ca_hash
 
 KEY_TYPES = ("rsa-2048", "rsa-3072", "ecdsa-p256", "ecdsa-p384")
@@ -223,10 +224,13 @@ def issue_certificate(
     days: int = 365,
     ca: bool = False,
     path_length: int | None = None,
+    addresses: Sequence[str] = (),
 ) -> Credential:
     """A certificate for ``key`` named ``name`` (CN and, for end entities, dNSName), signed by ``issuer`` (None: self-signed).
 
-    ``not_before`` must be timezone-aware. Raises ValueError for bad arguments.
+    ``addresses`` (end entities) go into the subjectAltName as iPAddress
+    entries too. ``not_before`` must be timezone-aware. Raises ValueError for
+    bad arguments.
     """
     if not_before.tzinfo is None:
         raise ValueError("not_before must be timezone-aware")
@@ -259,7 +263,12 @@ def issue_certificate(
             builder.add_extension(
                 x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
             )
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName(name), *(x509.IPAddress(ipaddress.ip_address(a)) for a in addresses)]
+                ),
+                critical=False,
+            )
             .add_extension(
                 x509.ExtendedKeyUsage(
                     [IPSEC_IKE_EKU, ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
@@ -463,11 +472,85 @@ def identity_matches(certificate: x509.Certificate, id_type: int, id_data: bytes
     """Whether the peer's IDi/IDr names the holder of ``certificate`` (RFC 4945 §3.1, as far as the lab uses it).
 
     ID_FQDN must equal a dNSName of the subjectAltName (case-insensitive),
-    ID_DER_ASN1_DN the DER subject; other ID types never match.
+    ID_DER_ASN1_DN the DER subject, ID_IPV4_ADDR/ID_IPV6_ADDR an iPAddress
+    of the subjectAltName (libreswan's default leftid is its address); other
+    ID types never match.
     """
     if id_type == ID_FQDN:
         name = id_data.decode("ascii", "replace").lower()
         return any(name == dns.lower() for dns in subject_alt_dns_names(certificate))
     if id_type == ID_DER_ASN1_DN:
         return id_data == certificate.subject.public_bytes()
+    if id_type in (ID_IPV4_ADDR, ID_IPV6_ADDR) and len(id_data) == (4 if id_type == ID_IPV4_ADDR else 16):
+        try:
+            san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            return False
+        return ipaddress.ip_address(id_data) in san.get_values_for_type(x509.IPAddress)
     return False
+
+
+def describe_identity(id_type: int, id_data: bytes) -> str:
+    """An IDi/IDr for people: ``ID_FQDN 'east'``, ``ID_DER_ASN1_DN 'CN=east,O=tcplab'``, ``ID_IPV4_ADDR 10.89.2.1``."""
+    try:
+        if id_type == ID_FQDN:
+            return f"ID_FQDN {id_data.decode('ascii')!r}"
+        if id_type == ID_DER_ASN1_DN:
+            return f"ID_DER_ASN1_DN {_dn(id_data)!r}"
+        if id_type in (ID_IPV4_ADDR, ID_IPV6_ADDR):
+            return f"{'ID_IPV4_ADDR' if id_type == ID_IPV4_ADDR else 'ID_IPV6_ADDR'} {ipaddress.ip_address(id_data)}"
+    except ValueError:  # UnicodeDecodeError too
+        pass
+    return f"ID type {id_type} {id_data.hex()}"
+
+
+def _tlvs(der: bytes) -> list[tuple[int, bytes]]:
+    """The DER TLVs one after another in ``der`` (ValueError when they do not parse)."""
+    out, i = [], 0
+    while i < len(der):
+        if i + 2 > len(der):
+            raise ValueError("truncated DER")
+        tag, length, i = der[i], der[i + 1], i + 2
+        if length & 0x80:
+            n = length & 0x7F
+            if not 0 < n <= 3 or i + n > len(der):
+                raise ValueError("bad DER length")
+            length, i = int.from_bytes(der[i : i + n], "big"), i + n
+        if i + length > len(der):
+            raise ValueError("truncated DER")
+        out.append((tag, der[i : i + length]))
+        i += length
+    return out
+
+
+def _oid_string(body: bytes) -> str:
+    arcs, value = [], 0
+    for octet in body:
+        value = (value << 7) | (octet & 0x7F)
+        if not octet & 0x80:
+            arcs.append(value)
+            value = 0
+    if not arcs:
+        raise ValueError("empty OID")
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(a) for a in (first, arcs[0] - 40 * first, *arcs[1:]))
+
+
+def _dn(der: bytes) -> str:
+    """The RFC 4514 string of a DER Name: SEQUENCE OF SET OF {type, value} (ValueError when it is not one)."""
+    ((tag, body),) = _tlvs(der)
+    if tag != 0x30:
+        raise ValueError("not a SEQUENCE")
+    rdns = []
+    for set_tag, set_body in _tlvs(body):
+        if set_tag != 0x31:
+            raise ValueError("not a SET")
+        attributes = []
+        for seq_tag, seq_body in _tlvs(set_body):
+            (oid_tag, oid), (_, value) = _tlvs(seq_body)
+            if seq_tag != 0x30 or oid_tag != 0x06:
+                raise ValueError("not an AttributeTypeAndValue")
+            text = value.decode("utf-8")
+            attributes.append(x509.NameAttribute(ObjectIdentifier(_oid_string(oid)), text))
+        rdns.append(x509.RelativeDistinguishedName(attributes))
+    return x509.Name(rdns).rfc4514_string()

@@ -72,6 +72,7 @@ from lab.ike.certs import (
     certificates_from_payloads,
     certreq_payload,
     chain_payloads,
+    describe_identity,
     identity_matches,
     validate_chain,
 )
@@ -1268,7 +1269,7 @@ class IkeSa:
                 certificates[0], certificates[1:], self.config.trust_anchors, now=self.config.validation_time
             )
             if not identity_matches(certificates[0], id_type, identity):
-                raise RemoteProtocolError(f"the certificate does not name {identity!r}")
+                raise RemoteProtocolError(f"the certificate does not name {describe_identity(id_type, identity)}")
             algorithm = verify_auth(certificates[0].public_key(), auth.data, octets)
         except RemoteProtocolError as exc:
             return str(exc)

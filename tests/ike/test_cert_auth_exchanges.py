@@ -131,7 +131,7 @@ def test_a_certificate_for_another_identity_is_refused() -> None:
     pair = run_pair(transport="udp", **settings)
     assert not pair.of("i", IkeSaEstablished)
     (failed,) = [d for d in auth_records(pair, "i") if d["result"] == "failed"]
-    assert "does not name b'east'" in failed["reason"]
+    assert "the certificate does not name ID_FQDN 'east'" in failed["reason"]
 
 
 @pytest.mark.parametrize("dn_side", ["i", "r"])

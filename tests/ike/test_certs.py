@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import ipaddress
 import random
 from functools import cache
 
@@ -19,6 +20,7 @@ from lab.ike.certs import (
     certificates_from_payloads,
     certreq_payload,
     chain_payloads,
+    describe_identity,
     generate_rsa_key,
     identity_matches,
     issue_certificate,
@@ -322,6 +324,48 @@ def test_identity_matches_the_certificate() -> None:
     assert not identity_matches(ee.certificate, 2, b"initiator.lab")
     assert identity_matches(ee.certificate, 9, ee.certificate.subject.public_bytes())  # ID_DER_ASN1_DN
     assert not identity_matches(ee.certificate, 1, bytes(4))  # ID_IPV4_ADDR
+
+
+def test_an_address_identity_matches_an_ipaddress_san() -> None:
+    """libreswan names itself by its address unless leftid= says otherwise: ID_IPV4_ADDR/ID_IPV6_ADDR match
+    iPAddress entries of the subjectAltName (RFC 4945 §5.1.3.2), never the dNSName or the subject."""
+    ca = pki("ecdsa-p256").intermediates[0]
+    key = ca.private_key  # any key will do for the subject's public key here
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "10.89.2.1")]))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(START)
+        .not_valid_after(NOW)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("10.89.2.1")), x509.IPAddress(ipaddress.ip_address("2001:db8::1"))]
+            ),
+            critical=False,
+        )
+    )
+    certificate = builder.sign(ca.private_key, hashes.SHA256())
+    assert identity_matches(certificate, 1, bytes([10, 89, 2, 1]))
+    assert not identity_matches(certificate, 1, bytes([10, 89, 2, 2]))
+    assert identity_matches(certificate, 5, ipaddress.ip_address("2001:db8::1").packed)
+    assert not identity_matches(certificate, 1, b"\x0a\x59\x02")  # not 4 octets
+    assert not identity_matches(certificate, 2, b"10.89.2.1")  # the FQDN type never matches an address
+
+
+def test_identities_are_described_for_people() -> None:
+    ee = pki("ecdsa-p256").end_entities["responder.lab"]
+    assert describe_identity(2, b"east") == "ID_FQDN 'east'"
+    assert (
+        describe_identity(9, ee.certificate.subject.public_bytes())
+        == f"ID_DER_ASN1_DN '{ee.certificate.subject.rfc4514_string()}'"
+    )
+    assert describe_identity(1, bytes([10, 89, 2, 1])) == "ID_IPV4_ADDR 10.89.2.1"
+    assert describe_identity(5, bytes(16)) == "ID_IPV6_ADDR ::"
+    assert describe_identity(9, b"\x30\x05junk") == "ID type 9 30056a756e6b"  # not a DER Name
+    assert describe_identity(2, b"\xff") == "ID type 2 ff"
+    assert describe_identity(11, b"key") == "ID type 11 6b6579"
 
 
 def test_a_credential_survives_pickling_as_a_scenario_sent_to_mininet_hosts() -> None:

@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from lab.ike.certs import LabPki, make_lab_pki
+from lab.ike.certs import LabPki, issue_certificate, make_lab_pki
 from lab.ike.keylog import key_tables
 from lab.ike.pcap import iketcp_to_udp
 from lab.trace import TraceRecord, read_jsonl
@@ -599,3 +599,39 @@ def test_we_sign_with_a_hash_pluto_announced(lab: Lab, tmp_path: Path, authby: s
     log = lab.log_with("responder established IKE SA")
     assert f"authenticated peer '2048-bit RSASSA-PSS with SHA2_{bits}'" in log, log[-3000:]
     assert auth_ok(list(read_jsonl(trace)))["peer_signature"] == f"rsa-pss-sha{bits}"
+
+
+@pytest.mark.parametrize("address_in_certificate", [True, False], ids=["ipaddress-san", "dns-san-only"])
+def test_pluto_named_by_its_address(lab: Lab, tmp_path: Path, address_in_certificate: bool) -> None:
+    """With leftcert= and no leftid=, pluto 4.10 names itself by its address (ID_IPV4_ADDR). A certificate
+    with that iPAddress in its subjectAltName names it (RFC 4945); one without it does not, and we say so."""
+    base = lab_pki("ecdsa-p256", 1)
+    east = issue_certificate(
+        name="east",
+        key=base.end_entities["east"].private_key,
+        issuer=base.intermediates[0],
+        rng=random.Random(5),
+        not_before=base.end_entities["east"].certificate.not_valid_before_utc,
+        addresses=(PLUTO_ADDR,) if address_in_certificate else (),
+    )
+    pki = LabPki(base.root, base.intermediates, {**base.end_entities, "east": east})
+    lab.up(
+        enable_tcp="no",
+        conn_auth="\tleftcert=east\n\tleftsendcert=always\n\tsendca=all\n\trightid=@west\n\tauthby=ecdsa\n",
+        nss_setup=nss_setup_for(pki, lab.tmp),
+    )
+    trace = tmp_path / "trace.jsonl"
+    rc, events, err = run_ours(lab, initiator(write_ours(pki, tmp_path / "creds"), "udp", trace, "--dh-group", "14"))
+    auth = [
+        r.data
+        for r in read_jsonl(trace)
+        if r.name == "state_updated" and r.data.get("exchange") == "IKE_AUTH" and "result" in r.data
+    ]
+    if address_in_certificate:
+        assert rc == 0, (events, err, lab.log()[-3000:])
+        assert auth[-1]["result"] == "ok"
+    else:
+        assert rc == 1 and events[-1]["event"] == "IkeSaDeleted" and events[-1]["error"], events
+        assert auth[-1]["reason"] == (
+            "responder AUTH did not verify: the certificate does not name ID_IPV4_ADDR 10.89.2.1"
+        ), auth
