@@ -87,6 +87,19 @@ from lab.ike.events import (
     IkeSaRekeyed,
     LivenessChecked,
 )
+from lab.ike.followup_ke import (
+    FOLLOWUP_STATE_TIMEOUT_S,
+    LINK_LEN,
+    FollowupInitiator,
+    FollowupResponder,
+    acceptable_addke,
+    answer_with_addke,
+    chosen_methods,
+    find_link,
+    link_notify,
+    methods_of,
+    rekey_offer,
+)
 from lab.ike.fragmentation import (
     FragmentOfReassembledMessage,
     FragmentPending,
@@ -116,19 +129,6 @@ from lab.ike.keys import (
     prf,
     rekey_skeyseed,
     signed_octets,
-)
-from lab.ike.followup_ke import (
-    FOLLOWUP_STATE_TIMEOUT_S,
-    LINK_LEN,
-    FollowupInitiator,
-    FollowupResponder,
-    acceptable_addke,
-    answer_with_addke,
-    chosen_methods,
-    find_link,
-    link_notify,
-    methods_of,
-    rekey_offer,
 )
 from lab.ike.multi_ke import (
     IKE_FOLLOWUP_KE,
