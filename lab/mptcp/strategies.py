@@ -379,8 +379,13 @@ class CoupledCongestion(NewReno):
         self._credit = 0.0
         beta = self.CUBIC_BETA if self.base == "cubic" else 0.5
         cut = max(0, before - (self.ssthresh if timeout else self.cwnd))  # a timeout's cut: to ssthresh
-        if g.note_cut(cut, total_before=total_before, beta=beta, now=now) and self.base == "cubic":
-            g.cwnd_prior = g.w_max = total_before / self.mss  # the aggregate's curve restarts here
+        new_event = g.note_cut(cut, total_before=total_before, beta=beta, now=now)
+        if self.base == "cubic":
+            if new_event:
+                g.cwnd_prior = g.w_max = total_before / self.mss  # the aggregate's curve restarts here
+            # a further cut in the same event (another subflow's loss at a shared bottleneck) restarts
+            # the curve from the lower total too: else it would still aim at where the first cut left
+            # the total and grow the second cut back within a round trip
             g.epoch_start = None
 
     def on_congestion(self, *, flight: int, now: float) -> None:

@@ -103,3 +103,23 @@ def test_a_subflow_in_loss_recovery_keeps_sending_so_no_burst_follows_it(monkeyp
         for conn in run.net.host(host).connections():
             recoveries += conn.metrics()["bytes_retransmitted"] > 0
     assert recoveries  # there were losses to recover from
+
+
+@pytest.mark.parametrize("cls", [LiaCongestion, OliaCongestion])
+def test_over_cubic_a_second_subflow_cut_in_the_same_event_is_not_grown_back_in_a_round_trip(cls: type) -> None:
+    """A drop-tail overflow cuts both subflows within a few ms. The aggregate's CUBIC curve must restart
+    from the total after both cuts: restarted after the first only, it aimed at where that cut left the
+    total, and the second subflow's cut came back within one round trip (LIA over CUBIC took 1.35x a
+    CUBIC flow at 5 Mbit/s with a 25-packet queue; 0.89x with the curve restarted)."""
+    a, b = _group(cls, segments=50, base="cubic")
+    a.on_congestion(flight=a.cwnd, now=1.0)
+    a.on_ack(MSS, flight=a.cwnd, rtt=RTT, now=1.001)  # the aggregate's new epoch begins here
+    b.on_congestion(flight=b.cwnd, now=1.002)  # the same event: within one round trip
+    after_cuts = a.cwnd + b.cwnd
+    t = 1.003
+    for _ in range(int(after_cuts / MSS)):  # one round trip of ACKs, spread over both subflows
+        for m in (a, b):
+            m.on_ack(MSS // 2, flight=m.cwnd, rtt=RTT, now=t)
+        t += RTT / (after_cuts / MSS)
+    grown = (a.cwnd + b.cwnd - after_cuts) / MSS
+    assert grown < 3, f"{grown:.1f} segments in one round trip after the event"
