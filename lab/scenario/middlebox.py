@@ -686,10 +686,18 @@ class DropLargeUdp(Middlebox):
 
     def process(self, packet: bytes, *, now: float, ingress: str, egress: str, tracer: Tracer) -> bytes | None:
         parts = _split(packet)
+        if (
+            parts is not None
+            and parts[0] == 44  # an IPv6 Fragment header: the first fragment carries the UDP header after it
+            and len(packet) >= 56
+            and packet[40] == UDP_PROTOCOL
+            and not (packet[42] << 8 | packet[43]) & 0xFFF8
+        ):
+            parts = (UDP_PROTOCOL, 48, parts[2], parts[3])
         if parts is None or parts[0] != UDP_PROTOCOL or len(packet) < parts[1] + 8:
             return packet
         hl = parts[1]
-        size = hl + int.from_bytes(packet[hl + 4 : hl + 6], "big")  # the whole datagram, even when fragmented
+        size = (40 if hl == 48 else hl) + int.from_bytes(packet[hl + 4 : hl + 6], "big")  # even when fragmented
         if size <= self.max_bytes:
             return packet
         self._record(

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from lab.errors import ConfigError, DecodeError, LocalProtocolError
-from lab.stack.ipfrag import FragmentLimits, Ipv4Reassembler, fragment_ipv4
+from lab.stack.ipfrag import FragmentLimits, Ipv4Reassembler, Ipv6Reassembler, fragment_ipv4, fragment_ipv6
 from lab.stack.syn_backlog import DEFAULT_BACKLOG, SynCookies
 from lab.tcp import TcpConfig, TcpConnection
 from lab.tcp.addresses import FourTuple
@@ -53,6 +53,8 @@ def _ipv4_packet(base: int, ident: int, src: bytes, dst: bytes, proto: int, payl
 _WRITABLE_STATES = frozenset({TcpState.ESTABLISHED, TcpState.CLOSE_WAIT})
 _V6_HEADER = struct.Struct("!IHBB16s16s")
 WRITE_LOW_WATER = 256 * 1024
+IPV6_FRAGMENT_HEADER = 44  # RFC 8200 §4.5
+IPV6_REASSEMBLY_TIMEOUT_S = 60.0  # RFC 8200 §4.5
 GROUP_EVICT_AFTER_S = 1.0  # a half-open group this old (a whole initial RTO unanswered) may give way to a new SYN
 
 
@@ -222,6 +224,8 @@ class HostStack:
             if a
         }
         self.reassembler = Ipv4Reassembler(fragment_limits, on_drop=self._fragment_dropped)
+        limits6 = fragment_limits or FragmentLimits(timeout_s=IPV6_REASSEMBLY_TIMEOUT_S)
+        self.reassembler6 = Ipv6Reassembler(limits6, on_drop=self._fragment_dropped)
         self._reassembly_timer_at: float | None = None
 
     @property
@@ -326,7 +330,7 @@ class HostStack:
         sp, dp = pack_address(src[0]), pack_address(dst[0])
         payload = encode_datagram(UdpDatagram(src[1], dst[1], data), sp, dp)
         mtu = self._mtu_of_source.get(sp)
-        if mtu is not None and 20 + len(payload) > mtu and len(sp) == 4:
+        if mtu is not None and (20 if len(sp) == 4 else 40) + len(payload) > mtu:
             self._send_fragments(sp, dp, UDP_PROTOCOL, payload, mtu)
             return
         self._send_ip(sp, dp, UDP_PROTOCOL, payload)
@@ -401,6 +405,12 @@ class HostStack:
                 _first, plen, proto, _hl, src, dst = _V6_HEADER.unpack_from(packet)
                 if 40 + plen > len(packet):
                     raise DecodeError("bad IPv6 payload length", field="payload_length", offset=4)
+                if proto == IPV6_FRAGMENT_HEADER:
+                    if dst in self._egress:
+                        self._input_fragment(packet)
+                    else:
+                        self._drop(f"not addressed to {self.name}: {unpack_address(dst)}")
+                    return
                 payload = packet[40 : 40 + plen]
             else:
                 raise DecodeError(f"IP version {version}", field="version", offset=0)
@@ -429,10 +439,14 @@ class HostStack:
             self._drop(f"no interface owns source {unpack_address(src)}")
             return
         self._ident = ident = (self._ident + 1) & 0xFFFF
-        whole = encode_ipv4(
-            Ipv4Packet(unpack_address(src), unpack_address(dst), proto, payload, identification=ident, flags=0)
-        )
-        fragments = fragment_ipv4(whole, mtu)
+        if len(src) == 4:
+            whole = encode_ipv4(
+                Ipv4Packet(unpack_address(src), unpack_address(dst), proto, payload, identification=ident, flags=0)
+            )
+            fragments = fragment_ipv4(whole, mtu)
+        else:  # RFC 8200 §4.5: only the source fragments, with a Fragment header
+            whole = _V6_HEADER.pack(6 << 28, len(payload), proto, 64, src, dst) + payload
+            fragments = fragment_ipv6(whole, mtu, ident)
         if self._trace_on:
             self.tracer.record(
                 self.now,
@@ -449,7 +463,7 @@ class HostStack:
 
     def _input_fragment(self, packet: bytes) -> None:
         now = self.now
-        whole = self.reassembler.add(packet, now)
+        whole = (self.reassembler if packet[0] >> 4 == 4 else self.reassembler6).add(packet, now)
         if whole is None:
             self._arm_reassembly_timer()
             return
@@ -458,13 +472,17 @@ class HostStack:
                 now,
                 "ip",
                 "segment_received",
-                {"event": "reassembled", "id": (whole[4] << 8) | whole[5], "len": len(whole)},
+                {"event": "reassembled", "len": len(whole)}
+                | ({"id": (whole[4] << 8) | whole[5]} if whole[0] >> 4 == 4 else {}),
             )
         self._arm_reassembly_timer()
         self.input_packet(whole)
 
     def _arm_reassembly_timer(self) -> None:
-        when = self.reassembler.next_expiry()
+        when = min(
+            (t for t in (self.reassembler.next_expiry(), self.reassembler6.next_expiry()) if t is not None),
+            default=None,
+        )
         if when is None or (self._reassembly_timer_at is not None and self._reassembly_timer_at <= when):
             return
         self._reassembly_timer_at = when
@@ -473,6 +491,7 @@ class HostStack:
     def _reassembly_timeout(self) -> None:
         self._reassembly_timer_at = None
         self.reassembler.expire(self.now)
+        self.reassembler6.expire(self.now)
         self._arm_reassembly_timer()
 
     def _fragment_dropped(self, reason: str, detail: dict) -> None:

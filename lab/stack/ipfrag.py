@@ -143,10 +143,12 @@ class Ipv4Reassembler:
     with ``detail`` naming src, dst, id and how many octets went.
     """
 
+    MAX_PAYLOAD = 0xFFFF - 20  # what a total length of 65,535 octets leaves after the header
+
     def __init__(self, limits: FragmentLimits | None = None, *, on_drop: Callable[[str, dict], None]) -> None:
         self.limits = limits or FragmentLimits()
         self._on_drop = on_drop
-        self._partials: dict[tuple[bytes, bytes, int, int], _Partial] = {}  # insertion order: oldest first
+        self._partials: dict[tuple, _Partial] = {}  # insertion order: oldest first
         self.held = 0  # data octets held over all datagrams
         self.completed = 0
         self.dropped = 0
@@ -172,20 +174,28 @@ class Ipv4Reassembler:
     def add(self, packet: bytes, now: float) -> bytes | None:
         """One fragment in (a checked IPv4 header, total length within the packet). Returns the
         reassembled packet (DF/MF and offset cleared) when this fragment completed it, else None."""
-        self.expire(now)
-        limits = self.limits
         ihl = (packet[0] & 0x0F) * 4
         total_len = (packet[2] << 8) | packet[3]
         frag = (packet[6] << 8) | packet[7]
-        offset = (frag & OFFSET_MASK) * 8
-        more = bool(frag & FLAG_MF)
-        data = packet[ihl:total_len]
         key = (packet[12:16], packet[16:20], packet[9], (packet[4] << 8) | packet[5])
+        done = self._add(key, (frag & OFFSET_MASK) * 8, bool(frag & FLAG_MF), packet[ihl:total_len], packet[:ihl], now)
+        if done is None:
+            return None
+        head, payload = done
+        return _header(head, len(head) + len(payload), 0) + payload
+
+    def _add(
+        self, key: tuple, offset: int, more: bool, data: bytes, head: bytes, now: float
+    ) -> tuple[bytes, bytes] | None:
+        """The fragment of ``key`` at ``offset``: (the first fragment's header, the whole payload) when
+        it completed the datagram, else None."""
+        self.expire(now)
+        limits = self.limits
         end = offset + len(data)
         if (more and len(data) % 8) or not data:
             self._drop_fragment(key, "fragment length not a multiple of 8" if data else "empty fragment", len(data))
             return None
-        if end + ihl > 0xFFFF:
+        if end > self.MAX_PAYLOAD:
             self._drop_fragment(key, "fragment ends past 65,535 octets", len(data))
             return None
         partial = self._partials.get(key)
@@ -222,14 +232,13 @@ class Ipv4Reassembler:
         partial.held += len(data)
         self.held += len(data)
         if offset == 0:
-            partial.header = packet[:ihl]
+            partial.header = head
         if partial.total is None or partial.header is None or partial.held != partial.total:
             return None
         del self._partials[key]
         self.held -= partial.held
         self.completed += 1
-        payload = b"".join(d for _o, d in pieces)
-        return _header(partial.header, len(partial.header) + len(payload), 0) + payload
+        return partial.header, b"".join(d for _o, d in pieces)
 
     def _drop_fragment(self, key: tuple, reason: str, octets: int) -> None:
         self.dropped += 1
@@ -252,3 +261,49 @@ class Ipv4Reassembler:
             "fragments": fragments,
             "octets": octets,
         }
+
+
+class Ipv6Reassembler(Ipv4Reassembler):
+    """Reassembles IPv6 fragments (RFC 8200 §4.5: a Fragment header right after the IPv6 header;
+    the lab's stacks send no other extension headers) under the same limits; RFC 8200 gives up
+    after 60 s and RFC 5722 drops a datagram with overlapping fragments."""
+
+    MAX_PAYLOAD = 0xFFFF
+
+    def add(self, packet: bytes, now: float) -> bytes | None:
+        """One packet whose Next Header is 44 (payload length checked). Returns the reassembled
+        packet, its Next Header the fragmented one's, when this fragment completed it."""
+        plen = (packet[4] << 8) | packet[5]
+        if plen < 8 or len(packet) < 48:
+            self.dropped += 1
+            self._on_drop("fragment header truncated", {"octets": len(packet)})
+            return None
+        word = (packet[42] << 8) | packet[43]
+        key = (packet[8:24], packet[24:40], packet[40], int.from_bytes(packet[44:48], "big"))
+        head = packet[:40]
+        done = self._add(key, word & 0xFFF8, bool(word & 1), packet[48 : 40 + plen], head, now)
+        if done is None:
+            return None
+        head, payload = done
+        return head[:4] + len(payload).to_bytes(2, "big") + bytes((key[2],)) + head[7:40] + payload
+
+
+def fragment_ipv6(packet: bytes, mtu: int, identification: int) -> list[bytes]:
+    """``packet`` (an IPv6 header and its payload, no extension headers) as RFC 8200 §4.5 fragments
+    of at most ``mtu`` octets, each with a Fragment header (Next Header 44); itself alone when it fits.
+    Raises ValueError when the MTU cannot carry the headers and 8 octets of data."""
+    if len(packet) <= mtu:
+        return [packet]
+    room = (mtu - 48) & ~7
+    if room < 8:
+        raise ValueError(f"an MTU of {mtu} cannot carry the IPv6 and Fragment headers and 8 octets of data")
+    next_header = packet[6]
+    data = packet[40:]
+    ident = identification.to_bytes(4, "big")
+    out = []
+    for pos in range(0, len(data), room):
+        chunk = data[pos : pos + room]
+        more = 1 if pos + len(chunk) < len(data) else 0
+        header = packet[:4] + (8 + len(chunk)).to_bytes(2, "big") + b"\x2c" + packet[7:40]
+        out.append(header + bytes((next_header, 0)) + (pos | more).to_bytes(2, "big") + ident + chunk)
+    return out

@@ -243,3 +243,76 @@ def test_source_nat_reassembles_translates_and_the_router_fragments_again() -> N
     net.run(until=1.0)
     assert sink.got == [data]
     assert [r.data["fragments"] for r in tracer.select(node="r1", layer="ip", name="segment_sent")] == [3]
+
+
+# --- IPv6 (RFC 8200 §4.5): only the source fragments, with a Fragment header
+
+
+def _v6_datagram(size: int, seed: int = 3) -> tuple[bytes, bytes]:
+    from lab.wire.ip import Ipv6Packet, encode_ipv6
+
+    payload = random.Random(seed).randbytes(size)
+    return encode_ipv6(Ipv6Packet("fd00:1::1", "fd00:2::2", UDP_PROTOCOL, payload)), payload
+
+
+def test_ipv6_fragments_carry_a_fragment_header_and_rebuild_the_packet() -> None:
+    from lab.stack.ipfrag import Ipv6Reassembler, fragment_ipv6
+
+    whole, _payload = _v6_datagram(3000)
+    frags = fragment_ipv6(whole, 1280, 0x01020304)
+    assert [len(f) for f in frags] == [1280, 1280, 40 + 8 + 3000 - 2 * 1232]
+    for f, offset in zip(frags, (0, 1232, 2464), strict=True):
+        assert f[6] == 44 and f[40] == UDP_PROTOCOL and f[44:48] == bytes((1, 2, 3, 4))
+        word = int.from_bytes(f[42:44], "big")
+        assert word & 0xFFF8 == offset and bool(word & 1) == (offset != 2464)
+        assert int.from_bytes(f[4:6], "big") == len(f) - 40
+    drops: list[str] = []
+    r = Ipv6Reassembler(on_drop=lambda why, _d: drops.append(why))
+    assert r.add(frags[1], 0.0) is None and r.add(frags[2], 0.0) is None
+    assert r.add(frags[0], 0.0) == whole and drops == [] and r.held == 0
+    # an overlapping forged fragment drops the datagram (RFC 5722)
+    forged = bytearray(frags[1])
+    forged[42:44] = (1224 | 1).to_bytes(2, "big")
+    assert r.add(frags[0], 1.0) is None and r.add(bytes(forged), 1.0) is None
+    assert drops == ["overlapping fragments"] and len(r) == 0
+
+
+def test_a_large_udp_datagram_crosses_an_ipv6_path_as_fragments_byte_exact() -> None:
+    net, tracer, sink = _net()
+    src, dst = net.spec.addresses_of("h1", family=6)[0], net.spec.addresses_of("h2", family=6)[0]
+    data = random.Random(8).randbytes(4000)
+    net.host("h1").send_datagram(data, src=(src, 4500), dst=(dst, 4500))
+    net.run(until=1.0)
+    assert sink.got == [data]
+    (sent,) = [r.data for r in tracer.select(node="h1", layer="ip", name="segment_sent")]
+    assert (sent["fragments"], sent["len"]) == (3, 40 + 8 + 4000)
+    assert [r.data["event"] for r in tracer.select(node="h2", layer="ip", name="segment_received")] == ["reassembled"]
+
+
+def test_drop_ip_fragments_drops_ipv6_fragments_too() -> None:
+    net, tracer, sink = _net(DropIpFragments())
+    src, dst = net.spec.addresses_of("h1", family=6)[0], net.spec.addresses_of("h2", family=6)[0]
+    net.host("h1").send_datagram(bytes(3000), src=(src, 4500), dst=(dst, 4500))
+    net.run(until=70.0)
+    assert sink.got == []
+    drops = [r.data for r in tracer.select(layer="middlebox", name="segment_dropped")]
+    assert [(d["offset"], d["more"], d["protocol"]) for d in drops] == [
+        (0, True, 17),
+        (1448, True, 17),
+        (2896, False, 17),
+    ]
+    timeouts = [r.data["reason"] for r in tracer.select(node="h2", layer="ip", name="segment_dropped")]
+    assert timeouts == []  # nothing reached h2 to wait for
+
+
+def test_drop_large_udp_reads_an_ipv6_first_fragment() -> None:
+    net, tracer, sink = _net(DropLargeUdp(1280))
+    src, dst = net.spec.addresses_of("h1", family=6)[0], net.spec.addresses_of("h2", family=6)[0]
+    net.host("h1").send_datagram(bytes(3000), src=(src, 4500), dst=(dst, 4500))
+    net.host("h1").send_datagram(bytes(1000), src=(src, 4500), dst=(dst, 4500))
+    net.run(until=70.0)
+    assert sink.got == [bytes(1000)]
+    (drop,) = [r.data for r in tracer.select(layer="middlebox", name="segment_dropped")]
+    assert drop["size"] == 40 + 8 + 3000
+    timeouts = [r.data["reason"] for r in tracer.select(node="h2", layer="ip", name="segment_dropped")]
+    assert timeouts == ["reassembly timeout"]  # the later fragments waited RFC 8200's 60 s for the first
