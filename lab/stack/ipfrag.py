@@ -1,4 +1,10 @@
-"""IPv4 fragmentation and reassembly (RFC 791 §3.2, with RFC 815's bookkeeping reduced to a sorted list).
+"""IPv4 and IPv6 fragmentation and reassembly (RFC 791 §3.2, RFC 8200 §4.5; RFC 815's bookkeeping reduced
+to a sorted list).
+
+IPv6 differs where RFC 8200 says so: only the source fragments (a Fragment
+header, Next Header 44, after the IPv6 header; a router drops what does not
+fit its next link), the identification is 32 bits, and reassembly gives up
+after 60 s. Overlapping IPv6 fragments drop the datagram (RFC 5722).
 
 A host fragments a datagram larger than its interface's MTU when the packet
 may be fragmented (DF clear: UDP larger than the path, as Linux does for a
