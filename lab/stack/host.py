@@ -173,7 +173,7 @@ class HostStack:
         fragment_limits: FragmentLimits | None = None,
     ) -> None:
         """``interfaces`` maps interface name -> its addresses (IPv4 and/or IPv6 text); ``mtus``
-        interface name -> its MTU (a UDP datagram larger than it leaves as IPv4 fragments;
+        interface name -> its MTU (a UDP datagram larger than it leaves as IP fragments;
         interfaces not named have no limit)."""
         self.name = name
         self.tracer = tracer
@@ -325,8 +325,9 @@ class HostStack:
         self._udp[port] = handler
 
     def send_datagram(self, data: bytes, *, src: tuple[str, int], dst: tuple[str, int]) -> None:
-        """Send one UDP datagram; larger than its interface's MTU, it leaves as IPv4 fragments
-        (DF clear, as Linux sends a UDP socket's datagram larger than the path)."""
+        """Send one UDP datagram; larger than its interface's MTU, it leaves as IP fragments (IPv4
+        with DF clear, as Linux sends a UDP socket's datagram larger than the path; IPv6 with a
+        Fragment header)."""
         sp, dp = pack_address(src[0]), pack_address(dst[0])
         payload = encode_datagram(UdpDatagram(src[1], dst[1], data), sp, dp)
         mtu = self._mtu_of_source.get(sp)
@@ -431,7 +432,7 @@ class HostStack:
         if self._trace_on:
             self.tracer.record(self.now, "ip", "segment_dropped", {"reason": reason})
 
-    # --- IPv4 fragments (lab.stack.ipfrag)
+    # --- IP fragments (lab.stack.ipfrag)
 
     def _send_fragments(self, src: bytes, dst: bytes, proto: int, payload: bytes, mtu: int) -> None:
         ifname = self._egress.get(src)
