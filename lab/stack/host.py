@@ -863,9 +863,13 @@ class HostStack:
         raise LocalProtocolError(f"{self.name}: no free port")
 
     def _new_conn(self, addr: FourTuple, config: TcpConfig | None, extension: TcpExtension | None) -> TcpConnection:
+        config = config or self.tcp_config
+        mtu = self._mtu_of_source.get(pack_address(addr.local_addr)) if self._mtu_of_source else None
+        if mtu is not None and mtu - 40 < config.mss:  # the MSS announced fits the interface (RFC 9293 §3.7.1)
+            config = replace(config, mss=max(64, mtu - 40))
         return TcpConnection(
             addr=addr,
-            config=config or self.tcp_config,
+            config=config,
             tracer=self.tracer,
             rng=random.Random(self.rng.getrandbits(64)),
             extension=extension,

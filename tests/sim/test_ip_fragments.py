@@ -316,3 +316,17 @@ def test_drop_large_udp_reads_an_ipv6_first_fragment() -> None:
     assert drop["size"] == 40 + 8 + 3000
     timeouts = [r.data["reason"] for r in tracer.select(node="h2", layer="ip", name="segment_dropped")]
     assert timeouts == ["reassembly timeout"]  # the later fragments waited RFC 8200's 60 s for the first
+
+
+def test_tcp_over_a_small_mtu_link_announces_an_mss_that_fits_and_its_segments_arrive() -> None:
+    """A host on a 1280-byte link announces MSS 1240 (RFC 9293 §3.7.1), so TCP's segments, sent with DF,
+    fit every link; without it r1 would drop every full-sized segment."""
+    from tests.sim.test_sim import finish, start_bulk
+
+    spec = build_topology("single-path", TOPOLOGIES["single-path"])
+    spec.links = {name: replace(link, mtu_bytes=1280) for name, link in spec.links.items()}
+    run = finish(start_bulk(spec, size=200_000, seed=4), until=30.0)
+    assert run.result.ok and run.result.bytes_received == len(run.data)
+    sizes = {r.data["len"] for r in run.records(node="h1", layer="tcp", name="segment_sent")}
+    assert max(sizes) <= 1240 - 12  # the timestamps option takes 12 of the 1240
+    assert not run.records(layer="ip", name="segment_dropped")
