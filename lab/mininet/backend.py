@@ -51,6 +51,7 @@ from lab.topology import TopologySpec
 from lab.trace import NULL_TRACER, Tracer
 
 STATE_DIR = Path("/run/tcplab/mininet")
+RUN_ENV = "TCPLAB_MININET_RUN"  # names the run in the environment of every process it starts
 STATE_VERSION = 1
 CAPTURE_START_TIMEOUT_S = 15.0
 NETWORK_LOCK = Path("/run/tcplab/mininet.lock")  # whatever the state directory: the names are the machine's
@@ -252,6 +253,22 @@ def _namespace_members(netns: dict[int, int | None]) -> dict[int, list[int]]:
     return out
 
 
+def _processes_with_env(marker: bytes) -> list[int]:
+    """PIDs whose environment holds ``marker`` (``NAME=value``), this process excepted."""
+    found = []
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0"):
+            found.append(int(entry))
+    return found
+
+
 def _root_interfaces() -> set[str]:
     return {name for _index, name in socket.if_nameindex()}
 
@@ -369,6 +386,8 @@ class MininetBackend:
         self._net: Any = None
         self._t0 = time.monotonic()
         self._state_path = self.state_dir / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+        self._run_env_set = False
+        self._run_env_before: str | None = None
         self._started = False
         self._stopped = False
         self._lock = NetworkLock()
@@ -414,6 +433,12 @@ class MininetBackend:
         from mininet.link import Link
         from mininet.net import Mininet
 
+        # every process started from here on (node shells, what they start, popen's children) carries
+        # the run's id in its environment: clean() finds by it what a killed run left in no namespace
+        # of the run (a child forked just before the kill whose node was gone by the time it attached)
+        self._run_env_before = os.environ.get(RUN_ENV)
+        self._run_env_set = True
+        os.environ[RUN_ENV] = self._state_path.stem
         self._write_state()
         topo = spec_topo(self.spec, plans, disable_offloads=self.disable_offloads, timeout=self.command_timeout_s)
         self._lock.acquire(on_wait=self._record_waiting)
@@ -442,6 +467,12 @@ class MininetBackend:
         if self._stopped:
             return self.leftovers
         self._stopped = True
+        if self._run_env_set:  # start() set it: put it back
+            self._run_env_set = False
+            if self._run_env_before is None:
+                os.environ.pop(RUN_ENV, None)
+            else:
+                os.environ[RUN_ENV] = self._run_env_before
         with _sigint_deferred():
             notes: list[str] = []
             self._remove_middleboxes(notes)
@@ -798,6 +829,7 @@ class MininetBackend:
             "controller": {"pid": os.getpid(), "start": process_start_time(os.getpid())},
             "topology": self.spec.name,
             "interfaces": list(self.spec.interfaces),
+            "run_id": self._state_path.stem,  # in the environment of every process the run started
             "nodes": {
                 name: {
                     "pid": pid,
@@ -867,9 +899,11 @@ def clean(
         netns = {ns: cookie for ns, cookie in netns.items() if cookie is not None or ns in holders}
         killed: set[int] = set()
         targets = {(pid, start) for pid, start in recorded}
+        marker = f"{RUN_ENV}={state.get('run_id') or path.stem}".encode()
         for _round in range(5):  # again while something in the namespaces started more
             for pids in _namespace_members(netns).values():
                 targets |= {(pid, process_start_time(pid)) for pid in pids}
+            targets |= {(pid, process_start_time(pid)) for pid in _processes_with_env(marker)}
             found = _kill_pids(sorted(targets, key=lambda t: t[0]), timeout=timeout)
             killed |= set(found)
             targets = set()

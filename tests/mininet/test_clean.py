@@ -146,3 +146,37 @@ def test_runs_killed_at_random_moments_leave_nothing_after_clean(tmp_path: Path)
         assert list(state.glob("*")) == [], f"run {i}: state files left: {list(state.glob('*'))}"
         assert clean(state_dir=state) == []
     assert {phase for phase, _ in moments} == {"building", "started"}
+
+
+def test_a_process_of_a_dead_run_in_no_namespace_of_it_is_found_by_its_environment(tmp_path: Path) -> None:
+    """A child the controller forked just before it was killed can exec after its node's shell is
+    gone: it then runs outside every namespace of the run (found once beside two busy loops: a
+    ``sleep`` survived clean()). Every process a run starts carries the run's id in its environment,
+    and clean() kills by that too."""
+    from lab.mininet.backend import RUN_ENV, STATE_VERSION
+
+    run_id = f"99999-{os.getpid():08x}"[:14]
+    controller = subprocess.Popen([sys.executable, "-c", "pass"])
+    controller.wait()  # a controller that is dead: its PID no longer has the recorded start time
+    marker = f"9999.{os.getpid()}"
+    orphan = subprocess.Popen(["sleep", marker], env={**os.environ, RUN_ENV: run_id})
+    bystander = subprocess.Popen(["sleep", marker + "1"], env={**os.environ, RUN_ENV: run_id + "x"})
+    try:
+        state = {
+            "version": STATE_VERSION,
+            "controller": {"pid": controller.pid, "start": 1},
+            "topology": "single-path",
+            "interfaces": [],
+            "run_id": run_id,
+            "nodes": {},
+            "processes": [],
+        }
+        (tmp_path / f"{run_id}.json").write_text(json.dumps(state))
+        done = clean(state_dir=tmp_path)
+        assert any(f"killed processes [{orphan.pid}]" in line for line in done), done
+        assert orphan.wait(timeout=10) is not None
+        assert bystander.poll() is None  # another run's id, or a live run's, is left alone
+    finally:
+        for p in (orphan, bystander):
+            p.kill()
+            p.wait()
