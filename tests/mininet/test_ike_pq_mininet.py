@@ -89,3 +89,22 @@ def test_real_ip_fragments_die_at_the_router_and_ike_moves_to_tcp(tmp_path: Path
     assert _udp_fragments(bundle.pcap("h2-eth0")) == []
     assert _ike_state(bundle, "h1", event="ip_fragments", exchange="IKE_AUTH")
     assert _ike_state(bundle, "h1", event="unanswered", transport="udp")
+
+
+@pytest.mark.parametrize("mode", ["rfc7383", "tcp"])
+def test_p256_with_ml_kem_1024_and_certificates(mode: str, tmp_path: Path) -> None:
+    """The second hybrid: its 1,568-byte ML-KEM-1024 share puts IKE_INTERMEDIATE itself into IKE fragments
+    over UDP; over TCP it goes whole."""
+    base = pq_scenario(mode, proposals=("classic",))
+    (session,) = base.transfers
+    session = replace(  # the name stays: IDi and the certificate's dNSName are classic.initiator.lab
+        session, initiator_config={**session.initiator_config, "dh_groups": (19,), "additional_key_exchanges": (37,)}
+    )
+    bundle = _run(replace(base, name=f"ike-pq-p256-mlkem1024-{mode}", transfers=(session,)), tmp_path / "run")
+    assert bundle.result.ok, bundle.result.summary()
+    assert set(_transports(bundle).values()) == {"udp" if mode == "rfc7383" else "tcp"}
+    for node in ("h1", "h2"):
+        assert [d["additional_ke"] for d in _ike_state(bundle, node, exchange="IKE_INTERMEDIATE", result="ok")] == [37]
+        reassembled = {d["exchange"] for d in _ike_state(bundle, node, event="reassembled")}
+        assert reassembled == ({"IKE_INTERMEDIATE", "IKE_AUTH"} if mode == "rfc7383" else set())
+    assert _udp_fragments(bundle.pcap("h1-eth0")) == []
