@@ -69,6 +69,9 @@ def _run(scenario: Scenario, out: Path, capture: list[str]) -> tuple[MininetRunR
 SCAN_FIELDS = [
     "frame.time_epoch",
     "ip.src",
+    "ip.dst",
+    "tcp.srcport",
+    "tcp.dstport",
     "tcp.flags.syn",
     "tcp.flags.ack",
     "tcp.flags.fin",
@@ -105,7 +108,7 @@ def _scan(pcap: Path, ports: tuple[int, ...]) -> dict[str, Any]:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-500:]
     view: dict[str, Any] = {"expected_token": {}, "join_tokens": set(), "add_addr": set(), "csum_flag": set()}
-    view |= {"data_fin": {}, "fin": {}, "resets": [], "mptcp_from": set(), "problems": []}
+    view |= {"data_fin": {}, "fin": {}, "resets": [], "reset_details": [], "mptcp_from": set(), "problems": []}
     for line in proc.stdout.splitlines():
         cols = line.split("\t") + [""] * len(SCAN_FIELDS)
         row = {name: [v for v in cols[i].split(";") if v] for i, name in enumerate(SCAN_FIELDS)}
@@ -117,6 +120,8 @@ def _scan(pcap: Path, ports: tuple[int, ...]) -> dict[str, Any]:
             view["problems"].append((frame, src, "expert error", row["_ws.expert.message"]))
         if row["tcp.flags.reset"] in (["1"], ["True"]):
             view["resets"].append(frame)
+            ends = (src, *row["tcp.srcport"], *row["ip.dst"], *row["tcp.dstport"])
+            view["reset_details"].append((frame, ends, row["tcp.options.mptcp.subtype"]))
         if row["tcp.flags.fin"] in (["1"], ["True"]):
             view["fin"][src] = min(frame, view["fin"].get(src, frame))
         subtypes = row["tcp.options.mptcp.subtype"]
@@ -156,13 +161,16 @@ def _check_clean(
     assert problems == [], (name, problems[:5])
     began = [min((t for src, t in closing.items() if src in addrs), default=None) for addrs in ends]
     assert None not in began, (name, closing)
-    assert [t for t in view["resets"] if t < max(began)] == [], (name, view["resets"][:5], closing)
+    early = [t for t in view["resets"] if t < max(began)]
+    # each early reset with its ends (src, sport, dst, dport) and MPTCP subtypes (6 MP_FAIL, 8 MP_TCPRST)
+    details = [d for d in view.get("reset_details", []) if d[0] in early]
+    assert early == [], (name, details[:5] or early[:5], closing)
 
 
 def _mptcp_view(pcaps: Path) -> dict[str, Any]:
     """h1's two captures, scanned and merged (one clock: h1's)."""
     merged: dict[str, Any] = {"expected_token": {}, "join_tokens": set(), "add_addr": set(), "csum_flag": set()}
-    merged |= {"data_fin": {}, "resets": [], "problems": []}
+    merged |= {"data_fin": {}, "resets": [], "reset_details": [], "problems": []}
     for name in CAPTURE:
         view = _scan(pcaps / f"{name}.pcap", (PORT,))
         for src, tokens in view["expected_token"].items():
@@ -172,6 +180,7 @@ def _mptcp_view(pcaps: Path) -> dict[str, Any]:
         for src, t in view["data_fin"].items():
             merged["data_fin"][src] = min(t, merged["data_fin"].get(src, t))
         merged["resets"] += view["resets"]
+        merged["reset_details"] += view["reset_details"]
         merged["problems"] += view["problems"]
     return merged
 
@@ -247,6 +256,7 @@ def test_our_client_to_a_kernel_mptcp_server(tmp_path: Path, clean_machine: None
     assert server["add_addr_signal"] == 1 and H2[1] in ours["added"]  # the kernel's ADD_ADDR, HMAC checked
     assert {"MP_CAPABLE", "MP_JOIN", "DSS", "ADD_ADDR"} <= ours["received"]
     counters = result.endpoints["h2"]["stats"]["mptcp_counters"]
+    print("the kernel's MPTCP counters:", counters)  # shown with a failure: joins, MP_FAILs, resets
     assert counters.get("MPCapableACKRX") == 1 and counters.get("MPJoinAckRx", 0) >= 1, counters
     assert counters.get("EchoAdd") is not None, counters  # we echoed its ADD_ADDR
     view = _mptcp_view(tmp_path / "pcaps")
@@ -267,6 +277,7 @@ def test_a_kernel_mptcp_client_to_our_server(tmp_path: Path, clean_machine: None
     assert client["add_addr_accepted"] == 1, client  # our ADD_ADDR of h2's path-B address
     assert "ADD_ADDR" in ours["sent"] and {"MP_CAPABLE", "MP_JOIN", "DSS"} <= ours["received"]
     counters = result.endpoints["h1"]["stats"]["mptcp_counters"]
+    print("the kernel's MPTCP counters:", counters)  # shown with a failure: joins, MP_FAILs, resets
     assert counters.get("MPJoinSynAckRx", 0) >= 1 and counters.get("AddAddr") == 1, counters
     view = _mptcp_view(tmp_path / "pcaps")
     _check_captures(view, ours=H2, kernel=H1[0], facts=server, checksum=checksum)
