@@ -101,6 +101,14 @@ class IkeConfig:
       offer RFC 7383): ``"send"`` it whole (the IP layer fragments it, if the
       path lets fragments through), or ``"tcp"``: give UDP up at once and
       start over on TCP (RFC 9329), when the transport is ``fallback``.
+    * ``separate_transports``: IKE over TCP, ESP over UDP
+      (draft-ietf-ipsecme-ikev2-reliable-transport, lab.ike.separate_transports).
+      An initiator starts IKE_SA_INIT over UDP port 4500 with a
+      SEPARATE_TRANSPORTS notify; when the response carries it too, every
+      later IKE exchange goes over TCP (``tcp_ports``, RFC 9329) while ESP
+      stays UDP-encapsulated on port 4500. A responder returns the notify
+      when it gets it over UDP. The notify's number is the lab's own until
+      IANA assigns one.
     * ``auth``: ``"psk"`` (AUTH method 2) or ``"signature"`` (RFC 7427
       method 14 with ``credential``, a lab.ike.certs.Credential whose
       certificate names ``local_id`` as a dNSName; the peer's chain is
@@ -150,6 +158,7 @@ class IkeConfig:
     path_mtu_bytes: int = 1500
     fragment_limits: ReassemblyLimits = field(default_factory=ReassemblyLimits)
     oversize_udp: str = "send"
+    separate_transports: bool = False
     fragment_pmtud_tries: int = 2  # RFC 7383 §2.5.2: smaller fragments after this many unanswered resends (0: never)
     auth: str = "psk"
     credential: Any = field(default=None, repr=False)  # lab.ike.certs.Credential
@@ -229,6 +238,8 @@ class IkeConfig:
             raise ConfigError(
                 f"oversize_udp must be one of {', '.join(OVERSIZE_UDP_POLICIES)}, got {self.oversize_udp!r}"
             )
+        if self.separate_transports and self.transport == "tcp":
+            raise ConfigError("separate_transports starts IKE_SA_INIT over UDP: it needs transport 'udp' or 'fallback'")
         if self.auth not in AUTH_METHODS:
             raise ConfigError(f"auth must be one of {', '.join(AUTH_METHODS)}, got {self.auth!r}")
         if self.auth == "signature":

@@ -198,6 +198,7 @@ class IkeEndpoint:
         self._metrics_at: float | None = None
         self._reconnects = 0
         self._reconnecting: dict[int, IkeSa] = {}
+        self._switching: dict[int, IkeSa] = {}  # initiator: TCP opened to move IKE off UDP (separate transports)
         self._last_failure = ""
         self.esp_counters: dict[str, EspCounters] = {"udp": EspCounters(), "tcp": EspCounters()}
         self.established_at: float | None = None
@@ -211,7 +212,9 @@ class IkeEndpoint:
         self._started_at = now
         cfg = self.config
         if cfg.transport in ("udp", "fallback"):
-            self._plan += [("udp", p) for p in cfg.udp_ports]
+            # separate transports: IKE_SA_INIT goes to UDP 4500 (draft-ietf-ipsecme-ikev2-reliable-transport §3.1)
+            udp_ports = (NAT_T_PORT,) if cfg.separate_transports else cfg.udp_ports
+            self._plan += [("udp", p) for p in udp_ports]
         if cfg.transport in ("tcp", "fallback"):
             self._plan += [("tcp", p) for p in cfg.tcp_ports]
         self._record(
@@ -243,7 +246,7 @@ class IkeEndpoint:
         if sa is None:
             raise LocalProtocolError("no established IKE SA with a Child SA")
         child, packet = sa.protect(data, next_header=next_header)
-        transport = sa.transport
+        transport = sa.esp_transport
         counters = self.esp_counters[transport]
         counters.packets_sent += 1
         counters.bytes_sent += len(packet)
@@ -382,7 +385,29 @@ class IkeEndpoint:
         )
         attempt = next((a for a in self._attempts if a.conn_id == conn_id and not a.done), None)
         reconnected = self._reconnecting.pop(conn_id, None)
-        if reconnected is not None and not reconnected.closed:
+        switching = self._switching.pop(conn_id, None)
+        if switching is not None and not switching.closed:  # IKE moves to TCP; ESP stays where it is
+            if attempt is not None:
+                attempt.deadline = None
+            conn.sa = switching
+            switching.local, switching.remote = local, remote
+            self._record(
+                now,
+                "state_updated",
+                {
+                    "sa": switching.label,
+                    "event": "ike_on_tcp",
+                    "conn": self._conn_label(conn_id),
+                    "remote": _fmt(remote),
+                },
+            )
+            path = self._paths.get(switching.label)
+            if path is not None and path.pending:
+                pending, path.pending = path.pending, []
+                for message in pending:
+                    self._route(switching, message, now)
+            self._pump_sa(switching, now)
+        elif reconnected is not None and not reconnected.closed:
             if attempt is not None:
                 attempt.deadline = None
             conn.sa = reconnected  # a reconnect: same IKE SA, new stream (RFC 9329 §6.1)
@@ -640,6 +665,18 @@ class IkeEndpoint:
                 "state_updated",
                 {"sa": sa.label, "event": "path", "transport": transport, "remote": _fmt(remote), "conn": new_conn},
             )
+            if sa.separate_transports and before[1] != transport:
+                self._record(
+                    now,
+                    "state_updated",
+                    {
+                        "event": "transport_switched",
+                        "sa": sa.label,
+                        "ike_transport": transport,
+                        "esp_transport": sa.esp_transport,
+                        "esp_remote": _fmt(sa.esp_remote),
+                    },
+                )
         if path.pending and (conn is None or conn.state == "open"):
             pending, path.pending = path.pending, []
             for msg in pending:
@@ -783,8 +820,8 @@ class IkeEndpoint:
             self._events.append(PacketReceived(data=plain.data, next_header=plain.next_header, spi=spi))
 
     def _send_esp(self, sa: IkeSa, packet: bytes, now: float) -> None:
-        if sa.transport == "udp":
-            self._actions.append(UdpSend(sa.local[1], sa.remote, packet))
+        if sa.esp_transport == "udp":
+            self._actions.append(UdpSend(sa.esp_local[1], sa.esp_remote, packet))
             return
         conn = self._conn_for(sa)
         if conn is None:
@@ -845,9 +882,24 @@ class IkeEndpoint:
         conn = self._conn_for(sa)
         if conn is None:
             self._paths.setdefault(sa.label, _SaPath()).pending.append(message)
+            if self.initiator and sa.separate_transports and not sa.closed:
+                waiting = (*self._switching.values(), *self._reconnecting.values())
+                if not any(other is sa for other in waiting):
+                    self._open_separate_tcp(sa, now, why="switch")
             return
         conn.stream.send_ike(message, now=now)
         self._flush_stream(conn)
+
+    def _open_separate_tcp(self, sa: IkeSa, now: float, *, why: str) -> None:
+        """Initiator: SEPARATE_TRANSPORTS was agreed; IKE goes on over TCP (RFC 9329), ESP stays on UDP."""
+        remote = (sa.remote[0], self.config.tcp_ports[0])
+        conn_id = self._new_conn_id()
+        self._conns[conn_id] = _TcpConn(conn_id, None, remote, opened_at=now)
+        self._switching[conn_id] = sa
+        self._record_tcp(
+            now, conn_id, "connecting", remote=_fmt(remote), sa=sa.label, purpose="separate_transports", why=why
+        )
+        self._actions.append(TcpOpen(conn_id, remote))
 
     def _pump_sa(self, sa: IkeSa, now: float) -> None:
         for message in sa.messages_to_send():
@@ -979,6 +1031,17 @@ class IkeEndpoint:
                 if path.conn_id == conn.conn_id:
                     path.conn_id = None  # wait for the initiator to come back on a new connection
             return
+        switching = self._switching.pop(conn.conn_id, None)
+        if switching is not None and conn.local is None:  # the connection IKE was to move to never came up
+            if not switching.closed and self._reconnects < self.config.tcp_reconnect_tries:
+                self._reconnects += 1
+                self._open_separate_tcp(switching, now, why="retry")
+                return
+            why = f"TCP for IKE (separate transports) did not connect ({reason or 'failed'})"
+            self._record_tcp(now, conn.conn_id, "peer_gone", sa=switching.label, reason=why)
+            switching.transport_lost(why, now=now)
+            self._pump_sa(switching, now)
+            return
         attempt = next((a for a in self._attempts if a.conn_id == conn.conn_id and not a.done), None)
         sa = conn.sa
         reconnecting = self._reconnecting.pop(conn.conn_id, None)
@@ -1015,15 +1078,15 @@ class IkeEndpoint:
             self._pump_sa(sa, now)
 
     def _arm_keepalive(self, sa: IkeSa, now: float) -> None:
-        if self.initiator and sa.transport == "udp" and sa.nat_detected_local:
+        if self.initiator and sa.esp_transport == "udp" and sa.nat_detected_local:
             self._keepalive_at = now + self.config.nat_keepalive_s
 
     def _send_nat_keepalive(self, now: float) -> None:
         sa = self.sa
         self._keepalive_at = None
-        if sa is None or sa.closed or sa.transport != "udp":
+        if sa is None or sa.closed or sa.esp_transport != "udp":
             return
-        self._actions.append(UdpSend(sa.local[1], sa.remote, NAT_KEEPALIVE))  # RFC 3948 §2.3
+        self._actions.append(UdpSend(sa.esp_local[1], sa.esp_remote, NAT_KEEPALIVE))  # RFC 3948 §2.3
         self._record(now, "segment_sent", {"kind": "nat_keepalive", "transport": "udp", "sa": sa.label})
         self._keepalive_at = now + self.config.nat_keepalive_s
 
