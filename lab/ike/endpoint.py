@@ -1033,11 +1033,11 @@ class IkeEndpoint:
             return
         switching = self._switching.pop(conn.conn_id, None)
         if switching is not None and conn.local is None:  # the connection IKE was to move to never came up
-            if not switching.closed and self._reconnects < self.config.tcp_reconnect_tries:
+            if not refused and not switching.closed and self._reconnects < self.config.tcp_reconnect_tries:
                 self._reconnects += 1
                 self._open_separate_tcp(switching, now, why="retry")
                 return
-            why = f"TCP for IKE (separate transports) did not connect ({reason or 'failed'})"
+            why = f"TCP {conn.remote[1]} for IKE (separate transports) did not connect ({reason or 'failed'})"
             self._record_tcp(now, conn.conn_id, "peer_gone", sa=switching.label, reason=why)
             switching.transport_lost(why, now=now)
             self._pump_sa(switching, now)
