@@ -199,6 +199,7 @@ class IkeEndpoint:
         self._reconnects = 0
         self._reconnecting: dict[int, IkeSa] = {}
         self._switching: dict[int, IkeSa] = {}  # initiator: TCP opened to move IKE off UDP (separate transports)
+        self._esp_udp_check: dict[str, tuple[IkeSa, float]] = {}  # initiator: SA -> when ESP over UDP is given up
         self._last_failure = ""
         self.esp_counters: dict[str, EspCounters] = {"udp": EspCounters(), "tcp": EspCounters()}
         self.established_at: float | None = None
@@ -264,6 +265,7 @@ class IkeEndpoint:
                 },
             )
         self._send_esp(sa, packet, now)
+        self._watch_esp_udp(sa, now)
         self._arm_metrics(now)
 
     def rekey_child(self, *, now: float) -> None:
@@ -316,6 +318,7 @@ class IkeEndpoint:
 
     def get_timer(self) -> float | None:
         times = [t for t in (self._race_at, self._keepalive_at, self._metrics_at) if t is not None]
+        times += [at for _, at in self._esp_udp_check.values()]
         times += [a.deadline for a in self._attempts if not a.done and a.deadline is not None]
         for sa in self._all_sas(include_attempts=True):
             t = sa.get_timer()
@@ -338,6 +341,12 @@ class IkeEndpoint:
             if t is not None and t <= now:
                 sa.handle_timer(now=now)
                 self._pump_sa(sa, now)
+        for label, (sa, at) in list(self._esp_udp_check.items()):
+            if now >= at:
+                del self._esp_udp_check[label]
+                if not sa.closed and sa.esp_path is not None:
+                    timeout = self.config.esp_udp_timeout_s
+                    self._esp_to_tcp(sa, f"no ESP came back over UDP within {timeout:g} s of sending", now)
         if self._keepalive_at is not None and now >= self._keepalive_at:
             self._send_nat_keepalive(now)
         if self._metrics_at is not None and now >= self._metrics_at:
@@ -799,6 +808,11 @@ class IkeEndpoint:
             counters.packets_dropped += 1  # recorded by the SA; no plaintext leaves it
             self._arm_metrics(now)
             return
+        if sa.esp_path is not None:
+            if transport == "udp":
+                self._esp_udp_check.pop(sa.label, None)  # ESP gets through over UDP
+            else:  # the peer moved ESP into the TCP connection: follow it
+                self._esp_to_tcp(sa, "the peer sends ESP over TCP", now)
         counters.packets_received += 1
         counters.bytes_received += len(packet)
         seq = int.from_bytes(packet[4:8], "big")
@@ -889,6 +903,24 @@ class IkeEndpoint:
             return
         conn.stream.send_ike(message, now=now)
         self._flush_stream(conn)
+
+    def _watch_esp_udp(self, sa: IkeSa, now: float) -> None:
+        """Initiator with separate transports: ESP was sent over UDP; expect ESP back before the deadline."""
+        timeout = self.config.esp_udp_timeout_s
+        if timeout is None or not self.initiator or sa.esp_path is None or sa.label in self._esp_udp_check:
+            return
+        self._esp_udp_check[sa.label] = (sa, now + timeout)
+
+    def _esp_to_tcp(self, sa: IkeSa, reason: str, now: float) -> None:
+        """ESP over UDP gets nothing through: ESP joins IKE in the TCP connection (RFC 9329 framing)."""
+        sa.esp_path = None
+        self._esp_udp_check.pop(sa.label, None)
+        self._keepalive_at = None if sa is self.sa else self._keepalive_at
+        self._record(
+            now,
+            "state_updated",
+            {"event": "esp_moved", "sa": sa.label, "esp_transport": sa.esp_transport, "reason": reason},
+        )
 
     def _open_separate_tcp(self, sa: IkeSa, now: float, *, why: str) -> None:
         """Initiator: SEPARATE_TRANSPORTS was agreed; IKE goes on over TCP (RFC 9329), ESP stays on UDP."""

@@ -292,3 +292,61 @@ def test_tcp_refused_after_agreeing_fails_the_sa_with_a_clear_reason() -> None:
     assert "refused" in deleted.reason
     tcp = [r.data["event"] for r in pair.tracer.select(layer="iketcp", name="state_updated", node="i")]
     assert tcp == ["connecting", "connect_failed", "peer_gone"]  # refused: no point trying again
+
+
+# --- ESP over UDP gets nothing through ------------------------------------------------------------------------
+
+
+def _drop_udp_esp(kind: str, from_i: bool, data: bytes) -> bytes | None:
+    """A path that lets IKE (UDP with the non-ESP marker, and TCP) through but drops UDP-encapsulated ESP."""
+    if kind == "udp" and data[:4] != NON_ESP_MARKER and len(data) > 1:
+        return None
+    return data
+
+
+def test_esp_moves_into_the_tcp_connection_when_nothing_comes_back_over_udp() -> None:
+    pair = start(Pair(*configs(**BOTH, esp_udp_timeout_s=1.0), tamper=_drop_udp_esp))
+    assert pair.of("i", IkeSaEstablished)[0].esp_transport == "udp"
+    t0 = pair.now
+    pair.i.send_packet(b"lost on udp", now=pair.now)
+    pair.run(t0 + 0.9)
+    assert not pair.of("r", PacketReceived) and not ike_state(pair, "i", event="esp_moved")
+    pair.run(t0 + 1.1)
+    (moved,) = ike_state(pair, "i", event="esp_moved")
+    assert moved["esp_transport"] == "tcp" and "no ESP came back over UDP within 1 s" in moved["reason"]
+    later = [bytes([n]) * (50 + n) for n in range(10)]
+    for data in later:
+        pair.i.send_packet(data, now=pair.now)
+    pair.run(pair.now + 1)
+    assert [e.data for e in pair.of("r", PacketReceived)] == later  # what was sent after the move, byte exact
+    (followed,) = ike_state(pair, "r", event="esp_moved")
+    assert followed["esp_transport"] == "tcp" and followed["reason"] == "the peer sends ESP over TCP"
+    pair.r.send_packet(b"answer over tcp", now=pair.now, sa=pair.r.sas()[0])
+    pair.run(pair.now + 1)
+    assert [e.data for e in pair.of("i", PacketReceived)] == [b"answer over tcp"]
+    assert pair.i.esp_counters["tcp"].packets_sent == len(later) and pair.r.esp_counters["tcp"].packets_sent == 1
+    assert pair.i.esp_counters["udp"].packets_sent == 1  # the one that was lost
+    pair.i.check_liveness(now=pair.now)  # IKE carries on over the same connection
+    pair.run(pair.now + 1)
+    assert len(pair.of("i", LivenessChecked)) == 1
+
+
+def test_esp_stays_on_udp_while_it_comes_back() -> None:
+    pair = start(Pair(*configs(**BOTH, esp_udp_timeout_s=1.0)))
+    sa_r = pair.r.sas()[0]
+    for n in range(5):
+        pair.i.send_packet(b"ping %d" % n, now=pair.now)
+        pair.run(pair.now + 0.05)
+        pair.r.send_packet(b"pong %d" % n, now=pair.now, sa=sa_r)
+        pair.run(pair.now + 0.6)
+    pair.run(pair.now + 5)
+    assert not ike_state(pair, "i", event="esp_moved") and not ike_state(pair, "r", event="esp_moved")
+    assert len(pair.of("i", PacketReceived)) == 5 and pair.i.esp_counters["tcp"].packets_sent == 0
+
+
+def test_without_the_timeout_esp_is_never_moved() -> None:
+    pair = start(Pair(*configs(**BOTH), tamper=_drop_udp_esp))
+    pair.i.send_packet(b"lost", now=pair.now)
+    pair.run(pair.now + 60)
+    assert not ike_state(pair, "i", event="esp_moved")
+    assert pair.i.esp_counters["tcp"].packets_sent == 0
