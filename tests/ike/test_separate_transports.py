@@ -350,3 +350,40 @@ def test_without_the_timeout_esp_is_never_moved() -> None:
     pair.run(pair.now + 60)
     assert not ike_state(pair, "i", event="esp_moved")
     assert pair.i.esp_counters["tcp"].packets_sent == 0
+
+
+# --- in the simulator --------------------------------------------------------------------------------------
+
+
+def test_behind_a_source_nat_esp_goes_udp_encapsulated_to_the_mapped_port_and_ike_over_tcp() -> None:
+    from dataclasses import replace
+
+    from lab.scenario import get_scenario, run_scenario
+
+    base = get_scenario("nat")  # the initiator behind a source NAT on r1; the session rekeys its Child SA
+    (session,) = base.transfers
+    session = replace(
+        session,
+        initiator_config={**session.initiator_config, **BOTH},
+        responder_config={**session.responder_config, **BOTH},
+    )
+    result = run_scenario(replace(base, name="nat-separate-transports", transfers=(session,)), seed=1, pcaps=False)
+    assert result.ok, [(t.name, t.error) for t in result.transfers]
+    assert {(t.extra["transport"], t.extra["esp_transport"], t.extra["nat_detected"]) for t in result.transfers} == {
+        ("tcp", "udp", True)
+    }
+    records = result.network.tracer.records
+    switched = {
+        r.node: r.data["esp_remote"]
+        for r in records
+        if r.layer == "ike" and r.name == "state_updated" and r.data.get("event") == "transport_switched"
+    }
+    nat = [r.data for r in records if r.layer == "middlebox" and r.data.get("mapping") == "created"]
+    public_udp = {d["public"] for d in nat if d["protocol"] == "udp"}
+    assert {d["public"] for d in nat if d["protocol"] == "tcp"} - public_udp  # TCP got a mapping of its own
+    assert switched["h1"] == "10.0.2.2:4500" and switched["h2"] in public_udp  # the NAT's UDP mapping, not TCP's
+    esp = [r for r in records if r.layer == "esp" and r.name == "segment_received"]
+    assert {r.data["transport"] for r in esp} == {"udp"} and {r.node for r in esp} == {"h1", "h2"}
+    assert any(r.data.get("kind") == "nat_keepalive" for r in records if r.layer == "ike" and r.node == "h1")
+    rekeys = [r for r in records if r.layer == "ike" and r.data.get("exchange") == "CREATE_CHILD_SA"]
+    assert rekeys and {r.data["transport"] for r in rekeys if "transport" in r.data} == {"tcp"}
