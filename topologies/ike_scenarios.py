@@ -90,7 +90,7 @@ TCP_WON = MomentSpec(
 )
 SEPARATE_TRANSPORTS_SWITCH = MomentSpec(
     key="separate-transports",
-    caption="{node}: both ends sent SEPARATE_TRANSPORTS in IKE_SA_INIT: IKE goes on over TCP 4500 (RFC 9329), ESP stays UDP-encapsulated to {esp_remote}",
+    caption="{node}: SEPARATE_TRANSPORTS agreed: IKE goes on over TCP 4500, ESP stays on UDP to {esp_remote}",
     rfc="draft-ietf-ipsecme-ikev2-reliable-transport §3.1",
     view="iketcp",
     match=ike_event("transport_switched"),
