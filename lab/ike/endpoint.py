@@ -1027,6 +1027,9 @@ class IkeEndpoint:
             for conn_id, sa in list(self._reconnecting.items()):
                 if sa is old:
                     self._reconnecting[conn_id] = new
+            watch = self._esp_udp_check.pop(old.label, None)
+            if watch is not None:  # the Child SAs moved: so does the wait for ESP back over UDP
+                self._esp_udp_check[new.label] = (new, watch[1])
         else:
             self._sas[_own_spi(new)] = new
             path = self._paths.get(old.label)

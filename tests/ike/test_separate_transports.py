@@ -387,3 +387,37 @@ def test_behind_a_source_nat_esp_goes_udp_encapsulated_to_the_mapped_port_and_ik
     assert any(r.data.get("kind") == "nat_keepalive" for r in records if r.layer == "ike" and r.node == "h1")
     rekeys = [r for r in records if r.layer == "ike" and r.data.get("exchange") == "CREATE_CHILD_SA"]
     assert rekeys and {r.data["transport"] for r in rekeys if "transport" in r.data} == {"tcp"}
+
+
+def test_an_ike_sa_rekey_keeps_ike_on_tcp_and_esp_on_udp() -> None:
+    pair = start(Pair(*configs(**BOTH, esp_udp_timeout_s=1.0)))
+    old = pair.i.sa
+    pair.i.send_packet(b"before", now=pair.now)  # arms the wait for ESP back over UDP
+    pair.i.rekey_ike(now=pair.now)
+    pair.run(pair.now + 0.2)
+    new = pair.i.sa
+    assert new is not old and new.esp_transport == "udp" and new.transport == "tcp"
+    sa_r = next(sa for sa in pair.r.sas() if sa.spi_i == new.spi_i or sa.spi_r == new.spi_r)
+    pair.r.send_packet(b"back over udp", now=pair.now, sa=sa_r)  # answers within the second: UDP works
+    pair.run(pair.now + 5)
+    assert not ike_state(pair, "i", event="esp_moved") and not ike_state(pair, "r", event="esp_moved")
+    pair.i.send_packet(b"after", now=pair.now)
+    pair.run(pair.now + 0.5)
+    assert [e.data for e in pair.of("r", PacketReceived)] == [b"before", b"after"]
+    assert [e.data for e in pair.of("i", PacketReceived)] == [b"back over udp"]
+    rekey = [(x, t) for x, t, _ in exchanges_sent(pair, "i") if x in ("CREATE_CHILD_SA", "INFORMATIONAL")]
+    assert rekey and {t for _, t in rekey} == {"tcp"}
+    assert pair.i.esp_counters["tcp"].packets_sent == 0 and pair.r.esp_counters["tcp"].packets_sent == 0
+
+
+def test_the_wait_for_esp_over_udp_moves_to_the_ike_sa_a_rekey_made() -> None:
+    pair = start(Pair(*configs(**BOTH, esp_udp_timeout_s=1.0), tamper=_drop_udp_esp))
+    t0 = pair.now
+    pair.i.send_packet(b"lost", now=t0)
+    pair.i.rekey_ike(now=t0)
+    pair.run(t0 + 0.5)
+    new = pair.i.sa
+    assert new.spi_i != pair.of("i", IkeSaEstablished)[0].spi_i and new.esp_transport == "udp"
+    pair.run(t0 + 1.05)
+    (moved,) = ike_state(pair, "i", event="esp_moved")
+    assert moved["sa"] == new.label and new.esp_transport == "tcp"
