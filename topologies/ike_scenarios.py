@@ -88,6 +88,14 @@ TCP_WON = MomentSpec(
     match=ike_attempt("won", transport="tcp"),
     once_per="session",
 )
+SEPARATE_TRANSPORTS_SWITCH = MomentSpec(
+    key="separate-transports",
+    caption="{node}: SEPARATE_TRANSPORTS agreed: IKE goes on over TCP 4500, ESP stays on UDP to {esp_remote}",
+    rfc="draft-ietf-ipsecme-ikev2-reliable-transport §3.1",
+    view="iketcp",
+    match=ike_event("transport_switched"),
+    once_per="node",
+)
 PQ_MOMENTS = {
     "ip-fragments": (
         IKE_INTERMEDIATE_SENT,
@@ -99,6 +107,7 @@ PQ_MOMENTS = {
     ),
     "rfc7383": (IKE_INTERMEDIATE_SENT, IKE_FRAGMENTS_REASSEMBLED, IKE_SA_WON),
     "tcp": (IKETCP_PREFIX, IKE_INTERMEDIATE_SENT, IKE_SA_WON),
+    "separate-transports": (IKE_SA_WON, SEPARATE_TRANSPORTS_SWITCH, IKETCP_PREFIX, IKE_INTERMEDIATE_SENT),
 }
 
 SCENARIOS: dict[str, Scenario] = {

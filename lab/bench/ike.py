@@ -475,15 +475,17 @@ def bench_pq() -> dict[str, Any]:
                 "transport": extra.get("transport"),
             }
     wall = time.perf_counter() - wall
-    bounded = [table[p][m]["rtts"] for p in PQ_PROPOSALS for m in ("rfc7383", "tcp")]
+    bounded = [table[p][m]["rtts"] for p in PQ_PROPOSALS for m in ("rfc7383", "tcp", "separate-transports")]
     worst = max((x for x in bounded if x is not None), default=None)
     complete = all(x is not None for x in bounded)
     return {
         "bench": "sim-ike-pq",
-        "metric": "time to an established IKE SA through a fragment-dropping router, in RTTs (worst of RFC 7383 and TCP)",
+        "metric": "time to an established IKE SA through a fragment-dropping router, in RTTs (worst of RFC 7383, TCP"
+        " and separate transports)",
         "value": worst,
         "unit": "RTT",
-        "target": f"RFC 7383 and TCP <= {PQ_TARGET_RTTS:g} RTTs for both proposals; UDP with IP fragments reported",
+        "target": f"RFC 7383, TCP and separate transports <= {PQ_TARGET_RTTS:g} RTTs for both proposals; UDP with IP"
+        " fragments reported",
         "passed": ok and complete and worst is not None and worst <= PQ_TARGET_RTTS,
         "rtts": {p: {m: v["rtts"] for m, v in modes.items()} for p, modes in table.items()},
         "transport": {p: {m: v["transport"] for m, v in modes.items()} for p, modes in table.items()},
@@ -506,8 +508,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark(
             "sim-ike-pq",
             "classic and hybrid PQ IKE with certificates through a fragment-dropping router: time to an IKE SA in "
-            "RTTs over UDP with IP fragments, UDP with RFC 7383, TCP",
-            f"RFC 7383 and TCP <= {PQ_TARGET_RTTS:g} RTTs",
+            "RTTs over UDP with IP fragments, UDP with RFC 7383, TCP, separate transports (IKE TCP, ESP UDP)",
+            f"RFC 7383, TCP and separate transports <= {PQ_TARGET_RTTS:g} RTTs",
             bench_pq,
         ),
     )

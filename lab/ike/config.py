@@ -101,6 +101,22 @@ class IkeConfig:
       offer RFC 7383): ``"send"`` it whole (the IP layer fragments it, if the
       path lets fragments through), or ``"tcp"``: give UDP up at once and
       start over on TCP (RFC 9329), when the transport is ``fallback``.
+    * ``separate_transports``: IKE over TCP, ESP over UDP
+      (draft-ietf-ipsecme-ikev2-reliable-transport, lab.ike.separate_transports).
+      An initiator starts IKE_SA_INIT over UDP port 4500 with a
+      SEPARATE_TRANSPORTS notify; when the response carries it too, every
+      later IKE exchange goes over TCP (``tcp_ports``, RFC 9329) while ESP
+      stays UDP-encapsulated on port 4500. A responder returns the notify
+      when it gets it over UDP. The notify's number is the lab's own until
+      IANA assigns one.
+    * ``esp_udp_timeout_s``: with separate transports, an initiator that has
+      sent ESP over UDP and gets no ESP back over UDP within this time moves
+      ESP into the IKE TCP connection (RFC 9329 framing); a responder that
+      gets ESP over that connection sends its ESP there too. The draft
+      detects this with ESP Echo (draft-ietf-ipsecme-encrypted-esp-ping),
+      which the lab does not implement: this is a stand-in that needs
+      traffic both ways (a one-way flow would move to TCP needlessly).
+      None: off.
     * ``auth``: ``"psk"`` (AUTH method 2) or ``"signature"`` (RFC 7427
       method 14 with ``credential``, a lab.ike.certs.Credential whose
       certificate names ``local_id`` as a dNSName; the peer's chain is
@@ -150,6 +166,8 @@ class IkeConfig:
     path_mtu_bytes: int = 1500
     fragment_limits: ReassemblyLimits = field(default_factory=ReassemblyLimits)
     oversize_udp: str = "send"
+    separate_transports: bool = False
+    esp_udp_timeout_s: float | None = None
     fragment_pmtud_tries: int = 2  # RFC 7383 §2.5.2: smaller fragments after this many unanswered resends (0: never)
     auth: str = "psk"
     credential: Any = field(default=None, repr=False)  # lab.ike.certs.Credential
@@ -198,6 +216,8 @@ class IkeConfig:
             raise ConfigError(f"race_head_start_s must not be negative, got {self.race_head_start_s}")
         if not 1 <= self.retransmit_tries <= 20:
             raise ConfigError(f"retransmit_tries must be 1..20, got {self.retransmit_tries}")
+        if self.esp_udp_timeout_s is not None and not self.esp_udp_timeout_s > 0:
+            raise ConfigError(f"esp_udp_timeout_s must be positive or None, got {self.esp_udp_timeout_s}")
         if self.dpd_interval_s is not None and not self.dpd_interval_s > 0:
             raise ConfigError(f"dpd_interval_s must be positive or None, got {self.dpd_interval_s}")
         if self.cookie_threshold is not None and self.cookie_threshold < 0:
@@ -229,6 +249,8 @@ class IkeConfig:
             raise ConfigError(
                 f"oversize_udp must be one of {', '.join(OVERSIZE_UDP_POLICIES)}, got {self.oversize_udp!r}"
             )
+        if self.separate_transports and self.transport == "tcp":
+            raise ConfigError("separate_transports starts IKE_SA_INIT over UDP: it needs transport 'udp' or 'fallback'")
         if self.auth not in AUTH_METHODS:
             raise ConfigError(f"auth must be one of {', '.join(AUTH_METHODS)}, got {self.auth!r}")
         if self.auth == "signature":

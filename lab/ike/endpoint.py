@@ -198,6 +198,8 @@ class IkeEndpoint:
         self._metrics_at: float | None = None
         self._reconnects = 0
         self._reconnecting: dict[int, IkeSa] = {}
+        self._switching: dict[int, IkeSa] = {}  # initiator: TCP opened to move IKE off UDP (separate transports)
+        self._esp_udp_check: dict[str, tuple[IkeSa, float]] = {}  # initiator: SA -> when ESP over UDP is given up
         self._last_failure = ""
         self.esp_counters: dict[str, EspCounters] = {"udp": EspCounters(), "tcp": EspCounters()}
         self.established_at: float | None = None
@@ -211,7 +213,9 @@ class IkeEndpoint:
         self._started_at = now
         cfg = self.config
         if cfg.transport in ("udp", "fallback"):
-            self._plan += [("udp", p) for p in cfg.udp_ports]
+            # separate transports: IKE_SA_INIT goes to UDP 4500 (draft-ietf-ipsecme-ikev2-reliable-transport §3.1)
+            udp_ports = (NAT_T_PORT,) if cfg.separate_transports else cfg.udp_ports
+            self._plan += [("udp", p) for p in udp_ports]
         if cfg.transport in ("tcp", "fallback"):
             self._plan += [("tcp", p) for p in cfg.tcp_ports]
         self._record(
@@ -243,7 +247,7 @@ class IkeEndpoint:
         if sa is None:
             raise LocalProtocolError("no established IKE SA with a Child SA")
         child, packet = sa.protect(data, next_header=next_header)
-        transport = sa.transport
+        transport = sa.esp_transport
         counters = self.esp_counters[transport]
         counters.packets_sent += 1
         counters.bytes_sent += len(packet)
@@ -261,6 +265,7 @@ class IkeEndpoint:
                 },
             )
         self._send_esp(sa, packet, now)
+        self._watch_esp_udp(sa, now)
         self._arm_metrics(now)
 
     def rekey_child(self, *, now: float) -> None:
@@ -313,6 +318,7 @@ class IkeEndpoint:
 
     def get_timer(self) -> float | None:
         times = [t for t in (self._race_at, self._keepalive_at, self._metrics_at) if t is not None]
+        times += [at for _, at in self._esp_udp_check.values()]
         times += [a.deadline for a in self._attempts if not a.done and a.deadline is not None]
         for sa in self._all_sas(include_attempts=True):
             t = sa.get_timer()
@@ -335,6 +341,12 @@ class IkeEndpoint:
             if t is not None and t <= now:
                 sa.handle_timer(now=now)
                 self._pump_sa(sa, now)
+        for label, (sa, at) in list(self._esp_udp_check.items()):
+            if now >= at:
+                del self._esp_udp_check[label]
+                if not sa.closed and sa.esp_path is not None:
+                    timeout = self.config.esp_udp_timeout_s
+                    self._esp_to_tcp(sa, f"no ESP came back over UDP within {timeout:g} s of sending", now)
         if self._keepalive_at is not None and now >= self._keepalive_at:
             self._send_nat_keepalive(now)
         if self._metrics_at is not None and now >= self._metrics_at:
@@ -382,7 +394,29 @@ class IkeEndpoint:
         )
         attempt = next((a for a in self._attempts if a.conn_id == conn_id and not a.done), None)
         reconnected = self._reconnecting.pop(conn_id, None)
-        if reconnected is not None and not reconnected.closed:
+        switching = self._switching.pop(conn_id, None)
+        if switching is not None and not switching.closed:  # IKE moves to TCP; ESP stays where it is
+            if attempt is not None:
+                attempt.deadline = None
+            conn.sa = switching
+            switching.local, switching.remote = local, remote
+            self._record(
+                now,
+                "state_updated",
+                {
+                    "sa": switching.label,
+                    "event": "ike_on_tcp",
+                    "conn": self._conn_label(conn_id),
+                    "remote": _fmt(remote),
+                },
+            )
+            path = self._paths.get(switching.label)
+            if path is not None and path.pending:
+                pending, path.pending = path.pending, []
+                for message in pending:
+                    self._route(switching, message, now)
+            self._pump_sa(switching, now)
+        elif reconnected is not None and not reconnected.closed:
             if attempt is not None:
                 attempt.deadline = None
             conn.sa = reconnected  # a reconnect: same IKE SA, new stream (RFC 9329 §6.1)
@@ -640,6 +674,18 @@ class IkeEndpoint:
                 "state_updated",
                 {"sa": sa.label, "event": "path", "transport": transport, "remote": _fmt(remote), "conn": new_conn},
             )
+            if sa.separate_transports and before[1] != transport:
+                self._record(
+                    now,
+                    "state_updated",
+                    {
+                        "event": "transport_switched",
+                        "sa": sa.label,
+                        "ike_transport": transport,
+                        "esp_transport": sa.esp_transport,
+                        "esp_remote": _fmt(sa.esp_remote),
+                    },
+                )
         if path.pending and (conn is None or conn.state == "open"):
             pending, path.pending = path.pending, []
             for msg in pending:
@@ -762,6 +808,11 @@ class IkeEndpoint:
             counters.packets_dropped += 1  # recorded by the SA; no plaintext leaves it
             self._arm_metrics(now)
             return
+        if sa.esp_path is not None:
+            if transport == "udp":
+                self._esp_udp_check.pop(sa.label, None)  # ESP gets through over UDP
+            else:  # the peer moved ESP into the TCP connection: follow it
+                self._esp_to_tcp(sa, "the peer sends ESP over TCP", now)
         counters.packets_received += 1
         counters.bytes_received += len(packet)
         seq = int.from_bytes(packet[4:8], "big")
@@ -783,8 +834,8 @@ class IkeEndpoint:
             self._events.append(PacketReceived(data=plain.data, next_header=plain.next_header, spi=spi))
 
     def _send_esp(self, sa: IkeSa, packet: bytes, now: float) -> None:
-        if sa.transport == "udp":
-            self._actions.append(UdpSend(sa.local[1], sa.remote, packet))
+        if sa.esp_transport == "udp":
+            self._actions.append(UdpSend(sa.esp_local[1], sa.esp_remote, packet))
             return
         conn = self._conn_for(sa)
         if conn is None:
@@ -845,9 +896,42 @@ class IkeEndpoint:
         conn = self._conn_for(sa)
         if conn is None:
             self._paths.setdefault(sa.label, _SaPath()).pending.append(message)
+            if self.initiator and sa.separate_transports and not sa.closed:
+                waiting = (*self._switching.values(), *self._reconnecting.values())
+                if not any(other is sa for other in waiting):
+                    self._open_separate_tcp(sa, now, why="switch")
             return
         conn.stream.send_ike(message, now=now)
         self._flush_stream(conn)
+
+    def _watch_esp_udp(self, sa: IkeSa, now: float) -> None:
+        """Initiator with separate transports: ESP was sent over UDP; expect ESP back before the deadline."""
+        timeout = self.config.esp_udp_timeout_s
+        if timeout is None or not self.initiator or sa.esp_path is None or sa.label in self._esp_udp_check:
+            return
+        self._esp_udp_check[sa.label] = (sa, now + timeout)
+
+    def _esp_to_tcp(self, sa: IkeSa, reason: str, now: float) -> None:
+        """ESP over UDP gets nothing through: ESP joins IKE in the TCP connection (RFC 9329 framing)."""
+        sa.esp_path = None
+        self._esp_udp_check.pop(sa.label, None)
+        self._keepalive_at = None if sa is self.sa else self._keepalive_at
+        self._record(
+            now,
+            "state_updated",
+            {"event": "esp_moved", "sa": sa.label, "esp_transport": sa.esp_transport, "reason": reason},
+        )
+
+    def _open_separate_tcp(self, sa: IkeSa, now: float, *, why: str) -> None:
+        """Initiator: SEPARATE_TRANSPORTS was agreed; IKE goes on over TCP (RFC 9329), ESP stays on UDP."""
+        remote = (sa.remote[0], self.config.tcp_ports[0])
+        conn_id = self._new_conn_id()
+        self._conns[conn_id] = _TcpConn(conn_id, None, remote, opened_at=now)
+        self._switching[conn_id] = sa
+        self._record_tcp(
+            now, conn_id, "connecting", remote=_fmt(remote), sa=sa.label, purpose="separate_transports", why=why
+        )
+        self._actions.append(TcpOpen(conn_id, remote))
 
     def _pump_sa(self, sa: IkeSa, now: float) -> None:
         for message in sa.messages_to_send():
@@ -943,6 +1027,9 @@ class IkeEndpoint:
             for conn_id, sa in list(self._reconnecting.items()):
                 if sa is old:
                     self._reconnecting[conn_id] = new
+            watch = self._esp_udp_check.pop(old.label, None)
+            if watch is not None:  # the Child SAs moved: so does the wait for ESP back over UDP
+                self._esp_udp_check[new.label] = (new, watch[1])
         else:
             self._sas[_own_spi(new)] = new
             path = self._paths.get(old.label)
@@ -978,6 +1065,17 @@ class IkeEndpoint:
             for path in self._paths.values():
                 if path.conn_id == conn.conn_id:
                     path.conn_id = None  # wait for the initiator to come back on a new connection
+            return
+        switching = self._switching.pop(conn.conn_id, None)
+        if switching is not None and conn.local is None:  # the connection IKE was to move to never came up
+            if not refused and not switching.closed and self._reconnects < self.config.tcp_reconnect_tries:
+                self._reconnects += 1
+                self._open_separate_tcp(switching, now, why="retry")
+                return
+            why = f"TCP {conn.remote[1]} for IKE (separate transports) did not connect ({reason or 'failed'})"
+            self._record_tcp(now, conn.conn_id, "peer_gone", sa=switching.label, reason=why)
+            switching.transport_lost(why, now=now)
+            self._pump_sa(switching, now)
             return
         attempt = next((a for a in self._attempts if a.conn_id == conn.conn_id and not a.done), None)
         sa = conn.sa
@@ -1015,15 +1113,15 @@ class IkeEndpoint:
             self._pump_sa(sa, now)
 
     def _arm_keepalive(self, sa: IkeSa, now: float) -> None:
-        if self.initiator and sa.transport == "udp" and sa.nat_detected_local:
+        if self.initiator and sa.esp_transport == "udp" and sa.nat_detected_local:
             self._keepalive_at = now + self.config.nat_keepalive_s
 
     def _send_nat_keepalive(self, now: float) -> None:
         sa = self.sa
         self._keepalive_at = None
-        if sa is None or sa.closed or sa.transport != "udp":
+        if sa is None or sa.closed or sa.esp_transport != "udp":
             return
-        self._actions.append(UdpSend(sa.local[1], sa.remote, NAT_KEEPALIVE))  # RFC 3948 §2.3
+        self._actions.append(UdpSend(sa.esp_local[1], sa.esp_remote, NAT_KEEPALIVE))  # RFC 3948 §2.3
         self._record(now, "segment_sent", {"kind": "nat_keepalive", "transport": "udp", "sa": sa.label})
         self._keepalive_at = now + self.config.nat_keepalive_s
 

@@ -23,9 +23,10 @@ class IkeSaEstablished(IkeEvent):
 
     spi_i: bytes
     spi_r: bytes
-    transport: str  # "udp" or "tcp"
+    transport: str  # "udp" or "tcp": where IKE runs
     port: int
     nat_detected: bool
+    esp_transport: str = ""  # where ESP runs when it differs from IKE (separate transports), else ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

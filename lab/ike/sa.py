@@ -162,6 +162,7 @@ from lab.ike.proposals import (
     choose_proposal,
     offered_proposals,
 )
+from lab.ike.separate_transports import separate_transports_notify, separate_transports_offer
 from lab.ike.signature_auth import (
     SIGNATURE_HASH_ALGORITHMS,
     choose_algorithm,
@@ -377,6 +378,11 @@ class IkeSa:
         self.fragments_sent = 0
         self._learned_path_mtu: int | None = None  # lowered by RFC 7383 §2.5.2 when smaller fragments were needed
         self.too_big_for_udp = ""  # why this initiator gave UDP up for TCP (oversize_udp="tcp"), else ""
+        # draft-ietf-ipsecme-ikev2-reliable-transport: IKE over TCP, ESP over UDP (lab.ike.separate_transports)
+        self.separate_transports = False
+        self.peer_separate_transports = False
+        self._separate_transports_ignored = ""  # why the peer's notify was not taken
+        self.esp_path: tuple[Address, Address] | None = None  # (local, remote) UDP for ESP when IKE went elsewhere
         self.unanswered = False  # a request went unanswered through every retransmission
         self.peer_hash_algorithms: tuple[int, ...] = ()  # RFC 7427 §4
         self.peer_certificates: tuple[Any, ...] = ()  # the validated chain (end entity first)
@@ -396,6 +402,19 @@ class IkeSa:
     @property
     def closed(self) -> bool:
         return self.state in TERMINAL
+
+    @property
+    def esp_transport(self) -> str:
+        """Where ESP goes: UDP when IKE and ESP were separated, else with IKE."""
+        return "udp" if self.esp_path is not None else self.transport
+
+    @property
+    def esp_local(self) -> Address:
+        return self.esp_path[0] if self.esp_path is not None else self.local
+
+    @property
+    def esp_remote(self) -> Address:
+        return self.esp_path[1] if self.esp_path is not None else self.remote
 
     @property
     def outstanding_exchange(self) -> int | None:
@@ -726,6 +745,9 @@ class IkeSa:
         out: list[Payload] = []
         if self.config.fragmentation and (peer is None or offers_fragmentation(peer)):
             out.append(fragmentation_supported_notify())  # RFC 7383 §2.3
+        offer = self.config.separate_transports and self.transport == "udp"
+        if offer and (peer is None or self.peer_separate_transports):
+            out.append(separate_transports_notify())  # draft-ietf-ipsecme-ikev2-reliable-transport §3.1
         if peer is None and self.config.additional_key_exchanges:
             out.append(NotifyPayload(INTERMEDIATE_EXCHANGE_SUPPORTED))  # RFC 9242 §3.1
         if peer is not None and self.peer_intermediate:
@@ -740,6 +762,10 @@ class IkeSa:
         self.peer_fragmentation = offers_fragmentation(message.payloads)
         self.fragmentation = self.config.fragmentation and self.peer_fragmentation
         self.peer_intermediate = bool(message.notifies(INTERMEDIATE_EXCHANGE_SUPPORTED))
+        self.peer_separate_transports, self._separate_transports_ignored = separate_transports_offer(message.payloads)
+        self.separate_transports = (
+            self.config.separate_transports and self.peer_separate_transports and self.transport == "udp"
+        )
         hashes = message.notifies(SIGNATURE_HASH_ALGORITHMS)
         if hashes:
             try:
@@ -834,6 +860,7 @@ class IkeSa:
             self.local = (self.local[0], NAT_T_PORT)  # §2.23: IKE_AUTH onwards on port 4500
             self.remote = (self.remote[0], NAT_T_PORT)
             self._record(now, "state_updated", {"event": "floated", "port": NAT_T_PORT})
+        self._record_separate_transports(now)
         self._record(
             now,
             "state_updated",
@@ -857,9 +884,54 @@ class IkeSa:
             out["additional_kes"] = list(self.additional_kes)
         if self.config.fragmentation or self.peer_fragmentation:
             out["fragmentation"] = self.fragmentation
+        if self.config.separate_transports or self.peer_separate_transports:
+            out["separate_transports"] = self.separate_transports
         if self.config.auth != "psk":
             out["auth"] = self.config.auth
         return out
+
+    def _record_separate_transports(self, now: float) -> None:
+        """Record what became of SEPARATE_TRANSPORTS; with it agreed, ESP keeps the UDP path IKE_SA_INIT took
+        and an initiator moves IKE to TCP before its next request (the endpoint opens the connection)."""
+        if self._separate_transports_ignored:
+            self._record(
+                now,
+                "state_updated",
+                {"event": "separate_transports_ignored", "sa": self.label, "reason": self._separate_transports_ignored},
+            )
+        if not (self.config.separate_transports or self.peer_separate_transports):
+            return
+        self._record(
+            now,
+            "state_updated",
+            {
+                "event": "separate_transports",
+                "sa": self.label,
+                "negotiated": self.separate_transports,
+                "offered": self.config.separate_transports,
+                "peer_offered": self.peer_separate_transports,
+                "transport": self.transport,
+            },
+        )
+        if not self.separate_transports:
+            return
+        if self.local[1] != NAT_T_PORT:  # the draft starts on 4500; ESP needs the RFC 3948 port either way
+            self.esp_path = ((self.local[0], NAT_T_PORT), (self.remote[0], NAT_T_PORT))
+        else:
+            self.esp_path = (self.local, self.remote)
+        if self.initiator:
+            self.transport = "tcp"
+            self._record(
+                now,
+                "state_updated",
+                {
+                    "event": "transport_switched",
+                    "sa": self.label,
+                    "ike_transport": "tcp",
+                    "esp_transport": "udp",
+                    "esp_remote": f"{self.esp_remote[0]}:{self.esp_remote[1]}",
+                },
+            )
 
     def _check_additional_kes(self, message: IkeMessage) -> tuple[int, ...]:
         """The rounds the responder agreed to: every one we offered (none is optional). Raises RemoteProtocolError."""
@@ -1161,6 +1233,7 @@ class IkeSa:
         self._init_request = data
         self.peer_childless = bool(message.notifies(CHILDLESS_IKEV2_SUPPORTED))
         self._check_nat(message, now)
+        self._record_separate_transports(now)
         answer = chosen.proposal()
         if picks:
             answer = with_additional_key_exchanges(answer, [(m,) for _, m in sorted(picks.items())])
@@ -1394,6 +1467,7 @@ class IkeSa:
                 transport=self.transport,
                 port=self.remote[1] if self.initiator else self.local[1],
                 nat_detected=self.nat_detected_local or self.nat_detected_remote,
+                esp_transport=self.esp_transport if self.esp_transport != self.transport else "",
             )
         )
         self._arm_dpd(now)
@@ -1952,6 +2026,8 @@ class IkeSa:
         new.peer_childless = self.peer_childless
         new.nat_detected_local, new.nat_detected_remote = self.nat_detected_local, self.nat_detected_remote
         new.fragmentation, new.peer_fragmentation = self.fragmentation, self.peer_fragmentation  # RFC 7383 §2.3
+        new.separate_transports, new.peer_separate_transports = self.separate_transports, self.peer_separate_transports
+        new.esp_path = self.esp_path
         new.peer_hash_algorithms = self.peer_hash_algorithms
         if additional_secrets:
             seed = rekey_skeyseed_multi(
@@ -2113,9 +2189,7 @@ class IkeSa:
     ) -> bytes:
         """Responder: keep what the IKE_FOLLOWUP_KE exchanges need; the link to send in N(ADDITIONAL_KEY_EXCHANGE)."""
         link = self._new_link()
-        self._followup_states[link] = FollowupResponder(
-            purpose, methods, link, now + FOLLOWUP_STATE_TIMEOUT_S, finish
-        )
+        self._followup_states[link] = FollowupResponder(purpose, methods, link, now + FOLLOWUP_STATE_TIMEOUT_S, finish)
         self._record(
             now,
             "state_updated",

@@ -229,6 +229,8 @@ class _Session:
                         "ike_established_s": round(now, 6),
                         "nat_detected": event.nat_detected,
                     }
+                    if event.esp_transport:  # separate transports: ESP does not run where IKE does
+                        result.extra["esp_transport"] = event.esp_transport
                     if self.rtt_s:  # the time from the session's start in round trips of the path (propagation)
                         rtts = round((now - self.w.start_s) / self.rtt_s, 2)
                         for result in (self.result_i, self.result_r):

@@ -267,6 +267,7 @@ async def run_live(args: argparse.Namespace) -> int:
         offer_all=args.offer_all,
         encrs=tuple(ENCR_BY_NAME[name] for name in args.encr),
         fragmentation=args.fragmentation,
+        separate_transports=args.separate_transports,
         id_type=args.id_type,
         oversize_udp=args.oversize_udp,
         path_mtu_bytes=args.path_mtu,
@@ -374,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fragmentation", action="store_true", help="offer IKE fragmentation (RFC 7383)")
     parser.add_argument("--path-mtu", type=int, default=1500, help="the path MTU fragments are sized to")
+    parser.add_argument(
+        "--separate-transports",
+        action="store_true",
+        help="offer SEPARATE_TRANSPORTS (IETF draft; the lab's private-use notify number): IKE over TCP after"
+        " IKE_SA_INIT over UDP 4500, ESP on UDP",
+    )
     parser.add_argument(
         "--oversize-udp",
         choices=OVERSIZE_UDP_POLICIES,

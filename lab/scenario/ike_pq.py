@@ -15,6 +15,11 @@ carrier-grade NATs do. Three ways through (``PQ_MODES``):
   messages go as SKF fragments that each fit the path; nothing below IKE
   fragments.
 * ``tcp``: IKE over TCP from the start (RFC 9329): size does not matter.
+* ``separate-transports``: IKE_SA_INIT (small) over UDP 4500 with the
+  SEPARATE_TRANSPORTS notify of draft-ietf-ipsecme-ikev2-reliable-transport;
+  both ends agree, so IKE_INTERMEDIATE and IKE_AUTH go over TCP 4500
+  (RFC 9329) while ESP stays UDP-encapsulated on 4500: no TCP-in-TCP for the
+  tunnel (lab.ike.separate_transports).
 
 Each session's result says when its IKE SA was established, in seconds and
 in round-trip times of the path (``ike_established_rtts``).
@@ -34,7 +39,7 @@ from lab.scenario.ike import RESPONDER_ID, IkeSession
 from lab.scenario.middlebox import DropIpFragments
 from lab.scenario.outcomes import Expects
 
-PQ_MODES = ("ip-fragments", "rfc7383", "tcp")
+PQ_MODES = ("ip-fragments", "rfc7383", "tcp", "separate-transports")
 PQ_PROPOSALS: dict[str, dict[str, Any]] = {
     "classic": {"dh_groups": (19,)},  # ECDH P-256
     "hybrid": {"dh_groups": (31,), "additional_key_exchanges": (36,)},  # X25519, then ML-KEM-768
@@ -61,6 +66,8 @@ def _mode_settings(mode: str) -> dict[str, Any]:
         return {"transport": "udp", "fragmentation": True}
     if mode == "tcp":
         return {"transport": "tcp", "fragmentation": False}
+    if mode == "separate-transports":
+        return {"transport": "fallback", "fragmentation": False, "separate_transports": True}
     raise ConfigError(f"IKE path mode {mode!r}: expected one of {', '.join(PQ_MODES)}")
 
 
@@ -82,6 +89,7 @@ def pq_session(proposal: str, mode: str, *, data_bytes: int = 16 * 1024, export_
         responder_config={
             **common,
             "fragmentation": settings["fragmentation"],
+            "separate_transports": settings.get("separate_transports", False),
             "dh_groups": (19, 31),
             "credential": pki.end_entities[RESPONDER_ID.decode()],
         },
@@ -94,6 +102,7 @@ _SUMMARIES = {
     "ip-fragments": "IKE_AUTH needs IP fragments, r1 drops them: UDP dies after every retransmission, then TCP",
     "rfc7383": "RFC 7383 fragments each fit the path: UDP works, no IP fragment needed",
     "tcp": "IKE over TCP from the start: message size does not matter",
+    "separate-transports": "IKE_SA_INIT over UDP 4500, then IKE over TCP 4500 while ESP stays on UDP",
 }
 _DESCRIPTIONS = {
     "ip-fragments": (
@@ -109,6 +118,13 @@ _DESCRIPTIONS = {
         "r1 drops IP fragments. The same classic and hybrid proposals over TCP from the start (RFC 9329): "
         "one more round trip for the TCP handshake, and message size no longer matters."
     ),
+    "separate-transports": (
+        "r1 drops IP fragments. The same classic and hybrid proposals with separate transports "
+        "(draft-ietf-ipsecme-ikev2-reliable-transport): the small IKE_SA_INIT goes over UDP 4500 and both ends "
+        "agree on SEPARATE_TRANSPORTS, so the large IKE_INTERMEDIATE and IKE_AUTH go over TCP 4500 (RFC 9329) "
+        "while ESP stays UDP-encapsulated on 4500. The notify's number is not assigned yet: the lab uses a "
+        "private-use value."
+    ),
 }
 
 
@@ -122,7 +138,7 @@ def pq_scenario(
 ) -> Scenario:
     """The scenario of one ``mode``: the ``proposals`` side by side through a fragment-dropping r1."""
     _mode_settings(mode)  # an unknown mode is a ConfigError
-    transport = "tcp" if mode in ("ip-fragments", "tcp") else "udp"
+    transport = "tcp" if mode in ("ip-fragments", "tcp", "separate-transports") else "udp"  # where IKE_AUTH went
     return Scenario(
         name=name or f"ike-pq-{mode}",
         description=_DESCRIPTIONS[mode],

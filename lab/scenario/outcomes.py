@@ -159,6 +159,7 @@ class OutcomeTracker:
         self.transfers = {n: TransferOutcome(n, self.expects.outcome_of(n)) for n in self.declared}
         self.ike = {n: IkeOutcome(n, dict(self.expects.ike).get(n)) for n in self.declared_ike}
         self._won: dict[tuple[str, str], tuple[str, str, Any, float | None]] = {}  # (node, SA) -> session, how, start
+        self._switched: dict[tuple[str, str], str] = {}  # (node, SA) -> where IKE went on (separate transports)
         self.expected_errors = []
         self.unexpected_errors = []
 
@@ -182,16 +183,34 @@ class OutcomeTracker:
                     info = self.ike.get(name)
                     if info is None:
                         info = self.ike[name] = IkeOutcome(name, dict(self.expects.ike).get(name))
-                    info.trying = f"{str(rec.data.get('transport', '?')).upper()} {rec.data.get('port')}"
+                    key = (rec.node, str(rec.data.get("sa")))
+                    transport = self._switched.pop(key, None) or str(rec.data.get("transport", "?"))
+                    info.trying = f"{transport.upper()} {rec.data.get('port')}"
                     after = rec.data.get("after_s")
                     started = rec.t - float(after) if isinstance(after, (int, float)) else None
-                    self._won[(rec.node, str(rec.data.get("sa")))] = (
+                    self._won[key] = (
                         name,
-                        str(rec.data.get("transport", "?")),
+                        transport,
                         rec.data.get("port"),
                         started,
                     )
                     changed = True
+                elif (
+                    rec.layer == "ike"
+                    and rec.name == "state_updated"
+                    and rec.data.get("event") == "transport_switched"
+                    and (rec.node, str(rec.data.get("sa"))) in self._won
+                ):
+                    # separate transports: IKE goes on over TCP after IKE_SA_INIT over UDP, ESP stays on UDP
+                    name, _, port, started = self._won[(rec.node, str(rec.data.get("sa")))]
+                    transport = str(rec.data.get("ike_transport", "?"))
+                    self._won[(rec.node, str(rec.data.get("sa")))] = (name, transport, port, started)
+                    self.ike[name].trying = f"{transport.upper()} {port}"
+                    changed = True
+                elif (
+                    rec.layer == "ike" and rec.name == "state_updated" and rec.data.get("event") == "transport_switched"
+                ):  # recorded by the SA before the endpoint records "won": kept until then
+                    self._switched[(rec.node, str(rec.data.get("sa")))] = str(rec.data.get("ike_transport", "?"))
                 elif (
                     rec.layer == "ike"
                     and rec.name == "state_updated"

@@ -11,6 +11,7 @@ from lab.bench.ike import BENCHMARKS
 from lab.scenario import get_scenario, run_scenario
 from lab.scenario.ike_pq import pq_scenario
 from lab.scenario.moments import detect_moments
+from lab.scenario.outcomes import tracker_for
 from lab.trace import MemoryTracer, TraceRecord
 
 
@@ -71,7 +72,41 @@ def test_tcp_from_the_start_costs_the_handshake_and_nothing_for_size() -> None:
     assert 4.0 <= rtts["hybrid i->r"] < 5.5
 
 
-@pytest.mark.parametrize("name", ["ike-pq-ip-fragments", "ike-pq-rfc7383", "ike-pq-tcp"])
+def test_separate_transports_ike_sa_init_over_udp_then_ike_over_tcp_and_esp_over_udp() -> None:
+    result, records = _run("ike-pq-separate-transports")
+    assert result.ok, [(t.name, t.error) for t in result.transfers]  # the tunnelled bytes, both ways, by SHA-256
+    assert {(t.extra["transport"], t.extra["esp_transport"]) for t in result.transfers} == {("tcp", "udp")}
+    sent = [r for r in records if r.layer == "ike" and r.name == "segment_sent"]
+    for node in ("h1", "h2"):
+        by_exchange = {(r.data["exchange"], r.data["transport"]) for r in sent if r.node == node}
+        assert ("IKE_SA_INIT", "udp") in by_exchange and ("IKE_AUTH", "tcp") in by_exchange
+        assert ("IKE_INTERMEDIATE", "tcp") in by_exchange  # the hybrid's ML-KEM share
+        assert not {x for x, t in by_exchange if t == "udp"} - {"IKE_SA_INIT"}  # nothing else on UDP
+    assert {r.data["port"] for r in sent if r.data["exchange"] == "IKE_SA_INIT"} == {4500}  # never port 500
+    esp = [r for r in records if r.layer == "esp" and r.name in ("segment_sent", "segment_received")]
+    assert esp and {r.data["transport"] for r in esp} == {"udp"}
+    assert not [r for r in records if r.layer == "iketcp" and r.name == "segment_sent" and r.data.get("kind") == "esp"]
+    switched = _ike(records, event="transport_switched")
+    assert len(switched) == 4 and {(r.data["ike_transport"], r.data["esp_transport"]) for r in switched} == {
+        ("tcp", "udp")
+    }
+    # the large messages never met r1's rule: no IP fragments, nothing dropped, nothing retransmitted
+    assert not _ike(records, event="ip_fragments")
+    assert not [r for r in records if r.layer == "middlebox" and r.name == "segment_dropped"]
+    assert not [r for r in sent if r.data.get("retransmission")]
+    rtts = {t.name: t.extra["ike_established_rtts"] for t in result.transfers if t.name.endswith("i->r")}
+    assert 3.0 <= rtts["classic i->r"] < 4.0  # IKE_SA_INIT, TCP handshake, IKE_AUTH
+    assert 4.0 <= rtts["hybrid i->r"] < 5.5  # and one IKE_INTERMEDIATE
+    tracker = tracker_for(get_scenario("ike-pq-separate-transports"))
+    tracker.feed(records)
+    assert {n: (i.transport, i.port, i.verdict) for n, i in tracker.ike.items()} == {
+        "classic": ("tcp", 4500, "as expected"),
+        "hybrid": ("tcp", 4500, "as expected"),
+    }
+    assert tracker.unexpected() == []
+
+
+@pytest.mark.parametrize("name", ["ike-pq-ip-fragments", "ike-pq-rfc7383", "ike-pq-tcp", "ike-pq-separate-transports"])
 def test_every_declared_moment_happens(name: str) -> None:
     scenario = get_scenario(name)
     _result, records = _run(name)
@@ -95,11 +130,14 @@ def test_benchmark_reports_each_proposal_and_mode() -> None:
     json.dumps(result)
     assert result["passed"], result
     assert result["transport"] == {
-        p: {"ip-fragments": "tcp", "rfc7383": "udp", "tcp": "tcp"} for p in ("classic", "hybrid")
+        p: {"ip-fragments": "tcp", "rfc7383": "udp", "tcp": "tcp", "separate-transports": "tcp"}
+        for p in ("classic", "hybrid")
     }
     for p in ("classic", "hybrid"):
         rtts = result["rtts"][p]
         assert rtts["rfc7383"] < rtts["tcp"] < rtts["ip-fragments"]
+        # UDP for IKE_SA_INIT, then the TCP handshake: as many round trips as TCP from the start
+        assert rtts["separate-transports"] == pytest.approx(rtts["tcp"], abs=0.2)
     assert result["rtts"]["hybrid"]["rfc7383"] > result["rtts"]["classic"]["rfc7383"]  # IKE_INTERMEDIATE's round trip
 
 

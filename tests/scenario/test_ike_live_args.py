@@ -48,6 +48,7 @@ def test_a_credential_loads_with_its_chain(files: dict[str, Path]) -> None:
         (["--cert", "west.pem", "--key", "west.key", "--ca", "missing.pem"], "cannot load certificates from"),
         (["--cert", "west.pem", "--key", "junk.pem", "--ca", "root.pem"], "cannot load"),
         (["--psk", "x", "--id-type", "dn"], "id_type 'dn'"),
+        (["--psk", "x", "--separate-transports", "--transport", "tcp"], "separate_transports starts IKE_SA_INIT"),
     ],
 )
 def test_bad_certificate_options_are_one_line_errors(
