@@ -108,3 +108,42 @@ def test_p256_with_ml_kem_1024_and_certificates(mode: str, tmp_path: Path) -> No
         reassembled = {d["exchange"] for d in _ike_state(bundle, node, event="reassembled")}
         assert reassembled == ({"IKE_INTERMEDIATE", "IKE_AUTH"} if mode == "rfc7383" else set())
     assert _udp_fragments(bundle.pcap("h1-eth0")) == []
+
+
+def _udp_4500(path: Path) -> tuple[int, int]:
+    """(IKE messages, ESP packets) in IPv4 UDP datagrams on port 4500 in an Ethernet capture: IKE
+    behind the four-zero non-ESP marker, ESP with a non-zero SPI (RFC 3948 §2.2); NAT keepalives
+    (one 0xff byte) are neither."""
+    linktype, records = read_pcap_linktype(path)
+    assert linktype == 1, linktype
+    ike = esp = 0
+    for _t, frame in records:
+        if frame[12:14] != b"\x08\x00":
+            continue
+        ip = decode_ipv4(frame[14:])
+        if ip.protocol != UDP_PROTOCOL or ip.flags & 1 or ip.fragment_offset:
+            continue
+        udp = bytes(ip.payload)
+        if 4500 not in (int.from_bytes(udp[0:2], "big"), int.from_bytes(udp[2:4], "big")) or len(udp) < 12:
+            continue
+        if udp[8:12] == b"\x00\x00\x00\x00":
+            ike += 1
+        else:
+            esp += 1
+    return ike, esp
+
+
+def test_separate_transports_ike_over_tcp_esp_over_udp(tmp_path: Path) -> None:
+    """draft-ietf-ipsecme-ikev2-reliable-transport on real packets: IKE_SA_INIT over UDP 4500 with
+    SEPARATE_TRANSPORTS both ways, then IKE_INTERMEDIATE and IKE_AUTH over TCP 4500 (RFC 9329) through
+    the fragment-dropping router, the tunnelled streams as ESP in UDP 4500."""
+    bundle = _run(SCENARIOS["ike-pq-separate-transports"], tmp_path / "run")
+    assert bundle.result.ok, bundle.result.summary()
+    assert set(_transports(bundle).values()) == {"tcp"}  # IKE's transport at the end
+    for node in ("h1", "h2"):
+        switched = _ike_state(bundle, node, event="transport_switched")
+        assert len(switched) == 2 and {(d["ike_transport"], d["esp_transport"]) for d in switched} == {("tcp", "udp")}
+    ike_udp, esp_udp = _udp_4500(bundle.pcap("h2-eth0"))
+    assert ike_udp == 4  # IKE_SA_INIT request and response of each session, nothing else of IKE on UDP
+    assert esp_udp > 0  # the tunnelled streams reached h2 as ESP in UDP
+    assert _udp_fragments(bundle.pcap("h1-eth0")) == []
