@@ -1134,7 +1134,10 @@ class IkeEndpoint:
             return
         for transport, counters in self.esp_counters.items():
             if counters.packets_sent or counters.packets_received or counters.packets_dropped:
-                self._tracer.record(now, "esp", "metrics_updated", {"transport": transport, **counters.to_dict()})
+                data = {"transport": transport, **counters.to_dict()}
+                if self.name:
+                    data["session"] = self.name  # a node with several IKE endpoints: each counts its own
+                self._tracer.record(now, "esp", "metrics_updated", data)
 
     def _record(self, now: float, name: str, data: dict[str, Any]) -> None:
         if self._tracer.enabled:

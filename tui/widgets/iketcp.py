@@ -52,7 +52,7 @@ class IketcpView(Vertical, TraceView):
     def reset_state(self) -> None:
         self.timelines: dict[str, list[tuple[str, str]]] = {}  # column -> [(line, style)]
         self.sa_states: dict[str, str] = {}  # "node sa" -> state
-        self.esp: dict[tuple[str, str], dict[str, Any]] = {}  # (node, transport) -> latest counters
+        self.esp: dict[tuple[str, str, str], dict[str, Any]] = {}  # (node, session, transport) -> latest counters
         self.frames: dict[tuple[str, str], int] = {}  # (node, kind) -> IKETCP frames sent
         self.udp_blocked = 0
         self.tcp_4500: set[str] = set()
@@ -247,7 +247,7 @@ class IketcpView(Vertical, TraceView):
                 self._line(column, rec.t, f"→ framed IKE message, {data.get('length')} B, on TCP {data.get('conn')}")
             return kind in ("prefix", "ike")
         if layer == "esp" and name == "metrics_updated":
-            self.esp[(rec.node, str(data.get("transport")))] = dict(data)
+            self.esp[(rec.node, str(data.get("session", "")), str(data.get("transport")))] = dict(data)
             return True
         if layer == "esp" and name == "segment_dropped":
             self._line(column, rec.t, f"✗ ESP dropped: {data.get('reason')} seq {data.get('seq')}", "bold reverse")
@@ -256,6 +256,16 @@ class IketcpView(Vertical, TraceView):
             self._line(column, rec.t, f"error: {data.get('reason')} {data.get('detail', '')}", "bold reverse")
             return True
         return False
+
+    def _esp_totals(self) -> dict[tuple[str, str], dict[str, int]]:
+        """(node, transport) -> ESP counters summed over the node's IKE sessions (each records its own)."""
+        fields = ("packets_sent", "bytes_sent", "packets_received", "bytes_received", "packets_dropped")
+        totals: dict[tuple[str, str], dict[str, int]] = {}
+        for (node, _session, transport), c in self.esp.items():
+            total = totals.setdefault((node, transport), dict.fromkeys(fields, 0))
+            for f in fields:
+                total[f] += int(c.get(f) or 0)
+        return totals
 
     def _last_column_of(self, node: str) -> str | None:
         cols = [c for c in self.timelines if c.split(" ", 1)[0] == node and " " in c]
@@ -293,10 +303,10 @@ class IketcpView(Vertical, TraceView):
                     for n in nodes
                 )
             )
-        for (node, transport), c in sorted(self.esp.items()):
+        for (node, transport), c in sorted(self._esp_totals().items()):
             summary.append(
-                f"\nESP over {transport} at {node}: sent {c.get('packets_sent')} pkts / {c.get('bytes_sent')} B, "
-                f"received {c.get('packets_received')} / {c.get('bytes_received')} B, dropped {c.get('packets_dropped')}"
+                f"\nESP over {transport} at {node}: sent {c['packets_sent']} pkts / {c['bytes_sent']} B, "
+                f"received {c['packets_received']} / {c['bytes_received']} B, dropped {c['packets_dropped']}"
             )
         if self.sa_states:
             summary.append("\nSA states: " + "  ".join(f"{k}: {v}" for k, v in sorted(self.sa_states.items())))
@@ -354,7 +364,7 @@ class IketcpView(Vertical, TraceView):
         return {
             "timelines": {k: [line for line, _ in v] for k, v in self.timelines.items()},
             "sa_states": dict(self.sa_states),
-            "esp": {f"{k[0]} {k[1]}": v for k, v in self.esp.items()},
+            "esp": {f"{node} {transport}": c for (node, transport), c in self._esp_totals().items()},
             "udp_blocked": self.udp_blocked,
             "blocked": dict(self.blocked),
             "fragments_dropped": dict(self.fragments_dropped),
