@@ -11,7 +11,8 @@ when metrics records got ``bytes_sacked``: with that field taken out, two-paths'
 the one before record for record; two-paths and path-failure again when the tail of a transfer
 stopped being sent again on a subflow of similar RTT; hotspot again when IKE's TCP connections
 stopped holding a message's short tail for Nagle: the same records, the tunnel's data done 40 ms
-sooner, four link metrics records fewer.)
+sooner, four link metrics records fewer; hotspot when ESP metrics records got the IKE session's
+name: one line differs, by that field.)
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ DIGESTS = {
         "pcaps/r1-eth1.pcap": "44873f35783a784b",
     },
     "hotspot": {
-        "trace": "f35011dd89732bd1",
+        "trace": "e5b6b51b88303fab",
         "pcaps/h1-eth0.pcap": "babbc14928b9d83e",
         "pcaps/h2-eth0.pcap": "773a5f4034d2553d",
         "pcaps/r1-eth0.pcap": "8c974626d16da45d",
