@@ -443,7 +443,7 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
             return
         self._down.discard(address)
         self._failed_pairs = {p for p in self._failed_pairs if p[0] != address}
-        if self.established and self.subflows and self.config.announce and self._path_manager.announces:
+        if self.established and self.subflows and self._announces():
             first_local = self.subflows[0].addr.local_addr
             same_family = (":" in address) == (":" in first_local)
             if address != first_local and same_family and not any(e[1] == address for e in self._announce):
@@ -751,12 +751,20 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
             # passive join: the third ACK carried a valid HMAC (checked in _on_options)
             pass
 
+    def _announces(self) -> bool:
+        """Whether we send ADD_ADDR for our other addresses: the server does, as its path manager says.
+        A client opens its subflows from those addresses itself, and the port an ADD_ADDR without a port
+        names (RFC 8684 §3.4.1: the initial subflow's) takes no MP_JOIN on a client: an announcement would
+        only invite a join it refuses. Linux as server does connect back to an address a client announces
+        (when its add_addr_accepted limit allows) unless it already has a subflow there, and got a RST."""
+        return self.config.announce and self._path_manager.announces and self.role == Role.SERVER
+
     def _after_established(self, now: float) -> None:
         """Path manager: announce our other addresses and open subflows."""
         if self._announced or self.fallback is not None:
             return
         self._announced = True
-        if self.config.announce and self._path_manager.announces:
+        if self._announces():
             first_local = self.subflows[0].addr.local_addr
             for address in self.local_addresses:
                 if address != first_local and (":" in address) == (":" in first_local):
