@@ -17,7 +17,8 @@ class MptcpConfig:
     checksums (used when either side asks). ``scheduler``, ``path_manager``
     and ``congestion`` name strategies (see :mod:`lab.mptcp.strategies`).
     ``announce`` lets the path manager send ADD_ADDR for this host's other
-    addresses; ``join`` lets it open MP_JOIN subflows. ``backup_addresses``
+    addresses (a server's: a client joins from its own and announces nothing);
+    ``join`` lets it open MP_JOIN subflows. ``backup_addresses``
     are local addresses whose subflows are backups (MP_JOIN B flag).
     ``receive_buffer_bytes`` bounds the connection-level reassembly buffer:
     the window announced to the peer. ``opportunistic_retransmission`` and
