@@ -535,7 +535,9 @@ class OptionBuilder:
         for o in opts:
             t = type(o)
             if t is w.Dss:
-                if sf.state == SubflowState.ESTABLISHED or (sf.initial and self.established):
+                # a subflow we are closing still receives (FIN_WAIT), and the peer may still map data
+                # there (Linux retransmits at data level on an idle subflow): its mapping counts
+                if sf.state in (SubflowState.ESTABLISHED, SubflowState.CLOSING) or (sf.initial and self.established):
                     self._on_dss(sf, o, seg, stream_offset, now)
             elif t is w.AddAddr or t is w.AddAddrV0:
                 self._on_add_addr(sf, o, now)

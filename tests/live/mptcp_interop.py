@@ -131,7 +131,11 @@ def summarise(tracer: MemoryTracer, token: int | None = None) -> dict:
         "sent": subtypes_sent,
         "received": subtypes_rcvd,
         "fallback": [r.data["fallback"] for r in recs if "fallback" in r.data],
-        "errors": [r.data.get("reason") for r in recs if r.name in ("error", "segment_dropped")][:10],
+        "errors": [  # each with the subflow and time it happened on
+            f"{r.data.get('reason')} ({r.data.get('subflow', '-')}, t={r.t:.3f})"
+            for r in recs
+            if r.name in ("error", "segment_dropped")
+        ][:10],
         "addresses_added": [r.data["address_added"] for r in recs if "address_added" in r.data],
         "terminated": [r.data for r in recs if "terminated" in r.data],
         "local_tokens": sorted({r.data["local_token"] for r in recs if r.name == "key_updated"}),

@@ -14,7 +14,8 @@ stopped holding a message's short tail for Nagle: the same records, the tunnel's
 sooner, four link metrics records fewer; hotspot when ESP metrics records got the IKE session's
 name: one line differs, by that field; two-paths and path-failure when the client stopped
 announcing its second address, which it joins from itself: h1's ADD_ADDR and h2's echo are gone,
-the transfer ends at the same time.)
+the transfer ends at the same time; two-paths when a subflow we are closing began to read the DSS of
+what it receives: h2's DATA_FIN repeated on the closing join now gets h1's ACK, one segment more.)
 """
 
 from __future__ import annotations
@@ -30,15 +31,15 @@ SEED = 3
 # sha256 prefixes of trace.jsonl and each pcap of `tcplab run SCENARIO --seed 3`
 DIGESTS = {
     "two-paths": {
-        "trace": "70acc4a008ec15e4",
+        "trace": "f965c173a790e336",
         "pcaps/h1-eth0.pcap": "3741b6833ec84ca0",
-        "pcaps/h1-eth1.pcap": "f849d0a30a1e1580",
+        "pcaps/h1-eth1.pcap": "c3af7f51df8c359e",
         "pcaps/h2-eth0.pcap": "441694308de6005d",
-        "pcaps/h2-eth1.pcap": "73fee892a01f54ec",
+        "pcaps/h2-eth1.pcap": "ac2dc99dd4ca4cc3",
         "pcaps/r1-eth0.pcap": "b51bb1ea82c5fce6",
         "pcaps/r1-eth1.pcap": "9ea4c3a80bc2d843",
-        "pcaps/r2-eth0.pcap": "4e21a617ce00ca29",
-        "pcaps/r2-eth1.pcap": "9cd9a7a804693633",
+        "pcaps/r2-eth0.pcap": "1ab40829a9061d7a",
+        "pcaps/r2-eth1.pcap": "e29be50ec1e42d1d",
     },
     "path-failure": {
         "trace": "cacbad3949846100",
