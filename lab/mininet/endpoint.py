@@ -99,6 +99,11 @@ RX_BATCH = 256
 # hundreds of packets' processing
 RX_BUDGET_S = 0.002
 TICK_S = 0.05
+# after every result is complete the controller stops with ``settle``: a kernel socket still
+# open may be about to take its peer's close or reset (a busy machine runs this process late),
+# and the facts its end notes then belong to the result; wait for them at most this long
+SETTLE_S = 2.0
+SETTLE_POLL_S = 0.02
 METRICS_INTERVAL_S = 0.1
 ARP_TIMEOUT_S = 1.0
 ARP_ATTEMPTS = 3
@@ -654,7 +659,21 @@ class Endpoint:
             except ValueError:
                 continue
             if isinstance(command, dict) and command.get("cmd") == "stop":
-                self.loop.stopping = True
+                if command.get("settle"):
+                    self._settle(self.loop.now + SETTLE_S)
+                else:
+                    self.loop.stopping = True
+
+    def _kernel_streams_open(self) -> bool:
+        return any(stack.connections() for stack in self.kernel_stacks.values())
+
+    def _settle(self, deadline: float) -> None:
+        """Stop once no kernel stream is open (each has taken its close or reset and noted
+        its facts), or at ``deadline``; ``close`` then aborts what is left."""
+        if not self._kernel_streams_open() or self.loop.now >= deadline:
+            self.loop.stopping = True
+        else:
+            self.loop.call_later(SETTLE_POLL_S, lambda: self._settle(deadline))
 
     def _tick(self) -> None:
         self.report()

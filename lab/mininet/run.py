@@ -438,7 +438,10 @@ def run_mininet_scenario(
                             break
                     done = [r.completed_at for r in results if r.completed_at is not None]
                     finished_at = max(done) if done and all(r.complete for r in results) else time.monotonic() - t0
-                    _stop_endpoints(endpoints, messages, ctl, results)
+                    # every result complete: the endpoints first let their kernel sockets take
+                    # what is still on its way (a peer's reset), so that both ends' facts are in
+                    settle = bool(results) and all(r.complete for r in results) and not held
+                    _stop_endpoints(endpoints, messages, ctl, results, settle=settle)
                     for fence in fences:
                         with contextlib.suppress(LabError):
                             fence_drops[fence.node] = fence.dropped()
@@ -656,9 +659,11 @@ def _stop_endpoints(
     messages: queue.Queue[tuple[str, dict[str, Any]]],
     ctl: ControllerTracer,
     results: list[TransferResult],
+    *,
+    settle: bool = False,
 ) -> None:
     for ep in endpoints.values():
-        ep.send({"cmd": "stop"})
+        ep.send({"cmd": "stop", "settle": settle})
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while time.monotonic() < deadline and not all(ep.eof for ep in endpoints.values()):
         _drain(endpoints, messages, ctl, results, timeout=POLL_S)

@@ -41,10 +41,13 @@ def mininet_skip_reason() -> str | None:
     return None
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mininet tests share the machine (namespaces, nftables, kernel MPTCP settings, the
     process list they check for leftovers): under xdist they all run on one worker, one at
-    a time (``--dist loadgroup``, as ./run-tests passes)."""
+    a time (``--dist loadgroup``, as ./run-tests passes). First among the hooks: xdist's own
+    turns the mark into the group (a ``@mininet`` suffix of the test's id) and must see it,
+    which depends on the order plugins were registered in otherwise."""
     here = Path(__file__).parent
     for item in items:
         if Path(str(item.fspath)).parent == here or item.get_closest_marker("mininet") is not None:
