@@ -560,7 +560,9 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
         out: list[Outgoing] = []
         for sf in self.subflows:
             segs = sf.conn.segments_to_send(now=now)
-            if sf.ack_owed:
+            if sf.ack_owed or (segs and self._signal_waits(sf)):
+                # an address signal rides on a pure ACK: one that data segments left behind (their ACK
+                # went with the data, their mapping left no room) goes on a pure ACK of its own now
                 sf.ack_owed = False
                 sf.conn.request_ack()
                 segs = [*segs, *sf.conn.segments_to_send(now=now)]

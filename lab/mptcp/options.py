@@ -255,6 +255,16 @@ class OptionBuilder:
             )
         return w.Dss(data_ack=data_ack, data_ack_64=True)
 
+    def _signal_waits(self, sf: Subflow) -> bool:
+        """An address signal is ready to go on ``sf``'s next pure ACK (RFC 8684 §3.4.1: an ADD_ADDR is
+        echoed; Linux sends a pure ACK for it): an echo, MP_PRIO, REMOVE_ADDR or a due ADD_ADDR, on an
+        established subflow where no MP_CAPABLE is repeated (see :meth:`_options_for`)."""
+        if sf.state != SubflowState.ESTABLISHED or self.fallback is not None:
+            return False
+        if sf.initial and self.role == Role.CLIENT and not self.fully_established:
+            return False
+        return bool(self._echo or self._signals or sf.prio_pending or any(e[4] for e in self._announce))
+
     def _address_signals(self, sf: Subflow, now: float, room: int) -> w.MptcpOption | None:
         """One address signal (echo, MP_PRIO, REMOVE_ADDR, ADD_ADDR) that fits in ``room`` option bytes."""
 
