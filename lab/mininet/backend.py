@@ -51,6 +51,7 @@ from lab.topology import TopologySpec
 from lab.trace import NULL_TRACER, Tracer
 
 STATE_DIR = Path("/run/tcplab/mininet")
+ENVIRON_SETTLE_S = 0.05  # how long _processes_with_env() gives a process mid-exec to show its environment
 RUN_ENV = "TCPLAB_MININET_RUN"  # names the run in the environment of every process it starts
 STATE_VERSION = 1
 CAPTURE_START_TIMEOUT_S = 15.0
@@ -254,9 +255,14 @@ def _namespace_members(netns: dict[int, int | None]) -> dict[int, list[int]]:
 
 
 def _processes_with_env(marker: bytes) -> list[int]:
-    """PIDs whose environment holds ``marker`` (``NAME=value``), this process excepted."""
+    """PIDs whose environment holds ``marker`` (``NAME=value``), this process excepted.
+
+    A process in the middle of execve() shows an empty environment for a moment (its new
+    memory map is in place, its environment not yet): those are read again once, shortly after.
+    """
     found = []
     me = os.getpid()
+    empty = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
@@ -264,8 +270,16 @@ def _processes_with_env(marker: bytes) -> list[int]:
             environ = Path(f"/proc/{entry}/environ").read_bytes()
         except OSError:
             continue
-        if marker in environ.split(b"\0"):
+        if not environ:
+            empty.append(entry)  # a kernel thread, or a process mid-exec
+        elif marker in environ.split(b"\0"):
             found.append(int(entry))
+    if empty:
+        time.sleep(ENVIRON_SETTLE_S)
+        for entry in empty:
+            with contextlib.suppress(OSError):
+                if marker in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                    found.append(int(entry))
     return found
 
 

@@ -180,3 +180,30 @@ def test_a_process_of_a_dead_run_in_no_namespace_of_it_is_found_by_its_environme
         for p in (orphan, bystander):
             p.kill()
             p.wait()
+
+
+def test_a_process_mid_exec_is_found_once_its_environment_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between execve()'s new memory map and its environment being set up, /proc/PID/environ reads
+    empty, and Popen() may already have returned (found once beside two busy loops: clean() missed
+    a ``sleep`` started just before it). Such a process is read again shortly after."""
+    from lab.mininet import backend
+
+    marker = b"TCPLAB_MININET_RUN=99998-mid-exec"
+    child = subprocess.Popen(["sleep", "9998.5"], env={**os.environ, "TCPLAB_MININET_RUN": "99998-mid-exec"})
+    try:
+        real = Path.read_bytes
+        reads: list[str] = []
+
+        def first_read_empty(self: Path) -> bytes:
+            if str(self) == f"/proc/{child.pid}/environ":
+                reads.append(str(self))
+                if len(reads) == 1:
+                    return b""  # as mid-exec
+            return real(self)
+
+        monkeypatch.setattr(Path, "read_bytes", first_read_empty)
+        assert backend._processes_with_env(marker) == [child.pid]
+        assert len(reads) == 2
+    finally:
+        child.kill()
+        child.wait()
