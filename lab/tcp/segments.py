@@ -349,10 +349,13 @@ class SegmentBuilder:
             if probe and cwnd_room < mss:
                 cwnd_room = mss
             size = avail if avail < seg_max else seg_max
+            full = seg_max  # the largest this segment may be: Nagle holds only a smaller one
             if self._seg_limit is not None and size > 0:
                 lim = self._seg_limit(nxt - 1)
-                if lim < size:
-                    size = lim
+                if lim <= size:
+                    # the extension's boundary (a DSS mapping's end, or its option bytes at the start):
+                    # the segment cannot grow by waiting, so Nagle has nothing to gain by holding it
+                    size = full = lim
             if size > 0:
                 if wnd_room <= 0:
                     if self._persist_at is None and self._snd_max == self._snd_una:
@@ -369,7 +372,7 @@ class SegmentBuilder:
                             self._arm_persist(now)  # the override timeout; also covers a lost window update
                         break
                     size = wnd_room
-                if cfg.nagle and fin_off is None and not self.push_tail and size < seg_max and size == avail and self._snd_max > self._snd_una:
+                if cfg.nagle and fin_off is None and not self.push_tail and size < full and size == avail and self._snd_max > self._snd_una:
                     break  # Nagle: wait for outstanding data to be acknowledged
             elif cwnd_room <= 0 and pipe > 0:
                 break
