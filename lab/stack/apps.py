@@ -18,9 +18,22 @@ from lab.stack.host import HostStack, Stream, StreamHandler
 CHUNK_BYTES = 256 * 1024
 
 
+PAYLOAD_PIECE_BYTES = 1 << 27  # randbytes() draws n * 8 bits at once, which must fit a C int
+
+
 def bulk_payload(size_bytes: int, seed: int) -> bytes:
-    """The deterministic bytes a bulk transfer of ``size_bytes`` carries."""
-    return random.Random(seed).randbytes(size_bytes)
+    """The deterministic bytes a bulk transfer of ``size_bytes`` carries (up to the 2 GiB transfers
+    allow; beyond 128 MiB drawn in pieces from the same generator)."""
+    rng = random.Random(seed)
+    if size_bytes <= PAYLOAD_PIECE_BYTES:
+        return rng.randbytes(size_bytes)
+    pieces = []
+    left = size_bytes
+    while left > 0:
+        n = min(left, PAYLOAD_PIECE_BYTES)
+        pieces.append(rng.randbytes(n))
+        left -= n
+    return b"".join(pieces)
 
 
 @dataclass
