@@ -128,8 +128,10 @@ def cmd_topo(args: argparse.Namespace) -> int:
     print()
     for name, link in spec.links.items():
         bw = "unshaped" if link.bw_mbps is None else f"{link.bw_mbps:g} Mbit/s"
+        jitter = f" (+0-{link.jitter_ms:g} ms jitter)" if link.jitter_ms else ""
         print(
-            f"  {name:<10} {bw:>14}  {link.delay_ms:g} ms one-way  {link.loss_pct:g} % loss  queue {link.queue_packets} pkts"
+            f"  {name:<10} {bw:>14}  {link.delay_ms:g} ms one-way{jitter}  {link.loss_pct:g} % loss  "
+            f"queue {link.queue_packets} pkts"
         )
     print()
     for iface in spec.interfaces.values():
@@ -137,7 +139,7 @@ def cmd_topo(args: argparse.Namespace) -> int:
     if realisation is not None:
         print(f"\n  on {backend.title}:")
         for name, r in realisation.items():
-            print(f"  {name:<10} " + "; ".join(f"{k} {r[k]}" for k in ("bw", "delay", "loss", "queue")))
+            print(f"  {name:<10} " + "; ".join(f"{k} {r[k]}" for k in ("bw", "delay", "jitter", "loss", "queue") if k in r))
     return 0
 
 

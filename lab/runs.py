@@ -295,7 +295,7 @@ def topology_problem(topology: dict[str, Any]) -> str | None:
             if not isinstance(item, dict) or not all(isinstance(item.get(f), str) for f in fields):
                 return f"an entry of {key} lacks {', '.join(fields)}"
     for link in topology.get("links", []):
-        for key in ("bw_mbps", "delay_ms", "loss_pct", "queue_packets"):
+        for key in ("bw_mbps", "delay_ms", "jitter_ms", "loss_pct", "queue_packets"):
             value = link.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 return f"link {link['name']}: {key} is not a number"

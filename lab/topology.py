@@ -38,10 +38,11 @@ class LinkSpec:
     queue_packets: int = 100
     mtu_bytes: int = 1500
     name: str = ""
+    jitter_ms: float = 0.0  # an extra one-way delay drawn uniformly from [0, jitter_ms], order kept
 
     def __post_init__(self) -> None:
         where = f"link {self.a}-{self.b}"
-        for attr in ("delay_ms", "loss_pct"):
+        for attr in ("delay_ms", "loss_pct", "jitter_ms"):
             value = getattr(self, attr)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"{where}: {attr} must be a finite number, got {value!r}")
@@ -56,6 +57,8 @@ class LinkSpec:
                 raise ConfigError(f"{where}: bw_mbps must be in (0, {MAX_BW_MBPS:g}], got {self.bw_mbps:g}")
         if not 0 <= self.delay_ms <= MAX_DELAY_MS:
             raise ConfigError(f"{where}: delay_ms must be in [0, {MAX_DELAY_MS:g}], got {self.delay_ms:g}")
+        if not 0 <= self.jitter_ms <= MAX_DELAY_MS:
+            raise ConfigError(f"{where}: jitter_ms must be in [0, {MAX_DELAY_MS:g}], got {self.jitter_ms:g}")
         if not 0 <= self.loss_pct <= 100:
             raise ConfigError(f"{where}: loss_pct must be in [0, 100], got {self.loss_pct:g}")
         if (
@@ -162,6 +165,7 @@ class TopologySpec:
                     "loss_pct": s.loss_pct,
                     "queue_packets": s.queue_packets,
                     "mtu_bytes": s.mtu_bytes,
+                    **({"jitter_ms": s.jitter_ms} if s.jitter_ms else {}),
                 }
                 for name, s in self.links.items()
             ],
@@ -202,7 +206,7 @@ class TopologyBuilder:
                 raise ConfigError(f"link {a}-{b}: unknown node {n!r}")
         if a == b:
             raise ConfigError(f"link {a}-{b}: a node cannot link to itself")
-        allowed = {"bw_mbps", "delay_ms", "loss_pct", "queue_packets", "mtu_bytes"}
+        allowed = {"bw_mbps", "delay_ms", "jitter_ms", "loss_pct", "queue_packets", "mtu_bytes"}
         unknown = set(params) - allowed
         if unknown:
             raise ConfigError(

@@ -7,7 +7,8 @@ end of an inner veth pair whose other end is ``li<k>``; the link's real veth
 end, towards the peer, is ``lw<k>``. This process, inside that node's
 namespace, forwards every frame between ``lw<k>`` and ``li<k>`` through
 AF_PACKET sockets, holding each one ``delay_ms`` (from the kernel's receive
-timestamp) and dropping it with probability ``loss_pct`` / 100 (a seeded
+timestamp) plus, with ``jitter_ms``, a wait drawn uniformly from [0, jitter_ms]
+that never lets a frame overtake the one before it, and dropping it with probability ``loss_pct`` / 100 (a seeded
 ``random.Random`` per direction; ARP is never dropped). Both directions of the
 link are delayed, in one process::
 
@@ -78,6 +79,8 @@ class Direction:
     loss: float
     limit: int
     rng: random.Random
+    jitter_s: float = 0.0
+    last_due: float = 0.0
     queue: deque[tuple[float, bytes]] = field(default_factory=deque)
     forwarded: int = 0
     forwarded_bytes: int = 0
@@ -163,12 +166,14 @@ class LinkEmulator:
         loss_pct: float,
         seed: int,
         limit_packets: int,
+        jitter_ms: float = 0.0,
     ) -> None:
         delay_s = delay_ms / 1000.0
         loss = loss_pct / 100.0
+        jitter_s = jitter_ms / 1000.0
         self.directions = [
-            Direction("wire->inner", wire, inner, delay_s, loss, limit_packets, random.Random(f"{seed}/in")),
-            Direction("inner->wire", inner, wire, delay_s, loss, limit_packets, random.Random(f"{seed}/out")),
+            Direction("wire->inner", wire, inner, delay_s, loss, limit_packets, random.Random(f"{seed}/in"), jitter_s),
+            Direction("inner->wire", inner, wire, delay_s, loss, limit_packets, random.Random(f"{seed}/out"), jitter_s),
         ]
         self._by_socket = {d.src: d for d in self.directions}
         self.running = True
@@ -182,6 +187,7 @@ class LinkEmulator:
         loss = d.loss
         random_ = d.rng.random
         limit = d.limit
+        jitter = d.jitter_s
         unpack = _TIMESPEC.unpack_from
         while True:
             try:
@@ -199,6 +205,11 @@ class LinkEmulator:
                 due = sec + nsec * 1e-9 - offset + delay
             else:
                 due = time.monotonic() + delay
+            if jitter:
+                due += jitter * random_()
+                if due < d.last_due:
+                    due = d.last_due  # order kept: the queue stays sorted by due time
+                d.last_due = due
             append((due, frame))
 
     def _send_due(self, d: Direction, now: float) -> None:
@@ -338,11 +349,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--inner", required=True, help="the inner veth end (towards the spec interface)")
     parser.add_argument("--delay-ms", type=float, default=0.0)
     parser.add_argument("--loss-pct", type=float, default=0.0)
+    parser.add_argument("--jitter-ms", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--limit-packets", type=int, default=10_000)
     args = parser.parse_args(argv)
-    if not 0 <= args.delay_ms <= 10_000 or not 0 <= args.loss_pct <= 100 or args.limit_packets < 1:
-        _emit({"event": "error", "error": "delay_ms must be in [0, 10000], loss_pct in [0, 100], limit >= 1"})
+    if (
+        not 0 <= args.delay_ms <= 10_000
+        or not 0 <= args.jitter_ms <= 10_000
+        or not 0 <= args.loss_pct <= 100
+        or args.limit_packets < 1
+    ):
+        _emit(
+            {
+                "event": "error",
+                "error": "delay_ms and jitter_ms must be in [0, 10000], loss_pct in [0, 100], limit >= 1",
+            }
+        )
         return 2
     try:
         wire = open_packet_socket(args.wire)
@@ -353,7 +375,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _set_timer_slack_ns(1000)
     _set_realtime()
     emulator = LinkEmulator(
-        wire, inner, delay_ms=args.delay_ms, loss_pct=args.loss_pct, seed=args.seed, limit_packets=args.limit_packets
+        wire,
+        inner,
+        delay_ms=args.delay_ms,
+        loss_pct=args.loss_pct,
+        seed=args.seed,
+        limit_packets=args.limit_packets,
+        jitter_ms=args.jitter_ms,
     )
 
     def stop(_signum: int, _frame: Any) -> None:

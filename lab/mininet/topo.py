@@ -75,9 +75,11 @@ class EmulatorPlan:
     loss_pct: float
     seed: int
     limit_packets: int
+    jitter_ms: float = 0.0
 
     def argv(self, python: str) -> list[str]:
         """The emulator's command line, run with interpreter ``python``."""
+        jitter = ["--jitter-ms", f"{self.jitter_ms:g}"] if self.jitter_ms else []
         return [
             python,
             "-m",
@@ -94,6 +96,7 @@ class EmulatorPlan:
             str(self.seed),
             "--limit-packets",
             str(self.limit_packets),
+            *jitter,
         ]
 
 
@@ -167,7 +170,9 @@ def plan_links(spec: TopologySpec, *, netem: bool | None = None, seed: int = 1) 
     """How each link of ``spec`` will be realised. ``netem`` says whether sch_netem
     exists (probed with :func:`netem_available` when None, and only if some link
     asks for delay or loss); without it the user-space emulator realises delay
-    and loss, its random loss seeded from ``seed`` and the link's index.
+    and loss, its random loss seeded from ``seed`` and the link's index. A link with
+    ``jitter_ms`` is always the emulator's: netem's jitter reorders packets, the
+    emulator keeps their order.
 
     Raises ConfigError, before anything is built, when an interface name is too
     long for Linux.
@@ -181,11 +186,13 @@ def plan_links(spec: TopologySpec, *, netem: bool | None = None, seed: int = 1) 
     needs_netem = [name for name, link in spec.links.items() if link.delay_ms > 0 or link.loss_pct > 0]
     if needs_netem and netem is None:
         netem = netem_available()
+    # jitter that keeps packet order: the user-space emulator's (netem's jitter reorders)
+    jittered = {name for name, link in spec.links.items() if link.jitter_ms > 0}
     plans: dict[str, LinkPlan] = {}
     for index, (name, link) in enumerate(spec.links.items(), 1):
         a, b = _ends(spec, name)
         frame_bytes = link.mtu_bytes + ETHERNET_HEADER_BYTES
-        if name in needs_netem and not netem:
+        if (name in needs_netem and not netem) or name in jittered:
             plans[name] = _plan_emulated(spec, name, seed=seed * 1000 + index)
             continue
         netem_args = _netem_args(link.delay_ms, link.loss_pct)
@@ -255,6 +262,7 @@ def _plan_emulated(spec: TopologySpec, name: str, *, seed: int) -> LinkPlan:
         "bw": NONE_REQUESTED,
         "delay": NONE_REQUESTED if link.delay_ms == 0 else f"user-space delay {link.delay_ms:g}ms ({where})",
         "loss": NONE_REQUESTED if link.loss_pct == 0 else f"user-space loss {link.loss_pct:g}% seeded ({where})",
+        **({"jitter": f"user-space jitter 0-{link.jitter_ms:g}ms, order kept ({where})"} if link.jitter_ms else {}),
         "queue": "none (an unshaped veth never queues)",
         "mtu": f"{link.mtu_bytes}",
         "where": f"egress of {other.name} and {end.name}; {end.name} behind {inner}, the link's end is {wire}",
@@ -263,6 +271,7 @@ def _plan_emulated(spec: TopologySpec, name: str, *, seed: int) -> LinkPlan:
         "bw": "none" if link.bw_mbps is None else "htb",
         "delay": "none" if link.delay_ms == 0 else "user-space",
         "loss": "none" if link.loss_pct == 0 else "user-space",
+        **({"jitter": "user-space"} if link.jitter_ms else {}),
     }
     lines: list[str] = []
     if link.bw_mbps is not None:
@@ -286,6 +295,7 @@ def _plan_emulated(spec: TopologySpec, name: str, *, seed: int) -> LinkPlan:
         loss_pct=link.loss_pct,
         seed=seed,
         limit_packets=limit,
+        jitter_ms=link.jitter_ms,
     )
     return LinkPlan(name, realisation, tc, methods, emulator)
 

@@ -8,7 +8,11 @@ same run, record for record.
 Links model serialization at ``bw_mbps`` (over IP packet bytes), one-way
 propagation ``delay_ms`` in each direction, random loss ``loss_pct`` on the
 wire, and a drop-tail queue of ``queue_packets`` packets (the one being
-serialized included). A packet's departure time is computed when it is
+serialized included). ``jitter_ms`` adds to each packet's propagation a wait
+drawn uniformly from [0, jitter_ms], never overtaking the packet before it: the
+random processing time that keeps a deterministic simulation's drop-tail queues
+from dropping by arrival phase (Floyd and Jacobson, "On traffic phase effects in
+packet-switched gateways", 1992). A packet's departure time is computed when it is
 queued, so each hop costs one scheduled event.
 """
 
@@ -50,6 +54,8 @@ class _Direction:
         "departures",
         "dropped",
         "dst_iface",
+        "jitter_s",
+        "last_arrival",
         "limit",
         "link",
         "loss",
@@ -64,6 +70,8 @@ class _Direction:
         self.dst_iface = dst_iface
         self.bytes_per_s = None if spec.bw_mbps is None else spec.bw_mbps * 1e6 / 8
         self.delay_s = spec.delay_ms / 1000.0
+        self.jitter_s = spec.jitter_ms / 1000.0
+        self.last_arrival = 0.0
         self.loss = spec.loss_pct / 100.0
         self.limit = spec.queue_packets
         self.busy_until = 0.0
@@ -224,6 +232,7 @@ class SimNetwork:
         self.seed = seed
         self.rng = random.Random(seed)
         self._loss_rng = random.Random(self.rng.getrandbits(64))
+        self._jitter_rng = random.Random(f"{seed}/jitter")  # its own stream: other draws stay as they were
         self.tracer = tracer
         self.now = 0.0
         self._heap: list[tuple[float, int, Callable, object]] = []
@@ -388,7 +397,13 @@ class SimNetwork:
             self._drop(d, packet, "random loss")
             return
         self._seq = seq = self._seq + 1
-        _heappush(self._heap, (depart + d.delay_s, seq, d.arrive, packet))
+        arrival = depart + d.delay_s
+        if d.jitter_s:
+            arrival += d.jitter_s * self._jitter_rng.random()
+            if arrival < d.last_arrival:
+                arrival = d.last_arrival  # order kept: a packet never overtakes the one before it
+            d.last_arrival = arrival
+        _heappush(self._heap, (arrival, seq, d.arrive, packet))
 
     def _bind_arrivals(self, link: SimLink) -> None:
         """Give each direction of ``link`` its arrival callback: the receiving node's
