@@ -210,14 +210,10 @@ def register_path_manager(name: str, cls: type[PathManager]) -> None:
 class CoupledGroup:
     """The subflows of one connection whose windows a coupled controller links.
 
-    The group also measures the connection's congestion events: the losses its subflows
-    see within one round trip of the first one are one event, and ``event_share`` is
-    (a moving average of) how much of the total window an event takes, as a fraction of
-    what one flow with that window would shed. Over a CUBIC host (``base="cubic"``) it
-    holds the aggregate's CUBIC epoch as well (see :class:`CoupledCongestion`).
+    The group also tells congestion events apart (the losses its subflows see within one
+    round trip of the first one are one event) and, over a CUBIC host (``base="cubic"``),
+    holds the aggregate's CUBIC epoch (see :class:`CoupledCongestion`).
     """
-
-    EVENT_GAIN = 0.25
 
     def __init__(self) -> None:
         self.members: list[CoupledCongestion] = []
@@ -228,10 +224,6 @@ class CoupledGroup:
         self.c = 0.0
         self.origin = 0.0
         self.event_at: float | None = None  # the first loss of the current congestion event
-        self.event_total = 0  # bytes: the total window when it began
-        self.event_cut = 0  # bytes the subflows have cut in it so far
-        self.event_beta = 0.5
-        self.event_share = 0.0  # 0 until an event has ended
 
     def total_cwnd(self) -> int:
         return sum(m.cwnd for m in self.members if m.active)
@@ -243,20 +235,13 @@ class CoupledGroup:
             return 1.0
         return sum((m.cwnd / total) ** 2 for m in self.members if m.active)
 
-    def note_cut(self, cut: int, *, total_before: int, beta: float, now: float) -> bool:
-        """A subflow cut its window by ``cut`` bytes for a loss at ``now``; returns whether this
-        opened a new congestion event (the previous one is then folded into ``event_share``)."""
+    def note_cut(self, *, now: float) -> bool:
+        """A subflow cut its window for a loss at ``now``; returns whether this opened a new
+        congestion event (no other subflow's cut within the last round trip)."""
         window = max((m.rtt for m in self.members if m.active), default=0.1)
         if self.event_at is not None and now - self.event_at < window:
-            self.event_cut += cut
             return False
-        if self.event_at is not None and self.event_total:
-            share = min(1.0, self.event_cut / (self.event_total * (1 - self.event_beta)))
-            self.event_share += self.EVENT_GAIN * (share - self.event_share)
         self.event_at = now
-        self.event_total = total_before
-        self.event_cut = cut
-        self.event_beta = beta
         return True
 
 
@@ -270,16 +255,10 @@ class CoupledCongestion(NewReno):
     one TCP flow's share (RFC 6356 §2 goal 2) and no less (goal 1).
 
     RFC 6356's alpha, and OLIA's first term, set the connection's growth per round
-    trip (:meth:`growth_share`, 1/2 for two equal subflows) for losses that arrive
-    independently, in proportion to each subflow's window: then an event cuts one
-    subflow, half as much as a single flow of the total window would lose. A drop-tail
-    queue that overflows drops from every flow that crosses it, so at a shared
-    bottleneck the subflows lose in the same round trip and the connection sheds
-    up to what one flow would; growing by alpha alone leaves it about half a flow's
-    share (0.5-0.75 measured). So the growth is the larger of the formula's and the
-    measured ``event_share`` (what an event really takes, relative to one flow's cut):
-    with independent losses the formula stands, with synchronised ones the connection
-    grows like the one flow it is then cut like.
+    trip (:meth:`growth_share`, 1/2 for two equal subflows), exactly as the formulas
+    give: each subflow sees the bottleneck's loss rate and halves only its own window,
+    so the connection takes one flow's share. Over NewReno the windows grow by whole
+    segments, as a single NewReno flow's does (and as Linux counts them).
 
     Over CUBIC the increase is the larger of the coupled increase scaled as CUBIC scales
     Reno's (its Reno-friendly region, RFC 9438 4.3) and this subflow's part of the
@@ -322,8 +301,9 @@ class CoupledCongestion(NewReno):
         if self.base == "cubic":
             grow = max(self._reno_friendly_scale() * grow, self._cubic_increase(acked, now=now))
         self._credit += grow
-        if self._credit >= 1.0:
-            whole = int(self._credit)
+        step = self.mss if self.base == "newreno" else 1  # NewReno counts its window in segments
+        if self._credit >= step:
+            whole = int(self._credit // step) * step
             self.cwnd += whole
             self._credit -= whole
 
@@ -333,9 +313,8 @@ class CoupledCongestion(NewReno):
         return self.group.share_concentration()
 
     def coupling(self) -> float:
-        """The growth the connection takes: the formula's, or more when congestion events cut
-        more than one subflow (``CoupledGroup.event_share``); never more than one flow's."""
-        return min(1.0, max(self.growth_share(), self.group.event_share))
+        """The growth the connection takes, as a fraction of one flow's: the formula's."""
+        return min(1.0, self.growth_share())
 
     def _reno_friendly_scale(self) -> float:
         """RFC 9438 4.3: CUBIC's Reno-friendly estimate grows by alpha_cubic per RTT (1 once
@@ -366,7 +345,6 @@ class CoupledCongestion(NewReno):
     def _cut(self, *, flight: int, now: float, timeout: bool) -> None:
         g = self.group
         total_before = g.total_cwnd()
-        before = self.cwnd
         if self.base == "cubic":
             self.ssthresh = max(int(self.cwnd * self.CUBIC_BETA), 2 * self.mss)
             self.cwnd = self.mss if timeout else self.ssthresh
@@ -377,9 +355,7 @@ class CoupledCongestion(NewReno):
         else:
             NewReno.on_congestion(self, flight=flight, now=now)
         self._credit = 0.0
-        beta = self.CUBIC_BETA if self.base == "cubic" else 0.5
-        cut = max(0, before - (self.ssthresh if timeout else self.cwnd))  # a timeout's cut: to ssthresh
-        new_event = g.note_cut(cut, total_before=total_before, beta=beta, now=now)
+        new_event = g.note_cut(now=now)
         if self.base == "cubic":
             if new_event:
                 g.cwnd_prior = g.w_max = total_before / self.mss  # the aggregate's curve restarts here
@@ -409,7 +385,6 @@ class LiaCongestion(CoupledCongestion):
         best = max(m.cwnd / (m.rtt * m.rtt) for m in members)
         denom = sum(m.cwnd / m.rtt for m in members) ** 2
         alpha = total * best / denom if denom else 1.0
-        alpha = max(alpha, min(1.0, self.group.event_share))  # see CoupledCongestion
         return min(alpha * acked * self.mss / total, acked * self.mss / self.cwnd)
 
     def growth_share(self) -> float:
@@ -463,9 +438,6 @@ class OliaCongestion(CoupledCongestion):
         w = {m: max(m.cwnd / mss, 1.0) for m in members}
         denom = sum(w[m] / m.rtt for m in members) ** 2
         first = (w[self] / (self.rtt * self.rtt)) / denom if denom else 1.0 / w[self]
-        formula = self.growth_share()
-        if formula > 0 and self.group.event_share > formula:  # see CoupledCongestion
-            first *= min(1.0, self.group.event_share) / formula
 
         def quality(m: CoupledCongestion) -> float:
             l_r = max(getattr(m, "bytes_since_loss", 0), getattr(m, "bytes_prev_interval", 0))
