@@ -9,7 +9,8 @@ Links model serialization at ``bw_mbps`` (over IP packet bytes), one-way
 propagation ``delay_ms`` in each direction, random loss ``loss_pct`` on the
 wire, and a drop-tail queue of ``queue_packets`` packets (the one being
 serialized included). ``jitter_ms`` adds to each packet's propagation a wait
-drawn uniformly from [0, jitter_ms], never overtaking the packet before it: the
+drawn uniformly from [0, jitter_ms], never overtaking the packet before it (nor
+arriving sooner after it than its own serialization time): the
 random processing time that keeps a deterministic simulation's drop-tail queues
 from dropping by arrival phase (Floyd and Jacobson, "On traffic phase effects in
 packet-switched gateways", 1992). A packet's departure time is computed when it is
@@ -400,8 +401,11 @@ class SimNetwork:
         arrival = depart + d.delay_s
         if d.jitter_s:
             arrival += d.jitter_s * self._jitter_rng.random()
-            if arrival < d.last_arrival:
-                arrival = d.last_arrival  # order kept: a packet never overtakes the one before it
+            # order kept: a packet never overtakes the one before it, and arrives no sooner than
+            # its own bits can follow that one's over the link
+            floor = d.last_arrival if rate is None else d.last_arrival + size / rate
+            if arrival < floor:
+                arrival = floor
             d.last_arrival = arrival
         _heappush(self._heap, (arrival, seq, d.arrive, packet))
 
