@@ -260,11 +260,13 @@ class CoupledCongestion(NewReno):
     so the connection takes one flow's share. Over NewReno the windows grow by whole
     segments, as a single NewReno flow's does (and as Linux counts them).
 
-    Over CUBIC the increase is the larger of the coupled increase scaled as CUBIC scales
-    Reno's (its Reno-friendly region, RFC 9438 4.3) and this subflow's part of the
-    aggregate's CUBIC growth: the total window follows one CUBIC curve (RFC 9438 4.2,
-    4.4, 4.5) from the total at the last congestion event, with C scaled by the same
-    coupling factor. Without coupling the same host takes about one share per subflow.
+    Over CUBIC the same rule holds with CUBIC's growth in place of Reno's: the increase
+    is the larger of the coupled increase scaled as CUBIC scales Reno's (its
+    Reno-friendly region, RFC 9438 4.3) and the coupling's share of what one CUBIC flow
+    with the connection's total window would grow (RFC 9438 4.2, 4.4, 4.5: the curve
+    from beta times the total at the last congestion event back to it), spread over the
+    subflows by their ACKs. Without coupling the same host takes about one share per
+    subflow.
     """
 
     name = "coupled"
@@ -330,9 +332,11 @@ class CoupledCongestion(NewReno):
             return 0.0
         if g.epoch_start is None:
             g.epoch_start = now
-            g.c = self.CUBIC_C * self.coupling()
+            g.c = self.CUBIC_C
             if total < g.w_max:
-                g.k = ((g.w_max - total) / g.c) ** (1 / 3)
+                # the curve one CUBIC flow with the connection's window takes after this event: from
+                # beta * W_max (lower if cuts took the total lower still; RFC 9438 4.2)
+                g.k = (max(g.w_max - total, g.w_max * (1 - self.CUBIC_BETA)) / g.c) ** (1 / 3)
                 g.origin = g.w_max
             else:
                 g.k = 0.0
@@ -340,7 +344,8 @@ class CoupledCongestion(NewReno):
         t = now - g.epoch_start
         target = g.origin + g.c * (t + self.rtt - g.k) ** 3
         target = min(max(target, total), 1.5 * total)
-        return (target - total) / total * acked
+        # the connection grows by the coupling's share of what that one flow would grow
+        return (target - total) / total * acked * self.coupling()
 
     def _cut(self, *, flight: int, now: float, timeout: bool) -> None:
         g = self.group
