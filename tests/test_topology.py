@@ -75,7 +75,7 @@ def test_link_rejects_unknown_keyword() -> None:
         t.link("h1", "r1", bw=10)
     message = str(info.value)
     assert "unknown keyword(s) bw" in message
-    assert "allowed: bw_mbps, delay_ms, loss_pct, mtu_bytes, queue_packets" in message
+    assert "allowed: bw_mbps, delay_ms, jitter_ms, loss_pct, mtu_bytes, queue_packets" in message
     with pytest.raises(ConfigError, match="delay, jitter"):
         t.link("h1", "r1", jitter=1, delay="5ms")
 

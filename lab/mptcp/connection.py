@@ -783,6 +783,11 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
             return
         if self._initial_pair is None or self.remote_key is None or not self.established:
             return
+        if not self.fully_established:
+            # an MP_JOIN SYN sent beside our third ACK can reach the server first, by another path,
+            # before it knows the token: refused with a RST, and that subflow was never tried again
+            # (Linux's path manager too opens subflows once the connection is fully established)
+            return
         in_use = {(s.addr.local_addr, s.addr.remote_addr, s.addr.remote_port) for s in self.subflows}
         in_use |= self._failed_pairs
         remote = [(self._initial_pair[1], self._initial_pair[2]), *self.remote_addresses]
@@ -1374,17 +1379,19 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
                 self._close_subflow(sf, now, "REMOVE_ADDR from peer")
         self._trace(now, "state_updated", {"token": self.local_token, "address_removed": list(opt.address_ids)})
 
-    def _now_fully_established(self, sf: Subflow) -> None:
+    def _now_fully_established(self, sf: Subflow, now: float) -> None:
         """Client: the server's first DSS shows it holds our keys (RFC 8684 §3.1); MP_CAPABLE
-        stops riding on our ACKs, so address signals held back from beside it go on an ACK now."""
+        stops riding on our ACKs, so address signals held back from beside it go on an ACK now,
+        and the other subflows may be opened (the server knows the token only from our third ACK)."""
         self.fully_established = True
         if self._echo or self._announce or self._signals:
             sf.ack_owed = True
+        self._open_planned_subflows(now)
 
     def _on_dss(self, sf: Subflow, dss: w.Dss, seg: TcpSegment, stream_offset: int, now: float) -> None:
         sf.got_dss = True
         if self.role == Role.CLIENT and not self.fully_established:
-            self._now_fully_established(sf)
+            self._now_fully_established(sf, now)
         if dss.data_ack is not None:
             self._on_data_ack(sf, dss.data_ack, dss.data_ack_64, seg, now)
         if dss.data_seq is not None:

@@ -403,7 +403,7 @@ class OptionBuilder:
             # the client repeats MP_CAPABLE on its first data until it hears a DSS from us
             self._add_recv_mapping(sf, 0, mpc.data_level_length, 0, mpc.checksum, now, data_fin=False)
         if self.role == Role.CLIENT and not self.fully_established and any(type(o) is w.Dss for o in opts):
-            self._now_fully_established(sf)
+            self._now_fully_established(sf, now)
         if self.role == Role.CLIENT and self.established and role is not _ROLE_SYNACK and not opts and seg.payload:
             if not sf.got_dss:
                 self._fall_back("server data without a DSS mapping", now)
