@@ -1355,6 +1355,10 @@ class MptcpConnection(OptionBuilder, ConnectionGroup):
                 return
             self._echo.append(w.AddAddr(address_id=opt.address_id, address=opt.address, port=opt.port))
             sf.conn.request_ack()
+            if self.role == Role.CLIENT and not self.fully_established:
+                # its HMAC is keyed with our key too: the server holds it, as a DSS would show
+                # (Linux drops the DSS from a pure ACK that carries an ADD_ADDR)
+                self._now_fully_established(sf, now)
         # RFC 8684 §3.4.1: without a port, joins go to the port of the subflow the ADD_ADDR came on
         port = opt.port if opt.port is not None else sf.addr.remote_port
         key = (opt.address, port)
