@@ -17,7 +17,8 @@ announcing its second address, which it joins from itself: h1's ADD_ADDR and h2'
 the transfer ends at the same time; two-paths when a subflow we are closing began to read the DSS of
 what it receives: h2's DATA_FIN repeated on the closing join now gets h1's ACK, one segment more;
 two-paths, path-failure and mptcp-mpfail-fallback when Nagle stopped holding a subflow's segment that
-its DSS mapping had made as large as it can be: the transfers end within 80 ms of before.)
+its DSS mapping had made as large as it can be: the transfers end within 80 ms of before; path-failure
+when the client began to open its joins once the connection is fully established.)
 """
 
 from __future__ import annotations
