@@ -10,9 +10,12 @@ from exercises.mptcp_fairness import scenario as sc
 from lab.errors import ConfigError
 
 # RFC 6356 §2: goal 2, "do no harm" (no more than one TCP flow's share of a shared bottleneck), and
-# goal 1 (no less than a single TCP flow would get); one short seeded run, so some slack either way
-MAX_RATIO = 1.15
-MIN_RATIO = 0.85
+# goal 1 (no less than a single TCP flow would get). One seeded run of a drop-tail queue varies around
+# its mean: over 60 s, 25 seeds gave LIA 0.90-1.36 (median 1.03), OLIA 0.86-1.19 (0.97) and uncoupled
+# 1.68-2.14 (1.87); 16 s gave LIA 0.94-1.44 and uncoupled from 1.51. The bounds leave that much slack
+# and still fail two shares.
+MAX_RATIO = 1.5
+MIN_RATIO = 0.75
 MIN_SUBFLOW_SHARE = 0.05
 
 
@@ -125,9 +128,9 @@ EXERCISE = Exercise(
     rfcs=("RFC 6356 §2", "RFC 6356 §3", "RFC 8684 §3.3"),
     collect=collect,
     checks=CHECKS,
-    time_limit_s=20.0,
+    time_limit_s=60.0,
     needs_scenario=True,
-    no_mininet="the lesson compares two flows' rates over 16 s of a 5 Mbit/s bottleneck in the simulator; "
+    no_mininet="the lesson compares two flows' rates over 60 s of a 5 Mbit/s bottleneck in the simulator; "
     "on Mininet the user-space endpoints' CPU, not the coupling, would set them",
 )
 

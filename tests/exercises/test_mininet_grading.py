@@ -104,7 +104,7 @@ def test_only_the_question_exercises_are_refused_on_mininet() -> None:
     from exercises.grading import exercise_names, load_exercise
 
     refused = {n for n in exercise_names() if mininet_refusal(load_exercise(n))}
-    # mptcp_fairness too: it compares two flows' rates over 16 s of a simulated bottleneck
+    # mptcp_fairness too: it compares two flows' rates over 60 s of a simulated bottleneck
     # ike_pq_path: its default settings wait out IKE's retransmissions (over 30 s) twice, in real time there
     assert refused == {
         "tcp_trace_questions",
