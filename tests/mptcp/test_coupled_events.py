@@ -79,7 +79,9 @@ def test_over_a_cubic_host_a_loss_cuts_the_subflow_to_beta_and_restarts_the_aggr
 
 
 def test_olia_over_cubic_takes_about_one_cubic_flows_share_at_a_shared_bottleneck() -> None:
-    r = measure_fairness(bw_mbps=5.0, queue_packets=25, competitor="cubic", congestion="olia", warmup_s=4.0, measure_s=16.0)
+    r = measure_fairness(
+        bw_mbps=5.0, queue_packets=25, competitor="cubic", congestion="olia", warmup_s=4.0, measure_s=16.0
+    )
     assert r["subflows"] == 2
     assert 0.8 <= r["ratio"] <= 1.2, r
 

@@ -13,9 +13,8 @@ from dataclasses import replace
 
 import pytest
 
-from lab.scenario import ScenarioRun
+from lab.scenario import ScenarioRun, get_scenario
 from lab.scenario.mptcp import MptcpTransfer
-from lab.scenario import get_scenario
 from lab.trace import MemoryTracer
 
 MIB = 1024 * 1024

@@ -56,7 +56,8 @@ def test_thousands_of_valid_joins_are_refused_beyond_max_subflows_and_the_transf
     assert result.ok, result.to_dict()
     assert peak["subflows"] <= MAX_SUBFLOWS and peak["connections"] <= MAX_SUBFLOWS, peak
     refused = [
-        r for r in tracer.records
+        r
+        for r in tracer.records
         if r.node == "h2" and r.layer == "mptcp" and "MP_JOIN refused" in r.data.get("reason", "")
     ]
     # the joins sent early enough to reach h2 before the transfer ended (spaced 0.4 ms from 0.3 s, 10 ms

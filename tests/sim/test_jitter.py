@@ -14,7 +14,9 @@ DELAY_MS = 5.0
 JITTER_MS = 2.0
 
 
-def _arrivals(seed: int, *, jitter_ms: float = JITTER_MS, gap_s: float = 0.0005, n: int = 2000) -> list[tuple[float, int]]:
+def _arrivals(
+    seed: int, *, jitter_ms: float = JITTER_MS, gap_s: float = 0.0005, n: int = 2000
+) -> list[tuple[float, int]]:
     t = TopologyBuilder("pair")
     t.link(t.host("h1"), t.host("h2"), delay_ms=DELAY_MS, jitter_ms=jitter_ms)
     net = SimNetwork(t.build(), seed=seed)
