@@ -11,6 +11,10 @@ from lab.scenario.fairness import measure_fairness
 
 MSS = 1448
 RTT = 0.05
+ROUNDS = 40
+
+
+
 
 
 def _group(cls: type, n: int = 2, segments: int = 20, base: str = "newreno") -> list:
@@ -68,14 +72,37 @@ def test_over_a_cubic_host_a_loss_cuts_the_subflow_to_beta_and_restarts_the_aggr
     # the curve one CUBIC flow of 40 segments would follow from 0.7 * 40 = 28: the total (34, one
     # subflow cut) is above it at first, so only the Reno-friendly growth acts ...
     assert a._cubic_increase(MSS, now=1.05) == 0
-    # ... until the curve passes the total, then it climbs back toward w_max, by the coupling's share
-    k = (40 * 0.3 / 0.4) ** (1 / 3)
-    assert a.group.k == pytest.approx(k)
-    t = 1.05 + k - 1.0  # one second before the curve reaches w_max: 40 - 0.4 = 39.6 segments
-    expected = (40 - 0.4 * (1.0 - RTT) ** 3 - 34) / 34 * MSS * a.coupling()
-    assert a._cubic_increase(MSS, now=t) == pytest.approx(expected)
+    # ... until the curve passes the total; from there the point on the curve is where the total sits
+    # on it, however long ago the event was: the connection climbs by the coupling's share of the
+    # curve's growth over one round trip from that point
+    x = -((40 - 34) / 0.4) ** (1 / 3)
+    expected = (40 + 0.4 * (x + RTT) ** 3 - 34) / 34 * MSS * a.coupling()
+    assert a._cubic_increase(MSS, now=4.0) == pytest.approx(expected)
+    assert a._cubic_increase(MSS, now=30.0) == pytest.approx(expected)
     a.on_timeout(flight=a.cwnd, now=2.0)
     assert a.cwnd == MSS
+
+
+def test_over_cubic_a_connection_behind_the_curve_does_not_catch_up_with_it() -> None:
+    """Coupled, the connection grows more slowly than one CUBIC flow, so the curve (timed from the
+    event) runs ahead of it. Its growth stays the coupling's share of the curve's growth at its own
+    window: before, it was a share of the gap to the curve, which grew until the connection took the
+    curve's whole growth (LIA 1.65x a CUBIC flow at 10 Mbit/s with a 400-packet queue, 1.19x now)."""
+    rtt = 0.2
+    a, b = _group(LiaCongestion, segments=100, base="cubic")
+    for m in (a, b):
+        m.rtt = rtt
+    a.on_congestion(flight=a.cwnd, now=0.0)
+    b.cwnd = b.ssthresh = a.cwnd  # both cut in that event: 140 of 200 segments
+    total = (a.cwnd + b.cwnd) / MSS
+    a._cubic_increase(MSS, now=0.0)  # the epoch starts
+    # eight seconds on, the curve from 140 is at 200 + 0.4 * (8 - 5.3)^3 = 208 segments; the connection
+    # is still at 140, where the curve grows by 0.4 * ((x + rtt)^3 - x^3) in a round trip
+    x = -((200 - total) / 0.4) ** (1 / 3)
+    one_rtt = 0.4 * ((x + rtt) ** 3 - x**3)
+    per_rtt = a._cubic_increase(MSS, now=8.0) / MSS * total  # a round trip of ACKs, in segments
+    assert per_rtt == pytest.approx(a.coupling() * one_rtt)
+    assert per_rtt < 0.1 * (208 - total)  # not a share of the 68-segment gap
 
 
 def test_olia_over_cubic_takes_about_one_cubic_flows_share_at_a_shared_bottleneck() -> None:
