@@ -4,13 +4,20 @@ One MPTCP connection (two subflows) beside one TCP flow through one
 bottleneck, over the grid of bottleneck rates 5/10/20/50 Mbit/s, queues of
 25/100/400 packets and NewReno or CUBIC competitors: LIA and OLIA must take
 between 0.9 and 1.05 of the TCP flow's throughput; uncoupled subflows,
-against NewReno, about two shares (1.6 to 2.4 here). Each cell's ratio is
-taken over SEEDS runs (the bytes summed): drop-tail queues make one run's
-figure depend on the flows' phase. The runs are independent simulations
-spread over one process per CPU; each lets the flows settle for WARMUP_S and
-measures the next MEASURE_S of simulated time. The 50 Mbit/s runs dominate:
-on an idle two-core machine one seed of the whole grid (60 runs) takes about
-10 minutes of CPU time per core.
+against NewReno, about two shares (1.6 to 2.4 here).
+
+Each cell also runs the reference: h1's connection on one subflow with the
+competitor's own controller, i.e. one flow against one flow of its kind. Its
+ratio would be 1 with no noise; how far it lands from 1 is the noise a cell's
+figure carries (a drop-tail queue shared by two flows: which flow an overflow
+hits decides a run, and one run is one sample of that).
+
+Each cell's ratio is taken over SEEDS runs (the bytes summed). A run lets the
+flows settle for one sawtooth cycle and measures four (at least 60 s; see
+:func:`durations`): with a 400-packet queue at 5 Mbit/s a NewReno cycle lasts
+about 100 s. The runs are independent simulations spread over one process
+per CPU; on an idle two-core machine one seed of the whole grid (84 runs)
+takes about 12 minutes.
 """
 
 from __future__ import annotations
@@ -20,17 +27,29 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from lab.scenario.fairness import measure_fairness
+from lab.scenario.fairness import ONE_WAY_MS, ONE_SUBFLOW, measure_fairness
 
 RATES_MBPS = (5.0, 10.0, 20.0, 50.0)
 QUEUES_PACKETS = (25, 100, 400)
 COMPETITORS = ("newreno", "cubic")
 COUPLED = ("lia", "olia")
-WARMUP_S = 5.0
-MEASURE_S = 25.0
+MIN_WARMUP_S = 10.0
+MIN_MEASURE_S = 60.0
+CYCLES_MEASURED = 4
 SEEDS = (1, 2)
 COUPLED_RANGE = (0.9, 1.05)
 UNCOUPLED_RANGE = (1.6, 2.4)
+
+
+def durations(bw_mbps: float, queue_packets: int) -> tuple[float, float]:
+    """(settling, measured) simulated seconds for a cell: one NewReno sawtooth cycle, then
+    CYCLES_MEASURED of them. Two flows share the pipe (the bandwidth-delay product plus the queue),
+    each halves at most that share's half and regains it one segment per round trip of a full queue."""
+    packet_s = 1500 * 8 / (bw_mbps * 1e6)
+    base_rtt = 2 * ONE_WAY_MS / 1000
+    pipe = base_rtt / packet_s + queue_packets
+    cycle = pipe / 4 * (base_rtt + queue_packets * packet_s)
+    return max(MIN_WARMUP_S, cycle), max(MIN_MEASURE_S, CYCLES_MEASURED * cycle)
 
 
 def grid() -> list[dict[str, Any]]:
@@ -47,11 +66,18 @@ def grid() -> list[dict[str, Any]]:
         for bw in RATES_MBPS
         for q in QUEUES_PACKETS
     ]
-    return sorted(runs, key=lambda r: -r["bw_mbps"])
+    runs += [
+        {"bw_mbps": bw, "queue_packets": q, "competitor": cc, "congestion": ONE_SUBFLOW}
+        for bw in RATES_MBPS
+        for q in QUEUES_PACKETS
+        for cc in COMPETITORS
+    ]
+    return sorted(runs, key=lambda r: -r["bw_mbps"] * sum(durations(r["bw_mbps"], r["queue_packets"])))
 
 
 def _one(kw: dict[str, Any]) -> dict[str, Any]:
-    return measure_fairness(**kw, warmup_s=WARMUP_S, measure_s=MEASURE_S)
+    warmup, measure = durations(kw["bw_mbps"], kw["queue_packets"])
+    return measure_fairness(**kw, warmup_s=warmup, measure_s=measure)
 
 
 def run_grid(
@@ -80,6 +106,9 @@ def run_grid(
                 "wall_s": round(sum(r["wall_s"] for r in mine), 1),
             }
         )
+    reference = {(r["bw_mbps"], r["queue_packets"], r["competitor"]): r["ratio"] for r in out if r["congestion"] == ONE_SUBFLOW}
+    for r in out:
+        r["one_subflow_ratio"] = reference.get((r["bw_mbps"], r["queue_packets"], r["competitor"]))
     return out
 
 
@@ -88,6 +117,7 @@ def bench_shared_bottleneck() -> dict[str, Any]:
     results = run_grid(grid())
     coupled = [r for r in results if r["congestion"] in COUPLED]
     uncoupled = [r for r in results if r["congestion"] == "uncoupled"]
+    reference = [r for r in results if r["congestion"] == ONE_SUBFLOW]
     lo, hi = COUPLED_RANGE
 
     def miss(r: dict[str, Any]) -> float:  # how far outside the range (0 inside)
@@ -108,8 +138,10 @@ def bench_shared_bottleneck() -> dict[str, Any]:
         "coupled_max": max(r["ratio"] for r in coupled),
         "uncoupled_min": min(r["ratio"] for r in uncoupled),
         "uncoupled_max": max(r["ratio"] for r in uncoupled),
-        "warmup_s": WARMUP_S,
-        "measure_s": MEASURE_S,
+        # one flow against one flow of its kind: the spread of these is the figures' noise
+        "one_subflow_min": min(r["ratio"] for r in reference),
+        "one_subflow_max": max(r["ratio"] for r in reference),
+        "durations_s": {f"{bw:g}/{q}": durations(bw, q) for bw in RATES_MBPS for q in QUEUES_PACKETS},
         "seeds": list(SEEDS),
         "cells": len(results),
         "wall_s": round(time.perf_counter() - start, 1),

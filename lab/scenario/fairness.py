@@ -23,6 +23,7 @@ MPTCP_PORT = 5001
 TCP_PORT = 5002
 COMPETITORS = ("newreno", "cubic")
 SEED_OFFSET_S = 0.137
+ONE_SUBFLOW = "one-subflow"  # the reference: h1's connection on one subflow, with the competitor's controller
 
 
 def shared_bottleneck_scenario(
@@ -42,7 +43,9 @@ def shared_bottleneck_scenario(
     runs ``competitor`` (the MPTCP subflows too when uncoupled). ``client`` replaces h1's MPTCP
     settings. Without ``size_bytes`` both transfers outlast ``warmup_s + measure_s``, where the run
     stops; with it each sends that much and the run lasts until both are done. The TCP flow starts
-    ``tcp_start_s`` after the MPTCP one. Raises ConfigError for an unknown competitor or bad durations."""
+    ``tcp_start_s`` after the MPTCP one. ``congestion="one-subflow"`` keeps h1's connection on its
+    first subflow, running the competitor's controller: the reference, what one flow from h1 gets
+    beside h3's at this bottleneck. Raises ConfigError for an unknown competitor or bad durations."""
     if competitor not in COMPETITORS:
         raise ConfigError(f"competitor must be one of {', '.join(COMPETITORS)}, got {competitor!r}")
     if warmup_s < 0 or measure_s <= 0:
@@ -50,14 +53,17 @@ def shared_bottleneck_scenario(
     # enough data for both flows to stay busy: the whole link for the whole run, plus a margin
     size = size_bytes or int(bw_mbps * 1e6 / 8 * (warmup_s + measure_s) * 1.2) + 1024 * 1024
     mptcp = {"path_manager": "per_address", "congestion": congestion}
+    if congestion == ONE_SUBFLOW:
+        mptcp = {"path_manager": "none", "congestion": "uncoupled"}
     server = dict(mptcp)
     if client is not None:
         mptcp = dict(client)
         congestion = str(mptcp.get("congestion", "uncoupled"))
+    shape = f"one subflow, {competitor}" if congestion == ONE_SUBFLOW else f"{congestion}, two subflows"
     return Scenario(
         name=name,
         description=(
-            f"One MPTCP connection ({congestion}, two subflows) and one {competitor} TCP flow share a "
+            f"One MPTCP connection ({shape}) and one {competitor} TCP flow share a "
             f"{bw_mbps:g} Mbit/s bottleneck ({queue_packets}-packet queue, {2 * ONE_WAY_MS:g} ms base RTT)."
         ),
         topology="shared-bottleneck",
