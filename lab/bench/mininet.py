@@ -231,6 +231,69 @@ def bench_user_vs_kernel() -> dict[str, Any]:
     }
 
 
+# --- mininet-tcp-unshaped
+
+UNSHAPED_BYTES = 64 * 1024 * 1024
+UNSHAPED_ROUNDS = 2
+UNSHAPED_TARGET_MBPS = 1000.0
+
+
+def bench_tcp_unshaped() -> dict[str, Any]:
+    """Goodput of plain TCP between our user-space endpoints on h1 - r1 - h2 unshaped (no
+    rate, no delay: what the packet path costs bounds it), beside the kernel's TCP on the
+    same path, in one Mininet run: 64 MiB transfers alternating user, kernel, user, kernel,
+    never overlapping. The value is ours in Mbit/s; the kernel's figure is the path's own.
+
+    Raises ConfigError when the Mininet backend cannot run here (not root, ...).
+    """
+    from lab.scenario.backend import get_backend
+
+    transfers = []
+    for round_ in range(UNSHAPED_ROUNDS):
+        for k, stack in enumerate(("user", "kernel")):
+            transfers.append(
+                Transfer(
+                    name=f"{stack}-{round_ + 1}",
+                    size_bytes=UNSHAPED_BYTES,
+                    port=5001 + 2 * round_ + k,
+                    src_stack=stack,
+                    dst_stack=stack,
+                )
+            )
+    scenario = Scenario(
+        name="bench-tcp-unshaped",
+        description="user-space TCP and kernel TCP back to back on an unshaped path",
+        topology="single-path",
+        topology_params={"delay_ms": 0.0, "bw_mbps": None},
+        transfers=(BackToBack(transfers=tuple(transfers)),),
+        time_limit_s=300.0,
+    )
+    with tempfile.TemporaryDirectory() as state:
+        result = get_backend("mininet").run(scenario, out_dir=None, pcaps=False, trace=False, state_dir=state)
+    goodput = {t.name: t.goodput_mbps or 0.0 for t in result.transfers}
+    user = [v for k, v in goodput.items() if k.startswith("user")]
+    kernel = [v for k, v in goodput.items() if k.startswith("kernel")]
+    user_mbps = statistics.mean(user) if user else 0.0
+    kernel_mbps = statistics.mean(kernel) if kernel else 0.0
+    exact = bool(result.transfers) and all(t.ok for t in result.transfers)
+    stats = {host: info.get("stats") for host, info in result.endpoints.items()}
+    return {
+        "bench": "mininet-tcp-unshaped",
+        "metric": "goodput of plain TCP between our user-space endpoints, unshaped Mininet path, one run",
+        "value": round(user_mbps, 3),
+        "unit": "Mbit/s",
+        "target": f">= {UNSHAPED_TARGET_MBPS:g} and byte-exact",
+        "passed": user_mbps >= UNSHAPED_TARGET_MBPS and exact and result.ok,
+        "kernel_goodput_mbps": round(kernel_mbps, 3),
+        "user_over_kernel": round(user_mbps / kernel_mbps, 4) if kernel_mbps > 0 else 0.0,
+        "transfers_mbps": {k: round(v, 3) for k, v in goodput.items()},
+        "bytes_each": UNSHAPED_BYTES,
+        "endpoint_stats": stats,
+        "sha256_match": exact,
+        "errors": result.errors + [f"{t.name}: {t.error}" for t in result.transfers if t.error],
+    }
+
+
 # --- mininet-esp-tcp-vs-udp
 
 ESP_RATE_MBPS = 20.0
@@ -408,6 +471,20 @@ def bench_mptcp_vs_kernel() -> dict[str, Any]:
 
     Raises ConfigError when the Mininet backend cannot run here (not root, ...).
     """
+    return _mptcp_vs_kernel("mininet-mptcp-vs-kernel", "two-paths", 2)
+
+
+def bench_mptcp_3paths_vs_kernel() -> dict[str, Any]:
+    """:func:`bench_mptcp_vs_kernel` over the three 20 Mbit/s paths of three-paths (5 ms one
+    way each): one subflow per path for both stacks (Linux's from h1's two other addresses
+    and h2's announcements, ours paired).
+
+    Raises ConfigError when the Mininet backend cannot run here (not root, ...).
+    """
+    return _mptcp_vs_kernel("mininet-mptcp-3paths-vs-kernel", "three-paths", 3)
+
+
+def _mptcp_vs_kernel(bench: str, topology: str, paths: int) -> dict[str, Any]:
     from lab.scenario.backend import get_backend
     from lab.scenario.mptcp import MptcpBackToBack, MptcpTransfer
 
@@ -427,13 +504,10 @@ def bench_mptcp_vs_kernel() -> dict[str, Any]:
                 )
             )
     scenario = Scenario(
-        name="bench-mptcp-vs-kernel",
-        description="our MPTCP and Linux MPTCP back to back over both paths of two-paths",
-        topology="two-paths",
-        topology_params={
-            "delay_ms": (MPTCP_ONE_WAY_MS, MPTCP_ONE_WAY_MS),
-            "bw_mbps": (MPTCP_RATE_MBPS, MPTCP_RATE_MBPS),
-        },
+        name=f"bench-{bench.removeprefix('mininet-')}",
+        description=f"our MPTCP and Linux MPTCP back to back over every path of {topology}",
+        topology=topology,
+        topology_params={"delay_ms": (MPTCP_ONE_WAY_MS,) * paths, "bw_mbps": (MPTCP_RATE_MBPS,) * paths},
         transfers=(MptcpBackToBack(transfers=tuple(transfers)),),
         time_limit_s=300.0,
     )
@@ -446,18 +520,18 @@ def bench_mptcp_vs_kernel() -> dict[str, Any]:
     kernel_mbps = statistics.mean(kernel) if kernel else 0.0
     exact = bool(result.transfers) and all(t.ok for t in result.transfers)
     value = ours_mbps / kernel_mbps if kernel_mbps > 0 else 0.0
-    aggregate = 2 * MPTCP_RATE_MBPS
+    aggregate = paths * MPTCP_RATE_MBPS
     ends = {t.name: {side: t.extra.get(side, {}) for side in ("client", "server")} for t in result.transfers}
     return {
-        "bench": "mininet-mptcp-vs-kernel",
-        "metric": "goodput of our MPTCP / goodput of Linux MPTCP (both ends each, two 20 Mbit/s paths, one run)",
+        "bench": bench,
+        "metric": f"goodput of our MPTCP / goodput of Linux MPTCP (both ends each, {paths} 20 Mbit/s paths, one run)",
         "value": round(value, 4),
         "unit": "ratio",
         "target": ">= 0.95 and byte-exact",
         "passed": value >= 0.95 and exact and result.ok,
         "ours_goodput_mbps": round(ours_mbps, 3),
         "kernel_goodput_mbps": round(kernel_mbps, 3),
-        "paths_mbps": [MPTCP_RATE_MBPS, MPTCP_RATE_MBPS],
+        "paths_mbps": [MPTCP_RATE_MBPS] * paths,
         "ours_over_paths": round(ours_mbps / aggregate, 4),
         "kernel_over_paths": round(kernel_mbps / aggregate, 4),
         "transfers_mbps": {k: round(v, 3) for k, v in goodput.items()},
@@ -485,6 +559,13 @@ BENCHMARKS: dict[str, Benchmark] = {
         bench_user_vs_kernel,
         root=True,
     ),
+    "mininet-tcp-unshaped": Benchmark(
+        "mininet-tcp-unshaped",
+        "Mininet: goodput of plain TCP between our user-space endpoints on an unshaped path (the kernel's beside it)",
+        ">= 1000 Mbit/s",
+        bench_tcp_unshaped,
+        root=True,
+    ),
     "mininet-esp-tcp-vs-udp": Benchmark(
         "mininet-esp-tcp-vs-udp",
         "Mininet: ESP goodput of a tunnelled TCP stream over TCP (RFC 9329) vs UDP 4500, with and without 1 % loss",
@@ -504,6 +585,13 @@ BENCHMARKS: dict[str, Benchmark] = {
         "Mininet: goodput of our MPTCP vs Linux MPTCP, back to back over two 20 Mbit/s paths",
         ">= 0.95",
         bench_mptcp_vs_kernel,
+        root=True,
+    ),
+    "mininet-mptcp-3paths-vs-kernel": Benchmark(
+        "mininet-mptcp-3paths-vs-kernel",
+        "Mininet: goodput of our MPTCP vs Linux MPTCP, back to back over three 20 Mbit/s paths",
+        ">= 0.95",
+        bench_mptcp_3paths_vs_kernel,
         root=True,
     ),
 }
