@@ -538,7 +538,7 @@ def _mptcp_vs_kernel(bench: str, topology: str, paths: int) -> dict[str, Any]:
         "bytes_each": MPTCP_BYTES,
         "one_way_ms": MPTCP_ONE_WAY_MS,
         "mptcp_in_use": {name: bool(e["client"].get("mptcp", e["client"].get("is_mptcp"))) for name, e in ends.items()},
-        "kernel_subflows": {name: e["client"].get("subflows") for name, e in ends.items() if name.startswith("kernel")},
+        "subflows": {name: e["client"].get("subflows") for name, e in ends.items()},
         "sha256_match": exact,
         "errors": result.errors + [f"{t.name}: {t.error}" for t in result.transfers if t.error],
     }

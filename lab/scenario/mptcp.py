@@ -48,6 +48,7 @@ def end_facts(stream: Any, stack: str) -> dict[str, Any]:
             "data_fin_acked": bool(getattr(conn, "_fin_acked", False)),
             "data_fin_received": bool(getattr(conn, "_peer_fin_seen", False)),
             "data_level_closed": data_level_closed(conn),
+            "subflows": len(conn.subflows),
         }
     elif stack == "user":
         facts["mptcp"] = False
