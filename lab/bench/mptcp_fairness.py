@@ -16,8 +16,8 @@ Each cell's ratio is taken over SEEDS runs (the bytes summed). A run lets the
 flows settle for one sawtooth cycle and measures four (at least 60 s; see
 :func:`durations`): with a 400-packet queue at 5 Mbit/s a NewReno cycle lasts
 about 100 s. The runs are independent simulations spread over one process
-per CPU; on an idle two-core machine one seed of the whole grid (84 runs)
-takes about 12 minutes.
+per CPU; on a two-core machine the two seeds of the whole grid (168 runs)
+took 27 minutes. A run holds both payloads (1.7 GB at 50 Mbit/s).
 """
 
 from __future__ import annotations
