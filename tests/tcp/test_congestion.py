@@ -41,8 +41,9 @@ def test_newreno_halves_and_grows_one_segment_per_rtt() -> None:
     assert cc.ssthresh == cc.cwnd == 20 * MSS  # RFC 5681 (4)
     grown = avoidance_rounds(cc, 10)
     assert grown[-1] == pytest.approx(30, abs=1)  # byte counting: +1 MSS per window acked
-    cc.on_timeout(flight=30 * MSS, now=1.0)
-    assert cc.cwnd == MSS and cc.ssthresh == 15 * MSS
+    before = cc.cwnd
+    cc.on_timeout(flight=before, now=1.0)
+    assert cc.cwnd == MSS and cc.ssthresh == before // 2
 
 
 def test_cubic_reduces_to_beta_and_returns_to_wmax() -> None:
@@ -96,3 +97,56 @@ def test_hystart_leaves_slow_start_when_delay_rises() -> None:
     for _ in range(12 * 10):
         without.on_ack(MSS, flight=without.cwnd, rtt=0.04, now=0.0)
     assert cc.cwnd < without.cwnd
+
+
+def test_newreno_never_raises_its_window_on_a_loss() -> None:
+    """RFC 5681 (4) halves FlightSize, but SND.MAX - SND.UNA after a long SACK recovery still counts
+    SACKed data beyond holes lost again: half of it may exceed the window that was sending."""
+    cc = NewReno(mss=MSS)
+    cc.cwnd = 40 * MSS
+    cc.on_congestion(flight=300 * MSS, now=1.0)
+    assert cc.cwnd == cc.ssthresh == 20 * MSS
+    cc.cwnd = 40 * MSS
+    cc.on_timeout(flight=300 * MSS, now=2.0)
+    assert cc.ssthresh == 20 * MSS and cc.cwnd == MSS
+    # an application-limited sender halves what it had out, not an unused window
+    cc.cwnd = 40 * MSS
+    cc.on_congestion(flight=10 * MSS, now=3.0)
+    assert cc.cwnd == 5 * MSS
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_newreno_flow_at_a_small_drop_tail_queue_keeps_its_window_within_the_path(seed: int) -> None:
+    """Two NewReno flows share a 20 Mbit/s bottleneck with a 25-packet queue (22 ms base RTT: the path
+    holds 37 + 25 segments). Once slow start is over neither window may pass what the path holds.
+    With ssthresh from FlightSize alone, seed 2's first flow came out of each SACK recovery with a
+    larger window than the last (1,410 segments by 5 s) and kept the queue full: the other flow got
+    5 segments of window and about one percent of the link."""
+    from lab.scenario.base import ScenarioRun
+    from lab.scenario.fairness import ONE_SUBFLOW, SEED_OFFSET_S, shared_bottleneck_scenario
+    from lab.trace import NULL_TRACER
+
+    scenario = shared_bottleneck_scenario(
+        bw_mbps=20.0,
+        queue_packets=25,
+        competitor="newreno",
+        congestion=ONE_SUBFLOW,
+        warmup_s=0.0,
+        measure_s=5.0,
+        tcp_start_s=(seed - 1) * SEED_OFFSET_S,
+    )
+    run = ScenarioRun(scenario, seed=seed, tracer=NULL_TRACER)
+    largest: dict[str, int] = {}
+
+    def sample() -> None:
+        for host in ("h1", "h3"):
+            for conn in run.net.host(host).connections():
+                largest[host] = max(largest.get(host, 0), conn.congestion.cwnd // conn.congestion.mss)
+
+    for i in range(100, 500):
+        run.net.call_at(i * 0.01, sample)
+    run.net.run(until=5.0)
+    path_segments = 37 + 25
+    assert set(largest) == {"h1", "h3"}
+    assert max(largest.values()) <= path_segments, largest
+    assert all(r.bytes_received > 0 for r in run.results)
