@@ -17,6 +17,17 @@ by :mod:`lab.mininet.run` through ``MininetBackend.popen``). It runs the same
   interface's qdisc, so HTB shaping applies; a full queue (ENOBUFS) is a drop.
   The kernel is kept off the same segments by the fence
   (:mod:`lab.mininet.fence`), which the controller installs.
+* Bulk. Python pays per packet, so where the kernel can batch, it does (the
+  controller names the interfaces in the config's ``gro`` and ``gso``).
+  GRO: on a host interface that no capture watches, the kernel coalesces
+  received segments of a connection; the reader (a ``SOCK_RAW`` socket with
+  PACKET_VNET_HDR) hands such a packet to the stack whole, marked as checked
+  (the kernel checked each segment it merged). GSO: on a link with nothing to
+  emulate (no rate, delay, jitter or loss: a qdisc would count a GSO frame as
+  one packet), :class:`GsoSender` sends a run of consecutive full segments as
+  one TCPv4 GSO frame that the kernel cuts into exactly those segments before
+  the interface. The links and every capture carry the segments the stack
+  made; only the number of system calls and stack calls changes.
 * Time. An epoll loop with a timer heap is the HostStack's scheduler; ``now``
   is ``time.monotonic()`` minus the run's start, which the controller sends,
   so every process of a run shares one clock.
@@ -84,6 +95,7 @@ from lab.stack.host import HostStack
 from lab.tcp import TcpConfig
 from lab.topology import TopologySpec
 from lab.trace import NULL_TRACER, Tracer, TraceRecord
+from lab.wire.checksum import internet_checksum, ones_sum
 
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
@@ -94,6 +106,22 @@ SO_RCVBUFFORCE = 33
 RCVBUF_BYTES = 64 << 20  # holds a full receive window of frames at skb truesize
 SNDBUF_BYTES = 16 << 20  # the interface's qdisc, not the socket, decides drops
 RX_BATCH = 256
+# GRO (on the host's interfaces the controller names in the config's "gro"): the kernel hands the
+# packet socket TCP segments it coalesced, each behind a virtio_net_hdr (PACKET_VNET_HDR) that says
+# so; the largest is one IP packet's worth
+SOL_PACKET = 263
+PACKET_VNET_HDR = 15
+VNET_HDR = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
+VNET_HDR_LEN = VNET_HDR.size
+VNET_F_NEEDS_CSUM = 1
+ETH_HLEN = 14
+IP_AT = VNET_HDR_LEN + ETH_HLEN  # where the IP packet starts in a frame read with the virtio_net_hdr
+GRO_FRAME_BYTES = IP_AT + 65535
+VNET_GSO_TCPV4 = 1
+NO_VNET_HDR = bytes(VNET_HDR_LEN)  # a frame sent as it is: no offload asked
+TCP_ACK = 0x10
+TCP_PSH = 0x08
+GSO_MAX_IP_BYTES = 65535
 # how long one interface's reader may go on before the loop serves the others and the
 # timers: a busy path must not hold back another path's packets (a join's SYN/ACK) for
 # hundreds of packets' processing
@@ -164,10 +192,10 @@ def _port_checks(ranges: tuple[tuple[int, int], ...], prefix: str) -> list[tuple
     return program
 
 
-def port_filter(ports: PortSet, *, ipv6: bool) -> list[tuple[int, int, int, int]]:
-    """A classic BPF program over IP packets (SOCK_DGRAM packet sockets: offset 0 is
-    the IP header) that accepts TCP/UDP packets to ``ports`` (first fragments included)
-    and later IPv4 fragments of UDP datagrams."""
+def port_filter(ports: PortSet, *, ipv6: bool, offset: int = 0) -> list[tuple[int, int, int, int]]:
+    """A classic BPF program over IP packets that accepts TCP/UDP packets to ``ports`` (first
+    fragments included) and later IPv4 fragments of UDP datagrams. The IP header starts at
+    ``offset``: 0 on a SOCK_DGRAM packet socket, 14 (after the Ethernet header) on SOCK_RAW."""
     program: list[tuple[Any, ...]] = []
     if ipv6:
         program += [(BPF_LD_B_ABS, None, None, 6), (BPF_JEQ_K, "tcp", None, 6), (BPF_JEQ_K, "udp", "drop", 17)]
@@ -192,6 +220,9 @@ def port_filter(ports: PortSet, *, ipv6: bool) -> list[tuple[int, int, int, int]
         ("label", "drop"),
         (BPF_RET_K, None, None, 0),
     ]
+    if offset:  # every load is relative to the packet's start: move them past the link header
+        loads = (BPF_LD_B_ABS, BPF_LD_H_ABS, BPF_LDX_B_MSH, BPF_LD_H_IND)
+        program = [(i[0], i[1], i[2], i[3] + offset) if i[0] in loads else i for i in program]
     return _assemble(program)
 
 
@@ -246,6 +277,108 @@ def resolve_mac(ifname: str, ip: str, *, own_mac: bytes, own_ip: str) -> bytes:
     raise ConfigError(f"{ifname}: no ARP reply from {ip}")
 
 
+# --- GSO: runs of segments leave as one send
+
+
+class GsoSender:
+    """The sender of an interface whose socket has a virtio_net_hdr (PACKET_VNET_HDR): consecutive
+    full-sized IPv4 TCP segments of one connection that the kernel's segmentation would rebuild byte
+    for byte leave as one frame (TCPv4 GSO), the kernel cutting it into those same segments before
+    the interface; anything else leaves as it is, one frame each.
+
+    A segment extends the run when it is the next one: the same addresses, ports, ACK number,
+    window and options, its sequence number where the last one's payload ends and its IP ID the
+    next; every segment but the last carries exactly ``gso_size`` bytes and only ACK (the kernel
+    gives PSH to the last segment alone, and IDs that count up from the first). A run leaves when
+    a segment does not extend it, when it is as large as one IP packet may be, and when the
+    callback that produced it is over (``EventLoop.after``). So the frames that cross the link, and
+    their order, are the ones the stack produced; only the number of sends changes.
+    """
+
+    __slots__ = ("_send", "_eth", "_on_error", "_loop", "_run", "_run_bytes", "_hlen", "_size", "frames", "segments")
+
+    def __init__(self, send: Callable[[bytes], Any], eth4: bytes, eth6: bytes, loop: EventLoop, on_error: Callable[[OSError], None]) -> None:
+        self._send = send
+        self._eth = (eth4, eth6)
+        self._on_error = on_error
+        self._loop = loop
+        self._run: list[bytes] = []
+        self._run_bytes = 0
+        self._hlen = 0  # IP + TCP header bytes of the run's segments
+        self._size = 0  # the run's gso_size: its first segment's payload
+        self.frames = 0  # GSO frames sent, and the segments they carried
+        self.segments = 0
+
+    def __call__(self, packet: bytes) -> None:
+        run = self._run
+        if run:
+            if self._extends(run[-1], packet):
+                run.append(packet)
+                self._run_bytes += len(packet) - self._hlen
+                if packet[33] != TCP_ACK or len(packet) - self._hlen < self._size:
+                    self.flush()  # a last segment: PSH, or short
+                elif self._hlen + self._run_bytes + self._size > GSO_MAX_IP_BYTES:
+                    self.flush()
+                return
+            self.flush()
+        if len(packet) > 40 and packet[0] == 0x45 and packet[9] == 6 and packet[33] == TCP_ACK and packet[6] & 0x40:
+            hlen = 20 + ((packet[32] >> 4) << 2)
+            if len(packet) > hlen:
+                self._run = [packet]
+                self._hlen = hlen
+                self._size = self._run_bytes = len(packet) - hlen
+                self._loop.after.append(self.flush)
+                return
+        self._out(NO_VNET_HDR + self._eth[packet[0] >= 0x60] + packet)
+
+    def _extends(self, last: bytes, packet: bytes) -> bool:
+        hlen = self._hlen
+        if len(packet) <= hlen or len(last) - hlen != self._size or packet[12:24] != last[12:24]:
+            return False
+        if packet[28:33] != last[28:33] or packet[34:36] != last[34:36] or packet[40:hlen] != last[40:hlen]:
+            return False  # ACK number, header length, window, options
+        if not (packet[0] == 0x45 and packet[9] == 6 and packet[33] in (TCP_ACK, TCP_ACK | TCP_PSH) and packet[6] & 0x40):
+            return False
+        if len(packet) - hlen > self._size:
+            return False
+        seq = int.from_bytes(last[24:28], "big") + self._size
+        if int.from_bytes(packet[24:28], "big") != seq & 0xFFFFFFFF:
+            return False
+        return int.from_bytes(packet[4:6], "big") == (int.from_bytes(last[4:6], "big") + 1) & 0xFFFF
+
+    def flush(self) -> None:
+        run = self._run
+        if not run:
+            return
+        self._run = []
+        first = run[0]
+        if len(run) == 1:
+            self._out(NO_VNET_HDR + self._eth[0] + first)
+            return
+        hlen = self._hlen
+        total = hlen + self._run_bytes
+        tcp_len = total - 20
+        # the IP header with the whole length (the kernel sets each segment's length, ID and checksum)
+        head = bytearray(first[:hlen])
+        head[2:4] = total.to_bytes(2, "big")
+        head[10:12] = b"\0\0"
+        head[10:12] = internet_checksum(bytes(head[:20])).to_bytes(2, "big")
+        head[33] = run[-1][33]  # the last segment's flags (PSH): the kernel keeps them for the last
+        # CHECKSUM_PARTIAL: the field holds the pseudo-header's sum, the kernel adds each segment's
+        pseudo = ones_sum(bytes(head[12:20]) + b"\0\x06" + tcp_len.to_bytes(2, "big"))
+        head[36:38] = pseudo.to_bytes(2, "big")
+        vnet = VNET_HDR.pack(VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, ETH_HLEN + hlen, self._size, ETH_HLEN + 20, 16)
+        self.frames += 1
+        self.segments += len(run)
+        self._out(b"".join([vnet, self._eth[0], head, *[p[hlen:] for p in run]]))
+
+    def _out(self, frame: bytes) -> None:
+        try:
+            self._send(frame)
+        except OSError as exc:
+            self._on_error(exc)
+
+
 # --- the event loop
 
 
@@ -263,6 +396,9 @@ class EventLoop:
         self.origin: float | None = None
         self.stopping = False
         self._now = 0.0
+        # called once after the callback (packet, timer, socket event) during which they were added:
+        # a GSO sender's run of segments leaves when the stack is done producing them
+        self.after: list[Callable[[], None]] = []
 
     @property
     def now(self) -> float:
@@ -296,6 +432,7 @@ class EventLoop:
         handlers = self._handlers
         poll = self._epoll.poll
         monotonic = time.monotonic
+        after = self.after
         origin = self.origin if self.origin is not None else monotonic()
         self.origin = origin
         while not self.stopping:
@@ -310,11 +447,15 @@ class EventLoop:
                     if handler is not None:
                         self._now = monotonic() - origin
                         handler(events)
+                        if after:
+                            self.run_after()
                         if self.stopping:
                             return
                 self._now = now = monotonic() - origin
             while timers and timers[0][0] <= now:
                 heapq.heappop(timers)[2]()
+                if after:
+                    self.run_after()
                 if self.stopping:
                     return
                 self._now = now = monotonic() - origin
@@ -324,6 +465,13 @@ class EventLoop:
                 if handler is not None:
                     self._now = monotonic() - origin
                     handler(events)
+                    if after:
+                        self.run_after()
+
+    def run_after(self) -> None:
+        after = self.after
+        while after:
+            after.pop()()
 
     def close(self) -> None:
         self._epoll.close()
@@ -516,6 +664,10 @@ class Endpoint:
         self.tx_errors: dict[str, int] = {}
         self.rx_errors: dict[str, int] = {}
         self._sockets: list[socket.socket] = []
+        self.gro: frozenset[str] = frozenset(config.get("gro", ()))
+        self.gso: frozenset[str] = frozenset(config.get("gso", ()))
+        self.gso_senders: dict[str, GsoSender] = {}
+        self.gro_frames: dict[str, list[int]] = {}  # interface -> [coalesced packets, their bytes]
         self._stdin = b""
         self._sent_key = ""
         self.run = EndpointRun(self)
@@ -573,15 +725,26 @@ class Endpoint:
             peer_mac = resolve_mac(iface.name, iface.peer_ipv4, own_mac=own_mac, own_ip=iface.ipv4)
             hdr4 = peer_mac + own_mac + struct.pack("!H", ETH_P_IP)
             hdr6 = peer_mac + own_mac + struct.pack("!H", ETH_P_IPV6)
-            self.stack.set_interface_sender(iface.name, self._sender(iface.name, tx, hdr4, hdr6))
+            if iface.name in self.gso:
+                tx.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+                gso = GsoSender(tx.send, hdr4, hdr6, self.loop, lambda exc, n=iface.name: self._tx_error(n, exc))
+                self.gso_senders[iface.name] = gso
+                self.stack.set_interface_sender(iface.name, gso)
+            else:
+                self.stack.set_interface_sender(iface.name, self._sender(iface.name, tx, hdr4, hdr6))
+            gro = iface.name in self.gro
             for proto, ipv6 in ((ETH_P_IP, False), (ETH_P_IPV6, True)):
-                rx = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)  # receives nothing until bound
+                # receives nothing until bound; a virtio_net_hdr is for SOCK_RAW sockets only
+                rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW if gro else socket.SOCK_DGRAM, 0)
                 self._sockets.append(rx)
                 rx.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF_BYTES)
-                attach_filter(rx, port_filter(self.ports, ipv6=ipv6))
+                attach_filter(rx, port_filter(self.ports, ipv6=ipv6, offset=ETH_HLEN if gro else 0))
+                if gro:
+                    rx.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
                 rx.bind((iface.name, proto))
                 rx.setblocking(False)
-                self.loop.add_reader(rx.fileno(), self._reader(iface.name, rx, mtu + 64))
+                reader = self._gro_reader(iface.name, rx) if gro else self._reader(iface.name, rx, mtu + 64)
+                self.loop.add_reader(rx.fileno(), reader)
 
     def _sender(self, ifname: str, sock: socket.socket, hdr4: bytes, hdr6: bytes) -> Callable[[bytes], None]:
         send = sock.send
@@ -616,6 +779,41 @@ class Endpoint:
                 deliver(packet)
                 if now - started >= RX_BUDGET_S:
                     return  # the rest waits for the next round (epoll reports it again)
+
+        return on_readable
+
+    def _gro_reader(self, ifname: str, sock: socket.socket) -> Callable[[int], None]:
+        """The reader of an interface with GRO on: each frame is a virtio_net_hdr and one IP packet,
+        which may be several TCP segments the kernel coalesced (one header, their payloads in order).
+        A coalesced packet's TCP checksum is left for the receiver to finish (NEEDS_CSUM: the field
+        holds the pseudo-header's sum, and the kernel checked every segment it merged): the stack
+        takes it as checked (``HostStack.input_packet(checksum_partial=True)``)."""
+        recv = sock.recv
+        deliver = self.stack.input_packet
+        loop = self.loop
+        monotonic = time.monotonic
+        counts = self.gro_frames.setdefault(ifname, [0, 0])
+
+        def on_readable(_events: int) -> None:
+            origin = loop.origin or 0.0
+            started = monotonic()
+            for _ in range(RX_BATCH):
+                try:
+                    frame = recv(GRO_FRAME_BYTES)
+                except BlockingIOError:
+                    return
+                except OSError as exc:  # ENETDOWN while the link is down
+                    self._count(self.rx_errors, ifname, exc, "receive")
+                    return
+                partial = frame[0] & VNET_F_NEEDS_CSUM
+                if partial and frame[1]:  # gso_type: segments the kernel coalesced
+                    counts[0] += 1
+                    counts[1] += len(frame) - IP_AT
+                now = monotonic()
+                loop._now = now - origin
+                deliver(frame[IP_AT:], checksum_partial=bool(partial))
+                if now - started >= RX_BUDGET_S:
+                    return
 
         return on_readable
 
@@ -700,6 +898,10 @@ class Endpoint:
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"user_stack": self.stack_used, "tx_errors": self.tx_errors, "rx_errors": self.rx_errors}
+        if self.gro:
+            out["gro"] = {name: {"packets": n, "bytes": size} for name, (n, size) in self.gro_frames.items()}
+        if self.gso_senders:
+            out["gso"] = {name: {"frames": g.frames, "segments": g.segments} for name, g in self.gso_senders.items()}
         if self.kernel_stacks.get(True) is not None:
             out["mptcp_counters"] = mptcp_counters()
         return out

@@ -41,7 +41,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from typing import Any
 from lab.errors import ConfigError, LabError
 from lab.mininet.backend import STATE_DIR, MininetBackend, check_prerequisites
 from lab.mininet.fence import Fence, PortSet
+from lab.mininet.topo import MininetCommandError
 from lab.scenario import Scenario, build_scenario_topology, bundle
 from lab.stack.apps import TransferResult
 from lab.tcp import TcpConfig
@@ -309,6 +310,7 @@ def run_mininet_scenario(
     before_start: Callable[[MininetBackend], None] | None = None,
     stop: threading.Event | None = None,
     hold: bool = False,
+    gro: bool = True,
 ) -> MininetRunResult:
     """Run ``scenario`` on Mininet; writes a bundle when ``out_dir`` is given
     (pcaps of ``pcap_interfaces``, default every interface, when ``pcaps``).
@@ -321,7 +323,11 @@ def run_mininet_scenario(
     (results still open fail with ``stopped before completion``). With
     ``hold`` (and ``stop``) the network stays up once the transfers are done,
     links and middleboxes still switchable, until ``stop`` is set: the live
-    lab keeps it until the viewer quits.
+    lab keeps it until the viewer quits. With ``gro`` (the default) the endpoints move TCP
+    segments in bulk where the kernel can do it for them: the hosts' interfaces that no capture
+    watches coalesce received segments (GRO), and on links with nothing to emulate runs of
+    segments leave in one send that the kernel cuts up (GSO). What crosses the links, and every
+    capture, stays the MTU-sized segments the stack produced (:mod:`lab.mininet.endpoint`).
 
     Raises ConfigError (not root, Mininet missing, a scenario that does not
     fit, reported by an endpoint), MininetCommandError (building or
@@ -367,6 +373,8 @@ def run_mininet_scenario(
             with backend:
                 for iface in spec.interfaces.values():  # the kernels verify our checksums
                     backend.cmd(iface.node, ["ethtool", "-K", iface.name, "rx", "off"], check=False)
+                gro_on = _enable_gro(backend, spec) if gro else {}
+                gso_on = _gso_interfaces(spec) if gro else {}
                 for router, factory in scenario.middleboxes:
                     add = getattr(backend, "add_middlebox", None)
                     if add is None:
@@ -387,6 +395,8 @@ def run_mininet_scenario(
                             messages,
                             python=python,
                             on_records=on_records,
+                            gro=gro_on.get(host, ()),
+                            gso=gso_on.get(host, ()),
                         )
                     _wait_ready(endpoints, messages, scenario.name)
                     results = _result_slots(endpoints)
@@ -508,6 +518,39 @@ def run_mininet_scenario(
     return result
 
 
+def _enable_gro(backend: MininetBackend, spec: Any) -> dict[str, list[str]]:
+    """Switch GRO on for every host interface that no capture watches; returns them by host.
+    GRO merges received segments before the packet sockets (and tcpdump) see them, so a captured
+    interface keeps it off and its pcap shows each segment as it crossed the link. Only hosts: a
+    router forwards what it receives, and the links past it carry MTU-sized packets."""
+    captured = set(backend.pcap_interfaces) if backend.pcap_dir is not None else set()
+    out: dict[str, list[str]] = {}
+    for host in spec.hosts():
+        for iface in spec.interfaces_of(host):
+            if iface.name in captured:
+                continue
+            try:
+                backend.cmd(host, ["ethtool", "-K", iface.name, "gro", "on"])
+            except MininetCommandError:
+                continue  # a kernel whose veth has no GRO: that interface's reader takes plain packets
+            out.setdefault(host, []).append(iface.name)
+    return out
+
+
+def _gso_interfaces(spec: Any) -> dict[str, list[str]]:
+    """The host interfaces whose endpoint may send runs of segments as one GSO frame, by host: those
+    of links with no rate, delay, jitter or loss. The kernel cuts a GSO frame into its segments only
+    after the interface's qdisc, which would count it as one packet: on an emulated link the queue
+    (``queue_packets``) would hold many times what it should."""
+    out: dict[str, list[str]] = {}
+    for host in spec.hosts():
+        for iface in spec.interfaces_of(host):
+            link = spec.links[iface.link]
+            if link.bw_mbps is None and not (link.delay_ms or link.jitter_ms or link.loss_pct):
+                out.setdefault(host, []).append(iface.name)
+    return out
+
+
 def _start_endpoint(
     backend: MininetBackend,
     host: str,
@@ -520,12 +563,15 @@ def _start_endpoint(
     *,
     python: str,
     on_records: Callable[[list[TraceRecord]], None] | None = None,
+    gro: Sequence[str] = (),
+    gso: Sequence[str] = (),
 ) -> EndpointProcess:
     config_path = tmp / f"{host}.pickle"
     try:
         # the hosts run the workloads; the moments (predicates over records) are the viewer's business
         shipped = dataclasses.replace(scenario, moments=()) if getattr(scenario, "moments", ()) else scenario
-        payload = pickle.dumps({"host": host, "scenario": shipped, "spec": spec, "seed": seed, "trace": trace})
+        config = {"host": host, "scenario": shipped, "spec": spec, "seed": seed, "trace": trace, "gro": list(gro), "gso": list(gso)}
+        payload = pickle.dumps(config)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise ConfigError(
             f"scenario {scenario.name}: its workloads cannot be sent to the Mininet hosts ({exc}); "

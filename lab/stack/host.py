@@ -26,7 +26,7 @@ from lab.tcp.group import ConnectionGroup, GroupConfig, GroupHook
 from lab.tcp.segments import _option_record
 from lab.tcp.state import TcpState
 from lab.trace import NULL_TRACER, Tracer
-from lab.wire.checksum import ones_sum, pack_address, unpack_address
+from lab.wire.checksum import finish_partial_checksum, ones_sum, pack_address, unpack_address
 from lab.wire.ip import IPV4_HEADER, Ipv4Packet, encode_ipv4
 from lab.wire.tcp import ACK, RST, SYN, MaxSegmentSize, TcpSegment, decode_segment, encode_segment
 from lab.wire.udp import UDP_PROTOCOL, UdpDatagram, decode_datagram, encode_datagram
@@ -367,8 +367,13 @@ class HostStack:
 
     # --- packets in
 
-    def input_packet(self, packet: bytes) -> None:
-        """One received IP packet. Never raises: bad packets are recorded and dropped."""
+    def input_packet(self, packet: bytes, *, checksum_partial: bool = False) -> None:
+        """One received IP packet. Never raises: bad packets are recorded and dropped.
+
+        ``checksum_partial``: a TCP packet that the receiving kernel coalesced from segments it
+        had checked (GRO, on Mininet), whose checksum field holds only the pseudo-header's sum.
+        An established connection takes it as checked; any other path finishes the checksum
+        first and checks it as usual."""
         if len(packet) >= 40 and packet[0] == 0x45 and packet[9] == TCP and not (packet[6] & 0x3F or packet[7]):
             # the common case: IPv4 without options carrying TCP, not a fragment
             total = (packet[2] << 8) | packet[3]
@@ -377,11 +382,19 @@ class HostStack:
             if total == len(packet) and header and not header % 0xFFFF and dst in self._egress:
                 entry = self._wire_conns.get(packet[12:24])
                 if entry is not None:  # an established demultiplexing entry: straight in
-                    entry.conn.receive_segment(packet[20:], now=self._scheduler.now)
+                    entry.conn.receive_segment(packet[20:], now=self._scheduler.now, verified=checksum_partial)
                     self._pump(entry)
                     return
+                if checksum_partial:
+                    packet = finish_partial_checksum(packet, 20, 16)
                 self._input_tcp(packet[12:16], dst, packet[20:])
                 return
+        if checksum_partial and len(packet) >= 60:
+            version = packet[0] >> 4
+            if version == 4 and packet[9] == TCP:
+                packet = finish_partial_checksum(packet, (packet[0] & 0x0F) * 4, 16)
+            elif version == 6 and packet[6] == TCP:
+                packet = finish_partial_checksum(packet, 40, 16)
         try:
             version = packet[0] >> 4 if packet else 0
             if version == 4:

@@ -19,11 +19,17 @@ def mod_ffff(x: int) -> int:
     """``x % 0xFFFF`` for non-negative ``x``, faster for packet-sized integers.
 
     Folding at multiples of 16 bits keeps the value modulo 0xFFFF (2**16 == 1);
-    shifts and masks are cheaper than CPython's digit-by-digit division.
+    shifts and masks are cheaper than CPython's digit-by-digit division. A
+    larger value (a coalesced 64 KB segment) is folded in halves, so the work
+    stays linear in its length (a fold of fixed width took quadratic time:
+    0.8 ms for 44 KB).
     """
-    if x.bit_length() > 3200:
-        while x.bit_length() > 8000:
-            x = (x >> 6016) + (x & _M6016)
+    n = x.bit_length()
+    if n > 3200:
+        while n > 8000:
+            k = ((n >> 1) + 15) & ~15
+            x = (x >> k) + (x & ((1 << k) - 1))
+            n = x.bit_length()
         x = (x >> 3008) + (x & _M3008)
         x = (x >> 1504) + (x & _M1504)
     return x % 0xFFFF
@@ -68,6 +74,15 @@ def transport_checksum(src: bytes, dst: bytes, protocol: int, segment: bytes) ->
         return 0xFFFF
     folded = mod_ffff(total) or 0xFFFF
     return ~folded & 0xFFFF
+
+
+def finish_partial_checksum(packet: bytes, start: int, offset: int) -> bytes:
+    """``packet`` with the checksum at ``start + offset`` finished: the field holds the
+    pseudo-header's sum (CHECKSUM_PARTIAL, what a kernel leaves in a packet it coalesced or
+    will segment) and the checksum covers ``packet[start:]``."""
+    field = start + offset
+    check = ~ones_sum(packet[start:]) & 0xFFFF
+    return packet[:field] + check.to_bytes(2, "big") + packet[field + 2 :]
 
 
 def transport_checksum_ok(src: bytes, dst: bytes, protocol: int, segment: bytes) -> bool:

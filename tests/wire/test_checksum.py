@@ -7,7 +7,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from lab.wire.checksum import (
+    finish_partial_checksum,
     internet_checksum,
+    mod_ffff,
     ones_sum,
     pack_address,
     pseudo_header_sum,
@@ -207,3 +209,28 @@ def test_pack_address(text: str, packed: bytes) -> None:
 @given(st.one_of(ipv4, ipv6))
 def test_unpack_then_pack_address(packed: bytes) -> None:
     assert pack_address(unpack_address(packed)) == packed
+
+
+# --- buffers larger than a packet: a coalesced (GRO) segment ----------------------------
+
+
+@pytest.mark.parametrize("size", [1500, 4001, 9000, 44_000, 65_535, 262_144])
+def test_large_buffers_sum_as_the_reference(size: int) -> None:
+    data = bytes((i * 131 + (i >> 8) * 7) & 0xFF for i in range(size))
+    assert ones_sum(data) == naive_ones_sum(data)
+    value = int.from_bytes(data, "big")
+    assert mod_ffff(value) == value % 0xFFFF
+
+
+@pytest.mark.parametrize("payload_len", [0, 1, 1448, 43_440])
+def test_a_partial_checksum_finished_is_the_full_one(payload_len: int) -> None:
+    """CHECKSUM_PARTIAL (what a kernel leaves in a segment it coalesced): the field holds the
+    pseudo-header's sum, folded and not complemented; finishing it gives the checksum itself."""
+    src, dst = bytes((10, 0, 1, 1)), bytes((10, 0, 2, 1))
+    tcp = bytearray(bytes.fromhex("c3500050000003e8000007d08010fffe00000000") + bytes(i & 0xFF for i in range(payload_len)))
+    ip = bytes.fromhex("4500") + (20 + len(tcp)).to_bytes(2, "big") + bytes.fromhex("00014000400600000a0001010a000201")
+    full = transport_checksum(src, dst, 6, bytes(tcp))
+    tcp[16:18] = (mod_ffff(pseudo_header_sum(src, dst, 6, len(tcp))) or 0xFFFF).to_bytes(2, "big")
+    finished = finish_partial_checksum(ip + bytes(tcp), 20, 16)
+    assert finished[36:38] == full.to_bytes(2, "big")
+    assert finished[:36] == ip + bytes(tcp[:16]) and finished[38:] == bytes(tcp[18:])
