@@ -19,8 +19,8 @@ by :mod:`lab.mininet.run` through ``MininetBackend.popen``). It runs the same
   (:mod:`lab.mininet.fence`), which the controller installs.
 * Bulk. Python pays per packet, so where the kernel can batch, it does (the
   controller names the interfaces in the config's ``gro`` and ``gso``).
-  GRO: on a host interface that no capture watches, the kernel coalesces
-  received segments of a connection; the reader (a ``SOCK_RAW`` socket with
+  GRO: on such an interface (as for GSO below) that no capture watches, the
+  kernel coalesces received segments of a connection; the reader (a ``SOCK_RAW`` socket with
   PACKET_VNET_HDR) hands such a packet to the stack whole, marked as checked
   (the kernel checked each segment it merged). GSO: on a link with nothing to
   emulate (no rate, delay, jitter or loss: a qdisc would count a GSO frame as
@@ -119,6 +119,10 @@ IP_AT = VNET_HDR_LEN + ETH_HLEN  # where the IP packet starts in a frame read wi
 GRO_FRAME_BYTES = IP_AT + 65535
 VNET_GSO_TCPV4 = 1
 NO_VNET_HDR = bytes(VNET_HDR_LEN)  # a frame sent as it is: no offload asked
+TCP4_VNET_HDR = VNET_HDR.pack(VNET_F_NEEDS_CSUM, 0, 0, 0, ETH_HLEN + 20, 16)  # the kernel finishes the checksum
+_from_bytes = int.from_bytes
+_U32 = struct.Struct("!I")
+_U16 = struct.Struct("!H")
 TCP_ACK = 0x10
 TCP_PSH = 0x08
 GSO_MAX_IP_BYTES = 65535
@@ -291,13 +295,21 @@ class GsoSender:
     next; every segment but the last carries exactly ``gso_size`` bytes and only ACK (the kernel
     gives PSH to the last segment alone, and IDs that count up from the first). A run leaves when
     a segment does not extend it, when it is as large as one IP packet may be, and when the
-    callback that produced it is over (``EventLoop.after``). So the frames that cross the link, and
-    their order, are the ones the stack produced; only the number of sends changes.
+    callback that produced it is over (``EventLoop.after``). Every IPv4 TCP frame, a run or a single
+    segment, leaves with its checksum for the kernel to finish (NEEDS_CSUM), so the stack need not
+    sum the payloads it sends (``HostStack.set_interface_sender(checksum_offload=True)``). So the
+    frames that cross the link, and their order, are the ones the stack produced; only the number
+    of sends, and who sums the bytes, changes.
     """
 
-    __slots__ = ("_send", "_eth", "_on_error", "_loop", "_run", "_run_bytes", "_hlen", "_size", "frames", "segments")
+    __slots__ = (
+        "_send", "_eth", "_on_error", "_loop", "_run", "_run_bytes", "_hlen", "_size",
+        "_key_addr", "_key_ack", "_key_win", "_key_opts", "_next_seq", "_next_id", "frames", "segments",
+    )  # fmt: skip
 
-    def __init__(self, send: Callable[[bytes], Any], eth4: bytes, eth6: bytes, loop: EventLoop, on_error: Callable[[OSError], None]) -> None:
+    def __init__(
+        self, send: Callable[[bytes], Any], eth4: bytes, eth6: bytes, loop: EventLoop, on_error: Callable[[OSError], None]
+    ) -> None:
         self._send = send
         self._eth = (eth4, eth6)
         self._on_error = on_error
@@ -306,45 +318,66 @@ class GsoSender:
         self._run_bytes = 0
         self._hlen = 0  # IP + TCP header bytes of the run's segments
         self._size = 0  # the run's gso_size: its first segment's payload
+        # what the next segment must match: addresses and ports, ACK number and header length,
+        # window, options; and its sequence number and IP ID
+        self._key_addr = self._key_ack = self._key_win = self._key_opts = b""
+        self._next_seq = self._next_id = 0
         self.frames = 0  # GSO frames sent, and the segments they carried
         self.segments = 0
 
     def __call__(self, packet: bytes) -> None:
         run = self._run
         if run:
-            if self._extends(run[-1], packet):
+            hlen = self._hlen
+            size = len(packet) - hlen
+            if (
+                0 < size <= self._size
+                and packet[12:24] == self._key_addr
+                and packet[28:33] == self._key_ack
+                and packet[34:36] == self._key_win
+                and (hlen == 40 or packet[40:hlen] == self._key_opts)
+                and _U32.unpack_from(packet, 24)[0] == self._next_seq
+                and _U16.unpack_from(packet, 4)[0] == self._next_id
+                and (packet[33] == TCP_ACK or packet[33] == TCP_ACK | TCP_PSH)
+                and packet[0] == 0x45
+                and packet[6] & 0x40
+            ):
                 run.append(packet)
-                self._run_bytes += len(packet) - self._hlen
-                if packet[33] != TCP_ACK or len(packet) - self._hlen < self._size:
-                    self.flush()  # a last segment: PSH, or short
-                elif self._hlen + self._run_bytes + self._size > GSO_MAX_IP_BYTES:
-                    self.flush()
+                self._run_bytes += size
+                if packet[33] != TCP_ACK or size < self._size or hlen + self._run_bytes + self._size > GSO_MAX_IP_BYTES:
+                    self.flush()  # a last segment (PSH, or short), or as large as one IP packet may grow
+                else:
+                    self._next_seq = (self._next_seq + size) & 0xFFFFFFFF
+                    self._next_id = (self._next_id + 1) & 0xFFFF
                 return
             self.flush()
-        if len(packet) > 40 and packet[0] == 0x45 and packet[9] == 6 and packet[33] == TCP_ACK and packet[6] & 0x40:
-            hlen = 20 + ((packet[32] >> 4) << 2)
-            if len(packet) > hlen:
-                self._run = [packet]
-                self._hlen = hlen
-                self._size = self._run_bytes = len(packet) - hlen
-                self._loop.after.append(self.flush)
-                return
+        if len(packet) >= 40 and packet[0] == 0x45 and packet[9] == 6:
+            if packet[33] == TCP_ACK and packet[6] & 0x40:
+                hlen = 20 + ((packet[32] >> 4) << 2)
+                size = len(packet) - hlen
+                if size > 0:
+                    self._run = [packet]
+                    self._hlen = hlen
+                    self._size = self._run_bytes = size
+                    self._key_addr = packet[12:24]
+                    self._key_ack = packet[28:33]
+                    self._key_win = packet[34:36]
+                    self._key_opts = packet[40:hlen]
+                    self._next_seq = (_U32.unpack_from(packet, 24)[0] + size) & 0xFFFFFFFF
+                    self._next_id = (_U16.unpack_from(packet, 4)[0] + 1) & 0xFFFF
+                    self._loop.after.append(self.flush)
+                    return
+            self._single_tcp(packet)
+            return
         self._out(NO_VNET_HDR + self._eth[packet[0] >= 0x60] + packet)
 
-    def _extends(self, last: bytes, packet: bytes) -> bool:
-        hlen = self._hlen
-        if len(packet) <= hlen or len(last) - hlen != self._size or packet[12:24] != last[12:24]:
-            return False
-        if packet[28:33] != last[28:33] or packet[34:36] != last[34:36] or packet[40:hlen] != last[40:hlen]:
-            return False  # ACK number, header length, window, options
-        if not (packet[0] == 0x45 and packet[9] == 6 and packet[33] in (TCP_ACK, TCP_ACK | TCP_PSH) and packet[6] & 0x40):
-            return False
-        if len(packet) - hlen > self._size:
-            return False
-        seq = int.from_bytes(last[24:28], "big") + self._size
-        if int.from_bytes(packet[24:28], "big") != seq & 0xFFFFFFFF:
-            return False
-        return int.from_bytes(packet[4:6], "big") == (int.from_bytes(last[4:6], "big") + 1) & 0xFFFF
+    def _single_tcp(self, packet: bytes) -> None:
+        """One IPv4 TCP segment, its checksum left to the kernel (the stack may not have filled it
+        in: ``checksum_offload``)."""
+        pseudo = (_from_bytes(packet[12:16], "big") + _from_bytes(packet[16:20], "big") + 6 + len(packet) - 20) % 0xFFFF
+        self._out(
+            TCP4_VNET_HDR + self._eth[0] + packet[:36] + (pseudo or 0xFFFF).to_bytes(2, "big") + packet[38:]
+        )
 
     def flush(self) -> None:
         run = self._run
@@ -353,7 +386,7 @@ class GsoSender:
         self._run = []
         first = run[0]
         if len(run) == 1:
-            self._out(NO_VNET_HDR + self._eth[0] + first)
+            self._single_tcp(first)
             return
         hlen = self._hlen
         total = hlen + self._run_bytes
@@ -729,7 +762,7 @@ class Endpoint:
                 tx.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
                 gso = GsoSender(tx.send, hdr4, hdr6, self.loop, lambda exc, n=iface.name: self._tx_error(n, exc))
                 self.gso_senders[iface.name] = gso
-                self.stack.set_interface_sender(iface.name, gso)
+                self.stack.set_interface_sender(iface.name, gso, checksum_offload=True)
             else:
                 self.stack.set_interface_sender(iface.name, self._sender(iface.name, tx, hdr4, hdr6))
             gro = iface.name in self.gro

@@ -324,9 +324,9 @@ def run_mininet_scenario(
     ``hold`` (and ``stop``) the network stays up once the transfers are done,
     links and middleboxes still switchable, until ``stop`` is set: the live
     lab keeps it until the viewer quits. With ``gro`` (the default) the endpoints move TCP
-    segments in bulk where the kernel can do it for them: the hosts' interfaces that no capture
-    watches coalesce received segments (GRO), and on links with nothing to emulate runs of
-    segments leave in one send that the kernel cuts up (GSO). What crosses the links, and every
+    segments in bulk where the kernel can do it for them, on the hosts' links with nothing to
+    emulate (no rate, delay, jitter or loss): runs of segments leave in one send that the kernel
+    cuts up (GSO), and received segments are coalesced (GRO) where no capture watches. What crosses the links, and every
     capture, stays the MTU-sized segments the stack produced (:mod:`lab.mininet.endpoint`).
 
     Raises ConfigError (not root, Mininet missing, a scenario that does not
@@ -519,15 +519,19 @@ def run_mininet_scenario(
 
 
 def _enable_gro(backend: MininetBackend, spec: Any) -> dict[str, list[str]]:
-    """Switch GRO on for every host interface that no capture watches; returns them by host.
-    GRO merges received segments before the packet sockets (and tcpdump) see them, so a captured
-    interface keeps it off and its pcap shows each segment as it crossed the link. Only hosts: a
-    router forwards what it receives, and the links past it carry MTU-sized packets."""
+    """Switch GRO on for the host interfaces of links with nothing to emulate (as for GSO) that no
+    capture watches; returns them by host. GRO merges received segments before the packet sockets
+    (and tcpdump) see them, so a captured interface keeps it off and its pcap shows each segment as
+    it crossed the link. A shaped link delivers its packets spaced, one per poll, and there is
+    nothing to merge; there the kernel's NAPI path only changed the timing (our MPTCP over two
+    20 Mbit/s paths lost a few percent). Only hosts: a router forwards what it receives, and the
+    links past it carry MTU-sized packets."""
     captured = set(backend.pcap_interfaces) if backend.pcap_dir is not None else set()
+    unshaped = _gso_interfaces(spec)
     out: dict[str, list[str]] = {}
     for host in spec.hosts():
         for iface in spec.interfaces_of(host):
-            if iface.name in captured:
+            if iface.name in captured or iface.name not in unshaped.get(host, ()):
                 continue
             try:
                 backend.cmd(host, ["ethtool", "-K", iface.name, "gro", "on"])

@@ -22,7 +22,10 @@ namespace. Addresses are exactly the spec's (``10.0.i.x/24`` and
   ``lw<k>``. Each link's plan says how each property is realised.
 * Checksum and segmentation offloads are off (by default), so what crosses a
   veth, and what tcpdump captures, are real MTU-sized packets with valid
-  checksums, as they would be on a wire.
+  checksums, as they would be on a wire. (On links with nothing to emulate
+  a run then lets the endpoints send GSO frames and, where no capture
+  watches, turns GRO on, :mod:`lab.mininet.run`: the kernel merges and cuts
+  segments only at the hosts' own edge, never on a link.)
 
 Mininet is imported only inside functions. :func:`mininet_topo` is the hook the
 topology modules hand to ``mn --custom`` (their ``topos`` dict).

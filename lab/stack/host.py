@@ -181,6 +181,7 @@ class HostStack:
         self._transmit = transmit
         # per-interface senders when the driver offers them (saves a lookup per packet)
         self._senders: dict[str, Callable[[bytes], None]] = {}
+        self._checksum_offload: set[str] = set()  # interfaces whose sender finishes TCP checksums
         self._scheduler = scheduler
         self.rng = rng or random.Random(0)
         self.tcp_config = tcp_config or TcpConfig()
@@ -232,12 +233,21 @@ class HostStack:
     def now(self) -> float:
         return self._scheduler.now
 
-    def set_interface_sender(self, ifname: str, sender: Callable[[bytes], None]) -> None:
-        """Let packets for ``ifname`` go straight to ``sender`` instead of ``transmit``."""
+    def set_interface_sender(
+        self, ifname: str, sender: Callable[[bytes], None], *, checksum_offload: bool = False
+    ) -> None:
+        """Let packets for ``ifname`` go straight to ``sender`` instead of ``transmit``. With
+        ``checksum_offload`` the sender finishes every IPv4 TCP checksum itself: connections
+        leaving there may hand it data segments whose checksum field is not filled in."""
         self._senders[ifname] = sender
+        if checksum_offload:
+            self._checksum_offload.add(ifname)
+        else:
+            self._checksum_offload.discard(ifname)
         self._group_routes.clear()  # cached ways out name their sender
         for entry in self._conns.values():
             entry.route = None
+            entry.conn.checksum_offload = False  # until its way out is known again
 
     # --- application API
 
@@ -905,7 +915,9 @@ class HostStack:
         ifname = self._egress.get(src)
         sender = self._senders.get(ifname) if ifname is not None else None
         if len(src) != 4 or sender is None:
+            conn.checksum_offload = False
             return ()
+        conn.checksum_offload = ifname in self._checksum_offload
         return (sender, _ipv4_constant_sum(src, dst, TCP), src, dst)
 
     def _send_ip(self, src: bytes, dst: bytes, proto: int, payload: bytes) -> None:

@@ -82,6 +82,10 @@ class _Sent:
 class SegmentBuilder:
     """The sending half of a TcpConnection: segments out, header and options built here."""
 
+    # set by the host when the interface's sender finishes TCP checksums itself (on Mininet, one
+    # that hands the kernel CHECKSUM_PARTIAL frames): data segments then skip summing the payload
+    checksum_offload = False
+
     def _rcv_window(self) -> int:
         free = self._rcv_buffer_bytes - len(self._rcv_buf) if self._rcv_buf else self._rcv_buffer_bytes
         if self._ext_rwnd is not None:
@@ -155,7 +159,7 @@ class SegmentBuilder:
             # the header's 16-bit words summed without packing it: 2**16 == 1 (mod 0xFFFF),
             # so a 32-bit field counts as its value; the constant words are summed once
             total = self._ts_header_sum + plen + seq + ack + flags + window + tsval + ts_recent
-            if plen:
+            if plen and not self.checksum_offload:
                 total += _from_bytes(payload if not plen & 1 else payload + b"\x00", "big")
                 if plen > 400:  # mod_ffff() inlined: fold at 16-bit multiples first
                     total = (total >> 6016) + (total & _M6016)

@@ -20,7 +20,7 @@ import pytest
 from lab.mininet.endpoint import VNET_HDR, VNET_HDR_LEN, EventLoop, GsoSender
 from lab.scenario import Scenario, ScenarioRun, Transfer
 from lab.trace import NULL_TRACER
-from lab.wire.checksum import internet_checksum, transport_checksum
+from lab.wire.checksum import finish_partial_checksum, internet_checksum, transport_checksum
 from tests.mininet.test_endpoint import clean_machine  # noqa: F401 - a fixture
 
 ETH4 = bytes(6) + bytes(5) + b"\x01" + b"\x08\x00"
@@ -34,8 +34,11 @@ def kernel_segments(frame: bytes) -> list[bytes]:
     assert frame[VNET_HDR_LEN : VNET_HDR_LEN + 14] in (ETH4, ETH6)
     packet = frame[VNET_HDR_LEN + 14 :]
     if not gso_type:
-        assert flags == 0  # a frame sent as it is
-        return [packet]
+        if flags == 0:  # a frame sent as it is
+            return [packet]
+        # one TCP segment whose checksum the kernel finishes (the field holds the pseudo-header's sum)
+        assert flags == 1 and (csum_start, csum_offset) == (14 + 20, 16) and packet[9] == 6
+        return [finish_partial_checksum(packet, 20, 16)]
     assert gso_type == 1 and flags == 1 and csum_start == 14 + 20 and csum_offset == 16
     hlen = 20 + (packet[32] >> 4) * 4
     assert hdr_len == 14 + hlen
@@ -63,8 +66,10 @@ def kernel_segments(frame: bytes) -> list[bytes]:
     return out
 
 
-def _sender_packets(size: int, seed: int, topology_params: dict) -> list[list[bytes]]:
-    """What h1's stack emits in a transfer to h2, grouped by the instant it was emitted at."""
+def _sender_packets(size: int, seed: int, topology_params: dict, *, offload: bool = False) -> list[list[bytes]]:
+    """What h1's stack emits in a transfer to h2, grouped by the instant it was emitted at. With
+    ``offload`` h1's interface finishes TCP checksums (as GsoSender has the kernel do): the packets
+    are kept as emitted, and go on into the network with their checksums finished."""
     scenario = Scenario(
         name="gso",
         description="",
@@ -84,9 +89,11 @@ def _sender_packets(size: int, seed: int, topology_params: dict) -> list[list[by
             at[0] = run.net.now
             groups.append([])
         groups[-1].append(packet)
+        if offload and packet[9] == 6:
+            packet = finish_partial_checksum(packet[:36] + _pseudo(packet) + packet[38:], 20, 16)
         transmit("h1-eth0", packet)
 
-    host.set_interface_sender("h1-eth0", capture)
+    host.set_interface_sender("h1-eth0", capture, checksum_offload=offload)
     run.net.run(until=60.0, stop=run.done)
     assert run.results[0].ok
     return groups
@@ -122,6 +129,32 @@ def test_gso_frames_cut_as_the_kernel_does_are_the_segments_the_stack_sent(
     assert len(sent) < (1 - coalesced / 2) * len(original)
 
 
+def _pseudo(packet: bytes) -> bytes:
+    total = int.from_bytes(packet[12:16], "big") + int.from_bytes(packet[16:20], "big") + 6 + len(packet) - 20
+    return ((total % 0xFFFF) or 0xFFFF).to_bytes(2, "big")
+
+
+def test_with_checksum_offload_the_stack_leaves_the_sums_and_the_kernel_makes_the_same_segments() -> None:
+    """h1's data segments leave without their payload summed; cut and finished as the kernel does,
+    they are the segments of the same run without offload, checksums included."""
+    params = {"delay_ms": 4.0, "bw_mbps": 100.0, "loss_pct": 0.5}
+    plain = [p for g in _sender_packets(2 * 1024 * 1024, 5, params) for p in g]
+    groups = _sender_packets(2 * 1024 * 1024, 5, params, offload=True)
+    offloaded = [p for g in groups for p in g]
+    assert len(offloaded) == len(plain)
+    unfilled = sum(a[36:38] != b[36:38] for a, b in zip(offloaded, plain, strict=True))
+    assert unfilled > len(plain) // 2  # most data segments left their checksum to the interface
+    sent: list[bytes] = []
+    loop = EventLoop()
+    gso = GsoSender(sent.append, ETH4, ETH6, loop, lambda exc: None)
+    for group in groups:
+        for packet in group:
+            gso(packet)
+        loop.run_after()
+    loop.close()
+    assert [p for frame in sent for p in kernel_segments(frame)] == plain
+
+
 def test_a_segment_that_would_not_come_back_the_same_ends_the_run() -> None:
     """A gap in the sequence numbers, a changed option (timestamp) and an IP ID out of step each
     start a new frame."""
@@ -131,7 +164,11 @@ def test_a_segment_that_would_not_come_back_the_same_ends_the_run() -> None:
     sent: list[bytes] = []
     loop = EventLoop()
     gso = GsoSender(sent.append, ETH4, ETH6, loop, lambda exc: None)
-    changed_ts = data[2][:44] + bytes([data[2][44] ^ 1]) + data[2][45:]  # the tsval
+    tcp = bytearray(data[2][20:])
+    tcp[24] ^= 1  # the tsval
+    tcp[16:18] = b"\0\0"
+    tcp[16:18] = transport_checksum(data[2][12:16], data[2][16:20], 6, bytes(tcp)).to_bytes(2, "big")
+    changed_ts = data[2][:20] + bytes(tcp)
     for packet in (data[0], data[1], changed_ts, data[4], data[5]):
         gso(packet)
     loop.run_after()
