@@ -380,6 +380,7 @@ class EnoExtension(TcpExtension):
             return
         self._heard_non_syn = True  # the peer's first non-SYN segment
         self._send_ack_option = False
+        self.conn.extension_quiet()  # no option to send or to hear of on a non-SYN segment any more
         if self._state is not EnoState.AWAITING_ACK:
             return
         found = eno_options(segment.options)

@@ -213,6 +213,13 @@ class TcpConnection(SegmentBuilder, LossRecovery):
                 self._ext_rwnd = extension.receive_window
             extension.attach(self)
 
+    def extension_quiet(self) -> None:
+        """The extension will add no option to a non-SYN segment from now on, and needs to hear of
+        none it receives (TCP-ENO once both ends have seen each other's non-SYN segments): its
+        segments take the plain ones' fast paths. Never undone."""
+        if self._ext is not None and not self._trace_on and self._ext_rwnd is None:
+            self._plain = True
+
     # ------------------------------------------------------------------ API
 
     @property
