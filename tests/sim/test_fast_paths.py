@@ -55,10 +55,10 @@ def _run(scenario: Scenario, out: Path, monkeypatch: pytest.MonkeyPatch, *, pred
     full_path = 0
     receive_full = TcpConnection._receive_full
 
-    def counting(self: TcpConnection, segment: bytes, now: float) -> None:
+    def counting(self: TcpConnection, segment: bytes, now: float, verified: bool = False) -> None:
         nonlocal full_path
         full_path += 1
-        receive_full(self, segment, now)
+        receive_full(self, segment, now, verified)
 
     monkeypatch.setattr(TcpConnection, "_receive_full", counting)
     result = run_scenario(scenario, seed=5, out_dir=out)
