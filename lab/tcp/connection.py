@@ -407,7 +407,9 @@ class TcpConnection(SegmentBuilder, LossRecovery):
         Never raises for bad input: malformed segments are recorded and dropped.
 
         Header prediction (Van Jacobson; RFC 9293 leaves the order of checks free)
-        comes first: an in-sequence pure ACK of new data, or in-sequence data that
+        comes first: an in-sequence pure ACK of new data (also in FIN-WAIT-1: a
+        sender that has written and closed is there for its whole transfer; the
+        ACK of its FIN moves it on as on the full path), or in-sequence data that
         acks nothing new, with the timestamps option (plus, with an extension, the
         extension's own options: MPTCP's DSS), no window change and nothing unusual
         pending, is processed here without the full path's checks. The extension
@@ -417,8 +419,9 @@ class TcpConnection(SegmentBuilder, LossRecovery):
         """
         raw = segment
         ext = self._ext
+        state = self._state
         if not (
-            self._state is S.ESTABLISHED
+            (state is S.ESTABLISHED or state is S.FIN_WAIT_1)
             and self._ts_ok
             and len(raw) >= 32
             and (raw[12] == 0x80 or (ext is not None and raw[12] > 0x80))
@@ -462,6 +465,8 @@ class TcpConnection(SegmentBuilder, LossRecovery):
         snd_una = self._snd_una
         diff = (ack - self._iss - snd_una) & MASK
         plen = n - head
+        if plen > 0 and state is not S.ESTABLISHED:
+            return self._receive_full(raw, now, verified)  # data after our FIN: the full path
         if plen <= 0:
             if plen < 0 or diff == 0 or diff >= HALF or snd_una + diff > self._snd_max:
                 return self._receive_full(raw, now, verified)  # not an ACK of new data
@@ -499,7 +504,7 @@ class TcpConnection(SegmentBuilder, LossRecovery):
                 SegmentRole.DATA if plen else SegmentRole.ACK, seg, stream_offset=max(0, rcv_nxt - 1), now=now
             )
             if (
-                self._state is not S.ESTABLISHED
+                self._state is not state
                 or self._rcv_nxt != rcv_nxt
                 or self._snd_una != snd_una
                 or self._recovery is not None
